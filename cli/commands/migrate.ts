@@ -1,0 +1,16 @@
+import { loadConfig } from '../../runtime/config/index.ts';
+import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { projectRoot } from '../paths.ts';
+import type { Command } from '../main.ts';
+
+export const migrateCommand: Command = {
+  summary: 'Apply the ClickHouse migrations in infra/clickhouse/migrations (idempotent)',
+  usage: 'migrate',
+  async run() {
+    const config = loadConfig();
+    const result = await migrateDatabase(config, projectRoot);
+    for (const name of result.applied) console.log(`applied  ${name}`);
+    console.log(`${result.applied.length} applied, ${result.alreadyApplied.length} already applied (database ${config.clickhouse.database})`);
+    return 0;
+  },
+};

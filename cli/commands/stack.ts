@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../runtime/config/index.ts';
+import { serviceNames, type ServiceName } from '../../infra/local/service.ts';
+import { createStackContext, stackDown, stackLogs, stackReset, stackStatus, stackUp } from '../../infra/local/stack.ts';
+import { projectRoot } from '../paths.ts';
+import { usageError, type Command } from '../main.ts';
+
+function parseServices(names: string[]): ServiceName[] {
+  for (const name of names) {
+    if (!(serviceNames as readonly string[]).includes(name)) {
+      throw usageError(`unknown service "${name}"; the stack has ${serviceNames.join(', ')}`);
+    }
+  }
+  return names as ServiceName[];
+}
+
+export const stackCommand: Command = {
+  summary: 'Run the local Kafka, schema registry, Redis and ClickHouse on 127.0.0.1 (up|down|status|logs|reset)',
+  usage: 'stack up|down|status|reset [service…] | stack logs <service> [--lines N]',
+  async run(args) {
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { lines: { type: 'string', short: 'n' } } });
+    const [action, ...rest] = positionals;
+    const config = loadConfig();
+    const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`));
+    switch (action) {
+      case 'up': {
+        const started = Date.now();
+        const results = await stackUp(ctx, parseServices(rest));
+        for (const r of results) console.log(`${r.name.padEnd(11)} ${r.action}${r.action === 'started' ? ` (ready in ${r.seconds.toFixed(1)}s)` : ''}`);
+        console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        return 0;
+      }
+      case 'down': {
+        for (const r of await stackDown(ctx, parseServices(rest))) console.log(`${r.name.padEnd(11)} ${r.action}`);
+        return 0;
+      }
+      case 'status': {
+        const rows = await stackStatus(ctx, parseServices(rest));
+        for (const r of rows) {
+          console.log(
+            [r.name.padEnd(11), r.state.padEnd(9), (r.version ?? '-').padEnd(15), r.endpoint.padEnd(44), r.pid ? `pid ${r.pid}` : ''].join(' ').trimEnd(),
+          );
+        }
+        return rows.every((r) => r.state === 'healthy') ? 0 : 1;
+      }
+      case 'logs': {
+        const [name] = parseServices(rest);
+        if (!name) throw usageError('stack logs needs a service name');
+        console.log(stackLogs(ctx, name, Number(values.lines ?? 50)));
+        return 0;
+      }
+      case 'reset':
+        await stackReset(ctx);
+        console.log(`stopped the stack and removed ${ctx.stackDir}`);
+        return 0;
+      default:
+        throw usageError(`stack needs one of up, down, status, logs, reset (got "${action ?? ''}")`);
+    }
+  },
+};

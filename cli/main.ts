@@ -1,0 +1,59 @@
+/**
+ * `agent-streams <command>`: one table of commands, each a small module under cli/commands/. Errors from the
+ * project print their code and message (no stack trace) and exit 1; usage errors exit 2.
+ */
+import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
+import { stackCommand } from './commands/stack.ts';
+import { migrateCommand } from './commands/migrate.ts';
+import { configCommand } from './commands/config.ts';
+import { demoCommand } from './commands/demo.ts';
+import { testCommand } from './commands/test.ts';
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+const commands: Record<string, Command> = {
+  demo: demoCommand,
+  test: testCommand,
+  stack: stackCommand,
+  migrate: migrateCommand,
+  config: configCommand,
+};
+
+function help(): string {
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `agent-streams: a Kafka Streams-style runtime for fleets of AI agents\n\nUsage: agent-streams <command> [options]\n\n${rows.join('\n')}\n\nRun 'agent-streams <command> --help' for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`agent-streams: unknown command "${name}".\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(`Usage: agent-streams ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (error) {
+    if (error instanceof AgentStreamsError) {
+      console.error(`agent-streams ${name}: ${error.code}: ${error.message}`);
+      return error.code === ErrorCode.USAGE ? 2 : 1;
+    }
+    throw error;
+  }
+}
+
+export function usageError(message: string): AgentStreamsError {
+  return new AgentStreamsError(ErrorCode.USAGE, message);
+}

@@ -1,0 +1,105 @@
+/**
+ * The one configuration schema. Every setting is declared here once, with the environment variable that sets
+ * it, its parser and its default; the `Config` type is derived from this declaration, never written twice.
+ */
+import { parse, setting, type Setting } from './settings.ts';
+
+export const configSchema = {
+  kafka: {
+    brokers: setting({
+      env: 'AS_KAFKA_BROKERS',
+      doc: 'Kafka bootstrap servers, comma-separated host:port',
+      parse: parse.hostPorts,
+      default: ['127.0.0.1:19092'],
+    }),
+    clientId: setting({ env: 'AS_KAFKA_CLIENT_ID', doc: 'Kafka client id prefix', parse: parse.string, default: 'agent-streams' }),
+    ssl: setting({ env: 'AS_KAFKA_SSL', doc: 'Use TLS to reach the brokers', parse: parse.bool, default: false }),
+    saslMechanism: setting({
+      env: 'AS_KAFKA_SASL_MECHANISM',
+      doc: 'SASL mechanism: none, plain, scram-sha-256 or scram-sha-512',
+      parse: parse.oneOf('none', 'plain', 'scram-sha-256', 'scram-sha-512'),
+      default: 'none',
+    }),
+    saslUsername: setting({ env: 'AS_KAFKA_SASL_USERNAME', doc: 'SASL user name', parse: parse.string, default: '' }),
+    saslPassword: setting({ env: 'AS_KAFKA_SASL_PASSWORD', doc: 'SASL password', parse: parse.string, default: '', secret: true }),
+  },
+  registry: {
+    url: setting({
+      env: 'AS_REGISTRY_URL',
+      doc: 'Confluent-compatible schema registry base URL',
+      parse: parse.url('http:', 'https:'),
+      default: 'http://127.0.0.1:18081/apis/ccompat/v7',
+    }),
+    username: setting({ env: 'AS_REGISTRY_USERNAME', doc: 'Registry basic-auth user', parse: parse.string, default: '' }),
+    password: setting({ env: 'AS_REGISTRY_PASSWORD', doc: 'Registry basic-auth password', parse: parse.string, default: '', secret: true }),
+  },
+  redis: {
+    url: setting({
+      env: 'AS_REDIS_URL',
+      doc: 'Redis URL (redis:// or rediss://); may carry a password',
+      parse: parse.url('redis:', 'rediss:'),
+      default: 'redis://127.0.0.1:16379',
+      secret: true,
+    }),
+  },
+  clickhouse: {
+    url: setting({
+      env: 'AS_CLICKHOUSE_URL',
+      doc: 'ClickHouse HTTP interface URL',
+      parse: parse.url('http:', 'https:'),
+      default: 'http://127.0.0.1:18123',
+    }),
+    username: setting({ env: 'AS_CLICKHOUSE_USER', doc: 'ClickHouse user', parse: parse.string, default: 'default' }),
+    password: setting({ env: 'AS_CLICKHOUSE_PASSWORD', doc: 'ClickHouse password', parse: (raw) => raw, default: '', secret: true }),
+    database: setting({
+      env: 'AS_CLICKHOUSE_DATABASE',
+      doc: 'ClickHouse database for findings, alerts, digests and the LLM audit',
+      parse: (raw) => {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) throw new Error(`expected an identifier ([A-Za-z_][A-Za-z0-9_]*), got "${raw}"`);
+        return raw;
+      },
+      default: 'agent_streams',
+    }),
+  },
+  anthropic: {
+    apiKey: setting({
+      env: 'ANTHROPIC_API_KEY',
+      doc: 'Anthropic API key; without it the fleet runs rules-only',
+      parse: parse.string,
+      default: '',
+      secret: true,
+    }),
+    baseUrl: setting({
+      env: 'ANTHROPIC_BASE_URL',
+      doc: 'Anthropic API base URL (tests point it at a local stand-in)',
+      parse: parse.url('http:', 'https:'),
+      default: 'https://api.anthropic.com',
+    }),
+  },
+  stack: {
+    dir: setting({ env: 'AS_STACK_DIR', doc: 'Where the local stack keeps data, logs and pid files', parse: parse.string, default: '.stack' }),
+    cacheDir: setting({ env: 'AS_CACHE_DIR', doc: 'Where downloaded artefacts are cached', parse: parse.string, default: '.cache' }),
+    kafkaPort: setting({ env: 'AS_STACK_KAFKA_PORT', doc: 'Local Kafka client port', parse: parse.port, default: 19092 }),
+    kafkaControllerPort: setting({ env: 'AS_STACK_KAFKA_CONTROLLER_PORT', doc: 'Local KRaft controller port', parse: parse.port, default: 19093 }),
+    registryPort: setting({ env: 'AS_STACK_REGISTRY_PORT', doc: 'Local schema registry port', parse: parse.port, default: 18081 }),
+    redisPort: setting({ env: 'AS_STACK_REDIS_PORT', doc: 'Local Redis port', parse: parse.port, default: 16379 }),
+    clickhouseHttpPort: setting({ env: 'AS_STACK_CLICKHOUSE_HTTP_PORT', doc: 'Local ClickHouse HTTP port', parse: parse.port, default: 18123 }),
+    clickhouseTcpPort: setting({ env: 'AS_STACK_CLICKHOUSE_TCP_PORT', doc: 'Local ClickHouse native port', parse: parse.port, default: 19000 }),
+    readyTimeoutSeconds: setting({
+      env: 'AS_STACK_READY_TIMEOUT',
+      doc: 'Seconds `stack up` waits for each service to become ready',
+      parse: parse.int(5, 3600),
+      default: 180,
+    }),
+  },
+  metrics: {
+    port: setting({ env: 'AS_METRICS_PORT', doc: 'Port for /metrics, /healthz and /readyz (0 picks a free one)', parse: parse.int(0, 65535), default: 0 }),
+  },
+} as const;
+
+type SchemaNode = { readonly [key: string]: Setting<unknown> | SchemaNode };
+type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : ConfigOf<S[K]> };
+
+export type ConfigSchema = typeof configSchema;
+export type Config = ConfigOf<ConfigSchema>;
+export type { SchemaNode };

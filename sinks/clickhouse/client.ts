@@ -1,0 +1,25 @@
+/**
+ * The ClickHouse client as every part of the project opens it. The settings are the ones both ClickHouse 18.16
+ * (Debian's, used locally) and current releases accept; `wait_end_of_query` makes a failure part-way through a
+ * result an HTTP error instead of a silently truncated stream.
+ */
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { Config } from '../../runtime/config/index.ts';
+
+export interface ClickHouseOptions {
+  /** Omit to connect without selecting a database (needed to create it). */
+  database?: string | null;
+}
+
+export function openClickHouse(config: Config, options: ClickHouseOptions = {}): ClickHouseClient {
+  const database = options.database === undefined ? config.clickhouse.database : options.database;
+  return createClient({
+    url: config.clickhouse.url,
+    username: config.clickhouse.username,
+    password: config.clickhouse.password,
+    ...(database === null ? {} : { database }),
+    compression: { request: false, response: false },
+    clickhouse_settings: { wait_end_of_query: 1, output_format_json_quote_64bit_integers: 0 },
+    request_timeout: 60_000,
+  });
+}
