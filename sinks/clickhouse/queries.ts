@@ -15,7 +15,7 @@ export interface NamedQuery {
 export const namedQueries = {
   findingsByPortfolio: {
     description: 'Findings for one portfolio in a time range at or above a severity, newest first',
-    sql: `SELECT finding_id, agent, rule, symbol, toString(severity) AS severity, window_start, window_end, evidence
+    sql: `SELECT finding_id, agent, rule, symbol, severity, window_start, window_end, evidence
 FROM findings FINAL
 WHERE portfolio_id = {portfolio:String}
   AND window_start >= {from:DateTime} AND window_start < {to:DateTime}
@@ -26,7 +26,7 @@ LIMIT {limit:UInt32}`,
   },
   findingsBySymbol: {
     description: 'Findings for one symbol in a time range, newest first',
-    sql: `SELECT finding_id, agent, rule, portfolio_id, toString(severity) AS severity, window_start, evidence
+    sql: `SELECT finding_id, agent, rule, portfolio_id, severity, window_start, evidence
 FROM findings FINAL
 WHERE symbol = {symbol:String} AND window_start >= {from:DateTime} AND window_start < {to:DateTime}
 ORDER BY window_start DESC, finding_id
@@ -35,7 +35,7 @@ LIMIT {limit:UInt32}`,
   },
   severityCounts: {
     description: 'Finding counts per agent and severity for a portfolio and time range',
-    sql: `SELECT agent, toString(severity) AS severity, count() AS findings
+    sql: `SELECT agent, severity, count() AS findings
 FROM findings FINAL
 WHERE portfolio_id = {portfolio:String} AND window_start >= {from:DateTime} AND window_start < {to:DateTime}
 GROUP BY agent, severity

@@ -1,0 +1,144 @@
+/**
+ * Avro in the Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro body) through a
+ * Confluent-compatible registry. Schemas are fetched once per id and once per subject, then every encode and
+ * decode is synchronous: a batch first resolves the ids it has not seen (`resolve`), then decodes in memory.
+ */
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import type avro from 'avsc';
+import type { Config } from '../config/index.ts';
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+
+export const WIRE_HEADER_BYTES = 5;
+
+export interface DecodedRecord<T = unknown> {
+  schemaId: number;
+  /** Full name of the Avro record type, e.g. `agentstreams.market.PriceTick`: what the router dispatches on. */
+  recordType: string;
+  value: T;
+}
+
+export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body';
+
+export function deserializeError(reason: DeserializeReason, message: string, details: Record<string, unknown> = {}, cause?: unknown): AgentStreamsError {
+  return new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason, ...details }, cause });
+}
+
+/** Reads the schema id from the wire header without touching the body. */
+export function schemaIdOf(buffer: Buffer | null): number {
+  if (!buffer || buffer.length < WIRE_HEADER_BYTES) {
+    throw deserializeError('empty', `Record value is ${buffer ? `${buffer.length} bytes` : 'null'}: too short for the Confluent wire format (magic byte + 4-byte schema id + body).`);
+  }
+  if (buffer[0] !== 0) {
+    throw deserializeError('magic-byte', `Record value starts with byte 0x${buffer[0]!.toString(16).padStart(2, '0')}, not the Confluent magic byte 0x00: it was not written by a schema-registry serializer.`);
+  }
+  return buffer.readInt32BE(1);
+}
+
+export function registryClient(config: Config): SchemaRegistry {
+  const auth = config.registry.username ? { username: config.registry.username, password: config.registry.password } : undefined;
+  return new SchemaRegistry({ host: config.registry.url, ...(auth ? { auth } : {}), retry: { retries: 3, initialRetryTimeInSecs: 0.2, maxRetryTimeInSecs: 2 } });
+}
+
+interface WriterEntry {
+  id: number;
+  type: avro.Type;
+}
+
+export class AvroSerde {
+  private readonly byId = new Map<number, { type: avro.Type; recordType: string }>();
+  private readonly bySubject = new Map<string, WriterEntry>();
+  /** Registry round trips made so far: the cache is doing its job when this stops growing. */
+  registryLookups = 0;
+
+  constructor(private readonly registry: SchemaRegistry) {}
+
+  /** Fetches every schema id in `buffers` not yet cached, one request per id. Undecodable headers are skipped here. */
+  async resolve(buffers: Iterable<Buffer | null>): Promise<void> {
+    const missing = new Set<number>();
+    for (const buffer of buffers) {
+      if (buffer && buffer.length >= WIRE_HEADER_BYTES && buffer[0] === 0) {
+        const id = buffer.readInt32BE(1);
+        if (!this.byId.has(id)) missing.add(id);
+      }
+    }
+    await Promise.all([...missing].map((id) => this.fetchId(id).catch(() => undefined)));
+  }
+
+  private async fetchId(id: number): Promise<{ type: avro.Type; recordType: string }> {
+    const cached = this.byId.get(id);
+    if (cached) return cached;
+    this.registryLookups += 1;
+    const type = (await this.registry.getSchema(id)) as unknown as avro.Type;
+    const entry = { type, recordType: type.name ?? type.typeName };
+    this.byId.set(id, entry);
+    return entry;
+  }
+
+  /** Decodes one record; its schema id must have been resolved (the batch path) or is fetched now. */
+  async decode<T = unknown>(buffer: Buffer | null): Promise<DecodedRecord<T>> {
+    const id = schemaIdOf(buffer);
+    if (!this.byId.has(id)) {
+      try {
+        await this.fetchId(id);
+      } catch (error) {
+        throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry: ${(error as Error).message}`, { schemaId: id }, error);
+      }
+    }
+    return this.decodeResolved<T>(buffer);
+  }
+
+  /** Synchronous decode for the hot path, after `resolve`. */
+  decodeResolved<T = unknown>(buffer: Buffer | null): DecodedRecord<T> {
+    const id = schemaIdOf(buffer);
+    const entry = this.byId.get(id);
+    if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry (or the registry could not be reached when the batch was resolved).`, { schemaId: id });
+    try {
+      const value = entry.type.fromBuffer((buffer as Buffer).subarray(WIRE_HEADER_BYTES)) as T;
+      return { schemaId: id, recordType: entry.recordType, value };
+    } catch (error) {
+      throw deserializeError('body', `Avro body does not match schema id ${id} (${entry.recordType}): ${(error as Error).message}`, { schemaId: id, recordType: entry.recordType }, error);
+    }
+  }
+
+  /** The record type a value carries, read from the header alone (no body decoding): routing uses this. */
+  recordTypeOf(buffer: Buffer | null): string {
+    const id = schemaIdOf(buffer);
+    const entry = this.byId.get(id);
+    if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} has not been resolved.`, { schemaId: id });
+    return entry.recordType;
+  }
+
+  /** Loads the latest schema of `subject` for writing; later `encode` calls for it are synchronous. */
+  async writerFor(subject: string): Promise<WriterEntry> {
+    const cached = this.bySubject.get(subject);
+    if (cached) return cached;
+    this.registryLookups += 1;
+    let id: number;
+    try {
+      id = await this.registry.getLatestSchemaId(subject);
+    } catch (error) {
+      throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Subject "${subject}" has no schema in the registry: run \`agent-streams schemas register\` first.`, { cause: error, details: { subject } });
+    }
+    const { type } = await this.fetchId(id);
+    const entry = { id, type };
+    this.bySubject.set(subject, entry);
+    return entry;
+  }
+
+  encode(subject: string, value: unknown): Buffer {
+    const writer = this.bySubject.get(subject);
+    if (!writer) throw new AgentStreamsError(ErrorCode.SERIALIZE, `No writer schema loaded for "${subject}": await writerFor("${subject}") first.`);
+    const errors: string[] = [];
+    if (!writer.type.isValid(value, { errorHook: (path) => errors.push(path.join('.') || '(root)') })) {
+      throw new AgentStreamsError(ErrorCode.SERIALIZE, `Value does not match ${subject} (schema id ${writer.id}); invalid at: ${errors.join(', ')}.`, {
+        details: { subject, paths: errors },
+      });
+    }
+    const body = writer.type.toBuffer(value);
+    const out = Buffer.allocUnsafe(WIRE_HEADER_BYTES + body.length);
+    out[0] = 0;
+    out.writeInt32BE(writer.id, 1);
+    body.copy(out, WIRE_HEADER_BYTES);
+    return out;
+  }
+}
