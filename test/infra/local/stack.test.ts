@@ -6,10 +6,11 @@ import { createStackContext, stackStatus, stackUp } from '../../../infra/local/s
 import { loadConfig } from '../../../runtime/config/index.ts';
 import { ErrorCode } from '../../../runtime/errors.ts';
 import { config } from '../../support/stack.ts';
+import { testStackKind } from '../../support/stack-kind.ts';
 
 const root = join(import.meta.dirname, '../../..');
 
-describe('the local stack', () => {
+describe.runIf(testStackKind === 'local')('the local stack', () => {
   const ctx = createStackContext(config, root);
 
   it('reports every service healthy with its version and endpoint', async () => {
