@@ -8,6 +8,7 @@ import { migrateCommand } from './commands/migrate.ts';
 import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { testCommand } from './commands/test.ts';
+import { runCommand } from './commands/run.ts';
 
 export interface Command {
   summary: string;
@@ -18,6 +19,7 @@ export interface Command {
 const commands: Record<string, Command> = {
   demo: demoCommand,
   test: testCommand,
+  run: runCommand,
   stack: stackCommand,
   migrate: migrateCommand,
   config: configCommand,

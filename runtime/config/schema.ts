@@ -92,6 +92,20 @@ export const configSchema = {
       default: 180,
     }),
   },
+  consumer: {
+    maxBytesPerPartition: setting({
+      env: 'AS_CONSUMER_MAX_BYTES_PER_PARTITION',
+      doc: 'Most bytes fetched per partition per request: bounds memory and batch size',
+      parse: parse.int(1024, 64 * 1024 * 1024),
+      default: 1024 * 1024,
+    }),
+    sessionTimeoutMs: setting({
+      env: 'AS_CONSUMER_SESSION_TIMEOUT_MS',
+      doc: 'Group session timeout: how long a dead member keeps its partitions',
+      parse: parse.int(6000, 300_000),
+      default: 10_000,
+    }),
+  },
   metrics: {
     port: setting({ env: 'AS_METRICS_PORT', doc: 'Port for /metrics, /healthz and /readyz (0 picks a free one)', parse: parse.int(0, 65535), default: 0 }),
   },

@@ -1,0 +1,71 @@
+/**
+ * `agent-streams run <topology> --processor NAME`: one consumer-group member. Start it N times for N members.
+ * SIGTERM/SIGINT finish the batch in flight, commit, leave the group and exit within the deadline.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../runtime/config/index.ts';
+import { runProcessor } from '../../runtime/engine/runner.ts';
+import { createMetrics } from '../../runtime/observability/metrics.ts';
+import { startObservabilityServer } from '../../runtime/observability/server.ts';
+import type { Topology } from '../../runtime/topology/topology.ts';
+import { usageError, type Command } from '../main.ts';
+
+export async function loadTopology(file: string): Promise<Topology> {
+  const module = (await import(pathToFileURL(resolve(file)).href)) as { default?: Topology | (() => Topology) };
+  const exported = module.default;
+  const topology = typeof exported === 'function' ? exported() : exported;
+  if (!topology || typeof topology.groupId !== 'function') throw usageError(`${file} must export default a topology made with defineTopology()`);
+  return topology;
+}
+
+export const runCommand: Command = {
+  summary: 'Run one processor of a topology as a consumer-group member (start it N times for N members)',
+  usage: 'run <topology-file> --processor NAME [--shutdown-timeout SECONDS]',
+  async run(args) {
+    const { positionals, values } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { processor: { type: 'string', short: 'p' }, 'shutdown-timeout': { type: 'string', default: '30' } },
+    });
+    const [file] = positionals;
+    if (!file || !values.processor) throw usageError('run needs a topology file and --processor NAME');
+    const config = loadConfig();
+    const topology = await loadTopology(file);
+    const metrics = createMetrics({ defaultLabels: { application: topology.application } });
+    const log = (event: string, fields: Record<string, unknown> = {}): void => {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: values.processor, event, ...fields })}\n`);
+    };
+    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log });
+    const server = await startObservabilityServer({
+      port: config.metrics.port,
+      metrics,
+      health: () => ({ healthy: true }),
+      ready: async () => {
+        await handle.joined;
+        return true;
+      },
+    });
+    log('started', { instance: handle.instanceId, metricsPort: server.port });
+    const deadlineMs = Number(values['shutdown-timeout']) * 1000;
+    await new Promise<void>((done) => {
+      const shutdown = (signal: string): void => {
+        log('stopping', { signal });
+        const timer = setTimeout(() => {
+          log('shutdown deadline passed; exiting');
+          process.exit(1);
+        }, deadlineMs);
+        timer.unref();
+        void handle
+          .stop()
+          .then(() => server.close())
+          .then(() => done());
+      };
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      process.once('SIGINT', () => shutdown('SIGINT'));
+    });
+    log('stopped', { ...handle.stats });
+    return 0;
+  },
+};

@@ -1,0 +1,288 @@
+/**
+ * The deterministic heart of a task: one partition's batch in, messages and state changes out. It does no I/O:
+ * the caller decodes nothing itself, loads the state this batch needs (`prepareBatch` says which), and after
+ * `runBatch` writes the messages and the changes in one transaction. The test driver and the Kafka engine both
+ * run exactly this code, which is what makes processors testable without a broker.
+ *
+ * Determinism matters for exactly-once: replaying the same records from the same state gives the same
+ * messages in the same order, whatever the batch boundaries were. Windows therefore close record by record,
+ * as stream time passes their close time, not at batch ends.
+ */
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import type { DecodedRecord } from '../serde/avro.ts';
+import type { Output, ProcessorContext, StreamRecord } from '../topology/processor.ts';
+import type { ProcessorSpec, Topology, WindowedSpec } from '../topology/topology.ts';
+import { addRecord, closeWindows, nextCloseTime } from '../windows/index.ts';
+import { deadLetter, lateRecord, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
+
+/** One key's stored state: its value and, for windowed stores, when its earliest open window closes. */
+export interface StateEntry {
+  v: unknown;
+  c: number | null;
+}
+
+export interface Codec {
+  decode(buffer: Buffer | null): DecodedRecord;
+  recordTypeOf(buffer: Buffer | null): string;
+  encode(recordType: string, value: unknown): Buffer;
+}
+
+export interface TaskScope {
+  topology: Topology;
+  processor: string;
+  spec: ProcessorSpec;
+  partition: number;
+  codec: Codec;
+}
+
+type Prepared =
+  | { ok: true; source: SourceRecord; record: StreamRecord; key: string | null }
+  | { ok: false; source: SourceRecord; stage: DeadLetterStage; error: unknown };
+
+export interface PreparedBatch {
+  items: Prepared[];
+  /** State keys (`store:key`) the batch reads: load these before `runBatch`. */
+  keys: string[];
+  /** Highest event time in the batch: windows closing at or before it may close during the batch. */
+  maxEventTime: number;
+}
+
+export const stateKey = (store: string, key: string): string => `${store}:${key}`;
+
+function defaultTimestamp(value: unknown, kafkaTimestamp: number): number {
+  const eventTime = (value as { eventTime?: unknown } | null)?.eventTime;
+  return typeof eventTime === 'number' && Number.isFinite(eventTime) ? eventTime : kafkaTimestamp;
+}
+
+function storesOf(spec: ProcessorSpec): string[] {
+  return spec.kind === 'process' ? (spec.stores ?? []) : spec.kind === 'windowed' ? [spec.store] : [];
+}
+
+function headersOf(source: SourceRecord): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(source.headers ?? {})) if (value !== undefined) out[name] = value.toString();
+  return out;
+}
+
+/** Decodes a batch (schemas must already be resolved) and lists the state keys it needs. */
+export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): PreparedBatch {
+  const { spec, codec } = scope;
+  const stores = storesOf(spec);
+  const keys = new Set<string>();
+  let maxEventTime = Number.NEGATIVE_INFINITY;
+  const items = sources.map((source): Prepared => {
+    const key = source.key === null ? null : source.key.toString('utf8');
+    if (spec.kind === 'router') {
+      // Routing reads the schema id in the header only; the body is never decoded.
+      try {
+        const recordType = codec.recordTypeOf(source.value);
+        const record: StreamRecord = {
+          topic: source.topic, partition: source.partition, offset: source.offset, key, value: source.value, recordType,
+          timestamp: Number(source.timestamp), headers: headersOf(source),
+        };
+        return { ok: true, source, record, key };
+      } catch (error) {
+        return { ok: false, source, stage: 'deserialize', error };
+      }
+    }
+    let decoded: DecodedRecord;
+    try {
+      decoded = codec.decode(source.value);
+    } catch (error) {
+      return { ok: false, source, stage: 'deserialize', error };
+    }
+    const timestamp = (spec.timestamp ?? defaultTimestamp)(decoded.value, Number(source.timestamp));
+    if (stores.length > 0 && key === null) {
+      return { ok: false, source, stage: 'process', error: new AgentStreamsError(ErrorCode.MISSING_KEY, 'Record has no key, but this processor keeps state by key.') };
+    }
+    if (key !== null) for (const store of stores) keys.add(stateKey(store, key));
+    if (timestamp > maxEventTime) maxEventTime = timestamp;
+    const record: StreamRecord = {
+      topic: source.topic, partition: source.partition, offset: source.offset, key, value: decoded.value, recordType: decoded.recordType,
+      timestamp, headers: headersOf(source),
+    };
+    return { ok: true, source, record, key };
+  });
+  return { items, keys: [...keys], maxEventTime };
+}
+
+export interface BatchResult {
+  messages: ProducedMessage[];
+  /** Final state per key after the batch; `null` deletes. */
+  changes: Map<string, StateEntry | null>;
+  streamTime: number;
+  counts: { processed: number; forwarded: number; deadLettered: number; late: number; closed: number };
+}
+
+interface Due {
+  at: number;
+  key: string;
+}
+
+function insertDue(due: Due[], item: Due): void {
+  let lo = 0;
+  let hi = due.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const m = due[mid]!;
+    if (m.at < item.at || (m.at === item.at && m.key < item.key)) lo = mid + 1;
+    else hi = mid;
+  }
+  due.splice(lo, 0, item);
+}
+
+/**
+ * Runs a prepared batch against loaded state. `state` holds every key in `prepared.keys` that exists, plus the
+ * windowed keys due to close by `prepared.maxEventTime` (their close times in `entry.c`).
+ */
+export function runBatch(
+  scope: TaskScope,
+  prepared: PreparedBatch,
+  state: Map<string, StateEntry>,
+  streamTimeBefore: number,
+  punctuateAt?: number,
+): BatchResult {
+  const { topology, processor, spec, partition, codec } = scope;
+  const entries = new Map(state);
+  const changes = new Map<string, StateEntry | null>();
+  const messages: ProducedMessage[] = [];
+  const counts = { processed: 0, forwarded: 0, deadLettered: 0, late: 0, closed: 0 };
+  let streamTime = streamTimeBefore;
+  const declared = spec.outputs ?? {};
+
+  const encodeOutput = (output: Output): ProducedMessage => {
+    const types = declared[output.topic];
+    if (!types || !types.includes(output.recordType)) {
+      throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" forwarded ${output.recordType} to "${output.topic}", which its outputs do not declare.`);
+    }
+    return {
+      topic: output.topic,
+      key: output.key,
+      value: codec.encode(output.recordType, output.value),
+      ...(output.timestamp === undefined ? {} : { timestamp: String(output.timestamp) }),
+      ...(output.headers ? { headers: output.headers } : {}),
+    };
+  };
+
+  const due: Due[] = [];
+  if (spec.kind === 'windowed') {
+    for (const [key, entry] of entries) if (entry.c !== null && entry.c <= prepared.maxEventTime) insertDue(due, { at: entry.c, key });
+  }
+
+  const setEntry = (key: string, entry: StateEntry | null, scratch: Map<string, StateEntry | null>): void => {
+    scratch.set(key, entry);
+  };
+  const commitScratch = (scratch: Map<string, StateEntry | null>, windowed: boolean): void => {
+    for (const [key, entry] of scratch) {
+      changes.set(key, entry);
+      if (entry === null) entries.delete(key);
+      else {
+        entries.set(key, entry);
+        if (windowed && entry.c !== null) insertDue(due, { at: entry.c, key });
+      }
+    }
+  };
+
+  const closeDue = (time: number): void => {
+    if (spec.kind !== 'windowed') return;
+    const windowed = spec;
+    while (due.length > 0 && due[0]!.at <= time) {
+      const { at, key } = due.shift()!;
+      const entry = entries.get(key);
+      if (!entry || entry.c !== at) continue; // superseded by a later change of the same key
+      const result = closeWindows(windowed.aggregation, entry.v as never, time);
+      const recordKey = key.slice(windowed.store.length + 1);
+      const out: ProducedMessage[] = [];
+      if (windowed.emit === 'close') {
+        for (const window of result.closed) {
+          windowed.onResult({ ...window, final: true }, { key: recordKey, partition, streamTime: time, forward: (o) => out.push(encodeOutput(o)) });
+        }
+      }
+      counts.closed += result.closed.length;
+      messages.push(...out);
+      counts.forwarded += out.length;
+      const scratch = new Map<string, StateEntry | null>();
+      setEntry(key, result.state === undefined ? null : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null }, scratch);
+      commitScratch(scratch, true);
+    }
+  };
+
+  for (const item of prepared.items) {
+    if (!item.ok) {
+      messages.push(deadLetter(topology.deadLetterTopic, processor, item.stage, item.source, item.error));
+      counts.deadLettered += 1;
+      continue;
+    }
+    const { record, key, source } = item;
+    if (record.timestamp > streamTime) streamTime = record.timestamp;
+    const out: ProducedMessage[] = [];
+    const scratch = new Map<string, StateEntry | null>();
+    try {
+      if (spec.kind === 'router') {
+        const topic = spec.routes[record.recordType];
+        if (!topic) throw new AgentStreamsError(ErrorCode.NO_ROUTE, `Router "${processor}" has no route for record type ${record.recordType}.`);
+        out.push({ topic, key: source.key, value: source.value, timestamp: source.timestamp, headers: Object.fromEntries(Object.entries(source.headers ?? {}).filter((e): e is [string, Buffer | string] => e[1] !== undefined)) });
+      } else if (spec.kind === 'process') {
+        const ctx: ProcessorContext = {
+          processor,
+          partition,
+          streamTime,
+          store: <S>(name: string) => {
+            if (!(spec.stores ?? []).includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" used store "${name}" without declaring it.`);
+            const full = stateKey(name, key!);
+            return {
+              get: () => (scratch.has(full) ? (scratch.get(full)?.v as S | undefined) : (entries.get(full)?.v as S | undefined)),
+              set: (value: S) => setEntry(full, { v: value, c: null }, scratch),
+              delete: () => setEntry(full, null, scratch),
+            };
+          },
+          forward: (output) => out.push(encodeOutput(output)),
+        };
+        spec.process(record, ctx);
+      } else {
+        const windowed = spec;
+        const full = stateKey(windowed.store, key!);
+        const value = windowed.value ? windowed.value(record) : record.value;
+        // addRecord may update the state in place; work on a copy so that a record whose result handler throws
+        // leaves no trace.
+        const current = entries.get(full)?.v;
+        const result = addRecord(windowed.aggregation, (current === undefined ? undefined : structuredClone(current)) as never, value, record.timestamp, streamTime);
+        if (result.late) {
+          messages.push(lateRecord(topology.lateTopic, processor, source, streamTime, record.timestamp));
+          counts.late += 1;
+          closeDue(streamTime);
+          continue;
+        }
+        setEntry(full, result.state === undefined ? null : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null }, scratch);
+        if (windowed.emit === 'update') {
+          for (const window of result.updated) {
+            windowed.onResult({ ...window, final: false }, { key: key!, partition, streamTime, forward: (o) => out.push(encodeOutput(o)) });
+          }
+        }
+      }
+    } catch (error) {
+      // The record's effects are discarded as a whole: nothing it forwarded or changed survives.
+      messages.push(deadLetter(topology.deadLetterTopic, processor, error instanceof AgentStreamsError && error.code === ErrorCode.SERIALIZE ? 'serialize' : spec.kind === 'router' ? 'route' : 'process', source, error));
+      counts.deadLettered += 1;
+      continue;
+    }
+    commitScratch(scratch, spec.kind === 'windowed');
+    messages.push(...out);
+    counts.forwarded += out.length;
+    counts.processed += 1;
+    closeDue(streamTime);
+  }
+  if (punctuateAt !== undefined) closeDue(punctuateAt);
+  return { messages, changes, streamTime, counts };
+}
+
+/**
+ * Wall-clock punctuation: closes windows due by `time` although no record arrived, so idle keys still emit.
+ * `state` holds the keys due by `time`.
+ */
+export function runPunctuation(scope: TaskScope, state: Map<string, StateEntry>, streamTime: number, time: number): BatchResult {
+  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time }, state, streamTime, time);
+  // Windows closed by the wall clock have emitted their final result: stream time moves up to that time so that
+  // a record arriving later for one of them is late instead of reopening it (and emitting it twice).
+  return { ...result, streamTime: Math.max(streamTime, time) };
+}

@@ -1,0 +1,88 @@
+/**
+ * Dead letters: a record that cannot be decoded or processed is written, bytes unchanged, to the application's
+ * dead-letter topic with headers that say where it came from, which stage failed and why. Written in the same
+ * transaction as the batch's other outputs, so each bad record is dead-lettered exactly once.
+ */
+import { AgentStreamsError } from '../errors.ts';
+
+export const deadLetterStages = ['deserialize', 'process', 'serialize', 'route'] as const;
+export type DeadLetterStage = (typeof deadLetterStages)[number];
+
+export const deadLetterHeader = {
+  topic: 'as.dlq.topic',
+  partition: 'as.dlq.partition',
+  offset: 'as.dlq.offset',
+  timestamp: 'as.dlq.timestamp',
+  processor: 'as.dlq.processor',
+  stage: 'as.dlq.stage',
+  errorCode: 'as.dlq.error.code',
+  errorClass: 'as.dlq.error.class',
+  errorMessage: 'as.dlq.error.message',
+} as const;
+
+export interface SourceRecord {
+  topic: string;
+  partition: number;
+  offset: string;
+  timestamp: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, Buffer | string | undefined>;
+}
+
+export interface ProducedMessage {
+  topic: string;
+  partition?: number;
+  key: Buffer | string | null;
+  value: Buffer | null;
+  timestamp?: string;
+  headers?: Record<string, Buffer | string>;
+}
+
+function originalHeaders(record: SourceRecord): Record<string, Buffer | string> {
+  const out: Record<string, Buffer | string> = {};
+  for (const [name, value] of Object.entries(record.headers ?? {})) if (value !== undefined) out[name] = value;
+  return out;
+}
+
+export function deadLetter(topic: string, processor: string, stage: DeadLetterStage, record: SourceRecord, error: unknown): ProducedMessage {
+  const err = error instanceof Error ? error : new Error(String(error));
+  return {
+    topic,
+    key: record.key,
+    value: record.value,
+    timestamp: record.timestamp,
+    headers: {
+      ...originalHeaders(record),
+      [deadLetterHeader.topic]: record.topic,
+      [deadLetterHeader.partition]: String(record.partition),
+      [deadLetterHeader.offset]: record.offset,
+      [deadLetterHeader.timestamp]: record.timestamp,
+      [deadLetterHeader.processor]: processor,
+      [deadLetterHeader.stage]: stage,
+      [deadLetterHeader.errorCode]: err instanceof AgentStreamsError ? err.code : 'AS_PROCESS',
+      [deadLetterHeader.errorClass]: err.constructor.name,
+      // Header values are bytes on the wire; keep them bounded.
+      [deadLetterHeader.errorMessage]: err.message.slice(0, 2000),
+    },
+  };
+}
+
+/** A late record goes to the late-records topic with the same provenance headers. */
+export function lateRecord(topic: string, processor: string, record: SourceRecord, streamTime: number, eventTime: number): ProducedMessage {
+  return {
+    topic,
+    key: record.key,
+    value: record.value,
+    timestamp: record.timestamp,
+    headers: {
+      ...originalHeaders(record),
+      [deadLetterHeader.topic]: record.topic,
+      [deadLetterHeader.partition]: String(record.partition),
+      [deadLetterHeader.offset]: record.offset,
+      [deadLetterHeader.processor]: processor,
+      'as.late.event-time': String(eventTime),
+      'as.late.stream-time': String(streamTime),
+    },
+  };
+}

@@ -1,0 +1,380 @@
+/**
+ * Runs one processor of a topology as a consumer-group member: the Kafka side of exactly-once.
+ *
+ * Per input partition a task owns a transactional producer whose id is derived from the group and the partition,
+ * so a new owner's `initTransactions` fences any zombie. Each batch is one transaction: outputs, dead letters,
+ * late records, the state changes (to the changelog) and the consumed offsets — whose metadata records the
+ * changelog offset the batch ended at. Only after the commit are the changes applied to Redis, fenced by that
+ * changelog offset. See docs/exactly-once.md for the failure cases.
+ */
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
+import { Redis } from 'ioredis';
+import type { Config } from '../config/index.ts';
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { retry, withRetry } from '../retry.ts';
+import type { createMetrics } from '../observability/metrics.ts';
+import { AvroSerde, registryClient } from '../serde/avro.ts';
+import { processorSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
+import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
+import type { ProducedMessage, SourceRecord } from './dead-letter.ts';
+import { RedisTaskStore } from '../state/redis-store.ts';
+import { changelogMessages, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
+import { ensureTopics } from './topics.ts';
+
+export interface RunProcessorOptions {
+  config: Config;
+  topology: Topology;
+  processor: string;
+  metrics?: ReturnType<typeof createMetrics>;
+  log?: (event: string, fields?: Record<string, unknown>) => void;
+  /** Partitions processed in parallel by this member. */
+  concurrency?: number;
+  /** Retention of state keys in Redis (refreshed on every write). */
+  stateTtlMs?: number;
+}
+
+export interface ProcessorHandle {
+  readonly instanceId: string;
+  /** Finishes the batch in flight, commits, leaves the group. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves once the member has joined the group and has an assignment (possibly empty). */
+  readonly joined: Promise<void>;
+  /** Numbers since start, for tests and the CLI. */
+  readonly stats: { batches: number; records: number; deadLettered: number; late: number; recoveries: number; replayedChangelog: number };
+}
+
+interface Task {
+  partition: number;
+  producer: Producer;
+  store?: RedisTaskStore;
+  streamTime: number;
+  /** Last changelog offset this task committed (and applied). */
+  changelog: number;
+  /** Next input offset per input topic, once committed by this task. */
+  nextOffset: Map<string, string>;
+  /** Committed offset per input topic when the task started: records below it are already processed. */
+  startOffset: Map<string, string>;
+  queue: Promise<unknown>;
+  ready: Promise<void>;
+}
+
+const fencedErrors = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING', 'TRANSACTIONAL_ID_NOT_FOUND']);
+
+function isFenced(error: unknown): boolean {
+  const type = (error as { type?: string }).type;
+  return type !== undefined && fencedErrors.has(type);
+}
+
+function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
+  const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
+  for (const { topic, ...message } of messages) {
+    let list = byTopic.get(topic);
+    if (!list) byTopic.set(topic, (list = []));
+    list.push(message);
+  }
+  return [...byTopic].map(([topic, list]) => ({ topic, messages: list }));
+}
+
+export async function runProcessor(options: RunProcessorOptions): Promise<ProcessorHandle> {
+  const { config, topology, processor } = options;
+  const spec: ProcessorSpec = processorSpec(topology, processor);
+  const log = options.log ?? (() => {});
+  const instanceId = randomUUID().slice(0, 8);
+  const groupId = topology.groupId(processor);
+  const stores = topology.storesOf(processor);
+  const changelogTopic = topology.changelogTopic(processor);
+  const stats = { batches: 0, records: 0, deadLettered: 0, late: 0, recoveries: 0, replayedChangelog: 0 };
+  const kafka = new Kafka({ clientId: `${config.kafka.clientId}-${processor}-${instanceId}`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+
+  const admin: Admin = kafka.admin();
+  await admin.connect();
+  const inputPartitions = await ensureTopics(admin, topology, processor);
+
+  const registry = registryClient(config);
+  const serde = new AvroSerde(registry);
+  for (const types of Object.values(spec.outputs ?? {})) for (const type of types) await serde.writerFor(type);
+  const codec: Codec = {
+    decode: (buffer) => serde.decodeResolved(buffer),
+    recordTypeOf: (buffer) => serde.recordTypeOf(buffer),
+    encode: (type, value) => serde.encode(type, value),
+  };
+
+  const redis = stores.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
+  redis?.on('error', (error: Error) => log('redis.error', { message: error.message }));
+  await redis?.connect();
+  const transient = retry({ initialMs: 100, maxMs: 5_000 });
+
+  const tasks = new Map<number, Promise<Task>>();
+
+  /**
+   * Committed offsets of the task's partition. Read after this task's producer has been initialised, they are
+   * stable: initialising a transactional id completes or aborts the previous owner's open transaction first.
+   * (The offsets the consumer fetched when it joined may predate that transaction's markers.)
+   */
+  async function committedOffsets(partition: number): Promise<Array<{ topic: string; offset: string; metadata: string | null }>> {
+    const committed = await admin.fetchOffsets({ groupId, topics: spec.inputs });
+    return committed.flatMap(({ topic, partitions }) =>
+      partitions.filter((p) => p.partition === partition).map((p) => ({ topic, offset: p.offset, metadata: p.metadata })),
+    );
+  }
+
+  async function recover(task: Task, reason: string): Promise<void> {
+    const store = task.store!;
+    const committed = [{ topic: '', partitions: (await committedOffsets(task.partition)).map((c) => ({ partition: task.partition, metadata: c.metadata })) }];
+    let target = -1;
+    for (const { partitions } of committed) {
+      for (const p of partitions) {
+        if (p.partition !== task.partition || !p.metadata) continue;
+        const c = (JSON.parse(p.metadata) as { c?: number }).c;
+        if (typeof c === 'number' && c > target) target = c;
+      }
+    }
+    const { checkpoint } = await store.read([]);
+    const from = checkpoint ? checkpoint.changelog + 1 : 0;
+    task.changelog = Math.max(checkpoint?.changelog ?? -1, target);
+    task.streamTime = checkpoint?.streamTime ?? Number.NEGATIVE_INFINITY;
+    if (target < from) return;
+    // Only the range Redis has not applied is read: the uncommitted tail after a crash, or everything after a
+    // Redis loss. Each chunk is applied with its last offset as the fence.
+    stats.recoveries += 1;
+    log('state.recover', { partition: task.partition, reason, from, to: target });
+    const replayed = await readChangelogRange(kafka, changelogTopic, task.partition, from, target, async (records) => {
+      const changes = new Map<string, StateEntry | null>();
+      let streamTime = task.streamTime;
+      for (const r of records) {
+        if (r.key === STREAM_TIME_KEY) streamTime = r.streamTime ?? streamTime;
+        else changes.set(r.key, r.entry);
+      }
+      await store.apply([...changes].map(([key, entry]) => ({ key, entry })), records[records.length - 1]!.offset, streamTime, checkpoint?.offset ?? '0');
+      task.streamTime = streamTime;
+    });
+    stats.replayedChangelog += replayed;
+  }
+
+  async function createTask(partition: number): Promise<Task> {
+    const producer = kafka.producer({
+      transactionalId: `${groupId}-${partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      retry: { initialRetryTime: 30, retries: 10 },
+    });
+    const task: Task = {
+      partition,
+      producer,
+      ...(redis ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000) } : {}),
+      streamTime: Number.NEGATIVE_INFINITY,
+      changelog: -1,
+      nextOffset: new Map(),
+      startOffset: new Map(),
+      queue: Promise.resolve(),
+      ready: Promise.resolve(),
+    };
+    task.ready = (async () => {
+      await producer.connect();
+      // The first transaction call initialises the producer id: that is what fences a previous owner.
+      const init = await producer.transaction();
+      await init.abort();
+      for (const c of await committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
+      if (task.store) await withRetry(() => recover(task, 'assigned'), transient);
+    })();
+    return task;
+  }
+
+  function taskFor(partition: number): Promise<Task> {
+    let task = tasks.get(partition);
+    if (!task) {
+      task = createTask(partition).then(async (t) => {
+        await t.ready;
+        return t;
+      });
+      tasks.set(partition, task);
+      // A failed start (e.g. Redis down during recovery) is retried by the next batch.
+      task.catch(() => tasks.delete(partition));
+    }
+    return task;
+  }
+
+  async function dropTask(partition: number): Promise<void> {
+    const pending = tasks.get(partition);
+    if (!pending) return;
+    tasks.delete(partition);
+    const task = await pending.catch(() => undefined);
+    if (!task) return;
+    await task.queue.catch(() => undefined);
+    await task.producer.disconnect().catch(() => undefined);
+  }
+
+  /** Runs `work` after every earlier job of the task: batches of several inputs and punctuation never overlap. */
+  function serialize<T>(task: Task, work: () => Promise<T>): Promise<T> {
+    const run = task.queue.then(work, work);
+    task.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
+    const txn: Transaction = await task.producer.transaction();
+    try {
+      const groups = groupMessages(result.messages);
+      if (groups.length > 0) await txn.sendBatch({ topicMessages: groups, acks: -1 });
+      let changelogEnd = task.changelog;
+      if (task.store) {
+        const messages = changelogMessages(changelogTopic, task.partition, result.changes, result.streamTime);
+        const [meta] = await txn.send({ topic: changelogTopic, acks: -1, messages: messages.map(({ topic: _t, ...m }) => m) });
+        changelogEnd = Number(meta!.baseOffset) + messages.length - 1;
+      }
+      if (offsets.length > 0) {
+        const metadata = JSON.stringify({ c: changelogEnd, i: instanceId });
+        await txn.sendOffsets({ consumerGroupId: groupId, topics: offsets.map(({ topic, offset }) => ({ topic, partitions: [{ partition: task.partition, offset, metadata }] })) });
+      }
+      if (isStale()) throw new AgentStreamsError(ErrorCode.TASK_FENCED, `Partition ${task.partition} was reassigned during the batch; aborting it.`, { retriable: true });
+      await txn.commit();
+      return changelogEnd;
+    } catch (error) {
+      await txn.abort().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async function afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string): Promise<void> {
+    if (task.store) {
+      const changes = [...result.changes].map(([key, entry]) => ({ key, entry }));
+      await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset), transient, { isRetriable: () => true });
+    }
+    task.changelog = changelogEnd;
+    task.streamTime = result.streamTime;
+  }
+
+  async function handleBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
+    if (batch.messages.length === 0) return;
+    const task = await taskFor(batch.partition);
+    await serialize(task, async () => {
+      if (!isRunning() || isStale()) return;
+      const started = performance.now();
+      // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
+      // completed: skip what that transaction already covered.
+      const floor = Number(task.startOffset.get(batch.topic) ?? -1);
+      const fresh = batch.messages.filter((m) => Number(m.offset) >= floor);
+      if (fresh.length === 0) {
+        resolveOffset(batch.lastOffset());
+        return;
+      }
+      const sources: SourceRecord[] = fresh.map((m) => ({
+        topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value,
+        headers: m.headers as Record<string, Buffer | string | undefined>,
+      }));
+      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient);
+      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec };
+      const prepared = prepareBatch(scope, sources);
+      let entries = new Map<string, StateEntry>();
+      if (task.store) {
+        let read = await withRetry(() => task.store!.read(prepared.keys, prepared.maxEventTime), transient, { isRetriable: () => true, onRetry: () => void heartbeat() });
+        if (read.checkpoint === undefined && task.changelog >= 0) {
+          // Redis lost this task's state (flushed or replaced): rebuild it from the changelog, then read again.
+          await recover(task, 'redis lost the checkpoint');
+          read = await task.store.read(prepared.keys, prepared.maxEventTime);
+        }
+        entries = read.entries;
+      }
+      const result = runBatch(scope, prepared, entries, task.streamTime);
+      const nextOffset = String(Number(batch.lastOffset()) + 1);
+      let changelogEnd: number;
+      try {
+        changelogEnd = await commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
+      } catch (error) {
+        if (isFenced(error)) {
+          log('task.fenced', { partition: batch.partition });
+          // Not awaited: dropping waits for this very job to finish.
+          void dropTask(batch.partition);
+        }
+        throw error;
+      }
+      task.nextOffset.set(batch.topic, nextOffset);
+      resolveOffset(batch.lastOffset());
+      await afterCommit(task, result, changelogEnd, nextOffset);
+      stats.batches += 1;
+      stats.records += sources.length;
+      stats.deadLettered += result.counts.deadLettered;
+      stats.late += result.counts.late;
+      const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
+      options.metrics?.recordsConsumed.inc(labels, sources.length);
+      options.metrics?.recordsProduced.inc(labels, result.counts.forwarded);
+      options.metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
+      options.metrics?.recordsLate.inc(labels, result.counts.late);
+      options.metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
+      options.metrics?.consumerLag.set(labels, Number(batch.offsetLag()));
+      await heartbeat();
+    });
+  }
+
+  async function punctuate(): Promise<void> {
+    if (spec.kind !== 'windowed' || !spec.wallClockCloseIntervalMs) return;
+    const now = Date.now();
+    for (const pending of [...tasks.values()]) {
+      const task = await pending.catch(() => undefined);
+      if (!task || !task.store || task.nextOffset.size === 0) continue;
+      await serialize(task, async () => {
+        const read = await task.store!.read([], now);
+        if (read.entries.size === 0) return;
+        const scope: TaskScope = { topology, processor, spec, partition: task.partition, codec };
+        const result = runPunctuation(scope, read.entries, task.streamTime, now);
+        if (result.changes.size === 0) return;
+        const offsets = [...task.nextOffset].map(([topic, offset]) => ({ topic, offset }));
+        const changelogEnd = await commit(task, result, offsets, () => false);
+        await afterCommit(task, result, changelogEnd, offsets[0]!.offset);
+      }).catch((error: Error) => log('punctuate.error', { partition: task.partition, message: error.message }));
+    }
+  }
+
+  const consumer: Consumer = kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    sessionTimeout: config.consumer.sessionTimeoutMs,
+    heartbeatInterval: 1_000,
+    rebalanceTimeout: 30_000,
+    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 10 },
+  });
+  let resolveJoined: () => void = () => {};
+  const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    const mine = new Set(spec.inputs.flatMap((t) => payload.memberAssignment[t] ?? []));
+    options.metrics?.rebalances.inc({ processor });
+    log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
+    // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.
+    for (const partition of [...tasks.keys()]) if (!mine.has(partition)) void dropTask(partition);
+    resolveJoined();
+  });
+
+  await consumer.connect();
+  for (const topic of spec.inputs) await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: options.concurrency ?? Math.min(inputPartitions, 6),
+    eachBatch: handleBatch,
+  });
+
+  const timer = spec.kind === 'windowed' && spec.wallClockCloseIntervalMs ? setInterval(() => void punctuate(), spec.wallClockCloseIntervalMs) : undefined;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    instanceId,
+    joined,
+    stats,
+    stop() {
+      stopping ??= (async () => {
+        if (timer) clearInterval(timer);
+        await consumer.stop();
+        await consumer.disconnect();
+        for (const partition of [...tasks.keys()]) await dropTask(partition);
+        await admin.disconnect();
+        redis?.disconnect();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * Per-partition state in Redis, fenced by changelog offset.
+ *
+ * Layout (every key of one task shares the hash tag `{as:<group>:<partition>}`, so a task lives in one Redis
+ * Cluster slot and its Lua scripts stay single-slot):
+ *   <prefix>:ckpt           hash: changelog (last changelog offset applied), streamTime, offset (next input offset)
+ *   <prefix>:s:<store:key>  JSON StateEntry {v, c}
+ *   <prefix>:due            sorted set of state keys by the close time of their earliest open window
+ *
+ * `apply` is one Lua script: it applies a batch's changes only if their changelog offset is above the one
+ * recorded, so a replayed or late (zombie) apply is a no-op. Kafka stays the source of truth: the changelog
+ * topic holds every change, and `ckpt.changelog` says how far Redis has applied it.
+ */
+import type { Redis } from 'ioredis';
+import type { StateEntry } from '../engine/batch.ts';
+
+const READ = `
+local prefix = ARGV[1]
+local ckpt = redis.call('HGETALL', KEYS[1])
+local values = {}
+for i = 3, #ARGV do values[#values + 1] = redis.call('GET', prefix .. ':s:' .. ARGV[i]) or false end
+local due = {}
+if ARGV[2] ~= '' then
+  local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+  for _, m in ipairs(members) do
+    due[#due + 1] = m
+    due[#due + 1] = redis.call('GET', prefix .. ':s:' .. m) or false
+  end
+end
+return {ckpt, values, due}
+`;
+
+const APPLY = `
+local prefix = ARGV[1]
+local offset = tonumber(ARGV[2])
+local current = tonumber(redis.call('HGET', KEYS[1], 'changelog') or '-1')
+if offset <= current then return 0 end
+local ttl = tonumber(ARGV[5])
+local i = 6
+while i <= #ARGV do
+  local key, value, closeAt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local full = prefix .. ':s:' .. key
+  if value == '' then
+    redis.call('DEL', full)
+    redis.call('ZREM', KEYS[2], key)
+  else
+    redis.call('SET', full, value, 'PX', ttl)
+    if closeAt == '' then redis.call('ZREM', KEYS[2], key) else redis.call('ZADD', KEYS[2], closeAt, key) end
+  end
+  i = i + 3
+end
+redis.call('HSET', KEYS[1], 'changelog', ARGV[2], 'streamTime', ARGV[3], 'offset', ARGV[4])
+return 1
+`;
+
+export interface Checkpoint {
+  /** Last changelog offset applied; -1 when the task has state in Redis but none from the changelog yet. */
+  changelog: number;
+  streamTime: number;
+  offset: string;
+}
+
+export interface ReadResult {
+  /** `undefined` when Redis has no checkpoint for the task (never written, or lost). */
+  checkpoint: Checkpoint | undefined;
+  entries: Map<string, StateEntry>;
+}
+
+export interface StateChange {
+  key: string;
+  entry: StateEntry | null;
+}
+
+export class RedisTaskStore {
+  readonly prefix: string;
+  private readonly ckptKey: string;
+  private readonly dueKey: string;
+
+  constructor(
+    private readonly redis: Redis,
+    groupId: string,
+    readonly partition: number,
+    private readonly ttlMs: number,
+  ) {
+    this.prefix = `as:{${groupId}:${partition}}`;
+    this.ckptKey = `${this.prefix}:ckpt`;
+    this.dueKey = `${this.prefix}:due`;
+  }
+
+  /** One round trip: the checkpoint, the given keys, and every windowed key due to close by `closeUpTo`. */
+  async read(keys: string[], closeUpTo?: number): Promise<ReadResult> {
+    const closeArg = closeUpTo === undefined || !Number.isFinite(closeUpTo) ? '' : String(closeUpTo);
+    const [ckptRaw, values, due] = (await this.redis.eval(READ, 2, this.ckptKey, this.dueKey, this.prefix, closeArg, ...keys)) as [
+      string[],
+      Array<string | null>,
+      Array<string | null>,
+    ];
+    const entries = new Map<string, StateEntry>();
+    keys.forEach((key, i) => {
+      const raw = values[i];
+      if (raw) entries.set(key, JSON.parse(raw) as StateEntry);
+    });
+    for (let i = 0; i < due.length; i += 2) {
+      const raw = due[i + 1];
+      if (raw) entries.set(due[i]!, JSON.parse(raw) as StateEntry);
+    }
+    let checkpoint: Checkpoint | undefined;
+    if (ckptRaw.length > 0) {
+      const fields: Record<string, string> = {};
+      for (let i = 0; i < ckptRaw.length; i += 2) fields[ckptRaw[i]!] = ckptRaw[i + 1]!;
+      checkpoint = { changelog: Number(fields.changelog ?? -1), streamTime: Number(fields.streamTime ?? Number.NEGATIVE_INFINITY), offset: fields.offset ?? '0' };
+    }
+    return { checkpoint, entries };
+  }
+
+  /** Applies changes recorded at `changelogOffset`; returns false when Redis already had them (fenced). */
+  async apply(changes: StateChange[], changelogOffset: number, streamTime: number, inputOffset: string): Promise<boolean> {
+    const args: string[] = [];
+    for (const { key, entry } of changes) args.push(key, entry === null ? '' : JSON.stringify(entry), entry?.c == null ? '' : String(entry.c));
+    const applied = (await this.redis.eval(
+      APPLY,
+      2,
+      this.ckptKey,
+      this.dueKey,
+      this.prefix,
+      String(changelogOffset),
+      String(Number.isFinite(streamTime) ? streamTime : -1),
+      inputOffset,
+      String(this.ttlMs),
+      ...args,
+    )) as number;
+    return applied === 1;
+  }
+}

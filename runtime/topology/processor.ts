@@ -1,0 +1,46 @@
+/**
+ * The processor API. A processor decides; the runtime acts: it receives a decoded record, a synchronous view of
+ * its key's state and a context to emit through, and performs no I/O. The runtime loads the state a batch needs
+ * in one Redis round trip, and writes outputs, state changes and dead letters in one Kafka transaction.
+ */
+
+export interface StreamRecord<V = unknown> {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: string | null;
+  readonly value: V;
+  /** Full name of the Avro record type, e.g. `agentstreams.market.PriceTick`. */
+  readonly recordType: string;
+  /** Event time, epoch milliseconds. */
+  readonly timestamp: number;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface Output {
+  topic: string;
+  key: string | null;
+  value: unknown;
+  /** The Avro record type to encode `value` with; must be declared in the processor's outputs. */
+  recordType: string;
+  timestamp?: number;
+  headers?: Record<string, string>;
+}
+
+/** State of the current record's key in one store. */
+export interface KeyState<S> {
+  get(): S | undefined;
+  set(value: S): void;
+  delete(): void;
+}
+
+export interface ProcessorContext {
+  readonly processor: string;
+  readonly partition: number;
+  /** Highest event time seen on this partition, including the current record. */
+  readonly streamTime: number;
+  store<S>(name: string): KeyState<S>;
+  forward(output: Output): void;
+}
+
+export type ProcessFunction<V = unknown> = (record: StreamRecord<V>, ctx: ProcessorContext) => void;

@@ -1,0 +1,138 @@
+/**
+ * Topologies are declarations: the topics an application owns, and its processors, each reading input topics and
+ * writing declared outputs. One topology file runs as many processes as you like; each processor is a consumer
+ * group (`<application>.<processor>`), each process running it a member.
+ */
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
+import type { Output, ProcessFunction, StreamRecord } from './processor.ts';
+
+export interface TopicSpec {
+  partitions: number;
+  /** Log compaction (changelogs, tables); default delete. */
+  compact?: boolean;
+}
+
+interface BaseProcessorSpec {
+  inputs: string[];
+  /** Output topic → the record types written to it. Everything forwarded must be declared here. */
+  outputs?: Record<string, string[]>;
+  /** Event time of a decoded record; default: the value's `eventTime` field, else the Kafka timestamp. */
+  timestamp?: (value: unknown, kafkaTimestamp: number) => number;
+}
+
+export interface ProcessSpec extends BaseProcessorSpec {
+  kind: 'process';
+  stores?: string[];
+  process: ProcessFunction;
+}
+
+export interface WindowResultContext {
+  readonly key: string;
+  readonly partition: number;
+  readonly streamTime: number;
+  forward(output: Output): void;
+}
+
+export interface WindowedSpec<V = unknown, A = unknown> extends BaseProcessorSpec {
+  kind: 'windowed';
+  store: string;
+  aggregation: WindowedAggregation<V, A>;
+  /** `update`: every change of a window; `close`: once, when the window closes (suppression). */
+  emit: 'update' | 'close';
+  value?: (record: StreamRecord) => V;
+  onResult: (result: WindowResult<A> & { final: boolean }, ctx: WindowResultContext) => void;
+  /** Also close windows by wall clock, so idle keys still emit; interval of the check in ms. */
+  wallClockCloseIntervalMs?: number;
+}
+
+export interface RouterSpec extends BaseProcessorSpec {
+  kind: 'router';
+  /** Record type → topic. Records pass through as bytes: the router never decodes a body. */
+  routes: Record<string, string>;
+}
+
+export type ProcessorSpec = ProcessSpec | WindowedSpec<unknown, unknown> | RouterSpec;
+
+/** Declares a windowed aggregation; the types of values and aggregates are checked here and erased after. */
+export function windowed<V, A>(spec: Omit<WindowedSpec<V, A>, 'kind'>): ProcessorSpec {
+  return { kind: 'windowed', ...spec } as unknown as ProcessorSpec;
+}
+
+export function processor(spec: Omit<ProcessSpec, 'kind'>): ProcessorSpec {
+  return { kind: 'process', ...spec };
+}
+
+export function router(spec: Omit<RouterSpec, 'kind'>): ProcessorSpec {
+  return { kind: 'router', ...spec };
+}
+
+export interface TopologySpec {
+  application: string;
+  topics: Record<string, TopicSpec>;
+  processors: Record<string, ProcessorSpec>;
+}
+
+export interface Topology extends TopologySpec {
+  deadLetterTopic: string;
+  lateTopic: string;
+  groupId(processor: string): string;
+  changelogTopic(processor: string): string;
+  storesOf(processor: string): string[];
+}
+
+const namePattern = /^[a-z][a-z0-9-]*$/;
+const topicPattern = /^[A-Za-z0-9._-]+$/;
+
+function invalid(message: string): AgentStreamsError {
+  return new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, message);
+}
+
+/** Validates a topology declaration once, at start-up, and names each problem. */
+export function defineTopology(spec: TopologySpec): Topology {
+  const problems: string[] = [];
+  if (!namePattern.test(spec.application)) problems.push(`application "${spec.application}" must match ${namePattern}`);
+  const deadLetterTopic = `${spec.application}.dead-letters`;
+  const lateTopic = `${spec.application}.late-records`;
+  const topics = new Set(Object.keys(spec.topics));
+  for (const [topic, t] of Object.entries(spec.topics)) {
+    if (!topicPattern.test(topic)) problems.push(`topic "${topic}" has characters Kafka does not allow`);
+    if (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000) problems.push(`topic "${topic}" needs 1–1000 partitions, got ${t.partitions}`);
+  }
+  const known = (topic: string): boolean => topics.has(topic) || topic === deadLetterTopic || topic === lateTopic;
+  for (const [name, p] of Object.entries(spec.processors)) {
+    if (!namePattern.test(name)) problems.push(`processor "${name}" must match ${namePattern}`);
+    if (p.inputs.length === 0) problems.push(`processor "${name}" has no inputs`);
+    for (const input of p.inputs) if (!known(input)) problems.push(`processor "${name}" reads unknown topic "${input}"; declare it under topics`);
+    for (const output of Object.keys(p.outputs ?? {})) if (!known(output)) problems.push(`processor "${name}" writes unknown topic "${output}"; declare it under topics`);
+    const counts = new Set(p.inputs.map((input) => spec.topics[input]?.partitions));
+    if (counts.size > 1) problems.push(`processor "${name}" reads ${p.inputs.join(', ')} which have different partition counts; co-partitioned inputs need the same count`);
+    if (p.kind === 'router') {
+      for (const [type, topic] of Object.entries(p.routes)) {
+        if (!(p.outputs?.[topic] ?? []).includes(type)) problems.push(`router "${name}" routes ${type} to ${topic} but does not declare it in outputs`);
+      }
+    }
+    const stores = p.kind === 'process' ? (p.stores ?? []) : p.kind === 'windowed' ? [p.store] : [];
+    for (const store of stores) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
+  }
+  if (problems.length > 0) throw invalid(`Invalid topology "${spec.application}":\n  - ${problems.join('\n  - ')}`);
+
+  return {
+    ...spec,
+    deadLetterTopic,
+    lateTopic,
+    groupId: (processor) => `${spec.application}.${processor}`,
+    changelogTopic: (processor) => `${spec.application}.${processor}.changelog`,
+    storesOf(processor) {
+      const p = spec.processors[processor];
+      if (!p) throw invalid(`Topology "${spec.application}" has no processor "${processor}"; it has ${Object.keys(spec.processors).join(', ')}`);
+      return p.kind === 'process' ? (p.stores ?? []) : p.kind === 'windowed' ? [p.store] : [];
+    },
+  };
+}
+
+export function processorSpec(topology: Topology, name: string): ProcessorSpec {
+  const spec = topology.processors[name];
+  if (!spec) throw invalid(`Topology "${topology.application}" has no processor "${name}"; it has ${Object.keys(topology.processors).join(', ')}`);
+  return spec;
+}
