@@ -9,6 +9,7 @@ import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { testCommand } from './commands/test.ts';
 import { runCommand } from './commands/run.ts';
+import { deadLettersCommand } from './commands/dead-letters.ts';
 
 export interface Command {
   summary: string;
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   test: testCommand,
   run: runCommand,
+  'dead-letters': deadLettersCommand,
   stack: stackCommand,
   migrate: migrateCommand,
   config: configCommand,

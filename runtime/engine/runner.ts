@@ -265,7 +265,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value,
         headers: m.headers as Record<string, Buffer | string | undefined>,
       }));
-      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient);
+      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat() });
       const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec };
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();

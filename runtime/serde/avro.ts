@@ -52,7 +52,10 @@ export class AvroSerde {
 
   constructor(private readonly registry: SchemaRegistry) {}
 
-  /** Fetches every schema id in `buffers` not yet cached, one request per id. Undecodable headers are skipped here. */
+  /**
+   * Fetches every schema id in `buffers` not yet cached, one request per id. Undecodable headers and ids the
+   * registry does not have are left for decoding to report; an unreachable registry throws a retriable error.
+   */
   async resolve(buffers: Iterable<Buffer | null>): Promise<void> {
     const missing = new Set<number>();
     for (const buffer of buffers) {
@@ -61,7 +64,19 @@ export class AvroSerde {
         if (!this.byId.has(id)) missing.add(id);
       }
     }
-    await Promise.all([...missing].map((id) => this.fetchId(id).catch(() => undefined)));
+    await Promise.all(
+      [...missing].map((id) =>
+        this.fetchId(id).catch((error: unknown) => {
+          // An id the registry does not know is the record's problem (it will be dead-lettered); a registry that
+          // cannot be reached is ours, and must be retried, never turned into dead letters.
+          if ((error as { status?: number }).status === 404) return;
+          throw new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, `Schema registry lookup of id ${id} failed: ${(error as Error).message}`, {
+            retriable: true,
+            cause: error,
+          });
+        }),
+      ),
+    );
   }
 
   private async fetchId(id: number): Promise<{ type: avro.Type; recordType: string }> {
