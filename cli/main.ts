@@ -9,6 +9,7 @@ import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { testCommand } from './commands/test.ts';
 import { runCommand } from './commands/run.ts';
+import { schemasCommand } from './commands/schemas.ts';
 import { deadLettersCommand } from './commands/dead-letters.ts';
 
 export interface Command {
@@ -21,6 +22,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   test: testCommand,
   run: runCommand,
+  schemas: schemasCommand,
   'dead-letters': deadLettersCommand,
   stack: stackCommand,
   migrate: migrateCommand,

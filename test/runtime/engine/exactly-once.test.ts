@@ -138,11 +138,12 @@ function member(application: string, input: string, extraEnv: Record<string, str
   });
 }
 
-async function stopMember(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
+/** SIGTERM, and the exit code once the member has finished its batch, committed and left the group. */
+async function stopMember(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
-  await Promise.race([exited, sleep(30_000).then(() => child.kill('SIGKILL'))]);
+  return Promise.race([exited, sleep(30_000).then(() => (child.kill('SIGKILL'), -1))]);
 }
 
 /** What the test driver computes for the same input: the crash-free reference, with no broker involved. */
@@ -217,7 +218,8 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
     expect([...reference.output.values()].reduce((n, l) => n + l.length, 0)).toBeGreaterThan(1000);
 
     await waitForLag(kafka, `${chaos}.counter`, input, 240_000);
-    await Promise.all(members.map(stopMember));
+    // Graceful shutdown: both members leave the group and exit 0 within the deadline.
+    expect(await Promise.all(members.map(stopMember))).toEqual([0, 0]);
     expect(await readAllByKey(kafka, `${chaos}.counts`)).toEqual(reference.output);
     expect(await windowState(chaos)).toEqual(reference.state);
 
