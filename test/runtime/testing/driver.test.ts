@@ -5,6 +5,7 @@ import { loadSchemas } from '../../../runtime/serde/schemas.ts';
 import { defineTopology, processor, router } from '../../../runtime/topology/topology.ts';
 import { deadLetterHeader } from '../../../runtime/engine/dead-letter.ts';
 import { windowCountTopology } from '../../fixtures/topologies/window-count.ts';
+import { hopping, session, sliding } from '../../../runtime/windows/index.ts';
 
 const root = join(import.meta.dirname, '../../..');
 const schemas = [...loadSchemas(join(root, 'schemas')), ...loadSchemas(join(root, 'test/fixtures/schemas'))];
@@ -123,5 +124,44 @@ describe('wall-clock closing', () => {
     driver.advanceWallClock(80_000);
     expect(driver.readOutput('wc.counts')).toHaveLength(1);
     expect(driver.readOutput('wc.late-records')).toHaveLength(1);
+  });
+});
+
+describe('window kinds through the driver', () => {
+  const counts = (driver: TopologyTestDriver) =>
+    driver.readOutput<{ windowStart: number; windowEnd: number; count: number }>('wc.counts').map((o) => [(o.value.windowStart - T0) / 1000, (o.value.windowEnd - T0) / 1000, o.value.count]);
+
+  it('hopping windows count a record in every window that holds it', () => {
+    const driver = new TopologyTestDriver(windowCountTopology('wc', 'in', { window: hopping({ size: '1m', advance: '30s' }) }), schemas);
+    driver.pipe('in', event('a', 45));
+    driver.pipe('in', event('a', 200));
+    expect(counts(driver)).toEqual([
+      [0, 60, 1],
+      [30, 90, 1],
+    ]);
+  });
+
+  it('session windows merge records closer than the gap and close after gap + grace of quiet', () => {
+    const driver = new TopologyTestDriver(windowCountTopology('wc', 'in', { window: session({ gap: '30s' }) }), schemas);
+    driver.pipe('in', event('a', 0));
+    driver.pipe('in', event('a', 20));
+    driver.pipe('in', event('a', 100)); // a new session; the first closes at 20 s + 1 ms + 30 s
+    driver.pipe('in', event('a', 200));
+    expect(counts(driver)).toEqual([
+      [0, 20, 2],
+      [100, 100, 1],
+    ]);
+  });
+
+  it('sliding windows emit one result per distinct set of records within the time difference', () => {
+    const driver = new TopologyTestDriver(windowCountTopology('wc', 'in', { window: sliding({ timeDifference: '10s' }) }), schemas);
+    driver.pipe('in', event('a', 100));
+    driver.pipe('in', event('a', 105));
+    driver.pipe('in', event('a', 300));
+    expect(counts(driver)).toEqual([
+      [90, 100, 1],
+      [95, 105, 2],
+      [100.001, 110.001, 1],
+    ]);
   });
 });

@@ -1,0 +1,58 @@
+/**
+ * Windows of idle keys close by wall clock on the real stack: events whose windows ended minutes ago, and no
+ * later event to move stream time, still produce their final counts.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
+import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
+import { runProcessor } from '../../../runtime/engine/runner.ts';
+import { windowCountTopology } from '../../fixtures/topologies/window-count.ts';
+import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
+
+const root = join(import.meta.dirname, '../../..');
+
+describe('wall-clock window closing on the real stack', () => {
+  it('emits the final count of an idle key without any later record', async () => {
+    const kafka = kafkaClient();
+    const application = uniqueName('wall').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const topology = windowCountTopology(application, input, { wallClockCloseIntervalMs: 500 });
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: 6 }], waitForLeaders: true });
+    await admin.disconnect();
+
+    const minuteAgo = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000;
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({
+      topic: input,
+      messages: [1, 2, 3].map((n) => ({ key: 'idle', value: serde.encode('agentstreams.test.Event', { key: 'idle', eventTime: minuteAgo + n * 1000, amount: n }) })),
+    });
+    await producer.disconnect();
+
+    const handle = await runProcessor({ config, topology, processor: 'counter' });
+    const received: Array<{ count: number; sum: number; windowStart: number }> = [];
+    const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
+    await consumer.connect();
+    await consumer.subscribe({ topic: `${application}.counts`, fromBeginning: true });
+    const reader = new AvroSerde(registryClient(config));
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        received.push((await reader.decode<{ count: number; sum: number; windowStart: number }>(message.value)).value);
+      },
+    });
+    const deadline = Date.now() + 30_000;
+    while (received.length === 0 && Date.now() < deadline) await sleep(200);
+    await sleep(1500); // a second emission of the same window would show up now
+    await consumer.disconnect();
+    await handle.stop();
+    expect(received).toEqual([{ key: 'idle', windowStart: minuteAgo, windowEnd: minuteAgo + 60_000, count: 3, sum: 6, final: true }]);
+  }, 90_000);
+});
