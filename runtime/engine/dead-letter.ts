@@ -39,50 +39,39 @@ export interface ProducedMessage {
   headers?: Record<string, Buffer | string>;
 }
 
-function originalHeaders(record: SourceRecord): Record<string, Buffer | string> {
-  const out: Record<string, Buffer | string> = {};
-  for (const [name, value] of Object.entries(record.headers ?? {})) if (value !== undefined) out[name] = value;
-  return out;
-}
-
-export function deadLetter(topic: string, processor: string, stage: DeadLetterStage, record: SourceRecord, error: unknown): ProducedMessage {
-  const err = error instanceof Error ? error : new Error(String(error));
+/** The record, bytes and headers unchanged, re-addressed to `topic` with headers saying where it came from. */
+function forwardWithProvenance(topic: string, processor: string, record: SourceRecord, extra: Record<string, string>): ProducedMessage {
+  const headers: Record<string, Buffer | string> = {};
+  for (const [name, value] of Object.entries(record.headers ?? {})) if (value !== undefined) headers[name] = value;
   return {
     topic,
     key: record.key,
     value: record.value,
     timestamp: record.timestamp,
     headers: {
-      ...originalHeaders(record),
+      ...headers,
       [deadLetterHeader.topic]: record.topic,
       [deadLetterHeader.partition]: String(record.partition),
       [deadLetterHeader.offset]: record.offset,
       [deadLetterHeader.timestamp]: record.timestamp,
       [deadLetterHeader.processor]: processor,
-      [deadLetterHeader.stage]: stage,
-      [deadLetterHeader.errorCode]: err instanceof AgentStreamsError ? err.code : 'AS_PROCESS',
-      [deadLetterHeader.errorClass]: err.constructor.name,
-      // Header values are bytes on the wire; keep them bounded.
-      [deadLetterHeader.errorMessage]: err.message.slice(0, 2000),
+      ...extra,
     },
   };
 }
 
+export function deadLetter(topic: string, processor: string, stage: DeadLetterStage, record: SourceRecord, error: unknown): ProducedMessage {
+  const err = error instanceof Error ? error : new Error(String(error));
+  return forwardWithProvenance(topic, processor, record, {
+    [deadLetterHeader.stage]: stage,
+    [deadLetterHeader.errorCode]: err instanceof AgentStreamsError ? err.code : 'AS_PROCESS',
+    [deadLetterHeader.errorClass]: err.constructor.name,
+    // Header values are bytes on the wire; keep them bounded.
+    [deadLetterHeader.errorMessage]: err.message.slice(0, 2000),
+  });
+}
+
 /** A late record goes to the late-records topic with the same provenance headers. */
 export function lateRecord(topic: string, processor: string, record: SourceRecord, streamTime: number, eventTime: number): ProducedMessage {
-  return {
-    topic,
-    key: record.key,
-    value: record.value,
-    timestamp: record.timestamp,
-    headers: {
-      ...originalHeaders(record),
-      [deadLetterHeader.topic]: record.topic,
-      [deadLetterHeader.partition]: String(record.partition),
-      [deadLetterHeader.offset]: record.offset,
-      [deadLetterHeader.processor]: processor,
-      'as.late.event-time': String(eventTime),
-      'as.late.stream-time': String(streamTime),
-    },
-  };
+  return forwardWithProvenance(topic, processor, record, { 'as.late.event-time': String(eventTime), 'as.late.stream-time': String(streamTime) });
 }

@@ -3,6 +3,7 @@
  * close as stream time passes them, and the state goes through JSON between calls (as it does through Redis).
  */
 import { addRecord, closeWindows, type AddRecordResult, type KeyWindowState, type WindowedAggregation, type WindowResult } from '../../../runtime/windows/index.ts';
+import { mulberry32 } from '../../support/events.ts';
 
 export interface Step<A> {
   timestamp: number;
@@ -58,17 +59,8 @@ export function roundTrip<T>(value: T): T {
   return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
 }
 
-/** A small deterministic PRNG (mulberry32), so the property tests replay exactly. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG, so the property tests replay exactly. */
+export const random = mulberry32;
 
 export function shuffle<T>(items: readonly T[], next: () => number): T[] {
   const out = [...items];
