@@ -177,7 +177,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const init = await producer.transaction();
       await init.abort();
       for (const c of await committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
-      if (task.store) await withRetry(() => recover(task, 'assigned'), transient);
+      if (task.store) await withRetry(() => recover(task, 'assigned'), transient, { isRetriable: () => true, onRetry: (e) => log('state.retry', { partition, message: (e as Error).message }) });
     })();
     return task;
   }
@@ -237,10 +237,18 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     }
   }
 
-  async function afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string): Promise<void> {
+  async function afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string, heartbeat: () => Promise<void> = async () => {}): Promise<void> {
     if (task.store) {
       const changes = [...result.changes].map(([key, entry]) => ({ key, entry }));
-      await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset), transient, { isRetriable: () => true });
+      // Kafka has the batch already; Redis must get it too. While Redis is away the partition waits here
+      // (heartbeating, so the group keeps it) rather than moving on with stale state.
+      await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset), transient, {
+        isRetriable: () => true,
+        onRetry: (e) => {
+          log('state.retry', { partition: task.partition, message: (e as Error).message });
+          void heartbeat().catch(() => undefined);
+        },
+      });
     }
     task.changelog = changelogEnd;
     task.streamTime = result.streamTime;
@@ -265,12 +273,18 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value,
         headers: m.headers as Record<string, Buffer | string | undefined>,
       }));
-      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat() });
+      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
       const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec };
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();
       if (task.store) {
-        let read = await withRetry(() => task.store!.read(prepared.keys, prepared.maxEventTime), transient, { isRetriable: () => true, onRetry: () => void heartbeat() });
+        let read = await withRetry(() => task.store!.read(prepared.keys, prepared.maxEventTime), transient, {
+          isRetriable: () => true,
+          onRetry: (e) => {
+            log('state.retry', { partition: batch.partition, message: (e as Error).message });
+            void heartbeat().catch(() => undefined);
+          },
+        });
         if (read.checkpoint === undefined && task.changelog >= 0) {
           // Redis lost this task's state (flushed or replaced): rebuild it from the changelog, then read again.
           await recover(task, 'redis lost the checkpoint');
@@ -293,7 +307,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       }
       task.nextOffset.set(batch.topic, nextOffset);
       resolveOffset(batch.lastOffset());
-      await afterCommit(task, result, changelogEnd, nextOffset);
+      await afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
       stats.batches += 1;
       stats.records += sources.length;
       stats.deadLettered += result.counts.deadLettered;
