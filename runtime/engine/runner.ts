@@ -66,6 +66,17 @@ function isFenced(error: unknown): boolean {
   return type !== undefined && fencedErrors.has(type);
 }
 
+/** The changelog offset a commit recorded in its offset metadata; offsets committed by other tools have none. */
+function changelogEndOf(metadata: string | null): number | undefined {
+  if (!metadata) return undefined;
+  try {
+    const c = (JSON.parse(metadata) as { c?: unknown }).c;
+    return typeof c === 'number' ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
   for (const { topic, ...message } of messages) {
@@ -121,14 +132,10 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
 
   async function recover(task: Task, reason: string): Promise<void> {
     const store = task.store!;
-    const committed = [{ topic: '', partitions: (await committedOffsets(task.partition)).map((c) => ({ partition: task.partition, metadata: c.metadata })) }];
     let target = -1;
-    for (const { partitions } of committed) {
-      for (const p of partitions) {
-        if (p.partition !== task.partition || !p.metadata) continue;
-        const c = (JSON.parse(p.metadata) as { c?: number }).c;
-        if (typeof c === 'number' && c > target) target = c;
-      }
+    for (const { metadata } of await committedOffsets(task.partition)) {
+      const c = changelogEndOf(metadata);
+      if (c !== undefined && c > target) target = c;
     }
     const { checkpoint } = await store.read([]);
     const from = checkpoint ? checkpoint.changelog + 1 : 0;
@@ -242,13 +249,19 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const changes = [...result.changes].map(([key, entry]) => ({ key, entry }));
       // Kafka has the batch already; Redis must get it too. While Redis is away the partition waits here
       // (heartbeating, so the group keeps it) rather than moving on with stale state.
-      await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset), transient, {
+      const outcome = await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset, task.changelog), transient, {
         isRetriable: () => true,
         onRetry: (e) => {
           log('state.retry', { partition: task.partition, message: (e as Error).message });
           void heartbeat().catch(() => undefined);
         },
       });
+      if (outcome === 'lost') {
+        // Redis lost state between this batch's read and its apply. The batch is committed in Kafka, so
+        // rebuilding from the changelog up to the committed position includes it.
+        await withRetry(() => recover(task, 'redis lost state during the batch'), transient, { isRetriable: () => true, onRetry: () => void heartbeat().catch(() => undefined) });
+        return;
+      }
     }
     task.changelog = changelogEnd;
     task.streamTime = result.streamTime;
@@ -285,9 +298,10 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
             void heartbeat().catch(() => undefined);
           },
         });
-        if (read.checkpoint === undefined && task.changelog >= 0) {
-          // Redis lost this task's state (flushed or replaced): rebuild it from the changelog, then read again.
-          await recover(task, 'redis lost the checkpoint');
+        if ((read.checkpoint?.changelog ?? -1) < task.changelog) {
+          // Redis lost this task's state, or its last writes (flushed, replaced, restarted without them): rebuild
+          // from the changelog, then read again.
+          await recover(task, 'redis is behind the changelog');
           read = await task.store.read(prepared.keys, prepared.maxEventTime);
         }
         entries = read.entries;

@@ -35,8 +35,11 @@ local prefix = ARGV[1]
 local offset = tonumber(ARGV[2])
 local current = tonumber(redis.call('HGET', KEYS[1], 'changelog') or '-1')
 if offset <= current then return 0 end
+-- Changes are deltas on top of the state the batch read: if Redis no longer holds that state (flushed, or
+-- restarted and lost its last writes), applying them would leave a silent hole. Refuse; the caller rebuilds.
+if ARGV[6] ~= '' and current ~= tonumber(ARGV[6]) then return -1 end
 local ttl = tonumber(ARGV[5])
-local i = 6
+local i = 7
 while i <= #ARGV do
   local key, value, closeAt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local full = prefix .. ':s:' .. key
@@ -113,8 +116,12 @@ export class RedisTaskStore {
     return { checkpoint, entries };
   }
 
-  /** Applies changes recorded at `changelogOffset`; returns false when Redis already had them (fenced). */
-  async apply(changes: StateChange[], changelogOffset: number, streamTime: number, inputOffset: string): Promise<boolean> {
+  /**
+   * Applies changes recorded at `changelogOffset`. `applied`: done; `fenced`: Redis already had them;
+   * `lost`: Redis is not at `expectedPrevious` (it lost state since the batch read it) and must be rebuilt from
+   * the changelog. Replays pass no `expectedPrevious`: they are fenced by offset alone.
+   */
+  async apply(changes: StateChange[], changelogOffset: number, streamTime: number, inputOffset: string, expectedPrevious?: number): Promise<'applied' | 'fenced' | 'lost'> {
     const args: string[] = [];
     for (const { key, entry } of changes) args.push(key, entry === null ? '' : JSON.stringify(entry), entry?.c == null ? '' : String(entry.c));
     const applied = (await this.redis.eval(
@@ -127,8 +134,9 @@ export class RedisTaskStore {
       String(Number.isFinite(streamTime) ? streamTime : -1),
       inputOffset,
       String(this.ttlMs),
+      expectedPrevious === undefined ? '' : String(expectedPrevious),
       ...args,
     )) as number;
-    return applied === 1;
+    return applied === 1 ? 'applied' : applied === 0 ? 'fenced' : 'lost';
   }
 }
