@@ -1,0 +1,51 @@
+/**
+ * Building findings: deterministic ids (a replay rewrites the same finding, and ClickHouse keeps one row per
+ * id) and the severity scale shared by every agent.
+ */
+import { createHash } from 'node:crypto';
+import type { StreamRecord } from '../runtime/topology/processor.ts';
+
+export const severities = ['info', 'low', 'medium', 'high', 'critical'] as const;
+export type Severity = (typeof severities)[number];
+
+export const FindingType = 'agentstreams.fleet.Finding';
+
+export interface Finding {
+  findingId: string;
+  agent: string;
+  rule: string;
+  symbol: string;
+  portfolioId: string;
+  severity: Severity;
+  windowStart: number;
+  windowEnd: number;
+  eventTime: number;
+  evidence: Record<string, number>;
+  summary: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+}
+
+export function findingId(agent: string, rule: string, symbol: string, portfolioId: string, windowStart: number): string {
+  return createHash('sha256').update(`${agent}\u0000${rule}\u0000${symbol}\u0000${portfolioId}\u0000${windowStart}`).digest('hex');
+}
+
+export function severityRank(severity: Severity): number {
+  return severities.indexOf(severity);
+}
+
+export function finding(
+  fields: Omit<Finding, 'findingId' | 'sourceTopic' | 'sourcePartition' | 'sourceOffset' | 'portfolioId'> & { portfolioId?: string },
+  source: StreamRecord,
+): Finding {
+  const portfolioId = fields.portfolioId ?? '';
+  return {
+    ...fields,
+    portfolioId,
+    findingId: findingId(fields.agent, fields.rule, fields.symbol, portfolioId, fields.windowStart),
+    sourceTopic: source.topic,
+    sourcePartition: source.partition,
+    sourceOffset: Number(source.offset),
+  };
+}

@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
+import { loadSchemas } from '../../runtime/serde/schemas.ts';
+import { marketSignals } from '../../topologies/market-signals.ts';
+import { findingId, type Finding } from '../../processors/finding.ts';
+
+const schemas = loadSchemas(join(import.meta.dirname, '../../schemas'));
+const T0 = Date.UTC(2026, 0, 5, 14, 30);
+
+function driver(): TopologyTestDriver {
+  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas);
+}
+
+const tick = (symbol: string, second: number, price: number) => ({
+  key: symbol,
+  recordType: 'agentstreams.market.PriceTick',
+  value: { symbol, eventTime: T0 + second * 1000, price, bid: null, ask: null, currency: 'USD', venue: 'X' },
+});
+const trade = (symbol: string, second: number, quantity: number, id: string) => ({
+  key: symbol,
+  recordType: 'agentstreams.market.Trade',
+  value: { symbol, eventTime: T0 + second * 1000, price: 10, quantity, side: 'BUY', tradeId: id },
+});
+
+describe('price-move', () => {
+  it('reports a 6% drop over two minutes once, at the severity of the deepest lookback that fired, through the router', () => {
+    const d = driver();
+    // Quiet, then a steady slide from 100 to 94 over two minutes.
+    for (let s = 0; s < 120; s += 5) d.pipe('market.events', tick('ACME', s, 100 + (s % 10 === 0 ? 0.05 : -0.05)));
+    for (let s = 120; s <= 240; s += 5) d.pipe('market.events', tick('ACME', s, 100 - ((s - 120) / 120) * 6));
+    const findings = d.readOutput<Finding>('m.findings').map((f) => f.value);
+    expect(findings.length).toBeGreaterThan(0);
+    expect(findings.every((f) => f.symbol === 'ACME' && f.agent === 'price-move')).toBe(true);
+    const twoMinute = findings.filter((f) => f.rule === 'move-2m');
+    // Fired at medium (3%), then escalated to high (5%): once per severity, never repeated.
+    expect(twoMinute.map((f) => f.severity)).toEqual(['medium', 'high']);
+    expect(twoMinute[1]!.evidence.return).toBeLessThanOrEqual(-0.05);
+    expect(twoMinute[0]!.findingId).toBe(twoMinute[1]!.findingId); // one episode: the higher severity replaces it
+    expect(twoMinute[0]!.findingId).toBe(findingId('price-move', 'move-2m', 'ACME', '', twoMinute[0]!.windowStart));
+    expect(findings.some((f) => f.severity === 'critical')).toBe(false);
+  });
+
+  it('stays silent on a quiet random walk', () => {
+    const d = driver();
+    let price = 50;
+    for (let s = 0; s < 1800; s += 2) {
+      price *= 1 + (((s * 7919) % 13) - 6) / 10_000;
+      d.pipe('market.events', tick('QUIET', s, price));
+    }
+    expect(d.readOutput('m.findings')).toEqual([]);
+  });
+
+  it('reports a gap between consecutive ticks and dead-letters an impossible price', () => {
+    const d = driver();
+    d.pipe('market.events', tick('GAPY', 0, 20));
+    d.pipe('market.events', tick('GAPY', 60, 21));
+    d.pipe('market.events', tick('GAPY', 61, -1));
+    const gap = d.readOutput<Finding>('m.findings').map((f) => f.value).filter((f) => f.rule === 'gap');
+    expect(gap).toHaveLength(1);
+    expect(gap[0]!.evidence.return).toBeCloseTo(0.05);
+    expect(d.readDeadLetters()[0]!.headers['as.dlq.error.message']).toBe('price -1 of GAPY is not positive');
+  });
+});
+
+describe('volume-spike', () => {
+  it('reports a 5× volume minute against the symbol baseline after warm-up', () => {
+    const d = driver();
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      const spike = minute === 8;
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', minute * 60 + i * 5, spike ? 600 : 100, `t${id++}`));
+    }
+    const findings = d.readOutput<Finding>('m.findings').map((f) => f.value);
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatchObject({ agent: 'volume-spike', symbol: 'BOLT', severity: 'high', windowStart: T0 + 8 * 60_000 });
+    expect(findings[0]!.evidence.multiple).toBeCloseTo(6, 5);
+  });
+});

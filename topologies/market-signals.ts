@@ -1,0 +1,50 @@
+/**
+ * The market-monitoring fleet's signal side: the router splits market.events by record type into per-signal
+ * topics (keyed by symbol, so a symbol stays on one partition), and the signal agents turn signals into findings.
+ * Each processor is its own consumer group; run each with `agent-streams run topologies/market-signals.ts -p NAME`.
+ */
+import { defineTopology, processor, router, type Topology } from '../runtime/topology/topology.ts';
+import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
+import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
+import { FindingType } from '../processors/finding.ts';
+
+export interface MarketSignalsOptions {
+  application?: string;
+  partitions?: number;
+}
+
+export function marketSignals(options: MarketSignalsOptions = {}): Topology {
+  const partitions = options.partitions ?? 6;
+  const application = options.application ?? 'market';
+  const findings = `${application}.findings`;
+  return defineTopology({
+    application,
+    topics: {
+      'market.events': { partitions },
+      'signals.price': { partitions },
+      'signals.trade': { partitions },
+      [findings]: { partitions },
+    },
+    processors: {
+      router: router({
+        inputs: ['market.events'],
+        routes: { 'agentstreams.market.PriceTick': 'signals.price', 'agentstreams.market.Trade': 'signals.trade' },
+        outputs: { 'signals.price': ['agentstreams.market.PriceTick'], 'signals.trade': ['agentstreams.market.Trade'] },
+      }),
+      'price-move': processor({
+        inputs: ['signals.price'],
+        outputs: { [findings]: [FindingType] },
+        stores: ['prices'],
+        process: priceMove({ ...defaultPriceMoveOptions, output: findings }),
+      }),
+      'volume-spike': processor({
+        inputs: ['signals.trade'],
+        outputs: { [findings]: [FindingType] },
+        stores: ['volume'],
+        process: volumeSpike({ ...defaultVolumeSpikeOptions, output: findings }),
+      }),
+    },
+  });
+}
+
+export default marketSignals;
