@@ -9,6 +9,7 @@ import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { testCommand } from './commands/test.ts';
 import { runCommand } from './commands/run.ts';
+import { tableCommand } from './commands/table.ts';
 import { schemasCommand } from './commands/schemas.ts';
 import { deadLettersCommand } from './commands/dead-letters.ts';
 
@@ -22,6 +23,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   test: testCommand,
   run: runCommand,
+  table: tableCommand,
   schemas: schemasCommand,
   'dead-letters': deadLettersCommand,
   stack: stackCommand,

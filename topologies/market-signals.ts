@@ -7,6 +7,7 @@ import { defineTopology, processor, router, type Topology } from '../runtime/top
 import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
 import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
 import { FindingType } from '../processors/finding.ts';
+import { PORTFOLIOS_TABLE, portfolioExposure } from '../processors/portfolio-exposure.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
@@ -17,6 +18,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   const partitions = options.partitions ?? 6;
   const application = options.application ?? 'market';
   const findings = `${application}.findings`;
+  const portfolioFindings = `${application}.portfolio-findings`;
   return defineTopology({
     application,
     topics: {
@@ -24,7 +26,9 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       'signals.price': { partitions },
       'signals.trade': { partitions },
       [findings]: { partitions },
+      [portfolioFindings]: { partitions },
     },
+    tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId' } },
     processors: {
       router: router({
         inputs: ['market.events'],
@@ -42,6 +46,12 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         outputs: { [findings]: [FindingType] },
         stores: ['volume'],
         process: volumeSpike({ ...defaultVolumeSpikeOptions, output: findings }),
+      }),
+      'portfolio-exposure': processor({
+        inputs: [findings],
+        outputs: { [portfolioFindings]: [FindingType] },
+        tables: [PORTFOLIOS_TABLE],
+        process: portfolioExposure({ output: portfolioFindings }),
       }),
     },
   });

@@ -33,6 +33,8 @@ export interface TaskScope {
   spec: ProcessorSpec;
   partition: number;
   codec: Codec;
+  /** Snapshots of the shared tables the processor declared. */
+  tables?: ReadonlyMap<string, ReadonlyMap<string, unknown>>;
 }
 
 type Prepared =
@@ -235,6 +237,11 @@ export function runBatch(
               set: (value: S) => setEntry(full, { v: value, c: null }, scratch),
               delete: () => setEntry(full, null, scratch),
             };
+          },
+          table: <T>(name: string) => {
+            if (!(spec.tables ?? []).includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" read table "${name}" without declaring it.`);
+            const rows = (scope.tables?.get(name) ?? new Map()) as ReadonlyMap<string, T>;
+            return { get: (key: string) => rows.get(key), values: () => rows.values() };
           },
           forward: (output) => out.push(encodeOutput(output)),
         };

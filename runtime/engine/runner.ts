@@ -21,6 +21,7 @@ import type { ProducedMessage, SourceRecord } from './dead-letter.ts';
 import { RedisTaskStore } from '../state/redis-store.ts';
 import { changelogMessages, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
+import { readTables } from '../state/tables.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -32,6 +33,8 @@ export interface RunProcessorOptions {
   concurrency?: number;
   /** Retention of state keys in Redis (refreshed on every write). */
   stateTtlMs?: number;
+  /** How often shared tables are re-read from Redis. */
+  tableRefreshMs?: number;
 }
 
 export interface ProcessorHandle {
@@ -111,10 +114,19 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     encode: (type, value) => serde.encode(type, value),
   };
 
-  const redis = stores.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
+  const tableNames = spec.kind === 'process' ? (spec.tables ?? []) : [];
+  const redis = stores.length > 0 || tableNames.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
   redis?.on('error', (error: Error) => log('redis.error', { message: error.message }));
   await redis?.connect();
   const transient = retry({ initialMs: 100, maxMs: 5_000 });
+  let tables: Map<string, Map<string, unknown>> = redis ? await withRetry(() => readTables(redis, topology, tableNames), transient, { isRetriable: () => true }) : new Map();
+  const refreshTables = async (): Promise<void> => {
+    if (!redis || tableNames.length === 0) return;
+    tables = await readTables(redis, topology, tableNames).catch((error: Error) => {
+      log('tables.refresh-failed', { message: error.message });
+      return tables;
+    });
+  };
 
   const tasks = new Map<number, Promise<Task>>();
 
@@ -170,7 +182,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     const task: Task = {
       partition,
       producer,
-      ...(redis ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000) } : {}),
+      ...(redis && stores.length > 0 ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000) } : {}),
       streamTime: Number.NEGATIVE_INFINITY,
       changelog: -1,
       nextOffset: new Map(),
@@ -287,7 +299,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         headers: m.headers as Record<string, Buffer | string | undefined>,
       }));
       await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
-      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec };
+      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables };
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();
       if (task.store) {
@@ -383,10 +395,19 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: options.concurrency ?? Math.min(inputPartitions, 6),
-    eachBatch: handleBatch,
+    eachBatch: async (payload) => {
+      try {
+        await handleBatch(payload);
+      } catch (error) {
+        // kafkajs restarts the consumer from the last resolved offset; say why, once per failure.
+        log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, code: (error as { code?: string }).code, message: (error as Error).message });
+        throw error;
+      }
+    },
   });
 
   const timer = spec.kind === 'windowed' && spec.wallClockCloseIntervalMs ? setInterval(() => void punctuate(), spec.wallClockCloseIntervalMs) : undefined;
+  const tableTimer = tableNames.length > 0 ? setInterval(() => void refreshTables(), options.tableRefreshMs ?? 5_000) : undefined;
 
   let stopping: Promise<void> | undefined;
   return {
@@ -396,6 +417,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     stop() {
       stopping ??= (async () => {
         if (timer) clearInterval(timer);
+        if (tableTimer) clearInterval(tableTimer);
         await consumer.stop();
         await consumer.disconnect();
         for (const partition of [...tasks.keys()]) await dropTask(partition);

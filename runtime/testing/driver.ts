@@ -87,6 +87,7 @@ export class TopologyTestDriver {
   private readonly tasks = new Map<string, DriverTask>();
   private readonly partitioner = Partitioners.DefaultPartitioner();
   private offsets = new Map<string, number>();
+  private readonly tables = new Map<string, Map<string, unknown>>();
   wallClock: number;
 
   constructor(
@@ -118,6 +119,13 @@ export class TopologyTestDriver {
     return task;
   }
 
+  /** Replaces a shared table's rows (what `agent-streams table load` does in a deployment). */
+  setTable<T>(name: string, rows: T[]): void {
+    const spec = this.topology.tables?.[name];
+    if (!spec) throw new AgentStreamsError(ErrorCode.USAGE, `Topology has no table "${name}".`);
+    this.tables.set(name, new Map(rows.map((row) => [String((row as Record<string, unknown>)[spec.keyField]), row])));
+  }
+
   /** Encodes and pipes one record into `topic`; everything downstream runs before this returns. */
   pipe<V>(topic: string, record: TestRecord<V>): void {
     if (!record.recordType) throw new AgentStreamsError(ErrorCode.USAGE, 'pipe() needs a recordType to encode the value with.');
@@ -141,7 +149,7 @@ export class TopologyTestDriver {
     const source: SourceRecord = { topic: message.topic, partition, offset: String(offset), timestamp: message.timestamp ?? String(this.wallClock), key, value: message.value, headers };
     for (const [name, spec] of Object.entries(this.topology.processors)) {
       if (!spec.inputs.includes(message.topic)) continue;
-      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec };
+      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec, tables: this.tables };
       const task = this.task(name, partition);
       const prepared = prepareBatch(scope, [source]);
       this.apply(task, runBatch(scope, prepared, task.state, task.streamTime));

@@ -34,12 +34,20 @@ export interface KeyState<S> {
   delete(): void;
 }
 
+/** A shared table (e.g. portfolios), read-only to processors, refreshed by the runtime. */
+export interface TableView<T> {
+  get(key: string): T | undefined;
+  values(): Iterable<T>;
+}
+
 export interface ProcessorContext {
   readonly processor: string;
   readonly partition: number;
   /** Highest event time seen on this partition, including the current record. */
   readonly streamTime: number;
   store<S>(name: string): KeyState<S>;
+  /** A shared table the processor declared under `tables`. */
+  table<T>(name: string): TableView<T>;
   forward(output: Output): void;
 }
 

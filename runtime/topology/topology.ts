@@ -24,6 +24,8 @@ interface BaseProcessorSpec {
 export interface ProcessSpec extends BaseProcessorSpec {
   kind: 'process';
   stores?: string[];
+  /** Shared tables read through `ctx.table(name)`. */
+  tables?: string[];
   process: ProcessFunction;
 }
 
@@ -67,9 +69,17 @@ export function router(spec: Omit<RouterSpec, 'kind'>): ProcessorSpec {
   return { kind: 'router', ...spec };
 }
 
+/** A shared table: records of one Avro type by key, kept in Redis and loaded by `agent-streams table load`. */
+export interface TableSpec {
+  recordType: string;
+  /** Field of the record that is its key. */
+  keyField: string;
+}
+
 export interface TopologySpec {
   application: string;
   topics: Record<string, TopicSpec>;
+  tables?: Record<string, TableSpec>;
   processors: Record<string, ProcessorSpec>;
 }
 
@@ -77,6 +87,8 @@ export interface Topology extends TopologySpec {
   deadLetterTopic: string;
   lateTopic: string;
   groupId(processor: string): string;
+  /** Redis hash holding a table's rows as JSON by key. */
+  tableKey(table: string): string;
   changelogTopic(processor: string): string;
   storesOf(processor: string): string[];
 }
@@ -112,6 +124,9 @@ export function defineTopology(spec: TopologySpec): Topology {
         if (!(p.outputs?.[topic] ?? []).includes(type)) problems.push(`router "${name}" routes ${type} to ${topic} but does not declare it in outputs`);
       }
     }
+    if (p.kind === 'process') {
+      for (const table of p.tables ?? []) if (!spec.tables?.[table]) problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
+    }
     const stores = p.kind === 'process' ? (p.stores ?? []) : p.kind === 'windowed' ? [p.store] : [];
     for (const store of stores) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
   }
@@ -122,6 +137,7 @@ export function defineTopology(spec: TopologySpec): Topology {
     deadLetterTopic,
     lateTopic,
     groupId: (processor) => `${spec.application}.${processor}`,
+    tableKey: (table) => `as:table:{${spec.application}}:${table}`,
     changelogTopic: (processor) => `${spec.application}.${processor}.changelog`,
     storesOf(processor) {
       const p = spec.processors[processor];

@@ -2,6 +2,60 @@
 
 export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
 
+/** A high-priority finding for one portfolio, with its analysis. Key: portfolioId. */
+export interface Alert {
+  /** Deterministic: hex SHA-256 of the sorted finding ids */
+  alertId: string;
+  /** Findings the alert is about */
+  findingIds: Array<string>;
+  /** Portfolio alerted */
+  portfolioId: string;
+  /** Ticker */
+  symbol: string;
+  /** Severity after exposure; analysis can never raise it */
+  severity: Severity;
+  /** Earliest window start of its findings (epoch ms, UTC) */
+  windowStart: number;
+  /** Event time of the triggering finding (epoch ms, UTC) */
+  eventTime: number;
+  /** What happened and why it matters */
+  analysis: string;
+  /** What to do about it */
+  recommendedAction: string;
+  /** Model that wrote the analysis, or rules-only */
+  model: string;
+  /** Why the analysis is rules-only, when it is */
+  reason: string;
+}
+
+/** Subject and record type name of Alert. */
+export const AlertType = 'agentstreams.fleet.Alert';
+
+/** One portfolio's hour: what was found and alerted, summarised. Key: portfolioId. */
+export interface Digest {
+  /** Deterministic: hex SHA-256 of portfolioId and hourStart */
+  digestId: string;
+  /** Portfolio */
+  portfolioId: string;
+  /** Start of the hour (epoch ms, UTC) */
+  hourStart: number;
+  /** Findings in the hour */
+  findingCount: number;
+  /** Findings at or above the portfolio's alert level */
+  alertCount: number;
+  /** Finding count per severity */
+  bySeverity: Record<string, number>;
+  /** Summaries of the most severe findings */
+  topFindings: Array<string>;
+  /** The digest text */
+  summary: string;
+  /** Model that wrote the summary, or rules-only */
+  model: string;
+}
+
+/** Subject and record type name of Digest. */
+export const DigestType = 'agentstreams.fleet.Digest';
+
 /** What an agent found. Key: symbol (market-wide findings) or portfolioId|symbol (portfolio findings). */
 export interface Finding {
   /** Deterministic: hex SHA-256 of agent, rule, symbol, portfolioId and windowStart, so a replay rewrites the same finding */
@@ -36,6 +90,35 @@ export interface Finding {
 
 /** Subject and record type name of Finding. */
 export const FindingType = 'agentstreams.fleet.Finding';
+
+export interface Holding {
+  /** Ticker */
+  symbol: string;
+  /** Fraction of the portfolio's value, 0..1 */
+  weight: number;
+}
+
+/** Subject and record type name of Holding. */
+export const HoldingType = 'agentstreams.fleet.Holding';
+
+export type AlertLevel = 'medium' | 'high' | 'critical';
+
+/** A portfolio the fleet watches: its holdings and the thresholds its rules use. Loaded into shared state with `agent-streams portfolios load`. */
+export interface Portfolio {
+  /** Stable id, e.g. growth */
+  portfolioId: string;
+  /** Display name */
+  name: string;
+  /** What the portfolio holds */
+  holdings: Array<Holding>;
+  /** A finding on a holding at least this heavy is raised one severity level */
+  raiseAtWeight: number;
+  /** Lowest severity that raises an alert for this portfolio */
+  alertAt: AlertLevel;
+}
+
+/** Subject and record type name of Portfolio. */
+export const PortfolioType = 'agentstreams.fleet.Portfolio';
 
 /** A quote update for one instrument. Key: symbol. */
 export interface PriceTick {

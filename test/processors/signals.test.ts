@@ -77,3 +77,39 @@ describe('volume-spike', () => {
     expect(findings[0]!.evidence.multiple).toBeCloseTo(6, 5);
   });
 });
+
+describe('portfolio-exposure', () => {
+  const portfolios = [
+    { portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' },
+    { portfolioId: 'income', name: 'Income', holdings: [{ symbol: 'BOLT', weight: 0.02 }, { symbol: 'ACME', weight: 0.5 }], raiseAtWeight: 0.1, alertAt: 'high' },
+    { portfolioId: 'other', name: 'Other', holdings: [{ symbol: 'ZZZ', weight: 1 }], raiseAtWeight: 0.1, alertAt: 'high' },
+  ];
+
+  it('fans a market finding out to every holder, raising severity for heavy holdings', () => {
+    const d = driver();
+    d.setTable('portfolios', portfolios);
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+    }
+    const out = d.readOutput<Finding>('m.portfolio-findings').map((f) => f.value);
+    expect(out.map((f) => [f.portfolioId, f.severity]).sort()).toEqual([
+      ['growth', 'critical'],
+      ['income', 'high'],
+    ]);
+    const growth = out.find((f) => f.portfolioId === 'growth')!;
+    expect(growth.evidence.weight).toBe(0.25);
+    expect(growth.findingId).toBe(findingId('volume-spike', 'volume-multiple', 'BOLT', 'growth', growth.windowStart));
+    expect(d.readOutput('m.portfolio-findings').map((r) => r.key).sort()).toEqual(['growth', 'income']);
+  });
+
+  it('emits nothing for a symbol no portfolio holds, and nothing without portfolios', () => {
+    const d = driver();
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+    }
+    expect(d.readOutput('m.findings')).toHaveLength(1);
+    expect(d.readOutput('m.portfolio-findings')).toEqual([]);
+  });
+});

@@ -1,0 +1,67 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { readTables, writeTable } from '../../../runtime/state/tables.ts';
+import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
+import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
+import { runProcessor } from '../../../runtime/engine/runner.ts';
+import { marketSignals } from '../../../topologies/market-signals.ts';
+import { finding, type Finding } from '../../../processors/finding.ts';
+import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
+
+const root = join(import.meta.dirname, '../../..');
+const schemas = loadSchemas(join(root, 'schemas'));
+const portfolio = (id: string, symbol: string) => ({ portfolioId: id, name: id, holdings: [{ symbol, weight: 0.5 }] });
+
+describe('shared tables', () => {
+  const redis = new Redis(config.redis.url);
+  afterAll(() => redis.disconnect());
+
+  it('validates every row before replacing a table, filling schema defaults', async () => {
+    const topology = marketSignals({ application: uniqueName('tables').replaceAll('_', '-') });
+    expect(await writeTable(redis, topology, 'portfolios', [portfolio('a', 'ACME'), portfolio('b', 'BOLT')], schemas)).toBe(2);
+    const rows = (await readTables(redis, topology, ['portfolios'])).get('portfolios')!;
+    expect(rows.get('a')).toEqual({ ...portfolio('a', 'ACME'), raiseAtWeight: 0.1, alertAt: 'high' });
+    const error = await writeTable(redis, topology, 'portfolios', [portfolio('c', 'CRUX'), { portfolioId: 'd' }], schemas).catch((e: unknown) => e as Error);
+    expect((error as Error).message).toContain('row 2: does not match agentstreams.fleet.Portfolio');
+    expect([...(await readTables(redis, topology, ['portfolios'])).get('portfolios')!.keys()].sort()).toEqual(['a', 'b']);
+    await expect(writeTable(redis, topology, 'nope', [], schemas)).rejects.toThrow(/has no table "nope"; it has portfolios/);
+  });
+
+  it('reaches running processors, which see updates without a restart', async () => {
+    const application = uniqueName('exposure').replaceAll('_', '-');
+    const topology = marketSignals({ application });
+    await writeTable(redis, topology, 'portfolios', [portfolio('first', 'ACME')], schemas);
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, schemas);
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.fleet.Finding');
+    const handle = await runProcessor({ config, topology, processor: 'portfolio-exposure', tableRefreshMs: 200 });
+    const kafka = kafkaClient();
+    const producer = kafka.producer();
+    await producer.connect();
+    const source = { topic: 't', partition: 0, offset: '1', key: 'ACME', value: null, recordType: '', timestamp: 0, headers: {} };
+    const market = (windowStart: number): Finding =>
+      finding({ agent: 'price-move', rule: 'move-2m', symbol: 'ACME', severity: 'medium', windowStart, windowEnd: windowStart + 1, eventTime: windowStart, evidence: { return: -0.04 }, summary: 's' }, source);
+    await producer.send({ topic: `${application}.findings`, messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(1000)) }] });
+    while (handle.stats.records < 1) await sleep(100);
+    await writeTable(redis, topology, 'portfolios', [portfolio('first', 'ACME'), portfolio('second', 'ACME')], schemas);
+    await sleep(600);
+    await producer.send({ topic: `${application}.findings`, messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(2000)) }] });
+    while (handle.stats.records < 2) await sleep(100);
+    await producer.disconnect();
+    await handle.stop();
+
+    const out: string[] = [];
+    const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
+    await consumer.connect();
+    await consumer.subscribe({ topic: `${application}.portfolio-findings`, fromBeginning: true });
+    await consumer.run({ eachMessage: async ({ message }) => void out.push(`${message.key}`) });
+    const until = Date.now() + 15_000;
+    while (out.length < 3 && Date.now() < until) await sleep(100);
+    await sleep(500);
+    await consumer.disconnect();
+    expect(out.sort()).toEqual(['first', 'first', 'second']);
+  }, 60_000);
+});
