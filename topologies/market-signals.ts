@@ -8,6 +8,7 @@ import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts'
 import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
 import { FindingType } from '../processors/finding.ts';
 import { PORTFOLIOS_TABLE, portfolioExposure } from '../processors/portfolio-exposure.ts';
+import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
@@ -19,6 +20,8 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   const application = options.application ?? 'market';
   const findings = `${application}.findings`;
   const portfolioFindings = `${application}.portfolio-findings`;
+  const alerts = `${application}.alerts`;
+  const analyst = alertAnalyst({ output: alerts });
   return defineTopology({
     application,
     topics: {
@@ -27,6 +30,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       'signals.trade': { partitions },
       [findings]: { partitions },
       [portfolioFindings]: { partitions },
+      [alerts]: { partitions },
     },
     tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId' } },
     processors: {
@@ -52,6 +56,13 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         outputs: { [portfolioFindings]: [FindingType] },
         tables: [PORTFOLIOS_TABLE],
         process: portfolioExposure({ output: portfolioFindings }),
+      }),
+      'alert-analyst': processor({
+        inputs: [portfolioFindings],
+        outputs: { [alerts]: [AlertType] },
+        tables: [PORTFOLIOS_TABLE],
+        enrich: { service: analyst.service, request: analyst.request },
+        process: analyst.process,
       }),
     },
   });

@@ -11,7 +11,7 @@
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { DecodedRecord } from '../serde/avro.ts';
 import type { Output, ProcessorContext, StreamRecord } from '../topology/processor.ts';
-import type { ProcessorSpec, Topology, WindowedSpec } from '../topology/topology.ts';
+import { storesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { addRecord, closeWindows, nextCloseTime } from '../windows/index.ts';
 import { deadLetter, lateRecord, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
 
@@ -43,6 +43,8 @@ type Prepared =
 
 export interface PreparedBatch {
   items: Prepared[];
+  /** What an `enrich` processor asks its service, by record offset. */
+  requests: Map<string, unknown>;
   /** State keys (`store:key`) the batch reads: load these before `runBatch`. */
   keys: string[];
   /** Highest event time in the batch: windows closing at or before it may close during the batch. */
@@ -56,9 +58,6 @@ function defaultTimestamp(value: unknown, kafkaTimestamp: number): number {
   return typeof eventTime === 'number' && Number.isFinite(eventTime) ? eventTime : kafkaTimestamp;
 }
 
-function storesOf(spec: ProcessorSpec): string[] {
-  return spec.kind === 'process' ? (spec.stores ?? []) : spec.kind === 'windowed' ? [spec.store] : [];
-}
 
 function headersOf(source: SourceRecord): Record<string, string> {
   const out: Record<string, string> = {};
@@ -69,7 +68,7 @@ function headersOf(source: SourceRecord): Record<string, string> {
 /** Decodes a batch (schemas must already be resolved) and lists the state keys it needs. */
 export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): PreparedBatch {
   const { spec, codec } = scope;
-  const stores = storesOf(spec);
+  const stores = storesOfSpec(spec);
   const keys = new Set<string>();
   let maxEventTime = Number.NEGATIVE_INFINITY;
   const items = sources.map((source): Prepared => {
@@ -105,7 +104,29 @@ export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): Prepare
     };
     return { ok: true, source, record, key };
   });
-  return { items, keys: [...keys], maxEventTime };
+  const requests = new Map<string, unknown>();
+  if (spec.kind === 'process' && spec.enrich) {
+    const enrich = spec.enrich;
+    for (const item of items) {
+      if (!item.ok) continue;
+      try {
+        const request = enrich.request(item.record, { partition: scope.partition, table: tableView(scope) });
+        if (request !== undefined) requests.set(item.record.offset, request);
+      } catch {
+        // `process` will meet the same record without an answer and fail or fall back as it sees fit.
+      }
+    }
+  }
+  return { items, keys: [...keys], maxEventTime, requests };
+}
+
+function tableView(scope: TaskScope) {
+  return <T>(name: string) => {
+    const tables = scope.spec.kind === 'process' ? (scope.spec.tables ?? []) : [];
+    if (!tables.includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${scope.processor}" read table "${name}" without declaring it.`);
+    const rows = (scope.tables?.get(name) ?? new Map()) as ReadonlyMap<string, T>;
+    return { get: (key: string) => rows.get(key), values: () => rows.values() };
+  };
 }
 
 export interface BatchResult {
@@ -143,6 +164,7 @@ export function runBatch(
   state: Map<string, StateEntry>,
   streamTimeBefore: number,
   punctuateAt?: number,
+  answers?: ReadonlyMap<string, unknown>,
 ): BatchResult {
   const { topology, processor, spec, partition, codec } = scope;
   const entries = new Map(state);
@@ -238,11 +260,8 @@ export function runBatch(
               delete: () => setEntry(full, null, scratch),
             };
           },
-          table: <T>(name: string) => {
-            if (!(spec.tables ?? []).includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" read table "${name}" without declaring it.`);
-            const rows = (scope.tables?.get(name) ?? new Map()) as ReadonlyMap<string, T>;
-            return { get: (key: string) => rows.get(key), values: () => rows.values() };
-          },
+          table: tableView(scope),
+          answer: <T>() => answers?.get(record.offset) as T | undefined,
           forward: (output) => out.push(encodeOutput(output)),
         };
         spec.process(record, ctx);
@@ -288,7 +307,7 @@ export function runBatch(
  * `state` holds the keys due by `time`.
  */
 export function runPunctuation(scope: TaskScope, state: Map<string, StateEntry>, streamTime: number, time: number): BatchResult {
-  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time }, state, streamTime, time);
+  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time, requests: new Map() }, state, streamTime, time);
   // Windows closed by the wall clock have emitted their final result: stream time moves up to that time so that
   // a record arriving later for one of them is late instead of reopening it (and emitting it twice).
   return { ...result, streamTime: Math.max(streamTime, time) };

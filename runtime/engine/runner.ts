@@ -15,7 +15,7 @@ import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { retry, withRetry } from '../retry.ts';
 import type { createMetrics } from '../observability/metrics.ts';
 import { AvroSerde, registryClient } from '../serde/avro.ts';
-import { processorSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
+import { processorSpec, tablesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
 import type { ProducedMessage, SourceRecord } from './dead-letter.ts';
 import { RedisTaskStore } from '../state/redis-store.ts';
@@ -35,7 +35,15 @@ export interface RunProcessorOptions {
   stateTtlMs?: number;
   /** How often shared tables are re-read from Redis. */
   tableRefreshMs?: number;
+  /** Enrichment services by name (see `enrich` on a processor): the batch's requests in, answers out. */
+  services?: Record<string, EnrichmentService>;
 }
+
+/**
+ * Answers a batch's enrichment requests (keyed by record offset). It should answer every request, falling back
+ * where it must; a throw is taken as an outage and the batch waits and retries.
+ */
+export type EnrichmentService = (requests: ReadonlyMap<string, unknown>) => Promise<Map<string, unknown>>;
 
 export interface ProcessorHandle {
   readonly instanceId: string;
@@ -114,7 +122,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     encode: (type, value) => serde.encode(type, value),
   };
 
-  const tableNames = spec.kind === 'process' ? (spec.tables ?? []) : [];
+  const tableNames = tablesOfSpec(spec);
+  const enrichment = spec.kind === 'process' && spec.enrich ? options.services?.[spec.enrich.service] : undefined;
+  if (spec.kind === 'process' && spec.enrich && !enrichment) {
+    throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Processor "${processor}" enriches through service "${spec.enrich.service}", which this process was not given.`);
+  }
   const redis = stores.length > 0 || tableNames.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
   redis?.on('error', (error: Error) => log('redis.error', { message: error.message }));
   await redis?.connect();
@@ -318,7 +330,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         }
         entries = read.entries;
       }
-      const result = runBatch(scope, prepared, entries, task.streamTime);
+      const answers =
+        enrichment && prepared.requests.size > 0
+          ? await withRetry(() => enrichment(prepared.requests), transient, { isRetriable: () => true, onRetry: () => void heartbeat().catch(() => undefined) })
+          : undefined;
+      const result = runBatch(scope, prepared, entries, task.streamTime, undefined, answers);
       const nextOffset = String(Number(batch.lastOffset()) + 1);
       let changelogEnd: number;
       try {

@@ -93,11 +93,15 @@ export class TopologyTestDriver {
   constructor(
     readonly topology: Topology,
     schemas: SchemaFile[],
-    options: { wallClock?: number } = {},
+    options: { wallClock?: number; services?: Record<string, (requests: ReadonlyMap<string, unknown>) => Map<string, unknown>> } = {},
   ) {
     this.codec = new LocalCodec(schemas);
     this.wallClock = options.wallClock ?? 0;
+    this.services = options.services ?? {};
   }
+
+  /** Enrichment services, synchronous here: tests answer requests directly (or through a fake). */
+  private readonly services: Record<string, (requests: ReadonlyMap<string, unknown>) => Map<string, unknown>>;
 
   private partitionsOf(topic: string): number {
     return this.topology.topics[topic]?.partitions ?? 1;
@@ -152,7 +156,13 @@ export class TopologyTestDriver {
       const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec, tables: this.tables };
       const task = this.task(name, partition);
       const prepared = prepareBatch(scope, [source]);
-      this.apply(task, runBatch(scope, prepared, task.state, task.streamTime));
+      let answers: Map<string, unknown> | undefined;
+      if (spec.kind === 'process' && spec.enrich && prepared.requests.size > 0) {
+        const service = this.services[spec.enrich.service];
+        if (!service) throw new AgentStreamsError(ErrorCode.USAGE, `The test driver has no service "${spec.enrich.service}": pass it in options.services.`);
+        answers = service(prepared.requests);
+      }
+      this.apply(task, runBatch(scope, prepared, task.state, task.streamTime, undefined, answers));
     }
   }
 

@@ -48,6 +48,8 @@ export interface ProcessorContext {
   store<S>(name: string): KeyState<S>;
   /** A shared table the processor declared under `tables`. */
   table<T>(name: string): TableView<T>;
+  /** The enrichment service's answer for this record (see `enrich`); undefined when none was asked or it failed. */
+  answer<T>(): T | undefined;
   forward(output: Output): void;
 }
 

@@ -5,7 +5,7 @@
  */
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
-import type { Output, ProcessFunction, StreamRecord } from './processor.ts';
+import type { Output, ProcessFunction, ProcessorContext, StreamRecord } from './processor.ts';
 
 export interface TopicSpec {
   partitions: number;
@@ -26,6 +26,15 @@ export interface ProcessSpec extends BaseProcessorSpec {
   stores?: string[];
   /** Shared tables read through `ctx.table(name)`. */
   tables?: string[];
+  /**
+   * Work the runtime does for a record before `process` sees it (an LLM analysis, say). `request` decides, purely,
+   * what to ask; the runtime asks the named service for the whole batch at once; `process` reads the answer with
+   * `ctx.answer()`. The processor itself still does no I/O.
+   */
+  enrich?: {
+    service: string;
+    request(record: StreamRecord, ctx: Pick<ProcessorContext, 'table' | 'partition'>): unknown;
+  };
   process: ProcessFunction;
 }
 
@@ -93,6 +102,16 @@ export interface Topology extends TopologySpec {
   storesOf(processor: string): string[];
 }
 
+/** The state stores a processor keeps. */
+export function storesOfSpec(spec: ProcessorSpec): string[] {
+  return spec.kind === 'process' ? (spec.stores ?? []) : spec.kind === 'windowed' ? [spec.store] : [];
+}
+
+/** The shared tables a processor reads. */
+export function tablesOfSpec(spec: ProcessorSpec): string[] {
+  return spec.kind === 'process' ? (spec.tables ?? []) : [];
+}
+
 const namePattern = /^[a-z][a-z0-9-]*$/;
 const topicPattern = /^[A-Za-z0-9._-]+$/;
 
@@ -127,8 +146,7 @@ export function defineTopology(spec: TopologySpec): Topology {
     if (p.kind === 'process') {
       for (const table of p.tables ?? []) if (!spec.tables?.[table]) problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
     }
-    const stores = p.kind === 'process' ? (p.stores ?? []) : p.kind === 'windowed' ? [p.store] : [];
-    for (const store of stores) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
+    for (const store of storesOfSpec(p)) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
   }
   if (problems.length > 0) throw invalid(`Invalid topology "${spec.application}":\n  - ${problems.join('\n  - ')}`);
 
@@ -142,7 +160,7 @@ export function defineTopology(spec: TopologySpec): Topology {
     storesOf(processor) {
       const p = spec.processors[processor];
       if (!p) throw invalid(`Topology "${spec.application}" has no processor "${processor}"; it has ${Object.keys(spec.processors).join(', ')}`);
-      return p.kind === 'process' ? (p.stores ?? []) : p.kind === 'windowed' ? [p.store] : [];
+      return storesOfSpec(p);
     },
   };
 }

@@ -9,7 +9,7 @@ const schemas = loadSchemas(join(import.meta.dirname, '../../schemas'));
 const T0 = Date.UTC(2026, 0, 5, 14, 30);
 
 function driver(): TopologyTestDriver {
-  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas);
+  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
 }
 
 const tick = (symbol: string, second: number, price: number) => ({
@@ -111,5 +111,46 @@ describe('portfolio-exposure', () => {
     }
     expect(d.readOutput('m.findings')).toHaveLength(1);
     expect(d.readOutput('m.portfolio-findings')).toEqual([]);
+  });
+});
+
+describe('alert-analyst', () => {
+  const portfolios = [
+    { portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' },
+    { portfolioId: 'calm', name: 'Calm', holdings: [{ symbol: 'BOLT', weight: 0.01 }], raiseAtWeight: 0.1, alertAt: 'critical' },
+  ];
+  const spike = (d: TopologyTestDriver): void => {
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+    }
+  };
+
+  it('alerts only portfolios whose alert level the finding reaches, with the analysis the service gave', () => {
+    const asked: unknown[] = [];
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+      services: {
+        analysis: (requests) => {
+          asked.push(...requests.values());
+          return new Map([...requests.keys()].map((k) => [k, { analysis: 'Unusual volume ahead of news.', recommendedAction: 'Watch.', model: 'claude-test' }]));
+        },
+      },
+    });
+    d.setTable('portfolios', portfolios);
+    spike(d);
+    const alerts = d.readOutput<{ portfolioId: string; severity: string; model: string; analysis: string; findingIds: string[] }>('m.alerts').map((a) => a.value);
+    expect(asked).toHaveLength(1);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ portfolioId: 'growth', severity: 'critical', model: 'claude-test', analysis: 'Unusual volume ahead of news.' });
+  });
+
+  it('still alerts, rules-only and saying why, when the service has no answer', () => {
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+    d.setTable('portfolios', portfolios);
+    spike(d);
+    const [alert] = d.readOutput<{ model: string; reason: string; analysis: string; recommendedAction: string }>('m.alerts').map((a) => a.value);
+    expect(alert).toMatchObject({ model: 'rules-only', reason: 'the analysis service gave no answer' });
+    expect(alert!.analysis).toContain('volume-spike/volume-multiple at critical');
+    expect(alert!.recommendedAction).toContain('Check for news or filings');
   });
 });
