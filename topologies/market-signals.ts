@@ -3,16 +3,21 @@
  * topics (keyed by symbol, so a symbol stays on one partition), and the signal agents turn signals into findings.
  * Each processor is its own consumer group; run each with `agent-streams run topologies/market-signals.ts -p NAME`.
  */
-import { defineTopology, processor, router, type Topology } from '../runtime/topology/topology.ts';
+import { defineTopology, processor, router, windowed, type Topology } from '../runtime/topology/topology.ts';
+import type { Finding } from '../processors/finding.ts';
 import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
 import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
 import { FindingType } from '../processors/finding.ts';
 import { PORTFOLIOS_TABLE, portfolioExposure } from '../processors/portfolio-exposure.ts';
 import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
+import { digestAggregation, digestDraft, DigestType, digestWriter } from '../processors/digest.ts';
+import { tumbling } from '../runtime/windows/index.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
   partitions?: number;
+  /** How late a finding may arrive for its hour's digest. */
+  digestGrace?: string;
 }
 
 export function marketSignals(options: MarketSignalsOptions = {}): Topology {
@@ -22,6 +27,9 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   const portfolioFindings = `${application}.portfolio-findings`;
   const alerts = `${application}.alerts`;
   const analyst = alertAnalyst({ output: alerts });
+  const drafts = `${application}.digest-drafts`;
+  const digests = `${application}.digests`;
+  const writer = digestWriter({ output: digests });
   return defineTopology({
     application,
     topics: {
@@ -31,6 +39,8 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       [findings]: { partitions },
       [portfolioFindings]: { partitions },
       [alerts]: { partitions },
+      [drafts]: { partitions },
+      [digests]: { partitions },
     },
     tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId' } },
     processors: {
@@ -63,6 +73,22 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         tables: [PORTFOLIOS_TABLE],
         enrich: { service: analyst.service, request: analyst.request },
         process: analyst.process,
+      }),
+      'digest-window': windowed({
+        inputs: [portfolioFindings],
+        outputs: { [drafts]: [DigestType] },
+        store: 'hours',
+        aggregation: { window: tumbling({ size: '1h', grace: options.digestGrace ?? '2m' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
+        emit: 'close',
+        wallClockCloseIntervalMs: 10_000,
+        onResult: digestDraft(drafts),
+      }),
+      'digest-writer': processor({
+        inputs: [drafts],
+        outputs: { [digests]: [DigestType] },
+        tables: [PORTFOLIOS_TABLE],
+        enrich: { service: writer.service, request: writer.request },
+        process: writer.process,
       }),
     },
   });

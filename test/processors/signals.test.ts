@@ -154,3 +154,40 @@ describe('alert-analyst', () => {
     expect(alert!.recommendedAction).toContain('Check for news or filings');
   });
 });
+
+describe('digests', () => {
+  const portfolios = [{ portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }, { symbol: 'ACME', weight: 0.2 }], raiseAtWeight: 0.1, alertAt: 'high' }];
+
+  it('writes exactly one digest per portfolio and hour once the hour is over, rules-only without a summary service answer', () => {
+    const T = Date.UTC(2026, 0, 5, 14, 0);
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { wallClock: T, services: { analysis: () => new Map(), digest: () => new Map() } });
+    d.setTable('portfolios', portfolios);
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+    }
+    d.advanceWallClock(30 * 60_000);
+    expect(d.readOutput('m.digests')).toEqual([]);
+    d.advanceWallClock(35 * 60_000); // past the hour and its grace
+    d.advanceWallClock(60_000);
+    const digests = d.readOutput<{ digestId: string; portfolioId: string; hourStart: number; findingCount: number; alertCount: number; summary: string; model: string }>('m.digests').map((r) => r.value);
+    expect(digests).toHaveLength(1);
+    expect(digests[0]).toMatchObject({ portfolioId: 'growth', hourStart: T, findingCount: 1, alertCount: 1, model: 'rules-only' });
+    expect(digests[0]!.summary).toContain('Growth, hour from 2026-01-05 14:00 UTC: 1 findings (1 critical), 1 alerting.');
+  });
+
+  it('uses the summary the digest service wrote', () => {
+    const T = Date.UTC(2026, 0, 5, 14, 0);
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+      wallClock: T,
+      services: { analysis: () => new Map(), digest: (requests) => new Map([...requests.keys()].map((k) => [k, { summary: 'A busy hour for BOLT.', model: 'claude-batch' }])) },
+    });
+    d.setTable('portfolios', portfolios);
+    let id = 0;
+    for (let minute = 0; minute < 10; minute += 1) {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+    }
+    d.advanceWallClock(70 * 60_000);
+    expect(d.readOutput<{ summary: string; model: string }>('m.digests').map((r) => r.value)).toMatchObject([{ summary: 'A busy hour for BOLT.', model: 'claude-batch' }]);
+  });
+});

@@ -1,0 +1,118 @@
+/**
+ * Hourly digests per portfolio, in two steps that are each exactly-once:
+ *  1. digest-window: a tumbling hour per portfolio over its findings (event time, closed by stream time or, for
+ *     quiet portfolios, by the wall clock) emits a draft with the counts and the most severe findings;
+ *  2. digest-writer: summarises each draft through the `digest` service (the LLM's Message Batches API, half the
+ *     price, latency not critical) and writes the Digest; rules-only when there is no answer.
+ * One digest per portfolio and hour across all instances: the hour's window lives on the portfolio's partition,
+ * and the id is derived from portfolio and hour.
+ */
+import { createHash } from 'node:crypto';
+import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
+import type { WindowResultContext } from '../runtime/topology/topology.ts';
+import type { WindowResult } from '../runtime/windows/index.ts';
+import { severities, severityRank, type Finding, type Severity } from './finding.ts';
+import { PORTFOLIOS_TABLE, type Portfolio } from './portfolio-exposure.ts';
+
+export const DigestType = 'agentstreams.fleet.Digest';
+export const DIGEST_SERVICE = 'digest';
+const TOP = 5;
+
+export interface Digest {
+  digestId: string;
+  portfolioId: string;
+  hourStart: number;
+  findingCount: number;
+  alertCount: number;
+  bySeverity: Record<string, number>;
+  topFindings: string[];
+  summary: string;
+  model: string;
+}
+
+export interface DigestAccumulator {
+  count: number;
+  bySeverity: Record<string, number>;
+  /** [severity rank, event time, summary], most severe first. */
+  top: Array<[number, number, string]>;
+}
+
+export const digestAggregation = {
+  init: (): DigestAccumulator => ({ count: 0, bySeverity: {}, top: [] }),
+  add(acc: DigestAccumulator, finding: Finding): DigestAccumulator {
+    acc.count += 1;
+    acc.bySeverity[finding.severity] = (acc.bySeverity[finding.severity] ?? 0) + 1;
+    acc.top.push([severityRank(finding.severity), finding.eventTime, finding.summary]);
+    acc.top.sort((a, b) => b[0] - a[0] || a[1] - b[1] || a[2].localeCompare(b[2]));
+    acc.top.length = Math.min(acc.top.length, TOP);
+    return acc;
+  },
+};
+
+export function digestId(portfolioId: string, hourStart: number): string {
+  return createHash('sha256').update(`${portfolioId}\u0000${hourStart}`).digest('hex');
+}
+
+export function digestDraft(output: string) {
+  return (result: WindowResult<DigestAccumulator> & { final: boolean }, ctx: WindowResultContext): void => {
+    const draft: Digest = {
+      digestId: digestId(ctx.key, result.start),
+      portfolioId: ctx.key,
+      hourStart: result.start,
+      findingCount: result.value.count,
+      alertCount: 0,
+      bySeverity: result.value.bySeverity,
+      topFindings: result.value.top.map(([, , summary]) => summary),
+      summary: '',
+      model: '',
+    };
+    ctx.forward({ topic: output, key: ctx.key, recordType: DigestType, value: draft, timestamp: result.end });
+  };
+}
+
+export interface DigestRequest {
+  draft: Digest;
+  portfolioName: string;
+}
+
+export interface DigestAnswer {
+  summary: string;
+  model: string;
+}
+
+export function alertCountOf(bySeverity: Record<string, number>, alertAt: Severity): number {
+  return severities.filter((s) => severityRank(s) >= severityRank(alertAt)).reduce((n, s) => n + (bySeverity[s] ?? 0), 0);
+}
+
+export function rulesOnlyDigest(draft: Digest, portfolioName: string, alertCount: number): string {
+  const counts = severities
+    .filter((s) => draft.bySeverity[s])
+    .reverse()
+    .map((s) => `${draft.bySeverity[s]} ${s}`)
+    .join(', ');
+  const hour = new Date(draft.hourStart).toISOString().slice(0, 13).replace('T', ' ');
+  return `${portfolioName}, hour from ${hour}:00 UTC: ${draft.findingCount} findings (${counts}), ${alertCount} alerting. ${draft.topFindings.length > 0 ? `Most severe: ${draft.topFindings.join('; ')}.` : ''}`.trim();
+}
+
+export function digestWriter(options: { output: string }) {
+  return {
+    service: DIGEST_SERVICE,
+    request(record: StreamRecord, ctx: Pick<ProcessorContext, 'table'>): DigestRequest {
+      const draft = record.value as Digest;
+      return { draft, portfolioName: ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(draft.portfolioId)?.name ?? draft.portfolioId };
+    },
+    process(record: StreamRecord, ctx: ProcessorContext): void {
+      const draft = record.value as Digest;
+      const portfolio = ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(draft.portfolioId);
+      const alertCount = alertCountOf(draft.bySeverity, portfolio?.alertAt ?? 'high');
+      const answer = ctx.answer<DigestAnswer>();
+      const digest: Digest = {
+        ...draft,
+        alertCount,
+        summary: answer?.summary ?? rulesOnlyDigest(draft, portfolio?.name ?? draft.portfolioId, alertCount),
+        model: answer?.model ?? 'rules-only',
+      };
+      ctx.forward({ topic: options.output, key: draft.portfolioId, recordType: DigestType, value: digest });
+    },
+  };
+}
