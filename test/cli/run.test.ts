@@ -2,8 +2,7 @@
  * `agent-streams run` as a user starts it: a member process that serves /metrics, /healthz and /readyz, counts
  * what it processes, and on SIGTERM finishes, commits, leaves the group and exits 0.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { startMember, waitUntilStarted } from '../../cli/fleet.ts';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -23,17 +22,12 @@ describe('agent-streams run', () => {
     const serde = new AvroSerde(registry);
     await serde.writerFor('agentstreams.test.Event');
 
-    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'run', join(root, 'test/fixtures/topologies/window-count.ts'), '--processor', 'counter'], {
-      cwd: root,
-      env: { ...process.env, AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_METRICS_PORT: '0' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const events: Array<Record<string, unknown>> = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => events.push(JSON.parse(line) as Record<string, unknown>));
+    const member = startMember(join(root, 'test/fixtures/topologies/window-count.ts'), 'counter', { AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_METRICS_PORT: '0' });
+    const { child, events } = member;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       const until = Date.now() + 60_000;
-      while (!events.some((e) => e.event === 'started') && Date.now() < until) await sleep(100);
+      await waitUntilStarted([member], 60_000);
       const port = events.find((e) => e.event === 'started')?.metricsPort as number;
       expect(port).toBeGreaterThan(0);
       const base = `http://127.0.0.1:${port}`;

@@ -4,7 +4,7 @@
  * moments at least ten times, and then with Redis flushed mid-run. Output topics (read as they are, nothing
  * deduplicated) and window state must equal the reference exactly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startMember, stopMembers, type Member } from '../../../cli/fleet.ts';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,20 +130,13 @@ async function windowState(application: string): Promise<Map<string, string>> {
   return out;
 }
 
-function member(application: string, input: string, extraEnv: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'run', join(root, 'test/fixtures/topologies/window-count.ts'), '--processor', 'counter'], {
-    cwd: root,
-    env: { ...process.env, AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_CONSUMER_MAX_BYTES_PER_PARTITION: '8192', AS_CONSUMER_SESSION_TIMEOUT_MS: '6000', ...extraEnv },
-    stdio: ['ignore', 'ignore', 'inherit'],
+function member(application: string, input: string): Member {
+  return startMember(join(root, 'test/fixtures/topologies/window-count.ts'), 'counter', {
+    AS_FIXTURE_APP: application,
+    AS_FIXTURE_INPUT: input,
+    AS_CONSUMER_MAX_BYTES_PER_PARTITION: '8192',
+    AS_CONSUMER_SESSION_TIMEOUT_MS: '6000',
   });
-}
-
-/** SIGTERM, and the exit code once the member has finished its batch, committed and left the group. */
-async function stopMember(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  return Promise.race([exited, sleep(30_000).then(() => (child.kill('SIGKILL'), -1))]);
 }
 
 /** What the test driver computes for the same input: the crash-free reference, with no broker involved. */
@@ -165,7 +158,7 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
   const base = uniqueName('eos').replaceAll('_', '-');
   const input = `${base}.input`;
   const events = seededEvents(EVENTS, 200, 42);
-  const children: ChildProcess[] = [];
+  const children: Member[] = [];
   let production: Promise<void>;
   let producing = true;
 
@@ -174,7 +167,7 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(children.map(stopMember));
+    await stopMembers(children);
   });
 
   it('gives the reference output and state after 10+ SIGKILLs of one of two members and a Redis FLUSHALL, while a scaled-out group runs beside it', async () => {
@@ -196,7 +189,7 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
       await sleep(1500 + Math.floor(random() * 2500));
       if (!producing) break;
       const i = random() < 0.5 ? 0 : 1;
-      members[i]!.kill('SIGKILL');
+      members[i]!.child.kill('SIGKILL');
       killsMidStream += 1;
       members[i] = member(chaos, input);
       children.push(members[i]!);
@@ -219,7 +212,7 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
 
     await waitForLag(kafka, `${chaos}.counter`, input, 240_000);
     // Graceful shutdown: both members leave the group and exit 0 within the deadline.
-    expect(await Promise.all(members.map(stopMember))).toEqual([0, 0]);
+    expect(await stopMembers(members)).toEqual([0, 0]);
     expect(await readAllByKey(kafka, `${chaos}.counts`)).toEqual(reference.output);
     expect(await windowState(chaos)).toEqual(reference.state);
 
