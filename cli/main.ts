@@ -12,6 +12,9 @@ import { runCommand } from './commands/run.ts';
 import { tableCommand } from './commands/table.ts';
 import { schemasCommand } from './commands/schemas.ts';
 import { deadLettersCommand } from './commands/dead-letters.ts';
+import { feedCommand } from './commands/feed.ts';
+import { replayCommand } from './commands/replay.ts';
+import { ingestCommand } from './commands/ingest.ts';
 
 export interface Command {
   summary: string;
@@ -26,6 +29,9 @@ const commands: Record<string, Command> = {
   table: tableCommand,
   schemas: schemasCommand,
   'dead-letters': deadLettersCommand,
+  feed: feedCommand,
+  replay: replayCommand,
+  ingest: ingestCommand,
   stack: stackCommand,
   migrate: migrateCommand,
   config: configCommand,

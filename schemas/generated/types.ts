@@ -120,6 +120,67 @@ export interface Portfolio {
 /** Subject and record type name of Portfolio. */
 export const PortfolioType = 'agentstreams.fleet.Portfolio';
 
+export type InsiderDirection = 'BUY' | 'SELL' | 'OTHER';
+
+/** An insider's transaction as reported on a Form 4. */
+export interface InsiderTransaction {
+  /** Reporting owner, e.g. Jane Doe */
+  name: string;
+  /** Relationship to the issuer, e.g. CEO, Director, 10% owner */
+  role: string;
+  /** Shares transacted (a count > 0; the direction says which way) */
+  shares: number;
+  /** Price per share in USD; null for grants and gifts */
+  price: null | number;
+  /** BUY: open-market purchase (code P); SELL: open-market sale (code S); OTHER: grants, exercises, gifts */
+  direction: InsiderDirection;
+}
+
+/** Subject and record type name of InsiderTransaction. */
+export const InsiderTransactionType = 'agentstreams.market.InsiderTransaction';
+
+/** A regulatory filing by or about an issuer (e.g. SEC EDGAR). Key: symbol. */
+export interface Filing {
+  /** Filing id, unique, e.g. the SEC accession number 0000320193-26-000010 */
+  id: string;
+  /** Ticker of the issuer, upper case */
+  symbol: string;
+  /** Form type as filed, e.g. 8-K, 10-Q, 10-K, 4 (a string, not an enum, so new forms need no schema change) */
+  formType: string;
+  /** 8-K item numbers, e.g. 2.02 (results of operations), 5.02 (officer or director change); empty for forms without items */
+  items: Array<string>;
+  /** Acceptance time at the regulator (epoch milliseconds, UTC) */
+  eventTime: number;
+  /** Form 4 only: the insider transaction reported; null for other forms */
+  insider: null | InsiderTransaction;
+  /** Link to the filing, if known */
+  url: null | string;
+}
+
+/** Subject and record type name of Filing. */
+export const FilingType = 'agentstreams.market.Filing';
+
+/** A news story about one or more instruments. Key: symbol; a story about several symbols is produced once per symbol (same id), so every symbol's partition sees it. */
+export interface NewsItem {
+  /** Story id, unique per source; the copies of a multi-symbol story share it (deduplicate on it) */
+  id: string;
+  /** Tickers the story is about, upper case, at least one */
+  symbols: Array<string>;
+  /** Headline as published (untrusted text) */
+  headline: string;
+  /** Story text, plain (untrusted text); empty for headline-only wires */
+  body: string;
+  /** Publisher or wire, e.g. Reuters, Business Wire */
+  source: string;
+  /** Publication time (epoch milliseconds, UTC) */
+  eventTime: number;
+  /** Link to the story, if known */
+  url: null | string;
+}
+
+/** Subject and record type name of NewsItem. */
+export const NewsItemType = 'agentstreams.market.NewsItem';
+
 /** A quote update for one instrument. Key: symbol. */
 export interface PriceTick {
   /** Ticker, upper case, e.g. ACME */

@@ -1,0 +1,113 @@
+/**
+ * `agent-streams feed`: the synthetic market feed into market.events, paced to --rate (or --fast), with scenarios
+ * planted at offsets. --dry-run prints the records as JSON Lines instead (replayable with `agent-streams replay`).
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../runtime/config/index.ts';
+import { marketFeed, runFeed, type FeedOptions } from '../../connectors/synthetic-feed.ts';
+import { usageError, type Command } from '../main.ts';
+
+function number(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value)) throw usageError(`--${name} takes a number, got "${raw}"`);
+  return value;
+}
+
+export const feedCommand: Command = {
+  summary: 'Produce a seeded synthetic market feed (ticks, trades, news, filings) with planted scenarios to market.events',
+  usage:
+    'feed [--rate 1000] [--duration 60s] [--seed 1] [--symbols 50|ACME,BOLT,…] [--scenario drop:ACME:6%:2m@30s]… [--start ISO|now] ' +
+    '[--news-per-minute 2] [--filings-per-hour 30] [--topic market.events] [--partitions 6] [--fast] [--dry-run]\n\n' +
+    'Scenarios: drop:SYM:6%:2m@30s  volumeSpike:SYM:5x:3m@1m  newsBurst:SYM:5[:1m]@45s  filing:SYM:8-K[:2.02,5.02]@60s',
+  async run(args) {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        options: {
+          rate: { type: 'string' },
+          duration: { type: 'string' },
+          seed: { type: 'string' },
+          symbols: { type: 'string' },
+          scenario: { type: 'string', multiple: true, default: [] },
+          start: { type: 'string' },
+          'news-per-minute': { type: 'string' },
+          'filings-per-hour': { type: 'string' },
+          topic: { type: 'string' },
+          partitions: { type: 'string' },
+          fast: { type: 'boolean', default: false },
+          'dry-run': { type: 'boolean', default: false },
+        },
+      });
+    } catch (error) {
+      // parseArgs throws a TypeError for an unknown option or a missing value: the user's mistake, not a crash.
+      throw usageError((error as Error).message);
+    }
+    const { values } = parsed;
+    const symbols = values.symbols === undefined ? undefined : /^\d+$/.test(values.symbols) ? Number(values.symbols) : values.symbols.split(',').map((s) => s.trim());
+    const feed: FeedOptions = {
+      ...(values.rate !== undefined ? { rate: number('rate', values.rate) } : {}),
+      // A bare number is seconds here (`--duration 90`), as people type it; units work too (`--duration 2m`).
+      ...(values.duration !== undefined ? { duration: /^\d+(\.\d+)?$/.test(values.duration) ? `${values.duration}s` : values.duration } : {}),
+      ...(values.seed !== undefined ? { seed: number('seed', values.seed) } : {}),
+      ...(symbols !== undefined ? { symbols } : {}),
+      // `now` trades reproducibility of event times for event times close to the wall clock (live demos).
+      ...(values.start !== undefined ? { start: values.start === 'now' ? Date.now() : values.start } : {}),
+      ...(values['news-per-minute'] !== undefined ? { newsPerMinute: number('news-per-minute', values['news-per-minute']) } : {}),
+      ...(values['filings-per-hour'] !== undefined ? { filingsPerHour: number('filings-per-hour', values['filings-per-hour']) } : {}),
+      scenarios: values.scenario,
+    };
+    if (values['dry-run']) {
+      // One line per record: the copies of a multi-symbol story (one per key) share their value object.
+      let previous: unknown;
+      let closed = false;
+      // A reader that stops early (`| head`) is not an error.
+      process.stdout.on('error', () => void (closed = true));
+      let chunk: string[] = [];
+      const write = async (): Promise<void> => {
+        if (!process.stdout.write(chunk.join(''))) await new Promise((done) => process.stdout.once('drain', done));
+        chunk = [];
+      };
+      for (const event of marketFeed(feed)) {
+        if (closed) break;
+        if (event.value === previous) continue;
+        previous = event.value;
+        chunk.push(`${JSON.stringify({ type: event.type, ...event.value })}\n`);
+        if (chunk.length >= 1000) await write();
+      }
+      if (!closed) await write();
+      return 0;
+    }
+    const config = loadConfig();
+    const controller = new AbortController();
+    const stop = (): void => controller.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const tty = process.stderr.isTTY;
+    try {
+      const result = await runFeed(config, {
+        ...feed,
+        ...(values.topic !== undefined ? { topic: values.topic } : {}),
+        ...(values.partitions !== undefined ? { partitions: number('partitions', values.partitions) } : {}),
+        pace: !values.fast,
+        signal: controller.signal,
+        log: (line) => console.error(`feed: ${line}`),
+        onProgress: (p) => {
+          const line = `feed: ${p.events.toLocaleString('en-US')} events, event time ${new Date(p.eventTime).toISOString()}, ${Math.round(p.events / (p.elapsedMs / 1000)).toLocaleString('en-US')} events/s`;
+          if (tty) process.stderr.write(`\r\x1b[K${line}`);
+        },
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      const types = Object.entries(result.byType).map(([t, n]) => `${t} ${n}`).join(', ');
+      console.log(
+        `${result.aborted ? 'stopped early: ' : ''}produced ${result.events} events (${types}) to ${result.topic} (${result.partitions} partitions) in ${result.seconds.toFixed(1)} s: ${result.eventsPerSecond} events/s; ` +
+          `event time ${new Date(result.firstEventTime).toISOString()} → ${new Date(result.lastEventTime).toISOString()}`,
+      );
+      return 0;
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  },
+};

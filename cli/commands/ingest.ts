@@ -1,0 +1,87 @@
+/**
+ * `agent-streams ingest`: the HTTP ingest gateway on 127.0.0.1. API keys come from AS_INGEST_API_KEYS=key1,key2;
+ * without them it refuses to start. SIGTERM/SIGINT stop accepting, finish requests in progress and flush.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../../runtime/config/index.ts';
+import { openMarketProducer } from '../../connectors/market-producer.ts';
+import { apiKeysFromEnv, DEFAULT_INGEST_PORT, startIngestGateway, type IngestGateway } from '../../connectors/http-ingest.ts';
+import { usageError, type Command } from '../main.ts';
+
+export const ingestCommand: Command = {
+  summary: 'Run the HTTP ingest gateway: POST /v1/events/{type} (JSON, API key, rate-limited, schema-validated) → market.events',
+  usage: `ingest [--port ${DEFAULT_INGEST_PORT}] [--host 127.0.0.1] [--rate 1000] [--burst N] [--max-body 1048576] [--max-events 1000] [--topic market.events] [--partitions 6]   (keys: AS_INGEST_API_KEYS=key1,key2)`,
+  async run(args) {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        options: {
+          port: { type: 'string' },
+          host: { type: 'string' },
+          rate: { type: 'string' },
+          burst: { type: 'string' },
+          'max-body': { type: 'string' },
+          'max-events': { type: 'string' },
+          topic: { type: 'string' },
+          partitions: { type: 'string' },
+        },
+      });
+    } catch (error) {
+      // parseArgs throws a TypeError for an unknown option or a missing value: the user's mistake, not a crash.
+      throw usageError((error as Error).message);
+    }
+    const { values } = parsed;
+    const numeric = (name: string, raw: string | undefined): number | undefined => {
+      if (raw === undefined) return undefined;
+      const value = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(value)) throw usageError(`--${name} takes a number, got "${raw}"`);
+      return value;
+    };
+    const apiKeys = apiKeysFromEnv();
+    if (apiKeys.length === 0) throw usageError('set AS_INGEST_API_KEYS=key1,key2 (comma-separated, each at least 16 characters); the gateway never runs without keys');
+    const log = (event: string, fields: Record<string, unknown> = {}): void => {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'ingest', event, ...fields })}\n`);
+    };
+    const config = loadConfig();
+    const partitions = numeric('partitions', values.partitions);
+    const producer = await openMarketProducer(config, {
+      clientId: 'ingest',
+      ...(values.topic !== undefined ? { topic: values.topic } : {}),
+      ...(partitions !== undefined ? { partitions } : {}),
+      log: (line) => log('topic', { detail: line }),
+    });
+    const port = numeric('port', values.port);
+    const rate = numeric('rate', values.rate);
+    const burst = numeric('burst', values.burst);
+    const maxBody = numeric('max-body', values['max-body']);
+    const maxEvents = numeric('max-events', values['max-events']);
+    let gateway: IngestGateway;
+    try {
+      gateway = await startIngestGateway({
+        producer,
+        apiKeys,
+        ...(port !== undefined ? { port } : {}),
+        ...(values.host !== undefined ? { host: values.host } : {}),
+        ...(rate !== undefined ? { ratePerSecond: rate } : {}),
+        ...(burst !== undefined ? { burst } : {}),
+        ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
+        ...(maxEvents !== undefined ? { maxEventsPerRequest: maxEvents } : {}),
+        log,
+      });
+    } catch (error) {
+      await producer.close();
+      throw error;
+    }
+    log('listening', { url: gateway.url, topic: producer.topic, partitions: producer.partitions, keys: apiKeys.length });
+    await new Promise<void>((done) => {
+      process.once('SIGINT', done);
+      process.once('SIGTERM', done);
+    });
+    log('stopping', {});
+    await gateway.close();
+    await producer.close();
+    log('stopped', { gateway: gateway.stats, producer: producer.stats });
+    return 0;
+  },
+};
