@@ -8,6 +8,8 @@ import type { Finding } from '../processors/finding.ts';
 import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
 import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
 import { FindingType } from '../processors/finding.ts';
+import { defaultNewsOptions, newsAgent } from '../processors/news.ts';
+import { filingsAgent } from '../processors/filings.ts';
 import { PORTFOLIOS_TABLE, portfolioExposure } from '../processors/portfolio-exposure.ts';
 import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
 import { digestAggregation, digestDraft, DigestType, digestWriter } from '../processors/digest.ts';
@@ -36,6 +38,8 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       'market.events': { partitions },
       'signals.price': { partitions },
       'signals.trade': { partitions },
+      'signals.news': { partitions },
+      'signals.filing': { partitions },
       [findings]: { partitions },
       [portfolioFindings]: { partitions },
       [alerts]: { partitions },
@@ -46,8 +50,18 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
     processors: {
       router: router({
         inputs: ['market.events'],
-        routes: { 'agentstreams.market.PriceTick': 'signals.price', 'agentstreams.market.Trade': 'signals.trade' },
-        outputs: { 'signals.price': ['agentstreams.market.PriceTick'], 'signals.trade': ['agentstreams.market.Trade'] },
+        routes: {
+          'agentstreams.market.PriceTick': 'signals.price',
+          'agentstreams.market.Trade': 'signals.trade',
+          'agentstreams.market.NewsItem': 'signals.news',
+          'agentstreams.market.Filing': 'signals.filing',
+        },
+        outputs: {
+          'signals.price': ['agentstreams.market.PriceTick'],
+          'signals.trade': ['agentstreams.market.Trade'],
+          'signals.news': ['agentstreams.market.NewsItem'],
+          'signals.filing': ['agentstreams.market.Filing'],
+        },
       }),
       'price-move': processor({
         inputs: ['signals.price'],
@@ -60,6 +74,17 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         outputs: { [findings]: [FindingType] },
         stores: ['volume'],
         process: volumeSpike({ ...defaultVolumeSpikeOptions, output: findings }),
+      }),
+      news: processor({
+        inputs: ['signals.news'],
+        outputs: { [findings]: [FindingType] },
+        stores: ['news'],
+        process: newsAgent({ ...defaultNewsOptions, output: findings }),
+      }),
+      filings: processor({
+        inputs: ['signals.filing'],
+        outputs: { [findings]: [FindingType] },
+        process: filingsAgent({ output: findings }),
       }),
       'portfolio-exposure': processor({
         inputs: [findings],

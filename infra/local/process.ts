@@ -4,7 +4,7 @@
  * (so a pid the kernel has since reused for something else is left alone).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -54,6 +54,22 @@ export function isOurs(pid: number, marker: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A live `command` process whose working directory is exactly `dir`: every server of the stack runs in its own service
+ * folder, so this finds one whose pid file was lost (e.g. two starts raced) without guessing by name.
+ */
+export function findByWorkingDirectory(dir: string, command: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`) === dir && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0]!.endsWith(command)) return Number(entry);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return undefined;
 }
 
 export function isAlive(pid: number): boolean {

@@ -3,12 +3,12 @@
  * 127.0.0.1, started from artefacts cached under the project. Idempotent: `up` starts only what is not running,
  * `down` stops exactly the pids `up` wrote.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
-import { isOurs, portInUse, readPid, removeFile, startDetached, stopPid, tailFile } from './process.ts';
+import { findByWorkingDirectory, isOurs, portInUse, readPid, removeFile, startDetached, stopPid, tailFile } from './process.ts';
 import { serviceNames, type LocalService, type ServiceName, type StackContext } from './service.ts';
 import { ensureTools } from './tools.ts';
 import { kafkaService } from './services/kafka.ts';
@@ -41,7 +41,12 @@ export const logFile = (ctx: StackContext, name: ServiceName): string => join(ct
 
 function runningPid(ctx: StackContext, name: ServiceName): number | undefined {
   const pid = readPid(pidFile(ctx, name));
-  return pid !== undefined && isOurs(pid, ctx.stackDir) ? pid : undefined;
+  if (pid !== undefined && isOurs(pid, ctx.stackDir)) return pid;
+  // The pid file is gone or stale but the server may still run in its folder: adopt it rather than report its
+  // port as taken by a stranger.
+  const found = findByWorkingDirectory(ctx.serviceDir(name), services[name].launch(ctx).command);
+  if (found !== undefined) writeFileSync(pidFile(ctx, name), `${found}\n`);
+  return found;
 }
 
 function select(names?: readonly ServiceName[]): LocalService[] {
