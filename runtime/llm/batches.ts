@@ -1,0 +1,262 @@
+/**
+ * Hourly digests through the Message Batches API: half the price of the Messages API, and a digest can wait. One
+ * batch per call: reserve each request's worst case, create the batch, poll its status with backoff, read the
+ * results (JSONL, in any order, matched by custom_id), settle each reservation with its actual usage. Any request
+ * that cannot be answered — refused by the budget or the circuit, errored, expired, invalid — gets a rules-only
+ * summary that says why; the others are unaffected.
+ *
+ * Unlike a message, a batch is not retried after a timeout or a lost connection on create: it may exist already,
+ * and a second one would be paid twice. Its reservations then stay charged.
+ */
+import { performance } from 'node:perf_hooks';
+import type { MessageBatch, MessageBatchIndividualResponse } from '@anthropic-ai/sdk/resources/messages/batches';
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { backoffMs, withRetry, type RetryPolicy } from '../retry.ts';
+import { LlmOutcome } from './audit.ts';
+import type { Reservation } from './budget.ts';
+import { toMicroUsd } from './budget.ts';
+import { isRetriableLlmError, LlmCallError } from './call-error.ts';
+import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, withSlot, type LlmCore } from './core.ts';
+import { rulesOnlyDigest, type DigestRequest, type DigestSummary } from './finding.ts';
+import { costUsd, maxCostUsd, noTokens, totalTokens, type ModelPrice, type TokenUsage } from './models.ts';
+import { parseDigest } from './output.ts';
+import { digestPrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
+
+export interface BatchOptions {
+  model: string;
+  maxTokens: number;
+  pollPolicy: RetryPolicy;
+  maxPolls: number;
+  /** The caller's signal combined with the service's shutdown. */
+  signal: AbortSignal;
+  /** The caller's own signal: only its abort is rethrown rather than answered rules-only. */
+  callerSignal?: AbortSignal | undefined;
+}
+
+interface Item {
+  index: number;
+  request: DigestRequest;
+  agent: string;
+  prompt: Prompt;
+  hash: string;
+  bound: number;
+  reservation?: Reservation;
+}
+
+// Our own ids, not the caller's: always valid for the API (^[a-zA-Z0-9_-]{1,64}$) and unique within the batch.
+const customId = (index: number): string => `digest-${index}`;
+const indexOf = (id: string): number => (/^digest-(\d+)$/.test(id) ? Number(id.slice('digest-'.length)) : -1);
+
+/** The API's error object inside an errored batch result, read defensively (details are newer than the type). */
+interface BatchErrorObject {
+  type?: string;
+  message?: string;
+  details?: { error_code?: unknown } | null;
+}
+
+function outcomeOfBatchError(error: BatchErrorObject): LlmOutcome {
+  const code = typeof error.details?.error_code === 'string' ? error.details.error_code : '';
+  if (code.endsWith('spend_limit_reached') || error.type === 'billing_error') return LlmOutcome.SPEND_LIMIT;
+  switch (error.type) {
+    case 'rate_limit_error':
+      return LlmOutcome.RATE_LIMITED;
+    case 'overloaded_error':
+      return LlmOutcome.OVERLOADED;
+    case 'timeout_error':
+      return LlmOutcome.TIMEOUT;
+    default:
+      return LlmOutcome.ERROR;
+  }
+}
+
+export async function summarizeWithBatches(core: LlmCore, requests: readonly DigestRequest[], options: BatchOptions): Promise<DigestSummary[]> {
+  const { model, maxTokens, signal } = options;
+  const out: DigestSummary[] = [];
+  if (requests.length === 0) return out;
+  const startedAtMs = core.now();
+  const price = core.prices[model] as ModelPrice;
+  const items: Item[] = requests.map((request, index) => {
+    const prompt = digestPrompt(request, core.rulesText);
+    return { index, request, agent: request.agent ?? 'digest', prompt, hash: promptHash(prompt), bound: inputTokenUpperBound(prompt) };
+  });
+  const t0 = performance.now();
+
+  const answer = (item: Item, outcome: LlmOutcome, summary: DigestSummary, usage: TokenUsage = noTokens, cost = 0): void => {
+    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs }, false);
+    out[item.index] = summary;
+  };
+  const fallBack = (item: Item, outcome: LlmOutcome, reason: string): void => answer(item, outcome, rulesOnlyDigest(item.request, reason));
+
+  const permit = core.circuit.tryAcquire();
+  if (permit === undefined) {
+    for (const item of items) fallBack(item, LlmOutcome.CIRCUIT_OPEN, 'circuit open: recent Anthropic API calls failed');
+    return out;
+  }
+
+  const sent: Item[] = [];
+  for (const item of items) {
+    const reserved = await reserveSafely(core, item.agent, {
+      tokens: item.bound + maxTokens,
+      microUsd: toMicroUsd(maxCostUsd(price, item.bound, maxTokens, { batch: true })),
+    });
+    if (reserved instanceof LlmCallError) fallBack(item, LlmOutcome.ERROR, reserved.reason);
+    else if (!reserved.ok) fallBack(item, LlmOutcome.BUDGET_EXHAUSTED, reserved.reason);
+    else {
+      item.reservation = reserved.reservation;
+      sent.push(item);
+    }
+  }
+  if (sent.length === 0) {
+    core.circuit.release(permit);
+    return out;
+  }
+
+  /** Every request still open falls back with the batch's failure; `maybeBilled` keeps its worst case charged. */
+  const failAll = async (error: LlmCallError, maybeBilled: boolean, pending: Item[]): Promise<void> => {
+    for (const item of pending) {
+      if (item.reservation) await settleSafely(core, item.reservation, maybeBilled ? item.reservation.amount : nothingUsed);
+      fallBack(item, error.outcome, error.reason);
+    }
+  };
+  const rethrowIfCallerAborted = (error: unknown): void => {
+    if (options.callerSignal?.aborted) throw error;
+  };
+  const classified = <T>(fn: () => Promise<T>) => async (): Promise<T> => {
+    try {
+      return await fn();
+    } catch (error) {
+      throw core.classify(error);
+    }
+  };
+
+  let batch: MessageBatch;
+  try {
+    batch = await withRetry(
+      classified(() =>
+        withSlot(core, signal, () =>
+          core.client.messages.batches.create(
+            {
+              requests: sent.map((item) => ({
+                custom_id: customId(item.index),
+                params: { model, max_tokens: maxTokens, system: item.prompt.system, messages: item.prompt.messages },
+              })),
+            },
+            { signal, timeout: core.timeoutMs },
+          ),
+        ),
+      ),
+      core.retryPolicy,
+      // Only errors that prove the batch was not created (429, 529, 5xx answers) may be retried.
+      { isRetriable: (error) => isRetriableLlmError(error) && !(error as LlmCallError).maybeBilled, sleep: core.sleep, signal },
+    );
+  } catch (raw) {
+    const error = core.classify(raw);
+    // First the verdict (an abort releases the permit), so that a half-open probe is never left taken.
+    circuitVerdict(core, permit, error);
+    rethrowIfCallerAborted(raw);
+    await failAll(error, error.maybeBilled, sent);
+    return out;
+  }
+
+  // From here on the batch exists and may be billed whatever we see, so failures keep reservations charged.
+  for (let poll = 1; batch.processing_status !== 'ended'; poll += 1) {
+    if (poll > options.maxPolls) {
+      const error = new LlmCallError(
+        ErrorCode.LLM_BATCH_FAILED,
+        LlmOutcome.TIMEOUT,
+        `timeout: message batch ${batch.id} had not ended after ${options.maxPolls} polls`,
+        { maybeBilled: true },
+      );
+      core.log(`llm: ${error.reason}; its digests fall back to rules-only`);
+      core.circuit.release(permit);
+      await failAll(error, true, sent);
+      return out;
+    }
+    await core.sleep(backoffMs(options.pollPolicy, poll), signal);
+    if (signal.aborted) {
+      core.circuit.release(permit);
+      rethrowIfCallerAborted(new AgentStreamsError(ErrorCode.ABORTED, `Aborted while waiting for message batch ${batch.id}.`, { cause: signal.reason }));
+      await failAll(new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'closed: the LLM service has shut down'), true, sent);
+      return out;
+    }
+    const id = batch.id;
+    try {
+      batch = await withRetry(
+        classified(() => withSlot(core, signal, () => core.client.messages.batches.retrieve(id, {}, { signal, timeout: core.timeoutMs }))),
+        core.retryPolicy,
+        { isRetriable: isRetriableLlmError, sleep: core.sleep, signal },
+      );
+    } catch (raw) {
+      const error = core.classify(raw);
+      circuitVerdict(core, permit, error);
+      rethrowIfCallerAborted(raw);
+      await failAll(error, true, sent);
+      return out;
+    }
+  }
+  core.circuit.success(permit);
+
+  const pending = new Map<number, Item>(sent.map((item) => [item.index, item]));
+  try {
+    await withSlot(core, signal, async () => {
+      const results = await core.client.messages.batches.results(batch.id, {}, { signal, timeout: core.timeoutMs });
+      for await (const line of results as AsyncIterable<MessageBatchIndividualResponse>) {
+        const item = pending.get(indexOf(line.custom_id));
+        if (item === undefined) continue;
+        pending.delete(item.index);
+        await settleResult(core, item, line, price, answer, fallBack);
+      }
+    });
+  } catch (raw) {
+    rethrowIfCallerAborted(raw);
+    const error = core.classify(raw);
+    await failAll(new LlmCallError(error.code, error.outcome, `${error.reason} (reading the results of batch ${batch.id})`), true, [...pending.values()]);
+    return out;
+  }
+  if (pending.size > 0) {
+    await failAll(new LlmCallError(ErrorCode.LLM_BATCH_FAILED, LlmOutcome.ERROR, `error: message batch ${batch.id} returned no result for this request`), true, [...pending.values()]);
+  }
+  return out;
+}
+
+async function settleResult(
+  core: LlmCore,
+  item: Item,
+  line: MessageBatchIndividualResponse,
+  price: ModelPrice,
+  answer: (item: Item, outcome: LlmOutcome, summary: DigestSummary, usage?: TokenUsage, cost?: number) => void,
+  fallBack: (item: Item, outcome: LlmOutcome, reason: string) => void,
+): Promise<void> {
+  const reservation = item.reservation as Reservation;
+  const result = line.result;
+  switch (result.type) {
+    case 'succeeded': {
+      const message = result.message;
+      const usage = usageOf(message.usage);
+      const cost = costUsd(price, usage, { batch: true });
+      await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
+      const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
+      const parsed =
+        message.stop_reason === 'max_tokens' ? { ok: false as const, problem: 'the reply was cut off at max_tokens' } : parseDigest(text);
+      if (parsed.ok) answer(item, LlmOutcome.OK, { id: item.request.id, summary: parsed.value.summary, model: message.model }, usage, cost);
+      else answer(item, LlmOutcome.INVALID_OUTPUT, rulesOnlyDigest(item.request, `invalid output: ${parsed.problem}`), usage, cost);
+      return;
+    }
+    case 'errored': {
+      // Errored, expired and canceled requests are not billed.
+      await settleSafely(core, reservation, nothingUsed);
+      const error = result.error.error as BatchErrorObject;
+      const outcome = outcomeOfBatchError(error);
+      if (outcome === LlmOutcome.SPEND_LIMIT) core.circuit.trip(`spend limit reached: ${error.message ?? ''}`, core.spendLimitCooldownMs);
+      fallBack(item, outcome, `${outcome === LlmOutcome.SPEND_LIMIT ? 'spend limit reached' : outcome}: ${error.type ?? 'error'} ${error.message ?? ''}`.trim());
+      return;
+    }
+    case 'expired':
+      await settleSafely(core, reservation, nothingUsed);
+      fallBack(item, LlmOutcome.TIMEOUT, 'timeout: the batch request expired before it was processed');
+      return;
+    default:
+      await settleSafely(core, reservation, nothingUsed);
+      fallBack(item, LlmOutcome.ERROR, 'error: the batch request was canceled');
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Which model answers, and what its tokens cost. A cheap model triages; the strong one is kept for the findings
+ * that matter most, because it costs about three times as much per token.
+ */
+import { severityRank, type Severity } from './finding.ts';
+
+export interface ModelTiers {
+  triage: string;
+  strong: string;
+}
+
+export const defaultModelTiers: Readonly<ModelTiers> = Object.freeze({
+  triage: 'claude-haiku-5-5',
+  strong: 'claude-sonnet-5-5',
+});
+
+/** Findings at or above `strongAt` (default critical) go to the strong model, everything else to triage. */
+export function modelFor(severity: Severity, tiers: ModelTiers, strongAt: Severity = 'critical'): string {
+  return severityRank(severity) >= severityRank(strongAt) ? tiers.strong : tiers.triage;
+}
+
+/** US dollars per million tokens. Cache writes are 5-minute ephemeral writes (the default TTL we send). */
+export interface ModelPrice {
+  input: number;
+  output: number;
+  cacheWrite: number;
+  cacheRead: number;
+}
+
+/**
+ * ASSUMED list prices, not read from any API: Anthropic publishes prices on its website only. Haiku-class
+ * $1 / $5, Sonnet-class $3 / $15, Opus-class $5 / $25 per MTok in / out; a 5-minute cache write costs 1.25× input
+ * and a cache read 0.1× input. Newer model ids are assumed to keep their class's price. Override with
+ * `createLlm({ prices })` when the price list changes; docs/llm.md repeats these.
+ */
+const haiku: ModelPrice = { input: 1, output: 5, cacheWrite: 1.25, cacheRead: 0.1 };
+const sonnet: ModelPrice = { input: 3, output: 15, cacheWrite: 3.75, cacheRead: 0.3 };
+const opus: ModelPrice = { input: 5, output: 25, cacheWrite: 6.25, cacheRead: 0.5 };
+
+export const defaultPrices: Readonly<Record<string, ModelPrice>> = Object.freeze({
+  'claude-haiku-5-5': haiku,
+  'claude-haiku-4-5': haiku,
+  'claude-haiku-4-5-20251001': haiku,
+  'claude-sonnet-5-5': sonnet,
+  'claude-sonnet-5': sonnet,
+  'claude-sonnet-4-6': sonnet,
+  'claude-sonnet-4-5': sonnet,
+  'claude-sonnet-4-5-20250929': sonnet,
+  'claude-opus-5-5': opus,
+  'claude-opus-5': opus,
+  'claude-opus-4-8': opus,
+  'claude-opus-4-7': opus,
+  'claude-opus-4-6': opus,
+  'claude-opus-4-5': opus,
+});
+
+/** The Message Batches API bills every token kind at half price. */
+export const BATCH_PRICE_FACTOR = 0.5;
+
+export interface TokenUsage {
+  input: number;
+  output: number;
+  cacheRead: number;
+  cacheWrite: number;
+}
+
+export const noTokens: Readonly<TokenUsage> = Object.freeze({ input: 0, output: 0, cacheRead: 0, cacheWrite: 0 });
+
+export function totalTokens(usage: TokenUsage): number {
+  return usage.input + usage.output + usage.cacheRead + usage.cacheWrite;
+}
+
+export function costUsd(price: ModelPrice, usage: TokenUsage, options: { batch?: boolean } = {}): number {
+  const perMTok = usage.input * price.input + usage.output * price.output + usage.cacheWrite * price.cacheWrite + usage.cacheRead * price.cacheRead;
+  return (perMTok / 1_000_000) * (options.batch ? BATCH_PRICE_FACTOR : 1);
+}
+
+/**
+ * The most a request can cost: every input token at the dearer of the input and cache-write prices (we cannot know
+ * in advance which prefix is cached) and the full `max_tokens` of output.
+ */
+export function maxCostUsd(price: ModelPrice, inputTokens: number, maxTokens: number, options: { batch?: boolean } = {}): number {
+  const perMTok = inputTokens * Math.max(price.input, price.cacheWrite, price.cacheRead) + maxTokens * price.output;
+  return (perMTok / 1_000_000) * (options.batch ? BATCH_PRICE_FACTOR : 1);
+}

@@ -1,0 +1,407 @@
+/**
+ * The runtime's LLM service. Processors never call it: the runtime does, for alert analysis (Messages API, one call
+ * per finding) and hourly digests (Message Batches API). Every path ends in an answer — the model's, validated, or a
+ * rules-only one that says why — so a failing or exhausted API slows nothing down and loses nothing.
+ *
+ * One call goes: concurrency slot → circuit permit → budget reservation → request → settle → audit. Our retry
+ * policy (runtime/retry.ts) drives retries; the SDK's own are off (`maxRetries: 0`) so that there is one policy,
+ * one audit record per request, and a spend-limit 429 is never retried behind our back.
+ */
+import { performance } from 'node:perf_hooks';
+import Anthropic from '@anthropic-ai/sdk';
+import type { Message } from '@anthropic-ai/sdk/resources/messages';
+import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { abortableSleep, retry, withRetry, type RetryPolicy, type Sleep } from '../retry.ts';
+import { auditRecord, LlmOutcome, recordMetrics, type AuditFields, type LlmCallRecord, type LlmMetrics } from './audit.ts';
+import { summarizeWithBatches } from './batches.ts';
+import { createBudget, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
+import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
+import { createCircuitBreaker, type CircuitState } from './circuit.ts';
+import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, type LlmCore } from './core.ts';
+import {
+  clampSeverity,
+  isSeverity,
+  rulesOnlyAnalysis,
+  rulesOnlyDigest,
+  RULES_ONLY,
+  type DigestRequest,
+  type DigestSummary,
+  type FindingAnalysis,
+  type LlmFinding,
+  type Severity,
+} from './finding.ts';
+import { costUsd, defaultModelTiers, defaultPrices, maxCostUsd, modelFor, noTokens, totalTokens, type ModelPrice, type ModelTiers } from './models.ts';
+import { parseAnalysis, type Parsed } from './output.ts';
+import { analysisPrompt, correctivePrompt, DEFAULT_RULES_TEXT, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
+import { createSemaphore } from './semaphore.ts';
+
+export const LlmMode = {
+  LLM: 'llm',
+  RULES_ONLY: 'rules-only',
+} as const;
+export type LlmMode = (typeof LlmMode)[keyof typeof LlmMode];
+
+export interface CreateLlmOptions {
+  /** Anthropic API key; empty → rules-only mode. */
+  apiKey: string;
+  /** Default https://api.anthropic.com (config: anthropic.baseUrl). */
+  baseUrl?: string;
+  /** Hourly limits per agent type; required, because spend must be bounded. */
+  budgets: Budgets;
+  /** Where budget usage lives; default in memory (one process). */
+  budgetStore?: BudgetStore;
+  models?: Partial<ModelTiers>;
+  /** Findings at or above this severity use the strong model; default critical. */
+  strongAt?: Severity;
+  /** Which tier writes digests; default triage (a digest is a summary, and latency does not matter). */
+  digestTier?: keyof ModelTiers;
+  /** Per-model prices (USD per MTok), merged over the assumed defaults. */
+  prices?: Record<string, ModelPrice>;
+  /** max_tokens of an analysis; default 600. */
+  maxTokens?: number;
+  /** max_tokens of a digest; default 500. */
+  digestMaxTokens?: number;
+  /** Per-request timeout; default 30 s. */
+  timeoutMs?: number;
+  /** Requests in flight at once, per process; default 4. */
+  concurrency?: number;
+  /** Attempts and backoff for one request; default 3 attempts from 1 s, doubling, capped at 30 s. */
+  retry?: RetryPolicy;
+  /** A retry-after longer than this is not waited for (the call falls back); default 60 s. */
+  maxRetryAfterMs?: number;
+  circuit?: {
+    /** Consecutive failed requests that open the circuit; default 5. */
+    failureThreshold?: number;
+    /** Default 30 s. */
+    cooldownMs?: number;
+    /** Cool-down after a spend-limit 429, which will not lift soon; default 15 min. */
+    spendLimitCooldownMs?: number;
+  };
+  batches?: {
+    /** Delay between polls of a batch's status, by poll number; default from 10 s growing ×1.5 to 5 min. */
+    pollPolicy?: RetryPolicy;
+    /** Polls before giving up on a batch (its digests fall back to rules-only); default 300 (about 24 h). */
+    maxPolls?: number;
+  };
+  /** The rule book in the cached prompt prefix; default DEFAULT_RULES_TEXT. */
+  rulesText?: string;
+  /** Receives one record per call (the llm_calls row); must not throw (errors are logged and ignored). */
+  onAudit?: (record: LlmCallRecord) => void;
+  metrics?: LlmMetrics;
+  log?: (line: string) => void;
+  /** Wall clock (epoch ms): budget hours, audit times, retry-after dates, circuit cool-downs. */
+  now?: () => number;
+  /** Injected by tests so that retries and polls do not really wait. */
+  sleep?: Sleep;
+}
+
+export interface AnalyzeContext {
+  /** Budget and audit key; default the finding's agent type. */
+  agent?: string;
+  portfolioName?: string;
+  /** Aborting rejects with the abort (nothing is made up for a caller that has gone away). */
+  signal?: AbortSignal;
+}
+
+export interface Llm {
+  readonly mode: LlmMode;
+  /** Why the service is rules-only, in rules-only mode. */
+  readonly reason?: string;
+  readonly models: Readonly<ModelTiers>;
+  /** The circuit's state; always closed in rules-only mode, which makes no calls. */
+  readonly circuitState: CircuitState;
+  analyzeFinding(finding: LlmFinding, context?: AnalyzeContext): Promise<FindingAnalysis>;
+  /** One result per request, in request order. */
+  summarizeDigests(requests: readonly DigestRequest[], options?: { signal?: AbortSignal }): Promise<DigestSummary[]>;
+  /** Aborts requests in flight; later calls answer rules-only. Idempotent. */
+  close(): void;
+}
+
+const DEFAULTS = {
+  maxTokens: 600,
+  digestMaxTokens: 500,
+  timeoutMs: 30_000,
+  concurrency: 4,
+  maxRetryAfterMs: 60_000,
+  failureThreshold: 5,
+  cooldownMs: 30_000,
+  spendLimitCooldownMs: 15 * 60_000,
+  maxPolls: 300,
+} as const;
+
+const CLOSED_REASON = 'closed: the LLM service has shut down';
+
+export const NO_API_KEY_REASON = 'rules-only mode: no Anthropic API key is configured (set ANTHROPIC_API_KEY)';
+
+function validate(options: CreateLlmOptions, models: ModelTiers, prices: Record<string, ModelPrice>): void {
+  const problems = validateBudgets(options.budgets);
+  const wholeAtLeast = (name: string, value: number | undefined, min: number): void => {
+    if (value !== undefined && !(Number.isInteger(value) && value >= min)) problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
+  };
+  wholeAtLeast('maxTokens', options.maxTokens, 1);
+  wholeAtLeast('digestMaxTokens', options.digestMaxTokens, 1);
+  wholeAtLeast('timeoutMs', options.timeoutMs, 1);
+  wholeAtLeast('concurrency', options.concurrency, 1);
+  wholeAtLeast('maxRetryAfterMs', options.maxRetryAfterMs, 0);
+  wholeAtLeast('circuit.failureThreshold', options.circuit?.failureThreshold, 1);
+  wholeAtLeast('circuit.cooldownMs', options.circuit?.cooldownMs, 0);
+  wholeAtLeast('circuit.spendLimitCooldownMs', options.circuit?.spendLimitCooldownMs, 0);
+  wholeAtLeast('batches.maxPolls', options.batches?.maxPolls, 1);
+  if (options.strongAt !== undefined && !isSeverity(options.strongAt)) problems.push(`strongAt must be a severity, got ${String(options.strongAt)}`);
+  if (options.digestTier !== undefined && options.digestTier !== 'triage' && options.digestTier !== 'strong') problems.push(`digestTier must be triage or strong`);
+  for (const tier of ['triage', 'strong'] as const) {
+    const model = models[tier];
+    if (typeof model !== 'string' || model === '') problems.push(`models.${tier} must be a model id`);
+    else if (prices[model] === undefined) problems.push(`no price for model ${model} (models.${tier}): add it to prices so that cost and USD budgets can be estimated`);
+  }
+  for (const [model, price] of Object.entries(prices)) {
+    if (![price.input, price.output, price.cacheWrite, price.cacheRead].every((p) => Number.isFinite(p) && p >= 0)) problems.push(`prices.${model} must have four finite prices >= 0`);
+  }
+  if (problems.length > 0) {
+    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid LLM options: ${problems.join('; ')}. Fix the options passed to createLlm().`, {
+      details: { problems },
+    });
+  }
+}
+
+export function createLlm(options: CreateLlmOptions): Llm {
+  const models: ModelTiers = { ...defaultModelTiers, ...options.models };
+  const prices: Record<string, ModelPrice> = { ...defaultPrices, ...options.prices };
+  validate(options, models, prices);
+  const log = options.log ?? ((line: string) => console.error(line));
+  const now = options.now ?? Date.now;
+  const strongAt = options.strongAt ?? 'critical';
+
+  function emit(fields: AuditFields, sent: boolean): LlmCallRecord {
+    const record = auditRecord(fields);
+    try {
+      options.onAudit?.(record);
+    } catch (error) {
+      log(`llm: onAudit failed for call ${record.call_id} (${error instanceof Error ? error.message : String(error)}); the record is dropped`);
+    }
+    recordMetrics(options.metrics, record, sent);
+    return record;
+  }
+
+  if (!options.apiKey) {
+    log(`llm: mode=rules-only — ${NO_API_KEY_REASON}; alerts and digests carry rules-only analysis`);
+    return rulesOnlyLlm(models, emit, now);
+  }
+
+  const client = new Anthropic({
+    apiKey: options.apiKey,
+    baseURL: options.baseUrl ?? 'https://api.anthropic.com',
+    maxRetries: 0,
+    timeout: options.timeoutMs ?? DEFAULTS.timeoutMs,
+  });
+  const maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
+  const core: LlmCore = {
+    client,
+    budget: createBudget({ budgets: options.budgets, ...(options.budgetStore ? { store: options.budgetStore } : {}), now }),
+    circuit: createCircuitBreaker({
+      failureThreshold: options.circuit?.failureThreshold ?? DEFAULTS.failureThreshold,
+      cooldownMs: options.circuit?.cooldownMs ?? DEFAULTS.cooldownMs,
+      now,
+      onTransition: (t) => log(`llm: circuit ${t.from} → ${t.to} (${t.reason})${t.openUntilMs === undefined ? '' : ` until ${new Date(t.openUntilMs).toISOString()}`}`),
+    }),
+    semaphore: createSemaphore(options.concurrency ?? DEFAULTS.concurrency),
+    prices,
+    retryPolicy: options.retry ?? retry({ initialMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.2, maxAttempts: 3 }),
+    timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
+    spendLimitCooldownMs: options.circuit?.spendLimitCooldownMs ?? DEFAULTS.spendLimitCooldownMs,
+    rulesText: options.rulesText ?? DEFAULT_RULES_TEXT,
+    now,
+    sleep: options.sleep ?? abortableSleep,
+    log,
+    audit: emit,
+    classify: (error) => classifyApiError(error, { nowMs: now(), maxRetryAfterMs }),
+  };
+  const maxTokens = options.maxTokens ?? DEFAULTS.maxTokens;
+  const shutdown = new AbortController();
+  log(`llm: mode=llm — triage ${models.triage}, strong ${models.strong} (from ${strongAt}), ${options.baseUrl ?? 'https://api.anthropic.com'}`);
+
+  // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
+  const signalFor = (signal: AbortSignal | undefined): AbortSignal => AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
+  /** After close(): answered without a call, and still audited, so every analysis leaves a row. */
+  const closedAnswer = (agent: string): void =>
+    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now() }, false);
+
+  async function analyzeFinding(finding: LlmFinding, context: AnalyzeContext = {}): Promise<FindingAnalysis> {
+    const agent = context.agent ?? finding.agent;
+    if (shutdown.signal.aborted) {
+      closedAnswer(agent);
+      return rulesOnlyAnalysis(finding, CLOSED_REASON);
+    }
+    const model = modelFor(finding.severity, models, strongAt);
+    const signal = signalFor(context.signal);
+    const first = analysisPrompt(finding, core.rulesText, context.portfolioName);
+    let prompt = first;
+    // At most two rounds: the question, and one corrective turn if the first reply was unusable.
+    for (let round = 1; ; round += 1) {
+      try {
+        const output = await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens }, parseAnalysis, signal), core.retryPolicy, {
+          isRetriable: isRetriableLlmError,
+          sleep: core.sleep,
+          signal,
+        });
+        return {
+          analysis: output.summary,
+          recommendedAction: output.recommended_action,
+          severity: clampSeverity(output.severity, finding.severity),
+          confidence: output.confidence,
+          model,
+        };
+      } catch (error) {
+        if (context.signal?.aborted) throw error;
+        if (error instanceof LlmCallError && error.outcome === LlmOutcome.INVALID_OUTPUT && round === 1) {
+          prompt = correctivePrompt(first, error.replyText ?? '', error.reason.replace(/^invalid output: /, ''));
+          continue;
+        }
+        return rulesOnlyAnalysis(finding, reasonOf(error));
+      }
+    }
+  }
+
+  return {
+    mode: LlmMode.LLM,
+    models,
+    get circuitState() {
+      return core.circuit.state;
+    },
+    analyzeFinding,
+    async summarizeDigests(requests, digestOptions = {}) {
+      if (shutdown.signal.aborted) {
+        return requests.map((request) => {
+          closedAnswer(request.agent ?? 'digest');
+          return rulesOnlyDigest(request, CLOSED_REASON);
+        });
+      }
+      return summarizeWithBatches(core, requests, {
+        model: models[options.digestTier ?? 'triage'],
+        maxTokens: options.digestMaxTokens ?? DEFAULTS.digestMaxTokens,
+        pollPolicy: options.batches?.pollPolicy ?? retry({ initialMs: 10_000, maxMs: 300_000, factor: 1.5, jitter: 0.1 }),
+        maxPolls: options.batches?.maxPolls ?? DEFAULTS.maxPolls,
+        signal: signalFor(digestOptions.signal),
+        callerSignal: digestOptions.signal,
+      });
+    },
+    close() {
+      if (!shutdown.signal.aborted) shutdown.abort(new AgentStreamsError(ErrorCode.ABORTED, 'The LLM service was closed.'));
+    },
+  };
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof LlmCallError) return error.reason;
+  if (error instanceof AgentStreamsError && error.code === ErrorCode.ABORTED) return CLOSED_REASON;
+  return `error: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+interface MessagesCall {
+  agent: string;
+  model: string;
+  prompt: Prompt;
+  maxTokens: number;
+}
+
+/**
+ * One request through the Messages API, and its audit record, whatever happens. Throws an LlmCallError for every
+ * way it can fail, including a reply that `parse` rejects (not retriable here: the caller decides on a corrective
+ * turn).
+ */
+async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string) => Parsed<T>, signal: AbortSignal): Promise<T> {
+  const { agent, model, prompt, maxTokens } = call;
+  const hash = promptHash(prompt);
+  const release = await core.semaphore.acquire(signal);
+  try {
+    const startedAtMs = core.now();
+    const audit = (outcome: LlmOutcome, extra: Partial<AuditFields> = {}, sent = false): void =>
+      void core.audit({ agent, model, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: hash, outcome, startedAtMs, ...extra }, sent);
+
+    const permit = core.circuit.tryAcquire();
+    if (permit === undefined) {
+      audit(LlmOutcome.CIRCUIT_OPEN);
+      const until = core.circuit.openUntilMs;
+      throw new LlmCallError(
+        ErrorCode.LLM_CIRCUIT_OPEN,
+        LlmOutcome.CIRCUIT_OPEN,
+        `circuit open: recent Anthropic API calls failed${until === undefined ? ' (a probe is in flight)' : `; next probe after ${new Date(until).toISOString()}`}`,
+      );
+    }
+
+    const price = core.prices[model] as ModelPrice;
+    const inputBound = inputTokenUpperBound(prompt);
+    const reserved = await reserveSafely(core, agent, {
+      tokens: inputBound + maxTokens,
+      microUsd: toMicroUsd(maxCostUsd(price, inputBound, maxTokens)),
+    });
+    if (reserved instanceof LlmCallError || !reserved.ok) {
+      core.circuit.release(permit);
+      if (reserved instanceof LlmCallError) {
+        audit(LlmOutcome.ERROR);
+        throw reserved;
+      }
+      audit(LlmOutcome.BUDGET_EXHAUSTED);
+      throw new LlmCallError(ErrorCode.LLM_BUDGET_EXHAUSTED, LlmOutcome.BUDGET_EXHAUSTED, reserved.reason);
+    }
+    const { reservation } = reserved;
+
+    const t0 = performance.now();
+    let message: Message;
+    try {
+      message = await core.client.messages.create(
+        { model, max_tokens: maxTokens, system: prompt.system, messages: prompt.messages },
+        { signal, timeout: core.timeoutMs },
+      );
+    } catch (raw) {
+      const error = core.classify(raw);
+      // Without an answer we cannot know what was processed: the worst case stays charged.
+      await settleSafely(core, reservation, error.maybeBilled ? reservation.amount : nothingUsed);
+      circuitVerdict(core, permit, error);
+      audit(error.outcome, { latencyMs: performance.now() - t0 }, true);
+      throw error;
+    }
+    const latencyMs = performance.now() - t0;
+    const usage = usageOf(message.usage);
+    const cost = costUsd(price, usage);
+    await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
+    core.circuit.success(permit);
+
+    const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
+    const parsed: Parsed<T> =
+      message.stop_reason === 'refusal'
+        ? { ok: false, problem: 'the model declined to answer' }
+        : message.stop_reason === 'max_tokens'
+          ? { ok: false, problem: `the reply was cut off at max_tokens (${maxTokens}) before the JSON was complete` }
+          : parse(text);
+    audit(parsed.ok ? LlmOutcome.OK : LlmOutcome.INVALID_OUTPUT, { usage, costUsd: cost, latencyMs }, true);
+    if (!parsed.ok) {
+      throw new LlmCallError(ErrorCode.LLM_INVALID_OUTPUT, LlmOutcome.INVALID_OUTPUT, `invalid output: ${parsed.problem}`, { replyText: text });
+    }
+    return parsed.value;
+  } finally {
+    release();
+  }
+}
+
+function rulesOnlyLlm(models: ModelTiers, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
+  const audit = (agent: string): void =>
+    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now() }, false);
+  return {
+    mode: LlmMode.RULES_ONLY,
+    reason: NO_API_KEY_REASON,
+    models,
+    circuitState: 'closed',
+    async analyzeFinding(finding, context = {}) {
+      audit(context.agent ?? finding.agent);
+      return rulesOnlyAnalysis(finding, NO_API_KEY_REASON);
+    },
+    async summarizeDigests(requests) {
+      return requests.map((request) => {
+        audit(request.agent ?? 'digest');
+        return rulesOnlyDigest(request, NO_API_KEY_REASON);
+      });
+    },
+    close() {},
+  };
+}
