@@ -42,6 +42,33 @@ GROUP BY agent, severity
 ORDER BY agent, severity`,
     example: { portfolio: 'growth', from: 1767225600, to: 1767232800 },
   },
+  alertsByPortfolio: {
+    description: 'Alerts for one portfolio in a time range, newest first',
+    sql: `SELECT alert_id, symbol, severity, window_start, analysis, recommended_action, model
+FROM alerts FINAL
+WHERE portfolio_id = {portfolio:String} AND window_start >= {from:DateTime} AND window_start < {to:DateTime}
+ORDER BY window_start DESC, alert_id
+LIMIT {limit:UInt32}`,
+    example: { portfolio: 'growth', from: 1767225600, to: 1767232800, limit: 100 },
+  },
+  recentFindings: {
+    description: 'Findings of every portfolio (or market-wide, portfolio "") since a time at or above a severity',
+    sql: `SELECT portfolio_id, agent, rule, symbol, severity, window_start, evidence
+FROM findings FINAL
+WHERE window_start >= {from:DateTime} AND severity >= {minSeverity:String}
+ORDER BY window_start DESC, finding_id
+LIMIT {limit:UInt32}`,
+    example: { from: 1767225600, minSeverity: 'medium', limit: 100 },
+  },
+  recentDigests: {
+    description: 'The latest digests of every portfolio since a time',
+    sql: `SELECT portfolio_id, hour_start, finding_count, alert_count, model, summary
+FROM digests FINAL
+WHERE hour_start >= {from:DateTime}
+ORDER BY hour_start DESC, portfolio_id
+LIMIT {limit:UInt32}`,
+    example: { from: 1767225600, limit: 50 },
+  },
   digestsByPortfolio: {
     description: 'Hourly digests for a portfolio in a time range',
     sql: `SELECT digest_id, hour_start, summary, finding_count, alert_count, model

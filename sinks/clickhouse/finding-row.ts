@@ -1,0 +1,55 @@
+/**
+ * `agentstreams.fleet.Finding` → a row of the `findings` table (infra/clickhouse/migrations/0002_findings.sql).
+ *
+ * Everything in the row is a function of the Kafka record alone, so a record inserted twice (after a crash or a
+ * rebalance) gives the identical row twice, and FINAL shows it once and exactly as a crash-free run would:
+ * `created_at` and `version` come from the record's Kafka timestamp, the moment the agent wrote the finding,
+ * rather than from the sink's clock.
+ */
+import type { Finding, Severity } from '../../schemas/generated/types.ts';
+import type { RecordMeta } from './topic-sink.ts';
+
+export interface FindingRow {
+  finding_id: string;
+  agent: string;
+  rule: string;
+  symbol: string;
+  portfolio_id: string;
+  severity: Severity;
+  /** DateTime columns: whole epoch seconds (docs/clickhouse.md). */
+  window_start: number;
+  window_end: number;
+  event_time: number;
+  event_time_ms: number;
+  /** Compact JSON (`JSON.stringify`), which is what `visitParamExtract*` can read. */
+  evidence: string;
+  source_topic: string;
+  source_partition: number;
+  source_offset: number;
+  created_at: number;
+  version: number;
+}
+
+const seconds = (ms: number): number => Math.floor(ms / 1000);
+
+export function findingRow(finding: Finding, meta: RecordMeta): FindingRow {
+  const writtenAtMs = Number(meta.timestamp);
+  return {
+    finding_id: finding.findingId,
+    agent: finding.agent,
+    rule: finding.rule,
+    symbol: finding.symbol,
+    portfolio_id: finding.portfolioId,
+    severity: finding.severity,
+    window_start: seconds(finding.windowStart),
+    window_end: seconds(finding.windowEnd),
+    event_time: seconds(finding.eventTime),
+    event_time_ms: finding.eventTime,
+    evidence: JSON.stringify(finding.evidence),
+    source_topic: finding.sourceTopic,
+    source_partition: finding.sourcePartition,
+    source_offset: finding.sourceOffset,
+    created_at: seconds(writtenAtMs),
+    version: writtenAtMs,
+  };
+}
