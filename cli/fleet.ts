@@ -15,8 +15,15 @@ export interface Member {
   events: Array<Record<string, unknown>>;
 }
 
-export function startMember(topologyFile: string, processor: string, env: Record<string, string> = {}, onEvent?: (member: Member, event: Record<string, unknown>) => void): Member {
-  const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), 'run', topologyFile, '--processor', processor], {
+export function startMember(
+  topologyFile: string,
+  processor: string,
+  env: Record<string, string> = {},
+  onEvent?: (member: Member, event: Record<string, unknown>) => void,
+  /** The CLI arguments, when the member is not `run <topology> --processor NAME` (e.g. `sink <topology>`). */
+  command: string[] = ['run', topologyFile, '--processor', processor],
+): Member {
+  const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), ...command], {
     cwd: projectRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -9,6 +9,9 @@ import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { testCommand } from './commands/test.ts';
 import { runCommand } from './commands/run.ts';
+import { smokeCommand } from './commands/smoke.ts';
+import { alertsCommand, digestCommand, findingsCommand } from './commands/query.ts';
+import { sinkCommand } from './commands/sink.ts';
 import { tableCommand } from './commands/table.ts';
 import { schemasCommand } from './commands/schemas.ts';
 import { deadLettersCommand } from './commands/dead-letters.ts';
@@ -26,6 +29,11 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   test: testCommand,
   run: runCommand,
+  smoke: smokeCommand,
+  findings: findingsCommand,
+  alerts: alertsCommand,
+  digest: digestCommand,
+  sink: sinkCommand,
   table: tableCommand,
   schemas: schemasCommand,
   'dead-letters': deadLettersCommand,

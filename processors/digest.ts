@@ -90,8 +90,8 @@ export function rulesOnlyDigest(draft: Digest, portfolioName: string, alertCount
     .reverse()
     .map((s) => `${draft.bySeverity[s]} ${s}`)
     .join(', ');
-  const hour = new Date(draft.hourStart).toISOString().slice(0, 13).replace('T', ' ');
-  return `${portfolioName}, hour from ${hour}:00 UTC: ${draft.findingCount} findings (${counts}), ${alertCount} alerting. ${draft.topFindings.length > 0 ? `Most severe: ${draft.topFindings.join('; ')}.` : ''}`.trim();
+  const from = new Date(draft.hourStart).toISOString().slice(0, 16).replace('T', ' ');
+  return `${portfolioName}, from ${from} UTC: ${draft.findingCount} findings (${counts}), ${alertCount} alerting. ${draft.topFindings.length > 0 ? `Most severe: ${draft.topFindings.join('; ')}.` : ''}`.trim();
 }
 
 export function digestWriter(options: { output: string }) {

@@ -20,6 +20,8 @@ export interface MarketSignalsOptions {
   partitions?: number;
   /** How late a finding may arrive for its hour's digest. */
   digestGrace?: string;
+  /** The digest period: an hour in production; the demo uses a minute so that a one-minute run shows digests. */
+  digestSize?: string;
 }
 
 export function marketSignals(options: MarketSignalsOptions = {}): Topology {
@@ -103,7 +105,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         inputs: [portfolioFindings],
         outputs: { [drafts]: [DigestType] },
         store: 'hours',
-        aggregation: { window: tumbling({ size: '1h', grace: options.digestGrace ?? '2m' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
+        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
         emit: 'close',
         wallClockCloseIntervalMs: 10_000,
         onResult: digestDraft(drafts),
@@ -119,4 +121,11 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   });
 }
 
-export default marketSignals;
+/** `agent-streams run topologies/market-signals.ts`: AS_FLEET_APP, AS_FLEET_DIGEST_SIZE and AS_FLEET_DIGEST_GRACE adjust it. */
+export default function fromEnvironment(): Topology {
+  return marketSignals({
+    application: process.env.AS_FLEET_APP ?? 'market',
+    ...(process.env.AS_FLEET_DIGEST_SIZE ? { digestSize: process.env.AS_FLEET_DIGEST_SIZE } : {}),
+    ...(process.env.AS_FLEET_DIGEST_GRACE ? { digestGrace: process.env.AS_FLEET_DIGEST_GRACE } : {}),
+  });
+}

@@ -1,40 +1,106 @@
 /**
- * The README's main job. At this stage of the project it is the smoke pipeline on the local stack (started if
- * needed): schemas registered, Avro events through Kafka, state in Redis, rows in ClickHouse, all printed.
+ * The README's main job: the market-monitoring fleet on the local stack. It starts the stack, registers the
+ * schemas, loads the portfolios, starts every agent as its own consumer-group member process plus the ClickHouse
+ * sink, runs the synthetic feed with planted scenarios (a drop, a news burst, an 8-K), then prints what the fleet
+ * found, alerted and digested, from ClickHouse, and stops the processes it started.
+ *
+ * Digests are hourly in production; the demo runs them per minute so that a one-minute feed shows them.
  */
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { createStackContext, stackUp } from '../../infra/local/stack.ts';
-import { runSmokePipeline } from '../../topologies/smoke/pipeline.ts';
+import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
+import { registryClient } from '../../runtime/serde/avro.ts';
+import { writeTable } from '../../runtime/state/tables.ts';
+import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { runFeed } from '../../connectors/synthetic-feed.ts';
+import { marketSignals } from '../../topologies/market-signals.ts';
+import { startMember, stopMembers, waitUntilStarted, type Member } from '../fleet.ts';
+import { formatRows, runNamedQuery } from './query.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
 
+export const demoScenarios = ['drop:ACME:8%:40s@10s', 'newsBurst:CRUX:4:20s@25s', 'filing:DYNA:8-K:5.02@35s'];
+
 export const demoCommand: Command = {
-  summary: 'Start the local stack and run the smoke pipeline through Kafka, the registry, Redis and ClickHouse',
-  usage: 'demo [--events N]',
+  summary: 'Run the market-monitoring fleet on the local stack with a synthetic feed and print its findings, alerts and digests',
+  usage: 'demo [--duration 60] [--rate 200] [--application demo]',
   async run(args) {
-    const { values } = parseArgs({ args, options: { events: { type: 'string', default: '10000' } } });
-    const events = Number(values.events);
-    if (!Number.isInteger(events) || events < 1 || events > 10_000_000) throw usageError(`--events takes a whole number from 1 to 10000000, got "${values.events}"`);
+    const { values } = parseArgs({ args, options: { duration: { type: 'string', default: '60' }, rate: { type: 'string', default: '200' }, application: { type: 'string', default: 'demo' } } });
+    const duration = Number(values.duration);
+    const rate = Number(values.rate);
+    if (!Number.isInteger(duration) || duration < 40 || duration > 3600) throw usageError(`--duration takes seconds from 40 to 3600 (the scenarios need 40), got "${values.duration}"`);
+    if (!Number.isInteger(rate) || rate < 10 || rate > 50_000) throw usageError(`--rate takes events per second from 10 to 50000, got "${values.rate}"`);
     const config = loadConfig();
-    const ctx = createStackContext(config, projectRoot, (line) => console.log(`stack: ${line}`));
+    const say = (line: string): void => console.log(line);
+    const ctx = createStackContext(config, projectRoot, (line) => say(`stack: ${line}`));
     const up = await stackUp(ctx);
-    console.log(`stack: ${up.map((r) => `${r.name} ${r.action}`).join(', ')}`);
-    const result = await runSmokePipeline(config, projectRoot, {
-      events,
-      symbols: ['ACME', 'BOLT', 'CRUX', 'DYNA', 'ECHO', 'FLUX', 'GRID', 'HALO'],
-      log: (line) => console.log(line),
-    });
-    console.log('\nper-symbol state (Redis) and rows (ClickHouse):');
-    console.log('symbol  ticks     low      high     last');
-    for (const s of result.perSymbol) {
-      console.log(`${s.symbol.padEnd(6)} ${String(s.ticks).padStart(6)} ${s.low.toFixed(2).padStart(8)} ${s.high.toFixed(2).padStart(8)} ${s.last.toFixed(2).padStart(8)}`);
+    say(`stack: ${up.map((r) => `${r.name} ${r.action}`).join(', ')}`);
+
+    const application = values.application;
+    const env = { AS_FLEET_APP: application, AS_FLEET_DIGEST_SIZE: '1m', AS_FLEET_DIGEST_GRACE: '5s' };
+    const topology = marketSignals({ application, digestSize: '1m', digestGrace: '5s' });
+    await migrateDatabase(config, projectRoot);
+    const schemas = loadSchemas(join(projectRoot, 'schemas'));
+    await registerSchemas(config, registryClient(config), schemas);
+    const redis = new Redis(config.redis.url);
+    const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } })).default as unknown[];
+    say(`portfolios: loaded ${await writeTable(redis, topology, 'portfolios', portfolios, schemas)} into shared state`);
+    redis.disconnect();
+    if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
+
+    const file = join(projectRoot, 'topologies/market-signals.ts');
+    const members: Member[] = Object.keys(topology.processors).map((name) => startMember(file, name, env));
+    const sinkMember: Member = startSink(file, env);
+    const all = [...members, sinkMember];
+    try {
+      await waitUntilStarted(all, 120_000);
+      say(`fleet: ${members.map((m) => m.processor).join(', ')} and the ClickHouse sink are running, one process each`);
+      const started = Date.now();
+      const feed = await runFeed(config, {
+        seed: 7,
+        symbols: 12,
+        rate,
+        duration: `${duration}s`,
+        start: Date.now(),
+        newsPerMinute: 4,
+        filingsPerHour: 60,
+        scenarios: demoScenarios,
+        ...(process.stdout.isTTY ? { onProgress: (p: { events: number }) => process.stdout.write(`\rfeed: ${p.events} events `) } : {}),
+      });
+      say(`\nfeed: ${feed.events} events in ${feed.seconds.toFixed(1)} s (${Object.entries(feed.byType).map(([t, n]) => `${n} ${t}`).join(', ')}); scenarios: ${demoScenarios.join(', ')}`);
+      // The last minute's digest closes 5 s after the minute, at the next wall-clock check (every 10 s).
+      const from = Math.floor(started / 1000) - 120;
+      const deadline = Date.now() + 45_000;
+      let digests: Array<Record<string, unknown>> = [];
+      while (Date.now() < deadline) {
+        await sleep(3000);
+        digests = await runNamedQuery('recentDigests', { from, limit: 50 });
+        const lastMinute = Math.floor((feed.lastEventTime - 60_000) / 60_000) * 60;
+        if (digests.some((d) => Number(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000) >= lastMinute)) break;
+      }
+      const findings = await runNamedQuery('recentFindings', { from, minSeverity: 'medium', limit: 30 });
+      say(`\nfindings at medium or above (ClickHouse):\n${formatRows(findings.map(({ evidence: _e, ...r }) => r), 'table')}`);
+      for (const portfolio of ['growth', 'income', 'balanced']) {
+        const alerts = await runNamedQuery('alertsByPortfolio', { portfolio, from, to: from + 7200, limit: 10 });
+        if (alerts.length > 0) say(`\nalerts for ${portfolio}:\n${formatRows(alerts.map((a) => ({ symbol: a.symbol, severity: a.severity, model: a.model, analysis: a.analysis })), 'table')}`);
+      }
+      say(`\ndigests:\n${formatRows(digests.map((d) => ({ portfolio: d.portfolio_id, minute: d.hour_start, findings: d.finding_count, alerting: d.alert_count, model: d.model, summary: d.summary })), 'table')}`);
+      say('\nquery ClickHouse yourself:');
+      say('  cli/agent-streams digest --since 1h');
+      say('  cli/agent-streams findings --portfolio growth --min-severity high');
+      say('  cli/agent-streams alerts --portfolio growth --format markdown');
+      return findings.length > 0 && digests.length > 0 ? 0 : 1;
+    } finally {
+      await stopMembers(all);
+      say('fleet: stopped (the stack keeps running: cli/agent-streams stack down stops it)');
     }
-    const ok = result.consumed === result.produced && result.clickhouseRows === result.perSymbol.length && result.redisKeys === result.perSymbol.length;
-    console.log(`\nsmoke pipeline ${ok ? 'OK' : 'FAILED'}: produced ${result.produced}, consumed ${result.consumed}, ${result.redisKeys} Redis keys, ${result.clickhouseRows} ClickHouse rows`);
-    console.log(`timings (s): ${Object.entries(result.seconds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    console.log(`query it: clickhouse-client --port ${config.stack.clickhouseTcpPort} -q "SELECT symbol, evidence FROM ${config.clickhouse.database}.findings FINAL WHERE portfolio_id = '${result.runId}'"`);
-    console.log('stop the stack: cli/agent-streams stack down');
-    return ok ? 0 : 1;
   },
 };
+
+function startSink(file: string, env: Record<string, string>): Member {
+  return startMember(file, 'clickhouse-sink', env, undefined, ['sink', file]);
+}

@@ -11,6 +11,7 @@ import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { startObservabilityServer } from '../../runtime/observability/server.ts';
 import type { Topology } from '../../runtime/topology/topology.ts';
 import { usageError, type Command } from '../main.ts';
+import { fleetServices, type FleetServices } from '../services.ts';
 
 export async function loadTopology(file: string): Promise<Topology> {
   const module = (await import(pathToFileURL(resolve(file)).href)) as { default?: Topology | (() => Topology) };
@@ -37,7 +38,10 @@ export const runCommand: Command = {
     const log = (event: string, fields: Record<string, unknown> = {}): void => {
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: values.processor, event, ...fields })}\n`);
     };
-    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log });
+    const spec = topology.processors[values.processor];
+    // Only members whose processor enriches records need the LLM and its audit sink.
+    const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, log, metrics) : undefined;
+    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, ...(services ? { services: services.services } : {}) });
     const server = await startObservabilityServer({
       port: config.metrics.port,
       metrics,
@@ -59,6 +63,7 @@ export const runCommand: Command = {
         timer.unref();
         void handle
           .stop()
+          .then(() => services?.close())
           .then(() => server.close())
           .then(() => done());
       };

@@ -76,6 +76,15 @@ export const configSchema = {
       default: 'https://api.anthropic.com',
     }),
   },
+  llm: {
+    tokensPerHour: setting({
+      env: 'AS_LLM_TOKENS_PER_HOUR',
+      doc: 'LLM token budget per agent type and hour (reserved before each call, never exceeded)',
+      parse: parse.int(0, 1_000_000_000),
+      default: 200_000,
+    }),
+    concurrency: setting({ env: 'AS_LLM_CONCURRENCY', doc: 'LLM requests in flight per process', parse: parse.int(1, 64), default: 4 }),
+  },
   stack: {
     dir: setting({ env: 'AS_STACK_DIR', doc: 'Where the local stack keeps data, logs and pid files', parse: parse.string, default: '.stack' }),
     cacheDir: setting({ env: 'AS_CACHE_DIR', doc: 'Where downloaded artefacts are cached', parse: parse.string, default: '.cache' }),

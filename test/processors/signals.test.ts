@@ -173,7 +173,7 @@ describe('digests', () => {
     const digests = d.readOutput<{ digestId: string; portfolioId: string; hourStart: number; findingCount: number; alertCount: number; summary: string; model: string }>('m.digests').map((r) => r.value);
     expect(digests).toHaveLength(1);
     expect(digests[0]).toMatchObject({ portfolioId: 'growth', hourStart: T, findingCount: 1, alertCount: 1, model: 'rules-only' });
-    expect(digests[0]!.summary).toContain('Growth, hour from 2026-01-05 14:00 UTC: 1 findings (1 critical), 1 alerting.');
+    expect(digests[0]!.summary).toContain('Growth, from 2026-01-05 14:00 UTC: 1 findings (1 critical), 1 alerting.');
   });
 
   it('uses the summary the digest service wrote', () => {

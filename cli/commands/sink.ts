@@ -1,0 +1,44 @@
+/**
+ * `agent-streams sink <topology>`: the Kafka → ClickHouse connector for a fleet's findings, alerts and digests, as
+ * one consumer-group member (start it N times for N members). SIGTERM flushes, commits and leaves.
+ */
+import { loadConfig } from '../../runtime/config/index.ts';
+import { createMetrics } from '../../runtime/observability/metrics.ts';
+import { runClickHouseSink } from '../../sinks/clickhouse/topic-sink.ts';
+import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
+import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { loadTopology } from './run.ts';
+import { projectRoot } from '../paths.ts';
+import { usageError, type Command } from '../main.ts';
+
+export const sinkCommand: Command = {
+  summary: "Sink a fleet's findings, alerts and digests from Kafka into ClickHouse (batched, idempotent)",
+  usage: 'sink <topology-file>',
+  async run(args) {
+    const [file] = args;
+    if (!file) throw usageError('sink needs a topology file');
+    const config = loadConfig();
+    const topology = await loadTopology(file);
+    await migrateDatabase(config, projectRoot);
+    const log = (event: string, fields: Record<string, unknown> = {}): void => {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: 'clickhouse-sink', event, ...fields })}\n`);
+    };
+    const handle = await runClickHouseSink({
+      config,
+      name: `${topology.application}.clickhouse-sink`,
+      topics: fleetSinkTopics(topology),
+      deadLetterTopic: topology.deadLetterTopic,
+      mappings: fleetMappings,
+      metrics: createMetrics({ defaultLabels: { application: topology.application } }),
+      log,
+    });
+    log('started', { topics: fleetSinkTopics(topology) });
+    await new Promise<void>((done) => {
+      const shutdown = (): void => void handle.stop().then(() => done());
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+    });
+    log('stopped');
+    return 0;
+  },
+};

@@ -1,0 +1,78 @@
+/**
+ * The enrichment services a member process offers its processors: `analysis` (alert analysis, one Messages call
+ * per finding) and `digest` (summaries through the Message Batches API). Both come from the runtime's LLM service,
+ * which answers every request (rules-only when it must); every call's audit row goes to ClickHouse `llm_calls`.
+ */
+import type { Config } from '../runtime/config/index.ts';
+import type { EnrichmentService } from '../runtime/engine/runner.ts';
+import { createLlm, type LlmCallRecord } from '../runtime/llm/index.ts';
+import type { createMetrics } from '../runtime/observability/metrics.ts';
+import { ClickHouseWriter } from '../sinks/clickhouse/writer.ts';
+import { openClickHouse } from '../sinks/clickhouse/client.ts';
+import type { Analysis, AnalysisRequest } from '../processors/alert-analyst.ts';
+import type { DigestAnswer, DigestRequest } from '../processors/digest.ts';
+
+export interface FleetServices {
+  services: Record<string, EnrichmentService>;
+  close(): Promise<void>;
+}
+
+export async function fleetServices(config: Config, log: (event: string, fields?: Record<string, unknown>) => void, metrics?: ReturnType<typeof createMetrics>): Promise<FleetServices> {
+  const client = openClickHouse(config);
+  const audit = await ClickHouseWriter.open({ client, tables: ['llm_calls'], log });
+  const llm = createLlm({
+    apiKey: config.anthropic.apiKey,
+    baseUrl: config.anthropic.baseUrl,
+    budgets: { default: { tokensPerHour: config.llm.tokensPerHour } },
+    concurrency: config.llm.concurrency,
+    onAudit: (record: LlmCallRecord) => audit.write('llm_calls', [record]),
+    ...(metrics ? { metrics } : {}),
+    log: (line) => log('llm', { message: line }),
+  });
+  const analysis: EnrichmentService = async (requests) => {
+    const answers = new Map<string, unknown>();
+    await Promise.all(
+      [...requests].map(async ([offset, raw]) => {
+        const { finding, portfolioName } = raw as AnalysisRequest;
+        const result = await llm.analyzeFinding(
+          { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
+          { agent: finding.agent, portfolioName },
+        );
+        const answer: Analysis = { analysis: result.analysis, recommendedAction: result.recommendedAction, model: result.model, ...(result.reason ? { reason: result.reason } : {}) };
+        answers.set(offset, answer);
+      }),
+    );
+    await audit.flush();
+    return answers;
+  };
+  const digest: EnrichmentService = async (requests) => {
+    const entries = [...requests].map(([offset, raw], i) => ({ offset, id: `digest-${i}`, request: raw as DigestRequest }));
+    const summaries = await llm.summarizeDigests(
+      entries.map(({ id, request }) => ({
+        id,
+        agent: 'digest',
+        portfolioName: request.portfolioName,
+        hourStart: request.draft.hourStart,
+        findingCount: request.draft.findingCount,
+        bySeverity: request.draft.bySeverity,
+        topFindings: request.draft.topFindings,
+      })),
+    );
+    await audit.flush();
+    const byId = new Map(summaries.map((s) => [s.id, s]));
+    return new Map(
+      entries.flatMap(({ offset, id }) => {
+        const s = byId.get(id);
+        return s ? [[offset, { summary: s.summary, model: s.model } satisfies DigestAnswer] as const] : [];
+      }),
+    );
+  };
+  return {
+    services: { analysis, digest },
+    async close() {
+      llm.close();
+      await audit.close();
+      await client.close();
+    },
+  };
+}
