@@ -5,7 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import { severityRank, type Finding, type Severity } from './finding.ts';
+import { severityRank, type Finding } from './finding.ts';
+import type { Alert } from '../schemas/generated/types.ts';
 import { PORTFOLIOS_TABLE, type Portfolio } from './portfolio-exposure.ts';
 
 export const AlertType = 'agentstreams.fleet.Alert';
@@ -23,20 +24,6 @@ export interface Analysis {
   model: string;
   /** Why the analysis is rules-only, when it is. */
   reason?: string;
-}
-
-export interface Alert {
-  alertId: string;
-  findingIds: string[];
-  portfolioId: string;
-  symbol: string;
-  severity: Severity;
-  windowStart: number;
-  eventTime: number;
-  analysis: string;
-  recommendedAction: string;
-  model: string;
-  reason: string;
 }
 
 const actions: Record<string, string> = {

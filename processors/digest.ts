@@ -13,22 +13,11 @@ import type { WindowResultContext } from '../runtime/topology/topology.ts';
 import type { WindowResult } from '../runtime/windows/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
 import { PORTFOLIOS_TABLE, type Portfolio } from './portfolio-exposure.ts';
+import type { Digest } from '../schemas/generated/types.ts';
 
 export const DigestType = 'agentstreams.fleet.Digest';
 export const DIGEST_SERVICE = 'digest';
 const TOP = 5;
-
-export interface Digest {
-  digestId: string;
-  portfolioId: string;
-  hourStart: number;
-  findingCount: number;
-  alertCount: number;
-  bySeverity: Record<string, number>;
-  topFindings: string[];
-  summary: string;
-  model: string;
-}
 
 export interface DigestAccumulator {
   count: number;

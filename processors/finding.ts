@@ -5,27 +5,13 @@
 import { createHash } from 'node:crypto';
 import type { StreamRecord } from '../runtime/topology/processor.ts';
 
-export const severities = ['info', 'low', 'medium', 'high', 'critical'] as const;
-export type Severity = (typeof severities)[number];
+import type { Finding, Severity } from '../schemas/generated/types.ts';
+
+export type { Finding, Severity };
+
+export const severities = ['info', 'low', 'medium', 'high', 'critical'] as const satisfies readonly Severity[];
 
 export const FindingType = 'agentstreams.fleet.Finding';
-
-export interface Finding {
-  findingId: string;
-  agent: string;
-  rule: string;
-  symbol: string;
-  portfolioId: string;
-  severity: Severity;
-  windowStart: number;
-  windowEnd: number;
-  eventTime: number;
-  evidence: Record<string, number>;
-  summary: string;
-  sourceTopic: string;
-  sourcePartition: number;
-  sourceOffset: number;
-}
 
 export function findingId(agent: string, rule: string, symbol: string, portfolioId: string, windowStart: number): string {
   return createHash('sha256').update(`${agent}\u0000${rule}\u0000${symbol}\u0000${portfolioId}\u0000${windowStart}`).digest('hex');

@@ -4,20 +4,10 @@
  * the severity one level (never past critical); evidence gains the weight and, for price moves, the impact.
  */
 import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
+import type { Portfolio } from '../schemas/generated/types.ts';
 import { findingId, FindingType, severities, severityRank, type Finding } from './finding.ts';
 
-export interface Holding {
-  symbol: string;
-  weight: number;
-}
-
-export interface Portfolio {
-  portfolioId: string;
-  name: string;
-  holdings: Holding[];
-  raiseAtWeight: number;
-  alertAt: 'medium' | 'high' | 'critical';
-}
+export type { Holding, Portfolio } from '../schemas/generated/types.ts';
 
 export const PORTFOLIOS_TABLE = 'portfolios';
 
