@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
+import { ensureTopics } from '../../runtime/engine/topics.ts';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { createStackContext, stackUp } from '../../infra/local/stack.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
@@ -51,6 +53,13 @@ export const demoCommand: Command = {
     say(`portfolios: loaded ${await writeTable(redis, topology, 'portfolios', portfolios, schemas)} into shared state`);
     redis.disconnect();
     if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
+
+    // Topics first, from one process: members starting together would otherwise race to create them.
+    const kafka = new Kafka({ clientId: `${config.kafka.clientId}-demo`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);
+    await admin.disconnect();
 
     const file = join(projectRoot, 'topologies/market-signals.ts');
     const members: Member[] = Object.keys(topology.processors).map((name) => startMember(file, name, env));

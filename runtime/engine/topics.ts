@@ -4,6 +4,7 @@
  */
 import type { Admin } from 'kafkajs';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { retry, withRetry } from '../retry.ts';
 import { processorSpec, type Topology } from '../topology/topology.ts';
 
 /** Returns the input partition count. */
@@ -32,7 +33,10 @@ export async function ensureTopics(admin: Admin, topology: Topology, processor: 
         if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
       });
   }
-  const metadata = await admin.fetchTopicMetadata({ topics: [...wanted.keys()] });
+  // Another member may have just created a topic whose leaders are not elected yet: wait for it to appear.
+  const metadata = await withRetry(() => admin.fetchTopicMetadata({ topics: [...wanted.keys()] }), retry({ initialMs: 200, maxMs: 2_000, maxAttempts: 20 }), {
+    isRetriable: (error) => (error as { retriable?: boolean }).retriable === true,
+  });
   const problems: string[] = [];
   for (const t of metadata.topics) {
     const want = wanted.get(t.name)!;
