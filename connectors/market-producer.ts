@@ -13,6 +13,7 @@ import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
 import { DEFAULT_MARKET_TOPIC, formatProblems, keysOf, MarketRecord, marketRecordNames, MarketSchemas, type MarketRecordName, type MarketRecordValue } from './market-records.ts';
+import { topicMetadataWithLeaders } from '../runtime/engine/topics.ts';
 
 export interface MarketProducerOptions {
   /** Default `market.events`. */
@@ -81,12 +82,12 @@ export async function ensureMarketTopic(kafka: Kafka, topic: string, partitions:
   await admin.connect();
   try {
     if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true }).catch((error: Error & { type?: string }) => {
+      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false }).catch((error: Error & { type?: string }) => {
         if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
       });
       log(`created topic ${topic} with ${partitions} partitions`);
     }
-    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+    const metadata = await topicMetadataWithLeaders(admin, [topic]);
     const actual = metadata.topics[0]?.partitions.length ?? 0;
     if (actual !== partitions) log(`topic ${topic} exists with ${actual} partitions (asked for ${partitions}); producing to it as it is`);
     return actual;

@@ -20,9 +20,11 @@ export async function ensureTopics(admin: Admin, topology: Topology, processor: 
   const existing = new Set(await admin.listTopics());
   const missing = [...wanted].filter(([topic]) => !existing.has(topic));
   if (missing.length > 0) {
+    // Not kafkajs' waitForLeaders: on a fresh KRaft broker its wait can fail with UNKNOWN_TOPIC_OR_PARTITION from
+    // a timer, outside any promise we hold. We wait for the metadata ourselves below.
     await admin
       .createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: missing.map(([topic, t]) => ({
           topic,
           numPartitions: t.partitions,
@@ -33,10 +35,7 @@ export async function ensureTopics(admin: Admin, topology: Topology, processor: 
         if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
       });
   }
-  // Another member may have just created a topic whose leaders are not elected yet: wait for it to appear.
-  const metadata = await withRetry(() => admin.fetchTopicMetadata({ topics: [...wanted.keys()] }), retry({ initialMs: 200, maxMs: 2_000, maxAttempts: 20 }), {
-    isRetriable: (error) => (error as { retriable?: boolean }).retriable === true,
-  });
+  const metadata = await topicMetadataWithLeaders(admin, [...wanted.keys()]);
   const problems: string[] = [];
   for (const t of metadata.topics) {
     const want = wanted.get(t.name)!;
@@ -46,4 +45,21 @@ export async function ensureTopics(admin: Admin, topology: Topology, processor: 
     throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Topics do not match topology "${topology.application}": ${problems.join('; ')}. Repartition or fix the declaration.`);
   }
   return inputPartitions;
+}
+
+/**
+ * Topic metadata once every partition has a leader: right after a topic is created (by us or by another member
+ * starting at the same time) the broker may not know it yet.
+ */
+export async function topicMetadataWithLeaders(admin: Admin, topics: string[]): ReturnType<Admin['fetchTopicMetadata']> {
+  return withRetry(
+    async () => {
+      const m = await admin.fetchTopicMetadata({ topics });
+      const leaderless = m.topics.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0)).map((t) => t.name);
+      if (leaderless.length > 0) throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Topics ${leaderless.join(', ')} have no leader yet.`, { retriable: true });
+      return m;
+    },
+    retry({ initialMs: 200, maxMs: 2_000, maxAttempts: 30 }),
+    { isRetriable: (error) => (error as { retriable?: boolean }).retriable === true },
+  );
 }
