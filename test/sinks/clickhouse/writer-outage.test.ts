@@ -31,9 +31,12 @@ describe.skipIf(testStackKind !== 'local')('ClickHouseWriter while ClickHouse is
     client = openClickHouse(testConfig);
   });
   afterAll(async () => {
-    await stackUp(ctx, ['clickhouse']);
-    await client?.command({ query: `DROP DATABASE IF EXISTS ${database}` });
-    await client?.close();
+    try {
+      await stackUp(ctx, ['clickhouse']);
+    } finally {
+      await client?.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+      await client?.close();
+    }
   });
 
   it('keeps every row through a stop and start of ClickHouse, each exactly once as queried', async () => {
