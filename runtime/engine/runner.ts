@@ -88,6 +88,8 @@ function changelogEndOf(metadata: string | null): number | undefined {
   }
 }
 
+const SEND_CHUNK = 2000;
+
 function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
   for (const { topic, ...message } of messages) {
@@ -247,8 +249,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   async function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
     const txn: Transaction = await task.producer.transaction();
     try {
-      const groups = groupMessages(result.messages);
-      if (groups.length > 0) await txn.sendBatch({ topicMessages: groups, acks: -1 });
+      // In sends of at most SEND_CHUNK messages: kafkajs groups a send's messages by partition in time quadratic in
+      // their number, and a whole fetched batch can exceed the broker's message.max.bytes (bench/, BENCHMARKS.md).
+      for (let i = 0; i < result.messages.length; i += SEND_CHUNK) {
+        await txn.sendBatch({ topicMessages: groupMessages(result.messages.slice(i, i + SEND_CHUNK)), acks: -1 });
+      }
       let changelogEnd = task.changelog;
       if (task.store) {
         const messages = changelogMessages(changelogTopic, task.partition, result.changes, result.streamTime);

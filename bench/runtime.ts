@@ -1,0 +1,903 @@
+/**
+ * Runtime throughput benchmark on the real local stack (not part of the test run; see BENCHMARKS.md).
+ *
+ *   npx tsx bench/runtime.ts [--events N] [--phases baseline,baseline-chunked,router,windowed] [--concurrency K]
+ *                            [--profile DIR] [--trade-share F] [--label TEXT] [--keep] [--no-write]
+ *
+ * One run, one broker, fresh uniquely named topics and groups:
+ *   1. registers the schemas and produces N market events (PriceTick and Trade, keyed by ~100 symbols) and N test
+ *      Events (agentstreams.test.Event) to two 6-partition topics, before anything is measured;
+ *   2. baseline: raw kafkajs consume→produce pass-through (eachBatch, one send per batch, acks -1, no transactions);
+ *      baseline-chunked: the same, but each batch is sent in sequential sends of at most 2,000 messages (see
+ *      BENCHMARKS.md: kafkajs 2.2.4 groups a send's messages in O(n²) and a 1 MiB batch exceeds the broker's
+ *      1 MiB message.max.bytes, so one send per fetched batch is not what raw kafkajs can do);
+ *   3. router: the engine (`runProcessor`, one instance in this process) routing PriceTick/Trade to two topics;
+ *   4. windowed: the engine running the tumbling-1m windowed count of test/fixtures/topologies/window-count.ts;
+ * then prints a table with the bars of ARCHITECTURE §7 and writes bench/results/<ISO date>.json.
+ *
+ * Every phase has a deadline; whatever happens, the script stops what it started, deletes its topics, groups and
+ * Redis keys (unless --keep) and exits.
+ */
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
+import { Redis } from 'ioredis';
+import { loadConfig, type Config } from '../runtime/config/index.ts';
+import { runProcessor, type ProcessorHandle } from '../runtime/engine/runner.ts';
+import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
+import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
+import { defineTopology, router, type Topology } from '../runtime/topology/topology.ts';
+import { createMetrics } from '../runtime/observability/metrics.ts';
+import { windowCountTopology } from '../test/fixtures/topologies/window-count.ts';
+import { installTracing, takeTrace, type OperationStats } from './trace.ts';
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+
+const PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed'] as const;
+const BASELINES = ['baseline', 'baseline-chunked'] as const;
+/** Largest send of the chunked baseline. */
+const CHUNK = 2_000;
+type PhaseName = (typeof PHASES)[number];
+
+const BARS = { routerEps: 50_000, windowedEps: 25_000, ratio: 0.6 } as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Arguments
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '200000' },
+    phases: { type: 'string', default: PHASES.join(',') },
+    concurrency: { type: 'string' },
+    'trade-share': { type: 'string', default: String(1 / 3) },
+    'phase-timeout': { type: 'string', default: '180' },
+    'baseline-timeout': { type: 'string', default: '60' },
+    profile: { type: 'string' },
+    label: { type: 'string', default: '' },
+    keep: { type: 'boolean', default: false },
+    'quiet-wait': { type: 'string', default: '120' },
+    'no-trace': { type: 'boolean', default: false },
+    'no-write': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (args.help) {
+  console.log(`npx tsx bench/runtime.ts [options]
+  --events N            events per input topic (default 200000)
+  --phases LIST         any of baseline,baseline-chunked,router,windowed (default all)
+  --concurrency K       partitionsConsumedConcurrently for every phase (default: the runner's, min(partitions, 6))
+  --phase-timeout S     deadline per phase in seconds (default 180)
+  --baseline-timeout S  deadline of the one-send-per-batch baseline (default 60: with kafkajs 2.2.4 it can livelock)
+  --trade-share F       fraction of market events that are Trades, 0..1 (default 1/3); 0 routes everything to one topic
+  --profile DIR         write one V8 CPU profile per measured phase to DIR (numbers then carry profiler overhead)
+  --label TEXT          free text stored with the results (e.g. the knob being tried)
+  --keep                keep topics, groups and Redis keys after the run
+  --quiet-wait S        before each phase, wait up to S seconds (default 120; 0 = never) until other processes use
+                        < 0.15 cores, so that other work on the machine does not distort the phase
+  --no-write            print only; do not write bench/results/*.json
+  --no-trace            do not time the engine's transaction calls and Redis EVALs (bench/trace.ts)
+Environment: the usual AS_* settings (e.g. AS_CONSUMER_MAX_BYTES_PER_PARTITION) apply to every phase.`);
+  process.exit(0);
+}
+
+function positiveInt(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} must be a whole number >= 1, got "${raw}"`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const EVENTS = positiveInt('events', args.events);
+const PHASE_TIMEOUT_MS = positiveInt('phase-timeout', args['phase-timeout']) * 1000;
+const BASELINE_TIMEOUT_MS = Math.min(PHASE_TIMEOUT_MS, positiveInt('baseline-timeout', args['baseline-timeout']) * 1000);
+const CONCURRENCY = args.concurrency === undefined ? undefined : positiveInt('concurrency', args.concurrency);
+const TRADE_SHARE = Number(args['trade-share']);
+if (!(TRADE_SHARE >= 0 && TRADE_SHARE <= 1)) {
+  console.error(`--trade-share must be a number from 0 to 1, got "${args['trade-share']}"`);
+  process.exit(2);
+}
+const PARTITIONS = 6;
+const SYMBOLS = 100;
+const phases = args.phases.split(',').map((p) => p.trim()).filter((p) => p !== '');
+for (const p of phases) {
+  if (!(PHASES as readonly string[]).includes(p)) {
+    console.error(`--phases: unknown phase "${p}"; choose from ${PHASES.join(', ')}`);
+    process.exit(2);
+  }
+}
+const wanted = new Set(phases as PhaseName[]);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Input data
+
+/** Small seeded PRNG so that every run produces the same input. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function symbolsOf(count: number, random: () => number): string[] {
+  const out = new Set<string>();
+  while (out.size < count) {
+    const length = 3 + Math.floor(random() * 2);
+    let s = '';
+    for (let i = 0; i < length; i += 1) s += String.fromCharCode(65 + Math.floor(random() * 26));
+    out.add(s);
+  }
+  return [...out];
+}
+
+const START = Date.UTC(2026, 0, 1);
+
+/** N market events, by default about 2/3 PriceTick and 1/3 Trade, 5 ms of event time apart, keyed by symbol. */
+function marketEvents(serde: AvroSerde, count: number): Message[] {
+  const random = prng(42);
+  const symbols = symbolsOf(SYMBOLS, random);
+  const messages: Message[] = new Array<Message>(count);
+  for (let i = 0; i < count; i += 1) {
+    const symbol = symbols[Math.floor(random() * symbols.length)]!;
+    const eventTime = START + i * 5;
+    const price = Math.round((50 + random() * 100) * 100) / 100;
+    const value =
+      random() >= TRADE_SHARE
+        ? serde.encode('agentstreams.market.PriceTick', { symbol, eventTime, price, bid: price - 0.01, ask: price + 0.01, currency: 'USD', venue: 'XNAS' })
+        : serde.encode('agentstreams.market.Trade', { symbol, eventTime, price, quantity: 1 + Math.floor(random() * 500), side: random() < 0.5 ? 'BUY' : 'SELL', tradeId: `t${i}` });
+    messages[i] = { key: symbol, value };
+  }
+  return messages;
+}
+
+/** N test Events keyed by symbol, 10 ms of event time apart, in order (no late records): ~N/6000 windows per key. */
+function testEvents(serde: AvroSerde, count: number): Message[] {
+  const random = prng(7);
+  const symbols = symbolsOf(SYMBOLS, random);
+  const messages: Message[] = new Array<Message>(count);
+  for (let i = 0; i < count; i += 1) {
+    const key = symbols[Math.floor(random() * symbols.length)]!;
+    messages[i] = { key, value: serde.encode('agentstreams.test.Event', { key, eventTime: START + i * 10, amount: Math.floor(random() * 100) }) };
+  }
+  return messages;
+}
+
+/** Sequential sends of large chunks: keeps per-partition order (the windowed input must not be reordered). */
+async function produceAll(kafka: Kafka, topic: string, messages: Message[]): Promise<{ ms: number; bytes: number }> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const started = performance.now();
+  let bytes = 0;
+  try {
+    const chunk = 2_000;
+    for (let i = 0; i < messages.length; i += chunk) {
+      const slice = messages.slice(i, i + chunk);
+      for (const m of slice) bytes += (m.value as Buffer).length + String(m.key).length;
+      await producer.send({ topic, acks: -1, messages: slice });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return { ms: performance.now() - started, bytes };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measurement helpers
+
+/** Records still to be processed by a group: end offsets minus committed offsets, summed over partitions. */
+async function lagOf(admin: Admin, groupId: string, topic: string): Promise<number> {
+  const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
+  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  let lag = 0;
+  for (const end of ends) {
+    const at = byPartition.get(end.partition) ?? -1;
+    lag += Math.max(0, Number(end.high) - (at >= 0 ? at : 0));
+  }
+  return lag;
+}
+
+/** CPU time (user+system, ms) of the stack's processes, read from /proc, so each phase can say who was busy. */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+function stackPids(config: Config): Record<string, number> {
+  const dir = isAbsolute(config.stack.dir) ? config.stack.dir : join(root, config.stack.dir);
+  const out: Record<string, number> = {};
+  for (const service of ['kafka', 'redis', 'registry', 'clickhouse']) {
+    const file = join(dir, service, `${service}.pid`);
+    if (!existsSync(file)) continue;
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}/stat`)) out[service] = pid;
+  }
+  return out;
+}
+
+function procCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy CPU time of the whole machine (all cores, ms), from /proc/stat. */
+function machineCpuMs(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal …: busy = all but idle and iowait.
+    const busy = fields.slice(0, 8).reduce((a, b) => a + b, 0) - (fields[3] ?? 0) - (fields[4] ?? 0);
+    return (busy * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+interface CpuSnapshot {
+  at: number;
+  self: NodeJS.CpuUsage;
+  machine: number | undefined;
+  stack: Record<string, number | undefined>;
+}
+
+function cpuSnapshot(pids: Record<string, number>): CpuSnapshot {
+  const stack: Record<string, number | undefined> = {};
+  for (const [name, pid] of Object.entries(pids)) stack[name] = procCpuMs(pid);
+  return { at: performance.now(), self: process.cpuUsage(), machine: machineCpuMs(), stack };
+}
+
+const QUIET_WAIT_MS = Number(args['quiet-wait']) * 1000;
+
+/**
+ * Waits until the machine is quiet: over 2 s, processes other than this one and the stack used < 0.15 cores.
+ * Returns the waited ms and the last "others" reading; gives up (and says so in the results) after --quiet-wait.
+ */
+async function waitQuiet(pids: Record<string, number>): Promise<{ waitedMs: number; othersCores: number }> {
+  const started = performance.now();
+  let others = 0;
+  do {
+    const a = cpuSnapshot(pids);
+    await sleep(2_000);
+    others = coresBetween(a, cpuSnapshot(pids)).others ?? 0;
+    if (others < 0.15) break;
+  } while (performance.now() - started < QUIET_WAIT_MS);
+  return { waitedMs: Math.round(performance.now() - started), othersCores: others };
+}
+
+/** Cores used by each process between two snapshots (1.0 = one core busy the whole time). */
+function coresBetween(a: CpuSnapshot, b: CpuSnapshot): Record<string, number> {
+  const wall = b.at - a.at;
+  const out: Record<string, number> = {};
+  const self = b.self.user - a.self.user + (b.self.system - a.self.system);
+  out.bench = round(self / 1000 / wall, 2);
+  for (const [name, before] of Object.entries(a.stack)) {
+    const after = b.stack[name];
+    if (before !== undefined && after !== undefined) out[name] = round((after - before) / wall, 2);
+  }
+  if (a.machine !== undefined && b.machine !== undefined) {
+    out.machine = round((b.machine - a.machine) / wall, 2);
+    // Whatever else ran on the machine meanwhile (other test runs, the OS): the noise floor of this phase.
+    out.others = round(Math.max(0, out.machine - Object.entries(out).filter(([k]) => k !== 'machine').reduce((n, [, v]) => n + v, 0)), 2);
+  }
+  return out;
+}
+
+function round(n: number, digits = 0): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+function eps(events: number, ms: number | null): number | null {
+  return ms === null || ms <= 0 ? null : Math.round(events / (ms / 1000));
+}
+
+/** Resolves with `promise` or rejects after `ms`, so that no phase can hang the run. */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${Math.round(ms / 1000)} s`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One V8 CPU profile per measured phase, taken in-process so that set-up and production stay out of it. */
+class PhaseProfiler {
+  private session: Session | undefined;
+
+  constructor(private readonly dir: string | undefined) {
+    if (dir) mkdirSync(dir, { recursive: true });
+  }
+
+  get enabled(): boolean {
+    return this.dir !== undefined;
+  }
+
+  async start(): Promise<void> {
+    if (!this.dir) return;
+    this.session = new Session();
+    this.session.connect();
+    await this.session.post('Profiler.enable');
+    await this.session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await this.session.post('Profiler.start');
+  }
+
+  async stop(name: string): Promise<string | undefined> {
+    if (!this.dir || !this.session) return undefined;
+    const { profile } = await this.session.post('Profiler.stop');
+    this.session.disconnect();
+    this.session = undefined;
+    const file = join(this.dir, `${name}-${new Date().toISOString().replaceAll(':', '-')}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return file;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Phases
+
+interface PhaseResult {
+  phase: PhaseName;
+  status: 'ok' | 'timeout' | 'error';
+  error?: string;
+  events: number;
+  /** Records done when the phase ended (equal to `events` when it finished). */
+  processed: number;
+  /** Start of the phase (before connecting) → member joined its group. */
+  joinMs: number | null;
+  /** Start → first non-empty batch in eachBatch (baseline only: the engine does not expose it). */
+  firstFetchMs: number | null;
+  /** Start → the phase's own counter reached N (baseline: last send acknowledged; engine: stats.records, 5 ms poll). */
+  processedMs: number | null;
+  /** Start → admin saw the group's committed offsets at the end offsets (100 ms poll). */
+  caughtUpMs: number | null;
+  eps: {
+    /** The bar's measure: baseline first fetch → last produced; engine start → lag 0 (join included). */
+    headline: number | null;
+    /** Start (before connecting) → lag 0 (baseline: → last produced); join included. */
+    total: number | null;
+    /** Join → lag 0 (baseline: → last produced). */
+    afterJoin: number | null;
+  };
+  cores: Record<string, number>;
+  details: Record<string, number | string>;
+  /** Engine phases: latency of the per-batch I/O calls (bench/trace.ts) and of whole batches (the runtime's metric). */
+  trace?: Record<string, OperationStats>;
+  /** How long the phase waited for a quiet machine, and how busy others were when it started. */
+  quiet?: { waitedMs: number; othersCores: number };
+  profile?: string;
+}
+
+interface Context {
+  config: Config;
+  kafka: Kafka;
+  admin: Admin;
+  pids: Record<string, number>;
+  profiler: PhaseProfiler;
+  concurrency: number;
+}
+
+function emptyResult(phase: PhaseName): PhaseResult {
+  return {
+    phase,
+    status: 'ok',
+    events: EVENTS,
+    processed: 0,
+    joinMs: null,
+    firstFetchMs: null,
+    processedMs: null,
+    caughtUpMs: null,
+    eps: { headline: null, total: null, afterJoin: null },
+    cores: {},
+    details: {},
+  };
+}
+
+/**
+ * Raw kafkajs pass-through: what the engine is compared against. `chunk` 0 sends each fetched batch in one send;
+ * otherwise in sequential sends of at most `chunk` messages (order kept).
+ */
+async function baselinePhase(ctx: Context, phase: PhaseName, input: string, output: string, groupId: string, chunk: number): Promise<PhaseResult> {
+  const { config, kafka } = ctx;
+  const result = emptyResult(phase);
+  const consumer = kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    sessionTimeout: config.consumer.sessionTimeoutMs,
+    heartbeatInterval: 1_000,
+    rebalanceTimeout: 30_000,
+    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 10 },
+  });
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  let batches = 0;
+  let produced = 0;
+  let sizes = 0;
+  // Done means every partition forwarded up to its end offset: a re-delivered batch (kafkajs retries eachBatch after
+  // a failed send) is counted as a duplicate, not as progress.
+  const ends = new Map((await ctx.admin.fetchTopicOffsets(input)).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
+  const forwardedTo = new Map<number, number>();
+  const distinct = (): number => [...ends].reduce((n, [p, { low }]) => n + Math.max(0, (forwardedTo.get(p) ?? low) - low), 0);
+  const caughtUp = (): boolean => [...ends].every(([p, { low, high }]) => (forwardedTo.get(p) ?? low) >= high);
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((r) => (resolveDone = r));
+  await ctx.profiler.start();
+  const before = cpuSnapshot(ctx.pids);
+  const t0 = performance.now();
+  let joins = 0;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joins += 1;
+    result.joinMs ??= performance.now() - t0;
+  });
+  const errors = new Map<string, number>();
+  consumer.on(consumer.events.CRASH, ({ payload }) => errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1));
+  try {
+    await producer.connect();
+    await consumer.connect();
+    await consumer.subscribe({ topic: input, fromBeginning: true });
+    await consumer.run({
+      partitionsConsumedConcurrently: ctx.concurrency,
+      eachBatch: async ({ batch, heartbeat }) => {
+        if (batch.messages.length === 0) return;
+        result.firstFetchMs ??= performance.now() - t0;
+        try {
+          const messages = batch.messages.map((m) => ({ key: m.key, value: m.value, timestamp: m.timestamp, headers: m.headers }));
+          if (chunk === 0) await producer.send({ topic: output, acks: -1, messages });
+          else for (let i = 0; i < messages.length; i += chunk) await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + chunk) });
+        } catch (error) {
+          // kafkajs retries the batch after a failed eachBatch; say why, so that a stuck phase explains itself.
+          const message = `${(error as Error).name}: ${(error as Error).message}`;
+          errors.set(message, (errors.get(message) ?? 0) + 1);
+          throw error;
+        }
+        batches += 1;
+        sizes += batch.messages.length;
+        produced += batch.messages.length;
+        forwardedTo.set(batch.partition, Math.max(forwardedTo.get(batch.partition) ?? 0, Number(batch.lastOffset()) + 1));
+        if (caughtUp() && result.processedMs === null) {
+          result.processedMs = performance.now() - t0;
+          resolveDone();
+        }
+        await heartbeat();
+      },
+    });
+    await within(chunk === 0 ? BASELINE_TIMEOUT_MS : PHASE_TIMEOUT_MS, phase, done);
+  } catch (error) {
+    result.status = /did not finish/.test((error as Error).message) ? 'timeout' : 'error';
+    result.error = (error as Error).message;
+  } finally {
+    const after = cpuSnapshot(ctx.pids);
+    result.cores = coresBetween(before, after);
+    result.profile = await ctx.profiler.stop(phase);
+    await within(30_000, `${phase} stop`, consumer.disconnect()).catch(() => undefined);
+    await within(30_000, `${phase} producer stop`, producer.disconnect()).catch(() => undefined);
+  }
+  result.processed = distinct();
+  result.details = { batches, meanBatch: batches > 0 ? Math.round(sizes / batches) : 0, duplicates: produced - distinct(), joins, ...Object.fromEntries([...errors].map(([m, n]) => [`error: ${m}`, n])) };
+  const done_ = result.processedMs;
+  result.eps = {
+    headline: done_ !== null && result.firstFetchMs !== null ? eps(EVENTS, done_ - result.firstFetchMs) : null,
+    total: eps(EVENTS, done_),
+    afterJoin: done_ !== null && result.joinMs !== null ? eps(EVENTS, done_ - result.joinMs) : null,
+  };
+  return result;
+}
+
+/** Runs one engine processor until its group has no lag on `input`. */
+async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, processor: string, input: string): Promise<PhaseResult> {
+  const result = emptyResult(phase);
+  const groupId = topology.groupId(processor);
+  let handle: ProcessorHandle | undefined;
+  const logs: Record<string, number> = {};
+  const metrics = createMetrics({ processMetrics: false });
+  takeTrace();
+  await ctx.profiler.start();
+  const before = cpuSnapshot(ctx.pids);
+  const t0 = performance.now();
+  let poll: NodeJS.Timeout | undefined;
+  try {
+    const started = runProcessor({
+      config: ctx.config,
+      topology,
+      processor,
+      concurrency: ctx.concurrency,
+      metrics,
+      log: (event, fields) => {
+        logs[event] = (logs[event] ?? 0) + 1;
+        // Keep what failed, once per distinct message, so that a stuck phase explains itself.
+        if (event.endsWith('.error') && typeof fields?.message === 'string') {
+          const key = `error: ${event} ${String(fields.code ?? '')} ${fields.message}`.slice(0, 240);
+          logs[key] = (logs[key] ?? 0) + 1;
+        }
+      },
+    });
+    handle = await within(PHASE_TIMEOUT_MS, `${phase} start`, started);
+    const h = handle;
+    // `joined` resolves inside consumer.run(), before runProcessor returns; whichever we see first is the join.
+    result.joinMs = performance.now() - t0;
+    void h.joined.then(() => (result.joinMs = Math.min(result.joinMs ?? Infinity, performance.now() - t0)));
+    poll = setInterval(() => {
+      if (result.processedMs === null && h.stats.records >= EVENTS) result.processedMs = performance.now() - t0;
+    }, 5);
+    const deadline = t0 + PHASE_TIMEOUT_MS;
+    let lag = EVENTS;
+    while (true) {
+      lag = await lagOf(ctx.admin, groupId, input);
+      if (lag === 0) {
+        result.caughtUpMs = performance.now() - t0;
+        break;
+      }
+      if (performance.now() > deadline) throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
+      await sleep(100);
+    }
+  } catch (error) {
+    result.status = /did not finish/.test((error as Error).message) ? 'timeout' : 'error';
+    result.error = (error as Error).message;
+  } finally {
+    clearInterval(poll);
+    const after = cpuSnapshot(ctx.pids);
+    result.cores = coresBetween(before, after);
+    result.profile = await ctx.profiler.stop(phase);
+    if (handle) await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+  }
+  if (result.processedMs === null && handle && handle.stats.records >= EVENTS) result.processedMs = result.caughtUpMs;
+  const trace = takeTrace();
+  const batch = (await metrics.batchDuration.get()).values;
+  const sum = batch.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
+  const count = batch.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+  if (count > 0) trace['whole batch (handleBatch)'] = { calls: count, totalMs: Math.round(sum * 1000), meanMs: Math.round((sum / count) * 100_000) / 100, maxMs: NaN };
+  if (Object.keys(trace).length > 0) result.trace = trace;
+  result.processed = handle?.stats.records ?? 0;
+  const s = handle?.stats;
+  result.details = {
+    batches: s?.batches ?? 0,
+    meanBatch: s && s.batches > 0 ? Math.round(s.records / s.batches) : 0,
+    deadLettered: s?.deadLettered ?? 0,
+    late: s?.late ?? 0,
+    recoveries: s?.recoveries ?? 0,
+    ...Object.fromEntries(Object.entries(logs).map(([k, v]) => [k.startsWith('error') ? k : `log.${k}`, v])),
+  };
+  const end = result.caughtUpMs;
+  result.eps = {
+    headline: eps(EVENTS, end),
+    total: eps(EVENTS, end),
+    afterJoin: end !== null && result.joinMs !== null ? eps(EVENTS, end - result.joinMs) : null,
+  };
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report
+
+interface Bar {
+  bar: string;
+  kind: 'rate' | 'ratio';
+  value: number | null;
+  target: string;
+  met: boolean | null;
+}
+
+function bars(results: Map<PhaseName, PhaseResult>, measure: 'headline' | 'afterJoin'): Bar[] {
+  const value = (p: PhaseName): number | null => {
+    const r = results.get(p);
+    return r && r.status === 'ok' ? r.eps[measure] : null;
+  };
+  const check = (v: number | null, min: number): boolean | null => (v === null ? null : v >= min);
+  const out: Bar[] = [];
+  const routerEps = value('router');
+  const windowedEps = value('windowed');
+  if (results.has('router')) out.push({ bar: 'router events/s', kind: 'rate', value: routerEps, target: `>= ${BARS.routerEps}`, met: check(routerEps, BARS.routerEps) });
+  if (results.has('windowed')) out.push({ bar: 'windowed events/s', kind: 'rate', value: windowedEps, target: `>= ${BARS.windowedEps}`, met: check(windowedEps, BARS.windowedEps) });
+  for (const p of ['router', 'windowed'] as const) {
+    if (!results.has(p)) continue;
+    for (const b of BASELINES) {
+      if (!results.has(b)) continue;
+      const base = value(b);
+      const v = value(p);
+      const ratio = v !== null && base !== null && base > 0 ? round(v / base, 2) : null;
+      out.push({ bar: `${p} / ${b}`, kind: 'ratio', value: ratio, target: `>= ${BARS.ratio}`, met: check(ratio, BARS.ratio) });
+    }
+  }
+  return out;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+}
+
+const fmt = (n: number | null | undefined, digits = 0): string => (n === null || n === undefined ? '—' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string {
+  const ratioOf = (r: PhaseResult, m: 'headline' | 'afterJoin', base: PhaseName): string => {
+    const b = results.get(base);
+    const bv = b && b.status === 'ok' ? b.eps[m] : null;
+    const v = r.status === 'ok' ? r.eps[m] : null;
+    return bv && v ? (v / bv).toFixed(2) : '—';
+  };
+  const rows: string[][] = [
+    ['phase', 'status', 'events', 'join ms', 'done s', 'events/s (bar)', '/baseline', '/chunked', 'events/s (after join)', 'node cores', 'kafka cores', 'redis cores', 'other cores', 'batches', 'mean batch'],
+  ];
+  for (const r of results.values()) {
+    const end = BASELINES.includes(r.phase as (typeof BASELINES)[number]) ? r.processedMs : r.caughtUpMs;
+    rows.push([
+      r.phase,
+      r.status,
+      fmt(r.processed),
+      fmt(r.joinMs),
+      fmt(end === null ? null : end / 1000, 2),
+      fmt(r.status === 'ok' ? r.eps.headline : null),
+      ratioOf(r, 'headline', 'baseline'),
+      ratioOf(r, 'headline', 'baseline-chunked'),
+      fmt(r.status === 'ok' ? r.eps.afterJoin : null),
+      fmt(r.cores.bench, 2),
+      fmt(r.cores.kafka, 2),
+      fmt(r.cores.redis, 2),
+      fmt(r.cores.others, 2),
+      fmt(Number(r.details.batches ?? 0)),
+      fmt(Number(r.details.meanBatch ?? 0)),
+    ]);
+  }
+  const barRows: string[][] = [['bar (on events/s (bar))', 'value', 'target', 'result']];
+  for (const b of bars(results, 'headline')) barRows.push([b.bar, b.value === null ? '—' : b.kind === 'ratio' ? b.value.toFixed(2) : fmt(b.value), b.target, b.met === null ? 'n/a' : b.met ? 'met' : 'NOT met']);
+  const lines = [table(rows), '', table(barRows)];
+  lines.push(
+    '',
+    'events/s (bar): baselines = first fetch → last send acknowledged; router/windowed = start → group lag 0 (join included).',
+    'events/s (after join): every phase from its group join to done. Cores: CPU time / wall time of the phase (2 cores in all;',
+    '"other" = machine busy time not used by this process or the stack: other work disturbing the run).',
+    `baseline = one send per fetched batch (as specified); baseline-chunked = sequential sends of <= ${CHUNK} messages.`,
+  );
+  for (const r of results.values()) {
+    if (!r.trace) continue;
+    const parts = Object.entries(r.trace).map(([name, t]) => `${name} ${t.meanMs.toFixed(1)} ms ×${t.calls}`);
+    lines.push(`${r.phase} per-call latency (mean): ${parts.join('; ')}`);
+  }
+  if (profiled) lines.push('NOTE: profiled run (V8 sampling profiler on): figures include profiler overhead; do not judge the bars on them.');
+  if (linearGrouping()) lines.push('NOTE: kafkajs groupMessagesPerPartition replaced by a linear version in this process (bench/kafkajs-linear-grouping.ts).');
+  const disturbed = [...results.values()].filter((r) => (r.cores.others ?? 0) > 0.2).map((r) => `${r.phase} (${r.cores.others})`);
+  if (disturbed.length > 0) lines.push(`WARNING: other work used > 0.2 cores during ${disturbed.join(', ')}: those figures are disturbed; run again.`);
+  for (const r of results.values()) {
+    if (r.error) lines.push(`${r.phase}: ${r.error}`);
+    for (const [k, v] of Object.entries(r.details)) if (k.startsWith('error') || k === 'log.batch.error') lines.push(`${r.phase}: ${k} ×${v}`);
+  }
+  return lines.join('\n');
+}
+
+/** Set by bench/kafkajs-linear-grouping.ts when preloaded. */
+function linearGrouping(): boolean {
+  return (globalThis as { agentStreamsBenchLinearGrouping?: boolean }).agentStreamsBenchLinearGrouping === true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Main
+
+async function cleanup(kafka: Kafka, config: Config, runId: string, groups: string[]): Promise<void> {
+  const admin = kafka.admin();
+  try {
+    await within(15_000, 'admin connect', admin.connect());
+    await within(30_000, 'delete groups', admin.deleteGroups(groups)).catch(() => undefined);
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(runId));
+    if (topics.length > 0) await within(60_000, 'delete topics', admin.deleteTopics({ topics, timeout: 30_000 })).catch((e: Error) => console.error(`  cleanup: ${e.message}`));
+  } catch (error) {
+    console.error(`  cleanup: ${(error as Error).message}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+  const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `as:{${runId}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch (error) {
+    console.error(`  cleanup (redis): ${(error as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function gitRevision(): string {
+  try {
+    const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'runtime'], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${rev}+runtime-changes` : rev;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<number> {
+  const config = loadConfig();
+  const kafka = new Kafka({ clientId: 'agent-streams-bench', brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  const runId = `bench-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
+  const marketInput = `${runId}.market-events`;
+  const eventsInput = `${runId}.test-events`;
+  const passThrough = `${runId}.pass-through`;
+  const passThroughChunked = `${runId}.pass-through-chunked`;
+  const routerTopology = defineTopology({
+    application: `${runId}-router`,
+    topics: { [marketInput]: { partitions: PARTITIONS }, [`${runId}.signals.price`]: { partitions: PARTITIONS }, [`${runId}.signals.trade`]: { partitions: PARTITIONS } },
+    processors: {
+      router: router({
+        inputs: [marketInput],
+        routes: { 'agentstreams.market.PriceTick': `${runId}.signals.price`, 'agentstreams.market.Trade': `${runId}.signals.trade` },
+        outputs: { [`${runId}.signals.price`]: ['agentstreams.market.PriceTick'], [`${runId}.signals.trade`]: ['agentstreams.market.Trade'] },
+      }),
+    },
+  });
+  const windowTopology = windowCountTopology(`${runId}-window`, eventsInput);
+  const baselineGroups: Record<(typeof BASELINES)[number], string> = { baseline: `${runId}-baseline`, 'baseline-chunked': `${runId}-baseline-chunked` };
+  const groups = [...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter')];
+  const profiler = new PhaseProfiler(args.profile === undefined ? undefined : resolve(args.profile));
+  const concurrency = CONCURRENCY ?? Math.min(PARTITIONS, 6);
+  const results = new Map<PhaseName, PhaseResult>();
+  const admin = kafka.admin();
+  let stopping = false;
+
+  // Whatever happens below, the process ends: a watchdog past every phase's deadline, and signals clean up first.
+  const watchdog = setTimeout(() => {
+    console.error('bench: overall deadline passed; exiting');
+    process.exit(3);
+  }, (PHASE_TIMEOUT_MS + QUIET_WAIT_MS) * (wanted.size + 2) + 180_000);
+  watchdog.unref();
+  let signalledAt = 0;
+  const onSignal = (signal: string): void => {
+    // Ctrl-C reaches this process twice (directly and relayed by tsx's wrapper): only a signal sent a while after
+    // the first one skips the clean-up.
+    if (stopping) {
+      if (Date.now() - signalledAt > 3_000) process.exit(130);
+      return;
+    }
+    stopping = true;
+    signalledAt = Date.now();
+    console.error(`bench: ${signal}: cleaning up`);
+    void cleanup(kafka, config, runId, groups).finally(() => process.exit(130));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  console.log(
+    `bench ${runId}: ${EVENTS} events per topic, ${PARTITIONS} partitions, phases ${[...wanted].join(',')}, concurrency ${concurrency}, ` +
+      `maxBytesPerPartition ${config.consumer.maxBytesPerPartition}, trade share ${TRADE_SHARE.toFixed(2)}${linearGrouping() ? ', kafkajs linear grouping' : ''}`,
+  );
+  const meta = {
+    runId,
+    date: new Date().toISOString(),
+    label: args.label,
+    revision: gitRevision(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGb: round(totalmem() / 2 ** 30, 1),
+    loadavgAtStart: loadavg().map((l) => round(l, 2)),
+    events: EVENTS,
+    partitions: PARTITIONS,
+    symbols: SYMBOLS,
+    concurrency,
+    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+    tradeShare: TRADE_SHARE,
+    chunk: CHUNK,
+    kafkajsLinearGrouping: linearGrouping(),
+    profiled: profiler.enabled,
+    traced: !args['no-trace'],
+  };
+  let produce: Record<string, number> = {};
+  try {
+    await within(15_000, 'connecting to Kafka', admin.connect());
+
+    // 1. Schemas and input, before anything is measured.
+    const registry = registryClient(config);
+    for (const dir of ['schemas', 'test/fixtures/schemas']) {
+      await registerSchemas(config, registry, loadSchemas(join(root, dir))).catch((error: Error) =>
+        console.error(`  schemas in ${dir}: ${error.message.split('\n')[0]} (continuing if the subjects the bench needs exist)`),
+      );
+    }
+    const serde = new AvroSerde(registry);
+    for (const subject of ['agentstreams.market.PriceTick', 'agentstreams.market.Trade', 'agentstreams.test.Event']) await serde.writerFor(subject);
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        ...[marketInput, eventsInput].map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        // One send per fetched batch can exceed the broker's 1 MiB default message.max.bytes: let the baseline's
+        // output take it, so that the baseline measures kafkajs rather than failing (the engine's topics keep the default).
+        ...[passThrough, passThroughChunked].map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'max.message.bytes', value: String(64 * 2 ** 20) }] })),
+      ],
+    });
+    const market = marketEvents(serde, EVENTS);
+    const marketProduced = await produceAll(kafka, marketInput, market);
+    market.length = 0;
+    const events = wanted.has('windowed') ? testEvents(serde, EVENTS) : [];
+    const eventsProduced = events.length > 0 ? await produceAll(kafka, eventsInput, events) : { ms: 0, bytes: 0 };
+    events.length = 0;
+    produce = {
+      marketEps: eps(EVENTS, marketProduced.ms) ?? 0,
+      marketBytes: marketProduced.bytes,
+      testEventsEps: eps(EVENTS, eventsProduced.ms) ?? 0,
+      testEventsBytes: eventsProduced.bytes,
+    };
+    console.log(
+      `  produced ${EVENTS} market events (${(marketProduced.bytes / 2 ** 20).toFixed(1)} MiB) at ${fmt(produce.marketEps)}/s` +
+        (eventsProduced.ms > 0 ? `, ${EVENTS} test events at ${fmt(produce.testEventsEps)}/s` : ''),
+    );
+    const pids = stackPids(config);
+    if (!args['no-trace']) installTracing();
+    const ctx: Context = { config, kafka, admin, pids, profiler, concurrency };
+    global.gc?.();
+    await sleep(1_000);
+
+    // 2–4. The phases, one after the other, each against its own fresh group.
+    const measured = async (phase: PhaseName, what: string, run: () => Promise<PhaseResult>): Promise<void> => {
+      if (!wanted.has(phase) || stopping) return;
+      const quiet = QUIET_WAIT_MS > 0 ? await waitQuiet(pids) : undefined;
+      console.log(`  ${phase}: ${what}${quiet && quiet.waitedMs > 2_500 ? ` (waited ${Math.round(quiet.waitedMs / 1000)} s for a quiet machine)` : ''} …`);
+      const result = await run();
+      if (quiet) result.quiet = quiet;
+      results.set(phase, result);
+    };
+    for (const b of BASELINES) {
+      await measured(b, `kafkajs pass-through${b === 'baseline' ? ', one send per batch' : `, sends of <= ${CHUNK}`}`, () =>
+        baselinePhase(ctx, b, marketInput, b === 'baseline' ? passThrough : passThroughChunked, baselineGroups[b], b === 'baseline' ? 0 : CHUNK),
+      );
+    }
+    await measured('router', 'engine, one instance', () => enginePhase(ctx, 'router', routerTopology, 'router', marketInput));
+    await measured('windowed', 'engine, tumbling 1m count by symbol', () => enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput));
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+    if (!args.keep && !stopping) await cleanup(kafka, config, runId, groups);
+  }
+
+  if (results.size === 0) return 1;
+  const output = {
+    meta,
+    produce,
+    phases: Object.fromEntries(results),
+    bars: { headline: bars(results, 'headline'), afterJoin: bars(results, 'afterJoin') },
+  };
+  console.log('');
+  console.log(report(results, profiler.enabled));
+  if (!args['no-write']) {
+    const dir = join(root, 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${meta.date.replaceAll(':', '-')}.json`);
+    writeFileSync(file, `${JSON.stringify(output, null, 2)}\n`);
+    console.log(`\nresults: ${file}`);
+  }
+  for (const r of results.values()) if (r.profile) console.log(`profile: ${r.profile}`);
+  return [...results.values()].every((r) => r.status === 'ok') ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
