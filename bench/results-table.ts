@@ -24,6 +24,7 @@ interface Run {
     concurrency: number;
     maxBytesPerPartition: number;
     tradeShare?: number;
+    padBytes?: number;
     kafkajsLinearGrouping?: boolean;
     profiled: boolean;
     revision: string;
@@ -38,7 +39,7 @@ const phases = ['baseline', 'baseline-chunked', 'router', 'windowed'];
 const bytes = (n: number): string => (n >= 2 ** 20 ? `${n / 2 ** 20}MiB` : `${n / 2 ** 10}KiB`);
 const k = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : `${(n / 1000).toFixed(1)}k`);
 
-const rows: string[][] = [['run', 'label', 'events', 'fetch/part', 'conc', 'kafkajs', ...phases, 'other cores (max)']];
+const rows: string[][] = [['run', 'revision', 'label', 'events', 'fetch/part', 'conc', 'kafkajs', ...phases, 'other cores (max)']];
 for (const file of files) {
   const run = JSON.parse(readFileSync(file, 'utf8')) as Run;
   const m = run.meta;
@@ -51,7 +52,8 @@ for (const file of files) {
   const others = Math.max(0, ...Object.values(run.phases).map((p) => p.cores.others ?? 0));
   rows.push([
     m.date.slice(0, 19),
-    (m.label || '') + (m.profiled ? ' [profiled]' : '') + (m.tradeShare !== undefined && Math.abs(m.tradeShare - 1 / 3) > 1e-9 ? ` [trade share ${m.tradeShare}]` : ''),
+    m.revision,
+    (m.label || '') + (m.profiled ? ' [profiled]' : '') + (m.tradeShare !== undefined && Math.abs(m.tradeShare - 1 / 3) > 1e-9 ? ` [trade share ${m.tradeShare}]` : '') + (m.padBytes ? ` [pad ${m.padBytes} B]` : ''),
     String(m.events),
     bytes(m.maxBytesPerPartition),
     String(m.concurrency),

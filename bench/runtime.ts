@@ -56,6 +56,7 @@ const { values: args } = parseArgs({
     phases: { type: 'string', default: PHASES.join(',') },
     concurrency: { type: 'string' },
     'trade-share': { type: 'string', default: String(1 / 3) },
+    'pad-bytes': { type: 'string', default: '0' },
     'phase-timeout': { type: 'string', default: '180' },
     'baseline-timeout': { type: 'string', default: '60' },
     profile: { type: 'string' },
@@ -76,6 +77,7 @@ if (args.help) {
   --phase-timeout S     deadline per phase in seconds (default 180)
   --baseline-timeout S  deadline of the one-send-per-batch baseline (default 60: with kafkajs 2.2.4 it can livelock)
   --trade-share F       fraction of market events that are Trades, 0..1 (default 1/3); 0 routes everything to one topic
+  --pad-bytes B         pad each PriceTick's venue with B bytes (default 0): bigger records for the router
   --profile DIR         write one V8 CPU profile per measured phase to DIR (numbers then carry profiler overhead)
   --label TEXT          free text stored with the results (e.g. the knob being tried)
   --keep                keep topics, groups and Redis keys after the run
@@ -103,6 +105,11 @@ const CONCURRENCY = args.concurrency === undefined ? undefined : positiveInt('co
 const TRADE_SHARE = Number(args['trade-share']);
 if (!(TRADE_SHARE >= 0 && TRADE_SHARE <= 1)) {
   console.error(`--trade-share must be a number from 0 to 1, got "${args['trade-share']}"`);
+  process.exit(2);
+}
+const PAD_BYTES = Number(args['pad-bytes']);
+if (!Number.isInteger(PAD_BYTES) || PAD_BYTES < 0) {
+  console.error(`--pad-bytes must be a whole number >= 0, got "${args['pad-bytes']}"`);
   process.exit(2);
 }
 const PARTITIONS = 6;
@@ -148,6 +155,7 @@ const START = Date.UTC(2026, 0, 1);
 function marketEvents(serde: AvroSerde, count: number): Message[] {
   const random = prng(42);
   const symbols = symbolsOf(SYMBOLS, random);
+  const venue = `XNAS${'.'.repeat(PAD_BYTES)}`;
   const messages: Message[] = new Array<Message>(count);
   for (let i = 0; i < count; i += 1) {
     const symbol = symbols[Math.floor(random() * symbols.length)]!;
@@ -155,7 +163,7 @@ function marketEvents(serde: AvroSerde, count: number): Message[] {
     const price = Math.round((50 + random() * 100) * 100) / 100;
     const value =
       random() >= TRADE_SHARE
-        ? serde.encode('agentstreams.market.PriceTick', { symbol, eventTime, price, bid: price - 0.01, ask: price + 0.01, currency: 'USD', venue: 'XNAS' })
+        ? serde.encode('agentstreams.market.PriceTick', { symbol, eventTime, price, bid: price - 0.01, ask: price + 0.01, currency: 'USD', venue })
         : serde.encode('agentstreams.market.Trade', { symbol, eventTime, price, quantity: 1 + Math.floor(random() * 500), side: random() < 0.5 ? 'BUY' : 'SELL', tradeId: `t${i}` });
     messages[i] = { key: symbol, value };
   }
@@ -802,6 +810,7 @@ async function main(): Promise<number> {
     concurrency,
     maxBytesPerPartition: config.consumer.maxBytesPerPartition,
     tradeShare: TRADE_SHARE,
+    padBytes: PAD_BYTES,
     chunk: CHUNK,
     kafkajsLinearGrouping: linearGrouping(),
     profiled: profiler.enabled,
