@@ -17,6 +17,8 @@ import { tumbling } from '../runtime/windows/index.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
+  /** The topic market events are produced to (default `market.events`). Everything downstream is `<application>.…`. */
+  eventsTopic?: string;
   partitions?: number;
   /** How late a finding may arrive for its hour's digest. */
   digestGrace?: string;
@@ -27,6 +29,8 @@ export interface MarketSignalsOptions {
 export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   const partitions = options.partitions ?? 6;
   const application = options.application ?? 'market';
+  const events = options.eventsTopic ?? 'market.events';
+  const signals = { price: `${application}.signals.price`, trade: `${application}.signals.trade`, news: `${application}.signals.news`, filing: `${application}.signals.filing` };
   const findings = `${application}.findings`;
   const portfolioFindings = `${application}.portfolio-findings`;
   const alerts = `${application}.alerts`;
@@ -37,11 +41,11 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   return defineTopology({
     application,
     topics: {
-      'market.events': { partitions },
-      'signals.price': { partitions },
-      'signals.trade': { partitions },
-      'signals.news': { partitions },
-      'signals.filing': { partitions },
+      [events]: { partitions },
+      [signals.price]: { partitions },
+      [signals.trade]: { partitions },
+      [signals.news]: { partitions },
+      [signals.filing]: { partitions },
       [findings]: { partitions },
       [portfolioFindings]: { partitions },
       [alerts]: { partitions },
@@ -51,40 +55,40 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
     tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId' } },
     processors: {
       router: router({
-        inputs: ['market.events'],
+        inputs: [events],
         routes: {
-          'agentstreams.market.PriceTick': 'signals.price',
-          'agentstreams.market.Trade': 'signals.trade',
-          'agentstreams.market.NewsItem': 'signals.news',
-          'agentstreams.market.Filing': 'signals.filing',
+          'agentstreams.market.PriceTick': signals.price,
+          'agentstreams.market.Trade': signals.trade,
+          'agentstreams.market.NewsItem': signals.news,
+          'agentstreams.market.Filing': signals.filing,
         },
         outputs: {
-          'signals.price': ['agentstreams.market.PriceTick'],
-          'signals.trade': ['agentstreams.market.Trade'],
-          'signals.news': ['agentstreams.market.NewsItem'],
-          'signals.filing': ['agentstreams.market.Filing'],
+          [signals.price]: ['agentstreams.market.PriceTick'],
+          [signals.trade]: ['agentstreams.market.Trade'],
+          [signals.news]: ['agentstreams.market.NewsItem'],
+          [signals.filing]: ['agentstreams.market.Filing'],
         },
       }),
       'price-move': processor({
-        inputs: ['signals.price'],
+        inputs: [signals.price],
         outputs: { [findings]: [FindingType] },
         stores: ['prices'],
         process: priceMove({ ...defaultPriceMoveOptions, output: findings }),
       }),
       'volume-spike': processor({
-        inputs: ['signals.trade'],
+        inputs: [signals.trade],
         outputs: { [findings]: [FindingType] },
         stores: ['volume'],
         process: volumeSpike({ ...defaultVolumeSpikeOptions, output: findings }),
       }),
       news: processor({
-        inputs: ['signals.news'],
+        inputs: [signals.news],
         outputs: { [findings]: [FindingType] },
         stores: ['news'],
         process: newsAgent({ ...defaultNewsOptions, output: findings }),
       }),
       filings: processor({
-        inputs: ['signals.filing'],
+        inputs: [signals.filing],
         outputs: { [findings]: [FindingType] },
         process: filingsAgent({ output: findings }),
       }),
@@ -121,10 +125,11 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   });
 }
 
-/** `agent-streams run topologies/market-signals.ts`: AS_FLEET_APP, AS_FLEET_DIGEST_SIZE and AS_FLEET_DIGEST_GRACE adjust it. */
+/** `agent-streams run topologies/market-signals.ts`: AS_FLEET_APP, AS_FLEET_EVENTS_TOPIC, AS_FLEET_DIGEST_SIZE and AS_FLEET_DIGEST_GRACE adjust it. */
 export default function fromEnvironment(): Topology {
   return marketSignals({
     application: process.env.AS_FLEET_APP ?? 'market',
+    ...(process.env.AS_FLEET_EVENTS_TOPIC ? { eventsTopic: process.env.AS_FLEET_EVENTS_TOPIC } : {}),
     ...(process.env.AS_FLEET_DIGEST_SIZE ? { digestSize: process.env.AS_FLEET_DIGEST_SIZE } : {}),
     ...(process.env.AS_FLEET_DIGEST_GRACE ? { digestGrace: process.env.AS_FLEET_DIGEST_GRACE } : {}),
   });
