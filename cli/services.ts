@@ -2,10 +2,11 @@
  * The enrichment services a member process offers its processors: `analysis` (alert analysis, one Messages call
  * per finding) and `digest` (summaries through the Message Batches API). Both come from the runtime's LLM service,
  * which answers every request (rules-only when it must); every call's audit row goes to ClickHouse `llm_calls`.
+ * Budgets are fleet-wide: every member of the application reserves from the same Redis buckets (docs/llm.md).
  */
 import type { Config } from '../runtime/config/index.ts';
 import type { EnrichmentService } from '../runtime/engine/runner.ts';
-import { createLlm, type LlmCallRecord } from '../runtime/llm/index.ts';
+import { createLlm, RedisBudgetStore, type LlmCallRecord } from '../runtime/llm/index.ts';
 import type { createMetrics } from '../runtime/observability/metrics.ts';
 import { ClickHouseWriter } from '../sinks/clickhouse/writer.ts';
 import { openClickHouse } from '../sinks/clickhouse/client.ts';
@@ -17,13 +18,22 @@ export interface FleetServices {
   close(): Promise<void>;
 }
 
-export async function fleetServices(config: Config, log: (event: string, fields?: Record<string, unknown>) => void, metrics?: ReturnType<typeof createMetrics>): Promise<FleetServices> {
+/** `application`: the topology's; budgets are shared by its members and by no other application's. */
+export async function fleetServices(
+  config: Config,
+  application: string,
+  log: (event: string, fields?: Record<string, unknown>) => void,
+  metrics?: ReturnType<typeof createMetrics>,
+): Promise<FleetServices> {
   const client = openClickHouse(config);
   const audit = await ClickHouseWriter.open({ client, tables: ['llm_calls'], log });
+  // Connects on first use: a member in rules-only mode (no API key) never touches it.
+  const budgetStore = new RedisBudgetStore({ url: config.redis.url, application, log: (line) => log('llm', { message: line }) });
   const llm = createLlm({
     apiKey: config.anthropic.apiKey,
     baseUrl: config.anthropic.baseUrl,
     budgets: { default: { tokensPerHour: config.llm.tokensPerHour } },
+    budgetStore,
     concurrency: config.llm.concurrency,
     onAudit: (record: LlmCallRecord) => audit.write('llm_calls', [record]),
     ...(metrics ? { metrics } : {}),
@@ -71,6 +81,7 @@ export async function fleetServices(config: Config, log: (event: string, fields?
     services: { analysis, digest },
     async close() {
       llm.close();
+      await budgetStore.close();
       await audit.close();
       await client.close();
     },

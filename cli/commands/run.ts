@@ -40,7 +40,7 @@ export const runCommand: Command = {
     };
     const spec = topology.processors[values.processor];
     // Only members whose processor enriches records need the LLM and its audit sink.
-    const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, log, metrics) : undefined;
+    const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, topology.application, log, metrics) : undefined;
     const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, ...(services ? { services: services.services } : {}) });
     const server = await startObservabilityServer({
       port: config.metrics.port,

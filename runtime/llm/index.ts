@@ -33,6 +33,7 @@ export {
   type BudgetStore,
   type Reservation,
 } from './budget.ts';
+export { DEFAULT_BUDGET_KEY_PREFIX, RedisBudgetStore, type RedisBudgetStoreOptions } from './redis-budget.ts';
 export {
   circuitTransitions,
   CircuitState,

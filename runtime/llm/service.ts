@@ -48,7 +48,7 @@ export interface CreateLlmOptions {
   baseUrl?: string;
   /** Hourly limits per agent type; required, because spend must be bounded. */
   budgets: Budgets;
-  /** Where budget usage lives; default in memory (one process). */
+  /** Where budget usage lives; default in memory (one process). `RedisBudgetStore` shares it across a fleet. */
   budgetStore?: BudgetStore;
   models?: Partial<ModelTiers>;
   /** Findings at or above this severity use the strong model; default critical. */
