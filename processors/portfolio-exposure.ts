@@ -1,33 +1,49 @@
 /**
  * portfolio-exposure: joins each market-wide finding with every portfolio holding the symbol, and emits one
- * portfolio finding per holder, keyed by portfolio. A holding heavier than the portfolio's `raiseAtWeight` raises
- * the severity one level (never past critical); evidence gains the weight and, for price moves, the impact.
+ * portfolio finding per holder, keyed by portfolio. Price moves are graded again against the portfolio's own
+ * thresholds (price-move's, times its `moveThresholdScale`; a move below its medium is not reported to it); other
+ * findings keep their severity. A holding heavier than the portfolio's `raiseAtWeight` then raises the severity one
+ * level (never past critical); evidence gains the weight and, for price moves, the impact.
  */
 import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
 import type { Portfolio } from '../schemas/generated/types.ts';
 import { findingId, FindingType, severities, severityRank, type Finding } from './finding.ts';
+import { moveSeverity, moveThresholdScaleOf, moveThresholdsOf, PRICE_MOVE_AGENT } from './price-move.ts';
 
 export type { Holding, Portfolio } from '../schemas/generated/types.ts';
 
 export const PORTFOLIOS_TABLE = 'portfolios';
 
+/** Rules of a portfolio row that its schema cannot express; `table load` refuses a row with any. */
+export function portfolioProblems(portfolio: Portfolio): string[] {
+  const scale = portfolio.moveThresholdScale;
+  return Number.isFinite(scale) && scale > 0 ? [] : [`moveThresholdScale must be a finite number > 0 (1 = the global price-move thresholds, 0.5 = twice as sensitive), got ${scale}`];
+}
+
 export function portfolioExposure(options: { output: string }) {
   return (record: StreamRecord, ctx: ProcessorContext): void => {
     const market = record.value as Finding;
     if (market.portfolioId !== '') return; // already a portfolio finding
+    const move = market.evidence.return;
+    const thresholds = market.agent === PRICE_MOVE_AGENT && move !== undefined ? moveThresholdsOf(market.evidence) : undefined;
     for (const portfolio of ctx.table<Portfolio>(PORTFOLIOS_TABLE).values()) {
       const holding = portfolio.holdings.find((h) => h.symbol === market.symbol);
       if (!holding || holding.weight <= 0) continue;
+      const scale = moveThresholdScaleOf(portfolio);
+      const graded = thresholds && move !== undefined ? moveSeverity(move, thresholds, scale) : market.severity;
+      if (!graded) continue; // a move below this portfolio's own thresholds
       const raised = holding.weight >= portfolio.raiseAtWeight;
-      const severity = severities[Math.min(severities.length - 1, severityRank(market.severity) + (raised ? 1 : 0))]!;
+      const severity = severities[Math.min(severities.length - 1, severityRank(graded) + (raised ? 1 : 0))]!;
       const evidence: Record<string, number> = { ...market.evidence, weight: holding.weight };
-      if (market.evidence.return !== undefined) evidence.impact = holding.weight * market.evidence.return;
+      if (thresholds) evidence.thresholdScale = scale;
+      if (move !== undefined) evidence.impact = holding.weight * move;
+      const notes = [`${(holding.weight * 100).toFixed(1)}% of ${portfolio.name}`, ...(thresholds && scale !== 1 ? [`thresholds ×${scale}`] : []), ...(raised ? ['raised for exposure'] : [])];
       const value: Finding = {
         ...market,
         portfolioId: portfolio.portfolioId,
         severity,
         evidence,
-        summary: `${market.summary} (${(holding.weight * 100).toFixed(1)}% of ${portfolio.name}${raised ? ', raised for exposure' : ''})`,
+        summary: `${market.summary} (${notes.join(', ')})`,
         findingId: findingId(market.agent, market.rule, market.symbol, portfolio.portfolioId, market.windowStart),
       };
       ctx.forward({ topic: options.output, key: portfolio.portfolioId, recordType: FindingType, value });

@@ -10,7 +10,7 @@ import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spi
 import { FindingType } from '../processors/finding.ts';
 import { defaultNewsOptions, newsAgent } from '../processors/news.ts';
 import { filingsAgent } from '../processors/filings.ts';
-import { PORTFOLIOS_TABLE, portfolioExposure } from '../processors/portfolio-exposure.ts';
+import { PORTFOLIOS_TABLE, portfolioExposure, portfolioProblems } from '../processors/portfolio-exposure.ts';
 import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
 import { digestAggregation, digestDraft, DigestType, digestWriter } from '../processors/digest.ts';
 import { tumbling } from '../runtime/windows/index.ts';
@@ -52,7 +52,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       [drafts]: { partitions },
       [digests]: { partitions },
     },
-    tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId' } },
+    tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId', validate: portfolioProblems } },
     processors: {
       router: router({
         inputs: [events],
@@ -73,7 +73,8 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         inputs: [signals.price],
         outputs: { [findings]: [FindingType] },
         stores: ['prices'],
-        process: priceMove({ ...defaultPriceMoveOptions, output: findings }),
+        tables: [PORTFOLIOS_TABLE],
+        process: priceMove({ ...defaultPriceMoveOptions, portfoliosTable: PORTFOLIOS_TABLE, output: findings }),
       }),
       'volume-spike': processor({
         inputs: [signals.trade],

@@ -1,7 +1,8 @@
 /**
  * Shared tables (portfolios and their rules): rows of one Avro record type by key, in one Redis hash per table
- * (`as:table:{<application>}:<name>`, JSON values). Rows are validated against their schema when written; the
- * runtime reads whole tables into memory and refreshes them, so processors read them synchronously.
+ * (`as:table:{<application>}:<name>`, JSON values). Rows are validated when written, against their schema and then
+ * the table's own rules (`TableSpec.validate`); the runtime reads whole tables into memory and refreshes them, so
+ * processors read them synchronously.
  */
 import avro from 'avsc';
 import type { Redis } from 'ioredis';
@@ -39,6 +40,11 @@ export async function writeTable(redis: Redis, topology: Topology, name: string,
     const key = (filled as Record<string, unknown>)[spec.keyField];
     if (typeof key !== 'string' || key === '') {
       problems.push(`row ${i + 1}: key field "${spec.keyField}" must be a non-empty string`);
+      return;
+    }
+    const ruleProblems = spec.validate?.(filled) ?? [];
+    if (ruleProblems.length > 0) {
+      problems.push(...ruleProblems.map((problem) => `row ${i + 1} (${key}): ${problem}`));
       return;
     }
     entries.push(key, JSON.stringify(filled));

@@ -83,6 +83,11 @@ export interface TableSpec {
   recordType: string;
   /** Field of the record that is its key. */
   keyField: string;
+  /**
+   * Rules a row must follow that its schema cannot express (a range, say): the problems of a row that already
+   * matches the schema, none if it is valid. `table load` refuses a file with any row that has problems.
+   */
+  validate?(row: unknown): string[];
 }
 
 export interface TopologySpec {

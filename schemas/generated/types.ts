@@ -103,7 +103,7 @@ export const HoldingType = 'agentstreams.fleet.Holding';
 
 export type AlertLevel = 'medium' | 'high' | 'critical';
 
-/** A portfolio the fleet watches: its holdings and the thresholds its rules use. Loaded into shared state with `agent-streams portfolios load`. */
+/** A portfolio the fleet watches: its holdings and the thresholds its rules use. Loaded into shared state with `agent-streams table load`. */
 export interface Portfolio {
   /** Stable id, e.g. growth */
   portfolioId: string;
@@ -113,6 +113,8 @@ export interface Portfolio {
   holdings: Array<Holding>;
   /** A finding on a holding at least this heavy is raised one severity level */
   raiseAtWeight: number;
+  /** Multiplies the price-move return thresholds for this portfolio: 0.5 is twice as sensitive, 2 half as sensitive; must be > 0 */
+  moveThresholdScale: number;
   /** Lowest severity that raises an alert for this portfolio */
   alertAt: AlertLevel;
 }

@@ -22,9 +22,12 @@ describe('shared tables', () => {
     const topology = marketSignals({ application: uniqueName('tables').replaceAll('_', '-') });
     expect(await writeTable(redis, topology, 'portfolios', [portfolio('a', 'ACME'), portfolio('b', 'BOLT')], schemas)).toBe(2);
     const rows = (await readTables(redis, topology, ['portfolios'])).get('portfolios')!;
-    expect(rows.get('a')).toEqual({ ...portfolio('a', 'ACME'), raiseAtWeight: 0.1, alertAt: 'high' });
+    expect(rows.get('a')).toEqual({ ...portfolio('a', 'ACME'), raiseAtWeight: 0.1, moveThresholdScale: 1, alertAt: 'high' });
     const error = await writeTable(redis, topology, 'portfolios', [portfolio('c', 'CRUX'), { portfolioId: 'd' }], schemas).catch((e: unknown) => e as Error);
     expect((error as Error).message).toContain('row 2: does not match agentstreams.fleet.Portfolio');
+    // A row the schema accepts can still break the table's own rules (TableSpec.validate).
+    const badScale = await writeTable(redis, topology, 'portfolios', [portfolio('c', 'CRUX'), { ...portfolio('d', 'DYNA'), moveThresholdScale: 0 }], schemas).catch((e: unknown) => e as Error);
+    expect((badScale as Error).message).toContain('row 2 (d): moveThresholdScale must be a finite number > 0');
     expect([...(await readTables(redis, topology, ['portfolios'])).get('portfolios')!.keys()].sort()).toEqual(['a', 'b']);
     await expect(writeTable(redis, topology, 'nope', [], schemas)).rejects.toThrow(/has no table "nope"; it has portfolios/);
   });
