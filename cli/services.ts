@@ -35,6 +35,7 @@ export async function fleetServices(
     budgets: { default: { tokensPerHour: config.llm.tokensPerHour } },
     budgetStore,
     concurrency: config.llm.concurrency,
+    timeoutMs: config.llm.timeoutMs,
     onAudit: (record: LlmCallRecord) => audit.write('llm_calls', [record]),
     ...(metrics ? { metrics } : {}),
     log: (line) => log('llm', { message: line }),

@@ -19,24 +19,32 @@ export const DigestType = 'agentstreams.fleet.Digest';
 export const DIGEST_SERVICE = 'digest';
 const TOP = 5;
 
+/**
+ * The hour's findings by id, each as [severity rank, event time, summary]. A finding re-emitted under the same id
+ * (an episode that cleared and came back) replaces its earlier version, so the digest counts what a user sees in
+ * ClickHouse, where the latest version of each id wins.
+ */
 export interface DigestAccumulator {
-  count: number;
-  bySeverity: Record<string, number>;
-  /** [severity rank, event time, summary], most severe first. */
-  top: Array<[number, number, string]>;
+  findings: Record<string, [number, number, string]>;
 }
 
 export const digestAggregation = {
-  init: (): DigestAccumulator => ({ count: 0, bySeverity: {}, top: [] }),
+  init: (): DigestAccumulator => ({ findings: {} }),
   add(acc: DigestAccumulator, finding: Finding): DigestAccumulator {
-    acc.count += 1;
-    acc.bySeverity[finding.severity] = (acc.bySeverity[finding.severity] ?? 0) + 1;
-    acc.top.push([severityRank(finding.severity), finding.eventTime, finding.summary]);
-    acc.top.sort((a, b) => b[0] - a[0] || a[1] - b[1] || a[2].localeCompare(b[2]));
-    acc.top.length = Math.min(acc.top.length, TOP);
+    (acc.findings ??= {})[finding.findingId] = [severityRank(finding.severity), finding.eventTime, finding.summary];
     return acc;
   },
 };
+
+/** Count, severities and the most severe findings of an hour's accumulator. */
+export function digestContent(acc: DigestAccumulator): { count: number; bySeverity: Record<string, number>; top: string[] } {
+  // `?? {}`: an accumulator stored by an older version (counts only) reads as empty rather than failing.
+  const entries = Object.values(acc.findings ?? {});
+  const bySeverity: Record<string, number> = {};
+  for (const [rank] of entries) bySeverity[severities[rank]!] = (bySeverity[severities[rank]!] ?? 0) + 1;
+  const top = [...entries].sort((a, b) => b[0] - a[0] || a[1] - b[1] || a[2].localeCompare(b[2])).slice(0, TOP);
+  return { count: entries.length, bySeverity, top: top.map(([, , summary]) => summary) };
+}
 
 export function digestId(portfolioId: string, hourStart: number): string {
   return createHash('sha256').update(`${portfolioId}\u0000${hourStart}`).digest('hex');
@@ -44,14 +52,15 @@ export function digestId(portfolioId: string, hourStart: number): string {
 
 export function digestDraft(output: string) {
   return (result: WindowResult<DigestAccumulator> & { final: boolean }, ctx: WindowResultContext): void => {
+    const content = digestContent(result.value);
     const draft: Digest = {
       digestId: digestId(ctx.key, result.start),
       portfolioId: ctx.key,
       hourStart: result.start,
-      findingCount: result.value.count,
+      findingCount: content.count,
       alertCount: 0,
-      bySeverity: result.value.bySeverity,
-      topFindings: result.value.top.map(([, , summary]) => summary),
+      bySeverity: content.bySeverity,
+      topFindings: content.top,
       summary: '',
       model: '',
     };

@@ -19,7 +19,7 @@ export const eightKItems: Record<string, { severity: Severity; means: string }> 
   '1.01': { severity: 'low', means: 'a material agreement' },
   '1.02': { severity: 'medium', means: 'a terminated material agreement' },
   '1.03': { severity: 'critical', means: 'bankruptcy or receivership' },
-  '2.02': { severity: 'medium', means: 'results of operations' },
+  '2.02': { severity: 'low', means: 'results of operations' }, // scheduled every quarter: the numbers move the price, not the filing
   '2.04': { severity: 'high', means: 'an accelerated obligation' },
   '2.05': { severity: 'medium', means: 'exit or disposal costs' },
   '2.06': { severity: 'high', means: 'a material impairment' },

@@ -29,7 +29,7 @@ export interface NewsOptions {
   duplicateSimilarity: number;
 }
 
-export const defaultNewsOptions: Omit<NewsOptions, 'output'> = { windowMs: 10 * 60_000, burst: { medium: 2, high: 3, critical: 6 }, duplicateSimilarity: 0.7 };
+export const defaultNewsOptions: Omit<NewsOptions, 'output'> = { windowMs: 10 * 60_000, burst: { medium: 3, high: 4, critical: 6 }, duplicateSimilarity: 0.7 };
 
 interface NewsState {
   /** Recent stories: [eventTime, story id, sorted word set, sentiment]. */

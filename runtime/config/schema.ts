@@ -84,6 +84,7 @@ export const configSchema = {
       default: 200_000,
     }),
     concurrency: setting({ env: 'AS_LLM_CONCURRENCY', doc: 'LLM requests in flight per process', parse: parse.int(1, 64), default: 4 }),
+    timeoutMs: setting({ env: 'AS_LLM_TIMEOUT_MS', doc: 'How long one LLM request may take before it counts as timed out (and is retried or falls back)', parse: parse.int(100, 600_000), default: 30_000 }),
   },
   stack: {
     dir: setting({ env: 'AS_STACK_DIR', doc: 'Where the local stack keeps data, logs and pid files', parse: parse.string, default: '.stack' }),
@@ -113,6 +114,14 @@ export const configSchema = {
       doc: 'Group session timeout: how long a dead member keeps its partitions',
       parse: parse.int(6000, 300_000),
       default: 10_000,
+    }),
+  },
+  clock: {
+    offsetMs: setting({
+      env: 'AS_WALL_CLOCK_OFFSET_MS',
+      doc: 'Shifts the wall clock that closes idle windows, in ms (0 = real time). Replaying a recorded day in real time with offset = its start − now closes windows as they closed live; tests use it to reach an hour boundary',
+      parse: parse.int(-10 * 365 * 86_400_000, 86_400_000),
+      default: 0,
     }),
   },
   metrics: {

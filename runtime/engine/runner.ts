@@ -37,6 +37,8 @@ export interface RunProcessorOptions {
   tableRefreshMs?: number;
   /** Enrichment services by name (see `enrich` on a processor): the batch's requests in, answers out. */
   services?: Record<string, EnrichmentService>;
+  /** The wall clock punctuation closes windows by (default `Date.now`, shifted by `config.clock.offsetMs`). */
+  clock?: () => number;
 }
 
 /**
@@ -104,6 +106,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const { config, topology, processor } = options;
   const spec: ProcessorSpec = processorSpec(topology, processor);
   const log = options.log ?? (() => {});
+  const clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
   const instanceId = randomUUID().slice(0, 8);
   const groupId = topology.groupId(processor);
   const stores = topology.storesOf(processor);
@@ -372,7 +375,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
 
   async function punctuate(): Promise<void> {
     if (spec.kind !== 'windowed' || !spec.wallClockCloseIntervalMs) return;
-    const now = Date.now();
+    const now = clock();
     for (const pending of [...tasks.values()]) {
       const task = await pending.catch(() => undefined);
       if (!task || !task.store || task.nextOffset.size === 0) continue;

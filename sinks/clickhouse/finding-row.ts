@@ -3,8 +3,8 @@
  *
  * Everything in the row is a function of the Kafka record alone, so a record inserted twice (after a crash or a
  * rebalance) gives the identical row twice, and FINAL shows it once and exactly as a crash-free run would:
- * `created_at` and `version` come from the record's Kafka timestamp, the moment the agent wrote the finding,
- * rather than from the sink's clock.
+ * `created_at` comes from the record's Kafka timestamp, the moment the agent wrote the finding, rather than from
+ * the sink's clock; `version` from its offset (see `versionOf`).
  */
 import type { Finding, Severity } from '../../schemas/generated/types.ts';
 import type { RecordMeta } from './topic-sink.ts';
@@ -50,6 +50,17 @@ export function findingRow(finding: Finding, meta: RecordMeta): FindingRow {
     source_partition: finding.sourcePartition,
     source_offset: finding.sourceOffset,
     created_at: seconds(writtenAtMs),
-    version: writtenAtMs,
+    version: versionOf(meta),
   };
+}
+
+/**
+ * The version ReplacingMergeTree keeps the highest of: the record's offset in its partition. Every record of one id
+ * is on one partition (findings are keyed by symbol or portfolio, alerts and digests by portfolio, and the id
+ * contains that key), so a later record of an id always wins, whatever the clocks say: two records written in the
+ * same millisecond (an episode escalating within one batch) would tie on a timestamp and leave the choice to
+ * ClickHouse. A record sunk again after a crash has the same offset, hence the identical row.
+ */
+export function versionOf(meta: RecordMeta): number {
+  return Number(meta.offset);
 }

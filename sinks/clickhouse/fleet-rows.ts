@@ -1,11 +1,11 @@
 /**
  * The fleet's topics as ClickHouse rows: findings (market-wide and per portfolio), alerts and digests. As with
- * findings, every column is a function of the Kafka record alone (`created_at` and `version` from its timestamp),
- * so a record sunk twice is the identical row twice and FINAL shows it once.
+ * findings, every column is a function of the Kafka record alone (`created_at` from its timestamp, `version` from
+ * its offset), so a record sunk twice is the identical row twice and FINAL shows it once.
  */
 import type { Alert, Digest, Finding } from '../../schemas/generated/types.ts';
 import type { Topology } from '../../runtime/topology/topology.ts';
-import { findingRow } from './finding-row.ts';
+import { findingRow, versionOf } from './finding-row.ts';
 import { mapTo, type RecordMapping, type RecordMeta } from './topic-sink.ts';
 
 const seconds = (ms: number): number => Math.floor(ms / 1000);
@@ -23,7 +23,7 @@ export function alertRow(alert: Alert, meta: RecordMeta) {
     recommended_action: alert.recommendedAction,
     model: alert.model,
     created_at: seconds(writtenAtMs),
-    version: writtenAtMs,
+    version: versionOf(meta),
   };
 }
 
@@ -38,7 +38,7 @@ export function digestRow(digest: Digest, meta: RecordMeta) {
     alert_count: digest.alertCount,
     model: digest.model,
     created_at: seconds(writtenAtMs),
-    version: writtenAtMs,
+    version: versionOf(meta),
   };
 }
 

@@ -107,6 +107,18 @@ export const echoAnalysis: Responder = (request) =>
     confidence: 0.7,
   });
 
+/** A digest request (`Portfolio: …` / `Hour: …`) gets a digest summary; anything else `echoAnalysis`. */
+export const fleetResponder: Responder = (request) => {
+  const text = lastUserText(request);
+  const portfolio = /^Portfolio: (.*)$/m.exec(text)?.[1];
+  const hour = /^Hour: (.*)$/m.exec(text)?.[1];
+  if (portfolio !== undefined && hour !== undefined) {
+    const findings = /^Findings: (.*)$/m.exec(text)?.[1] ?? '0';
+    return JSON.stringify({ summary: `Digest of ${portfolio}, ${hour}: ${findings} findings.` });
+  }
+  return echoAnalysis(request);
+};
+
 export function lastUserText(request: FakeMessagesRequest): string {
   const last = [...request.messages].reverse().find((m) => m.role === 'user');
   if (last === undefined) return '';

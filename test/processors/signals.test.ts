@@ -212,11 +212,12 @@ describe('news', () => {
     d.pipe('market.events', news('CRUX', 60, 'n3', 'Analysts downgrade Crux to sell on weak demand'));
     d.pipe('market.events', news('CRUX', 90, 'n4', 'Crux misses quarterly revenue estimates'));
     d.pipe('market.events', news('CRUX', 95, 'n5', 'Crux to present at industry conference'));
+    d.pipe('market.events', news('CRUX', 100, 'n6', 'Crux recalls products over safety concerns'));
     const found = d.readOutput<Finding>('m.findings').map((f) => f.value);
     expect(found.map((f) => [f.rule, f.severity, f.evidence.stories ?? null])).toEqual([
       ['material-negative', 'low', null],
-      ['negative-burst', 'medium', 2],
-      ['negative-burst', 'high', 3],
+      ['negative-burst', 'medium', 3],
+      ['negative-burst', 'high', 4],
     ]);
   });
 
