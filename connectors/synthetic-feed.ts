@@ -27,6 +27,12 @@ export type Scenario =
   | { kind: 'drop'; symbol: string; fraction: number; over: Duration; at: Duration }
   /** Trades of `symbol` are `factor` times their usual size for `over`. */
   | { kind: 'volumeSpike'; symbol: string; factor: number; over: Duration; at: Duration }
+  /**
+   * `symbol`'s return noise is `factor` (≥ 1) times its usual size for `over`, without a net move: the extra noise is a
+   * Brownian bridge from its own random stream, zero at both ends, so before and after the burst the symbol's events
+   * are exactly those of the unplanted feed. A drop on the same symbol takes precedence while it lasts.
+   */
+  | { kind: 'volatility'; symbol: string; factor: number; over: Duration; at: Duration }
   /** `count` negative headlines about `symbol`, spread evenly over `over` (default 1m, or less if the feed ends sooner). */
   | { kind: 'newsBurst'; symbol: string; count: number; over?: Duration; at: Duration }
   /** One filing, e.g. an 8-K with items 2.02 and 5.02, or a Form 4 (an insider sale). */
@@ -62,7 +68,7 @@ function invalid(message: string, details: Record<string, unknown> = {}): AgentS
 }
 
 const SCENARIO_SYNTAX =
-  'drop:SYM:6%:2m@30s | volumeSpike:SYM:5x:3m@1m | newsBurst:SYM:5[:1m]@45s | filing:SYM:8-K[:2.02,5.02]@60s (offsets and lengths are durations: 500ms, 30s, 2m, 1h)';
+  'drop:SYM:6%:2m@30s | volumeSpike:SYM:5x:3m@1m | volatility:SYM:4x:3m@1m | newsBurst:SYM:5[:1m]@45s | filing:SYM:8-K[:2.02,5.02]@60s (offsets and lengths are durations: 500ms, 30s, 2m, 1h)';
 
 /** Parses a scenario spec as the CLI takes it. Offsets (`@30s`) count from the feed's start in event time. */
 export function parseScenario(spec: string): Scenario {
@@ -90,6 +96,12 @@ export function parseScenario(spec: string): Scenario {
       if (!match || rest.length !== 2) throw bad('a volume spike needs a factor and a length, e.g. volumeSpike:ACME:5x:3m@1m');
       return { kind, symbol, factor: Number(match[1]), over: checkDuration(over, 'length'), at: offset };
     }
+    case 'volatility': {
+      const [factor, over] = rest;
+      const match = /^(\d+(?:\.\d+)?)x?$/.exec(factor ?? '');
+      if (!match || rest.length !== 2) throw bad('a volatility burst needs a factor and a length, e.g. volatility:ACME:4x:3m@1m');
+      return { kind, symbol, factor: Number(match[1]), over: checkDuration(over, 'length'), at: offset };
+    }
     case 'newsBurst': {
       const [count, over] = rest;
       if (!/^\d+$/.test(count ?? '') || rest.length > 2) throw bad('a news burst needs a headline count, e.g. newsBurst:ACME:5@45s');
@@ -112,6 +124,8 @@ export function formatScenario(s: Scenario): string {
       return `drop:${s.symbol}:${Number((s.fraction * 100).toFixed(6))}%:${s.over}@${s.at}`;
     case 'volumeSpike':
       return `volumeSpike:${s.symbol}:${s.factor}x:${s.over}@${s.at}`;
+    case 'volatility':
+      return `volatility:${s.symbol}:${s.factor}x:${s.over}@${s.at}`;
     case 'newsBurst':
       return `newsBurst:${s.symbol}:${s.count}${s.over === undefined ? '' : `:${s.over}`}@${s.at}`;
     case 'filing':
@@ -189,7 +203,7 @@ class Random {
   }
 }
 
-const Stream = { universe: 0, slots: 1, news: 2, filings: 3, scenarios: 4, symbolBase: 100 } as const;
+const Stream = { universe: 0, slots: 1, news: 2, filings: 3, scenarios: 4, volatility: 5, symbolBase: 100 } as const;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The universe
@@ -363,6 +377,8 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
     if (scenario.kind === 'drop' && !(scenario.fraction > 0 && scenario.fraction < 1)) problems.push(`scenario ${label}: the drop must be between 0% and 100%`);
     if (scenario.kind === 'drop' && over.ms <= 0) problems.push(`scenario ${label}: the drop needs a length > 0`);
     if (scenario.kind === 'volumeSpike' && !(scenario.factor > 0 && Number.isFinite(scenario.factor))) problems.push(`scenario ${label}: the factor must be > 0`);
+    if (scenario.kind === 'volatility' && !(scenario.factor >= 1 && Number.isFinite(scenario.factor))) problems.push(`scenario ${label}: the factor must be >= 1 (the burst adds noise)`);
+    if (scenario.kind === 'volatility' && over.ms <= 0) problems.push(`scenario ${label}: the burst needs a length > 0`);
     if (scenario.kind === 'newsBurst' && !(Number.isInteger(scenario.count) && scenario.count >= 1 && scenario.count <= 10_000)) {
       problems.push(`scenario ${label}: the headline count must be from 1 to 10000`);
     }
@@ -373,6 +389,14 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
     for (const b of drops) {
       if (a !== b && a.scenario.symbol === b.scenario.symbol && a.atMs <= b.atMs && b.atMs <= a.atMs + a.overMs) {
         problems.push(`drop scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one deeper drop instead`);
+      }
+    }
+  }
+  const bursts = planned.filter((p) => p.scenario.kind === 'volatility');
+  for (const a of bursts) {
+    for (const b of bursts) {
+      if (a !== b && a.scenario.symbol === b.scenario.symbol && a.atMs <= b.atMs && b.atMs < a.atMs + a.overMs) {
+        problems.push(`volatility scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one stronger burst instead`);
       }
     }
   }
@@ -470,6 +494,8 @@ interface SymbolState {
   lastMid: number;
   trades: number;
   drop?: { label: string; from: number; to: number; t0: number; t1: number };
+  /** The volatility burst in progress: its extra log-price deviation `x` as of `lastTime`. */
+  burst?: { label: string; x: number; lastTime: number };
 }
 
 type Scheduled =
@@ -516,10 +542,14 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     }
   }
   const volumeSpikes: Array<{ label: string; symbol: string; factor: number; from: number; to: number }> = [];
+  const volatilityBursts: Array<{ label: string; symbol: string; factor: number; from: number; to: number }> = [];
+  // Burst noise has its own stream, so planting a burst leaves every other draw of the feed where it was.
+  const burstRandom = new Random(seed, Stream.volatility);
   for (const p of plan.scenarios) {
     const at = start + p.atMs;
     const s = p.scenario;
     if (s.kind === 'drop') queue.push({ time: at, order: order++, kind: 'drop-start', label: p.label, symbol: s.symbol, fraction: s.fraction, overMs: p.overMs });
+    else if (s.kind === 'volatility') volatilityBursts.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
     else if (s.kind === 'volumeSpike') volumeSpikes.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
     else if (s.kind === 'filing') queue.push({ time: at, order: order++, kind: 'filing', label: p.label, scenario: s });
     else for (let i = 0; i < s.count; i += 1) queue.push({ time: at + Math.floor((i * p.overMs) / s.count), order: order++, kind: 'news', label: p.label, symbol: s.symbol });
@@ -556,8 +586,33 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
       s.ref *= Math.exp((p.drift - (p.volatility * p.volatility) / 2) * dt + p.volatility * Math.sqrt(dt) * s.random.normal());
       s.lastTime = time;
     }
-    s.lastMid = roundTick(s.ref * (1 + (p.noiseBps / 10_000) * (2 * s.random.next() - 1)));
+    s.lastMid = roundTick(s.ref * Math.exp(burstDeviation(s, time)) * (1 + (p.noiseBps / 10_000) * (2 * s.random.next() - 1)));
     return s.lastMid;
+  };
+
+  const burstAt = (symbol: string, time: number): (typeof volatilityBursts)[number] | undefined => volatilityBursts.find((v) => v.symbol === symbol && time >= v.from && time < v.to);
+
+  /**
+   * The extra log-price deviation of a volatility burst at `time`: a Brownian bridge pinned to 0 at the burst's start
+   * and end, with (factor² − 1)·σ² variance per unit time, so the path's return noise is `factor` times its own and
+   * the burst moves the price nowhere on balance. Sampled exactly from the bridge's conditional law.
+   */
+  const burstDeviation = (s: SymbolState, time: number): number => {
+    const burst = burstAt(s.profile.symbol, time);
+    if (!burst) {
+      s.burst = undefined;
+      return 0;
+    }
+    if (s.burst?.label !== burst.label) s.burst = { label: burst.label, x: 0, lastTime: burst.from };
+    const { x, lastTime } = s.burst;
+    if (time > lastTime) {
+      const extraVariance = (burst.factor ** 2 - 1) * s.profile.volatility ** 2;
+      const remaining = burst.to - lastTime;
+      const mean = (x * (burst.to - time)) / remaining;
+      const variance = (extraVariance * ((time - lastTime) * (burst.to - time))) / remaining / YEAR_MS;
+      s.burst = { label: burst.label, x: mean + Math.sqrt(variance) * burstRandom.normal(), lastTime: time };
+    }
+    return s.burst.x;
   };
 
   const quote = (s: SymbolState, mid: number): { bid: number; ask: number } => {
@@ -582,7 +637,7 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     if (spike) quantity = Math.round(quantity * spike.factor);
     s.trades += 1;
     const value: Trade = { symbol: s.profile.symbol, eventTime: time, price: side === 'BUY' ? ask : bid, quantity: Math.max(1, quantity), side, tradeId: `${s.profile.symbol}-${seedTag}-${s.trades}` };
-    const scenario = spike?.label ?? s.drop?.label;
+    const scenario = spike?.label ?? s.drop?.label ?? s.burst?.label;
     return { type: 'Trade', recordType: MarketRecord.Trade, key: value.symbol, value, timestamp: time, ...(scenario ? { scenario } : {}) };
   };
 
@@ -687,7 +742,7 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     }
     const s = stateList[lo]!;
     if (pickType < plan.tradeShare) yield tradeEvent(s, time);
-    else yield tickEvent(s, time, advance(s, time), s.drop?.label);
+    else yield tickEvent(s, time, advance(s, time), s.drop?.label ?? s.burst?.label);
   }
 }
 

@@ -7,6 +7,7 @@ import { defineTopology, processor, router, windowed, type Topology } from '../r
 import type { Finding } from '../processors/finding.ts';
 import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
 import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
+import { defaultVolatilityOptions, volatility } from '../processors/volatility.ts';
 import { FindingType } from '../processors/finding.ts';
 import { defaultNewsOptions, newsAgent } from '../processors/news.ts';
 import { filingsAgent } from '../processors/filings.ts';
@@ -75,6 +76,12 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         stores: ['prices'],
         tables: [PORTFOLIOS_TABLE],
         process: priceMove({ ...defaultPriceMoveOptions, portfoliosTable: PORTFOLIOS_TABLE, output: findings }),
+      }),
+      volatility: processor({
+        inputs: [signals.price],
+        outputs: { [findings]: [FindingType] },
+        stores: ['volatility'],
+        process: volatility({ ...defaultVolatilityOptions, output: findings }),
       }),
       'volume-spike': processor({
         inputs: [signals.trade],

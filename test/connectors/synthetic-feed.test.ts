@@ -109,6 +109,42 @@ describe('synthetic feed generator (no Kafka)', () => {
     expect(windowVolume).toBeGreaterThan(2.5 * baselineVolume);
   });
 
+  it('plants a volatility burst: about k times the return noise inside the window, and exactly the unplanted feed outside it', () => {
+    // No news or filings: their text quotes the last price, which the burst changes.
+    const base = { seed: 7, symbols: 12, rate: 200, duration: '8m', newsPerMinute: 0, filingsPerHour: 0 };
+    const label = 'volatility:ACME:4x:3m@3m';
+    const planted = [...marketFeed({ ...base, scenarios: [label] })];
+    const plain = [...marketFeed(base)];
+    const from = DEFAULT_FEED_START + 3 * MINUTE;
+    const to = from + 3 * MINUTE;
+    // A burst adds no events and draws from its own random stream: the two runs line up event for event, and only
+    // ACME's prices inside the window differ (so the burst ends where the price would have been: no net move).
+    expect(planted.length).toBe(plain.length);
+    let changed = 0;
+    planted.forEach((e, i) => {
+      if (e.key === 'ACME' && e.timestamp >= from && e.timestamp < to) {
+        expect(e.scenario).toBe(label);
+        expect({ ...e, value: undefined, scenario: undefined }).toEqual({ ...plain[i]!, value: undefined });
+        if (JSON.stringify(e.value) !== JSON.stringify(plain[i]!.value)) changed += 1;
+      } else {
+        expect(e).toEqual(plain[i]);
+      }
+    });
+    expect(changed).toBeGreaterThan(500);
+    // Realised volatility of 5 s returns in the window: about 4× the unplanted run's (tick noise dilutes it a little).
+    const volatility = (events: FeedEvent[]): number => {
+      const last = new Map<number, number>();
+      for (const e of ticks(events, 'ACME')) if (e.timestamp >= from && e.timestamp < to) last.set(Math.floor(e.timestamp / 5000), e.value.price);
+      const prices = [...last.values()];
+      let squares = 0;
+      for (let i = 1; i < prices.length; i += 1) squares += Math.log(prices[i]! / prices[i - 1]!) ** 2;
+      return Math.sqrt(squares / (prices.length - 1));
+    };
+    const ratio = volatility(planted) / volatility(plain);
+    expect(ratio).toBeGreaterThan(3);
+    expect(ratio).toBeLessThan(5.5);
+  });
+
   it('plants a burst of negative headlines and a filing with its items', () => {
     const events = [...marketFeed({ seed: 9, rate: 100, duration: '10m', newsPerMinute: 0, filingsPerHour: 0, scenarios: ['newsBurst:CRUX:5:1m@3m', 'filing:DYNA:8-K:2.02,5.02@4m', 'filing:ECHO:4@5m'] })];
     const news = events.filter((e) => e.type === 'NewsItem');
@@ -150,6 +186,18 @@ describe('synthetic feed generator (no Kafka)', () => {
     // Every problem at once: the rate and the scenario that outlasts the feed.
     expect((error as AgentStreamsError).message).toMatch(/rate must be > 0.*ends 150000 ms into the feed/);
   });
+
+  it('parses volatility burst specs, and refuses a factor below 1 and overlapping bursts', () => {
+    expect(parseScenario('volatility:ACME:4x:3m@1m')).toEqual({ kind: 'volatility', symbol: 'ACME', factor: 4, over: '3m', at: '1m' });
+    expect(parseScenario('volatility:BOLT:2.5:90s@0s')).toEqual({ kind: 'volatility', symbol: 'BOLT', factor: 2.5, over: '90s', at: '0s' });
+    for (const bad of ['volatility:ACME:4x@1m', 'volatility:ACME:wild:3m@1m', 'volatility:ACME:4x:soon@1m', 'volatility:ACME:4x:3m:1m@1m']) {
+      expect(() => parseScenario(bad), bad).toThrow(/volatility:SYM:4x:3m@1m/);
+    }
+    expect(() => planFeed({ duration: '10m', scenarios: ['volatility:ACME:0.5x:1m@1m'] })).toThrow(/the factor must be >= 1/);
+    expect(() => planFeed({ duration: '10m', scenarios: ['volatility:ACME:3x:2m@1m', 'volatility:ACME:5x:1m@2m'] })).toThrow(/overlap on ACME/);
+    // Back to back, or on different symbols, is fine.
+    expect(planFeed({ duration: '10m', scenarios: ['volatility:ACME:3x:2m@1m', 'volatility:ACME:5x:1m@3m', 'volatility:BOLT:2x:2m@1m'] }).scenarios).toHaveLength(3);
+  });
 });
 
 describe('synthetic feed through the topology test driver', () => {
@@ -163,6 +211,23 @@ describe('synthetic feed through the topology test driver', () => {
     const background = findings.filter((f) => f.agent === 'news' || f.agent === 'filings');
     expect(background.every((f) => f.severity === 'low' || f.severity === 'medium')).toBe(true);
     expect(findings.some((f) => f.symbol === 'ACME' && f.severity === 'high')).toBe(true);
+  });
+});
+
+describe('synthetic feed and the volatility agent', () => {
+  // The quiet background must not look like a volatility burst: the agent judges every symbol after its warm-up and
+  // raises nothing high or critical. (An occasional medium is sampling noise a z-score of 3 admits.)
+  it.each([
+    { seed: 7, symbols: 12, rate: 200, duration: '10m' },
+    { seed: 11, symbols: 20, rate: 200, duration: '15m' },
+  ])('raises no high or critical volatility finding on the quiet background of seed $seed with $symbols symbols', (options) => {
+    const driver = new TopologyTestDriver(marketSignals({ application: 'quiet' }), loadSchemas(join(import.meta.dirname, '../../schemas')), { services: { analysis: () => new Map() } });
+    for (const event of marketFeed(options)) driver.pipe<FeedEvent['value']>('market.events', event);
+    const volatility = driver.readOutput<{ symbol: string; agent: string; severity: string }>('quiet.findings').map((f) => f.value).filter((f) => f.agent === 'volatility');
+    expect(volatility.filter((f) => f.severity === 'high' || f.severity === 'critical')).toEqual([]);
+    for (const { symbol } of planFeed(options).symbols) {
+      expect(driver.stateOf<{ count: number }>('volatility', 'volatility', symbol)?.count ?? 0, symbol).toBeGreaterThan(60);
+    }
   });
 });
 
