@@ -55,4 +55,47 @@ describe('wall-clock window closing on the real stack', () => {
     await handle.stop();
     expect(received).toEqual([{ key: 'idle', windowStart: minuteAgo, windowEnd: minuteAgo + 60_000, count: 3, sum: 6, final: true }]);
   }, 90_000);
+
+  it('closes an idle window after a restart, when no record comes to the new member', async () => {
+    const kafka = kafkaClient();
+    const application = uniqueName('wall-restart').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const topology = windowCountTopology(application, input, { wallClockCloseIntervalMs: 500 });
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: 6 }], waitForLeaders: true });
+    await admin.disconnect();
+    const windowStart = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000;
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic: input, messages: [1, 2].map((n) => ({ key: 'quiet', value: serde.encode('agentstreams.test.Event', { key: 'quiet', eventTime: windowStart + n * 1000, amount: n }) })) });
+    await producer.disconnect();
+
+    // The first member's clock stands inside the window: it counts the records and closes nothing.
+    const first = await runProcessor({ config, topology, processor: 'counter', clock: () => windowStart + 30_000 });
+    const deadline = Date.now() + 30_000;
+    while (first.stats.records < 2 && Date.now() < deadline) await sleep(100);
+    expect(first.stats.records).toBe(2);
+    await first.stop();
+
+    // The second member gets the partition back with no record to process; its wall clock is past the window.
+    const second = await runProcessor({ config, topology, processor: 'counter' });
+    const received: Array<Record<string, unknown>> = [];
+    const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
+    await consumer.connect();
+    await consumer.subscribe({ topic: `${application}.counts`, fromBeginning: true });
+    const reader = new AvroSerde(registryClient(config));
+    await consumer.run({ eachMessage: async ({ message }) => void received.push((await reader.decode<Record<string, unknown>>(message.value)).value) });
+    const until = Date.now() + 30_000;
+    while (received.length === 0 && Date.now() < until) await sleep(200);
+    await sleep(1500);
+    await consumer.disconnect();
+    await second.stop();
+    expect(received).toEqual([{ key: 'quiet', windowStart, windowEnd: windowStart + 60_000, count: 2, sum: 3, final: true }]);
+  }, 120_000);
 });
+
