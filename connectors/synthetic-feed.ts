@@ -449,7 +449,9 @@ const NEUTRAL = [
 /** Headline templates by tone (`{name}` is the company): planted news bursts use the negative ones. */
 export const headlineTemplates = { negative: NEGATIVE, positive: POSITIVE, neutral: NEUTRAL } as const;
 const SOURCES = ['Reuters', 'Bloomberg', 'Dow Jones Newswires', 'Business Wire', 'PR Newswire', 'GlobeNewswire'] as const;
-const EIGHT_K_ITEMS = ['1.01', '2.02', '5.02', '5.07', '7.01', '8.01'] as const;
+// The background's 8-K items are the routine ones (agreements, results, votes, Reg FD, other events): an officer
+// change (5.02) or worse is a planted scenario, so a quiet background raises nothing high.
+const EIGHT_K_ITEMS = ['1.01', '2.02', '5.07', '7.01', '8.01'] as const;
 const INSIDERS = ['Jordan Avery', 'Sam Patel', 'Riley Chen', 'Morgan Diaz', 'Casey Novak', 'Alex Kim', 'Taylor Brooks', 'Jamie Okafor'] as const;
 const ROLES = ['CEO', 'CFO', 'COO', 'Director', 'General Counsel', '10% owner'] as const;
 
@@ -499,7 +501,7 @@ interface SymbolState {
 }
 
 type Scheduled =
-  | { time: number; order: number; kind: 'news'; label?: string; symbol?: string }
+  | { time: number; order: number; kind: 'news'; label?: string; symbol?: string; index?: number }
   | { time: number; order: number; kind: 'filing'; label?: string; scenario?: Extract<Scenario, { kind: 'filing' }> }
   | { time: number; order: number; kind: 'drop-start' | 'drop-end'; label: string; symbol: string; fraction: number; overMs: number };
 
@@ -552,7 +554,7 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     else if (s.kind === 'volatility') volatilityBursts.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
     else if (s.kind === 'volumeSpike') volumeSpikes.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
     else if (s.kind === 'filing') queue.push({ time: at, order: order++, kind: 'filing', label: p.label, scenario: s });
-    else for (let i = 0; i < s.count; i += 1) queue.push({ time: at + Math.floor((i * p.overMs) / s.count), order: order++, kind: 'news', label: p.label, symbol: s.symbol });
+    else for (let i = 0; i < s.count; i += 1) queue.push({ time: at + Math.floor((i * p.overMs) / s.count), order: order++, kind: 'news', label: p.label, symbol: s.symbol, index: i });
   }
   const byTime = (a: Scheduled, b: Scheduled): number => a.time - b.time || a.order - b.order;
   queue.sort(byTime);
@@ -650,7 +652,9 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     const involved = related && related !== primary ? [primary, related] : [primary];
     const mood = item.label ? 0 : r.next();
     const templates = mood < 0.3 ? NEGATIVE : mood < 0.6 ? POSITIVE : NEUTRAL;
-    const headline = r.pick(templates).replace('{name}', primary.profile.name);
+    // A planted burst is that many different stories (a burst of one story repeated is one story to the news agent).
+    const template = item.index === undefined ? r.pick(templates) : templates[(item.index + r.int(templates.length)) % templates.length]!;
+    const headline = template.replace('{name}', primary.profile.name);
     newsCount += 1;
     const id = `news-${seedTag}-${newsCount}`;
     const date = new Date(time).toISOString().slice(0, 10);
@@ -749,7 +753,7 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
 // ---------------------------------------------------------------------------------------------------------------
 // Producing to Kafka
 
-const RUN_KEYS = new Set(['topic', 'partitions', 'register', 'maxBatchBytes', 'maxBatchMessages', 'maxRecordBytes', 'log', 'pace', 'batchSize', 'signal', 'onProgress', 'producer']);
+const RUN_KEYS = new Set(['topic', 'partitions', 'register', 'maxBatchBytes', 'maxBatchMessages', 'maxRecordBytes', 'log', 'pace', 'speed', 'batchSize', 'signal', 'onProgress', 'producer']);
 
 export interface FeedProgress {
   events: number;
@@ -761,6 +765,8 @@ export interface FeedProgress {
 export interface RunFeedOptions extends FeedOptions, Omit<MarketProducerOptions, 'clientId'> {
   /** Hold production to the rate in wall time (default true); false produces as fast as the broker takes it. */
   pace?: boolean;
+  /** Paced runs: event time runs this many times faster than wall time (default 1: real time). */
+  speed?: number;
   /** Events handed to the producer at a time. Default 2000 (paced runs: about 50 ms of events). */
   batchSize?: number;
   /** Stops the feed after the batch in flight. */
@@ -788,6 +794,8 @@ export interface FeedRunResult {
 export async function runFeed(config: Config, options: RunFeedOptions = {}): Promise<FeedRunResult> {
   const plan = planFeed(options);
   const pace = options.pace ?? true;
+  const speed = options.speed ?? 1;
+  if (!(speed > 0 && Number.isFinite(speed))) throw invalid(`speed must be a positive number, got ${options.speed}`);
   const batchSize = options.batchSize ?? (pace ? Math.max(1, Math.min(2000, Math.ceil(plan.rate / 20))) : 2000);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid(`batchSize must be a whole number >= 1, got ${batchSize}`);
   const producer = options.producer ?? (await openMarketProducer(config, { ...options, clientId: 'feed' }));
@@ -824,7 +832,7 @@ export async function runFeed(config: Config, options: RunFeedOptions = {}): Pro
       lastEventTime = event.timestamp;
       if (batch.length >= batchSize) {
         if (pace) {
-          const due = started + (event.timestamp - plan.start);
+          const due = started + (event.timestamp - plan.start) / speed;
           const now = performance.now();
           if (due > now) await abortableSleep(due - now, options.signal);
         }

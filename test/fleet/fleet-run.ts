@@ -1,0 +1,227 @@
+/**
+ * One run of the whole market-monitoring fleet on the real stack, as the golden-scenario, crash and LLM-failure
+ * tests use it: every processor and the ClickHouse sink as its own member process, a seeded feed with planted
+ * scenarios, and the answers of the documented ClickHouse queries at the end.
+ *
+ * Each run has its own application (topics, consumer groups, Redis keys) and its own ClickHouse database, so runs
+ * never see each other's data. The feed covers eight minutes of event time ending just before an hour boundary H,
+ * and the members' wall clock is shifted (`AS_WALL_CLOCK_OFFSET_MS`) to stand two minutes before H: the hour's
+ * digests then close for real, by wall-clock punctuation, within the test, exactly as they would at the top of a
+ * live hour.
+ *
+ * `expectedFleetOutput` computes what a crash-free fleet must produce, with the in-memory test driver over the same
+ * events: the real run's findings are compared with it one to one.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { ensureTopics } from '../../runtime/engine/topics.ts';
+import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
+import { registryClient } from '../../runtime/serde/avro.ts';
+import { writeTable } from '../../runtime/state/tables.ts';
+import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
+import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { openClickHouse } from '../../sinks/clickhouse/client.ts';
+import { marketFeed, runFeed, type FeedEvent } from '../../connectors/synthetic-feed.ts';
+import { marketSignals } from '../../topologies/market-signals.ts';
+import { startMember, stopMembers, waitUntilStarted, type Member } from '../../cli/fleet.ts';
+import { projectRoot } from '../../cli/paths.ts';
+import { mulberry32 } from '../support/events.ts';
+import { config, kafkaClient, uniqueName } from '../support/stack.ts';
+import type { Config } from '../../runtime/config/index.ts';
+import type { Alert, Digest, Finding, Portfolio } from '../../schemas/generated/types.ts';
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const TOPOLOGY_FILE = join(projectRoot, 'topologies/market-signals.ts');
+export const schemas = loadSchemas(join(projectRoot, 'schemas'));
+export const portfolios = JSON.parse(readFileSync(join(projectRoot, 'topologies/portfolios.json'), 'utf8')) as Portfolio[];
+
+/** The planted events: a 6% drop over two minutes, a 5× volume spike, a burst of four negative stories, an 8-K. */
+export const GOLDEN_SCENARIOS = ['drop:ACME:6%:2m@1m', 'newsBurst:CRUX:4:1m@3m', 'filing:DYNA:8-K:5.02@4m', 'volumeSpike:BOLT:5x:1m@6m'];
+export const PLANTED_SYMBOLS = ['ACME', 'CRUX', 'DYNA', 'BOLT'];
+/** How late a finding may reach its hour's digest; the runs close the hour this long after H. */
+export const DIGEST_GRACE = '30s';
+const GRACE_MS = 30_000;
+
+/** The feed: eight minutes of a quiet 12-symbol market plus the planted scenarios, ending one minute before `hour`. */
+export function goldenFeed(hour: number) {
+  return { seed: 11, symbols: 12, rate: 40, duration: '8m', start: hour - 9 * MINUTE, newsPerMinute: 2, filingsPerHour: 20, scenarios: GOLDEN_SCENARIOS } as const;
+}
+
+/** The last hour boundary: the feed then lies in the past, where the broker accepts its timestamps. */
+export function lastHourBoundary(now = Date.now()): number {
+  return Math.floor(now / HOUR) * HOUR;
+}
+
+export interface ExpectedOutput {
+  /** Market-wide findings (portfolio ''), then the per-portfolio ones. */
+  findings: Finding[];
+  portfolioFindings: Finding[];
+  alerts: Alert[];
+  digests: Digest[];
+}
+
+/** What a crash-free fleet computes from the golden feed: the test driver, with the LLM answering nothing (rules-only). */
+export function expectedFleetOutput(hour: number): ExpectedOutput {
+  const application = 'expected';
+  const driver = new TopologyTestDriver(marketSignals({ application, digestSize: '1h', digestGrace: DIGEST_GRACE }), schemas, {
+    wallClock: hour - 10 * MINUTE,
+    services: { analysis: () => new Map(), digest: () => new Map() },
+  });
+  driver.setTable('portfolios', portfolios);
+  for (const event of marketFeed(goldenFeed(hour))) driver.pipe<FeedEvent['value']>('market.events', event);
+  driver.advanceWallClock(10 * MINUTE + GRACE_MS + 1_000);
+  const values = <V>(topic: string): V[] => driver.readOutput<V>(`${application}.${topic}`).map((r) => r.value);
+  return {
+    findings: values<Finding>('findings'),
+    portfolioFindings: values<Finding>('portfolio-findings'),
+    alerts: values<Alert>('alerts'),
+    digests: values<Digest>('digests'),
+  };
+}
+
+export interface FleetRunOptions {
+  label: string;
+  hour: number;
+  /** The LLM the members use: the local stand-in's URL, or nothing (rules-only, no key). */
+  anthropic?: { baseUrl: string; apiKey?: string };
+  /** Extra environment for every member (e.g. budgets, timeouts). */
+  env?: Record<string, string>;
+  /** Kill a random member with SIGKILL every `everyMs` and start it again, until the feed has ended plus `afterFeedMs`. */
+  chaos?: { seed: number; everyMs: number; afterFeedMs: number };
+  /** Wait for these alert ids in ClickHouse, and for a digest of each of these portfolios (for the hour before `hour`). */
+  awaitAlerts: string[];
+  awaitDigests: string[];
+  timeoutMs: number;
+  log?: (line: string) => void;
+}
+
+export type Row = Record<string, unknown>;
+
+export interface FleetRunResult {
+  application: string;
+  database: string;
+  findings: Row[];
+  alerts: Row[];
+  digests: Row[];
+  llmCalls: Row[];
+  kills: string[];
+  /** Exit codes of the members alive at the end (stopped with SIGTERM). */
+  exitCodes: Array<number | null>;
+  /** Members that exited on their own, with their codes. */
+  crashed: Array<{ processor: string; code: number | null }>;
+}
+
+export function clickhouseConfig(database: string): Config {
+  return { ...config, clickhouse: { ...config.clickhouse, database } };
+}
+
+export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
+  const log = options.log ?? (() => {});
+  const database = uniqueName(`golden_${options.label}`);
+  const application = database.replaceAll('_', '-');
+  const eventsTopic = `${application}.market.events`;
+  const topology = marketSignals({ application, eventsTopic, digestSize: '1h', digestGrace: DIGEST_GRACE });
+  const chConfig = clickhouseConfig(database);
+  await migrateDatabase(chConfig, projectRoot);
+  await registerSchemas(config, registryClient(config), schemas);
+  const redis = new Redis(config.redis.url);
+  await writeTable(redis, topology, 'portfolios', portfolios, schemas);
+  redis.disconnect();
+  const admin = kafkaClient().admin();
+  await admin.connect();
+  for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);
+  await admin.disconnect();
+
+  // The members' clock stands two minutes before H when they start.
+  const offsetMs = options.hour - 2 * MINUTE - Date.now();
+  const env: Record<string, string> = {
+    AS_FLEET_APP: application,
+    AS_FLEET_EVENTS_TOPIC: eventsTopic,
+    AS_FLEET_DIGEST_SIZE: '1h',
+    AS_FLEET_DIGEST_GRACE: DIGEST_GRACE,
+    AS_CLICKHOUSE_DATABASE: database,
+    AS_WALL_CLOCK_OFFSET_MS: String(offsetMs),
+    AS_CONSUMER_SESSION_TIMEOUT_MS: '6000',
+    ANTHROPIC_API_KEY: options.anthropic ? (options.anthropic.apiKey ?? 'sk-ant-local-stand-in') : '',
+    ...(options.anthropic ? { ANTHROPIC_BASE_URL: options.anthropic.baseUrl } : {}),
+    ...options.env,
+  };
+  const names = [...Object.keys(topology.processors), 'clickhouse-sink'];
+  const start = (name: string): Member =>
+    name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, undefined, ['sink', TOPOLOGY_FILE]) : startMember(TOPOLOGY_FILE, name, env);
+  const members = new Map<string, Member>(names.map((name) => [name, start(name)]));
+  const kills: string[] = [];
+  const crashed: Array<{ processor: string; code: number | null }> = [];
+  const ch = openClickHouse(chConfig);
+  const query = async (sql: string): Promise<Row[]> => (await ch.query({ query: sql, format: 'JSONEachRow' })).json<Row>();
+  try {
+    await waitUntilStarted([...members.values()], 120_000);
+    // The feed ends 45 s (members' clock) before H, whatever the start-up took; the hour closes at H + grace.
+    const membersNow = Date.now() + offsetMs;
+    const feed = goldenFeed(options.hour);
+    const wallMs = options.hour - 45_000 - membersNow;
+    if (wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - 2 * MINUTE)) / 1000)} s`);
+    const speed = (8 * MINUTE) / wallMs;
+    log(`${application}: fleet of ${members.size} started; feed of 8 min at ${speed.toFixed(1)}× real time`);
+
+    let chaos: Promise<void> = Promise.resolve();
+    const feedDone = { at: Number.POSITIVE_INFINITY };
+    if (options.chaos) {
+      const random = mulberry32(options.chaos.seed);
+      const { everyMs, afterFeedMs } = options.chaos;
+      chaos = (async () => {
+        while (Date.now() < feedDone.at + afterFeedMs) {
+          await sleep(everyMs / 2 + random() * everyMs);
+          const name = names[Math.floor(random() * names.length)]!;
+          const victim = members.get(name)!;
+          if (victim.child.exitCode !== null || victim.child.signalCode !== null) continue;
+          const exited = new Promise((resolve) => victim.child.once('exit', resolve));
+          victim.child.kill('SIGKILL');
+          await exited;
+          kills.push(name);
+          members.set(name, start(name));
+        }
+      })();
+    }
+    const produced = await runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    feedDone.at = Date.now();
+    await chaos;
+    log(`${application}: feed produced ${produced.events} events in ${produced.seconds.toFixed(1)} s; ${kills.length} kills: ${kills.join(', ')}`);
+
+    const hourStart = Math.floor((options.hour - HOUR) / 1000);
+    const deadline = Date.now() + options.timeoutMs;
+    for (;;) {
+      for (const [name, member] of members) if (member.child.exitCode !== null && !crashed.some((c) => c.processor === name)) crashed.push({ processor: name, code: member.child.exitCode });
+      const alerts = await query(`SELECT alert_id FROM alerts FINAL`);
+      const digests = await query(`SELECT portfolio_id FROM digests FINAL WHERE hour_start = ${hourStart}`);
+      const haveAlerts = new Set(alerts.map((a) => String(a.alert_id)));
+      const haveDigests = new Set(digests.map((d) => String(d.portfolio_id)));
+      const missing = [...options.awaitAlerts.filter((id) => !haveAlerts.has(id)), ...options.awaitDigests.filter((p) => !haveDigests.has(p)).map((p) => `digest ${p}`)];
+      if (missing.length === 0) break;
+      if (Date.now() > deadline) throw new Error(`${application}: after ${options.timeoutMs} ms still missing ${missing.length}: ${missing.slice(0, 5).join(', ')}`);
+      await sleep(2_000);
+    }
+    // Everything awaited is in; a moment more for anything that should not be there (a duplicate, a second digest).
+    await sleep(3_000);
+    const from = Math.floor((options.hour - HOUR) / 1000);
+    return {
+      application,
+      database,
+      findings: await query(
+        `SELECT finding_id, agent, rule, symbol, portfolio_id, severity, toUnixTimestamp(window_start) AS window_start, evidence FROM findings FINAL WHERE window_start >= ${from} ORDER BY finding_id`,
+      ),
+      alerts: await query(`SELECT alert_id, finding_ids, symbol, portfolio_id, severity, toUnixTimestamp(window_start) AS window_start, analysis, recommended_action, model FROM alerts FINAL ORDER BY alert_id`),
+      digests: await query(`SELECT digest_id, portfolio_id, toUnixTimestamp(hour_start) AS hour_start, finding_count, alert_count, summary, model FROM digests FINAL ORDER BY portfolio_id, hour_start`),
+      llmCalls: await query(`SELECT * FROM llm_calls FINAL`),
+      kills,
+      crashed,
+      exitCodes: await stopMembers([...members.values()]),
+    };
+  } finally {
+    await stopMembers([...members.values()]);
+    await ch.close();
+  }
+}
