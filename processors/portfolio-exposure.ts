@@ -4,6 +4,11 @@
  * thresholds (price-move's, times its `moveThresholdScale`; a move below its medium is not reported to it); other
  * findings keep their severity. A holding heavier than the portfolio's `raiseAtWeight` then raises the severity one
  * level (never past critical); evidence gains the weight and, for price moves, the impact.
+ *
+ * A portfolio hears of a finding once per severity: when an agent reports a finding again (it escalated for some
+ * portfolio, or market-wide), a holder whose own grade did not rise gets nothing new, so no alert is raised and no
+ * LLM call made twice for the same thing. The store (per symbol) remembers the severity each portfolio finding was
+ * reported at, for findings whose window started within `rememberMs` of the latest record.
  */
 import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
 import type { Portfolio } from '../schemas/generated/types.ts';
@@ -20,10 +25,19 @@ export function portfolioProblems(portfolio: Portfolio): string[] {
   return Number.isFinite(scale) && scale > 0 ? [] : [`moveThresholdScale must be a finite number > 0 (1 = the global price-move thresholds, 0.5 = twice as sensitive), got ${scale}`];
 }
 
-export function portfolioExposure(options: { output: string }) {
+export const EXPOSURE_STORE = 'reported';
+
+/** portfolio finding id → [severity rank reported, window start]. */
+type Reported = Record<string, [number, number]>;
+
+export function portfolioExposure(options: { output: string; rememberMs?: number }) {
+  const rememberMs = options.rememberMs ?? 24 * 3_600_000;
   return (record: StreamRecord, ctx: ProcessorContext): void => {
     const market = record.value as Finding;
     if (market.portfolioId !== '') return; // already a portfolio finding
+    const store = ctx.store<Reported>(EXPOSURE_STORE);
+    const reported: Reported = {};
+    for (const [id, entry] of Object.entries(store.get() ?? {})) if (entry[1] >= record.timestamp - rememberMs) reported[id] = entry;
     const move = market.evidence.return;
     const thresholds = market.agent === PRICE_MOVE_AGENT && move !== undefined ? moveThresholdsOf(market.evidence) : undefined;
     for (const portfolio of ctx.table<Portfolio>(PORTFOLIOS_TABLE).values()) {
@@ -38,15 +52,13 @@ export function portfolioExposure(options: { output: string }) {
       if (thresholds) evidence.thresholdScale = scale;
       if (move !== undefined) evidence.impact = holding.weight * move;
       const notes = [`${(holding.weight * 100).toFixed(1)}% of ${portfolio.name}`, ...(thresholds && scale !== 1 ? [`thresholds ×${scale}`] : []), ...(raised ? ['raised for exposure'] : [])];
-      const value: Finding = {
-        ...market,
-        portfolioId: portfolio.portfolioId,
-        severity,
-        evidence,
-        summary: `${market.summary} (${notes.join(', ')})`,
-        findingId: findingId(market.agent, market.rule, market.symbol, portfolio.portfolioId, market.windowStart),
-      };
+      const id = findingId(market.agent, market.rule, market.symbol, portfolio.portfolioId, market.windowStart);
+      if ((reported[id]?.[0] ?? -1) >= severityRank(severity)) continue; // this portfolio already has it at this severity
+      reported[id] = [severityRank(severity), market.windowStart];
+      const value: Finding = { ...market, portfolioId: portfolio.portfolioId, severity, evidence, summary: `${market.summary} (${notes.join(', ')})`, findingId: id };
       ctx.forward({ topic: options.output, key: portfolio.portfolioId, recordType: FindingType, value });
     }
+    if (Object.keys(reported).length > 0) store.set(reported);
+    else store.delete();
   };
 }

@@ -11,7 +11,7 @@ import { defaultVolatilityOptions, volatility } from '../processors/volatility.t
 import { FindingType } from '../processors/finding.ts';
 import { defaultNewsOptions, newsAgent } from '../processors/news.ts';
 import { filingsAgent } from '../processors/filings.ts';
-import { PORTFOLIOS_TABLE, portfolioExposure, portfolioProblems } from '../processors/portfolio-exposure.ts';
+import { EXPOSURE_STORE, PORTFOLIOS_TABLE, portfolioExposure, portfolioProblems } from '../processors/portfolio-exposure.ts';
 import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
 import { digestAggregation, digestDraft, DigestType, digestWriter } from '../processors/digest.ts';
 import { tumbling } from '../runtime/windows/index.ts';
@@ -104,6 +104,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         inputs: [findings],
         outputs: { [portfolioFindings]: [FindingType] },
         tables: [PORTFOLIOS_TABLE],
+        stores: [EXPOSURE_STORE],
         process: portfolioExposure({ output: portfolioFindings }),
       }),
       'alert-analyst': processor({
