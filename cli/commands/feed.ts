@@ -18,8 +18,9 @@ export const feedCommand: Command = {
   summary: 'Produce a seeded synthetic market feed (ticks, trades, news, filings) with planted scenarios to market.events',
   usage:
     'feed [--rate 1000] [--duration 60s] [--seed 1] [--symbols 50|ACME,BOLT,…] [--scenario drop:ACME:6%:2m@30s]… [--start ISO|now] ' +
-    '[--news-per-minute 2] [--filings-per-hour 30] [--topic market.events] [--partitions 6] [--fast] [--dry-run]\n\n' +
-    'Scenarios: drop:SYM:6%:2m@30s  volumeSpike:SYM:5x:3m@1m  newsBurst:SYM:5[:1m]@45s  filing:SYM:8-K[:2.02,5.02]@60s',
+    '[--news-per-minute 2] [--filings-per-hour 30] [--topic market.events] [--partitions 6] [--fast | --speed 10] [--dry-run]\n\n' +
+    '--speed N paces event time N times faster than the wall clock (an hour of market in 6 minutes at 10).\n' +
+    'Scenarios: drop:SYM:6%:2m@30s  volumeSpike:SYM:5x:3m@1m  volatility:SYM:4x:3m@1m  newsBurst:SYM:5[:1m]@45s  filing:SYM:8-K[:2.02,5.02]@60s',
   async run(args) {
     let parsed;
     try {
@@ -37,6 +38,7 @@ export const feedCommand: Command = {
           topic: { type: 'string' },
           partitions: { type: 'string' },
           fast: { type: 'boolean', default: false },
+          speed: { type: 'string' },
           'dry-run': { type: 'boolean', default: false },
         },
       });
@@ -79,6 +81,7 @@ export const feedCommand: Command = {
       if (!closed) await write();
       return 0;
     }
+    if (values.fast && values.speed !== undefined) throw usageError('--fast and --speed contradict each other: --fast does not pace at all');
     const config = loadConfig();
     const controller = new AbortController();
     const stop = (): void => controller.abort();
@@ -91,6 +94,7 @@ export const feedCommand: Command = {
         ...(values.topic !== undefined ? { topic: values.topic } : {}),
         ...(values.partitions !== undefined ? { partitions: number('partitions', values.partitions) } : {}),
         pace: !values.fast,
+        ...(values.speed !== undefined ? { speed: number('speed', values.speed) } : {}),
         signal: controller.signal,
         log: (line) => console.error(`feed: ${line}`),
         onProgress: (p) => {

@@ -232,6 +232,12 @@ describe('synthetic feed and the volatility agent', () => {
 });
 
 describe('synthetic feed to Kafka', () => {
+  it('refuses a speed-up that is not a positive number before producing anything', async () => {
+    for (const speed of [0, -2, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(runFeed(config, { duration: '1s', rate: 10, speed, topic: uniqueName('never') })).rejects.toMatchObject({ code: ErrorCode.CONNECTOR_OPTIONS_INVALID, message: expect.stringMatching(/speed must be a positive number/) });
+    }
+  });
+
   it('produces every generated event as decodable Avro, keyed by symbol, to a topic it creates with 6 partitions', async () => {
     const topic = uniqueName('feed');
     const options = { seed: 21, rate: 2000, duration: '10s', newsPerMinute: 60, filingsPerHour: 1200, scenarios: ['newsBurst:ACME:3@2s', 'filing:BOLT:8-K:2.02@3s'] };
