@@ -88,6 +88,9 @@ function expectAlertsAndDigests(run: FleetRunResult, analysed: 'llm' | 'rules-on
   for (const d of expected.digests) {
     const row = digests.find((r) => r.portfolio_id === d.portfolioId)!;
     expect({ findings: Number(row.finding_count), alerting: Number(row.alert_count) }).toEqual({ findings: d.findingCount, alerting: d.alertCount });
+    // The digest, built from the stream, says what ClickHouse says about that portfolio's hour.
+    expect(Number(row.finding_count)).toBe(run.findings.filter((f) => f.portfolio_id === d.portfolioId && Number(f.window_start) >= hourStart).length);
+    expect(Number(row.alert_count)).toBe(run.alerts.filter((a) => a.portfolio_id === d.portfolioId && Number(a.window_start) >= hourStart).length);
     if (analysed === 'llm') expect(row.model).not.toBe('rules-only');
     else expect(row.model).toBe('rules-only');
   }
@@ -191,7 +194,10 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
       { kind: 'timeout' },
     ]);
     failing.scriptBatch([{ kind: 'malformed' }]);
-    const tokensPerHour = 1_500;
+    // A reservation is the prompt's byte count plus max_tokens (about 3,200 tokens here); an answered analysis
+    // costs about 700, and a timed-out one is charged its whole reservation (it may have been billed). 10,000
+    // tokens per agent type and hour lets the first failures through and then refuses price-move's later analyses.
+    const tokensPerHour = 10_000;
     try {
       const run = await runFleet({
         label: 'd',
