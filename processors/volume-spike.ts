@@ -19,13 +19,19 @@ export interface VolumeSpikeOptions {
   alpha: number;
   /** Minutes of history before judging. */
   warmup: number;
+  /**
+   * A silence longer than this many minutes (a closed market, a halted symbol, a fleet restarted hours later) ends
+   * the baseline: the symbol warms up again rather than judging its first minute against a baseline decayed to
+   * nearly nothing.
+   */
+  resetAfter: number;
   /** Multiples of the baseline for medium, high and critical. */
   medium: number;
   high: number;
   critical: number;
 }
 
-export const defaultVolumeSpikeOptions: Omit<VolumeSpikeOptions, 'output'> = { bucketMs: 60_000, alpha: 0.2, warmup: 5, medium: 3, high: 5, critical: 10 };
+export const defaultVolumeSpikeOptions: Omit<VolumeSpikeOptions, 'output'> = { bucketMs: 60_000, alpha: 0.2, warmup: 5, resetAfter: 10, medium: 3, high: 5, critical: 10 };
 
 interface VolumeState {
   bucket: number;
@@ -75,11 +81,15 @@ export function volumeSpike(options: VolumeSpikeOptions) {
           ),
         });
       }
-      // Quiet minutes in between count as zero volume in the baseline.
-      const gaps = Math.min(60, (bucket - state.bucket) / options.bucketMs - 1);
-      let baseline = state.minutes === 0 ? state.volume : options.alpha * state.volume + (1 - options.alpha) * state.baseline;
-      for (let i = 0; i < gaps; i += 1) baseline *= 1 - options.alpha;
-      state = { bucket, volume: 0, trades: 0, baseline, minutes: state.minutes + 1 + gaps };
+      // Quiet minutes in between count as zero volume in the baseline; a long silence starts it again.
+      const gaps = (bucket - state.bucket) / options.bucketMs - 1;
+      if (gaps > options.resetAfter) {
+        state = { bucket, volume: 0, trades: 0, baseline: 0, minutes: 0 };
+      } else {
+        let baseline = state.minutes === 0 ? state.volume : options.alpha * state.volume + (1 - options.alpha) * state.baseline;
+        for (let i = 0; i < gaps; i += 1) baseline *= 1 - options.alpha;
+        state = { bucket, volume: 0, trades: 0, baseline, minutes: state.minutes + 1 + gaps };
+      }
     }
     state.volume += trade.quantity;
     state.trades += 1;

@@ -22,6 +22,7 @@ import { runFeed } from '../../connectors/synthetic-feed.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import { startMember, stopMembers, waitUntilStarted, type Member } from '../fleet.ts';
 import { formatRows, runNamedQuery } from './query.ts';
+import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -43,8 +44,10 @@ export const demoCommand: Command = {
     say(`stack: ${up.map((r) => `${r.name} ${r.action}`).join(', ')}`);
 
     const application = values.application;
-    const env = { AS_FLEET_APP: application, AS_FLEET_DIGEST_SIZE: '1m', AS_FLEET_DIGEST_GRACE: '5s' };
-    const topology = marketSignals({ application, digestSize: '1m', digestGrace: '5s' });
+    // Grace covers the pipeline's latency (five hops, eleven processes on a small machine): a finding that reaches
+    // the digest window after its minute closed would be late and missing from that minute's digest.
+    const env = { AS_FLEET_APP: application, AS_FLEET_DIGEST_SIZE: '1m', AS_FLEET_DIGEST_GRACE: '15s' };
+    const topology = marketSignals({ application, digestSize: '1m', digestGrace: '15s' });
     await migrateDatabase(config, projectRoot);
     const schemas = loadSchemas(join(projectRoot, 'schemas'));
     await registerSchemas(config, registryClient(config), schemas);
@@ -81,16 +84,26 @@ export const demoCommand: Command = {
         ...(process.stdout.isTTY ? { onProgress: (p: { events: number }) => process.stdout.write(`\rfeed: ${p.events} events `) } : {}),
       });
       say(`\nfeed: ${feed.events} events in ${feed.seconds.toFixed(1)} s (${Object.entries(feed.byType).map(([t, n]) => `${n} ${t}`).join(', ')}); scenarios: ${demoScenarios.join(', ')}`);
-      // The last minute's digest closes 5 s after the minute, at the next wall-clock check (every 10 s).
-      const from = Math.floor(started / 1000) - 120;
-      const deadline = Date.now() + 45_000;
+      // Every minute in which a portfolio had a finding gets its digest once the minute is over, plus 15 s of grace,
+      // at the next wall-clock check (every 10 s): wait for all of them.
+      const from = Math.floor(started / 60_000) * 60;
+      const deadline = Date.now() + 120_000;
       let digests: Array<Record<string, unknown>> = [];
-      while (Date.now() < deadline) {
-        await sleep(3000);
-        digests = await runNamedQuery('recentDigests', { from, limit: 50 });
-        const lastMinute = Math.floor((feed.lastEventTime - 60_000) / 60_000) * 60;
-        if (digests.some((d) => Number(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000) >= lastMinute)) break;
+      let missing: string[] = [];
+      const ch = openClickHouse(config);
+      try {
+        while (Date.now() < deadline) {
+          await sleep(3000);
+          const minutes = await (await ch.query({ query: `SELECT DISTINCT portfolio_id, toUnixTimestamp(toStartOfMinute(event_time)) AS minute FROM findings FINAL WHERE portfolio_id != '' AND event_time >= toDateTime(${from})`, format: 'JSONEachRow' })).json<{ portfolio_id: string; minute: number | string }>();
+          digests = await runNamedQuery('recentDigests', { from, limit: 50 });
+          const have = new Set(digests.map((d) => `${d.portfolio_id} ${Math.floor(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000)}`));
+          missing = minutes.map((m) => `${m.portfolio_id} ${Number(m.minute)}`).filter((k) => !have.has(k));
+          if (minutes.length > 0 && missing.length === 0) break;
+        }
+      } finally {
+        await ch.close();
       }
+      if (missing.length > 0) say(`\ndigests: ${missing.length} portfolio-minutes with findings have no digest after 120 s (findings later than the 15 s grace): ${missing.join(', ')}`);
       const findings = await runNamedQuery('recentFindings', { from, minSeverity: 'medium', limit: 30 });
       say(`\nfindings at medium or above (ClickHouse):\n${formatRows(findings.map(({ evidence: _e, ...r }) => r), 'table')}`);
       for (const portfolio of ['growth', 'income', 'balanced']) {

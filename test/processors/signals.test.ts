@@ -76,6 +76,22 @@ describe('volume-spike', () => {
     expect(findings[0]).toMatchObject({ agent: 'volume-spike', symbol: 'BOLT', severity: 'high', windowStart: T0 + 8 * 60_000 });
     expect(findings[0]!.evidence.multiple).toBeCloseTo(6, 5);
   });
+
+  it('starts the baseline again after a long silence instead of judging against a baseline decayed to nothing', () => {
+    const d = driver();
+    let id = 0;
+    const minuteOfTrades = (minute: number, quantity: number): void => {
+      for (let i = 0; i < 10; i += 1) d.pipe('market.events', trade('BOLT', minute * 60 + i * 5, quantity, `t${id++}`));
+    };
+    for (let minute = 0; minute < 10; minute += 1) minuteOfTrades(minute, 100);
+    // Two hours without a trade (the market closed), then an ordinary session: nothing is unusual.
+    for (let minute = 130; minute < 140; minute += 1) minuteOfTrades(minute, 100);
+    expect(d.readOutput<Finding>('m.findings')).toEqual([]);
+    // After its warm-up the new baseline judges again: a 6× minute is a spike.
+    minuteOfTrades(140, 600);
+    minuteOfTrades(141, 100);
+    expect(d.readOutput<Finding>('m.findings').map((f) => [f.value.severity, f.value.windowStart])).toEqual([['high', T0 + 140 * 60_000]]);
+  });
 });
 
 describe('portfolio-exposure', () => {
