@@ -643,6 +643,7 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     return { type: 'Trade', recordType: MarketRecord.Trade, key: value.symbol, value, timestamp: time, ...(scenario ? { scenario } : {}) };
   };
 
+  const labelHash = (label: string): number => [...label].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
   let newsCount = 0;
   function* newsEvents(item: Extract<Scheduled, { kind: 'news' }>, time: number): Generator<FeedEvent> {
     // Planted headlines draw from their own stream; background stories from the news stream.
@@ -653,7 +654,8 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     const mood = item.label ? 0 : r.next();
     const templates = mood < 0.3 ? NEGATIVE : mood < 0.6 ? POSITIVE : NEUTRAL;
     // A planted burst is that many different stories (a burst of one story repeated is one story to the news agent).
-    const template = item.index === undefined ? r.pick(templates) : templates[(item.index + r.int(templates.length)) % templates.length]!;
+    // Consecutive templates from a place fixed by the scenario's label, so every story of the burst differs.
+    const template = item.index === undefined ? r.pick(templates) : templates[(item.index + labelHash(item.label ?? '')) % templates.length]!;
     const headline = template.replace('{name}', primary.profile.name);
     newsCount += 1;
     const id = `news-${seedTag}-${newsCount}`;

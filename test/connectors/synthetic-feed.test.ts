@@ -157,6 +157,10 @@ describe('synthetic feed generator (no Kafka)', () => {
       expect(e.timestamp).toBeGreaterThanOrEqual(DEFAULT_FEED_START + 3 * MINUTE);
       expect(e.timestamp).toBeLessThan(DEFAULT_FEED_START + 4 * MINUTE);
     }
+    // Five different stories (a repeated story would count once for the news agent), whatever the start time.
+    expect(new Set(news.map((e) => e.value.headline)).size).toBe(5);
+    const later = [...marketFeed({ seed: 9, rate: 100, duration: '10m', start: DEFAULT_FEED_START + 4321, newsPerMinute: 0, filingsPerHour: 0, scenarios: ['newsBurst:CRUX:5:1m@3m'] })];
+    expect(new Set(later.filter((e) => e.type === 'NewsItem').map((e) => e.value.headline)).size).toBe(5);
     const filings = events.filter((e) => e.type === 'Filing');
     expect(filings.map((f) => [f.key, f.value.formType, f.value.items])).toEqual([
       ['DYNA', '8-K', ['2.02', '5.02']],
