@@ -3,6 +3,7 @@
  *
  *   npx tsx bench/runtime.ts [--events N] [--phases baseline,baseline-chunked,router,windowed] [--concurrency K]
  *                            [--profile DIR] [--trade-share F] [--label TEXT] [--keep] [--no-write]
+ *   npx tsx bench/runtime.ts --phases latency-baseline,latency [--latency-rate 5000] [--latency-seconds 30] …
  *
  * One run, one broker, fresh uniquely named topics and groups:
  *   1. registers the schemas and produces N market events (PriceTick and Trade, keyed by ~100 symbols) and N test
@@ -13,6 +14,13 @@
  *      1 MiB message.max.bytes, so one send per fetched batch is not what raw kafkajs can do);
  *   3. router: the engine (`runProcessor`, one instance in this process) routing PriceTick/Trade to two topics;
  *   4. windowed: the engine running the tumbling-1m windowed count of test/fixtures/topologies/window-count.ts;
+ *   5. latency-baseline / latency (not in the default set): a paced producer sends market events at a steady rate
+ *      (default 5,000/s for 5 s of warm-up + 30 s) to a fresh input topic, each record stamped with its send time
+ *      (Kafka timestamp, and a `bench.sent` header in µs) and a sequence number (`bench.seq`); a read_committed
+ *      consumer on the output topics records receive time − send time per record. `latency` routes through the
+ *      engine's router (`runProcessor`, exactly-once: one transaction per fetched batch); `latency-baseline` through
+ *      a raw kafkajs consume→produce pass-through (no transactions). Every sent record must be received exactly
+ *      once, or the phase fails;
  * then prints a table with the bars of ARCHITECTURE §7 and writes bench/results/<ISO date>.json.
  *
  * Every phase has a deadline; whatever happens, the script stops what it started, deletes its topics, groups and
@@ -26,7 +34,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type IHeaders, type Message } from 'kafkajs';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../runtime/config/index.ts';
 import { runProcessor, type ProcessorHandle } from '../runtime/engine/runner.ts';
@@ -39,8 +47,12 @@ import { installTracing, takeTrace, type OperationStats } from './trace.ts';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 
-const PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed'] as const;
+const PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed', 'latency-baseline', 'latency'] as const;
+/** What runs without --phases: the throughput phases (the latency ones take ~1.5 min more and are asked for by name). */
+const DEFAULT_PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed'] as const;
 const BASELINES = ['baseline', 'baseline-chunked'] as const;
+const LATENCY_PHASES = ['latency-baseline', 'latency'] as const;
+const isLatencyPhase = (p: string): boolean => (LATENCY_PHASES as readonly string[]).includes(p);
 /** Largest send of the chunked baseline. */
 const CHUNK = 2_000;
 type PhaseName = (typeof PHASES)[number];
@@ -53,12 +65,17 @@ const BARS = { routerEps: 50_000, windowedEps: 25_000, ratio: 0.6 } as const;
 const { values: args } = parseArgs({
   options: {
     events: { type: 'string', default: '200000' },
-    phases: { type: 'string', default: PHASES.join(',') },
+    phases: { type: 'string', default: DEFAULT_PHASES.join(',') },
     concurrency: { type: 'string' },
     'trade-share': { type: 'string', default: String(1 / 3) },
     'pad-bytes': { type: 'string', default: '0' },
     'phase-timeout': { type: 'string', default: '180' },
     'baseline-timeout': { type: 'string', default: '60' },
+    'latency-rate': { type: 'string', default: '5000' },
+    'latency-seconds': { type: 'string', default: '30' },
+    'latency-warmup': { type: 'string', default: '5' },
+    'latency-tick-ms': { type: 'string', default: '5' },
+    'latency-drain': { type: 'string', default: '30' },
     profile: { type: 'string' },
     label: { type: 'string', default: '' },
     keep: { type: 'boolean', default: false },
@@ -72,10 +89,16 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`npx tsx bench/runtime.ts [options]
   --events N            events per input topic (default 200000)
-  --phases LIST         any of baseline,baseline-chunked,router,windowed (default all)
+  --phases LIST         any of baseline,baseline-chunked,router,windowed,latency-baseline,latency
+                        (default baseline,baseline-chunked,router,windowed)
   --concurrency K       partitionsConsumedConcurrently for every phase (default: the runner's, min(partitions, 6))
   --phase-timeout S     deadline per phase in seconds (default 180)
   --baseline-timeout S  deadline of the one-send-per-batch baseline (default 60: with kafkajs 2.2.4 it can livelock)
+  --latency-rate R      latency phases: events/s sent by the paced producer (default 5000)
+  --latency-seconds S   latency phases: measured sending time (default 30)
+  --latency-warmup S    latency phases: sending time before it, checked but left out of the percentiles (default 5)
+  --latency-tick-ms T   latency phases: the producer sends what is due every T ms (default 5)
+  --latency-drain S     latency phases: after the last send, wait up to S s for every record (default 30)
   --trade-share F       fraction of market events that are Trades, 0..1 (default 1/3); 0 routes everything to one topic
   --pad-bytes B         pad each PriceTick's venue with B bytes (default 0): bigger records for the router
   --profile DIR         write one V8 CPU profile per measured phase to DIR (numbers then carry profiler overhead)
@@ -112,6 +135,23 @@ if (!Number.isInteger(PAD_BYTES) || PAD_BYTES < 0) {
   console.error(`--pad-bytes must be a whole number >= 0, got "${args['pad-bytes']}"`);
   process.exit(2);
 }
+function nonNegative(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) {
+    console.error(`--${name} must be a number >= 0, got "${raw}"`);
+    process.exit(2);
+  }
+  return n;
+}
+const LATENCY = {
+  rate: positiveInt('latency-rate', args['latency-rate']),
+  seconds: positiveInt('latency-seconds', args['latency-seconds']),
+  warmupSeconds: nonNegative('latency-warmup', args['latency-warmup']),
+  tickMs: positiveInt('latency-tick-ms', args['latency-tick-ms']),
+  drainMs: positiveInt('latency-drain', args['latency-drain']) * 1000,
+};
+/** Rough length of a latency phase (joins, sending, drain, grace), for the watchdog; each step has its own deadline. */
+const LATENCY_PHASE_MS = 60_000 + (LATENCY.warmupSeconds + LATENCY.seconds) * 1000 + LATENCY.drainMs + 10_000;
 const PARTITIONS = 6;
 const SYMBOLS = 100;
 const phases = args.phases.split(',').map((p) => p.trim()).filter((p) => p !== '');
@@ -395,6 +435,46 @@ interface PhaseResult {
   /** How long the phase waited for a quiet machine, and how busy others were when it started. */
   quiet?: { waitedMs: number; othersCores: number };
   profile?: string;
+  /** Latency phases only. */
+  latency?: LatencyResult;
+}
+
+/** Receive time − send time over a set of records, in ms (nearest-rank percentiles). */
+interface LatencyStats {
+  count: number;
+  min: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+interface LatencyResult {
+  targetRate: number;
+  warmupSeconds: number;
+  seconds: number;
+  tickMs: number;
+  /** Records acknowledged by the broker to the paced producer (warm-up included). */
+  sent: number;
+  /** Distinct records received by the read_committed probe. */
+  received: number;
+  /** Receipts beyond the first of a record. */
+  duplicates: number;
+  missing: number;
+  /** Records on the output topics without a sequence number of this run. */
+  unexpected: number;
+  /** Measured part: records / (last send time − first send time), events/s. */
+  achievedRate: number;
+  /** How far the producer's sends fell behind its schedule (send time − scheduled time of the record), ms. */
+  behindScheduleMs: { mean: number; max: number };
+  /** Producer send() call → broker acknowledgement (acks -1), ms. */
+  sendAckMs: { mean: number; max: number };
+  /** Records sent after the warm-up: the headline. */
+  measured: LatencyStats;
+  /** Every record, warm-up included. */
+  all: LatencyStats;
 }
 
 interface Context {
@@ -404,13 +484,15 @@ interface Context {
   pids: Record<string, number>;
   profiler: PhaseProfiler;
   concurrency: number;
+  serde: AvroSerde;
+  stopping: () => boolean;
 }
 
-function emptyResult(phase: PhaseName): PhaseResult {
+function emptyResult(phase: PhaseName, events = EVENTS): PhaseResult {
   return {
     phase,
     status: 'ok',
-    events: EVENTS,
+    events,
     processed: 0,
     joinMs: null,
     firstFetchMs: null,
@@ -597,6 +679,309 @@ async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, p
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Latency at a steady rate
+
+const SEQ_HEADER = 'bench.seq';
+const SENT_HEADER = 'bench.sent';
+
+/** Epoch ms with µs resolution; sender and receiver are in this process, so they read the same clock. */
+const nowEpoch = (): number => performance.timeOrigin + performance.now();
+
+function headerString(headers: IHeaders | undefined, name: string): string | undefined {
+  const v = headers?.[name];
+  const one = Array.isArray(v) ? v[0] : v;
+  return one === undefined ? undefined : one.toString();
+}
+
+/** Nearest-rank percentiles of the values that are not NaN (NaN = not received). */
+function latencyStats(values: Float64Array): LatencyStats {
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort();
+  const n = sorted.length;
+  const at = (q: number): number => (n === 0 ? NaN : round(sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!, 2));
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return { count: n, min: n === 0 ? NaN : round(sorted[0]!, 2), mean: n === 0 ? NaN : round(sum / n, 2), p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: n === 0 ? NaN : round(sorted[n - 1]!, 2) };
+}
+
+/** A read_committed consumer on the output topics: one receipt count and one latency per sequence number. */
+async function startProbe(ctx: Context, groupId: string, topics: string[], total: number) {
+  const latency = new Float64Array(total).fill(NaN);
+  const receipts = new Uint32Array(total);
+  const counts = { distinct: 0, receipts: 0, unexpected: 0 };
+  const consumer = ctx.kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    sessionTimeout: ctx.config.consumer.sessionTimeoutMs,
+    heartbeatInterval: 1_000,
+    rebalanceTimeout: 30_000,
+    maxBytesPerPartition: ctx.config.consumer.maxBytesPerPartition,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 10 },
+  });
+  let resolveJoined: () => void = () => {};
+  const joined = new Promise<void>((r) => (resolveJoined = r));
+  consumer.on(consumer.events.GROUP_JOIN, () => resolveJoined());
+  await consumer.connect();
+  for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      const now = nowEpoch();
+      for (const m of batch.messages) {
+        const seq = Number(headerString(m.headers, SEQ_HEADER));
+        const sent = Number(headerString(m.headers, SENT_HEADER));
+        if (!Number.isInteger(seq) || seq < 0 || seq >= total || !Number.isFinite(sent)) {
+          counts.unexpected += 1;
+          continue;
+        }
+        counts.receipts += 1;
+        const before = receipts[seq]!;
+        receipts[seq] = before + 1;
+        if (before === 0) {
+          latency[seq] = now - sent;
+          counts.distinct += 1;
+        }
+      }
+    },
+  });
+  return { consumer, joined, latency, receipts, counts };
+}
+
+/**
+ * Open-loop producer: every tick it sends, in one send (acks -1, idempotent), every record whose scheduled time
+ * (i / rate after the start) has come, each stamped with the time of that send call. A send slower than a tick
+ * does not lower the rate: the next one carries what fell due meanwhile.
+ */
+async function pacedSend(ctx: Context, topic: string, pool: Message[], sentAt: Float64Array) {
+  const total = sentAt.length;
+  const producer = ctx.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+  await within(15_000, 'paced producer connect', producer.connect());
+  const periodMs = 1000 / LATENCY.rate;
+  const stats = { sends: 0, behindSum: 0, behindMax: 0, ackSum: 0, ackMax: 0 };
+  let next = 0;
+  try {
+    const t0 = performance.now();
+    while (next < total && !ctx.stopping()) {
+      const now = performance.now();
+      const due = Math.min(total, Math.floor((now - t0) / periodMs) + 1);
+      if (due > next) {
+        const wall = performance.timeOrigin + now;
+        const behind = now - (t0 + next * periodMs);
+        const messages: Message[] = new Array<Message>(due - next);
+        for (let i = next; i < due; i += 1) {
+          const m = pool[i]!;
+          sentAt[i] = wall;
+          messages[i - next] = { key: m.key, value: m.value, timestamp: String(Math.floor(wall)), headers: { [SEQ_HEADER]: String(i), [SENT_HEADER]: wall.toFixed(3) } };
+        }
+        await within(30_000, 'paced send', producer.send({ topic, acks: -1, messages }));
+        const ack = performance.now() - now;
+        stats.sends += 1;
+        stats.behindSum += behind;
+        stats.behindMax = Math.max(stats.behindMax, behind);
+        stats.ackSum += ack;
+        stats.ackMax = Math.max(stats.ackMax, ack);
+        next = due;
+      }
+      const nextTick = t0 + (Math.floor((performance.now() - t0) / LATENCY.tickMs) + 1) * LATENCY.tickMs;
+      await sleep(Math.max(0, nextTick - performance.now()));
+    }
+  } finally {
+    await within(30_000, 'paced producer disconnect', producer.disconnect()).catch(() => undefined);
+  }
+  const mean = (sum: number): number => (stats.sends > 0 ? round(sum / stats.sends, 2) : 0);
+  return {
+    acked: next,
+    sends: stats.sends,
+    behindScheduleMs: { mean: mean(stats.behindSum), max: round(stats.behindMax, 2) },
+    sendAckMs: { mean: mean(stats.ackSum), max: round(stats.ackMax, 2) },
+  };
+}
+
+/** Raw kafkajs consume→produce, as baseline-chunked (no transactions, acks -1, offsets auto-committed). */
+async function startPassThrough(ctx: Context, groupId: string, input: string, output: string) {
+  const consumer = ctx.kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    sessionTimeout: ctx.config.consumer.sessionTimeoutMs,
+    heartbeatInterval: 1_000,
+    rebalanceTimeout: 30_000,
+    maxBytesPerPartition: ctx.config.consumer.maxBytesPerPartition,
+    maxWaitTimeInMs: 100,
+    retry: { retries: 10 },
+  });
+  const producer = ctx.kafka.producer({ allowAutoTopicCreation: false });
+  const stats = { batches: 0, records: 0 };
+  const errors = new Map<string, number>();
+  let resolveJoined: () => void = () => {};
+  const joined = new Promise<void>((r) => (resolveJoined = r));
+  consumer.on(consumer.events.GROUP_JOIN, () => resolveJoined());
+  consumer.on(consumer.events.CRASH, ({ payload }) => errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1));
+  await producer.connect();
+  await consumer.connect();
+  await consumer.subscribe({ topic: input, fromBeginning: true });
+  await consumer.run({
+    partitionsConsumedConcurrently: ctx.concurrency,
+    eachBatch: async ({ batch, heartbeat }) => {
+      if (batch.messages.length === 0) return;
+      try {
+        const messages = batch.messages.map((m) => ({ key: m.key, value: m.value, timestamp: m.timestamp, headers: m.headers }));
+        for (let i = 0; i < messages.length; i += CHUNK) await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + CHUNK) });
+      } catch (error) {
+        const message = `${(error as Error).name}: ${(error as Error).message}`;
+        errors.set(message, (errors.get(message) ?? 0) + 1);
+        throw error;
+      }
+      stats.batches += 1;
+      stats.records += batch.messages.length;
+      await heartbeat();
+    },
+  });
+  return {
+    joined,
+    stats,
+    errors,
+    stop: async (): Promise<void> => {
+      await within(30_000, 'pass-through stop', consumer.disconnect()).catch(() => undefined);
+      await within(30_000, 'pass-through producer stop', producer.disconnect()).catch(() => undefined);
+    },
+  };
+}
+
+type LatencyPipeline =
+  | { kind: 'router'; topology: Topology; processor: string; input: string; outputs: string[]; probeGroup: string }
+  | { kind: 'pass-through'; groupId: string; input: string; outputs: [string]; probeGroup: string };
+
+/**
+ * Paced producer → pipeline (the engine's router, or raw kafkajs) → read_committed probe, in this process.
+ * Latency per record = probe's receive time − the send call's time. Fails unless every sent record arrives once.
+ */
+async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPipeline): Promise<PhaseResult> {
+  const total = Math.round(LATENCY.rate * (LATENCY.warmupSeconds + LATENCY.seconds));
+  const warmupCount = Math.round(LATENCY.rate * LATENCY.warmupSeconds);
+  const result = emptyResult(phase, total);
+  const pool = marketEvents(ctx.serde, total);
+  const sentAt = new Float64Array(total).fill(NaN);
+  const logs: Record<string, number> = {};
+  const metrics = createMetrics({ processMetrics: false });
+  let handle: ProcessorHandle | undefined;
+  let passThrough: Awaited<ReturnType<typeof startPassThrough>> | undefined;
+  let probe: Awaited<ReturnType<typeof startProbe>> | undefined;
+  let sender: Awaited<ReturnType<typeof pacedSend>> | undefined;
+  let before: CpuSnapshot | undefined;
+  const t0 = performance.now();
+  try {
+    // 1. The pipeline and the probe, joined before the first record is sent.
+    if (pipeline.kind === 'router') {
+      handle = await within(60_000, `${phase} start`, runProcessor({
+        config: ctx.config,
+        topology: pipeline.topology,
+        processor: pipeline.processor,
+        concurrency: ctx.concurrency,
+        metrics,
+        log: (event, fields) => {
+          logs[event] = (logs[event] ?? 0) + 1;
+          if (event.endsWith('.error') && typeof fields?.message === 'string') {
+            const key = `error: ${event} ${String(fields.code ?? '')} ${fields.message}`.slice(0, 240);
+            logs[key] = (logs[key] ?? 0) + 1;
+          }
+        },
+      }));
+      await within(60_000, `${phase} join`, handle.joined);
+    } else {
+      passThrough = await within(60_000, `${phase} start`, startPassThrough(ctx, pipeline.groupId, pipeline.input, pipeline.outputs[0]));
+      await within(60_000, `${phase} join`, passThrough.joined);
+    }
+    probe = await within(60_000, `${phase} probe start`, startProbe(ctx, pipeline.probeGroup, pipeline.outputs, total));
+    await within(60_000, `${phase} probe join`, probe.joined);
+    result.joinMs = performance.now() - t0;
+
+    // 2. Send at the rate, then wait for every acknowledged record (and, for the router, for its last commit).
+    takeTrace();
+    await ctx.profiler.start();
+    before = cpuSnapshot(ctx.pids);
+    sender = await pacedSend(ctx, pipeline.input, pool, sentAt);
+    const sentDone = performance.now();
+    const drainDeadline = sentDone + LATENCY.drainMs;
+    while (probe.counts.distinct < sender.acked && performance.now() < drainDeadline && !ctx.stopping()) await sleep(20);
+    result.processedMs = performance.now() - t0;
+    if (pipeline.kind === 'router') {
+      const groupId = pipeline.topology.groupId(pipeline.processor);
+      while ((await lagOf(ctx.admin, groupId, pipeline.input)) > 0 && performance.now() < drainDeadline + 10_000) await sleep(100);
+    }
+    // A duplicate would come after the first receipt: give one a second to show up.
+    await sleep(1_000);
+    result.caughtUpMs = performance.now() - t0;
+    if (sender.acked < total) throw new Error(`${phase}: stopped after sending ${sender.acked} of ${total} records`);
+  } catch (error) {
+    result.status = /did not finish/.test((error as Error).message) ? 'timeout' : 'error';
+    result.error = (error as Error).message;
+  } finally {
+    if (before) result.cores = coresBetween(before, cpuSnapshot(ctx.pids));
+    result.profile = await ctx.profiler.stop(phase);
+    if (handle) await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+    if (passThrough) await passThrough.stop();
+    if (probe) await within(30_000, `${phase} probe stop`, probe.consumer.disconnect()).catch(() => undefined);
+  }
+  const trace = takeTrace();
+  const batch = (await metrics.batchDuration.get()).values;
+  const sum = batch.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
+  const count = batch.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+  if (count > 0) trace['whole batch (handleBatch)'] = { calls: count, totalMs: Math.round(sum * 1000), meanMs: Math.round((sum / count) * 100_000) / 100, maxMs: NaN };
+  if (Object.keys(trace).length > 0) result.trace = trace;
+
+  const acked = sender?.acked ?? 0;
+  if (probe && sender) {
+    let missing = 0;
+    let late = 0;
+    for (let i = 0; i < acked; i += 1) if (probe.receipts[i] === 0) missing += 1;
+    // Received but not acknowledged (a send that failed after the broker had the records): not part of the run.
+    for (let i = acked; i < total; i += 1) if (probe.receipts[i]! > 0) late += 1;
+    const duplicates = probe.counts.receipts - probe.counts.distinct;
+    const measuredEnd = Math.max(warmupCount, acked);
+    const span = acked - 1 > warmupCount ? sentAt[acked - 1]! - sentAt[warmupCount]! : 0;
+    result.latency = {
+      targetRate: LATENCY.rate,
+      warmupSeconds: LATENCY.warmupSeconds,
+      seconds: LATENCY.seconds,
+      tickMs: LATENCY.tickMs,
+      sent: acked,
+      received: probe.counts.distinct - late,
+      duplicates,
+      missing,
+      unexpected: probe.counts.unexpected + late,
+      achievedRate: span > 0 ? Math.round(((acked - 1 - warmupCount) / span) * 1000) : 0,
+      behindScheduleMs: sender.behindScheduleMs,
+      sendAckMs: sender.sendAckMs,
+      measured: latencyStats(probe.latency.subarray(warmupCount, measuredEnd)),
+      all: latencyStats(probe.latency.subarray(0, acked)),
+    };
+    result.processed = probe.counts.distinct - late;
+    const problems: string[] = [];
+    if (missing > 0) problems.push(`${missing} of ${acked} sent records never arrived`);
+    if (duplicates > 0) problems.push(`${duplicates} records arrived more than once`);
+    if (probe.counts.unexpected + late > 0) problems.push(`${probe.counts.unexpected + late} unexpected records on the output`);
+    if (problems.length > 0 && result.status === 'ok') {
+      result.status = 'error';
+      result.error = `exactly-once check failed: ${problems.join('; ')}`;
+    }
+    result.details = { sends: sender.sends };
+  }
+  if (handle) {
+    const s = handle.stats;
+    Object.assign(result.details, {
+      batches: s.batches,
+      meanBatch: s.batches > 0 ? Math.round(s.records / s.batches) : 0,
+      deadLettered: s.deadLettered,
+      ...Object.fromEntries(Object.entries(logs).map(([k, v]) => [k.startsWith('error') ? k : `log.${k}`, v])),
+    });
+  }
+  if (passThrough) {
+    const s = passThrough.stats;
+    Object.assign(result.details, { batches: s.batches, meanBatch: s.batches > 0 ? Math.round(s.records / s.batches) : 0, ...Object.fromEntries([...passThrough.errors].map(([m, n]) => [`error: ${m}`, n])) });
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Report
 
 interface Bar {
@@ -648,7 +1033,8 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
   const rows: string[][] = [
     ['phase', 'status', 'events', 'join ms', 'done s', 'events/s (bar)', '/baseline', '/chunked', 'events/s (after join)', 'node cores', 'kafka cores', 'redis cores', 'other cores', 'batches', 'mean batch'],
   ];
-  for (const r of results.values()) {
+  const throughput = [...results.values()].filter((r) => !isLatencyPhase(r.phase));
+  for (const r of throughput) {
     const end = BASELINES.includes(r.phase as (typeof BASELINES)[number]) ? r.processedMs : r.caughtUpMs;
     rows.push([
       r.phase,
@@ -670,14 +1056,46 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
   }
   const barRows: string[][] = [['bar (on events/s (bar))', 'value', 'target', 'result']];
   for (const b of bars(results, 'headline')) barRows.push([b.bar, b.value === null ? '—' : b.kind === 'ratio' ? b.value.toFixed(2) : fmt(b.value), b.target, b.met === null ? 'n/a' : b.met ? 'met' : 'NOT met']);
-  const lines = [table(rows), '', table(barRows)];
-  lines.push(
-    '',
+  const lines = throughput.length > 0 ? [table(rows), '', table(barRows), ''] : [];
+  if (throughput.length > 0) lines.push(
     'events/s (bar): baselines = first fetch → last send acknowledged; router/windowed = start → group lag 0 (join included).',
     'events/s (after join): every phase from its group join to done. Cores: CPU time / wall time of the phase (2 cores in all;',
     '"other" = machine busy time not used by this process or the stack: other work disturbing the run).',
     `baseline = one send per fetched batch (as specified); baseline-chunked = sequential sends of <= ${CHUNK} messages.`,
   );
+  const latencies = [...results.values()].filter((r) => isLatencyPhase(r.phase));
+  if (latencies.length > 0) {
+    const ms = (n: number | undefined): string => fmt(n === undefined || Number.isNaN(n) ? null : n, 1);
+    const latencyRows: string[][] = [['phase', 'status', 'sent', 'received', 'dup', 'missing', 'rate/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'mean ms', 'batches', 'mean batch', 'node cores', 'kafka cores', 'other cores']];
+    for (const r of latencies) {
+      const l = r.latency;
+      latencyRows.push([
+        r.phase, r.status, fmt(l?.sent), fmt(l?.received), fmt(l?.duplicates), fmt(l?.missing), fmt(l?.achievedRate),
+        ms(l?.measured.p50), ms(l?.measured.p90), ms(l?.measured.p99), ms(l?.measured.p999), ms(l?.measured.max), ms(l?.measured.mean),
+        fmt(Number(r.details.batches ?? 0)), fmt(Number(r.details.meanBatch ?? 0)), fmt(r.cores.bench, 2), fmt(r.cores.kafka, 2), fmt(r.cores.others, 2),
+      ]);
+    }
+    lines.push(table(latencyRows));
+    const router = results.get('latency')?.latency;
+    const base = results.get('latency-baseline')?.latency;
+    if (router && base) {
+      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string => `${k} ${router.measured[k] - base.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - base.measured[k]).toFixed(1)} ms (×${(router.measured[k] / base.measured[k]).toFixed(2)})`;
+      lines.push(`latency − latency-baseline: ${(['p50', 'p90', 'p99', 'max'] as const).map(cmp).join('; ')}`);
+    }
+    lines.push(
+      `Latency = read_committed probe's receive time − the producer's send call, per record, after ${LATENCY.warmupSeconds} s of warm-up (every record is`,
+      `checked exactly once, warm-up included). Target ${fmt(LATENCY.rate)}/s for ${LATENCY.seconds} s, sends every ${LATENCY.tickMs} ms. latency = the engine's`,
+      'router, exactly-once (a transaction commit per fetched batch, before the probe can read it); latency-baseline = raw kafkajs, no transactions.',
+    );
+    for (const r of latencies) {
+      const l = r.latency;
+      if (!l) continue;
+      lines.push(
+        `${r.phase}: warm-up included p50 ${ms(l.all.p50)} / p99 ${ms(l.all.p99)} / max ${ms(l.all.max)} ms; producer send→ack mean ${ms(l.sendAckMs.mean)} max ${ms(l.sendAckMs.max)} ms, ` +
+          `oldest record waited at send mean ${ms(l.behindScheduleMs.mean)} max ${ms(l.behindScheduleMs.max)} ms`,
+      );
+    }
+  }
   for (const r of results.values()) {
     if (!r.trace) continue;
     const parts = Object.entries(r.trace).map(([name, t]) => `${name} ${t.meanMs.toFixed(1)} ms ×${t.calls}`);
@@ -748,6 +1166,22 @@ async function main(): Promise<number> {
   const eventsInput = `${runId}.test-events`;
   const passThrough = `${runId}.pass-through`;
   const passThroughChunked = `${runId}.pass-through-chunked`;
+  const latencyInput = `${runId}.latency.market-events`;
+  const latencyOutputs = [`${runId}.latency.signals.price`, `${runId}.latency.signals.trade`];
+  const latencyBaselineInput = `${runId}.latency-baseline.market-events`;
+  const latencyBaselineOutput = `${runId}.latency-baseline.pass-through`;
+  const latencyTopology = defineTopology({
+    application: `${runId}-latency`,
+    topics: { [latencyInput]: { partitions: PARTITIONS }, [latencyOutputs[0]!]: { partitions: PARTITIONS }, [latencyOutputs[1]!]: { partitions: PARTITIONS } },
+    processors: {
+      router: router({
+        inputs: [latencyInput],
+        routes: { 'agentstreams.market.PriceTick': latencyOutputs[0]!, 'agentstreams.market.Trade': latencyOutputs[1]! },
+        outputs: { [latencyOutputs[0]!]: ['agentstreams.market.PriceTick'], [latencyOutputs[1]!]: ['agentstreams.market.Trade'] },
+      }),
+    },
+  });
+  const latencyGroups = { baseline: `${runId}-latency-baseline`, baselineProbe: `${runId}-latency-baseline-probe`, routerProbe: `${runId}-latency-probe` };
   const routerTopology = defineTopology({
     application: `${runId}-router`,
     topics: { [marketInput]: { partitions: PARTITIONS }, [`${runId}.signals.price`]: { partitions: PARTITIONS }, [`${runId}.signals.trade`]: { partitions: PARTITIONS } },
@@ -761,7 +1195,7 @@ async function main(): Promise<number> {
   });
   const windowTopology = windowCountTopology(`${runId}-window`, eventsInput);
   const baselineGroups: Record<(typeof BASELINES)[number], string> = { baseline: `${runId}-baseline`, 'baseline-chunked': `${runId}-baseline-chunked` };
-  const groups = [...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter')];
+  const groups = [...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter'), latencyTopology.groupId('router'), ...Object.values(latencyGroups)];
   const profiler = new PhaseProfiler(args.profile === undefined ? undefined : resolve(args.profile));
   const concurrency = CONCURRENCY ?? Math.min(PARTITIONS, 6);
   const results = new Map<PhaseName, PhaseResult>();
@@ -772,7 +1206,7 @@ async function main(): Promise<number> {
   const watchdog = setTimeout(() => {
     console.error('bench: overall deadline passed; exiting');
     process.exit(3);
-  }, (PHASE_TIMEOUT_MS + QUIET_WAIT_MS) * (wanted.size + 2) + 180_000);
+  }, (Math.max(PHASE_TIMEOUT_MS, LATENCY_PHASE_MS) + QUIET_WAIT_MS) * (wanted.size + 2) + 180_000);
   watchdog.unref();
   let signalledAt = 0;
   const onSignal = (signal: string): void => {
@@ -791,7 +1225,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   console.log(
-    `bench ${runId}: ${EVENTS} events per topic, ${PARTITIONS} partitions, phases ${[...wanted].join(',')}, concurrency ${concurrency}, ` +
+    `bench ${runId}: ${[...wanted].every(isLatencyPhase) ? `paced ${LATENCY.rate}/s for ${LATENCY.warmupSeconds} + ${LATENCY.seconds} s per phase` : `${EVENTS} events per topic`}, ${PARTITIONS} partitions, phases ${[...wanted].join(',')}, concurrency ${concurrency}, ` +
       `maxBytesPerPartition ${config.consumer.maxBytesPerPartition}, trade share ${TRADE_SHARE.toFixed(2)}${linearGrouping() ? ', kafkajs linear grouping' : ''}`,
   );
   const meta = {
@@ -815,6 +1249,9 @@ async function main(): Promise<number> {
     kafkajsLinearGrouping: linearGrouping(),
     profiled: profiler.enabled,
     traced: !args['no-trace'],
+    ...([...wanted].some(isLatencyPhase)
+      ? { latencyRate: LATENCY.rate, latencySeconds: LATENCY.seconds, latencyWarmupSeconds: LATENCY.warmupSeconds, latencyTickMs: LATENCY.tickMs }
+      : {}),
   };
   let produce: Record<string, number> = {};
   try {
@@ -833,13 +1270,16 @@ async function main(): Promise<number> {
       waitForLeaders: true,
       topics: [
         ...[marketInput, eventsInput].map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        ...(wanted.has('latency') ? [latencyInput, ...latencyOutputs] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
         // One send per fetched batch can exceed the broker's 1 MiB default message.max.bytes: let the baseline's
         // output take it, so that the baseline measures kafkajs rather than failing (the engine's topics keep the default).
         ...[passThrough, passThroughChunked].map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'max.message.bytes', value: String(64 * 2 ** 20) }] })),
       ],
     });
-    const market = marketEvents(serde, EVENTS);
-    const marketProduced = await produceAll(kafka, marketInput, market);
+    // The latency phases produce their own input, paced, while they measure.
+    const market = wanted.has('baseline') || wanted.has('baseline-chunked') || wanted.has('router') ? marketEvents(serde, EVENTS) : [];
+    const marketProduced = market.length > 0 ? await produceAll(kafka, marketInput, market) : { ms: 0, bytes: 0 };
     market.length = 0;
     const events = wanted.has('windowed') ? testEvents(serde, EVENTS) : [];
     const eventsProduced = events.length > 0 ? await produceAll(kafka, eventsInput, events) : { ms: 0, bytes: 0 };
@@ -850,13 +1290,15 @@ async function main(): Promise<number> {
       testEventsEps: eps(EVENTS, eventsProduced.ms) ?? 0,
       testEventsBytes: eventsProduced.bytes,
     };
-    console.log(
-      `  produced ${EVENTS} market events (${(marketProduced.bytes / 2 ** 20).toFixed(1)} MiB) at ${fmt(produce.marketEps)}/s` +
-        (eventsProduced.ms > 0 ? `, ${EVENTS} test events at ${fmt(produce.testEventsEps)}/s` : ''),
-    );
+    if (marketProduced.ms > 0 || eventsProduced.ms > 0) {
+      console.log(
+        `  produced ${EVENTS} market events (${(marketProduced.bytes / 2 ** 20).toFixed(1)} MiB) at ${fmt(produce.marketEps)}/s` +
+          (eventsProduced.ms > 0 ? `, ${EVENTS} test events at ${fmt(produce.testEventsEps)}/s` : ''),
+      );
+    }
     const pids = stackPids(config);
     if (!args['no-trace']) installTracing();
-    const ctx: Context = { config, kafka, admin, pids, profiler, concurrency };
+    const ctx: Context = { config, kafka, admin, pids, profiler, concurrency, serde, stopping: () => stopping };
     global.gc?.();
     await sleep(1_000);
 
@@ -876,6 +1318,13 @@ async function main(): Promise<number> {
     }
     await measured('router', 'engine, one instance', () => enginePhase(ctx, 'router', routerTopology, 'router', marketInput));
     await measured('windowed', 'engine, tumbling 1m count by symbol', () => enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput));
+    const paced = `${fmt(LATENCY.rate)} events/s for ${LATENCY.warmupSeconds} + ${LATENCY.seconds} s`;
+    await measured('latency-baseline', `kafkajs pass-through at ${paced}`, () =>
+      latencyPhase(ctx, 'latency-baseline', { kind: 'pass-through', groupId: latencyGroups.baseline, input: latencyBaselineInput, outputs: [latencyBaselineOutput], probeGroup: latencyGroups.baselineProbe }),
+    );
+    await measured('latency', `engine router (exactly-once) at ${paced}`, () =>
+      latencyPhase(ctx, 'latency', { kind: 'router', topology: latencyTopology, processor: 'router', input: latencyInput, outputs: latencyOutputs, probeGroup: latencyGroups.routerProbe }),
+    );
   } catch (error) {
     console.error(`bench: ${(error as Error).message}`);
   } finally {
