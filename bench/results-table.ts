@@ -51,7 +51,8 @@ for (const file of files) {
     if (!r) return '';
     if (r.status !== 'ok') return `${r.status} (${Math.round((r.processed / (r.events ?? m.events)) * 100)}%)`;
     const l = r.latency;
-    if (l) return `${l.measured.p50 ?? '—'} / ${l.measured.p99 ?? '—'} ms (${k(l.achievedRate)}/s)${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
+    const ms = (v: number | null): string => (v === null ? '—' : v.toFixed(1));
+    if (l) return `${ms(l.measured.p50)} / ${ms(l.measured.p99)} ms (${k(l.achievedRate)}/s)${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
     return `${k(r.eps.headline)} (${k(r.eps.afterJoin)})${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
   });
   const others = Math.max(0, ...Object.values(run.phases).map((p) => p.cores.others ?? 0));
