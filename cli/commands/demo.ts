@@ -52,7 +52,7 @@ export const demoCommand: Command = {
     const schemas = loadSchemas(join(projectRoot, 'schemas'));
     await registerSchemas(config, registryClient(config), schemas);
     const redis = new Redis(config.redis.url);
-    const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } })).default as unknown[];
+    const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } })).default as Array<{ portfolioId: string }>;
     say(`portfolios: loaded ${await writeTable(redis, topology, 'portfolios', portfolios, schemas)} into shared state`);
     redis.disconnect();
     if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
@@ -90,11 +90,13 @@ export const demoCommand: Command = {
       const deadline = Date.now() + 120_000;
       let digests: Array<Record<string, unknown>> = [];
       let missing: string[] = [];
+      // This demo's portfolios only: the database may hold other applications' findings (the smoke check's, say).
+      const ids = portfolios.map((p) => `'${p.portfolioId.replace(/[\\']/g, '')}'`).join(', ');
       const ch = openClickHouse(config);
       try {
         while (Date.now() < deadline) {
           await sleep(3000);
-          const minutes = await (await ch.query({ query: `SELECT DISTINCT portfolio_id, toUnixTimestamp(toStartOfMinute(event_time)) AS minute FROM findings FINAL WHERE portfolio_id != '' AND event_time >= toDateTime(${from})`, format: 'JSONEachRow' })).json<{ portfolio_id: string; minute: number | string }>();
+          const minutes = await (await ch.query({ query: `SELECT DISTINCT portfolio_id, toUnixTimestamp(toStartOfMinute(event_time)) AS minute FROM findings FINAL WHERE portfolio_id IN (${ids}) AND event_time >= toDateTime(${from})`, format: 'JSONEachRow' })).json<{ portfolio_id: string; minute: number | string }>();
           digests = await runNamedQuery('recentDigests', { from, limit: 50 });
           const have = new Set(digests.map((d) => `${d.portfolio_id} ${Math.floor(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000)}`));
           missing = minutes.map((m) => `${m.portfolio_id} ${Number(m.minute)}`).filter((k) => !have.has(k));

@@ -75,6 +75,12 @@ export function rowHintOf(error: unknown): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
+/** UNKNOWN_TABLE / UNKNOWN_DATABASE: final on a running server, passing while it starts or shuts down. */
+export function isMissingObject(error: unknown): boolean {
+  const code = clickHouseCodeOf(error);
+  return code === 60 || code === 81;
+}
+
 export function classifyInsertError(error: unknown): InsertFailureKind {
   const code = clickHouseCodeOf(error);
   if (code !== undefined) {

@@ -22,7 +22,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { retry, withRetry, type RetryPolicy } from '../../runtime/retry.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
-import { classifyInsertError, rowHintOf, type InsertFailureKind } from './insert-error.ts';
+import { classifyInsertError, isMissingObject, rowHintOf, type InsertFailureKind } from './insert-error.ts';
 import { renderQuery } from './params.ts';
 
 /**
@@ -46,6 +46,11 @@ export interface ClickHouseWriterTuning {
   maxConcurrentInserts?: number;
   /** How retriable insert failures are retried; the default retries until success or `abort()`. */
   retry?: RetryPolicy;
+  /**
+   * How long "table/database does not exist" is retried before it is taken as final (default 30 s): a ClickHouse
+   * server that is shutting down or starting up answers that for tables it has detached or not attached yet.
+   */
+  missingTableGraceMs?: number;
 }
 
 export interface RejectedRow<Tag> {
@@ -89,6 +94,7 @@ export const defaultWriterTuning = {
   maxBufferedRows: 200_000,
   maxBufferedBytes: 128 * 1024 * 1024,
   maxConcurrentInserts: 2,
+  missingTableGraceMs: 30_000,
 } as const;
 
 const defaultRetry = retry({ initialMs: 100, maxMs: 5_000 });
@@ -218,6 +224,8 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   private insertMsAverage = 50;
   /** When the insert that is currently failing will be tried again: the hint while the server is away. */
   private retryingUntil = 0;
+  /** When inserts started failing with "does not exist" (see `missingTableGraceMs`); reset by any success. */
+  private missingSince: number | undefined;
 
   private constructor(
     private readonly options: ClickHouseWriterOptions<Tag>,
@@ -230,6 +238,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       maxBufferedRows: options.maxBufferedRows ?? defaultWriterTuning.maxBufferedRows,
       maxBufferedBytes: options.maxBufferedBytes ?? defaultWriterTuning.maxBufferedBytes,
       maxConcurrentInserts: options.maxConcurrentInserts ?? defaultWriterTuning.maxConcurrentInserts,
+      missingTableGraceMs: options.missingTableGraceMs ?? defaultWriterTuning.missingTableGraceMs,
     };
     const t = this.tuning;
     const problems = [
@@ -239,6 +248,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       positive('maxBufferedRows', t.maxBufferedRows),
       positive('maxBufferedBytes', t.maxBufferedBytes),
       positive('maxConcurrentInserts', t.maxConcurrentInserts),
+      positive('missingTableGraceMs', t.missingTableGraceMs, false),
     ].filter((p): p is string => p !== undefined);
     if (problems.length > 0) {
       throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, `Invalid ClickHouseWriter options: ${problems.join('; ')}.`, { details: { problems } });
@@ -552,7 +562,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
             for await (const _chunk of result.stream) void _chunk;
           } catch (error) {
             this.options.metrics?.sinkOperationErrors.inc({ operation });
-            const kind: InsertFailureKind = this.abortController.signal.aborted ? 'fatal' : classifyInsertError(error);
+            let kind: InsertFailureKind = this.abortController.signal.aborted ? 'fatal' : classifyInsertError(error);
+            if (kind === 'fatal' && isMissingObject(error)) {
+              this.missingSince ??= Date.now();
+              if (Date.now() - this.missingSince < this.tuning.missingTableGraceMs) kind = 'retriable';
+            }
             const why: Record<InsertFailureKind, string> = {
               retriable: 'failed; retrying with backoff',
               data: 'was refused as bad data',
@@ -567,6 +581,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
           const ms = performance.now() - started;
           this.insertMsAverage = this.insertMsAverage * 0.8 + ms * 0.2;
           this.retryingUntil = 0;
+          this.missingSince = undefined;
           this.options.metrics?.sinkOperationDuration.observe({ operation }, ms / 1000);
           this.stats.inserts += 1;
           this.stats.rowsInserted += lines.length;

@@ -161,8 +161,22 @@ describe('ClickHouseWriter on the local server', () => {
     expect(await scalar('SELECT count() AS n FROM findings FINAL')).toBe(997);
   });
 
+  it('retries a table that is briefly missing (a server starting or stopping), and the rows land when it is back', async () => {
+    await client.command({ query: 'TRUNCATE TABLE findings' });
+    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], missingTableGraceMs: 20_000, retry: retry({ initialMs: 50, maxMs: 200 }) });
+    await client.command({ query: 'RENAME TABLE findings TO findings_away' });
+    writer.write('findings', findingRows(10));
+    const flushed = writer.flush();
+    while (writer.stats.insertRetries < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+    await client.command({ query: 'RENAME TABLE findings_away TO findings' });
+    await flushed;
+    await writer.close();
+    expect(writer.stats.rowsInserted).toBe(10);
+    expect(await scalar('SELECT count() AS n FROM findings FINAL')).toBe(10);
+  });
+
   it('fails loudly, without dead-lettering anything, when the table cannot take any row', async () => {
-    const writer = await ClickHouseWriter.open({ client, tables: ['findings'] });
+    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], missingTableGraceMs: 300, retry: retry({ initialMs: 50, maxMs: 100 }) });
     await client.command({ query: 'RENAME TABLE findings TO findings_away' });
     try {
       writer.write('findings', findingRows(10));
@@ -170,6 +184,7 @@ describe('ClickHouseWriter on the local server', () => {
       expect(error.code).toBe(ErrorCode.SINK_INSERT_FAILED);
       expect(error.message).toMatch(/findings.*cannot succeed by retrying/);
       expect(writer.currentState).toBe('failed');
+      expect(writer.stats.insertRetries).toBeGreaterThan(0); // within the grace, then final
       expect(() => writer.write('findings', findingRows(1))).toThrow(/cannot succeed by retrying/);
       expect(writer.stats.rowsRejected).toBe(0);
     } finally {
