@@ -703,12 +703,9 @@ function latencyStats(values: Float64Array): LatencyStats {
   return { count: n, min: n === 0 ? NaN : round(sorted[0]!, 2), mean: n === 0 ? NaN : round(sum / n, 2), p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: n === 0 ? NaN : round(sorted[n - 1]!, 2) };
 }
 
-/** A read_committed consumer on the output topics: one receipt count and one latency per sequence number. */
-async function startProbe(ctx: Context, groupId: string, topics: string[], total: number) {
-  const latency = new Float64Array(total).fill(NaN);
-  const receipts = new Uint32Array(total);
-  const counts = { distinct: 0, receipts: 0, unexpected: 0 };
-  const consumer = ctx.kafka.consumer({
+/** A read_committed consumer with the runtime's consumer settings (runtime/engine/runner.ts), so phases compare like with like. */
+function runnerLikeConsumer(ctx: Context, groupId: string) {
+  return ctx.kafka.consumer({
     groupId,
     readUncommitted: false,
     sessionTimeout: ctx.config.consumer.sessionTimeoutMs,
@@ -718,6 +715,14 @@ async function startProbe(ctx: Context, groupId: string, topics: string[], total
     maxWaitTimeInMs: 100,
     retry: { retries: 10 },
   });
+}
+
+/** A read_committed consumer on the output topics: one receipt count and one latency per sequence number. */
+async function startProbe(ctx: Context, groupId: string, topics: string[], total: number) {
+  const latency = new Float64Array(total).fill(NaN);
+  const receipts = new Uint32Array(total);
+  const counts = { distinct: 0, receipts: 0, unexpected: 0 };
+  const consumer = runnerLikeConsumer(ctx, groupId);
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((r) => (resolveJoined = r));
   consumer.on(consumer.events.GROUP_JOIN, () => resolveJoined());
@@ -798,16 +803,7 @@ async function pacedSend(ctx: Context, topic: string, pool: Message[], sentAt: F
 
 /** Raw kafkajs consume→produce, as baseline-chunked (no transactions, acks -1, offsets auto-committed). */
 async function startPassThrough(ctx: Context, groupId: string, input: string, output: string) {
-  const consumer = ctx.kafka.consumer({
-    groupId,
-    readUncommitted: false,
-    sessionTimeout: ctx.config.consumer.sessionTimeoutMs,
-    heartbeatInterval: 1_000,
-    rebalanceTimeout: 30_000,
-    maxBytesPerPartition: ctx.config.consumer.maxBytesPerPartition,
-    maxWaitTimeInMs: 100,
-    retry: { retries: 10 },
-  });
+  const consumer = runnerLikeConsumer(ctx, groupId);
   const producer = ctx.kafka.producer({ allowAutoTopicCreation: false });
   const stats = { batches: 0, records: 0 };
   const errors = new Map<string, number>();
