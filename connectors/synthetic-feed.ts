@@ -635,7 +635,10 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     const spike = volumeSpikes.find((v) => v.symbol === s.profile.symbol && time >= v.from && time < v.to);
     let quantity = s.profile.medianQuantity * Math.exp(r.normal()) * (plan.intraday ? intradayFactor(time) : 1);
     // Most prints are round lots; the rest odd lots.
-    quantity = quantity >= 100 && r.next() < 0.6 ? Math.round(quantity / 100) * 100 : Math.max(1, Math.round(quantity));
+    // The coin is drawn whatever the quantity, so the time of day scales volumes without changing the random
+    // path of prices, news and filings that follows.
+    const roundLot = r.next() < 0.6;
+    quantity = quantity >= 100 && roundLot ? Math.round(quantity / 100) * 100 : Math.max(1, Math.round(quantity));
     if (spike) quantity = Math.round(quantity * spike.factor);
     s.trades += 1;
     const value: Trade = { symbol: s.profile.symbol, eventTime: time, price: side === 'BUY' ? ask : bid, quantity: Math.max(1, quantity), side, tradeId: `${s.profile.symbol}-${seedTag}-${s.trades}` };

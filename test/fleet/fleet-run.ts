@@ -30,7 +30,8 @@ import { projectRoot } from '../../cli/paths.ts';
 import { mulberry32 } from '../support/events.ts';
 import { config, kafkaClient, uniqueName } from '../support/stack.ts';
 import type { Config } from '../../runtime/config/index.ts';
-import type { Alert, Digest, Finding, Portfolio } from '../../schemas/generated/types.ts';
+import type { Alert, Digest, Finding, Portfolio, Severity } from '../../schemas/generated/types.ts';
+import { severities, severityRank } from '../../processors/finding.ts';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -38,9 +39,45 @@ const TOPOLOGY_FILE = join(projectRoot, 'topologies/market-signals.ts');
 export const schemas = loadSchemas(join(projectRoot, 'schemas'));
 export const portfolios = JSON.parse(readFileSync(join(projectRoot, 'topologies/portfolios.json'), 'utf8')) as Portfolio[];
 
-/** The planted events: a 6% drop over two minutes, a 5× volume spike, a burst of four negative stories, an 8-K. */
-export const GOLDEN_SCENARIOS = ['drop:ACME:6%:2m@1m', 'newsBurst:CRUX:4:1m@3m', 'filing:DYNA:8-K:5.02@4m', 'volumeSpike:BOLT:5x:1m@6m'];
+/** The planted events: a 6% drop over two minutes, a 7× volume spike (planted 7×, it measures between the high (5×) and critical (10×) thresholds at every hour), a burst of four negative stories, an 8-K. */
+export const GOLDEN_SCENARIOS = ['drop:ACME:6%:2m@1m', 'newsBurst:CRUX:4:1m@3m', 'filing:DYNA:8-K:5.02@4m', 'volumeSpike:BOLT:7x:1m@6m'];
 export const PLANTED_SYMBOLS = ['ACME', 'CRUX', 'DYNA', 'BOLT'];
+
+/** The planted findings and their documented severities (docs/agents.md): market-wide, before exposure. */
+export const PLANTED: ReadonlyArray<{ symbol: string; agent: string; severity: Severity }> = [
+  { symbol: 'ACME', agent: 'price-move', severity: 'high' },
+  { symbol: 'CRUX', agent: 'news', severity: 'high' },
+  { symbol: 'DYNA', agent: 'filings', severity: 'high' },
+  { symbol: 'BOLT', agent: 'volume-spike', severity: 'high' },
+];
+
+/** A finding as the driver gives it or as ClickHouse stores it, reduced to what the planted check reads. */
+export interface FindingSummary {
+  symbol: string;
+  agent: string;
+  rule: string;
+  severity: Severity;
+  portfolioId: string;
+}
+
+/**
+ * What differs from the documented golden scenario, in words ([] when nothing does): the highest market-wide
+ * severity of each planted finding, and nothing at high or above on any other symbol, market-wide or for a portfolio.
+ */
+export function plantedDifferences(findings: readonly FindingSummary[]): string[] {
+  const problems: string[] = [];
+  for (const planted of PLANTED) {
+    const found = findings.filter((f) => f.portfolioId === '' && f.symbol === planted.symbol && f.agent === planted.agent);
+    const highest = found.length === 0 ? 'none' : severities[Math.max(...found.map((f) => severityRank(f.severity)))];
+    if (highest !== planted.severity) problems.push(`${planted.agent} on ${planted.symbol}: expected ${planted.severity}, got ${highest}`);
+  }
+  for (const f of findings) {
+    if (!PLANTED_SYMBOLS.includes(f.symbol) && severityRank(f.severity) >= severityRank('high')) {
+      problems.push(`unplanted ${f.severity}: ${f.symbol} ${f.agent}/${f.rule} ${f.portfolioId || '(market-wide)'}`);
+    }
+  }
+  return problems;
+}
 /** How late a finding may reach its hour's digest; the runs close the hour this long after H. */
 export const DIGEST_GRACE = '30s';
 const GRACE_MS = 30_000;
