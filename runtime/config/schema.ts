@@ -22,6 +22,12 @@ export const configSchema = {
     }),
     saslUsername: setting({ env: 'AS_KAFKA_SASL_USERNAME', doc: 'SASL user name', parse: parse.string, default: '' }),
     saslPassword: setting({ env: 'AS_KAFKA_SASL_PASSWORD', doc: 'SASL password', parse: parse.string, default: '', secret: true }),
+    outageToleranceMs: setting({
+      env: 'AS_KAFKA_OUTAGE_TOLERANCE_MS',
+      doc: 'How long producers outside a transaction (connectors, dead letters, re-drive) keep retrying a broker that cannot be reached before they fail with a clear error, in ms',
+      parse: parse.int(0, 3_600_000),
+      default: 60_000,
+    }),
   },
   registry: {
     url: setting({
@@ -122,6 +128,14 @@ export const configSchema = {
       doc: 'Shifts the wall clock that closes idle windows, in ms (0 = real time). Replaying a recorded day in real time with offset = its start − now closes windows as they closed live; tests use it to reach an hour boundary',
       parse: parse.int(-10 * 365 * 86_400_000, 86_400_000),
       default: 0,
+    }),
+  },
+  records: {
+    maxEventTimeAheadMs: setting({
+      env: 'AS_MAX_EVENT_TIME_AHEAD_MS',
+      doc: 'A record whose event time lies further ahead of the wall clock than this (ms) is dead-lettered instead of advancing stream time; 0 turns the check off',
+      parse: parse.int(0, 10 * 365 * 86_400_000),
+      default: 86_400_000,
     }),
   },
   metrics: {
