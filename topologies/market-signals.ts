@@ -25,6 +25,12 @@ export interface MarketSignalsOptions {
   digestGrace?: string;
   /** The digest period: an hour in production; the demo uses a minute so that a one-minute run shows digests. */
   digestSize?: string;
+  /**
+   * How long after its hour closes a digest is amended by late findings (a catch-up after an outage, a replay, an
+   * agent slower than the others): the digest is written again under the same id, re-summarised, and ClickHouse
+   * keeps the newest. Findings later than this go to the late-records topic. Default 24h.
+   */
+  digestAmendWithin?: string;
 }
 
 export function marketSignals(options: MarketSignalsOptions = {}): Topology {
@@ -118,7 +124,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         inputs: [portfolioFindings],
         outputs: { [drafts]: [DigestType] },
         store: 'hours',
-        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
+        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m', amendWithin: options.digestAmendWithin ?? '24h' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
         emit: 'close',
         wallClockCloseIntervalMs: 10_000,
         onResult: digestDraft(drafts),
@@ -134,12 +140,16 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   });
 }
 
-/** `agent-streams run topologies/market-signals.ts`: AS_FLEET_APP, AS_FLEET_EVENTS_TOPIC, AS_FLEET_DIGEST_SIZE and AS_FLEET_DIGEST_GRACE adjust it. */
+/**
+ * `agent-streams run topologies/market-signals.ts`: AS_FLEET_APP, AS_FLEET_EVENTS_TOPIC, AS_FLEET_DIGEST_SIZE,
+ * AS_FLEET_DIGEST_GRACE and AS_FLEET_DIGEST_AMEND_WITHIN adjust it.
+ */
 export default function fromEnvironment(): Topology {
   return marketSignals({
     application: process.env.AS_FLEET_APP ?? 'market',
     ...(process.env.AS_FLEET_EVENTS_TOPIC ? { eventsTopic: process.env.AS_FLEET_EVENTS_TOPIC } : {}),
     ...(process.env.AS_FLEET_DIGEST_SIZE ? { digestSize: process.env.AS_FLEET_DIGEST_SIZE } : {}),
     ...(process.env.AS_FLEET_DIGEST_GRACE ? { digestGrace: process.env.AS_FLEET_DIGEST_GRACE } : {}),
+    ...(process.env.AS_FLEET_DIGEST_AMEND_WITHIN ? { digestAmendWithin: process.env.AS_FLEET_DIGEST_AMEND_WITHIN } : {}),
   });
 }

@@ -134,7 +134,7 @@ export interface BatchResult {
   /** Final state per key after the batch; `null` deletes. */
   changes: Map<string, StateEntry | null>;
   streamTime: number;
-  counts: { processed: number; forwarded: number; deadLettered: number; late: number; closed: number };
+  counts: { processed: number; forwarded: number; deadLettered: number; late: number; amended: number; closed: number };
 }
 
 interface Due {
@@ -170,7 +170,7 @@ export function runBatch(
   const entries = new Map(state);
   const changes = new Map<string, StateEntry | null>();
   const messages: ProducedMessage[] = [];
-  const counts = { processed: 0, forwarded: 0, deadLettered: 0, late: 0, closed: 0 };
+  const counts = { processed: 0, forwarded: 0, deadLettered: 0, late: 0, amended: 0, closed: 0 };
   let streamTime = streamTimeBefore;
   const declared = spec.outputs ?? {};
 
@@ -241,6 +241,7 @@ export function runBatch(
     if (record.timestamp > streamTime) streamTime = record.timestamp;
     const out: ProducedMessage[] = [];
     const scratch = new Map<string, StateEntry | null>();
+    let amendedRecord = false;
     try {
       if (spec.kind === 'router') {
         const topic = spec.routes[record.recordType];
@@ -285,6 +286,11 @@ export function runBatch(
             windowed.onResult({ ...window, final: false }, { key: key!, partition, streamTime, forward: (o) => out.push(encodeOutput(o)) });
           }
         }
+        // A late record folded into a closed window kept for amendments: its final result, again, amended.
+        for (const window of result.amended) {
+          windowed.onResult({ ...window, final: true, amended: true }, { key: key!, partition, streamTime, forward: (o) => out.push(encodeOutput(o)) });
+        }
+        amendedRecord = result.amended.length > 0;
       }
     } catch (error) {
       // The record's effects are discarded as a whole: nothing it forwarded or changed survives.
@@ -296,6 +302,7 @@ export function runBatch(
     messages.push(...out);
     counts.forwarded += out.length;
     counts.processed += 1;
+    if (amendedRecord) counts.amended += 1;
     closeDue(streamTime);
   }
   if (punctuateAt !== undefined) closeDue(punctuateAt);

@@ -54,7 +54,7 @@ export interface ProcessorHandle {
   /** Resolves once the member has joined the group and has an assignment (possibly empty). */
   readonly joined: Promise<void>;
   /** Numbers since start, for tests and the CLI. */
-  readonly stats: { batches: number; records: number; deadLettered: number; late: number; recoveries: number; replayedChangelog: number };
+  readonly stats: { batches: number; records: number; deadLettered: number; late: number; amended: number; recoveries: number; replayedChangelog: number };
 }
 
 interface Task {
@@ -111,7 +111,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const groupId = topology.groupId(processor);
   const stores = topology.storesOf(processor);
   const changelogTopic = topology.changelogTopic(processor);
-  const stats = { batches: 0, records: 0, deadLettered: 0, late: 0, recoveries: 0, replayedChangelog: 0 };
+  const stats = { batches: 0, records: 0, deadLettered: 0, late: 0, amended: 0, recoveries: 0, replayedChangelog: 0 };
   const kafka = new Kafka({ clientId: `${config.kafka.clientId}-${processor}-${instanceId}`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
 
   const admin: Admin = kafka.admin();
@@ -365,11 +365,13 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       stats.records += sources.length;
       stats.deadLettered += result.counts.deadLettered;
       stats.late += result.counts.late;
+      stats.amended += result.counts.amended;
       const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
       options.metrics?.recordsConsumed.inc(labels, sources.length);
       options.metrics?.recordsProduced.inc(labels, result.counts.forwarded);
       options.metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
       options.metrics?.recordsLate.inc(labels, result.counts.late);
+      options.metrics?.recordsAmended.inc(labels, result.counts.amended);
       options.metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
       options.metrics?.consumerLag.set(labels, Number(batch.offsetLag()));
       await heartbeat();

@@ -66,7 +66,13 @@ export function createMetrics(options: CreateMetricsOptions = {}) {
     }),
     recordsLate: new Counter({
       name: `${PREFIX}records_late_total`,
-      help: 'Records that arrived after their window closed (event time beyond grace) and were dropped',
+      help: 'Records that arrived after their window closed (event time beyond grace) and beyond its amendment period: sent to the late-records topic, not aggregated',
+      labelNames: partitionLabels,
+      registers,
+    }),
+    recordsAmended: new Counter({
+      name: `${PREFIX}records_amended_total`,
+      help: 'Late records folded into a closed window kept for amendments, whose final result was emitted again',
       labelNames: partitionLabels,
       registers,
     }),

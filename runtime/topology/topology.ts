@@ -52,7 +52,11 @@ export interface WindowedSpec<V = unknown, A = unknown> extends BaseProcessorSpe
   /** `update`: every change of a window; `close`: once, when the window closes (suppression). */
   emit: 'update' | 'close';
   value?: (record: StreamRecord) => V;
-  onResult: (result: WindowResult<A> & { final: boolean }, ctx: WindowResultContext) => void;
+  /**
+   * A window's result. `final`: the window has closed. `amended`: a late record changed a closed window kept for
+   * amendments (`amendWithin`), and this final result replaces the one emitted before.
+   */
+  onResult: (result: WindowResult<A> & { final: boolean; amended?: boolean }, ctx: WindowResultContext) => void;
   /** Also close windows by wall clock, so idle keys still emit; interval of the check in ms. */
   wallClockCloseIntervalMs?: number;
 }

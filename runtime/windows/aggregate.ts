@@ -38,8 +38,9 @@ export interface StoredWindow<A> {
   /** Highest event time folded into the window (Kafka Streams keeps the same next to each aggregate). */
   latest: number;
   /**
-   * Sliding windows only: the window's final result is out (returned by `closeWindows`, or the window was already
-   * closed when a record created it). It is kept a while, still updated, as the source later windows are derived from.
+   * The window's final result is out. Sliding windows: returned by `closeWindows`, or already closed when a record
+   * created it; kept a while, still updated, as the source later windows are derived from. Tumbling and hopping
+   * windows with `amendWithinMs`: kept that long after closing, so that a late record amends the result.
    */
   closed?: true;
   /** Sliding windows only: the window's value when it closed, once records have been folded into `acc` since. */
@@ -65,6 +66,11 @@ export interface AddRecordResult<A> {
   state: KeyWindowState<A> | undefined;
   /** The open windows the record created or changed, with their new values, sorted by start. */
   updated: WindowResult<A>[];
+  /**
+   * Closed windows (kept for `amendWithinMs`) the record was folded into, with their new values: emit each as an
+   * amended final result.
+   */
+  amended: WindowResult<A>[];
   /** The record was dropped: every window that holds it, or could later hold it, is closed. Nothing changed. */
   late: boolean;
   /** How many of the record's windows were already closed and did not take it (Kafka Streams' dropped-records count). */
@@ -128,23 +134,30 @@ function addToTimeWindows<V, A>(
 ): AddRecordResult<A> {
   const next = [...(state?.windows ?? [])];
   const updated: WindowResult<A>[] = [];
+  const amended: WindowResult<A>[] = [];
   let droppedFrom = 0;
   for (const start of timeWindowStarts(windows, timestamp)) {
     const end = start + windows.sizeMs;
-    if (windowCloseTime(windows, end) <= streamTime) {
-      droppedFrom += 1;
-      continue;
-    }
     const at = next.findIndex((w) => w.start >= start);
     const existing = at >= 0 && next[at]!.start === start ? next[at] : undefined;
+    const closeTime = windowCloseTime(windows, end);
+    if (closeTime <= streamTime) {
+      // Closed: amended while it is kept, dropped after (and never reopened if it was never stored).
+      if (existing?.closed && closeTime + (windows.amendWithinMs ?? 0) > streamTime) {
+        const acc = spec.add(existing.acc, value, timestamp);
+        next[at] = { ...existing, acc, latest: Math.max(existing.latest, timestamp) };
+        amended.push({ start, end, value: acc });
+      } else droppedFrom += 1;
+      continue;
+    }
     const acc = spec.add(existing ? existing.acc : spec.init(), value, timestamp);
     const entry: StoredWindow<A> = { start, end, acc, latest: existing ? Math.max(existing.latest, timestamp) : timestamp };
     if (existing) next[at] = entry;
     else next.splice(at < 0 ? next.length : at, 0, entry);
     updated.push({ start, end, value: acc });
   }
-  if (updated.length === 0) return { state, updated, late: true, droppedFrom, removed: [] };
-  return { state: { windows: next }, updated, late: false, droppedFrom, removed: [] };
+  if (updated.length === 0 && amended.length === 0) return { state, updated, amended, late: true, droppedFrom, removed: [] };
+  return { state: { windows: next }, updated, amended, late: false, droppedFrom, removed: [] };
 }
 
 /**
@@ -188,11 +201,21 @@ export function closeWindows<A>(spec: WindowedAggregation<unknown, A>, state: Ke
   if (windows.kind === WindowKind.SLIDING) return closeSlidingWindows(windows, state, time);
   const closed: WindowResult<A>[] = [];
   const kept: StoredWindow<A>[] = [];
+  const amendWithinMs = windows.kind === WindowKind.SESSION ? 0 : (windows.amendWithinMs ?? 0);
+  let changed = false;
   for (const w of state.windows) {
-    if (windowCloseTime(windows, w.end) <= time) closed.push({ start: w.start, end: w.end, value: w.acc });
-    else kept.push(w);
+    const closeTime = windowCloseTime(windows, w.end);
+    if (w.closed) {
+      // Kept for amendments until its time is up.
+      if (closeTime + amendWithinMs <= time) changed = true;
+      else kept.push(w);
+    } else if (closeTime <= time) {
+      closed.push({ start: w.start, end: w.end, value: w.acc });
+      changed = true;
+      if (closeTime + amendWithinMs > time) kept.push({ ...w, closed: true });
+    } else kept.push(w);
   }
-  if (closed.length === 0) return { state, closed };
+  if (!changed) return { state, closed };
   closed.sort((a, b) => a.start - b.start || a.end - b.end);
   return { state: kept.length === 0 ? undefined : { windows: kept }, closed };
 }
@@ -206,7 +229,13 @@ export function nextCloseTime<A>(spec: WindowedAggregation<unknown, A>, state: K
   let next: number | undefined;
   for (const w of state?.windows ?? []) {
     const closeTime = windowCloseTime(spec.window, w.end);
-    const due = w.closed === true && spec.window.kind === WindowKind.SLIDING ? closeTime + slidingRetentionMs(spec.window) : closeTime;
+    const window = spec.window;
+    const due =
+      w.closed !== true
+        ? closeTime
+        : window.kind === WindowKind.SLIDING
+          ? closeTime + slidingRetentionMs(window)
+          : closeTime + (window.kind === WindowKind.SESSION ? 0 : (window.amendWithinMs ?? 0));
     if (next === undefined || due < next) next = due;
   }
   return next;

@@ -27,7 +27,7 @@ export function addToSession<V, A>(
   }
 
   if (joined.length === 0 && windowCloseTime(windows, timestamp) <= streamTime) {
-    return { state, updated: [], late: true, droppedFrom: 1, removed: [] };
+    return { state, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] };
   }
 
   let start = timestamp;
@@ -47,5 +47,5 @@ export function addToSession<V, A>(
   const at = kept.findIndex((w) => w.start > start);
   kept.splice(at < 0 ? kept.length : at, 0, session);
   const removed: WindowBounds[] = joined.filter((w) => w.start !== start || w.end !== end).map((w) => ({ start: w.start, end: w.end }));
-  return { state: { windows: kept }, updated: [{ start, end, value: acc }], late: false, droppedFrom: 0, removed };
+  return { state: { windows: kept }, updated: [{ start, end, value: acc }], amended: [], late: false, droppedFrom: 0, removed };
 }

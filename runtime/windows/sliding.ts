@@ -44,7 +44,7 @@ export function addToSlidingWindows<V, A>(
   if (windowCloseTime(windows, t + d) <= streamTime) {
     const holding = stored.filter((w) => w.start <= t && t <= w.end).length;
     const ownLeftStored = stored.some((w) => w.end === t);
-    return { state, updated: [], late: true, droppedFrom: holding + (ownLeftStored ? 0 : 1), removed: [] };
+    return { state, updated: [], amended: [], late: true, droppedFrom: holding + (ownLeftStored ? 0 : 1), removed: [] };
   }
 
   const next: StoredWindow<A>[] = [...stored];
@@ -115,7 +115,7 @@ export function addToSlidingWindows<V, A>(
   }
 
   updated.sort((a, b) => a.start - b.start);
-  return { state: { windows: next }, updated, late: false, droppedFrom, removed: [] };
+  return { state: { windows: next }, updated, amended: [], late: false, droppedFrom, removed: [] };
 }
 
 export function closeSlidingWindows<A>(windows: SlidingWindows, state: KeyWindowState<A>, time: number): CloseWindowsResult<A> {

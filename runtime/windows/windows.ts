@@ -23,6 +23,8 @@ export interface TumblingWindows {
   readonly kind: typeof WindowKind.TUMBLING;
   readonly sizeMs: number;
   readonly graceMs: number;
+  /** How long a closed window is kept so that a late record amends its result (0: late records are dropped). */
+  readonly amendWithinMs?: number;
 }
 
 /** Fixed-size windows `[start, start + sizeMs)` starting every `advanceMs` from the epoch; they overlap when advance < size. */
@@ -31,6 +33,8 @@ export interface HoppingWindows {
   readonly sizeMs: number;
   readonly advanceMs: number;
   readonly graceMs: number;
+  /** How long a closed window is kept so that a late record amends its result (0: late records are dropped). */
+  readonly amendWithinMs?: number;
 }
 
 /** Windows `[start, start + timeDifferenceMs]` (both ends inclusive) defined by the records themselves. */
@@ -49,15 +53,22 @@ export interface SessionWindows {
 
 export type Windows = TumblingWindows | HoppingWindows | SlidingWindows | SessionWindows;
 
+/**
+ * `amendWithin`: after a window has closed and emitted its final result, keep it this long (in stream time past its
+ * close time). A record arriving for it meanwhile is folded in and the window's final result is emitted again,
+ * amended, instead of the record being dropped as late. Past it, late records go to the late-records topic.
+ */
 export interface TumblingOptions {
   size: Duration;
   grace?: Duration;
+  amendWithin?: Duration;
 }
 
 export interface HoppingOptions {
   size: Duration;
   advance: Duration;
   grace?: Duration;
+  amendWithin?: Duration;
 }
 
 export interface SlidingOptions {
@@ -75,14 +86,15 @@ function readOptions<K extends string>(
   kind: WindowKind,
   options: unknown,
   required: readonly K[],
-): Record<K | 'grace', number> {
+  optional: readonly string[] = ['grace'],
+): Record<K | 'grace' | 'amendWithin', number> {
   const problems: string[] = [];
   const ms: Record<string, number> = {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     problems.push(`options must be an object like { ${required.map((name) => `${name}: '5s'`).join(', ')} }`);
   } else {
     const given = options as Record<string, unknown>;
-    const known: readonly string[] = [...required, 'grace'];
+    const known: readonly string[] = [...required, ...optional];
     for (const name of Object.keys(given)) {
       if (!known.includes(name)) problems.push(`unknown option "${name}" (known: ${known.join(', ')})`);
     }
@@ -96,15 +108,17 @@ function readOptions<K extends string>(
       else if (parsed.ms <= 0) problems.push(`${name} must be greater than 0, got ${JSON.stringify(given[name])}`);
       else ms[name] = parsed.ms;
     }
-    if (given.grace === undefined) ms.grace = 0;
-    else {
-      const parsed = parseDuration(given.grace);
-      if (parsed.ok) ms.grace = parsed.ms;
-      else problems.push(`grace: ${parsed.reason}`);
+    for (const name of optional) {
+      if (given[name] === undefined) ms[name] = 0;
+      else {
+        const parsed = parseDuration(given[name]);
+        if (parsed.ok) ms[name] = parsed.ms;
+        else problems.push(`${name}: ${parsed.reason}`);
+      }
     }
   }
   if (problems.length > 0) throw invalid(kind, problems, options);
-  return ms as Record<K | 'grace', number>;
+  return ms as Record<K | 'grace' | 'amendWithin', number>;
 }
 
 function invalid(kind: WindowKind, problems: string[], options: unknown): AgentStreamsError {
@@ -114,16 +128,16 @@ function invalid(kind: WindowKind, problems: string[], options: unknown): AgentS
 }
 
 export function tumbling(options: TumblingOptions): TumblingWindows {
-  const { size, grace } = readOptions(WindowKind.TUMBLING, options, ['size']);
-  return Object.freeze({ kind: WindowKind.TUMBLING, sizeMs: size, graceMs: grace });
+  const { size, grace, amendWithin } = readOptions(WindowKind.TUMBLING, options, ['size'], ['grace', 'amendWithin']);
+  return Object.freeze({ kind: WindowKind.TUMBLING, sizeMs: size, graceMs: grace, amendWithinMs: amendWithin });
 }
 
 export function hopping(options: HoppingOptions): HoppingWindows {
-  const { size, advance, grace } = readOptions(WindowKind.HOPPING, options, ['size', 'advance']);
+  const { size, advance, grace, amendWithin } = readOptions(WindowKind.HOPPING, options, ['size', 'advance'], ['grace', 'amendWithin']);
   if (advance > size) {
     throw invalid(WindowKind.HOPPING, [`advance (${advance} ms) must not exceed size (${size} ms), or records would fall between windows`], options);
   }
-  return Object.freeze({ kind: WindowKind.HOPPING, sizeMs: size, advanceMs: advance, graceMs: grace });
+  return Object.freeze({ kind: WindowKind.HOPPING, sizeMs: size, advanceMs: advance, graceMs: grace, amendWithinMs: amendWithin });
 }
 
 export function sliding(options: SlidingOptions): SlidingWindows {
@@ -160,6 +174,9 @@ export function windowsProblem(value: unknown): string | undefined {
     if (!isDurationMs(w[field], true)) return `${kind} window ${field} must be whole milliseconds > 0, got ${JSON.stringify(w[field])}`;
   }
   if (!isDurationMs(w.graceMs, false)) return `${kind} window graceMs must be whole milliseconds >= 0, got ${JSON.stringify(w.graceMs)}`;
+  if ((kind === WindowKind.TUMBLING || kind === WindowKind.HOPPING) && w.amendWithinMs !== undefined && !isDurationMs(w.amendWithinMs, false)) {
+    return `${kind} window amendWithinMs must be whole milliseconds >= 0, got ${JSON.stringify(w.amendWithinMs)}`;
+  }
   if (kind === WindowKind.HOPPING && (w.advanceMs as number) > (w.sizeMs as number)) return 'hopping window advanceMs must not exceed sizeMs';
   return undefined;
 }

@@ -208,6 +208,54 @@ describe('digests', () => {
   });
 });
 
+describe('digests amended by late findings', () => {
+  const portfolios = [{ portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' }];
+  const T = Date.UTC(2026, 0, 5, 14, 0);
+  type DigestValue = { digestId: string; portfolioId: string; hourStart: number; findingCount: number; alertCount: number; summary: string };
+  const portfolioFinding = (rule: string, minute: number, severity: Finding['severity']): { key: string; recordType: string; value: Finding } => {
+    const windowStart = T + minute * 60_000;
+    return {
+      key: 'growth',
+      recordType: 'agentstreams.fleet.Finding',
+      value: {
+        findingId: findingId('volume-spike', rule, 'BOLT', 'growth', windowStart),
+        agent: 'volume-spike', rule, symbol: 'BOLT', portfolioId: 'growth', severity, windowStart, windowEnd: windowStart + 60_000, eventTime: windowStart + 60_000,
+        evidence: {}, summary: `BOLT ${rule} at minute ${minute}`, sourceTopic: 'm.findings', sourcePartition: 0, sourceOffset: minute,
+      },
+    };
+  };
+  const run = (amendWithin?: string) => {
+    const d = new TopologyTestDriver(marketSignals({ application: 'm', ...(amendWithin ? { digestAmendWithin: amendWithin } : {}) }), schemas, {
+      wallClock: T,
+      services: { analysis: () => new Map(), digest: () => new Map() },
+    });
+    d.setTable('portfolios', portfolios);
+    d.pipe('m.portfolio-findings', portfolioFinding('a', 10, 'critical'));
+    d.advanceWallClock(63 * 60_000); // the hour and its 2 min grace are over: the digest is written
+    // A finding of that hour arrives only now (a slower agent, a catch-up after an outage).
+    d.pipe('m.portfolio-findings', portfolioFinding('b', 20, 'high'));
+    d.advanceWallClock(60_000);
+    return { digests: d.readOutput<DigestValue>('m.digests').map((r) => r.value), late: d.readOutput('m.late-records') };
+  };
+
+  it('a finding after its hour closed writes the digest again under the same id, with the new counts', () => {
+    const { digests, late } = run();
+    expect(digests.map((x) => [x.findingCount, x.alertCount])).toEqual([
+      [1, 1],
+      [2, 2],
+    ]);
+    expect(new Set(digests.map((x) => x.digestId)).size).toBe(1); // the same digest, a newer version: ClickHouse keeps the newest
+    expect(digests[1]!.summary).toContain('2 findings (1 critical, 1 high), 2 alerting');
+    expect(late).toEqual([]);
+  });
+
+  it('past the amendment period the finding goes to the late-records topic, counted, and the digest stays', () => {
+    const { digests, late } = run('30s');
+    expect(digests.map((x) => x.findingCount)).toEqual([1]);
+    expect(late).toHaveLength(1);
+  });
+});
+
 const news = (symbol: string, second: number, id: string, headline: string) => ({
   key: symbol,
   recordType: 'agentstreams.market.NewsItem',

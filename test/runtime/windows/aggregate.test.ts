@@ -53,12 +53,12 @@ describe('tumbling windows', () => {
 
     const frozen = deepFreeze(roundTrip(inGrace.state));
     const late = addRecord(spec, frozen, 'd', 3, 15);
-    expect(late).toEqual({ state: frozen, updated: [], late: true, droppedFrom: 1, removed: [] });
+    expect(late).toEqual({ state: frozen, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
     expect(late.state).toBe(frozen); // unchanged: the same object, so the caller can skip the write
   });
 
   it('report a late record that meets no state without making any', () => {
-    expect(addRecord(spec, undefined, 'x', 0, 100)).toEqual({ state: undefined, updated: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(spec, undefined, 'x', 0, 100)).toEqual({ state: undefined, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
   });
 
   it('close windows at exactly end + grace, oldest first, and keep the rest', () => {
@@ -199,5 +199,42 @@ describe('addRecord input checks', () => {
     expect(error).toBeInstanceOf(AgentStreamsError);
     expect((error as AgentStreamsError).code).toBe(ErrorCode.WINDOW_INVALID);
     expect((error as AgentStreamsError).message).toContain(message);
+  });
+});
+
+describe('closed windows kept for amendments (amendWithin)', () => {
+  const spec = collecting(tumbling({ size: 10, grace: 5, amendWithin: 20 }));
+
+  it('emit the closed window once, keep it until close time + amendWithin, and fold a late record into it as an amendment', () => {
+    const open = addRecord(spec, undefined, 'a', 3, 3).state;
+    // Closes at 10 + 5 = 15: the final result is out, the window stays (flagged closed) until 15 + 20 = 35.
+    const closed = closeWindows(spec, open, 15);
+    expect(closed.closed).toEqual([{ start: 0, end: 10, value: ['a'] }]);
+    expect(closed.state).toEqual({ windows: [{ start: 0, end: 10, acc: ['a'], latest: 3, closed: true }] });
+    expect(nextCloseTime(spec, closed.state)).toBe(35);
+    // Closing again emits nothing more.
+    expect(closeWindows(spec, closed.state, 20).closed).toEqual([]);
+
+    const late = addRecord(spec, closed.state, 'b', 7, 30);
+    expect(late).toMatchObject({ late: false, updated: [], amended: [{ start: 0, end: 10, value: ['a', 'b'] }], droppedFrom: 0 });
+    expect(late.state!.windows[0]).toMatchObject({ acc: ['a', 'b'], latest: 7, closed: true });
+
+    // At 35 the window is gone: a record for it now is late, and its state goes.
+    expect(closeWindows(spec, late.state, 35)).toEqual({ state: undefined, closed: [] });
+    expect(addRecord(spec, undefined, 'c', 8, 35)).toMatchObject({ late: true, amended: [], droppedFrom: 1 });
+  });
+
+  it('a late record whose window was never stored is dropped rather than opening a closed window', () => {
+    expect(addRecord(spec, undefined, 'x', 0, 20)).toMatchObject({ late: true, amended: [], updated: [], droppedFrom: 1 });
+  });
+
+  it('without amendWithin, closed windows leave the state at once (late records are dropped, as before)', () => {
+    const plain = collecting(tumbling({ size: 10, grace: 5 }));
+    const closed = closeWindows(plain, addRecord(plain, undefined, 'a', 3, 3).state, 15);
+    expect(closed).toEqual({ state: undefined, closed: [{ start: 0, end: 10, value: ['a'] }] });
+  });
+
+  it('amendWithin is checked like the other durations', () => {
+    expect(() => tumbling({ size: 10, amendWithin: 'soon' as never })).toThrow(/amendWithin/);
   });
 });

@@ -49,6 +49,7 @@ describe('session windows', () => {
     expect(bridged).toEqual({
       state: { windows: [{ start: 0, end: 20, acc: { values: ['a', 'b', 'c', 'd', 'x'] }, latest: 20 }] },
       updated: [{ start: 0, end: 20, value: { values: ['a', 'b', 'c', 'd', 'x'] } }],
+      amended: [],
       late: false,
       droppedFrom: 0,
       removed: [
@@ -80,7 +81,7 @@ describe('session windows', () => {
     const s = spec(10, 5);
     const state = deepFreeze(roundTrip(addRecord(s, undefined, 'a', 100, 100).state));
     // Alone, a record at 84 closes at 84 + 1 + 10 + 5 = 100.
-    expect(addRecord(s, state, 'b', 84, 100)).toEqual({ state, updated: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(s, state, 'b', 84, 100)).toEqual({ state, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
     expect(addRecord(s, state, 'c', 85, 100)).toMatchObject({ late: false, updated: [{ start: 85, end: 85 }] });
     // A record far behind stream time is still on time if it joins an open session.
     expect(addRecord(s, state, 'd', 90, 100)).toMatchObject({ late: false, updated: [{ start: 90, end: 100 }] });

@@ -77,7 +77,7 @@ describe('sliding windows', () => {
       [91, 101, [100]], // and 90's right window
     ]);
     // A record at 89 could only be in windows ending by 99, all closed at stream time 100.
-    expect(addRecord(s, state, 89, 89, 100)).toEqual({ state, updated: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(s, state, 89, 89, 100)).toEqual({ state, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
   });
 
   it('keep an out-of-order record within grace in the windows derived later (where Kafka Streams would lose it)', () => {

@@ -23,12 +23,12 @@ function windowError(make: () => unknown): AgentStreamsError {
 describe('window values', () => {
   it('are frozen plain objects in milliseconds, with grace defaulting to 0', () => {
     const t = tumbling({ size: '1m' });
-    expect(t).toEqual({ kind: 'tumbling', sizeMs: 60_000, graceMs: 0 });
+    expect(t).toEqual({ kind: 'tumbling', sizeMs: 60_000, graceMs: 0, amendWithinMs: 0 });
     expect(Object.isFrozen(t)).toBe(true);
     expect(Object.getPrototypeOf(t)).toBe(Object.prototype);
     expect(JSON.parse(JSON.stringify(t))).toEqual(t);
 
-    expect(hopping({ size: '5m', advance: '1m', grace: '10s' })).toEqual({ kind: 'hopping', sizeMs: 300_000, advanceMs: 60_000, graceMs: 10_000 });
+    expect(hopping({ size: '5m', advance: '1m', grace: '10s' })).toEqual({ kind: 'hopping', sizeMs: 300_000, advanceMs: 60_000, graceMs: 10_000, amendWithinMs: 0 });
     expect(sliding({ timeDifference: 30_000, grace: 500 })).toEqual({ kind: 'sliding', timeDifferenceMs: 30_000, graceMs: 500 });
     expect(session({ gap: '5m' })).toEqual({ kind: 'session', gapMs: 300_000, graceMs: 0 });
     expect(Object.isFrozen(session({ gap: 1 }))).toBe(true);
