@@ -47,6 +47,16 @@ export interface RunProcessorOptions {
  */
 export type EnrichmentService = (requests: ReadonlyMap<string, unknown>) => Promise<Map<string, unknown>>;
 
+/** Runs `work`, heartbeating every second until it settles, so that a long wait inside a batch keeps the group membership. */
+async function keepingAlive<T>(heartbeat: () => Promise<void>, work: () => Promise<T>): Promise<T> {
+  const timer = setInterval(() => void heartbeat().catch(() => undefined), 1_000);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export interface ProcessorHandle {
   readonly instanceId: string;
   /** Finishes the batch in flight, commits, leaves the group. Idempotent. */
@@ -91,6 +101,37 @@ function changelogEndOf(metadata: string | null): number | undefined {
 }
 
 const SEND_CHUNK = 2000;
+/**
+ * Most bytes (keys, values, headers) in one send. The broker refuses a record batch above message.max.bytes (1 MiB
+ * by default), and a send of one partition's messages is one record batch: a batch whose outputs, dead letters or
+ * changelog exceed it would fail, and be retried, forever.
+ */
+export const SEND_BYTES = 512 * 1024;
+
+function messageBytes(message: { key?: Buffer | string | null; value: Buffer | string | null; headers?: Record<string, Buffer | string | undefined> }): number {
+  let bytes = 64 + Buffer.byteLength(message.key ?? '') + Buffer.byteLength(message.value ?? '');
+  for (const [name, value] of Object.entries(message.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(value ?? '');
+  return bytes;
+}
+
+/** Splits messages, in order, into sends of at most SEND_CHUNK messages and SEND_BYTES bytes (a larger single message goes alone). */
+export function sendChunks<M extends Parameters<typeof messageBytes>[0]>(messages: readonly M[]): M[][] {
+  const chunks: M[][] = [];
+  let chunk: M[] = [];
+  let bytes = 0;
+  for (const message of messages) {
+    const size = messageBytes(message);
+    if (chunk.length > 0 && (chunk.length >= SEND_CHUNK || bytes + size > SEND_BYTES)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(message);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
 
 function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
@@ -255,16 +296,17 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   async function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
     const txn: Transaction = await task.producer.transaction();
     try {
-      // In sends of at most SEND_CHUNK messages: kafkajs groups a send's messages by partition in time quadratic in
-      // their number, and a whole fetched batch can exceed the broker's message.max.bytes (bench/, BENCHMARKS.md).
-      for (let i = 0; i < result.messages.length; i += SEND_CHUNK) {
-        await txn.sendBatch({ topicMessages: groupMessages(result.messages.slice(i, i + SEND_CHUNK)), acks: -1 });
-      }
+      // In sends of at most SEND_CHUNK messages and SEND_BYTES bytes: kafkajs groups a send's messages by partition
+      // in time quadratic in their number (bench/, BENCHMARKS.md), and the broker refuses record batches above
+      // message.max.bytes.
+      for (const chunk of sendChunks(result.messages)) await txn.sendBatch({ topicMessages: groupMessages(chunk), acks: -1 });
       let changelogEnd = task.changelog;
       if (task.store) {
         const messages = changelogMessages(changelogTopic, task.partition, result.changes, result.streamTime);
-        const [meta] = await txn.send({ topic: changelogTopic, acks: -1, messages: messages.map(({ topic: _t, ...m }) => m) });
-        changelogEnd = Number(meta!.baseOffset) + messages.length - 1;
+        for (const chunk of sendChunks(messages)) {
+          const [meta] = await txn.send({ topic: changelogTopic, acks: -1, messages: chunk.map(({ topic: _t, ...m }) => m) });
+          changelogEnd = Number(meta!.baseOffset) + chunk.length - 1;
+        }
       }
       if (offsets.length > 0) {
         const metadata = JSON.stringify({ c: changelogEnd, i: instanceId });
@@ -341,9 +383,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         }
         entries = read.entries;
       }
+      // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
+      // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
       const answers =
         enrichment && prepared.requests.size > 0
-          ? await withRetry(() => enrichment(prepared.requests), transient, { isRetriable: () => true, onRetry: () => void heartbeat().catch(() => undefined) })
+          ? await keepingAlive(heartbeat, () => withRetry(() => enrichment(prepared.requests), transient, { isRetriable: () => true }))
           : undefined;
       const result = runBatch(scope, prepared, entries, task.streamTime, undefined, answers);
       const nextOffset = String(Number(batch.lastOffset()) + 1);
