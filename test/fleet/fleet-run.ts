@@ -126,6 +126,17 @@ export interface FleetRunOptions {
   anthropic?: { baseUrl: string; apiKey?: string };
   /** Extra environment for every member (e.g. budgets, timeouts). */
   env?: Record<string, string>;
+  /**
+   * Catch-up: the whole feed is produced before any member starts, and the members' clock already stands past the
+   * hour's close (H + 1 min), as after an outage. The agents then race through the backlog at their own speeds, so
+   * findings reach the digest window after it closed the hour by the wall clock: they must amend the digests.
+   */
+  catchUp?: boolean;
+  /**
+   * One agent held back until the hour's digest of a portfolio is in ClickHouse, then started: its findings reach the
+   * digest window after the hour closed, whatever the machine's speed (an agent that was down, or slower than the rest).
+   */
+  holdBack?: { processor: string; untilDigestOf: string };
   /** Kill a random member with SIGKILL every `everyMs` and start it again, until the feed has ended plus `afterFeedMs`. */
   chaos?: { seed: number; everyMs: number; afterFeedMs: number };
   /** Wait for these alert ids in ClickHouse, and for a digest of each of these portfolios (for the hour before `hour`). */
@@ -155,6 +166,18 @@ export function clickhouseConfig(database: string): Config {
   return { ...config, clickhouse: { ...config.clickhouse, database } };
 }
 
+/** Digests of the hour whose counts differ from the findings and alerts ClickHouse holds for their portfolio and hour. */
+async function digestsBehindClickHouse(query: (sql: string) => Promise<Row[]>, hourStart: number): Promise<string[]> {
+  const hour = `toUnixTimestamp(window_start) >= ${hourStart} AND toUnixTimestamp(window_start) < ${hourStart + 3600}`;
+  const countBy = async (table: string): Promise<Map<string, number>> =>
+    new Map((await query(`SELECT portfolio_id, count() AS n FROM ${table} FINAL WHERE portfolio_id != '' AND ${hour} GROUP BY portfolio_id`)).map((r) => [String(r.portfolio_id), Number(r.n)]));
+  const [findings, alerts] = [await countBy('findings'), await countBy('alerts')];
+  const digests = await query(`SELECT portfolio_id, finding_count, alert_count FROM digests FINAL WHERE toUnixTimestamp(hour_start) = ${hourStart}`);
+  return digests
+    .filter((d) => Number(d.finding_count) !== (findings.get(String(d.portfolio_id)) ?? 0) || Number(d.alert_count) !== (alerts.get(String(d.portfolio_id)) ?? 0))
+    .map((d) => `digest ${d.portfolio_id} counts ${d.finding_count}/${d.alert_count}, ClickHouse ${findings.get(String(d.portfolio_id)) ?? 0}/${alerts.get(String(d.portfolio_id)) ?? 0}`);
+}
+
 export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
   const log = options.log ?? (() => {});
   const database = uniqueName(`golden_${options.label}`);
@@ -172,8 +195,11 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);
   await admin.disconnect();
 
-  // The members' clock stands two minutes before H when they start.
-  const offsetMs = options.hour - 2 * MINUTE - Date.now();
+  const feed = goldenFeed(options.hour);
+  let produced: { events: number; seconds: number } | undefined;
+  if (options.catchUp) produced = await runFeed(config, { ...feed, topic: eventsTopic, pace: false });
+  // The members' clock stands two minutes before H when they start (one minute after it in a catch-up).
+  const offsetMs = options.hour + (options.catchUp ? MINUTE : -2 * MINUTE) - Date.now();
   const env: Record<string, string> = {
     AS_FLEET_APP: application,
     AS_FLEET_EVENTS_TOPIC: eventsTopic,
@@ -189,7 +215,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const names = [...Object.keys(topology.processors), 'clickhouse-sink'];
   const start = (name: string): Member =>
     name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, undefined, ['sink', TOPOLOGY_FILE]) : startMember(TOPOLOGY_FILE, name, env);
-  const members = new Map<string, Member>(names.map((name) => [name, start(name)]));
+  const members = new Map<string, Member>(names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
   const kills: string[] = [];
   const crashed: Array<{ processor: string; code: number | null }> = [];
   const ch = openClickHouse(chConfig);
@@ -198,11 +224,10 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     await waitUntilStarted([...members.values()], 120_000);
     // The feed ends 45 s (members' clock) before H, whatever the start-up took; the hour closes at H + grace.
     const membersNow = Date.now() + offsetMs;
-    const feed = goldenFeed(options.hour);
     const wallMs = options.hour - 45_000 - membersNow;
-    if (wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - 2 * MINUTE)) / 1000)} s`);
+    if (!options.catchUp && wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - 2 * MINUTE)) / 1000)} s`);
     const speed = (8 * MINUTE) / wallMs;
-    log(`${application}: fleet of ${members.size} started; feed of 8 min at ${speed.toFixed(1)}× real time`);
+    log(`${application}: fleet of ${members.size} started; ${options.catchUp ? 'catching up on the feed produced before' : `feed of 8 min at ${speed.toFixed(1)}× real time`}`);
 
     let chaos: Promise<void> = Promise.resolve();
     const feedDone = { at: Number.POSITIVE_INFINITY };
@@ -223,7 +248,20 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
         }
       })();
     }
-    const produced = await runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    produced ??= await runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    if (options.holdBack) {
+      const { processor, untilDigestOf } = options.holdBack;
+      const hourStartS = Math.floor((options.hour - HOUR) / 1000);
+      const until = Date.now() + options.timeoutMs;
+      while ((await query(`SELECT digest_id FROM digests FINAL WHERE portfolio_id = '${untilDigestOf}' AND toUnixTimestamp(hour_start) = ${hourStartS}`)).length === 0) {
+        if (Date.now() > until) throw new Error(`${application}: no digest of ${untilDigestOf} within ${options.timeoutMs} ms`);
+        await sleep(1_000);
+      }
+      log(`${application}: ${untilDigestOf}'s digest is written; starting ${processor}`);
+      const late = start(processor);
+      members.set(processor, late);
+      await waitUntilStarted([late], 120_000);
+    }
     feedDone.at = Date.now();
     await chaos;
     log(`${application}: feed produced ${produced.events} events in ${produced.seconds.toFixed(1)} s; ${kills.length} kills: ${kills.join(', ')}`);
@@ -237,6 +275,9 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       const haveAlerts = new Set(alerts.map((a) => String(a.alert_id)));
       const haveDigests = new Set(digests.map((d) => String(d.portfolio_id)));
       const missing = [...options.awaitAlerts.filter((id) => !haveAlerts.has(id)), ...options.awaitDigests.filter((p) => !haveDigests.has(p)).map((p) => `digest ${p}`)];
+      // In a catch-up, a digest may be written before findings that arrive late for its hour: wait for its amended
+      // versions, until every digest counts what ClickHouse holds (or the deadline fails the run).
+      if (options.catchUp && missing.length === 0) missing.push(...(await digestsBehindClickHouse(query, hourStart)));
       if (missing.length === 0) break;
       if (Date.now() > deadline) throw new Error(`${application}: after ${options.timeoutMs} ms still missing ${missing.length}: ${missing.slice(0, 5).join(', ')}`);
       await sleep(2_000);

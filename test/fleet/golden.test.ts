@@ -145,6 +145,34 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
     }
   }, 480_000);
 
+  it('catch-up: the feed produced while the fleet was down, the fleet started after the hour closed, one agent later still; late findings amend their digests, and every digest counts what ClickHouse holds', async () => {
+    const catchUpFake = await startAnthropicFake({ batchPollsToComplete: 1, responder: fleetResponder });
+    try {
+      // volume-spike is down until growth's digest is written: its BOLT findings then reach the closed hour late.
+      const run = await runFleet({
+        label: 'e',
+        hour,
+        catchUp: true,
+        holdBack: { processor: 'volume-spike', untilDigestOf: 'growth' },
+        anthropic: { baseUrl: catchUpFake.url },
+        awaitAlerts: expectedAlertIds,
+        awaitDigests: expectedDigestPortfolios,
+        timeoutMs: 300_000,
+        log,
+      });
+      const batchItems = catchUpFake.calls.filter((c) => c.method === 'POST' && c.path === '/v1/messages/batches').reduce((n, c) => n + ((c.body as { requests: unknown[] }).requests?.length ?? 0), 0);
+      log(`catch-up: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests from ${batchItems} digest summaries (more than the digests: amended by late findings)`);
+      expect(run.crashed).toEqual([]);
+      expect(run.exitCodes.every((c) => c === 0)).toBe(true);
+      expect(batchItems).toBeGreaterThan(run.digests.length); // growth's digest was written, then amended and re-summarised
+      expectFindingsAsComputed(run);
+      expectAlertsAndDigests(run, 'llm');
+      expectAuditMatchesCalls(run, catchUpFake);
+    } finally {
+      await catchUpFake.close();
+    }
+  }, 420_000);
+
   it('rules-only when the LLM is unreachable: the same alerts and digests, each saying it is rules-only', async () => {
     // A port nothing listens on: every call fails to connect, the circuit opens, the fleet keeps alerting.
     const down = await startAnthropicFake();
