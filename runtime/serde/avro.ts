@@ -4,9 +4,11 @@
  * decode is synchronous: a batch first resolves the ids it has not seen (`resolve`), then decodes in memory.
  */
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import type avro from 'avsc';
+import avro from 'avsc';
 import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { compileBoundsCheck, parseSchemaGraph, type BoundsCheck } from './bounded.ts';
+import { compileRangeCheck, RangeViolation, type RangeCheck } from './ranges.ts';
 
 export const WIRE_HEADER_BYTES = 5;
 
@@ -17,7 +19,7 @@ export interface DecodedRecord<T = unknown> {
   value: T;
 }
 
-export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body';
+export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body' | 'range';
 
 export function deserializeError(reason: DeserializeReason, message: string, details: Record<string, unknown> = {}, cause?: unknown): AgentStreamsError {
   return new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason, ...details }, cause });
@@ -34,6 +36,45 @@ export function schemaIdOf(buffer: Buffer | null): number {
   return buffer.readInt32BE(1);
 }
 
+/** What is checked around avsc when a body is decoded, compiled once per writer schema (id). */
+export interface WriterChecks {
+  /** Walks the body without allocating: no declared length, count or index is trusted beyond the bytes present. */
+  bounds: BoundsCheck;
+  /** The schema's documented value ranges (`range` field attributes; floats finite by default), if any. */
+  ranges: RangeCheck | null;
+}
+
+/** Compiles the checks of a writer schema from its JSON (which, unlike an avsc Type, keeps custom attributes). */
+export function compileWriterChecks(schema: unknown): WriterChecks {
+  const graph = parseSchemaGraph(schema);
+  return { bounds: compileBoundsCheck(graph), ranges: compileRangeCheck(graph) };
+}
+
+/**
+ * Decodes an Avro body: bounds first (so hostile lengths never reach avsc's allocations), then avsc, then the
+ * value ranges. Every failure is a deserialize error, which the runtime dead-letters.
+ */
+export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, schemaId: number, recordType: string): unknown {
+  let value: unknown;
+  try {
+    checks.bounds(body);
+    value = type.fromBuffer(body);
+  } catch (error) {
+    throw deserializeError('body', `Avro body does not match schema id ${schemaId} (${recordType}): ${(error as Error).message}`, { schemaId, recordType }, error);
+  }
+  if (checks.ranges) {
+    try {
+      checks.ranges(value);
+    } catch (error) {
+      if (!(error instanceof RangeViolation)) throw error;
+      throw deserializeError('range', `${recordType} (schema id ${schemaId}) is out of range: ${error.message}. Fix the producer; the record is dead-lettered.`, {
+        schemaId, recordType, field: error.field, value: String(error.value), rule: error.rule,
+      }, error);
+    }
+  }
+  return value;
+}
+
 export function registryClient(config: Config): SchemaRegistry {
   const auth = config.registry.username ? { username: config.registry.username, password: config.registry.password } : undefined;
   return new SchemaRegistry({ host: config.registry.url, ...(auth ? { auth } : {}), retry: { retries: 3, initialRetryTimeInSecs: 0.2, maxRetryTimeInSecs: 2 } });
@@ -44,8 +85,19 @@ interface WriterEntry {
   type: avro.Type;
 }
 
+interface ReaderEntry {
+  type: avro.Type;
+  recordType: string;
+  checks: WriterChecks;
+}
+
+/** The registry's answer for one id, as stored (custom attributes included). */
+interface RegistrySchemaResponse {
+  data(): { schema: string; schemaType?: string; references?: unknown[] };
+}
+
 export class AvroSerde {
-  private readonly byId = new Map<number, { type: avro.Type; recordType: string }>();
+  private readonly byId = new Map<number, ReaderEntry>();
   private readonly bySubject = new Map<string, WriterEntry>();
   /** Registry round trips made so far: the cache is doing its job when this stops growing. */
   registryLookups = 0;
@@ -79,12 +131,25 @@ export class AvroSerde {
     );
   }
 
-  private async fetchId(id: number): Promise<{ type: avro.Type; recordType: string }> {
+  private async fetchId(id: number): Promise<ReaderEntry> {
     const cached = this.byId.get(id);
     if (cached) return cached;
     this.registryLookups += 1;
-    const type = (await this.registry.getSchema(id)) as unknown as avro.Type;
-    const entry = { type, recordType: type.name ?? type.typeName };
+    // The schema's text, not the client's avsc Type: the range rules are custom attributes, which avsc drops.
+    // (The client's origin request is its one deduplicated GET /schemas/ids/{id}.)
+    const origin = this.registry as unknown as { getSchemaOriginRequest(id: number): Promise<RegistrySchemaResponse> };
+    const found = (await origin.getSchemaOriginRequest(id)).data();
+    let type: avro.Type;
+    let json: unknown;
+    if ((found.schemaType ?? 'AVRO') === 'AVRO' && !(found.references?.length)) {
+      json = JSON.parse(found.schema);
+      type = avro.Type.forSchema(json as avro.Schema);
+    } else {
+      // Schemas with references: the client resolves them; its Type's own schema still bounds the decoding.
+      type = (await this.registry.getSchema(id)) as unknown as avro.Type;
+      json = type.schema();
+    }
+    const entry = { type, recordType: type.name ?? type.typeName, checks: compileWriterChecks(json) };
     this.byId.set(id, entry);
     return entry;
   }
@@ -107,12 +172,8 @@ export class AvroSerde {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
     if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry (or the registry could not be reached when the batch was resolved).`, { schemaId: id });
-    try {
-      const value = entry.type.fromBuffer((buffer as Buffer).subarray(WIRE_HEADER_BYTES)) as T;
-      return { schemaId: id, recordType: entry.recordType, value };
-    } catch (error) {
-      throw deserializeError('body', `Avro body does not match schema id ${id} (${entry.recordType}): ${(error as Error).message}`, { schemaId: id, recordType: entry.recordType }, error);
-    }
+    const value = decodeBody(entry.type, entry.checks, (buffer as Buffer).subarray(WIRE_HEADER_BYTES), id, entry.recordType) as T;
+    return { schemaId: id, recordType: entry.recordType, value };
   }
 
   /** The record type a value carries, read from the header alone (no body decoding): routing uses this. */

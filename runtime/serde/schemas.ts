@@ -10,6 +10,7 @@ import avro from 'avsc';
 import { COMPATIBILITY, SchemaType, type SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { compileRangeCheck } from './ranges.ts';
 
 export const compatibilityLevels = ['BACKWARD', 'BACKWARD_TRANSITIVE', 'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE', 'NONE'] as const;
 export type Compatibility = (typeof compatibilityLevels)[number];
@@ -45,6 +46,12 @@ export function parseSchema(text: string, file: string): SchemaFile {
   }
   if (type.typeName !== 'record' || !type.name) {
     throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${file} must define a named record (topics carry records, and the record name is the subject).`);
+  }
+  try {
+    // The decoder's checks (bounds and `range` rules) compile here first, so a malformed rule fails at the edge.
+    compileRangeCheck(schema);
+  } catch (error) {
+    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${file} has an invalid range rule: ${(error as Error).message}`);
   }
   return { file, subject: type.name, schema, text };
 }

@@ -6,11 +6,12 @@
 import avro from 'avsc';
 import { Partitioners } from 'kafkajs';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
-import { deserializeError, schemaIdOf, WIRE_HEADER_BYTES } from '../serde/avro.ts';
+import { compileWriterChecks, decodeBody, deserializeError, schemaIdOf, WIRE_HEADER_BYTES, type WriterChecks } from '../serde/avro.ts';
 import type { SchemaFile } from '../serde/schemas.ts';
 import type { Topology } from '../topology/topology.ts';
 import { prepareBatch, runBatch, runPunctuation, stateKey, type BatchResult, type Codec, type StateEntry, type TaskScope } from '../engine/batch.ts';
 import type { ProducedMessage, SourceRecord } from '../engine/dead-letter.ts';
+import { configSchema } from '../config/schema.ts';
 
 export interface TestRecord<V = unknown> {
   key: string | null;
@@ -32,13 +33,13 @@ export interface OutputRecord<V = unknown> {
 }
 
 class LocalCodec implements Codec {
-  private readonly byId = new Map<number, { type: avro.Type; name: string }>();
+  private readonly byId = new Map<number, { type: avro.Type; name: string; checks: WriterChecks }>();
   private readonly byName = new Map<string, number>();
 
   constructor(schemas: SchemaFile[]) {
     schemas.forEach((s, i) => {
       const type = avro.Type.forSchema(s.schema);
-      this.byId.set(i + 1, { type, name: s.subject });
+      this.byId.set(i + 1, { type, name: s.subject, checks: compileWriterChecks(s.schema) });
       this.byName.set(s.subject, i + 1);
     });
   }
@@ -47,11 +48,8 @@ class LocalCodec implements Codec {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
     if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the test driver.`, { schemaId: id });
-    try {
-      return { schemaId: id, recordType: entry.name, value: entry.type.fromBuffer(buffer!.subarray(WIRE_HEADER_BYTES)) };
-    } catch (error) {
-      throw deserializeError('body', `Avro body does not match ${entry.name}: ${(error as Error).message}`, { schemaId: id }, error);
-    }
+    // The same bounded, range-checked decoding as the engine's serde.
+    return { schemaId: id, recordType: entry.name, value: decodeBody(entry.type, entry.checks, buffer!.subarray(WIRE_HEADER_BYTES), id, entry.name) };
   }
 
   recordTypeOf(buffer: Buffer | null): string {
@@ -93,12 +91,26 @@ export class TopologyTestDriver {
   constructor(
     readonly topology: Topology,
     schemas: SchemaFile[],
-    options: { wallClock?: number; services?: Record<string, (requests: ReadonlyMap<string, unknown>) => Map<string, unknown>> } = {},
+    options: {
+      /** Epoch ms the driver's wall clock starts at; `advanceWallClock` moves it. */
+      wallClock?: number;
+      /**
+       * `records.maxEventTimeAheadMs` for this driver: a record whose event time is further ahead of the driver's wall
+       * clock is dead-lettered, as the engine does. Defaults to the setting's default when a wall clock is seeded, and
+       * to 0 (off) when not: an unseeded clock stands at 1970 and would refuse every record.
+       */
+      maxEventTimeAheadMs?: number;
+      services?: Record<string, (requests: ReadonlyMap<string, unknown>) => Map<string, unknown>>;
+    } = {},
   ) {
     this.codec = new LocalCodec(schemas);
     this.wallClock = options.wallClock ?? 0;
     this.services = options.services ?? {};
+    const maxAheadMs = options.maxEventTimeAheadMs ?? (options.wallClock === undefined ? 0 : (configSchema.records.maxEventTimeAheadMs.default ?? 0));
+    this.eventTimeBound = { maxAheadMs, wallClock: () => this.wallClock };
   }
+
+  private readonly eventTimeBound: { maxAheadMs: number; wallClock: () => number };
 
   /** Enrichment services, synchronous here: tests answer requests directly (or through a fake). */
   private readonly services: Record<string, (requests: ReadonlyMap<string, unknown>) => Map<string, unknown>>;
@@ -153,7 +165,7 @@ export class TopologyTestDriver {
     const source: SourceRecord = { topic: message.topic, partition, offset: String(offset), timestamp: message.timestamp ?? String(this.wallClock), key, value: message.value, headers };
     for (const [name, spec] of Object.entries(this.topology.processors)) {
       if (!spec.inputs.includes(message.topic)) continue;
-      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec, tables: this.tables };
+      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec, tables: this.tables, eventTimeBound: this.eventTimeBound };
       const task = this.task(name, partition);
       const prepared = prepareBatch(scope, [source]);
       let answers: Map<string, unknown> | undefined;
