@@ -35,6 +35,11 @@ export interface TaskScope {
   codec: Codec;
   /** Snapshots of the shared tables the processor declared. */
   tables?: ReadonlyMap<string, ReadonlyMap<string, unknown>>;
+  /**
+   * The far-future bound (`records.maxEventTimeAheadMs`): a record whose event time lies more than `maxAheadMs`
+   * ahead of `wallClock()` is dead-lettered and never advances stream time. Absent or 0: no bound.
+   */
+  eventTimeBound?: { maxAheadMs: number; wallClock: () => number };
 }
 
 type Prepared =
@@ -59,6 +64,16 @@ function defaultTimestamp(value: unknown, kafkaTimestamp: number): number {
 }
 
 
+function eventTimeAhead(eventTime: number, wallClock: number, maxAheadMs: number): AgentStreamsError {
+  const iso = (t: number): string => (Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t));
+  return new AgentStreamsError(
+    ErrorCode.RECORD_OUT_OF_RANGE,
+    `Event time ${eventTime} (${iso(eventTime)}) is ${eventTime - wallClock} ms ahead of the wall clock (${iso(wallClock)}), more than records.maxEventTimeAheadMs = ${maxAheadMs}: ` +
+      'dead-lettered so that it cannot advance stream time. Fix the producer\'s clock or event-time field, or raise AS_MAX_EVENT_TIME_AHEAD_MS.',
+    { details: { reason: 'event-time-ahead', eventTime, wallClock, maxAheadMs } },
+  );
+}
+
 function headersOf(source: SourceRecord): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(source.headers ?? {})) if (value !== undefined) out[name] = value.toString();
@@ -71,6 +86,10 @@ export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): Prepare
   const stores = storesOfSpec(spec);
   const keys = new Set<string>();
   let maxEventTime = Number.NEGATIVE_INFINITY;
+  const bound = scope.eventTimeBound;
+  // One reading of the wall clock per batch: every record of the batch is held to the same horizon.
+  const wallClock = bound && bound.maxAheadMs > 0 ? bound.wallClock() : undefined;
+  const horizon = wallClock === undefined ? Number.POSITIVE_INFINITY : wallClock + bound!.maxAheadMs;
   const items = sources.map((source): Prepared => {
     const key = source.key === null ? null : source.key.toString('utf8');
     if (spec.kind === 'router') {
@@ -93,6 +112,7 @@ export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): Prepare
       return { ok: false, source, stage: 'deserialize', error };
     }
     const timestamp = (spec.timestamp ?? defaultTimestamp)(decoded.value, Number(source.timestamp));
+    if (timestamp > horizon) return { ok: false, source, stage: 'deserialize', error: eventTimeAhead(timestamp, wallClock!, bound!.maxAheadMs) };
     if (stores.length > 0 && key === null) {
       return { ok: false, source, stage: 'process', error: new AgentStreamsError(ErrorCode.MISSING_KEY, 'Record has no key, but this processor keeps state by key.') };
     }

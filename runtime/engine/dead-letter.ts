@@ -18,6 +18,8 @@ export const deadLetterHeader = {
   errorCode: 'as.dlq.error.code',
   errorClass: 'as.dlq.error.class',
   errorMessage: 'as.dlq.error.message',
+  /** Why, in one word, when the error says (`details.reason`): e.g. body, range, event-time-ahead. */
+  errorReason: 'as.dlq.error.reason',
 } as const;
 
 export interface SourceRecord {
@@ -62,7 +64,9 @@ function forwardWithProvenance(topic: string, processor: string, record: SourceR
 
 export function deadLetter(topic: string, processor: string, stage: DeadLetterStage, record: SourceRecord, error: unknown): ProducedMessage {
   const err = error instanceof Error ? error : new Error(String(error));
+  const reason = err instanceof AgentStreamsError && typeof err.details.reason === 'string' ? err.details.reason : undefined;
   return forwardWithProvenance(topic, processor, record, {
+    ...(reason === undefined ? {} : { [deadLetterHeader.errorReason]: reason }),
     [deadLetterHeader.stage]: stage,
     [deadLetterHeader.errorCode]: err instanceof AgentStreamsError ? err.code : 'AS_PROCESS',
     [deadLetterHeader.errorClass]: err.constructor.name,

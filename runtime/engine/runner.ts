@@ -148,6 +148,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const spec: ProcessorSpec = processorSpec(topology, processor);
   const log = options.log ?? (() => {});
   const clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
+  const eventTimeBound = { maxAheadMs: config.records.maxEventTimeAheadMs, wallClock: clock };
   const instanceId = randomUUID().slice(0, 8);
   const groupId = topology.groupId(processor);
   const stores = topology.storesOf(processor);
@@ -364,7 +365,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         headers: m.headers as Record<string, Buffer | string | undefined>,
       }));
       await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
-      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables };
+      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables, eventTimeBound };
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();
       if (task.store) {

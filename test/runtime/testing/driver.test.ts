@@ -46,6 +46,31 @@ describe('TopologyTestDriver', () => {
     expect(driver.readOutput<{ key: string; count: number }>('wc.counts').map((o) => o.value)).toMatchObject([{ key: 'idle', count: 1 }]);
   });
 
+  it('dead-letters a record whose event time is further ahead of the wall clock than records.maxEventTimeAheadMs, without advancing stream time', () => {
+    const driver = new TopologyTestDriver(windowCountTopology('wc', 'in'), schemas, { wallClock: T0 });
+    driver.pipe('in', event('a', 0, 5));
+    driver.pipe('in', event('a', 86_400 + 1, 100)); // one day and a second ahead: refused with the default bound
+    driver.pipe('in', { key: 'a', recordType: 'agentstreams.test.Event', value: { key: 'a', eventTime: Date.UTC(3000, 0, 1), amount: 100 } });
+    driver.pipe('in', event('a', 30, 7)); // still in the first window: stream time did not move to the far future
+    driver.pipe('in', event('a', 3600, 1)); // an hour ahead is fine, and closes the first window
+    const dead = driver.readDeadLetters();
+    expect(dead).toHaveLength(2);
+    for (const d of dead) {
+      expect(d.headers[deadLetterHeader.errorCode]).toBe('AS_RECORD_OUT_OF_RANGE');
+      expect(d.headers[deadLetterHeader.errorReason]).toBe('event-time-ahead');
+      expect(d.headers[deadLetterHeader.errorMessage]).toMatch(/ms ahead of the wall clock \(2026-01-01T00:00:00.000Z\), more than records.maxEventTimeAheadMs = 86400000/);
+    }
+    expect(driver.readOutput<{ count: number; sum: number }>('wc.counts').map((o) => o.value)).toMatchObject([{ count: 2, sum: 12 }]);
+    expect(driver.readOutput('wc.late-records')).toEqual([]);
+    // The bound follows the driver's clock, and 0 turns it off.
+    driver.advanceWallClock(2 * 86_400_000);
+    driver.pipe('in', event('a', 86_400 + 1, 1));
+    expect(driver.readDeadLetters()).toHaveLength(2);
+    const unbounded = new TopologyTestDriver(windowCountTopology('wc', 'in'), schemas, { wallClock: T0, maxEventTimeAheadMs: 0 });
+    unbounded.pipe('in', event('a', 10 * 86_400));
+    expect(unbounded.readDeadLetters()).toEqual([]);
+  });
+
   it('emits every update when asked to', () => {
     const driver = new TopologyTestDriver(windowCountTopology('wc', 'in', { emit: 'update' }), schemas);
     driver.pipe('in', event('a', 1));
