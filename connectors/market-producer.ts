@@ -5,15 +5,23 @@
  * `send` never makes one round trip per record. Calls that arrive while a produce request is in flight are queued
  * and go out together in the next one (group commit), so many small HTTP requests cost few produce requests, and
  * a big batch is split so no request carries more than `maxBatchBytes`.
+ *
+ * Broker outages are ridden out for `kafka.outageToleranceMs` (runtime/engine/producer.ts), duplicating nothing:
+ * - default: the idempotent producer repeats exactly the failed request, so the broker drops what it already had;
+ * - `transactional`: each group of queued sends is one transaction, all or nothing. While the broker is away a send
+ *   fails at once with a retriable `AS_BROKER_UNAVAILABLE` (nothing of it committed), so a caller can answer 503.
  */
 import { join } from 'node:path';
-import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Kafka, logLevel, type Message } from 'kafkajs';
 import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
 import { DEFAULT_MARKET_TOPIC, formatProblems, keysOf, MarketRecord, marketRecordNames, MarketSchemas, type MarketRecordName, type MarketRecordValue } from './market-records.ts';
 import { topicMetadataWithLeaders } from '../runtime/engine/topics.ts';
+import { ATTEMPT_RETRY, IdempotentProducer, rideOutage, TransactionalProducer, type OutageOptions } from '../runtime/engine/producer.ts';
 
 export interface MarketProducerOptions {
   /** Default `market.events`. */
@@ -36,6 +44,14 @@ export interface MarketProducerOptions {
   maxBatchMessages?: number;
   /** Largest encoded record accepted. Default 900 000 bytes, under the broker's default message.max.bytes. */
   maxRecordBytes?: number;
+  /**
+   * One transaction per group of queued sends (all or nothing; readers use read_committed). `id` is the
+   * transactional id: stable per instance so a restarted instance fences its predecessor; default
+   * `<clientId>-<suffix>-<host>-<random>`. A consumer group `<id>.commits` records which transactions committed.
+   */
+  transactional?: boolean | { id?: string };
+  /** Default `config.kafka.outageToleranceMs`. */
+  outageToleranceMs?: number;
   log?: (line: string) => void;
 }
 
@@ -66,6 +82,12 @@ export interface MarketProducer {
   encodeTrusted(name: MarketRecordName, value: MarketRecordValue[MarketRecordName]): Buffer;
   /** Produces `messages`; resolves once all are acknowledged by all in-sync replicas. */
   send(messages: Message[]): Promise<void>;
+  /** False while a transactional producer waits for the broker to come back (sends then fail at once). */
+  readonly available: boolean;
+  /** A hint for callers that answer "retry later" while `available` is false. */
+  readonly retryAfterMs: number;
+  /** Called once if an outage outlasts `kafka.outageToleranceMs` (transactional producers; others reject sends). */
+  onFailed(listener: (error: AgentStreamsError) => void): void;
   /** Idempotent; waits for queued sends. */
   close(): Promise<void>;
 }
@@ -114,11 +136,35 @@ export async function openMarketProducer(config: Config, options: MarketProducer
   const serde = new AvroSerde(registry);
   for (const name of marketRecordNames) await serde.writerFor(MarketRecord[name]);
 
-  const kafka = new Kafka({ clientId: `${config.kafka.clientId}-${options.clientId ?? 'connector'}`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
-  const partitions = await ensureMarketTopic(kafka, topic, wantedPartitions, log);
+  const clientId = `${config.kafka.clientId}-${options.clientId ?? 'connector'}`;
+  // Short kafkajs retries: the outage policy below decides how long a broker may stay away, not kafkajs' defaults.
+  const kafka = new Kafka({ clientId, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING, retry: { ...ATTEMPT_RETRY } });
+  const outage: OutageOptions = { outageToleranceMs: options.outageToleranceMs ?? config.kafka.outageToleranceMs, log };
+  const partitions = await rideOutage(`creating topic ${topic}`, () => ensureMarketTopic(kafka, topic, wantedPartitions, log), outage);
   // Idempotent: a retried produce request cannot duplicate or reorder records within this producer's session.
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-  await producer.connect();
+  const txOptions = options.transactional === true ? {} : options.transactional || undefined;
+  const transactionalId = txOptions ? (txOptions.id ?? `${clientId}-${hostname()}-${randomUUID().slice(0, 8)}`) : undefined;
+  const idempotent = transactionalId === undefined ? new IdempotentProducer(kafka, outage) : undefined;
+  const transactional = transactionalId !== undefined ? new TransactionalProducer(kafka, transactionalId, outage) : undefined;
+  // Which transactions committed: the commit group's offset on partition 0 is the number of the last one.
+  const commitGroup = `${transactionalId}.commits`;
+  let transactionNumber = 0;
+  const lastCommitted = async (): Promise<number> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchOffsets({ groupId: commitGroup, topics: [topic] });
+      return Number(offsets[0]?.partitions.find((p) => p.partition === 0)?.offset ?? -1);
+    } finally {
+      await admin.disconnect();
+    }
+  };
+  if (transactional) {
+    transactionNumber = (await rideOutage('reading the last transaction number', lastCommitted, outage)) + 1;
+    await transactional.connect();
+  } else {
+    await idempotent!.connect();
+  }
 
   const stats: MarketProducerStats = { records: 0, messages: 0, requests: 0, bytes: 0 };
   const queue: Pending[] = [];
@@ -127,8 +173,8 @@ export async function openMarketProducer(config: Config, options: MarketProducer
 
   const sizeOf = (m: Message): number => (m.value as Buffer).length + (typeof m.key === 'string' ? m.key.length : 0);
 
-  async function produce(messages: Message[]): Promise<void> {
-    // Split by bytes, so one request stays well under the broker's per-partition batch limit, and by count.
+  /** Splits by bytes, so one request stays well under the broker's per-partition batch limit, and by count. */
+  function* chunks(messages: Message[]): Generator<{ messages: Message[]; bytes: number }> {
     let start = 0;
     while (start < messages.length) {
       let end = start;
@@ -137,19 +183,53 @@ export async function openMarketProducer(config: Config, options: MarketProducer
         bytes += sizeOf(messages[end]!);
         end += 1;
       }
+      yield { messages: messages.slice(start, end), bytes };
+      start = end;
+    }
+  }
+
+  const failed = (error: unknown, records: number): unknown =>
+    error instanceof AgentStreamsError
+      ? error
+      : new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `Producing ${records} records to ${topic} failed: ${(error as Error).message}.`, { cause: error, details: { topic, records } });
+
+  async function produce(messages: Message[]): Promise<void> {
+    if (transactional) {
+      const number = transactionNumber;
+      transactionNumber += 1;
+      let requests = 0;
+      let bytes = 0;
       try {
-        await producer.send({ topic, acks: -1, messages: messages.slice(start, end) });
-      } catch (error) {
-        throw new AgentStreamsError(
-          ErrorCode.PRODUCE_FAILED,
-          `Producing ${end - start} records to ${topic} failed after the client's retries: ${(error as Error).message}. Records of this batch may be partly written; retrying is safe for consumers that deduplicate on record ids.`,
-          { retriable: true, cause: error, details: { topic, records: end - start } },
+        await transactional.run(
+          async (txn) => {
+            requests = 0;
+            bytes = 0;
+            for (const chunk of chunks(messages)) {
+              await txn.send({ topic, acks: -1, messages: chunk.messages });
+              requests += 1;
+              bytes += chunk.bytes;
+            }
+            await txn.sendOffsets({ consumerGroupId: commitGroup, topics: [{ topic, partitions: [{ partition: 0, offset: String(number) }] }] });
+          },
+          async () => (await lastCommitted()) >= number,
         );
+      } catch (error) {
+        throw failed(error, messages.length);
+      }
+      stats.requests += requests;
+      stats.messages += messages.length;
+      stats.bytes += bytes;
+      return;
+    }
+    for (const chunk of chunks(messages)) {
+      try {
+        await idempotent!.send({ topic, messages: chunk.messages });
+      } catch (error) {
+        throw failed(error, chunk.messages.length);
       }
       stats.requests += 1;
-      stats.messages += end - start;
-      stats.bytes += bytes;
-      start = end;
+      stats.messages += chunk.messages.length;
+      stats.bytes += chunk.bytes;
     }
   }
 
@@ -200,6 +280,13 @@ export async function openMarketProducer(config: Config, options: MarketProducer
       return keysOf(name, value as MarketRecordValue[MarketRecordName]).map((key) => ({ key, value: encoded }));
     },
     encodeValue,
+    get available() {
+      return transactional ? transactional.state === 'ready' : !idempotent!.clock.down;
+    },
+    retryAfterMs: transactional?.retryAfterMs ?? 2000,
+    onFailed(listener) {
+      transactional?.onFailed(listener);
+    },
     encodeTrusted(name, value) {
       stats.records += 1;
       return serde.encode(MarketRecord[name], value);
@@ -215,7 +302,7 @@ export async function openMarketProducer(config: Config, options: MarketProducer
     close() {
       closed ??= (async () => {
         while (draining) await draining;
-        await producer.disconnect();
+        await (transactional ?? idempotent!).disconnect();
       })();
       return closed;
     },
