@@ -6,16 +6,22 @@
  *   GET  /healthz
  *
  * A request is all or nothing: it is authenticated, rate-limited, parsed and validated completely before anything
- * is produced, so a rejected request leaves no trace in Kafka. Accepted requests get 202 once every record is
- * acknowledged by all in-sync replicas (idempotent producer, acks=all). Concurrent requests share produce requests
- * (see market-producer.ts), so many small posts do not mean many round trips.
+ * is produced, so a rejected request leaves no trace in Kafka; and its records are produced in one transaction (the
+ * producer must be opened with `transactional`), so a request that fails half-way leaves none visible to
+ * read_committed readers and a client's retry duplicates nothing. Accepted requests get 202 once the transaction
+ * committed. Concurrent requests share transactions (see market-producer.ts), so many small posts do not mean many
+ * round trips; a shared transaction commits or aborts for all of them.
+ *
+ * While Kafka is away the gateway answers 503 with Retry-After at once (nothing of the request committed); when
+ * the outage outlasts kafka.outageToleranceMs the producer fails and the CLI exits. 5xx bodies never carry internal
+ * error text: it is logged with an error id that the body names.
  *
  * Errors are JSON: {"error": {"code": "AS_…", "message": "…", "details": {…}}}.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Message } from 'kafkajs';
-import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
+import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../runtime/errors.ts';
 import { describeJsonError, parseJson } from './json-text.ts';
 import { marketRecordName, marketRecordNames, type FieldProblem } from './market-records.ts';
 import type { MarketProducer } from './market-producer.ts';
@@ -29,14 +35,20 @@ export interface IngestGatewayOptions {
   port?: number;
   /** Default 127.0.0.1: put a TLS-terminating proxy in front before exposing it. */
   host?: string;
-  /** Sustained events per second per API key. Default 1000. */
+  /** Sustained Kafka records per second per API key (a story about n symbols is n records). Default 1000. */
   ratePerSecond?: number;
-  /** Events a key may send at once after being idle (the bucket size). Default 2 × ratePerSecond, at least maxEventsPerRequest. */
+  /** Records a key may send at once after being idle (the bucket size). Default 2 × ratePerSecond, at least maxEventsPerRequest. */
   burst?: number;
   /** Largest request body. Default 1 MiB. */
   maxBodyBytes?: number;
   /** Most events in one request. Default 1000. */
   maxEventsPerRequest?: number;
+  /** Most symbols in one NewsItem (each symbol is a Kafka record). Default 20; more is refused with 400. */
+  maxSymbolsPerStory?: number;
+  /** Requests validated and waiting for Kafka at once; beyond it the answer is 503 with Retry-After. Default 64. */
+  maxPendingRequests?: number;
+  /** Open connections at once (server.maxConnections); more are refused by the server. Default 256. */
+  maxConnections?: number;
   /** Clock for the rate limiter (ms); injectable for tests. */
   now?: () => number;
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -50,6 +62,8 @@ export interface IngestStats {
   rejected: number;
   /** Events in accepted requests. */
   events: number;
+  /** Requests answered 503 because Kafka was unavailable or the send queue was full. */
+  unavailable: number;
 }
 
 export interface IngestGateway {
@@ -72,7 +86,7 @@ export function apiKeysFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
     .filter((k) => k.length > 0);
 }
 
-/** A token bucket per API key, counted in events: a request of n events takes n tokens. */
+/** A token bucket per API key, counted in Kafka records: a request that produces n records takes n tokens. */
 export class TokenBucket {
   private tokens: number;
   private updated: number;
@@ -136,6 +150,9 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   const maxEventsPerRequest = options.maxEventsPerRequest ?? 1000;
   const burst = options.burst ?? Math.max(2 * ratePerSecond, maxEventsPerRequest);
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
+  const maxSymbolsPerStory = options.maxSymbolsPerStory ?? 20;
+  const maxPendingRequests = options.maxPendingRequests ?? 64;
+  const maxConnections = options.maxConnections ?? 256;
   const now = options.now ?? (() => performance.timeOrigin + performance.now());
   const log = options.log ?? (() => {});
 
@@ -148,11 +165,40 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   // A request larger than the bucket could never be admitted: refuse the configuration rather than the client.
   if (!(burst >= maxEventsPerRequest)) problems.push(`burst (${burst}) must be at least maxEventsPerRequest (${maxEventsPerRequest})`);
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) problems.push(`maxBodyBytes must be a whole number >= 1024, got ${maxBodyBytes}`);
+  if (!Number.isInteger(maxSymbolsPerStory) || maxSymbolsPerStory < 1) problems.push(`maxSymbolsPerStory must be a whole number >= 1, got ${maxSymbolsPerStory}`);
+  if (!Number.isInteger(maxPendingRequests) || maxPendingRequests < 1) problems.push(`maxPendingRequests must be a whole number >= 1, got ${maxPendingRequests}`);
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) problems.push(`maxConnections must be a whole number >= 1, got ${maxConnections}`);
   if (problems.length > 0) return Promise.reject(invalidOption(`Invalid ingest gateway options: ${problems.join('; ')}.`));
 
   const keyDigests = options.apiKeys.map(digest);
   const buckets = new Map<number, TokenBucket>();
-  const stats: IngestStats = { requests: 0, accepted: 0, rejected: 0, events: 0 };
+  const stats: IngestStats = { requests: 0, accepted: 0, rejected: 0, events: 0, unavailable: 0 };
+  /** Requests validated and waiting for Kafka. */
+  let pending = 0;
+  let errorIds = 0;
+
+  const retryAfterSeconds = (): string => String(Math.max(1, Math.ceil(producer.retryAfterMs / 1000)));
+  const unavailable = (reason: 'broker-unavailable' | 'queue-full', extra: Record<string, unknown> = {}): Reply => {
+    stats.unavailable += 1;
+    const message =
+      reason === 'queue-full'
+        ? `${maxPendingRequests} requests are already waiting for Kafka; nothing of this one was produced. Retry after ${retryAfterSeconds()} s.`
+        : `Kafka is unavailable; nothing of this request was produced. Retry after ${retryAfterSeconds()} s.`;
+    return errorReply(503, ErrorCode.INGEST_UNAVAILABLE, message, { reason, ...extra }, { 'retry-after': retryAfterSeconds() });
+  };
+  /** The detail goes to the log under an id; the client gets only the id. */
+  const internalError = (error: unknown, event: string): Reply => {
+    errorIds += 1;
+    const errorId = `${Date.now().toString(36)}-${errorIds}`;
+    log(event, { errorId, error: (error as Error)?.message ?? String(error), code: (error as { code?: string })?.code });
+    return errorReply(500, ErrorCode.INGEST_INTERNAL, `Internal error (id ${errorId}); nothing of this request was produced unless the log says otherwise.`, { errorId });
+  };
+  /** Kafka records an event becomes (one per distinct symbol of a story), for the rate limit. */
+  const recordsOf = (type: string, event: unknown): number => {
+    if (type !== 'NewsItem' || event === null || typeof event !== 'object') return 1;
+    const symbols = (event as { symbols?: unknown }).symbols;
+    return Array.isArray(symbols) ? Math.max(1, new Set(symbols.slice(0, maxSymbolsPerStory + 1).map(String)).size) : 1;
+  };
 
   /** Index of the key presented, comparing against every key in constant time (no early exit, equal lengths). */
   const keyIndex = (presented: string): number | undefined => {
@@ -236,6 +282,9 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
     // An empty bucket refuses before the body is even read; a partly full one is charged once events are counted.
     const wait = bucket.waitMs(now());
     if (wait > 0) return rateLimited(wait, 1);
+    // While Kafka is away, or the queue is full, say so before reading the body.
+    if (!producer.available) return { ...unavailable('broker-unavailable'), close: true };
+    if (pending >= maxPendingRequests) return { ...unavailable('queue-full', { maxPendingRequests }), close: true };
 
     const body = await readBody(request);
     if (body === 'too-large') return tooLarge();
@@ -256,8 +305,13 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
     if (events.length > maxEventsPerRequest) {
       return errorReply(413, ErrorCode.INGEST_PAYLOAD_TOO_LARGE, `${events.length} events in one request; the limit is ${maxEventsPerRequest}. Split it.`, { events: events.length, maxEventsPerRequest });
     }
-    const admitted = bucket.take(events.length, now());
-    if (!admitted.ok) return rateLimited(admitted.retryAfterMs, events.length);
+    // Charged per Kafka record: a story about n symbols costs n.
+    const records = events.reduce<number>((n, event) => n + recordsOf(type, event), 0);
+    if (records > burst) {
+      return errorReply(413, ErrorCode.INGEST_PAYLOAD_TOO_LARGE, `${events.length} events make ${records} Kafka records, more than the ${burst}-record burst of the rate limit; split the request.`, { events: events.length, records, burst });
+    }
+    const admitted = bucket.take(records, now());
+    if (!admitted.ok) return rateLimited(admitted.retryAfterMs, records);
 
     // Validate everything before producing anything: a request is all or nothing.
     const fields: FieldProblem[] = [];
@@ -274,6 +328,11 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
         }
         value = rest;
       }
+      const symbols = type === 'NewsItem' && value !== null && typeof value === 'object' ? (value as { symbols?: unknown }).symbols : undefined;
+      if (Array.isArray(symbols) && symbols.length > maxSymbolsPerStory) {
+        fields.push({ path: `${prefix}${prefix ? '.' : ''}symbols`, message: `has ${symbols.length} symbols; at most ${maxSymbolsPerStory} per story (each symbol is a Kafka record)` });
+        return;
+      }
       try {
         messages.push(...producer.encode(type, value, prefix));
       } catch (error) {
@@ -289,11 +348,19 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
         fields,
       });
     }
+    if (pending >= maxPendingRequests) return unavailable('queue-full', { maxPendingRequests });
+    pending += 1;
     try {
       await producer.send(messages);
     } catch (error) {
-      log('produce-failed', { error: (error as Error).message });
-      return errorReply(503, ErrorCode.PRODUCE_FAILED, 'Kafka did not acknowledge the events; retry later (records carry ids for deduplication).', { reason: (error as Error).message }, { 'retry-after': '1' });
+      // Retriable: the transaction did not commit, so a retry duplicates nothing.
+      if (isAgentStreamsError(error, ErrorCode.BROKER_UNAVAILABLE)) {
+        log('broker-unavailable', { error: error.message, committed: error.details.committed });
+        if (error.retriable) return unavailable('broker-unavailable');
+      }
+      return internalError(error, 'produce-failed');
+    } finally {
+      pending -= 1;
     }
     stats.events += events.length;
     return { status: 202, body: { accepted: events.length, records: messages.length, type, topic: producer.topic } };
@@ -341,15 +408,14 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   const server = createServer((request, response) => {
     route(request).then(
       (reply) => respond(request, response, reply),
-      (error: unknown) => {
-        log('internal-error', { error: (error as Error).message });
-        respond(request, response, errorReply(500, ErrorCode.INGEST_INTERNAL, `Internal error: ${(error as Error).message}`));
-      },
+      (error: unknown) => respond(request, response, internalError(error, 'internal-error')),
     );
   });
   // Slow clients must not hold connections (and memory) open indefinitely.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
+  // Each connection holds a socket and buffers: bound them (the kernel queues the rest, then refuses).
+  server.maxConnections = maxConnections;
 
   return new Promise((resolve, reject) => {
     const onListenError = (error: NodeJS.ErrnoException): void => {

@@ -10,7 +10,7 @@ import { usageError, type Command } from '../main.ts';
 
 export const ingestCommand: Command = {
   summary: 'Run the HTTP ingest gateway: POST /v1/events/{type} (JSON, API key, rate-limited, schema-validated) → market.events',
-  usage: `ingest [--port ${DEFAULT_INGEST_PORT}] [--host 127.0.0.1] [--rate 1000] [--burst N] [--max-body 1048576] [--max-events 1000] [--topic market.events] [--partitions 6]   (keys: AS_INGEST_API_KEYS=key1,key2)`,
+  usage: `ingest [--port ${DEFAULT_INGEST_PORT}] [--host 127.0.0.1] [--rate 1000] [--burst N] [--max-body 1048576] [--max-events 1000] [--max-symbols 20] [--max-pending 64] [--max-connections 256] [--transactional-id ID] [--topic market.events] [--partitions 6]   (keys: AS_INGEST_API_KEYS=key1,key2)`,
   async run(args) {
     let parsed;
     try {
@@ -23,6 +23,10 @@ export const ingestCommand: Command = {
           burst: { type: 'string' },
           'max-body': { type: 'string' },
           'max-events': { type: 'string' },
+          'max-symbols': { type: 'string' },
+          'max-pending': { type: 'string' },
+          'max-connections': { type: 'string' },
+          'transactional-id': { type: 'string' },
           topic: { type: 'string' },
           partitions: { type: 'string' },
         },
@@ -47,6 +51,8 @@ export const ingestCommand: Command = {
     const partitions = numeric('partitions', values.partitions);
     const producer = await openMarketProducer(config, {
       clientId: 'ingest',
+      // One transaction per group of requests: a request is all or nothing, so a client's retry after 503 duplicates nothing.
+      transactional: values['transactional-id'] !== undefined ? { id: values['transactional-id'] } : true,
       ...(values.topic !== undefined ? { topic: values.topic } : {}),
       ...(partitions !== undefined ? { partitions } : {}),
       log: (line) => log('topic', { detail: line }),
@@ -56,6 +62,9 @@ export const ingestCommand: Command = {
     const burst = numeric('burst', values.burst);
     const maxBody = numeric('max-body', values['max-body']);
     const maxEvents = numeric('max-events', values['max-events']);
+    const maxSymbols = numeric('max-symbols', values['max-symbols']);
+    const maxPending = numeric('max-pending', values['max-pending']);
+    const maxConnections = numeric('max-connections', values['max-connections']);
     let gateway: IngestGateway;
     try {
       gateway = await startIngestGateway({
@@ -67,6 +76,9 @@ export const ingestCommand: Command = {
         ...(burst !== undefined ? { burst } : {}),
         ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
         ...(maxEvents !== undefined ? { maxEventsPerRequest: maxEvents } : {}),
+        ...(maxSymbols !== undefined ? { maxSymbolsPerStory: maxSymbols } : {}),
+        ...(maxPending !== undefined ? { maxPendingRequests: maxPending } : {}),
+        ...(maxConnections !== undefined ? { maxConnections } : {}),
         log,
       });
     } catch (error) {
@@ -74,14 +86,17 @@ export const ingestCommand: Command = {
       throw error;
     }
     log('listening', { url: gateway.url, topic: producer.topic, partitions: producer.partitions, keys: apiKeys.length });
-    await new Promise<void>((done) => {
-      process.once('SIGINT', done);
-      process.once('SIGTERM', done);
+    // Kafka away for longer than kafka.outageToleranceMs ends the gateway with AS_BROKER_UNAVAILABLE (exit 1).
+    const failure = await new Promise<Error | undefined>((done) => {
+      process.once('SIGINT', () => done(undefined));
+      process.once('SIGTERM', () => done(undefined));
+      producer.onFailed((error) => done(error));
     });
-    log('stopping', {});
+    log(failure ? 'failing' : 'stopping', failure ? { error: failure.message } : {});
     await gateway.close();
-    await producer.close();
+    await producer.close().catch(() => undefined);
     log('stopped', { gateway: gateway.stats, producer: producer.stats });
+    if (failure) throw failure;
     return 0;
   },
 };

@@ -4,15 +4,18 @@
  * at the end: exactly the good requests' records are there.
  */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import type { Message } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMarketProducer, type MarketProducer } from '../../connectors/market-producer.ts';
 import { startIngestGateway, TokenBucket, type IngestGateway } from '../../connectors/http-ingest.ts';
-import { ErrorCode } from '../../runtime/errors.ts';
+import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { config, kafkaClient, uniqueName } from '../support/stack.ts';
 import { readTopic } from './read-topic.ts';
 
 const keyA = randomBytes(24).toString('hex');
 const keyB = randomBytes(24).toString('hex');
+const keyC = randomBytes(24).toString('hex');
 const T0 = Date.UTC(2026, 0, 5, 14, 30);
 const topic = uniqueName('ingest');
 
@@ -40,8 +43,8 @@ async function post(path: string, body: string, headers: Record<string, string> 
 
 describe('HTTP ingest gateway', () => {
   beforeAll(async () => {
-    producer = await openMarketProducer(config, { topic, clientId: 'ingest-test' });
-    gateway = await startIngestGateway({ producer, apiKeys: [keyA, keyB], port: 0, ratePerSecond: 5, burst: 100, maxEventsPerRequest: 50, maxBodyBytes: 8192, now: () => clock });
+    producer = await openMarketProducer(config, { topic, clientId: 'ingest-test', transactional: true });
+    gateway = await startIngestGateway({ producer, apiKeys: [keyA, keyB, keyC], port: 0, ratePerSecond: 5, burst: 100, maxEventsPerRequest: 50, maxBodyBytes: 8192, maxSymbolsPerStory: 10, now: () => clock });
   });
   afterAll(async () => {
     await gateway?.close();
@@ -175,12 +178,112 @@ describe('HTTP ingest gateway', () => {
     expect(get.status).toBe(405);
   });
 
+  it('charges the rate limit per Kafka record: a story about n symbols costs n', async () => {
+    const asC = { authorization: `Bearer ${keyC}` };
+    const story = (id: string, n: number): Record<string, unknown> => ({ id, symbols: Array.from({ length: n }, (_, i) => `S${String.fromCharCode(65 + i)}`), headline: 'h', source: 'Wire', eventTime: T0 });
+    const symbolsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `S${String.fromCharCode(65 + i)}`);
+    const first = await post('/v1/events/NewsItem', JSON.stringify(story('good-rs-0', 10)), asC);
+    expect(first).toMatchObject({ status: 202, body: { accepted: 1, records: 10 } });
+    for (const s of symbolsOf(10)) expected.push(`${s}:good-rs-0`);
+    // 8 stories of 10 symbols and one of 9: 89 records, 99 of the 100-record burst spent (per event it would be 10).
+    const nine = [...Array.from({ length: 8 }, (_, i) => story(`good-rs-${i + 1}`, 10)), story('good-rs-9', 9)];
+    expect((await post('/v1/events/NewsItem', JSON.stringify(nine), asC)).status).toBe(202);
+    for (const [i, n] of [10, 10, 10, 10, 10, 10, 10, 10, 9].entries()) for (const s of symbolsOf(n)) expected.push(`${s}:good-rs-${i + 1}`);
+    refused.add('bad-rs');
+    const over = await post('/v1/events/NewsItem', JSON.stringify(story('bad-rs', 2)), asC);
+    expect(over.status).toBe(429);
+    expect(over.body.error!.details).toMatchObject({ events: 2, retryAfterMs: 200 });
+  });
+
+  it('refuses a story above the symbol cap with 400, naming the cap', async () => {
+    refused.add('bad-cap');
+    clock += 60_000;
+    const r = await post('/v1/events/NewsItem', JSON.stringify({ id: 'bad-cap', symbols: Array.from({ length: 11 }, (_, i) => `T${String.fromCharCode(65 + i)}`), headline: 'h', source: 'Wire', eventTime: T0 }));
+    expect(r.status).toBe(400);
+    expect(r.body.error!.code).toBe(ErrorCode.RECORD_INVALID);
+    expect(r.body.error!.details.fields).toEqual([{ path: 'symbols', message: 'has 11 symbols; at most 10 per story (each symbol is a Kafka record)' }]);
+  });
+
+  it('bounds the send queue (503 + Retry-After beyond it) and answers 503 without internal text while Kafka fails', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((done) => (release = done));
+    let failWith: unknown;
+    let available = true;
+    // The real producer behind a gate, so that a request can be held in the queue or a failure injected.
+    const gated = Object.create(producer, {
+      send: {
+        value: async (messages: Message[]) => {
+          if (failWith) throw failWith;
+          await held;
+          return producer.send(messages);
+        },
+      },
+      available: { get: () => available },
+    }) as MarketProducer;
+    const small = await startIngestGateway({ producer: gated, apiKeys: [keyA], port: 0, maxPendingRequests: 1, maxConnections: 4 });
+    try {
+      const at = (body: unknown): Promise<globalThis.Response> =>
+        fetch(`${small.url}/v1/events/Trade`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${keyA}` } });
+      const waiting = at(trade('good-queued'));
+      await new Promise((done) => setTimeout(done, 200));
+      refused.add('bad-queue-full');
+      const full = await at(trade('bad-queue-full'));
+      expect(full.status).toBe(503);
+      expect(full.headers.get('retry-after')).toBe('2');
+      expect(((await full.json()) as Response['body']).error).toMatchObject({ code: ErrorCode.INGEST_UNAVAILABLE, details: { reason: 'queue-full', maxPendingRequests: 1 } });
+      release();
+      expect((await waiting).status).toBe(202);
+      expected.push('ACME:good-queued');
+
+      refused.add('bad-unavailable').add('bad-internal').add('bad-down');
+      failWith = new AgentStreamsError(ErrorCode.BROKER_UNAVAILABLE, 'connect ECONNREFUSED 10.1.2.3:9092', { retriable: true, details: { committed: false } });
+      const down = await at(trade('bad-unavailable'));
+      expect(down.status).toBe(503);
+      expect(down.headers.get('retry-after')).toBe('2');
+      const downText = await down.text();
+      expect(downText).toContain(ErrorCode.INGEST_UNAVAILABLE);
+      expect(downText).not.toContain('ECONNREFUSED');
+      failWith = new Error('secret internal detail at /srv/app.ts:12');
+      const internal = await at(trade('bad-internal'));
+      expect(internal.status).toBe(500);
+      const internalText = await internal.text();
+      expect(internalText).toContain(ErrorCode.INGEST_INTERNAL);
+      expect(internalText).not.toContain('secret');
+      expect(internalText).toMatch(/"errorId":"[^"]+"/);
+      failWith = undefined;
+      available = false;
+      const away = await at(trade('bad-down'));
+      expect(away.status).toBe(503);
+      expect(((await away.json()) as Response['body']).error).toMatchObject({ code: ErrorCode.INGEST_UNAVAILABLE, details: { reason: 'broker-unavailable' } });
+      available = true;
+
+      // Connections beyond maxConnections are dropped by the server.
+      const sockets = await Promise.all(Array.from({ length: 4 }, () => new Promise<ReturnType<typeof connect>>((done) => { const s = connect(small.port, '127.0.0.1', () => done(s)); })));
+      await new Promise((done) => setTimeout(done, 100));
+      const opened = Date.now();
+      const fifth = connect(small.port, '127.0.0.1');
+      const closedAt = await new Promise<number>((done) => fifth.once('close', () => done(Date.now())));
+      // Without the bound it would stay open until the 10 s header timeout.
+      expect(closedAt - opened).toBeLessThan(2000);
+      for (const s of sockets) s.destroy();
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('validates the queue and connection bounds at start', async () => {
+    await expect(startIngestGateway({ producer, apiKeys: [keyA], port: 0, maxPendingRequests: 0, maxConnections: 1.5, maxSymbolsPerStory: 0 })).rejects.toMatchObject({
+      code: ErrorCode.CONNECTOR_OPTIONS_INVALID,
+      message: expect.stringMatching(/maxSymbolsPerStory must be .*maxPendingRequests must be a whole number >= 1, got 0; maxConnections must be a whole number >= 1, got 1.5/),
+    });
+  });
+
   it('has put exactly the good requests’ records in Kafka', async () => {
     const records = await readTopic(kafkaClient(), topic);
     const markers = records.map((r) => `${r.key}:${String(r.value.tradeId ?? r.value.venue ?? r.value.id)}`);
     expect(markers.sort()).toEqual([...expected].sort());
     for (const marker of markers) expect(refused.has(marker.split(':')[1]!)).toBe(false);
-    expect(gateway.stats.accepted).toBe(17);
+    expect(gateway.stats.accepted).toBe(19);
   });
 });
 
