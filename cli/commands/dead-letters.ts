@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { listDeadLetters, redriveDeadLetters } from '../../runtime/engine/redrive.ts';
+import { ATTEMPT_RETRY } from '../../runtime/engine/producer.ts';
 import { loadTopology } from './run.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -16,9 +17,12 @@ export const deadLettersCommand: Command = {
     if (!Number.isInteger(limit) || limit < 1) throw usageError(`--limit takes a positive whole number, got "${values.limit}"`);
     const config = loadConfig();
     const topology = await loadTopology(file);
-    const kafka = new Kafka({ clientId: `${config.kafka.clientId}-dead-letters`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+    const kafka = new Kafka({ clientId: `${config.kafka.clientId}-dead-letters`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING, retry: { ...ATTEMPT_RETRY } });
     if (action === 'redrive') {
-      const sent = await redriveDeadLetters(kafka, topology.deadLetterTopic, `${topology.application}.dead-letters-redrive`);
+      const sent = await redriveDeadLetters(kafka, topology.deadLetterTopic, `${topology.application}.dead-letters-redrive`, {
+        outageToleranceMs: config.kafka.outageToleranceMs,
+        log: (line) => console.error(`dead-letters: ${line}`),
+      });
       console.log(`re-drove ${sent} dead letters from ${topology.deadLetterTopic} to their source topics`);
       return 0;
     }

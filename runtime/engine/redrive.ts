@@ -3,10 +3,19 @@
  * `redriveDeadLetters` sends each dead letter back to the topic it came from (after the cause was fixed: a
  * schema registered, a processor bug mended), exactly once: the records are produced and the re-drive group's
  * position committed in one transaction, so a re-drive that crashes and is run again sends nothing twice.
+ * A broker outage is ridden out for `kafka.outageToleranceMs` (runtime/engine/producer.ts): a transaction that
+ * failed is run again only once the re-drive group's committed position shows it did not commit.
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { deadLetterHeader } from './dead-letter.ts';
+import { TransactionalProducer } from './producer.ts';
+
+export interface RedriveOptions {
+  /** `config.kafka.outageToleranceMs`; default 60 s. */
+  outageToleranceMs?: number;
+  log?: (line: string) => void;
+}
 
 export interface DeadLetterView {
   partition: number;
@@ -103,9 +112,20 @@ export async function listDeadLetters(kafka: Kafka, topic: string, limit: number
 }
 
 /** Re-drives every dead letter not yet re-driven by `redriveGroup`; returns how many were sent back. */
-export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGroup: string): Promise<number> {
-  const producer = kafka.producer({ transactionalId: `${redriveGroup}-${topic}`, idempotent: true, maxInFlightRequests: 1 });
+export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGroup: string, options: RedriveOptions = {}): Promise<number> {
+  const outage = { outageToleranceMs: options.outageToleranceMs ?? 60_000, ...(options.log ? { log: options.log } : {}) };
+  const producer = new TransactionalProducer(kafka, `${redriveGroup}-${topic}`, outage);
   await producer.connect();
+  const position = async (partition: number): Promise<number> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchOffsets({ groupId: redriveGroup, topics: [topic] });
+      return Number(offsets[0]?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+    } finally {
+      await admin.disconnect();
+    }
+  };
   let sent = 0;
   try {
     await readToEnd(kafka, topic, redriveGroup, async (partition, message) => {
@@ -115,16 +135,16 @@ export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGro
         Object.entries(message.headers ?? {}).filter(([name, value]) => value !== undefined && !name.startsWith('as.dlq.')),
       ) as Record<string, Buffer | string>;
       headers['as.redriven.from'] = `${topic}/${partition}/${message.offset}`;
-      const txn = await producer.transaction();
-      try {
-        await txn.send({ topic: origin, messages: [{ key: message.key, value: message.value, headers }] });
-        await txn.sendOffsets({ consumerGroupId: redriveGroup, topics: [{ topic, partitions: [{ partition, offset: String(Number(message.offset) + 1) }] }] });
-        await txn.commit();
-        sent += 1;
-      } catch (error) {
-        await txn.abort().catch(() => undefined);
-        throw error;
-      }
+      const next = Number(message.offset) + 1;
+      await producer.run(
+        async (txn) => {
+          await txn.send({ topic: origin, acks: -1, messages: [{ key: message.key, value: message.value, headers }] });
+          await txn.sendOffsets({ consumerGroupId: redriveGroup, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
+        },
+        async () => (await position(partition)) >= next,
+        { wait: true },
+      );
+      sent += 1;
     });
   } finally {
     await producer.disconnect();
