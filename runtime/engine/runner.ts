@@ -396,11 +396,12 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       try {
         changelogEnd = await commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
       } catch (error) {
-        if (isFenced(error)) {
-          log('task.fenced', { partition: batch.partition });
-          // Not awaited: dropping waits for this very job to finish.
-          void dropTask(batch.partition);
-        }
+        // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
+        // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
+        // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
+        log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { partition: batch.partition, message: (error as Error).message });
+        // Not awaited: dropping waits for this very job to finish.
+        void dropTask(batch.partition);
         throw error;
       }
       task.nextOffset.set(batch.topic, nextOffset);

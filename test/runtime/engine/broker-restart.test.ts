@@ -1,0 +1,100 @@
+/**
+ * The broker SIGKILLed mid-stream and started again while a member processes: the member rides it out (failed
+ * commits recreate the partition's transactional producer, which aborts what was open) and the output, read
+ * read_committed, holds every input exactly once. Runs on a private broker; the shared stack is never touched.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
+import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
+import { runProcessor } from '../../../runtime/engine/runner.ts';
+import { checkedSumTopology } from '../../fixtures/topologies/checked-sum.ts';
+import { startPrivateBroker, type PrivateBroker } from '../../support/private-broker.ts';
+import { uniqueName } from '../../support/stack.ts';
+
+const root = join(import.meta.dirname, '../../..');
+
+describe('a broker restart under a running member', () => {
+  let broker: PrivateBroker;
+  beforeAll(async () => {
+    broker = await startPrivateBroker('broker-restart');
+  }, 180_000);
+  afterAll(async () => {
+    await broker?.remove();
+  });
+
+  it('SIGKILL the broker mid-stream, start it again 5 s later: every record processed and output exactly once', async () => {
+    const { config, kafka } = broker;
+    const application = uniqueName('restart').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const output = `${application}.checked`;
+    const topology = checkedSumTopology(application, input);
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: 6 }], waitForLeaders: true });
+    await admin.disconnect();
+
+    const count = 60_000;
+    const producer = kafka.producer({ idempotent: true });
+    await producer.connect();
+    for (let i = 0; i < count; i += 5_000) {
+      await producer.send({
+        topic: input,
+        acks: -1,
+        messages: Array.from({ length: 5_000 }, (_, j) => ({ key: `k${(i + j) % 60}`, value: serde.encode('agentstreams.test.Event', { key: `k${(i + j) % 60}`, eventTime: 1_767_225_600_000 + i + j, amount: i + j }) })),
+      });
+    }
+    await producer.disconnect();
+
+    const errors: string[] = [];
+    // Small fetches: many batches, so the broker dies between and inside commits.
+    const member = await runProcessor({
+      config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 16 * 1024 } },
+      topology,
+      processor: 'checker',
+      log: (event, fields) => (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
+    });
+    try {
+      while (member.stats.records < count / 6) await sleep(20);
+      await broker.kill();
+      const processedAtKill = member.stats.records;
+      await sleep(5_000);
+      await broker.restart();
+      const deadline = Date.now() + 150_000;
+      while (member.stats.records < count && Date.now() < deadline) await sleep(200);
+      expect(processedAtKill).toBeLessThan(count);
+      expect(member.stats.records).toBe(count);
+    } finally {
+      await member.stop();
+    }
+    expect(errors.length).toBeGreaterThan(0); // the outage was seen
+    console.log(`broker restart: ${errors.length} errors, e.g. ${[...new Set(errors.map((e) => e.slice(0, 120)))].slice(0, 4).join(' / ')}`);
+
+    // The output, read_committed: each input amount exactly once.
+    const amounts = new Map<number, number>();
+    const reader = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
+    await reader.connect();
+    await reader.subscribe({ topic: output, fromBeginning: true });
+    let idleSince = Date.now();
+    await reader.run({
+      eachBatch: async ({ batch }) => {
+        idleSince = Date.now();
+        await serde.resolve(batch.messages.map((m) => m.value));
+        for (const m of batch.messages) {
+          const { amount } = serde.decodeResolved<{ amount: number }>(m.value).value;
+          amounts.set(Number(amount), (amounts.get(Number(amount)) ?? 0) + 1);
+        }
+      },
+    });
+    const readDeadline = Date.now() + 60_000;
+    while ((amounts.size < count || Date.now() - idleSince < 2_000) && Date.now() < readDeadline) await sleep(100);
+    await reader.disconnect();
+    expect(amounts.size).toBe(count);
+    expect([...amounts].filter(([, n]) => n !== 1).slice(0, 5)).toEqual([]);
+  }, 300_000);
+});
