@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Kafka, logLevel, type Message } from 'kafkajs';
+import type { Kafka, Message } from 'kafkajs';
 import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
@@ -22,6 +22,7 @@ import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
 import { DEFAULT_MARKET_TOPIC, formatProblems, keysOf, MarketRecord, marketRecordNames, MarketSchemas, type MarketRecordName, type MarketRecordValue } from './market-records.ts';
 import { topicMetadataWithLeaders } from '../runtime/engine/topics.ts';
 import { ATTEMPT_RETRY, IdempotentProducer, rideOutage, TransactionalProducer, type OutageOptions } from '../runtime/engine/producer.ts';
+import { kafkaClient } from '../runtime/kafka/client.ts';
 
 export interface MarketProducerOptions {
   /** Default `market.events`. */
@@ -138,7 +139,7 @@ export async function openMarketProducer(config: Config, options: MarketProducer
 
   const clientId = `${config.kafka.clientId}-${options.clientId ?? 'connector'}`;
   // Short kafkajs retries: the outage policy below decides how long a broker may stay away, not kafkajs' defaults.
-  const kafka = new Kafka({ clientId, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING, retry: { ...ATTEMPT_RETRY } });
+  const kafka = kafkaClient(config, options.clientId ?? 'connector', { retry: { ...ATTEMPT_RETRY } });
   const outage: OutageOptions = { outageToleranceMs: options.outageToleranceMs ?? config.kafka.outageToleranceMs, log };
   const partitions = await rideOutage(`creating topic ${topic}`, () => ensureMarketTopic(kafka, topic, wantedPartitions, log), outage);
   // Idempotent: a retried produce request cannot duplicate or reorder records within this producer's session.

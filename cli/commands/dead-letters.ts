@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { listDeadLetters, redriveDeadLetters } from '../../runtime/engine/redrive.ts';
 import { ATTEMPT_RETRY } from '../../runtime/engine/producer.ts';
 import { loadTopology } from './run.ts';
 import { usageError, type Command } from '../main.ts';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 
 export const deadLettersCommand: Command = {
   summary: "List an application's dead letters with their reasons, or re-drive them to their source topics (exactly once)",
@@ -17,7 +17,7 @@ export const deadLettersCommand: Command = {
     if (!Number.isInteger(limit) || limit < 1) throw usageError(`--limit takes a positive whole number, got "${values.limit}"`);
     const config = loadConfig();
     const topology = await loadTopology(file);
-    const kafka = new Kafka({ clientId: `${config.kafka.clientId}-dead-letters`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING, retry: { ...ATTEMPT_RETRY } });
+    const kafka = kafkaClient(config, 'dead-letters', { retry: { ...ATTEMPT_RETRY } });
     if (action === 'redrive') {
       const sent = await redriveDeadLetters(kafka, topology.deadLetterTopic, `${topology.application}.dead-letters-redrive`, {
         outageToleranceMs: config.kafka.outageToleranceMs,

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
 import { ensureTopics } from '../../runtime/engine/topics.ts';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { createStackContext, stackUp } from '../../infra/local/stack.ts';
@@ -25,6 +24,7 @@ import { formatRows, runNamedQuery } from './query.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 
 export const demoScenarios = ['drop:ACME:8%:40s@10s', 'newsBurst:CRUX:4:20s@25s', 'filing:DYNA:8-K:5.02@35s'];
 
@@ -58,7 +58,7 @@ export const demoCommand: Command = {
     if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
 
     // Topics first, from one process: members starting together would otherwise race to create them.
-    const kafka = new Kafka({ clientId: `${config.kafka.clientId}-demo`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+    const kafka = kafkaClient(config, 'demo');
     const admin = kafka.admin();
     await admin.connect();
     for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);

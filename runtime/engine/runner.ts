@@ -8,7 +8,7 @@
  * changelog offset. See docs/exactly-once.md for the failure cases.
  */
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
+import { type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
@@ -22,6 +22,7 @@ import { RedisTaskStore } from '../state/redis-store.ts';
 import { changelogMessages, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
 import { readTables } from '../state/tables.ts';
+import { kafkaClient } from '../kafka/client.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -154,7 +155,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const stores = topology.storesOf(processor);
   const changelogTopic = topology.changelogTopic(processor);
   const stats = { batches: 0, records: 0, deadLettered: 0, late: 0, amended: 0, recoveries: 0, replayedChangelog: 0 };
-  const kafka = new Kafka({ clientId: `${config.kafka.clientId}-${processor}-${instanceId}`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  const kafka = kafkaClient(config, `${processor}-${instanceId}`);
 
   const admin: Admin = kafka.admin();
   await admin.connect();

@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
+import { type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../../runtime/errors.ts';
@@ -29,6 +29,7 @@ import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { deadLetter, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
 import { openClickHouse } from './client.ts';
 import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 
 /** Where a record came from, for mappings that copy provenance or the Kafka timestamp into the row. */
 export interface RecordMeta {
@@ -179,7 +180,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     },
   });
 
-  const kafka = new Kafka({ clientId: `${config.kafka.clientId}-${name}-${instanceId}`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  const kafka = kafkaClient(config, `${name}-${instanceId}`);
   const admin = kafka.admin();
   await admin.connect();
   try {
