@@ -51,14 +51,14 @@ export const demoCommand: Command = {
     await migrateDatabase(config, projectRoot);
     const schemas = loadSchemas(join(projectRoot, 'schemas'));
     await registerSchemas(config, registryClient(config), schemas);
+    const kafka = kafkaClient(config, 'demo');
     const redis = new Redis(config.redis.url);
     const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } })).default as Array<{ portfolioId: string }>;
-    say(`portfolios: loaded ${await writeTable(redis, topology, 'portfolios', portfolios, schemas)} into shared state`);
+    say(`portfolios: loaded ${await writeTable(redis, kafka, topology, 'portfolios', portfolios, schemas)} into shared state (topic ${topology.tableTopic('portfolios')})`);
     redis.disconnect();
     if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
 
     // Topics first, from one process: members starting together would otherwise race to create them.
-    const kafka = kafkaClient(config, 'demo');
     const admin = kafka.admin();
     await admin.connect();
     for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);

@@ -5,6 +5,7 @@ import { loadConfig } from '../../runtime/config/index.ts';
 import { loadSchemas } from '../../runtime/serde/schemas.ts';
 import { readTables, writeTable } from '../../runtime/state/tables.ts';
 import { loadTopology } from './run.ts';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -20,7 +21,7 @@ export const tableCommand: Command = {
     await redis.connect();
     try {
       if (action === 'show') {
-        const rows = (await readTables(redis, topology, [name])).get(name)!;
+        const rows = (await readTables(redis, topology, [name], kafkaClient(config, 'table'))).get(name)!;
         console.log(JSON.stringify([...rows.values()], null, 2));
         return 0;
       }
@@ -31,8 +32,8 @@ export const tableCommand: Command = {
         throw usageError(`${rowsFile} is not readable JSON: ${(error as Error).message}`);
       }
       if (!Array.isArray(rows)) throw usageError(`${rowsFile} must hold a JSON array of rows`);
-      const count = await writeTable(redis, topology, name, rows, loadSchemas(join(projectRoot, 'schemas')));
-      console.log(`loaded ${count} rows into table ${name} of ${topology.application} (${topology.tableKey(name)})`);
+      const count = await writeTable(redis, kafkaClient(config, 'table'), topology, name, rows, loadSchemas(join(projectRoot, 'schemas')));
+      console.log(`loaded ${count} rows into table ${name} of ${topology.application} (topic ${topology.tableTopic(name)}, cached in ${topology.tableKey(name)})`);
       return 0;
     } finally {
       redis.disconnect();

@@ -23,6 +23,7 @@ import { changelogMessages, readChangelogRange, STREAM_TIME_KEY } from '../state
 import { ensureTopics } from './topics.ts';
 import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
+import { sendChunks } from '../kafka/send-chunks.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -101,38 +102,6 @@ function changelogEndOf(metadata: string | null): number | undefined {
   }
 }
 
-const SEND_CHUNK = 2000;
-/**
- * Most bytes (keys, values, headers) in one send. The broker refuses a record batch above message.max.bytes (1 MiB
- * by default), and a send of one partition's messages is one record batch: a batch whose outputs, dead letters or
- * changelog exceed it would fail, and be retried, forever.
- */
-export const SEND_BYTES = 512 * 1024;
-
-function messageBytes(message: { key?: Buffer | string | null; value: Buffer | string | null; headers?: Record<string, Buffer | string | undefined> }): number {
-  let bytes = 64 + Buffer.byteLength(message.key ?? '') + Buffer.byteLength(message.value ?? '');
-  for (const [name, value] of Object.entries(message.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(value ?? '');
-  return bytes;
-}
-
-/** Splits messages, in order, into sends of at most SEND_CHUNK messages and SEND_BYTES bytes (a larger single message goes alone). */
-export function sendChunks<M extends Parameters<typeof messageBytes>[0]>(messages: readonly M[]): M[][] {
-  const chunks: M[][] = [];
-  let chunk: M[] = [];
-  let bytes = 0;
-  for (const message of messages) {
-    const size = messageBytes(message);
-    if (chunk.length > 0 && (chunk.length >= SEND_CHUNK || bytes + size > SEND_BYTES)) {
-      chunks.push(chunk);
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(message);
-    bytes += size;
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
-}
 
 function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
@@ -179,10 +148,10 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   redis?.on('error', (error: Error) => log('redis.error', { message: error.message }));
   await redis?.connect();
   const transient = retry({ initialMs: 100, maxMs: 5_000 });
-  let tables: Map<string, Map<string, unknown>> = redis ? await withRetry(() => readTables(redis, topology, tableNames), transient, { isRetriable: () => true }) : new Map();
+  let tables: Map<string, Map<string, unknown>> = redis ? await withRetry(() => readTables(redis, topology, tableNames, kafka), transient, { isRetriable: () => true }) : new Map();
   const refreshTables = async (): Promise<void> => {
     if (!redis || tableNames.length === 0) return;
-    tables = await readTables(redis, topology, tableNames).catch((error: Error) => {
+    tables = await readTables(redis, topology, tableNames, kafka).catch((error: Error) => {
       log('tables.refresh-failed', { message: error.message });
       return tables;
     });

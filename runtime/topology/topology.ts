@@ -105,8 +105,10 @@ export interface Topology extends TopologySpec {
   deadLetterTopic: string;
   lateTopic: string;
   groupId(processor: string): string;
-  /** Redis hash holding a table's rows as JSON by key. */
+  /** Redis hash holding a table's rows as JSON by key: a cache of the table's topic. */
   tableKey(table: string): string;
+  /** Compacted topic holding a table's rows by key: the table's source of truth (tombstones delete rows). */
+  tableTopic(table: string): string;
   changelogTopic(processor: string): string;
   storesOf(processor: string): string[];
 }
@@ -165,6 +167,7 @@ export function defineTopology(spec: TopologySpec): Topology {
     lateTopic,
     groupId: (processor) => `${spec.application}.${processor}`,
     tableKey: (table) => `as:table:{${spec.application}}:${table}`,
+    tableTopic: (table) => `${spec.application}.table.${table}`,
     changelogTopic: (processor) => `${spec.application}.${processor}.changelog`,
     storesOf(processor) {
       const p = spec.processors[processor];

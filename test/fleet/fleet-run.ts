@@ -188,7 +188,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   await migrateDatabase(chConfig, projectRoot);
   await registerSchemas(config, registryClient(config), schemas);
   const redis = new Redis(config.redis.url);
-  await writeTable(redis, topology, 'portfolios', portfolios, schemas);
+  await writeTable(redis, kafkaClient(), topology, 'portfolios', portfolios, schemas);
   redis.disconnect();
   const admin = kafkaClient().admin();
   await admin.connect();

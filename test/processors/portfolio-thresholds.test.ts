@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import type { Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
 import { loadSchemas } from '../../runtime/serde/schemas.ts';
@@ -143,7 +144,7 @@ describe('moveThresholdScale validation', () => {
   it('makes `table load` refuse the whole file before anything is written', async () => {
     const untouched = new Proxy({}, { get: (_, name) => { throw new Error(`Redis was used (${String(name)})`); } }) as unknown as Redis;
     const rows = [portfolio('good', 0.75), portfolio('bad', 0), portfolio('worse', -2)];
-    const error = await writeTable(untouched, marketSignals({ application: 'm' }), 'portfolios', rows, schemas).then(
+    const error = await writeTable(untouched, untouched as unknown as Kafka, marketSignals({ application: 'm' }), 'portfolios', rows, schemas).then(
       () => new Error('writeTable accepted the rows'),
       (e: unknown) => e as Error,
     );

@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
-import { runProcessor, SEND_BYTES, sendChunks } from '../../../runtime/engine/runner.ts';
+import { runProcessor } from '../../../runtime/engine/runner.ts';
+import { SEND_BYTES, sendChunks } from '../../../runtime/kafka/send-chunks.ts';
 import { defineTopology, processor } from '../../../runtime/topology/topology.ts';
 import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
 
