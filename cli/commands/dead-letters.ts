@@ -20,6 +20,7 @@ export const deadLettersCommand: Command = {
     const kafka = kafkaClient(config, 'dead-letters', { retry: { ...ATTEMPT_RETRY } });
     if (action === 'redrive') {
       const sent = await redriveDeadLetters(kafka, topology.deadLetterTopic, `${topology.application}.dead-letters-redrive`, {
+        groupOf: (processor) => topology.groupId(processor),
         outageToleranceMs: config.kafka.outageToleranceMs,
         log: (line) => console.error(`dead-letters: ${line}`),
       });

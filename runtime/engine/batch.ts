@@ -13,7 +13,7 @@ import type { DecodedRecord } from '../serde/avro.ts';
 import type { Output, ProcessorContext, StreamRecord } from '../topology/processor.ts';
 import { storesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { addRecord, closeWindows, nextCloseTime } from '../windows/index.ts';
-import { deadLetter, lateRecord, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
+import { deadLetter, lateRecord, redriveHeader, redrivenForAnotherGroup, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
 
 /** One key's stored state: its value and, for windowed stores, when its earliest open window closes. */
 export interface StateEntry {
@@ -81,8 +81,11 @@ function headersOf(source: SourceRecord): Record<string, string> {
 }
 
 /** Decodes a batch (schemas must already be resolved) and lists the state keys it needs. */
-export function prepareBatch(scope: TaskScope, sources: SourceRecord[]): PreparedBatch {
+export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBatch {
   const { spec, codec } = scope;
+  // Records re-driven for another group were processed here already: skipped, they are consumed and committed only.
+  const groupId = scope.topology.groupId(scope.processor);
+  const sources = all.some((s) => s.headers?.[redriveHeader.group] !== undefined) ? all.filter((s) => !redrivenForAnotherGroup(s.headers, groupId)) : all;
   const stores = storesOfSpec(spec);
   const keys = new Set<string>();
   let maxEventTime = Number.NEGATIVE_INFINITY;

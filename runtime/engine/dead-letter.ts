@@ -22,6 +22,23 @@ export const deadLetterHeader = {
   errorReason: 'as.dlq.error.reason',
 } as const;
 
+/** Headers a re-driven record carries (runtime/engine/redrive.ts). */
+export const redriveHeader = {
+  /** Where the dead letter was: `<dead-letter topic>/<partition>/<offset>`. */
+  from: 'as.redriven.from',
+  /**
+   * The consumer group that dead-lettered it, the only one that processes it again: the record goes back to its
+   * source topic, which other groups read too, and they skip it rather than process it twice.
+   */
+  group: 'as.redrive.group',
+} as const;
+
+/** A re-driven record meant for another consumer group (see `redriveHeader.group`). */
+export function redrivenForAnotherGroup(headers: SourceRecord['headers'], groupId: string): boolean {
+  const target = headers?.[redriveHeader.group];
+  return target !== undefined && target.toString() !== groupId;
+}
+
 export interface SourceRecord {
   topic: string;
   partition: number;

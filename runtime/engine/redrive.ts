@@ -1,17 +1,20 @@
 /**
  * Reading and re-driving dead letters. `listDeadLetters` shows what is in an application's dead-letter topic;
  * `redriveDeadLetters` sends each dead letter back to the topic it came from (after the cause was fixed: a
- * schema registered, a processor bug mended), exactly once: the records are produced and the re-drive group's
+ * schema registered, a processor bug mended), for the consumer group that dead-lettered it only (other groups
+ * reading that topic skip it), exactly once: the records are produced and the re-drive group's
  * position committed in one transaction, so a re-drive that crashes and is run again sends nothing twice.
  * A broker outage is ridden out for `kafka.outageToleranceMs` (runtime/engine/producer.ts): a transaction that
  * failed is run again only once the re-drive group's committed position shows it did not commit.
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
-import { deadLetterHeader } from './dead-letter.ts';
+import { deadLetterHeader, redriveHeader } from './dead-letter.ts';
 import { TransactionalProducer } from './producer.ts';
 
 export interface RedriveOptions {
+  /** The consumer group of a processor (`topology.groupId`): a re-driven record is processed by that group only. */
+  groupOf: (processor: string) => string;
   /** `config.kafka.outageToleranceMs`; default 60 s. */
   outageToleranceMs?: number;
   log?: (line: string) => void;
@@ -112,7 +115,7 @@ export async function listDeadLetters(kafka: Kafka, topic: string, limit: number
 }
 
 /** Re-drives every dead letter not yet re-driven by `redriveGroup`; returns how many were sent back. */
-export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGroup: string, options: RedriveOptions = {}): Promise<number> {
+export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGroup: string, options: RedriveOptions): Promise<number> {
   const outage = { outageToleranceMs: options.outageToleranceMs ?? 60_000, ...(options.log ? { log: options.log } : {}) };
   const producer = new TransactionalProducer(kafka, `${redriveGroup}-${topic}`, outage);
   await producer.connect();
@@ -134,7 +137,9 @@ export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGro
       const headers = Object.fromEntries(
         Object.entries(message.headers ?? {}).filter(([name, value]) => value !== undefined && !name.startsWith('as.dlq.')),
       ) as Record<string, Buffer | string>;
-      headers['as.redriven.from'] = `${topic}/${partition}/${message.offset}`;
+      headers[redriveHeader.from] = `${topic}/${partition}/${message.offset}`;
+      const processor = header(message, deadLetterHeader.processor);
+      if (processor) headers[redriveHeader.group] = options.groupOf(processor);
       const next = Number(message.offset) + 1;
       await producer.run(
         async (txn) => {

@@ -120,11 +120,27 @@ describe('dead letters on the real stack', () => {
     expect(new Set(listed.map((d) => d.source.topic))).toEqual(new Set([input]));
     const before = (await admin.fetchTopicOffsets(input)).reduce((n, o) => n + Number(o.high), 0);
     const group = `${application}.dead-letters-redrive`;
-    expect(await redriveDeadLetters(kafka, topology.deadLetterTopic, group)).toBe(expectedBad.size);
-    expect(await redriveDeadLetters(kafka, topology.deadLetterTopic, group)).toBe(0);
+    const groupOf = (processor: string): string => topology.groupId(processor);
+    expect(await redriveDeadLetters(kafka, topology.deadLetterTopic, group, { groupOf })).toBe(expectedBad.size);
+    expect(await redriveDeadLetters(kafka, topology.deadLetterTopic, group, { groupOf })).toBe(0);
     const after = (await admin.fetchTopicOffsets(input)).reduce((n, o) => n + Number(o.high), 0);
     // Each re-driven record is one record plus one transaction marker.
     expect(after - before).toBe(expectedBad.size * 2);
     await admin.disconnect();
+
+    // The re-driven records went back to the input, which another consumer group reads too: that group skips them
+    // (it dead-letters the bad records once, as they first came, never the re-driven copies a second time), while
+    // the group that dead-lettered them gets them again.
+    const other = await runProcessor({ config, topology: checkedSumTopology(`${application}-other`, input), processor: 'checker' });
+    const again = await runProcessor({ config, topology, processor: 'checker' });
+    const total = messages.length + expectedBad.size;
+    const until = Date.now() + 120_000;
+    while ((other.stats.records < total || again.stats.records < expectedBad.size) && Date.now() < until) await sleep(200);
+    await other.stop();
+    await again.stop();
+    expect(other.stats.records).toBe(total);
+    expect(other.stats.deadLettered).toBe(expectedBad.size);
+    expect(again.stats.records).toBe(expectedBad.size); // only the re-driven records were new to it
+    expect(again.stats.deadLettered).toBe(expectedBad.size); // their causes were not mended: dead-lettered again
   }, 180_000);
 });
