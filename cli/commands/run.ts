@@ -41,15 +41,15 @@ export const runCommand: Command = {
     const spec = topology.processors[values.processor];
     // Only members whose processor enriches records need the LLM and its audit sink.
     const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, topology.application, log, metrics) : undefined;
-    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, ...(services ? { services: services.services } : {}) });
+    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, stallMs: config.health.stallMs, ...(services ? { services: services.services } : {}) });
     const server = await startObservabilityServer({
       port: config.metrics.port,
       metrics,
-      health: () => ({ healthy: true }),
-      ready: async () => {
-        await handle.joined;
-        return true;
+      health: () => {
+        const { live, problems } = handle.health();
+        return { healthy: live, checks: { member: { healthy: live, detail: problems.join('; ') || 'ok' } } };
       },
+      ready: () => handle.health().ready,
     });
     log('started', { instance: handle.instanceId, metricsPort: server.port });
     const deadlineMs = Number(values['shutdown-timeout']) * 1000;

@@ -138,6 +138,14 @@ export const configSchema = {
       default: 86_400_000,
     }),
   },
+  health: {
+    stallMs: setting({
+      env: 'AS_LIVENESS_STALL_MS',
+      doc: 'A member whose partitions have records waiting but completed no batch for this long (ms) reports itself not live on /healthz, so the platform restarts it',
+      parse: parse.int(1_000, 24 * 3_600_000),
+      default: 120_000,
+    }),
+  },
   metrics: {
     port: setting({ env: 'AS_METRICS_PORT', doc: 'Port for /metrics, /healthz and /readyz (0 picks a free one)', parse: parse.int(0, 65535), default: 0 }),
   },

@@ -41,6 +41,8 @@ export interface RunProcessorOptions {
   services?: Record<string, EnrichmentService>;
   /** The wall clock punctuation closes windows by (default `Date.now`, shifted by `config.clock.offsetMs`). */
   clock?: () => number;
+  /** Liveness fails when no batch completed for this long while the last fetch showed lag (default 2 min). */
+  stallMs?: number;
 }
 
 /**
@@ -59,7 +61,19 @@ async function keepingAlive<T>(heartbeat: () => Promise<void>, work: () => Promi
   }
 }
 
+/** What /healthz and /readyz report for a member: the truth about its consumer and its partitions. */
+export interface MemberHealth {
+  /** Liveness: false once the consumer crashed for good, commits keep failing, or no batch completed for `stallMs` while records wait. */
+  live: boolean;
+  /** Readiness: joined, and neither rebalancing nor restoring state. */
+  ready: boolean;
+  /** Why, in words (each failing check). */
+  problems: string[];
+}
+
 export interface ProcessorHandle {
+  /** The member's health now (see MemberHealth). */
+  health(): MemberHealth;
   readonly instanceId: string;
   /** Finishes the batch in flight, commits, leaves the group. Idempotent. */
   stop(): Promise<void>;
@@ -171,6 +185,10 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     );
   }
 
+  // Health: what /healthz and /readyz tell the platform (kubelet, load balancer) about this member.
+  const health = { joined: false, rebalancing: false, recovering: 0, crashed: undefined as string | undefined, commitFailures: 0, lastProgress: Date.now(), lag: 0 };
+  const stallMs = options.stallMs ?? 120_000;
+
   async function recover(task: Task, reason: string): Promise<void> {
     const store = task.store!;
     let target = -1;
@@ -186,18 +204,23 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     // Only the range Redis has not applied is read: the uncommitted tail after a crash, or everything after a
     // Redis loss. Each chunk is applied with its last offset as the fence.
     stats.recoveries += 1;
+    health.recovering += 1;
     log('state.recover', { partition: task.partition, reason, from, to: target });
-    const replayed = await readChangelogRange(kafka, changelogTopic, task.partition, from, target, async (records) => {
-      const changes = new Map<string, StateEntry | null>();
-      let streamTime = task.streamTime;
-      for (const r of records) {
-        if (r.key === STREAM_TIME_KEY) streamTime = r.streamTime ?? streamTime;
-        else changes.set(r.key, r.entry);
-      }
-      await store.apply([...changes].map(([key, entry]) => ({ key, entry })), records[records.length - 1]!.offset, streamTime, checkpoint?.offset ?? '0');
-      task.streamTime = streamTime;
-    });
-    stats.replayedChangelog += replayed;
+    try {
+      const replayed = await readChangelogRange(kafka, changelogTopic, task.partition, from, target, async (records) => {
+        const changes = new Map<string, StateEntry | null>();
+        let streamTime = task.streamTime;
+        for (const r of records) {
+          if (r.key === STREAM_TIME_KEY) streamTime = r.streamTime ?? streamTime;
+          else changes.set(r.key, r.entry);
+        }
+        await store.apply([...changes].map(([key, entry]) => ({ key, entry })), records[records.length - 1]!.offset, streamTime, checkpoint?.offset ?? '0');
+        task.streamTime = streamTime;
+      });
+      stats.replayedChangelog += replayed;
+    } finally {
+      health.recovering -= 1;
+    }
   }
 
   async function createTask(partition: number): Promise<Task> {
@@ -318,6 +341,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   async function handleBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     if (batch.messages.length === 0) return;
+    health.lag = Number(batch.offsetLag()) + batch.messages.length;
     const task = await taskFor(batch.partition);
     await serialize(task, async () => {
       if (!isRunning() || isStale()) return;
@@ -370,6 +394,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
         // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
         log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { partition: batch.partition, message: (error as Error).message });
+        if (!isFenced(error)) health.commitFailures += 1;
         // Not awaited: dropping waits for this very job to finish.
         void dropTask(batch.partition);
         throw error;
@@ -378,6 +403,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       resolveOffset(batch.lastOffset());
       await afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
       stats.batches += 1;
+      health.commitFailures = 0;
+      health.lastProgress = Date.now();
+      health.lag = Number(batch.offsetLag());
       stats.records += sources.length;
       stats.deadLettered += result.counts.deadLettered;
       stats.late += result.counts.late;
@@ -425,7 +453,20 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   });
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
+  consumer.on(consumer.events.REBALANCING, () => {
+    health.rebalancing = true;
+  });
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    log('consumer.crash', { message: payload.error.message, restart: payload.restart });
+    if (!payload.restart) health.crashed = payload.error.message;
+  });
+  consumer.on(consumer.events.FETCH_START, () => {
+    // Nothing waits while fetches come back empty: an idle member is not a stalled one.
+    if (health.lag === 0) health.lastProgress = Date.now();
+  });
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    health.joined = true;
+    health.rebalancing = false;
     const mine = new Set(spec.inputs.flatMap((t) => payload.memberAssignment[t] ?? []));
     options.metrics?.rebalances.inc({ processor });
     log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
@@ -461,6 +502,18 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     instanceId,
     joined,
     stats,
+    health(): MemberHealth {
+      const problems: string[] = [];
+      if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
+      if (health.commitFailures >= 5) problems.push(`${health.commitFailures} commits in a row failed`);
+      const idleMs = Date.now() - health.lastProgress;
+      if (health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+      const live = problems.length === 0;
+      if (!health.joined) problems.push('not joined to the group yet');
+      if (health.rebalancing) problems.push('rebalancing');
+      if (health.recovering > 0) problems.push('restoring state from the changelog');
+      return { live, ready: live && health.joined && !health.rebalancing && health.recovering === 0, problems };
+    },
     stop() {
       stopping ??= (async () => {
         if (timer) clearInterval(timer);

@@ -1,0 +1,97 @@
+/**
+ * Member health tells the truth: not ready while the group rebalances, and not live while
+ * records wait and no batch completes (here an enrichment service that hangs): what /healthz and /readyz serve.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
+import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
+import { runProcessor, type MemberHealth, type ProcessorHandle } from '../../../runtime/engine/runner.ts';
+import { defineTopology, processor } from '../../../runtime/topology/topology.ts';
+import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
+
+const root = join(import.meta.dirname, '../../..');
+
+async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('member health on the real stack', () => {
+  it('is not ready while rebalancing, and not live while a batch hangs with records waiting', async () => {
+    const kafka = kafkaClient();
+    const application = uniqueName('health').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const output = `${application}.out`;
+    const waiting: Array<() => void> = [];
+    const release = (): void => waiting.splice(0).forEach((resume) => resume());
+    let hang = true;
+    const topology = defineTopology({
+      application,
+      topics: { [input]: { partitions: 2 }, [output]: { partitions: 2 } },
+      processors: {
+        worker: processor({
+          inputs: [input],
+          outputs: { [output]: ['agentstreams.test.Event'] },
+          enrich: { service: 'maybe-hangs', request: () => 1 },
+          process: (record, ctx) => ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
+        }),
+      },
+    });
+    const service = async (requests: ReadonlyMap<string, unknown>): Promise<Map<string, unknown>> => {
+      if (hang) await new Promise<void>((resolve) => waiting.push(resolve));
+      return new Map([...requests.keys()].map((k) => [k, 1]));
+    };
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+
+    const first = await runProcessor({ config, topology, processor: 'worker', services: { 'maybe-hangs': service }, stallMs: 2_000 });
+    const members: ProcessorHandle[] = [first];
+    try {
+      await first.joined;
+      await until('the first member to be ready', () => first.health().ready);
+      expect(first.health()).toEqual({ live: true, ready: true, problems: [] });
+
+      // A second member joins: the first one is not ready while the group rebalances, then ready again.
+      const seen: MemberHealth[] = [];
+      const sampling = (async () => {
+        while (seen.length === 0 || seen.at(-1)!.ready === false || !seen.some((h) => !h.ready)) {
+          seen.push(first.health());
+          if (seen.length > 1_500) break;
+          await sleep(20);
+        }
+      })();
+      const second = await runProcessor({ config, topology, processor: 'worker', services: { 'maybe-hangs': service }, stallMs: 2_000 });
+      members.push(second);
+      await second.joined;
+      await sampling;
+      expect(seen.some((h) => !h.ready && h.problems.includes('rebalancing'))).toBe(true);
+      await until('both members to be ready', () => first.health().ready && second.health().ready);
+
+      // Records arrive and the enrichment hangs: after stallMs the member handling them is not live.
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic: input, messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+      await producer.disconnect();
+      await until('a member to report the stall', () => members.some((m) => !m.health().live), 20_000);
+      const stalled = members.find((m) => !m.health().live)!;
+      expect(stalled.health().problems.join()).toMatch(/no batch completed for \d+ s while \d+ records wait/);
+      expect(stalled.health().ready).toBe(false);
+
+      // Unblocked, it completes its batches and is live again.
+      hang = false;
+      release();
+      await until('every member to be live again', () => members.every((m) => m.health().live), 20_000);
+    } finally {
+      hang = false;
+      release();
+      for (const m of members) await m.stop();
+    }
+  }, 120_000);
+});
