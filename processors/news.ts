@@ -54,6 +54,13 @@ function similarity(a: string[], b: string[]): number {
 
 const ranks: Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
 
+/** The source is the feed's text: a summary quotes a bounded, one-line piece of it (the prompt fences it anyway). */
+const MAX_SOURCE_CHARS = 80;
+function quotedSource(source: string): string {
+  const line = source.replace(/\s+/g, ' ').trim();
+  return line.length > MAX_SOURCE_CHARS ? `${line.slice(0, MAX_SOURCE_CHARS)}…` : line;
+}
+
 export function newsAgent(options: NewsOptions) {
   return (record: StreamRecord, ctx: ProcessorContext): void => {
     const story = record.value as NewsValue;
@@ -95,7 +102,7 @@ export function newsAgent(options: NewsOptions) {
         topic: options.output,
         key: symbol,
         recordType: FindingType,
-        value: finding({ agent: 'news', rule: 'material-negative', symbol, severity: 'low', windowStart: t, windowEnd: t, eventTime: t, evidence: { sentiment: score }, summary: `Material negative story on ${symbol} (${story.source})` }, record),
+        value: finding({ agent: 'news', rule: 'material-negative', symbol, severity: 'low', windowStart: t, windowEnd: t, eventTime: t, evidence: { sentiment: score }, summary: `Material negative story on ${symbol} (${quotedSource(story.source)})` }, record),
       });
     }
     store.set(state);

@@ -47,7 +47,20 @@ export { createSemaphore, type Semaphore } from './semaphore.ts';
 export { BATCH_PRICE_FACTOR, costUsd, defaultModelTiers, defaultPrices, modelFor, type ModelPrice, type ModelTiers, type TokenUsage } from './models.ts';
 export { classifyApiError, isSpendLimit, LlmCallError, parseRetryAfterMs } from './call-error.ts';
 export { parseAnalysis, parseDigest, type AnalysisOutput, type DigestOutput } from './output.ts';
-export { analysisPrompt, DEFAULT_RULES_TEXT, digestPrompt, inputTokenUpperBound, promptHash, quoteUntrusted } from './prompt.ts';
+export {
+  ANALYSIS_FENCE,
+  analysisPrompt,
+  DEFAULT_RULES_TEXT,
+  DIGEST_FENCE,
+  digestPrompt,
+  inputTokenUpperBound,
+  MAX_FIELD_CHARS,
+  MAX_SUMMARY_CHARS,
+  MAX_SYMBOL_CHARS,
+  MAX_UNTRUSTED_CHARS,
+  promptHash,
+  quoteUntrusted,
+} from './prompt.ts';
 
 /** The connection settings of the LLM service, from the loaded config. */
 export function llmConnection(config: Config): { apiKey: string; baseUrl: string } {
