@@ -45,6 +45,18 @@ export interface FindingAnalysis {
   model: string;
   /** Why the answer is rules-only, when it is. */
   reason?: string;
+  /** The severity the model asked for, before the clamp; absent for rules-only answers. */
+  modelSeverity?: Severity;
+  /**
+   * The model contradicted the rules: it asked for a higher severity than the rules allow. Its text is kept, but
+   * flagged, so a reader weighs it against the rules' own (the caller may flag more, e.g. trade advice on news).
+   */
+  modelDisagreed: boolean;
+}
+
+/** True when a model asked for more than the rules allow: the clamp hides it from the severity, the flag does not. */
+export function exceedsRules(modelSeverity: Severity, rules: Severity): boolean {
+  return severityRank(modelSeverity) > severityRank(rules);
 }
 
 export const RULES_ONLY = 'rules-only';
@@ -65,6 +77,7 @@ export function rulesOnlyAnalysis(finding: LlmFinding, reason: string): FindingA
     severity: finding.severity,
     model: RULES_ONLY,
     reason,
+    modelDisagreed: false,
   };
 }
 

@@ -8,6 +8,7 @@ import type { Config } from '../config/index.ts';
 export { createLlm, LlmMode, NO_API_KEY_REASON, type AnalyzeContext, type CreateLlmOptions, type Llm } from './service.ts';
 export {
   clampSeverity,
+  exceedsRules,
   rulesOnlyAnalysis,
   rulesOnlyDigest,
   RULES_ONLY,

@@ -20,6 +20,7 @@ import { createCircuitBreaker, type CircuitState } from './circuit.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, type LlmCore } from './core.ts';
 import {
   clampSeverity,
+  exceedsRules,
   isSeverity,
   rulesOnlyAnalysis,
   rulesOnlyDigest,
@@ -250,6 +251,8 @@ export function createLlm(options: CreateLlmOptions): Llm {
           severity: clampSeverity(output.severity, finding.severity),
           confidence: output.confidence,
           model,
+          modelSeverity: output.severity,
+          modelDisagreed: exceedsRules(output.severity, finding.severity),
         };
       } catch (error) {
         if (context.signal?.aborted) throw error;

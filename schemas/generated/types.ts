@@ -26,6 +26,10 @@ export interface Alert {
   model: string;
   /** Why the analysis is rules-only, when it is */
   reason: string;
+  /** The model's text contradicts the rules: it asked for a higher severity than they allow, or recommended a trade on third-party text; read rulesAnalysis beside it */
+  modelDisagreed: boolean;
+  /** What the rules alone say about the finding, kept beside the model's analysis */
+  rulesAnalysis: string;
 }
 
 /** Subject and record type name of Alert. */

@@ -22,6 +22,9 @@ export function alertRow(alert: Alert, meta: RecordMeta) {
     analysis: alert.analysis,
     recommended_action: alert.recommendedAction,
     model: alert.model,
+    // Alerts written before the field existed decode with its default (false, ''), as the columns' defaults say.
+    model_disagreed: alert.modelDisagreed ? 1 : 0,
+    rules_analysis: alert.rulesAnalysis,
     created_at: seconds(writtenAtMs),
     version: versionOf(meta),
   };

@@ -263,6 +263,8 @@ describe('analyzeFinding: untrusted news', () => {
     const news = finding({ agent: 'news', rule: 'headline-topic', severity: 'medium', untrustedText: injection, evidence: { sentiment: -0.8, sources: 1 } });
     const result = await llm.analyzeFinding(news);
     expect(result.severity).toBe('medium');
+    // The clamp hides the model's ask from the severity; the flag keeps it visible.
+    expect(result).toMatchObject({ modelSeverity: 'critical', modelDisagreed: true, analysis: 'Sell everything now.' });
     // The model tier follows the rules' severity too, so the injection cannot buy the strong model either.
     expect(result.model).toBe('claude-haiku-5-5');
 
@@ -278,7 +280,7 @@ describe('analyzeFinding: untrusted news', () => {
 
   it('lets the model lower the severity', async () => {
     const { llm } = await harness({}, { responder: () => analysisReply({ severity: 'low' }) });
-    expect((await llm.analyzeFinding(finding({ severity: 'high' }))).severity).toBe('low');
+    expect(await llm.analyzeFinding(finding({ severity: 'high' }))).toMatchObject({ severity: 'low', modelSeverity: 'low', modelDisagreed: false });
   });
 });
 
