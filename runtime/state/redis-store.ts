@@ -10,6 +10,12 @@
  * `apply` is one Lua script: it applies a batch's changes only if their changelog offset is above the one
  * recorded, so a replayed or late (zombie) apply is a no-op. Kafka stays the source of truth: the changelog
  * topic holds every change, and `ckpt.changelog` says how far Redis has applied it.
+ *
+ * Expiry is one rule for all three: every apply gives the state keys it writes, the checkpoint and the due set the
+ * same TTL, so a task's keys live as long as its last write. A state key can still expire before the due set does
+ * (its key was written long ago, others since): `read` drops a due entry whose state is gone when it meets it, so
+ * the due set never grows with entries that point at nothing. An idle task's checkpoint expiring with its state is
+ * the same as a Redis loss: the next batch rebuilds from the changelog.
  */
 import type { Redis } from 'ioredis';
 import type { StateEntry } from '../engine/batch.ts';
@@ -23,8 +29,14 @@ local due = {}
 if ARGV[2] ~= '' then
   local members = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
   for _, m in ipairs(members) do
-    due[#due + 1] = m
-    due[#due + 1] = redis.call('GET', prefix .. ':s:' .. m) or false
+    local value = redis.call('GET', prefix .. ':s:' .. m)
+    if value then
+      due[#due + 1] = m
+      due[#due + 1] = value
+    else
+      -- Its state expired (TTL): the entry points at nothing and would be met again on every read.
+      redis.call('ZREM', KEYS[2], m)
+    end
   end
 end
 return {ckpt, values, due}
@@ -53,6 +65,9 @@ while i <= #ARGV do
   i = i + 3
 end
 redis.call('HSET', KEYS[1], 'changelog', ARGV[2], 'streamTime', ARGV[3], 'offset', ARGV[4])
+-- The checkpoint and the due set expire with the state they describe (refreshed by every apply).
+redis.call('PEXPIRE', KEYS[1], ttl)
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 `;
 
