@@ -60,11 +60,11 @@ describe('RedisTaskStore', () => {
     await sleep(1_000);
     // w:a has expired, w:b has not. The read that meets w:a's due entry drops it instead of keeping a dangling entry.
     expect(await redis.exists(`${store.prefix}:s:w:a`)).toBe(0);
-    expect(await redis.zrange(due, 0, -1)).toEqual(['w:a', 'w:b']);
+    expect(await redis.zrange(due, '0', '-1')).toEqual(['w:a', 'w:b']);
     const read = await store.read([], 150);
     expect([...read.entries.keys()]).toEqual([]);
     expect(read.checkpoint).toEqual({ changelog: 2, streamTime: 20, offset: '2' });
-    expect(await redis.zrange(due, 0, -1)).toEqual(['w:b']);
+    expect(await redis.zrange(due, '0', '-1')).toEqual(['w:b']);
 
     await sleep(800);
     // Past the last write's TTL nothing of the task is left: no checkpoint claiming state, no due entries.
