@@ -34,6 +34,7 @@ import type { Alert, Digest, Finding, Portfolio, Severity } from '../../schemas/
 import { severities, severityRank } from '../../processors/finding.ts';
 
 const MINUTE = 60_000;
+const SESSION_TIMEOUT_MS = 6_000;
 const HOUR = 60 * MINUTE;
 const TOPOLOGY_FILE = join(projectRoot, 'topologies/market-signals.ts');
 export const schemas = loadSchemas(join(projectRoot, 'schemas'));
@@ -137,8 +138,12 @@ export interface FleetRunOptions {
    * digest window after the hour closed, whatever the machine's speed (an agent that was down, or slower than the rest).
    */
   holdBack?: { processor: string; untilDigestOf: string };
-  /** Kill a random member with SIGKILL every `everyMs` and start it again, until the feed has ended plus `afterFeedMs`. */
-  chaos?: { seed: number; everyMs: number; afterFeedMs: number };
+  /**
+   * Kill a random member with SIGKILL every `everyMs` and start it again, until the feed has ended plus `afterFeedMs`.
+   * Every `zombieEvery`-th time the member is frozen (SIGSTOP) instead, a replacement takes its partitions after the
+   * session timeout, and the frozen one is thawed (SIGCONT) as a zombie that must be fenced, then stays as a second member.
+   */
+  chaos?: { seed: number; everyMs: number; afterFeedMs: number; zombieEvery?: number };
   /** Wait for these alert ids in ClickHouse, and for a digest of each of these portfolios (for the hour before `hour`). */
   awaitAlerts: string[];
   awaitDigests: string[];
@@ -156,6 +161,8 @@ export interface FleetRunResult {
   digests: Row[];
   llmCalls: Row[];
   kills: string[];
+  /** Members frozen past the session timeout and thawed after a replacement took over. */
+  zombies: string[];
   /** Exit codes of the members alive at the end (stopped with SIGTERM). */
   exitCodes: Array<number | null>;
   /** Members that exited on their own, with their codes. */
@@ -207,7 +214,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     AS_FLEET_DIGEST_GRACE: DIGEST_GRACE,
     AS_CLICKHOUSE_DATABASE: database,
     AS_WALL_CLOCK_OFFSET_MS: String(offsetMs),
-    AS_CONSUMER_SESSION_TIMEOUT_MS: '6000',
+    AS_CONSUMER_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
     ANTHROPIC_API_KEY: options.anthropic ? (options.anthropic.apiKey ?? 'sk-ant-local-stand-in') : '',
     ...(options.anthropic ? { ANTHROPIC_BASE_URL: options.anthropic.baseUrl } : {}),
     ...options.env,
@@ -217,6 +224,9 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, undefined, ['sink', TOPOLOGY_FILE]) : startMember(TOPOLOGY_FILE, name, env);
   const members = new Map<string, Member>(names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
   const kills: string[] = [];
+  const zombies: string[] = [];
+  /** Thawed zombies, members still. */
+  const extras: Member[] = [];
   const crashed: Array<{ processor: string; code: number | null }> = [];
   const ch = openClickHouse(chConfig);
   const query = async (sql: string): Promise<Row[]> => (await ch.query({ query: sql, format: 'JSONEachRow' })).json<Row>();
@@ -233,13 +243,26 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     const feedDone = { at: Number.POSITIVE_INFINITY };
     if (options.chaos) {
       const random = mulberry32(options.chaos.seed);
-      const { everyMs, afterFeedMs } = options.chaos;
+      const { everyMs, afterFeedMs, zombieEvery } = options.chaos;
+      let events = 0;
       chaos = (async () => {
         while (Date.now() < feedDone.at + afterFeedMs) {
           await sleep(everyMs / 2 + random() * everyMs);
           const name = names[Math.floor(random() * names.length)]!;
           const victim = members.get(name)!;
           if (victim.child.exitCode !== null || victim.child.signalCode !== null) continue;
+          events += 1;
+          if (zombieEvery && events % zombieEvery === 0) {
+            // Frozen past the session timeout: the replacement takes its partitions (and fences its producers);
+            // thawed, the old member finds itself a zombie, and then stays on as a second member.
+            victim.child.kill('SIGSTOP');
+            members.set(name, start(name));
+            await sleep(SESSION_TIMEOUT_MS + 4_000);
+            victim.child.kill('SIGCONT');
+            extras.push(victim);
+            zombies.push(name);
+            continue;
+          }
           const exited = new Promise((resolve) => victim.child.once('exit', resolve));
           victim.child.kill('SIGKILL');
           await exited;
@@ -295,11 +318,12 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       digests: await query(`SELECT digest_id, portfolio_id, toUnixTimestamp(hour_start) AS hour_start, finding_count, alert_count, summary, model FROM digests FINAL ORDER BY portfolio_id, hour_start`),
       llmCalls: await query(`SELECT * FROM llm_calls FINAL`),
       kills,
+      zombies,
       crashed,
-      exitCodes: await stopMembers([...members.values()]),
+      exitCodes: await stopMembers([...members.values(), ...extras]),
     };
   } finally {
-    await stopMembers([...members.values()]);
+    await stopMembers([...members.values(), ...extras]);
     await ch.close();
   }
 }
