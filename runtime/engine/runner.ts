@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
-import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../errors.ts';
 import { retry, withRetry } from '../retry.ts';
 import type { createMetrics } from '../observability/metrics.ts';
 import { AvroSerde, registryClient } from '../serde/avro.ts';
@@ -19,7 +19,7 @@ import { processorSpec, tablesOfSpec, type ProcessorSpec, type Topology } from '
 import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
 import type { ProducedMessage, SourceRecord } from './dead-letter.ts';
 import { RedisTaskStore } from '../state/redis-store.ts';
-import { changelogMessages, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
+import { assertChangelogIntact, changelogMessages, changelogRegressed, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
 import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
@@ -117,6 +117,11 @@ function changelogEndOf(metadata: string | null): number | undefined {
 }
 
 
+/** Recovery retries everything but a lost changelog, which no retry can bring back. */
+function unlessStateLost(error: unknown): boolean {
+  return !isAgentStreamsError(error, ErrorCode.STATE_LOST);
+}
+
 function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
   for (const { topic, ...message } of messages) {
@@ -197,6 +202,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       if (c !== undefined && c > target) target = c;
     }
     const { checkpoint } = await store.read([]);
+    // A recreated changelog topic would otherwise freeze the state (every apply fenced as a replay): fail loudly.
+    await assertChangelogIntact(kafka, changelogTopic, task.partition, { checkpoint: checkpoint?.changelog ?? -1, committed: target });
     const from = checkpoint ? checkpoint.changelog + 1 : 0;
     task.changelog = Math.max(checkpoint?.changelog ?? -1, target);
     task.streamTime = checkpoint?.streamTime ?? Number.NEGATIVE_INFINITY;
@@ -251,7 +258,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       // Punctuation commits at these offsets until a batch moves them: windows of a partition that gets no new
       // record after a restart still close by the wall clock.
       for (const [topic, offset] of task.startOffset) task.nextOffset.set(topic, offset);
-      if (task.store) await withRetry(() => recover(task, 'assigned'), transient, { isRetriable: () => true, onRetry: (e) => log('state.retry', { partition, message: (e as Error).message }) });
+      if (task.store) await withRetry(() => recover(task, 'assigned'), transient, { isRetriable: unlessStateLost, onRetry: (e) => log('state.retry', { partition, message: (e as Error).message }) });
     })();
     return task;
   }
@@ -301,6 +308,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
           const [meta] = await txn.send({ topic: changelogTopic, acks: -1, messages: chunk.map(({ topic: _t, ...m }) => m) });
           changelogEnd = Number(meta!.baseOffset) + chunk.length - 1;
         }
+        const regressed = changelogRegressed(changelogTopic, task.partition, changelogEnd, task.changelog);
+        if (regressed) throw regressed;
       }
       if (offsets.length > 0) {
         const metadata = JSON.stringify({ c: changelogEnd, i: instanceId });
@@ -330,7 +339,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       if (outcome === 'lost') {
         // Redis lost state between this batch's read and its apply. The batch is committed in Kafka, so
         // rebuilding from the changelog up to the committed position includes it.
-        await withRetry(() => recover(task, 'redis lost state during the batch'), transient, { isRetriable: () => true, onRetry: () => void heartbeat().catch(() => undefined) });
+        await withRetry(() => recover(task, 'redis lost state during the batch'), transient, { isRetriable: unlessStateLost, onRetry: () => void heartbeat().catch(() => undefined) });
         return;
       }
     }
