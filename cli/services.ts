@@ -49,7 +49,14 @@ export async function fleetServices(
           { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
           { agent: finding.agent, portfolioName },
         );
-        const answer: Analysis = { analysis: result.analysis, recommendedAction: result.recommendedAction, model: result.model, ...(result.reason ? { reason: result.reason } : {}) };
+        const answer: Analysis = {
+          analysis: result.analysis,
+          recommendedAction: result.recommendedAction,
+          model: result.model,
+          ...(result.reason ? { reason: result.reason } : {}),
+          ...(result.modelSeverity ? { modelSeverity: result.modelSeverity } : {}),
+          ...(result.modelDisagreed !== undefined ? { modelDisagreed: result.modelDisagreed } : {}),
+        };
         answers.set(offset, answer);
       }),
     );

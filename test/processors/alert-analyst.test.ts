@@ -14,7 +14,11 @@ import { contradictions, type Analysis, type AnalysisRequest } from '../../proce
 import type { Finding } from '../../processors/finding.ts';
 import type { Alert } from '../../schemas/generated/types.ts';
 import { alertRow } from '../../sinks/clickhouse/fleet-rows.ts';
-import { harness } from '../runtime/llm/support.ts';
+import { startAnthropicFake } from '../fakes/anthropic.ts';
+import { fleetServices } from '../../cli/services.ts';
+import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { openClickHouse } from '../../sinks/clickhouse/client.ts';
+import { config, uniqueName } from '../support/stack.ts';
 
 const root = join(import.meta.dirname, '../..');
 const schemas = loadSchemas(join(root, 'schemas'));
@@ -44,7 +48,7 @@ function alertsWith(analysis: AnalysisService): Alert[] {
   return d.readOutput<Alert>('m.alerts').map((a) => a.value);
 }
 
-/** Asks the stand-in (answering `reply`) about each request, as cli/services.ts does, keeping the model's severity. */
+/** Asks the stand-in (answering `reply`) about each request through the members' own analysis service (cli/services.ts). */
 async function modelAnswers(reply: Record<string, unknown>): Promise<Map<string, Analysis>> {
   const requests: AnalysisRequest[] = [];
   alertsWith((asked) => {
@@ -52,23 +56,21 @@ async function modelAnswers(reply: Record<string, unknown>): Promise<Map<string,
     return new Map();
   });
   expect(requests).toHaveLength(1);
-  const { llm } = await harness({}, { responder: () => JSON.stringify(reply) });
-  const answers = new Map<string, Analysis>();
-  for (const { finding, portfolioName } of requests) {
-    const r = await llm.analyzeFinding(
-      { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
-      { agent: finding.agent, portfolioName },
-    );
-    answers.set(finding.findingId, {
-      analysis: r.analysis,
-      recommendedAction: r.recommendedAction,
-      model: r.model,
-      ...(r.reason ? { reason: r.reason } : {}),
-      ...(r.modelSeverity ? { modelSeverity: r.modelSeverity } : {}),
-      modelDisagreed: r.modelDisagreed,
-    });
+  const fake = await startAnthropicFake({ responder: () => JSON.stringify(reply) });
+  const database = uniqueName('analyst');
+  const memberConfig = { ...config, anthropic: { apiKey: 'sk-ant-test', baseUrl: fake.url }, clickhouse: { ...config.clickhouse, database } };
+  await migrateDatabase(memberConfig, root);
+  const fleet = await fleetServices(memberConfig, database.replaceAll('_', '-'), () => {});
+  const client = openClickHouse({ ...config, clickhouse: { ...config.clickhouse, database: 'default' } });
+  try {
+    const answered = await fleet.services.analysis!(new Map(requests.map((r) => [r.finding.findingId, r])));
+    return new Map([...answered].map(([id, answer]) => [id, answer as Analysis]));
+  } finally {
+    await fleet.close();
+    await fake.close();
+    await client.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+    await client.close();
   }
-  return answers;
 }
 
 const answering =
