@@ -42,6 +42,7 @@ import { config, kafkaClient, uniqueName } from '../support/stack.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { clickhouseConfig, portfolios, schemas } from './fleet-run.ts';
+import { minimal, varint } from '../support/avro-bytes.ts';
 
 const SEED = 20_261_125;
 const MINUTE = 60_000;
@@ -52,38 +53,6 @@ const FUZZ_ID = 'fuzz-id';
 const marketSchemas = schemas.filter((s) => s.subject.startsWith('agentstreams.market.'));
 
 // ---- Avro bytes ------------------------------------------------------------------------------------------------
-
-/** Zig-zag varint of `n` (exact for |n| < 2^53). */
-function varint(n: number): Buffer {
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  const out: number[] = [];
-  while (z >= 0x80) {
-    out.push((z % 0x80) | 0x80);
-    z = Math.floor(z / 0x80);
-  }
-  out.push(z);
-  return Buffer.from(out);
-}
-
-/** The shortest valid encoding of a value of `node` (unions take their first branch). */
-function minimal(node: SchemaNode): Buffer {
-  switch (node.kind) {
-    case 'null':
-      return Buffer.alloc(0);
-    case 'float':
-      return Buffer.alloc(4);
-    case 'double':
-      return Buffer.alloc(8);
-    case 'fixed':
-      return Buffer.alloc(node.size);
-    case 'union':
-      return Buffer.concat([varint(0), minimal(node.branches[0]!)]);
-    case 'record':
-      return Buffer.concat(node.fields.map((f) => minimal(f.type)));
-    default:
-      return Buffer.from([0]);
-  }
-}
 
 /** A place in a body where a declared length, count or index is read, with the valid bytes that lead up to it. */
 interface Target {
