@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { serviceNames, type ServiceName } from '../../infra/local/service.ts';
 import { createStackContext, stackDown, stackLogs, stackReset, stackStatus, stackUp } from '../../infra/local/stack.ts';
+import { kafkaBootstrap, maxKafkaBrokers } from '../../infra/local/services/kafka.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -16,18 +17,31 @@ function parseServices(names: string[]): ServiceName[] {
 
 export const stackCommand: Command = {
   summary: 'Run the local Kafka, schema registry, Redis and ClickHouse on 127.0.0.1 (up|down|status|logs|reset)',
-  usage: 'stack up|down|status|reset [service…] | stack logs <service> [--lines N]',
+  usage: 'stack up [--brokers N] [service…] | stack down|status|reset [service…] | stack logs <service> [--lines N]',
   async run(args) {
-    const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { lines: { type: 'string', short: 'n' } } });
+    const { positionals, values } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' } },
+    });
     const [action, ...rest] = positionals;
     const config = loadConfig();
-    const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`));
+    let kafkaBrokers: number | undefined;
+    if (values.brokers !== undefined) {
+      kafkaBrokers = Number(values.brokers);
+      if (action !== 'up') throw usageError('--brokers goes with `stack up`; down, status and logs read the size the stack folder records');
+      if (!Number.isInteger(kafkaBrokers) || kafkaBrokers < 1 || kafkaBrokers > maxKafkaBrokers) throw usageError(`--brokers needs 1 to ${maxKafkaBrokers}, got "${values.brokers}"`);
+    }
+    const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`), kafkaBrokers === undefined ? {} : { kafkaBrokers });
     switch (action) {
       case 'up': {
         const started = Date.now();
         const results = await stackUp(ctx, parseServices(rest));
         for (const r of results) console.log(`${r.name.padEnd(11)} ${r.action}${r.action === 'started' ? ` (ready in ${r.seconds.toFixed(1)}s)` : ''}`);
         console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        if (ctx.kafkaBrokers > 1 && results.some((r) => r.name === 'kafka')) {
+          console.log(`kafka      ${ctx.kafkaBrokers} brokers; bootstrap: AS_KAFKA_BROKERS=${kafkaBootstrap(config.stack, ctx.kafkaBrokers).join(',')}`);
+        }
         return 0;
       }
       case 'down': {
@@ -38,7 +52,7 @@ export const stackCommand: Command = {
         const rows = await stackStatus(ctx, parseServices(rest));
         for (const r of rows) {
           console.log(
-            [r.name.padEnd(11), r.state.padEnd(9), (r.version ?? '-').padEnd(15), r.endpoint.padEnd(44), r.pid ? `pid ${r.pid}` : ''].join(' ').trimEnd(),
+            [r.name.padEnd(11), r.state.padEnd(9), (r.version ?? '-').padEnd(15), r.endpoint.padEnd(44), r.pids ? `pids ${r.pids.join(',')}` : r.pid ? `pid ${r.pid}` : ''].join(' ').trimEnd(),
           );
         }
         return rows.every((r) => r.state === 'healthy') ? 0 : 1;

@@ -14,7 +14,19 @@ export interface StackContext {
   /** Absolute, git-ignored folder for downloaded artefacts. */
   readonly cacheDir: string;
   serviceDir(name: ServiceName): string;
+  /** Kafka brokers the stack runs: 1 (the default), or a cluster of combined broker+controller nodes. */
+  readonly kafkaBrokers: number;
   log(line: string): void;
+}
+
+/** One server process of a service: most services have one, a Kafka cluster one per node. */
+export interface ServiceInstance {
+  /** `kafka`, or `kafka node 2`: names the process in messages. */
+  readonly label: string;
+  /** Its own folder: working directory, pid file and log. */
+  readonly dir: string;
+  readonly ports: Array<{ port: number; env: string }>;
+  readonly launch: LaunchSpec;
 }
 
 export interface LaunchSpec {
@@ -32,6 +44,11 @@ export interface LocalService {
   /** Fetch artefacts (cached), write config files, format storage. Idempotent. */
   prepare(ctx: StackContext): Promise<void>;
   launch(ctx: StackContext): LaunchSpec;
+  /** Its processes when there is more than one; default: one, in `serviceDir(name)`, from `ports` and `launch`. */
+  instances?(ctx: StackContext): ServiceInstance[];
+  /** Refuses, before anything starts, a layout the service folder cannot hold (a data folder of another shape). */
+  checkLayout?(ctx: StackContext): void;
+  /** Whether the whole service (every instance) answers. */
   ready(ctx: StackContext): Promise<boolean>;
   version(ctx: StackContext): Promise<string>;
   endpoint(ctx: StackContext): string;

@@ -1,17 +1,18 @@
 /**
  * `agent-streams stack up|down|status|logs|reset`: the real Kafka, schema registry, Redis and ClickHouse on
  * 127.0.0.1, started from artefacts cached under the project. Idempotent: `up` starts only what is not running,
- * `down` stops exactly the pids `up` wrote.
+ * `down` stops exactly the pids `up` wrote. A service may run several processes (a Kafka cluster: one per node);
+ * each has its own folder, pid file and log, and is started, adopted and stopped on its own.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { findByWorkingDirectory, isOurs, portInUse, readPid, removeFile, startDetached, stopPid, tailFile } from './process.ts';
-import { serviceNames, type LocalService, type ServiceName, type StackContext } from './service.ts';
+import { serviceNames, type LocalService, type ServiceInstance, type ServiceName, type StackContext } from './service.ts';
 import { ensureTools } from './tools.ts';
-import { kafkaService } from './services/kafka.ts';
+import { kafkaService, recordedKafkaBrokers } from './services/kafka.ts';
 import { registryService } from './services/registry.ts';
 import { redisService } from './services/redis.ts';
 import { clickhouseService } from './services/clickhouse.ts';
@@ -23,30 +24,54 @@ export const services: Record<ServiceName, LocalService> = {
   clickhouse: clickhouseService,
 };
 
-export function createStackContext(config: Config, root: string, log: (line: string) => void = () => {}): StackContext {
+export interface StackOptions {
+  /**
+   * Kafka brokers to run. Default: what the stack folder records (a cluster records its size), else 1. A folder
+   * holding data of another size is refused by `up`.
+   */
+  kafkaBrokers?: number;
+}
+
+export function createStackContext(config: Config, root: string, log: (line: string) => void = () => {}, options: StackOptions = {}): StackContext {
   const stackDir = resolve(root, config.stack.dir);
   const cacheDir = resolve(root, config.stack.cacheDir);
+  const serviceDir = (name: ServiceName): string => join(stackDir, name);
   return {
     config,
     root,
     stackDir,
     cacheDir,
-    serviceDir: (name) => join(stackDir, name),
+    serviceDir,
+    kafkaBrokers: options.kafkaBrokers ?? recordedKafkaBrokers(serviceDir('kafka')) ?? 1,
     log,
   };
 }
 
-const pidFile = (ctx: StackContext, name: ServiceName): string => join(ctx.serviceDir(name), `${name}.pid`);
-export const logFile = (ctx: StackContext, name: ServiceName): string => join(ctx.serviceDir(name), `${name}.log`);
+function instancesOf(ctx: StackContext, service: LocalService): ServiceInstance[] {
+  return (
+    service.instances?.(ctx) ?? [{ label: service.name, dir: ctx.serviceDir(service.name), ports: service.ports(ctx), launch: service.launch(ctx) }]
+  );
+}
 
-function runningPid(ctx: StackContext, name: ServiceName): number | undefined {
-  const pid = readPid(pidFile(ctx, name));
+const instancePidFile = (service: LocalService, instance: ServiceInstance): string => join(instance.dir, `${service.name}.pid`);
+const instanceLogFile = (service: LocalService, instance: ServiceInstance): string => join(instance.dir, `${service.name}.log`);
+/** The log of a service's (first) process. */
+export const logFile = (ctx: StackContext, name: ServiceName): string => instanceLogFile(services[name], instancesOf(ctx, services[name])[0]!);
+
+function runningPid(ctx: StackContext, service: LocalService, instance: ServiceInstance): number | undefined {
+  const file = instancePidFile(service, instance);
+  const pid = readPid(file);
   if (pid !== undefined && isOurs(pid, ctx.stackDir)) return pid;
   // The pid file is gone or stale but the server may still run in its folder: adopt it rather than report its
   // port as taken by a stranger.
-  const found = findByWorkingDirectory(ctx.serviceDir(name), services[name].launch(ctx).command);
-  if (found !== undefined) writeFileSync(pidFile(ctx, name), `${found}\n`);
+  const found = existsSync(instance.dir) ? findByWorkingDirectory(instance.dir, instance.launch.command) : undefined;
+  if (found !== undefined) writeFileSync(file, `${found}\n`);
   return found;
+}
+
+/** The pids of a service's running processes, in instance order (a Kafka cluster: node 0 first). */
+export function servicePids(ctx: StackContext, name: ServiceName): Array<number | undefined> {
+  return instancesOf(ctx, services[name]).map((instance) => runningPid(ctx, services[name], instance));
 }
 
 function select(names?: readonly ServiceName[]): LocalService[] {
@@ -61,54 +86,63 @@ export interface UpResult {
 
 export async function stackUp(ctx: StackContext, names?: readonly ServiceName[]): Promise<UpResult[]> {
   const chosen = select(names);
+  for (const service of chosen) service.checkLayout?.(ctx);
   ensureTools(chosen.flatMap((s) => s.tools), ctx.log);
   mkdirSync(ctx.stackDir, { recursive: true });
   mkdirSync(ctx.cacheDir, { recursive: true });
 
-  const started: Array<{ service: LocalService; pid: number; at: number }> = [];
+  // Per service, the processes that are not running (all of them, or the killed nodes of a cluster).
+  const toStart = new Map<LocalService, ServiceInstance[]>();
   const results: UpResult[] = [];
   for (const service of chosen) {
     mkdirSync(ctx.serviceDir(service.name), { recursive: true });
-    if (runningPid(ctx, service.name) !== undefined) {
-      results.push({ name: service.name, action: 'already running', seconds: 0 });
-      continue;
-    }
-    removeFile(pidFile(ctx, service.name));
-    for (const { port, env } of service.ports(ctx)) {
-      if (await portInUse(port)) {
-        throw new AgentStreamsError(
-          ErrorCode.STACK_PORT_TAKEN,
-          `Cannot start ${service.name}: port ${port} on 127.0.0.1 is already taken by a process this stack did not start. ` +
-            `Stop that process or choose another port with ${env}=<port>.`,
-          { details: { service: service.name, port, env } },
-        );
+    const idle: ServiceInstance[] = [];
+    for (const instance of instancesOf(ctx, service)) {
+      if (runningPid(ctx, service, instance) !== undefined) continue;
+      removeFile(instancePidFile(service, instance));
+      for (const { port, env } of instance.ports) {
+        if (await portInUse(port)) {
+          throw new AgentStreamsError(
+            ErrorCode.STACK_PORT_TAKEN,
+            `Cannot start ${instance.label}: port ${port} on 127.0.0.1 is already taken by a process this stack did not start. ` +
+              `Stop that process or choose another port with ${env}=<port>.`,
+            { details: { service: service.name, port, env } },
+          );
+        }
       }
+      idle.push(instance);
     }
+    if (idle.length === 0) results.push({ name: service.name, action: 'already running', seconds: 0 });
+    else toStart.set(service, idle);
   }
   // Fetching and formatting can take a while on a cold machine; do it before any server starts so that a
   // failed download leaves nothing half-running.
-  for (const service of chosen) {
-    if (results.some((r) => r.name === service.name)) continue;
+  for (const service of toStart.keys()) {
     ctx.log(`${service.name}: preparing`);
     await service.prepare(ctx);
   }
-  for (const service of chosen) {
-    if (results.some((r) => r.name === service.name)) continue;
-    const spec = service.launch(ctx);
+  const started: Array<{ service: LocalService; pids: Array<{ instance: ServiceInstance; pid: number }>; at: number }> = [];
+  for (const [service, idle] of toStart) {
     const at = Date.now();
-    const pid = startDetached({ ...spec, logFile: logFile(ctx, service.name), pidFile: pidFile(ctx, service.name) });
-    ctx.log(`${service.name}: started pid ${pid}`);
-    started.push({ service, pid, at });
+    const pids = idle.map((instance) => {
+      mkdirSync(instance.dir, { recursive: true });
+      const pid = startDetached({ ...instance.launch, logFile: instanceLogFile(service, instance), pidFile: instancePidFile(service, instance) });
+      ctx.log(`${instance.label}: started pid ${pid}`);
+      return { instance, pid };
+    });
+    started.push({ service, pids, at });
   }
 
   const deadline = Date.now() + ctx.config.stack.readyTimeoutSeconds * 1000;
   await Promise.all(
-    started.map(async ({ service, pid, at }) => {
+    started.map(async ({ service, pids, at }) => {
+      const log = (instance: ServiceInstance): string => instanceLogFile(service, instance);
       for (;;) {
-        if (!isOurs(pid, ctx.stackDir)) {
+        const exited = pids.find(({ pid }) => !isOurs(pid, ctx.stackDir));
+        if (exited) {
           throw new AgentStreamsError(
             ErrorCode.STACK_START_FAILED,
-            `${service.name} exited during start-up. Last lines of ${logFile(ctx, service.name)}:\n${tailFile(logFile(ctx, service.name), 25)}`,
+            `${exited.instance.label} exited during start-up. Last lines of ${log(exited.instance)}:\n${tailFile(log(exited.instance), 25)}`,
             { details: { service: service.name } },
           );
         }
@@ -116,9 +150,9 @@ export async function stackUp(ctx: StackContext, names?: readonly ServiceName[])
         if (Date.now() > deadline) {
           throw new AgentStreamsError(
             ErrorCode.STACK_NOT_READY,
-            `${service.name} (pid ${pid}) did not become ready within ${ctx.config.stack.readyTimeoutSeconds}s ` +
-              `(raise AS_STACK_READY_TIMEOUT on a slow machine). Last lines of ${logFile(ctx, service.name)}:\n` +
-              tailFile(logFile(ctx, service.name), 25),
+            `${service.name} (pid ${pids.map((p) => p.pid).join(', ')}) did not become ready within ${ctx.config.stack.readyTimeoutSeconds}s ` +
+              `(raise AS_STACK_READY_TIMEOUT on a slow machine). Last lines of ${log(pids[0]!.instance)}:\n` +
+              tailFile(log(pids[0]!.instance), 25),
             { details: { service: service.name }, retriable: true },
           );
         }
@@ -141,15 +175,18 @@ export async function stackDown(ctx: StackContext, names?: readonly ServiceName[
   const results: DownResult[] = [];
   // Reverse start order: clients of Kafka (the registry) go before Kafka.
   for (const service of select(names).reverse()) {
-    const pid = runningPid(ctx, service.name);
-    if (pid === undefined) {
-      removeFile(pidFile(ctx, service.name));
-      results.push({ name: service.name, action: 'not running' });
-      continue;
-    }
-    const outcome = await stopPid(pid, 20_000);
-    removeFile(pidFile(ctx, service.name));
-    results.push({ name: service.name, action: outcome === 'killed' ? 'killed' : 'stopped' });
+    // A cluster's nodes stop together: stopped one by one, the last ones would wait on a controller quorum that
+    // is already gone.
+    const outcomes = await Promise.all(
+      instancesOf(ctx, service).map(async (instance) => {
+        const pid = runningPid(ctx, service, instance);
+        const outcome = pid === undefined ? 'not running' : await stopPid(pid, 20_000);
+        removeFile(instancePidFile(service, instance));
+        return outcome;
+      }),
+    );
+    const action = outcomes.includes('killed') ? 'killed' : outcomes.some((o) => o === 'stopped' || o === 'gone') ? 'stopped' : 'not running';
+    results.push({ name: service.name, action });
   }
   return results.reverse();
 }
@@ -157,7 +194,9 @@ export async function stackDown(ctx: StackContext, names?: readonly ServiceName[
 export interface StatusRow {
   name: ServiceName;
   state: 'healthy' | 'unhealthy' | 'stopped' | 'port taken by another process';
+  /** The first process; `pids` lists every one (a Kafka cluster's nodes). */
   pid?: number;
+  pids?: number[];
   version?: string;
   endpoint: string;
 }
@@ -166,15 +205,18 @@ export async function stackStatus(ctx: StackContext, names?: readonly ServiceNam
   return Promise.all(
     select(names).map(async (service): Promise<StatusRow> => {
       const endpoint = service.endpoint(ctx);
-      const pid = runningPid(ctx, service.name);
-      if (pid === undefined) {
-        const taken = await Promise.all(service.ports(ctx).map(({ port }) => portInUse(port)));
+      const instances = instancesOf(ctx, service);
+      const running = instances.map((instance) => runningPid(ctx, service, instance));
+      const pids = running.filter((pid) => pid !== undefined);
+      if (pids.length === 0) {
+        const taken = await Promise.all(instances.flatMap((instance) => instance.ports).map(({ port }) => portInUse(port)));
         return { name: service.name, state: taken.some(Boolean) ? 'port taken by another process' : 'stopped', endpoint };
       }
-      const healthy = await service.ready(ctx).catch(() => false);
-      if (!healthy) return { name: service.name, state: 'unhealthy', pid, endpoint };
+      const ids = { pid: pids[0]!, ...(instances.length > 1 ? { pids } : {}) };
+      const healthy = pids.length === instances.length && (await service.ready(ctx).catch(() => false));
+      if (!healthy) return { name: service.name, state: 'unhealthy', ...ids, endpoint };
       const version = await service.version(ctx).catch((error: Error) => `unknown (${error.message})`);
-      return { name: service.name, state: 'healthy', pid, version, endpoint };
+      return { name: service.name, state: 'healthy', ...ids, version, endpoint };
     }),
   );
 }
@@ -185,5 +227,7 @@ export async function stackReset(ctx: StackContext): Promise<void> {
 }
 
 export function stackLogs(ctx: StackContext, name: ServiceName, lines: number): string {
-  return tailFile(logFile(ctx, name), lines);
+  const instances = instancesOf(ctx, services[name]);
+  if (instances.length === 1) return tailFile(logFile(ctx, name), lines);
+  return instances.map((instance) => `== ${instance.label} ==\n${tailFile(instanceLogFile(services[name], instance), lines)}`).join('\n');
 }

@@ -7,11 +7,28 @@ import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
 import type { Output, ProcessFunction, ProcessorContext, StreamRecord } from './processor.ts';
 
+/** Kafka's `cleanup.policy` values. */
+export const cleanupPolicies = ['delete', 'compact', 'compact,delete'] as const;
+export type CleanupPolicy = (typeof cleanupPolicies)[number];
+
 export interface TopicSpec {
   partitions: number;
-  /** Log compaction (changelogs, tables); default delete. */
+  /** Log compaction (changelogs, tables); default delete. Shorthand for `cleanupPolicy: 'compact'`. */
   compact?: boolean;
+  /** Copies of each partition; default the topology's `replicationFactor`, else the broker's default. */
+  replicationFactor?: number;
+  /**
+   * `min.insync.replicas`: copies an acks=all write needs. Default, when a replication factor is known: 2 from
+   * a factor of 3 up (one broker may be down), else 1; otherwise the broker's default.
+   */
+  minInsyncReplicas?: number;
+  /** `retention.ms`; -1 keeps records forever. Default: the broker's. */
+  retentionMs?: number;
+  cleanupPolicy?: CleanupPolicy;
 }
+
+/** Settings of a topic the runtime names itself (dead letters, late records). */
+export type RuntimeTopicSpec = Partial<Pick<TopicSpec, 'partitions' | 'replicationFactor' | 'minInsyncReplicas' | 'retentionMs'>>;
 
 interface BaseProcessorSpec {
   inputs: string[];
@@ -97,6 +114,12 @@ export interface TableSpec {
 export interface TopologySpec {
   application: string;
   topics: Record<string, TopicSpec>;
+  /** Replication factor of every topic that does not declare one: changelogs, dead letters and late records too. */
+  replicationFactor?: number;
+  /** The dead-letter topic; default partitions: the most of any processor's inputs; retention 30 days. */
+  deadLetters?: RuntimeTopicSpec;
+  /** The late-record topic; same defaults as `deadLetters`. */
+  lateRecords?: RuntimeTopicSpec;
   tables?: Record<string, TableSpec>;
   processors: Record<string, ProcessorSpec>;
 }
@@ -126,6 +149,32 @@ export function tablesOfSpec(spec: ProcessorSpec): string[] {
 const namePattern = /^[a-z][a-z0-9-]*$/;
 const topicPattern = /^[A-Za-z0-9._-]+$/;
 
+const maxReplicationFactor = 32_767; // an int16 on the wire
+
+/** What is wrong with a topic's settings (`what` names it in the messages); none if they are valid. */
+export function topicSpecProblems(what: string, t: Partial<TopicSpec>, defaultReplicationFactor?: number): string[] {
+  const problems: string[] = [];
+  if (t.partitions !== undefined && (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000)) problems.push(`${what} needs 1–1000 partitions, got ${t.partitions}`);
+  if (t.replicationFactor !== undefined && (!Number.isInteger(t.replicationFactor) || t.replicationFactor < 1 || t.replicationFactor > maxReplicationFactor)) {
+    problems.push(`${what} needs a replication factor of at least 1 (an integer), got ${t.replicationFactor}`);
+  }
+  if (t.minInsyncReplicas !== undefined) {
+    const rf = t.replicationFactor ?? defaultReplicationFactor;
+    if (!Number.isInteger(t.minInsyncReplicas) || t.minInsyncReplicas < 1) problems.push(`${what} needs minInsyncReplicas of at least 1 (an integer), got ${t.minInsyncReplicas}`);
+    else if (rf !== undefined && Number.isInteger(rf) && t.minInsyncReplicas > rf) {
+      problems.push(`${what} has minInsyncReplicas ${t.minInsyncReplicas} above its replication factor ${rf}: no acks=all write could ever succeed`);
+    }
+  }
+  if (t.retentionMs !== undefined && !(Number.isSafeInteger(t.retentionMs) && (t.retentionMs >= 1 || t.retentionMs === -1))) {
+    problems.push(`${what} needs retentionMs of at least 1 ms, or -1 to keep records forever, got ${t.retentionMs}`);
+  }
+  if (t.cleanupPolicy !== undefined && !(cleanupPolicies as readonly string[]).includes(t.cleanupPolicy)) {
+    problems.push(`${what} has cleanup policy "${t.cleanupPolicy}"; use one of ${cleanupPolicies.map((c) => `'${c}'`).join(', ')}`);
+  }
+  if (t.compact === true && t.cleanupPolicy === 'delete') problems.push(`${what} says compact: true and cleanupPolicy: 'delete'; keep one`);
+  return problems;
+}
+
 function invalid(message: string): AgentStreamsError {
   return new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, message);
 }
@@ -137,10 +186,14 @@ export function defineTopology(spec: TopologySpec): Topology {
   const deadLetterTopic = `${spec.application}.dead-letters`;
   const lateTopic = `${spec.application}.late-records`;
   const topics = new Set(Object.keys(spec.topics));
+  const rf = spec.replicationFactor;
+  if (rf !== undefined && (!Number.isInteger(rf) || rf < 1 || rf > maxReplicationFactor)) problems.push(`the topology's replicationFactor must be an integer of at least 1, got ${rf}`);
   for (const [topic, t] of Object.entries(spec.topics)) {
     if (!topicPattern.test(topic)) problems.push(`topic "${topic}" has characters Kafka does not allow`);
     if (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000) problems.push(`topic "${topic}" needs 1–1000 partitions, got ${t.partitions}`);
+    problems.push(...topicSpecProblems(`topic "${topic}"`, { ...t, partitions: undefined }, rf));
   }
+  problems.push(...topicSpecProblems('deadLetters', spec.deadLetters ?? {}, rf), ...topicSpecProblems('lateRecords', spec.lateRecords ?? {}, rf));
   const known = (topic: string): boolean => topics.has(topic) || topic === deadLetterTopic || topic === lateTopic;
   for (const [name, p] of Object.entries(spec.processors)) {
     if (!namePattern.test(name)) problems.push(`processor "${name}" must match ${namePattern}`);

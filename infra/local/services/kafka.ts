@@ -1,23 +1,60 @@
 /**
- * Apache Kafka 4.x in KRaft mode (one JVM that is both broker and controller), from jars that Maven fetches
- * from Maven Central into the project's cache. Topics are never auto-created; transactions work on one broker.
+ * Apache Kafka 4.x in KRaft mode, from jars that Maven fetches from Maven Central into the project's cache. By
+ * default one JVM that is both broker and controller; with `kafkaBrokers` > 1 (`stack up --brokers 3`) a cluster
+ * of such combined nodes, each in its own folder `kafka/node-<i>` with its own ports, voting in one static
+ * controller quorum, and internal topics replicated to 3 with min ISR 2. Topics are never auto-created.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Kafka, logLevel } from 'kafkajs';
+import type { Config } from '../../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
 import { mavenRun } from '../maven.ts';
 import { renderTemplate } from '../templates.ts';
 import { hostTools } from '../tools.ts';
-import type { LocalService, StackContext } from '../service.ts';
+import type { LocalService, ServiceInstance, StackContext } from '../service.ts';
 
 const libDir = (ctx: StackContext): string => join(ctx.cacheDir, 'kafka', 'lib');
 const templates = (ctx: StackContext): string => join(ctx.root, 'infra/local/kafka');
 
-function jvmArgs(ctx: StackContext): string[] {
-  const dir = ctx.serviceDir('kafka');
+export const maxKafkaBrokers = 9;
+
+/**
+ * Node i of a cluster listens on the configured client and controller ports shifted by 2·i: node 0 keeps the
+ * single-broker ports, and the default pair (19092, 19093) interleaves (19094/19095, 19096/19097) instead of
+ * colliding as a shift by i would.
+ */
+export function kafkaNodePorts(stack: Config['stack'], node: number): { client: number; controller: number } {
+  return { client: stack.kafkaPort + 2 * node, controller: stack.kafkaControllerPort + 2 * node };
+}
+
+/** The bootstrap list of a stack of `brokers` nodes. */
+export function kafkaBootstrap(stack: Config['stack'], brokers: number): string[] {
+  return Array.from({ length: brokers }, (_, i) => `127.0.0.1:${kafkaNodePorts(stack, i).client}`);
+}
+
+/** The folder of node i (the service folder itself on a single broker, as it always was). */
+export function kafkaNodeDir(ctx: StackContext, node: number): string {
+  return ctx.kafkaBrokers === 1 ? ctx.serviceDir('kafka') : join(ctx.serviceDir('kafka'), `node-${node}`);
+}
+
+/** What a cluster's folder records about itself: its size (so `down` and `status` need no flag) and id. */
+interface ClusterRecord {
+  brokers: number;
+  clusterId: string;
+}
+
+const clusterFile = (kafkaDir: string): string => join(kafkaDir, 'cluster.json');
+
+/** The broker count recorded in a stack's Kafka folder: a cluster records it; a single broker records nothing. */
+export function recordedKafkaBrokers(kafkaDir: string): number | undefined {
+  if (!existsSync(clusterFile(kafkaDir))) return undefined;
+  return (JSON.parse(readFileSync(clusterFile(kafkaDir), 'utf8')) as ClusterRecord).brokers;
+}
+
+function jvmArgs(ctx: StackContext, dir: string): string[] {
   return [
     '-Xms128m',
     '-Xmx512m',
@@ -39,58 +76,112 @@ function clusterId(): string {
   }
 }
 
+function nodes(ctx: StackContext): number[] {
+  return Array.from({ length: ctx.kafkaBrokers }, (_, i) => i);
+}
+
+function instance(ctx: StackContext, node: number): ServiceInstance {
+  const dir = kafkaNodeDir(ctx, node);
+  const { client, controller } = kafkaNodePorts(ctx.config.stack, node);
+  return {
+    label: ctx.kafkaBrokers === 1 ? 'kafka' : `kafka node ${node}`,
+    dir,
+    ports: [
+      { port: client, env: 'AS_STACK_KAFKA_PORT' },
+      { port: controller, env: 'AS_STACK_KAFKA_CONTROLLER_PORT' },
+    ],
+    launch: { command: 'java', args: [...jvmArgs(ctx, dir), 'kafka.Kafka', join(dir, 'server.properties')], cwd: dir },
+  };
+}
+
 export const kafkaService: LocalService = {
   name: 'kafka',
   tools: [hostTools.java, hostTools.mvn],
-  ports: (ctx) => [
-    { port: ctx.config.stack.kafkaPort, env: 'AS_STACK_KAFKA_PORT' },
-    { port: ctx.config.stack.kafkaControllerPort, env: 'AS_STACK_KAFKA_CONTROLLER_PORT' },
-  ],
+  ports: (ctx) => nodes(ctx).flatMap((node) => instance(ctx, node).ports),
+  instances: (ctx) => nodes(ctx).map((node) => instance(ctx, node)),
+  checkLayout(ctx) {
+    const dir = ctx.serviceDir('kafka');
+    const recorded = recordedKafkaBrokers(dir) ?? (existsSync(join(dir, 'data', 'meta.properties')) ? 1 : undefined);
+    if (!Number.isInteger(ctx.kafkaBrokers) || ctx.kafkaBrokers < 1 || ctx.kafkaBrokers > maxKafkaBrokers) {
+      throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `The local stack runs 1 to ${maxKafkaBrokers} Kafka brokers, not ${ctx.kafkaBrokers}.`);
+    }
+    if (recorded !== undefined && recorded !== ctx.kafkaBrokers) {
+      throw new AgentStreamsError(
+        ErrorCode.STACK_START_FAILED,
+        `${dir} holds the data of ${recorded} Kafka broker${recorded === 1 ? '' : 's'}, not ${ctx.kafkaBrokers}. ` +
+          `Run \`stack up --brokers ${recorded}\`, or \`stack reset\` (deletes the data), or choose another AS_STACK_DIR.`,
+        { details: { recorded, wanted: ctx.kafkaBrokers } },
+      );
+    }
+  },
   async prepare(ctx) {
     if (!existsSync(libDir(ctx)) || !readdirSync(libDir(ctx)).some((f) => /^kafka_2\.13-.*\.jar$/.test(f))) {
       mavenRun(ctx, 'Apache Kafka', ['-f', join(templates(ctx), 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${libDir(ctx)}`]);
     }
-    const dir = ctx.serviceDir('kafka');
-    mkdirSync(join(dir, 'logs'), { recursive: true });
-    const properties = join(dir, 'server.properties');
-    renderTemplate(join(templates(ctx), 'server.properties.template'), properties, {
-      PORT: ctx.config.stack.kafkaPort,
-      CONTROLLER_PORT: ctx.config.stack.kafkaControllerPort,
-      DATA_DIR: dir,
-    });
-    if (!existsSync(join(dir, 'data', 'meta.properties'))) {
-      const result = spawnSync('java', [...jvmArgs(ctx), 'kafka.tools.StorageTool', 'format', '-g', '-t', clusterId(), '-c', properties], {
-        encoding: 'utf8',
+    const cluster = ctx.kafkaBrokers > 1;
+    const kafkaDir = ctx.serviceDir('kafka');
+    mkdirSync(kafkaDir, { recursive: true });
+    // Every node of a cluster is formatted with the same id, so it is chosen once and kept with the data.
+    let id = clusterId();
+    if (cluster) {
+      if (existsSync(clusterFile(kafkaDir))) id = (JSON.parse(readFileSync(clusterFile(kafkaDir), 'utf8')) as ClusterRecord).clusterId;
+      else writeFileSync(clusterFile(kafkaDir), `${JSON.stringify({ brokers: ctx.kafkaBrokers, clusterId: id } satisfies ClusterRecord)}\n`);
+    }
+    const voters = nodes(ctx)
+      .map((node) => `${node + 1}@127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).controller}`)
+      .join(',');
+    for (const node of nodes(ctx)) {
+      const dir = kafkaNodeDir(ctx, node);
+      mkdirSync(join(dir, 'logs'), { recursive: true });
+      const properties = join(dir, 'server.properties');
+      const { client, controller } = kafkaNodePorts(ctx.config.stack, node);
+      renderTemplate(join(templates(ctx), 'server.properties.template'), properties, {
+        PORT: client,
+        CONTROLLER_PORT: controller,
+        DATA_DIR: dir,
+        NODE_ID: node + 1,
+        VOTERS: voters,
+        REPLICATION: Math.min(3, ctx.kafkaBrokers),
+        MIN_ISR: ctx.kafkaBrokers >= 3 ? 2 : 1,
       });
-      if (result.status !== 0) {
-        throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `Formatting Kafka storage in ${dir}/data failed:\n${result.stdout}${result.stderr}`);
+      if (!existsSync(join(dir, 'data', 'meta.properties'))) {
+        const result = spawnSync('java', [...jvmArgs(ctx, dir), 'kafka.tools.StorageTool', 'format', '-g', '-t', id, '-c', properties], { encoding: 'utf8' });
+        if (result.status !== 0) {
+          throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `Formatting Kafka storage in ${dir}/data failed:\n${result.stdout}${result.stderr}`);
+        }
       }
     }
   },
-  launch(ctx) {
-    const dir = ctx.serviceDir('kafka');
-    return { command: 'java', args: [...jvmArgs(ctx), 'kafka.Kafka', join(dir, 'server.properties')], cwd: dir };
-  },
+  launch: (ctx) => instance(ctx, 0).launch,
   async ready(ctx) {
-    // The port opens a little before the broker answers metadata requests: ask it something real.
-    const admin = new Kafka({
-      clientId: 'agent-streams-stack',
-      brokers: [`127.0.0.1:${ctx.config.stack.kafkaPort}`],
-      logLevel: logLevel.NOTHING,
-      connectionTimeout: 1000,
-      retry: { retries: 0 },
-    }).admin();
-    try {
-      await admin.connect();
-      const cluster = await admin.describeCluster();
-      return cluster.brokers.length > 0;
-    } finally {
-      await admin.disconnect();
-    }
+    // The port opens a little before the broker answers metadata requests: ask it something real. In a cluster
+    // every node is asked on its own port, and must list itself and all the others: a node restarted after a
+    // kill is otherwise still listed as the dead incarnation until its session times out.
+    const answers = await Promise.all(
+      nodes(ctx).map(async (node) => {
+        const admin = new Kafka({
+          clientId: 'agent-streams-stack',
+          brokers: [`127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).client}`],
+          logLevel: logLevel.NOTHING,
+          connectionTimeout: 1000,
+          retry: { retries: 0 },
+        }).admin();
+        try {
+          await admin.connect();
+          const cluster = await admin.describeCluster();
+          return cluster.brokers.length >= ctx.kafkaBrokers && (ctx.kafkaBrokers === 1 || cluster.brokers.some((b) => b.nodeId === node + 1));
+        } catch {
+          return false;
+        } finally {
+          await admin.disconnect();
+        }
+      }),
+    );
+    return answers.every(Boolean);
   },
   async version(ctx) {
     const jar = readdirSync(libDir(ctx)).find((f) => /^kafka_2\.13-[\d.]+\.jar$/.test(f));
     return jar?.replace(/^kafka_2\.13-/, '').replace(/\.jar$/, '') ?? 'unknown';
   },
-  endpoint: (ctx) => ctx.config.kafka.brokers.join(','),
+  endpoint: (ctx) => (ctx.kafkaBrokers === 1 ? ctx.config.kafka.brokers : kafkaBootstrap(ctx.config.stack, ctx.kafkaBrokers)).join(','),
 };
