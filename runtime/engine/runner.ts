@@ -372,20 +372,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();
       if (task.store) {
-        let read = await withRetry(() => task.store!.read(prepared.keys, prepared.maxEventTime), transient, {
-          isRetriable: () => true,
-          onRetry: (e) => {
-            log('state.retry', { partition: batch.partition, message: (e as Error).message });
-            void heartbeat().catch(() => undefined);
-          },
-        });
-        if ((read.checkpoint?.changelog ?? -1) < task.changelog) {
-          // Redis lost this task's state, or its last writes (flushed, replaced, restarted without them): rebuild
-          // from the changelog, then read again.
-          await recover(task, 'redis is behind the changelog');
-          read = await task.store.read(prepared.keys, prepared.maxEventTime);
-        }
-        entries = read.entries;
+        entries = await readState(task, prepared.keys, prepared.maxEventTime, () => void heartbeat().catch(() => undefined));
       }
       // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
       // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
@@ -431,6 +418,27 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     });
   }
 
+  /**
+   * Reads the task's state for `keys` (and the windows due by `dueBy`). When Redis has lost this task's state, or
+   * its last writes (flushed, replaced, restarted without them, expired), it is rebuilt from the changelog first:
+   * for batches and for wall-clock punctuation alike, or an idle window whose state was lost would never close.
+   */
+  async function readState(task: Task, keys: string[], dueBy: number, onRetry: () => void = () => {}): Promise<Map<string, StateEntry>> {
+    const store = task.store!;
+    let read = await withRetry(() => store.read(keys, dueBy), transient, {
+      isRetriable: () => true,
+      onRetry: (e) => {
+        log('state.retry', { partition: task.partition, message: (e as Error).message });
+        onRetry();
+      },
+    });
+    if ((read.checkpoint?.changelog ?? -1) < task.changelog) {
+      await recover(task, 'redis is behind the changelog');
+      read = await store.read(keys, dueBy);
+    }
+    return read.entries;
+  }
+
   async function punctuate(): Promise<void> {
     if (spec.kind !== 'windowed' || !spec.wallClockCloseIntervalMs) return;
     const now = clock();
@@ -438,10 +446,10 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const task = await pending.catch(() => undefined);
       if (!task || !task.store || task.nextOffset.size === 0) continue;
       await serialize(task, async () => {
-        const read = await task.store!.read([], now);
-        if (read.entries.size === 0) return;
+        const entries = await readState(task, [], now);
+        if (entries.size === 0) return;
         const scope: TaskScope = { topology, processor, spec, partition: task.partition, codec };
-        const result = runPunctuation(scope, read.entries, task.streamTime, now);
+        const result = runPunctuation(scope, entries, task.streamTime, now);
         if (result.changes.size === 0) return;
         const offsets = [...task.nextOffset].map(([topic, offset]) => ({ topic, offset }));
         const changelogEnd = await commit(task, result, offsets, () => false);

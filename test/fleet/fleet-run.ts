@@ -142,8 +142,11 @@ export interface FleetRunOptions {
    * Kill a random member with SIGKILL every `everyMs` and start it again, until the feed has ended plus `afterFeedMs`.
    * Every `zombieEvery`-th time the member is frozen (SIGSTOP) instead, a replacement takes its partitions after the
    * session timeout, and the frozen one is thawed (SIGCONT) as a zombie that must be fenced, then stays as a second member.
+   * At the `wipeRedisAt`-th event every Redis key of the application is deleted — window state, checkpoints, the
+   * portfolio table, LLM budgets: what a FLUSHALL or a failover to an empty replica does to it (the shared Redis
+   * of other runs is spared). Kafka must bring it all back.
    */
-  chaos?: { seed: number; everyMs: number; afterFeedMs: number; zombieEvery?: number };
+  chaos?: { seed: number; everyMs: number; afterFeedMs: number; zombieEvery?: number; wipeRedisAt?: number };
   /** Wait for these alert ids in ClickHouse, and for a digest of each of these portfolios (for the hour before `hour`). */
   awaitAlerts: string[];
   awaitDigests: string[];
@@ -163,6 +166,8 @@ export interface FleetRunResult {
   kills: string[];
   /** Members frozen past the session timeout and thawed after a replacement took over. */
   zombies: string[];
+  /** Redis keys of the application deleted mid-run (chaos.wipeRedisAt). */
+  wipedKeys: number;
   /** Exit codes of the members alive at the end (stopped with SIGTERM). */
   exitCodes: Array<number | null>;
   /** Members that exited on their own, with their codes. */
@@ -225,6 +230,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const members = new Map<string, Member>(names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
   const kills: string[] = [];
   const zombies: string[] = [];
+  let wipedKeys = 0;
   /** Thawed zombies, members still. */
   const extras: Member[] = [];
   const crashed: Array<{ processor: string; code: number | null }> = [];
@@ -252,6 +258,18 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
           const victim = members.get(name)!;
           if (victim.child.exitCode !== null || victim.child.signalCode !== null) continue;
           events += 1;
+          if (options.chaos?.wipeRedisAt === events) {
+            const wiper = new Redis(config.redis.url);
+            let cursor = '0';
+            do {
+              const [next, keys] = await wiper.scan(cursor, 'MATCH', `*${application}*`, 'COUNT', 1000);
+              cursor = next;
+              if (keys.length > 0) await wiper.del(...keys);
+              wipedKeys += keys.length;
+            } while (cursor !== '0');
+            wiper.disconnect();
+            continue;
+          }
           if (zombieEvery && events % zombieEvery === 0) {
             // Frozen past the session timeout: the replacement takes its partitions (and fences its producers);
             // thawed, the old member finds itself a zombie, and then stays on as a second member.
@@ -319,6 +337,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       llmCalls: await query(`SELECT * FROM llm_calls FINAL`),
       kills,
       zombies,
+      wipedKeys,
       crashed,
       exitCodes: await stopMembers([...members.values(), ...extras]),
     };

@@ -116,22 +116,23 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
     expectAuditMatchesCalls(run, fake);
   }, 420_000);
 
-  it('crash test: members SIGKILLed and restarted at random during the scenario, some frozen past the session timeout and thawed as zombies; the ClickHouse queries answer exactly as without crashes', async () => {
+  it('crash test: members SIGKILLed and restarted at random during the scenario, some frozen past the session timeout and thawed as zombies, every Redis key of the application wiped mid-run; the ClickHouse queries answer exactly as without crashes', async () => {
     const crashFake = await startAnthropicFake({ batchPollsToComplete: 1, responder: fleetResponder });
     try {
       const run = await runFleet({
         label: 'b',
         hour,
         anthropic: { baseUrl: crashFake.url },
-        chaos: { seed: 5, everyMs: 6_000, afterFeedMs: 15_000, zombieEvery: 4 },
+        chaos: { seed: 5, everyMs: 6_000, afterFeedMs: 15_000, zombieEvery: 4, wipeRedisAt: 6 },
         awaitAlerts: expectedAlertIds,
         awaitDigests: expectedDigestPortfolios,
         timeoutMs: 300_000,
         log,
       });
-      log(`crash run: ${run.kills.length} members killed (${run.kills.join(', ')}), ${run.zombies.length} frozen past the session timeout and thawed as zombies (${run.zombies.join(', ')})`);
+      log(`crash run: ${run.kills.length} members killed (${run.kills.join(', ')}), ${run.zombies.length} frozen past the session timeout and thawed as zombies (${run.zombies.join(', ')}), ${run.wipedKeys} Redis keys wiped`);
       expect(run.kills.length).toBeGreaterThanOrEqual(5);
       expect(run.zombies.length).toBeGreaterThanOrEqual(1);
+      expect(run.wipedKeys).toBeGreaterThan(0); // the portfolio table and window state among them: rebuilt from Kafka
       expect(run.exitCodes.every((c) => c === 0)).toBe(true);
       expectFindingsAsComputed(run);
       expectAlertsAndDigests(run, 'llm');
