@@ -65,7 +65,7 @@ export async function writeTable(redis: Redis, kafka: Kafka, topology: Topology,
   }
   // Kafka first: the topic is the table. Rows the new table no longer has are deleted by tombstones.
   const topic = topology.tableTopic(name);
-  await ensureTableTopic(kafka, topic);
+  await ensureTableTopic(kafka, topic, topology.replicationFactor);
   const previous = (await readTableTopic(kafka, topic)) ?? new Map<string, string>();
   const rowsByKey = new Map<string, string>();
   for (let i = 0; i < entries.length; i += 2) rowsByKey.set(entries[i]!, entries[i + 1]!);
@@ -95,13 +95,16 @@ async function cacheTable(redis: Redis, key: string, rows: ReadonlyMap<string, s
     .exec();
 }
 
-async function ensureTableTopic(kafka: Kafka, topic: string): Promise<void> {
+async function ensureTableTopic(kafka: Kafka, topic: string, replicationFactor: number | undefined): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     if (!(await admin.listTopics()).includes(topic)) {
       await admin
-        .createTopics({ waitForLeaders: false, topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] })
+        .createTopics({
+          waitForLeaders: false,
+          topics: [{ topic, numPartitions: 1, ...(replicationFactor ? { replicationFactor } : {}), configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
+        })
         .catch((error: Error & { type?: string }) => {
           if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
         });
