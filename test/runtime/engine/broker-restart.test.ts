@@ -52,6 +52,7 @@ describe('a broker restart under a running member', () => {
     await producer.disconnect();
 
     const errors: string[] = [];
+    let processedAtRestart = 0;
     // Small fetches: many batches, so the broker dies between and inside commits.
     const member = await runProcessor({
       config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 16 * 1024 } },
@@ -65,6 +66,7 @@ describe('a broker restart under a running member', () => {
       const processedAtKill = member.stats.records;
       await sleep(5_000);
       await broker.restart();
+      processedAtRestart = member.stats.records;
       // Done when the group's committed offsets reach the input's end. (Not the member's own count: a batch whose
       // commit was in flight when the broker died may be counted once by the member and, its transaction aborted
       // after the restart, processed and counted again; the output below is what must hold each record once.)
@@ -85,7 +87,8 @@ describe('a broker restart under a running member', () => {
     } finally {
       await member.stop();
     }
-    expect(errors.length).toBeGreaterThan(0); // the outage was seen
+    // The broker died mid-stream: work was left when it came back, and it was done (the committed offsets above).
+    expect(processedAtRestart).toBeLessThan(count);
     console.log(`broker restart: ${errors.length} errors, e.g. ${[...new Set(errors.map((e) => e.slice(0, 120)))].slice(0, 4).join(' / ')}`);
 
     // The output, read_committed: each input amount exactly once.
