@@ -177,6 +177,19 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   };
 
   const tasks = new Map<number, Promise<Task>>();
+  /**
+   * The next offset this member's own transactions committed, per partition and topic. After a broker restart the
+   * consumer's fetched positions (and a new task's committed offsets) can predate the markers of transactions whose
+   * commit was acknowledged: the markers are written after the acknowledgement, and offsets of a pending transaction
+   * are not returned (kafkajs cannot ask with KIP-447's requireStable). Records below what we committed ourselves are
+   * skipped, never processed twice.
+   */
+  const committedByUs = new Map<number, Map<string, string>>();
+  const rememberCommit = (partition: number, topic: string, offset: string): void => {
+    let byTopic = committedByUs.get(partition);
+    if (!byTopic) committedByUs.set(partition, (byTopic = new Map()));
+    if (Number(offset) > Number(byTopic.get(topic) ?? -1)) byTopic.set(topic, offset);
+  };
 
   /**
    * Committed offsets of the task's partition. Read after this task's producer has been initialised, they are
@@ -255,6 +268,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const init = await producer.transaction();
       await init.abort();
       for (const c of await committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
+      for (const [topic, offset] of committedByUs.get(partition) ?? []) {
+        if (Number(offset) > Number(task.startOffset.get(topic) ?? -1)) task.startOffset.set(topic, offset);
+      }
       // Punctuation commits at these offsets until a batch moves them: windows of a partition that gets no new
       // record after a restart still close by the wall clock.
       for (const [topic, offset] of task.startOffset) task.nextOffset.set(topic, offset);
@@ -357,7 +373,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const started = performance.now();
       // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
       // completed: skip what that transaction already covered.
-      const floor = Number(task.startOffset.get(batch.topic) ?? -1);
+      const floor = Math.max(Number(task.startOffset.get(batch.topic) ?? -1), Number(task.nextOffset.get(batch.topic) ?? -1));
       const fresh = batch.messages.filter((m) => Number(m.offset) >= floor);
       if (fresh.length === 0) {
         resolveOffset(batch.lastOffset());
@@ -396,6 +412,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         throw error;
       }
       task.nextOffset.set(batch.topic, nextOffset);
+      rememberCommit(batch.partition, batch.topic, nextOffset);
       resolveOffset(batch.lastOffset());
       await afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
       stats.batches += 1;
@@ -472,6 +489,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
   consumer.on(consumer.events.REBALANCING, () => {
     health.rebalancing = true;
+    log('group.rebalancing');
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     log('consumer.crash', { message: payload.error.message, restart: payload.restart });

@@ -51,7 +51,20 @@ describe('member health on the real stack', () => {
     const serde = new AvroSerde(registry);
     await serde.writerFor('agentstreams.test.Event');
 
-    const first = await runProcessor({ config, topology, processor: 'worker', services: { 'maybe-hangs': service }, stallMs: 2_000 });
+    // Health as it stands at the moment the first member learns of the rebalance (read inside its own log call).
+    const atRebalance: MemberHealth[] = [];
+    let firstHandle: ProcessorHandle | undefined;
+    const first = await runProcessor({
+      config,
+      topology,
+      processor: 'worker',
+      services: { 'maybe-hangs': service },
+      stallMs: 2_000,
+      log: (event) => {
+        if (event === 'group.rebalancing' && firstHandle) atRebalance.push(firstHandle.health());
+      },
+    });
+    firstHandle = first;
     const members: ProcessorHandle[] = [first];
     try {
       await first.joined;
@@ -59,19 +72,11 @@ describe('member health on the real stack', () => {
       expect(first.health()).toEqual({ live: true, ready: true, problems: [] });
 
       // A second member joins: the first one is not ready while the group rebalances, then ready again.
-      const seen: MemberHealth[] = [];
-      const sampling = (async () => {
-        while (seen.length === 0 || seen.at(-1)!.ready === false || !seen.some((h) => !h.ready)) {
-          seen.push(first.health());
-          if (seen.length > 1_500) break;
-          await sleep(20);
-        }
-      })();
       const second = await runProcessor({ config, topology, processor: 'worker', services: { 'maybe-hangs': service }, stallMs: 2_000 });
       members.push(second);
       await second.joined;
-      await sampling;
-      expect(seen.some((h) => !h.ready && h.problems.includes('rebalancing'))).toBe(true);
+      await until('the first member to hear of the rebalance', () => atRebalance.length > 0);
+      expect(atRebalance[0]).toMatchObject({ live: true, ready: false, problems: ['rebalancing'] });
       await until('both members to be ready', () => first.health().ready && second.health().ready);
 
       // Records arrive and the enrichment hangs: after stallMs the member handling them is not live.
