@@ -119,6 +119,47 @@ export function redactConfig(config: Config): Record<string, unknown> {
   return walk(configSchema, config as unknown as Record<string, unknown>);
 }
 
+/**
+ * The values of the secret settings that are set, for the logger to scrub from every line: plain secrets as they
+ * are, and for URLs the password (and the user name) they carry, decoded and as written.
+ */
+export function secretValues(config: Config): string[] {
+  const values: string[] = [];
+  const walk = (schema: SchemaNode, node: Record<string, unknown>): void => {
+    for (const [key, child] of Object.entries(schema)) {
+      const value = node[key];
+      if (!isSetting(child)) walk(child, value as Record<string, unknown>);
+      else if (child.secret && typeof value === 'string' && value !== '') values.push(...secretPartsOf(value));
+    }
+  };
+  walk(configSchema, config as unknown as Record<string, unknown>);
+  return values;
+}
+
+function secretPartsOf(value: string): string[] {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return [value];
+  try {
+    const url = new URL(value);
+    return [url.password, decodeURIComponent(url.password)].filter((part) => part !== '');
+  } catch {
+    return [value];
+  }
+}
+
+/** Dotted paths of the secret settings (`kafka.saslPassword`, …): redaction paths for objects shaped like the config. */
+export function secretSettingPaths(): string[] {
+  const paths: string[] = [];
+  const walk = (schema: SchemaNode, path: string[]): void => {
+    for (const [key, node] of Object.entries(schema)) {
+      if (isSetting(node)) {
+        if (node.secret) paths.push([...path, key].join('.'));
+      } else walk(node, [...path, key]);
+    }
+  };
+  walk(configSchema, []);
+  return paths;
+}
+
 /** Every setting with its environment variable and documentation, for `agent-streams config --help`. */
 export function describeSettings(): Array<{ name: string; env: string; doc: string; default: unknown }> {
   const rows: Array<{ name: string; env: string; doc: string; default: unknown }> = [];

@@ -145,6 +145,20 @@ export const configSchema = {
       parse: parse.int(1_000, 24 * 3_600_000),
       default: 120_000,
     }),
+    producerStuckMs: setting({
+      env: 'AS_LIVENESS_PRODUCER_STUCK_MS',
+      doc: 'A Kafka producer call (send, sendOffsets, commit, abort) that has not returned for this long (ms) makes /healthz report the process not live: a transactional producer stuck on a broker that stopped answering',
+      parse: parse.int(1_000, 24 * 3_600_000),
+      default: 120_000,
+    }),
+  },
+  log: {
+    level: setting({
+      env: 'AS_LOG_LEVEL',
+      doc: 'Lowest level written to the JSON log on stdout: fatal, error, warn, info, debug, trace or silent',
+      parse: parse.oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+      default: 'info',
+    }),
   },
   metrics: {
     port: setting({ env: 'AS_METRICS_PORT', doc: 'Port for /metrics, /healthz and /readyz (0 picks a free one)', parse: parse.int(0, 65535), default: 0 }),

@@ -5,6 +5,7 @@
  */
 import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { Config } from '../config/index.ts';
+import { kafkaLogCreator } from '../observability/log.ts';
 
 export type KafkaClientOptions = Pick<KafkaConfig, 'retry' | 'connectionTimeout' | 'requestTimeout'>;
 
@@ -20,7 +21,9 @@ export function kafkaClient(config: Config, clientId: string, options: KafkaClie
   return new Kafka({
     clientId: `${config.kafka.clientId}-${clientId}`,
     brokers: config.kafka.brokers,
-    logLevel: logLevel.NOTHING,
+    // Warnings and errors only (connection losses, rebalances, request timeouts), through the process's logger.
+    logLevel: logLevel.WARN,
+    logCreator: kafkaLogCreator(),
     ...(config.kafka.ssl ? { ssl: true } : {}),
     ...(auth ? { sasl: auth } : {}),
     ...options,
