@@ -25,7 +25,8 @@ export function startMember(
 ): Member {
   const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), ...command], {
     cwd: projectRoot,
-    env: { ...process.env, ...env },
+    // Many members share this machine: each picks a free metrics port (it logs it as `metricsPort`) unless told one.
+    env: { ...process.env, ...env, AS_METRICS_PORT: env.AS_METRICS_PORT ?? '0' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const member: Member = { processor, child, events: [] };

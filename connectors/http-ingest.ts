@@ -25,6 +25,7 @@ import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../runtime/er
 import { describeJsonError, parseJson } from './json-text.ts';
 import { marketRecordName, marketRecordNames, type FieldProblem } from './market-records.ts';
 import type { MarketProducer } from './market-producer.ts';
+import type { Metrics } from '../runtime/observability/metrics.ts';
 
 export interface IngestGatewayOptions {
   /** Where records go; the caller opens and closes it. */
@@ -52,6 +53,8 @@ export interface IngestGatewayOptions {
   /** Clock for the rate limiter (ms); injectable for tests. */
   now?: () => number;
   log?: (event: string, fields: Record<string, unknown>) => void;
+  /** Requests by status and accepted events, for /metrics. */
+  metrics?: Pick<Metrics, 'ingestRequests' | 'ingestEvents'>;
 }
 
 export interface IngestStats {
@@ -363,6 +366,7 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
       pending -= 1;
     }
     stats.events += events.length;
+    options.metrics?.ingestEvents.inc(events.length);
     return { status: 202, body: { accepted: events.length, records: messages.length, type, topic: producer.topic } };
   }
 
@@ -391,6 +395,7 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   function respond(request: IncomingMessage, response: ServerResponse, reply: Reply): void {
     const body = `${JSON.stringify(reply.body)}\n`;
     stats.requests += 1;
+    options.metrics?.ingestRequests.inc({ status: String(reply.status) });
     if (reply.status === 202) stats.accepted += 1;
     else if (reply.status >= 400) stats.rejected += 1;
     response.writeHead(reply.status, {

@@ -161,7 +161,28 @@ export const configSchema = {
     }),
   },
   metrics: {
-    port: setting({ env: 'AS_METRICS_PORT', doc: 'Port for /metrics, /healthz and /readyz (0 picks a free one)', parse: parse.int(0, 65535), default: 0 }),
+    host: setting({
+      env: 'AS_METRICS_HOST',
+      doc: 'Address /metrics, /healthz and /readyz listen on: loopback by default so nothing is exposed off-host by accident; the container image sets 0.0.0.0 so Prometheus and the kubelet can reach it',
+      parse: (raw) => {
+        const value = raw.trim();
+        if (!/^(\[?[0-9a-fA-F:]+\]?|[A-Za-z0-9.-]+)$/.test(value)) throw new Error(`expected a host name or IP address, got "${raw}"`);
+        return value.replace(/^\[(.*)\]$/, '$1');
+      },
+      default: '127.0.0.1',
+    }),
+    port: setting({
+      env: 'AS_METRICS_PORT',
+      doc: 'Port for /metrics, /healthz and /readyz (default 9464, as the OpenTelemetry Prometheus exporter; 0 picks a free one, as launchers of many members on one machine do)',
+      parse: parse.int(0, 65535),
+      default: 9464,
+    }),
+    lagIntervalMs: setting({
+      env: 'AS_METRICS_LAG_INTERVAL_MS',
+      doc: "How often a member reads its group's committed offsets and the partitions' end offsets from the broker to report consumer lag (ms)",
+      parse: parse.int(200, 3_600_000),
+      default: 10_000,
+    }),
   },
 } as const;
 

@@ -24,6 +24,7 @@ import { ensureTopics } from './topics.ts';
 import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
 import { sendChunks } from '../kafka/send-chunks.ts';
+import { startLagMonitor } from '../observability/lag.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -254,7 +255,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     const task: Task = {
       partition,
       producer,
-      ...(redis && stores.length > 0 ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000) } : {}),
+      ...(redis && stores.length > 0 ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000, options.metrics) } : {}),
       streamTime: Number.NEGATIVE_INFINITY,
       changelog: -1,
       nextOffset: new Map(),
@@ -333,9 +334,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       }
       if (isStale()) throw new AgentStreamsError(ErrorCode.TASK_FENCED, `Partition ${task.partition} was reassigned during the batch; aborting it.`, { retriable: true });
       await txn.commit();
+      options.metrics?.transactionsCommitted.inc({ processor });
       return changelogEnd;
     } catch (error) {
       await txn.abort().catch(() => undefined);
+      options.metrics?.transactionsAborted.inc({ processor });
       throw error;
     }
   }
@@ -430,7 +433,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       options.metrics?.recordsLate.inc(labels, result.counts.late);
       options.metrics?.recordsAmended.inc(labels, result.counts.amended);
       options.metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
-      options.metrics?.consumerLag.set(labels, Number(batch.offsetLag()));
+      if (options.metrics) {
+        // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
+        const committedAt = Date.now();
+        for (const item of prepared.items) if (item.ok) options.metrics.endToEndLatency.observe({ processor }, Math.max(0, committedAt - item.record.timestamp) / 1000);
+      }
       await heartbeat();
     });
   }
@@ -452,6 +459,12 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     if ((read.checkpoint?.changelog ?? -1) < task.changelog) {
       await recover(task, 'redis is behind the changelog');
       read = await store.read(keys, dueBy);
+    }
+    if (options.metrics) {
+      const labels = { processor, partition: String(task.partition) };
+      options.metrics.stateKeys.set(labels, read.size.keys);
+      options.metrics.stateBytes.set(labels, read.size.bytes);
+      options.metrics.windowsOpen.set(labels, read.size.windowsOpen);
     }
     return read.entries;
   }
@@ -531,6 +544,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
 
   const timer = spec.kind === 'windowed' && spec.wallClockCloseIntervalMs ? setInterval(() => void punctuate(), spec.wallClockCloseIntervalMs) : undefined;
   const tableTimer = tableNames.length > 0 ? setInterval(() => void refreshTables(), options.tableRefreshMs ?? 5_000) : undefined;
+  const lagMonitor = options.metrics
+    ? startLagMonitor({ admin, groupId, topics: spec.inputs, processor, metrics: options.metrics, intervalMs: config.metrics.lagIntervalMs, log })
+    : undefined;
 
   let stopping: Promise<void> | undefined;
   return {
@@ -553,6 +569,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       stopping ??= (async () => {
         if (timer) clearInterval(timer);
         if (tableTimer) clearInterval(tableTimer);
+        lagMonitor?.stop();
         await consumer.stop();
         await consumer.disconnect();
         for (const partition of [...tasks.keys()]) await dropTask(partition);

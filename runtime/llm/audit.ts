@@ -52,7 +52,8 @@ export type LlmCallRecord = {
   created_at_ms: number;
 };
 
-export type LlmMetrics = Pick<Metrics, 'llmTokens' | 'llmCost' | 'llmRequestDuration' | 'llmRequestErrors'>;
+export type LlmMetrics = Pick<Metrics, 'llmTokens' | 'llmCost' | 'llmRequestDuration' | 'llmRequestErrors'> &
+  Partial<Pick<Metrics, 'llmBudgetLimit' | 'llmBudgetUsed' | 'llmBudgetRemaining' | 'llmCircuitState'>>;
 
 export interface AuditFields {
   agent: string;

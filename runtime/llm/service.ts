@@ -16,7 +16,7 @@ import { auditRecord, LlmOutcome, recordMetrics, type AuditFields, type LlmCallR
 import { summarizeWithBatches } from './batches.ts';
 import { createBudget, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
 import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
-import { createCircuitBreaker, type CircuitState } from './circuit.ts';
+import { CircuitState, createCircuitBreaker } from './circuit.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, type LlmCore } from './core.ts';
 import {
   clampSeverity,
@@ -219,6 +219,7 @@ export function createLlm(options: CreateLlmOptions): Llm {
   };
   const maxTokens = options.maxTokens ?? DEFAULTS.maxTokens;
   const shutdown = new AbortController();
+  const stopSampling = sampleBudgetAndCircuit(core, options);
   log(`llm: mode=llm — triage ${models.triage}, strong ${models.strong} (from ${strongAt}), ${options.baseUrl ?? 'https://api.anthropic.com'}`);
 
   // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
@@ -289,8 +290,54 @@ export function createLlm(options: CreateLlmOptions): Llm {
       });
     },
     close() {
+      stopSampling();
       if (!shutdown.signal.aborted) shutdown.abort(new AgentStreamsError(ErrorCode.ABORTED, 'The LLM service was closed.'));
     },
+  };
+}
+
+/**
+ * Budget and circuit gauges, read when /metrics is scraped: the budget is fleet-wide (Redis) and rolls over with the
+ * wall-clock hour, the circuit turns half-open by time alone, so values pushed at call time would go stale. Agent
+ * types are those with a configured budget and those that have called since start.
+ */
+function sampleBudgetAndCircuit(core: LlmCore, options: CreateLlmOptions): () => void {
+  const metrics = options.metrics;
+  if (!metrics) return () => {};
+  const agents = new Set(Object.keys(options.budgets.perAgent ?? {}));
+  const audit = core.audit;
+  core.audit = (fields, sent) => {
+    if (fields.agent !== '') agents.add(fields.agent);
+    return audit(fields, sent);
+  };
+  // One read of the store per scrape, shared by the used and remaining gauges.
+  let usage: { at: number; read: Promise<Map<string, number>> } | undefined;
+  const readUsage = (): Promise<Map<string, number>> => {
+    const now = performance.now();
+    if (!usage || now - usage.at > 1_000) {
+      const read = Promise.all([...agents].map(async (agent) => [agent, (await core.budget.used(agent)).tokens] as const)).then((pairs) => new Map(pairs));
+      read.catch(() => (usage = undefined));
+      usage = { at: now, read };
+    }
+    return usage.read;
+  };
+  const stops = [
+    metrics.llmBudgetLimit?.sampleWith(() => {
+      for (const agent of agents) metrics.llmBudgetLimit!.set({ agent }, core.budget.limitFor(agent).tokens);
+    }),
+    metrics.llmBudgetUsed?.sampleWith(async () => {
+      for (const [agent, used] of await readUsage()) metrics.llmBudgetUsed!.set({ agent }, used);
+    }),
+    metrics.llmBudgetRemaining?.sampleWith(async () => {
+      for (const [agent, used] of await readUsage()) metrics.llmBudgetRemaining!.set({ agent }, Math.max(0, core.budget.limitFor(agent).tokens - used));
+    }),
+    metrics.llmCircuitState?.sampleWith(() => {
+      const current = core.circuit.state;
+      for (const state of Object.values(CircuitState)) metrics.llmCircuitState!.set({ state }, state === current ? 1 : 0);
+    }),
+  ];
+  return () => {
+    for (const stop of stops) stop?.();
   };
 }
 

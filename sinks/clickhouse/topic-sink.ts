@@ -25,6 +25,7 @@ import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../../runtime/errors.ts';
 import { retry, withRetry } from '../../runtime/retry.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
+import { startLagMonitor, type LagMonitor } from '../../runtime/observability/lag.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { deadLetter, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
 import { openClickHouse } from './client.ts';
@@ -192,6 +193,20 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   }
   const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 10 } });
   await producer.connect();
+  const metrics = options.metrics;
+  const stopSampling = metrics
+    ? [
+        metrics.sinkBufferedRows.sampleWith(() => metrics.sinkBufferedRows.set({ processor: name }, writer.buffered.rows)),
+        metrics.sinkBufferedBytes.sampleWith(() => metrics.sinkBufferedBytes.set({ processor: name }, writer.buffered.bytes)),
+      ]
+    : [];
+  let lagAdmin: ReturnType<typeof kafka.admin> | undefined;
+  let lagMonitor: LagMonitor | undefined;
+  if (metrics) {
+    lagAdmin = kafka.admin();
+    await lagAdmin.connect();
+    lagMonitor = startLagMonitor({ admin: lagAdmin, groupId: name, topics, processor: name, metrics, intervalMs: config.metrics.lagIntervalMs, log });
+  }
   const serde = new AvroSerde(registryClient(config));
 
   const stats = {
@@ -296,7 +311,6 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     const labels = { processor: name, topic: batch.topic, partition: String(batch.partition) };
     options.metrics?.recordsConsumed.inc(labels, count);
     options.metrics?.batchDuration.observe({ processor: name }, (performance.now() - started) / 1000);
-    options.metrics?.consumerLag.set(labels, Number(batch.offsetLag()));
 
     /** Decodes, maps and buffers one record; anything wrong with the record itself becomes a dead letter. */
     function writeRecord(record: SourceRecord): 'written' | 'dead-lettered' | 'backpressure' {
@@ -437,6 +451,8 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
       const wasFailed = state === 'failed';
       transition('stopping');
       clearInterval(timer);
+      lagMonitor?.stop();
+      for (const stop of stopSampling) stop();
       for (const t of resumeTimers.values()) clearTimeout(t);
       resumeTimers.clear();
       if (mode === 'graceful' && !wasFailed) {
@@ -463,6 +479,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
       await consumer.stop().catch(() => undefined);
       await consumer.disconnect().catch(() => undefined);
       await producer.disconnect().catch(() => undefined);
+      await lagAdmin?.disconnect().catch(() => undefined);
       if (!options.client) await client.close().catch(() => undefined);
       transition('stopped');
     })();
