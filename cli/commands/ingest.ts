@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { openMarketProducer } from '../../connectors/market-producer.ts';
 import { apiKeysFromEnv, DEFAULT_INGEST_PORT, startIngestGateway, type IngestGateway } from '../../connectors/http-ingest.ts';
+import { createMetrics } from '../../runtime/observability/metrics.ts';
+import { startObservabilityServer, type ObservabilityServer } from '../../runtime/observability/server.ts';
 import { usageError, type Command } from '../main.ts';
 
 export const ingestCommand: Command = {
@@ -65,7 +67,9 @@ export const ingestCommand: Command = {
     const maxSymbols = numeric('max-symbols', values['max-symbols']);
     const maxPending = numeric('max-pending', values['max-pending']);
     const maxConnections = numeric('max-connections', values['max-connections']);
+    const metrics = createMetrics();
     let gateway: IngestGateway;
+    let server: ObservabilityServer;
     try {
       gateway = await startIngestGateway({
         producer,
@@ -80,12 +84,29 @@ export const ingestCommand: Command = {
         ...(maxPending !== undefined ? { maxPendingRequests: maxPending } : {}),
         ...(maxConnections !== undefined ? { maxConnections } : {}),
         log,
+        metrics,
       });
     } catch (error) {
       await producer.close();
       throw error;
     }
-    log('listening', { url: gateway.url, topic: producer.topic, partitions: producer.partitions, keys: apiKeys.length });
+    // Ready and live while the producer reaches Kafka; it ends the process when Kafka stays away (below).
+    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: 'ingest' }, 1));
+    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: 'ingest' }, 1));
+    try {
+      server = await startObservabilityServer({
+        port: config.metrics.port,
+        host: config.metrics.host,
+        metrics,
+        health: () => ({ healthy: true, checks: { gateway: { healthy: true, detail: gateway.url } } }),
+        ready: () => true,
+      });
+    } catch (error) {
+      await gateway.close();
+      await producer.close();
+      throw error;
+    }
+    log('listening', { url: gateway.url, topic: producer.topic, partitions: producer.partitions, keys: apiKeys.length, metricsPort: server.port });
     // Kafka away for longer than kafka.outageToleranceMs ends the gateway with AS_BROKER_UNAVAILABLE (exit 1).
     const failure = await new Promise<Error | undefined>((done) => {
       process.once('SIGINT', () => done(undefined));
@@ -95,6 +116,7 @@ export const ingestCommand: Command = {
     log(failure ? 'failing' : 'stopping', failure ? { error: failure.message } : {});
     await gateway.close();
     await producer.close().catch(() => undefined);
+    await server.close();
     log('stopped', { gateway: gateway.stats, producer: producer.stats });
     if (failure) throw failure;
     return 0;

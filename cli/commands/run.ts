@@ -2,11 +2,13 @@
  * `agent-streams run <topology> --processor NAME`: one consumer-group member. Start it N times for N members.
  * SIGTERM/SIGINT finish the batch in flight, commit, leave the group and exit within the deadline.
  */
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../../runtime/config/index.ts';
+import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { runProcessor } from '../../runtime/engine/runner.ts';
+import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { startObservabilityServer } from '../../runtime/observability/server.ts';
 import type { Topology } from '../../runtime/topology/topology.ts';
@@ -35,15 +37,18 @@ export const runCommand: Command = {
     const config = loadConfig();
     const topology = await loadTopology(file);
     const metrics = createMetrics({ defaultLabels: { application: topology.application } });
-    const log = (event: string, fields: Record<string, unknown> = {}): void => {
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: values.processor, event, ...fields })}\n`);
-    };
+    const instanceId = randomUUID().slice(0, 8);
+    const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: values.processor, instance: instanceId, config })));
+    log('starting', { topology: file, config: redactConfig(config) });
     const spec = topology.processors[values.processor];
     // Only members whose processor enriches records need the LLM and its audit sink.
     const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, topology.application, log, metrics) : undefined;
-    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, stallMs: config.health.stallMs, ...(services ? { services: services.services } : {}) });
+    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, instanceId, stallMs: config.health.stallMs, ...(services ? { services: services.services } : {}) });
+    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: values.processor! }, handle.health().ready ? 1 : 0));
+    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: values.processor! }, handle.health().live ? 1 : 0));
     const server = await startObservabilityServer({
       port: config.metrics.port,
+      host: config.metrics.host,
       metrics,
       health: () => {
         const { live, problems } = handle.health();
@@ -51,7 +56,7 @@ export const runCommand: Command = {
       },
       ready: () => handle.health().ready,
     });
-    log('started', { instance: handle.instanceId, metricsPort: server.port });
+    log('started', { metricsPort: server.port });
     const deadlineMs = Number(values['shutdown-timeout']) * 1000;
     await new Promise<void>((done) => {
       const shutdown = (signal: string): void => {

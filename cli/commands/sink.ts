@@ -7,6 +7,8 @@ import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { runClickHouseSink } from '../../sinks/clickhouse/topic-sink.ts';
 import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import { startObservabilityServer } from '../../runtime/observability/server.ts';
+import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
@@ -23,18 +25,31 @@ export const sinkCommand: Command = {
     const log = (event: string, fields: Record<string, unknown> = {}): void => {
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: 'clickhouse-sink', event, ...fields })}\n`);
     };
+    const metrics = createMetrics({ defaultLabels: { application: topology.application } });
+    const name = `${topology.application}.clickhouse-sink`;
     const handle = await runClickHouseSink({
       config,
-      name: `${topology.application}.clickhouse-sink`,
+      name,
       topics: fleetSinkTopics(topology),
       deadLetterTopic: topology.deadLetterTopic,
-      mappings: fleetMappings,
-      metrics: createMetrics({ defaultLabels: { application: topology.application } }),
+      mappings: observedFleetMappings(metrics),
+      metrics,
       log,
     });
-    log('started', { topics: fleetSinkTopics(topology) });
+    // Ready while it runs; live until a fatal ClickHouse error stopped it (the platform restarts it then).
+    const running = (): boolean => handle.state() === 'running';
+    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: name }, running() ? 1 : 0));
+    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: name }, running() ? 1 : 0));
+    const server = await startObservabilityServer({
+      port: config.metrics.port,
+      host: config.metrics.host,
+      metrics,
+      health: () => ({ healthy: running(), checks: { sink: { healthy: running(), detail: handle.error()?.message ?? handle.state() } } }),
+      ready: running,
+    });
+    log('started', { topics: fleetSinkTopics(topology), metricsPort: server.port });
     await new Promise<void>((done) => {
-      const shutdown = (): void => void handle.stop().then(() => done());
+      const shutdown = (): void => void handle.stop().then(() => server.close()).then(() => done());
       process.once('SIGTERM', shutdown);
       process.once('SIGINT', shutdown);
     });
