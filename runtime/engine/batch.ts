@@ -158,6 +158,11 @@ export interface BatchResult {
   changes: Map<string, StateEntry | null>;
   streamTime: number;
   counts: { processed: number; forwarded: number; deadLettered: number; late: number; amended: number; closed: number };
+  /**
+   * Per message, the index in `prepared.items` of the record that caused it (-1: wall-clock punctuation). Tracing
+   * parents each output on its cause (docs/tracing.md); a window closed by a record's stream time counts as its.
+   */
+  origins: number[];
 }
 
 interface Due {
@@ -196,6 +201,10 @@ export function runBatch(
   const counts = { processed: 0, forwarded: 0, deadLettered: 0, late: 0, amended: 0, closed: 0 };
   let streamTime = streamTimeBefore;
   const declared = spec.outputs ?? {};
+  const origins: number[] = [];
+  const originUpTo = (item: number): void => {
+    while (origins.length < messages.length) origins.push(item);
+  };
 
   const encodeOutput = (output: Output): ProducedMessage => {
     const types = declared[output.topic];
@@ -254,7 +263,9 @@ export function runBatch(
     }
   };
 
-  for (const item of prepared.items) {
+  for (let index = 0; index < prepared.items.length; index += 1) {
+    const item = prepared.items[index]!;
+    originUpTo(index - 1);
     if (!item.ok) {
       messages.push(deadLetter(topology.deadLetterTopic, processor, item.stage, item.source, item.error));
       counts.deadLettered += 1;
@@ -328,8 +339,10 @@ export function runBatch(
     if (amendedRecord) counts.amended += 1;
     closeDue(streamTime);
   }
+  originUpTo(prepared.items.length - 1);
   if (punctuateAt !== undefined) closeDue(punctuateAt);
-  return { messages, changes, streamTime, counts };
+  originUpTo(-1);
+  return { messages, changes, streamTime, counts, origins };
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Every LLM call — sent, failed, or refused before sending — leaves one audit record shaped like a row of the
- * `llm_calls` table (infra/clickhouse/migrations/0005_llm_calls.sql), so the runtime can batch them into ClickHouse
- * as they are. A call here is one HTTP request (a retry is a new call with its own id), or one refusal, or one
+ * `llm_calls` table (infra/clickhouse/migrations/0005_llm_calls.sql and 0007_llm_calls_trace.sql), so the runtime
+ * can batch them into ClickHouse as they are. A call here is one HTTP request (a retry is a new call with its own id), or one refusal, or one
  * request of a message batch.
  */
 import { randomUUID } from 'node:crypto';
@@ -50,6 +50,10 @@ export type LlmCallRecord = {
   created_at: number;
   /** Call time, epoch ms. */
   created_at_ms: number;
+  /** W3C trace id of the call's span ('' when tracing is off): joins the row to its trace (docs/tracing.md). */
+  trace_id: string;
+  /** The finding an analysis call served ('' for digests); its alert lists it in `finding_ids`. */
+  finding_id: string;
 };
 
 export type LlmMetrics = Pick<Metrics, 'llmTokens' | 'llmCost' | 'llmRequestDuration' | 'llmRequestErrors'> &
@@ -65,6 +69,10 @@ export interface AuditFields {
   outcome: LlmOutcome;
   /** Wall-clock time the call started, epoch ms. */
   startedAtMs: number;
+  /** Trace id of the call's span, when traced. */
+  traceId?: string;
+  /** The finding the call served, for analyses. */
+  findingId?: string;
 }
 
 export function auditRecord(fields: AuditFields): LlmCallRecord {
@@ -82,6 +90,8 @@ export function auditRecord(fields: AuditFields): LlmCallRecord {
     outcome: fields.outcome,
     created_at: Math.floor(fields.startedAtMs / 1000),
     created_at_ms: Math.floor(fields.startedAtMs),
+    trace_id: fields.traceId ?? '',
+    finding_id: fields.findingId ?? '',
   };
 }
 

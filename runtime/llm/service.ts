@@ -35,6 +35,8 @@ import { costUsd, defaultModelTiers, defaultPrices, maxCostUsd, modelFor, noToke
 import { parseAnalysis, type Parsed } from './output.ts';
 import { analysisPrompt, correctivePrompt, DEFAULT_RULES_TEXT, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import { createSemaphore } from './semaphore.ts';
+import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context } from '../observability/tracing.ts';
+import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
 
 export const LlmMode = {
   LLM: 'llm',
@@ -102,6 +104,8 @@ export interface AnalyzeContext {
   portfolioName?: string;
   /** Aborting rejects with the abort (nothing is made up for a caller that has gone away). */
   signal?: AbortSignal;
+  /** The trace the call belongs to (the finding's record); default the active context. */
+  trace?: Context;
 }
 
 export interface Llm {
@@ -225,13 +229,13 @@ export function createLlm(options: CreateLlmOptions): Llm {
   // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
   const signalFor = (signal: AbortSignal | undefined): AbortSignal => AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
   /** After close(): answered without a call, and still audited, so every analysis leaves a row. */
-  const closedAnswer = (agent: string): void =>
-    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now() }, false);
+  const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
+    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
 
   async function analyzeFinding(finding: LlmFinding, context: AnalyzeContext = {}): Promise<FindingAnalysis> {
     const agent = context.agent ?? finding.agent;
     if (shutdown.signal.aborted) {
-      closedAnswer(agent);
+      closedAnswer(agent, { findingId: finding.id, traceId: traceIdOf(context.trace ?? otelContext.active()) });
       return rulesOnlyAnalysis(finding, CLOSED_REASON);
     }
     const model = modelFor(finding.severity, models, strongAt);
@@ -241,7 +245,7 @@ export function createLlm(options: CreateLlmOptions): Llm {
     // At most two rounds: the question, and one corrective turn if the first reply was unusable.
     for (let round = 1; ; round += 1) {
       try {
-        const output = await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens }, parseAnalysis, signal), core.retryPolicy, {
+        const output = await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens, findingId: finding.id, trace: context.trace ?? otelContext.active() }, parseAnalysis, signal), core.retryPolicy, {
           isRetriable: isRetriableLlmError,
           sleep: core.sleep,
           signal,
@@ -352,6 +356,10 @@ interface MessagesCall {
   model: string;
   prompt: Prompt;
   maxTokens: number;
+  /** The finding the call serves (audit). */
+  findingId?: string;
+  /** The context the call's span is a child of. */
+  trace?: Context;
 }
 
 /**
@@ -362,11 +370,12 @@ interface MessagesCall {
 async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string) => Parsed<T>, signal: AbortSignal): Promise<T> {
   const { agent, model, prompt, maxTokens } = call;
   const hash = promptHash(prompt);
+  const served: Pick<AuditFields, 'traceId' | 'findingId'> = { traceId: traceIdOf(call.trace), ...(call.findingId !== undefined ? { findingId: call.findingId } : {}) };
   const release = await core.semaphore.acquire(signal);
   try {
     const startedAtMs = core.now();
     const audit = (outcome: LlmOutcome, extra: Partial<AuditFields> = {}, sent = false): void =>
-      void core.audit({ agent, model, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: hash, outcome, startedAtMs, ...extra }, sent);
+      void core.audit({ agent, model, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: hash, outcome, startedAtMs, ...served, ...extra }, sent);
 
     const permit = core.circuit.tryAcquire();
     if (permit === undefined) {
@@ -396,15 +405,19 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
     }
     const { reservation } = reserved;
 
+    // Traced: the request is a GenAI span, child of the record's context, and carries that span's traceparent.
+    const chat = tracingActive() ? startChatSpan(model, maxTokens, call.trace ?? otelContext.active(), core.client.baseURL) : undefined;
+    if (chat) served.traceId = traceIdOf(chat.context);
     const t0 = performance.now();
     let message: Message;
     try {
       message = await core.client.messages.create(
         { model, max_tokens: maxTokens, system: prompt.system, messages: prompt.messages },
-        { signal, timeout: core.timeoutMs },
+        { signal, timeout: core.timeoutMs, ...(chat ? { headers: traceHeadersOf(chat.context) } : {}) },
       );
     } catch (raw) {
       const error = core.classify(raw);
+      if (chat) failChatSpan(chat.span, error.outcome, error.reason);
       // Without an answer we cannot know what was processed: the worst case stays charged.
       await settleSafely(core, reservation, error.maybeBilled ? reservation.amount : nothingUsed);
       circuitVerdict(core, permit, error);
@@ -413,6 +426,7 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
     }
     const latencyMs = performance.now() - t0;
     const usage = usageOf(message.usage);
+    if (chat) endChatSpan(chat.span, message, usage);
     const cost = costUsd(price, usage);
     await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
     core.circuit.success(permit);
@@ -435,15 +449,15 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
 }
 
 function rulesOnlyLlm(models: ModelTiers, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
-  const audit = (agent: string): void =>
-    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now() }, false);
+  const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
+    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
   return {
     mode: LlmMode.RULES_ONLY,
     reason: NO_API_KEY_REASON,
     models,
     circuitState: 'closed',
     async analyzeFinding(finding, context = {}) {
-      audit(context.agent ?? finding.agent);
+      audit(context.agent ?? finding.agent, { findingId: finding.id, traceId: traceIdOf(context.trace ?? otelContext.active()) });
       return rulesOnlyAnalysis(finding, NO_API_KEY_REASON);
     },
     async summarizeDigests(requests) {

@@ -176,19 +176,20 @@ interface ConsumedRecord {
  * record's context (`contextOf`) is that span's, or the producer's own when it was not sampled (so the decision
  * travels on), or the batch span's when the record carried none: outputs caused by the record carry it.
  */
-export class BatchTrace<R extends ConsumedRecord> {
+export class BatchTrace {
   readonly span: Span;
   readonly context: Context;
-  private readonly records = new Map<R, { context: Context; span?: Span }>();
+  /** By record offset. */
+  private readonly records = new Map<string, { context: Context; span?: Span }>();
 
   constructor(
-    records: readonly R[],
+    records: readonly ConsumedRecord[],
     fields: { topic: string; partition: number; group: string; clientId?: string },
     private readonly perRecord = true,
   ) {
     const t = tracer();
     const links: Link[] = [];
-    const extracted: Array<[R, Context, SpanContext | undefined]> = [];
+    const extracted: Array<[ConsumedRecord, Context, SpanContext | undefined]> = [];
     for (const record of records) {
       const ctx = extractRecordContext(record.headers);
       const spanContext = trace.getSpanContext(ctx);
@@ -205,23 +206,40 @@ export class BatchTrace<R extends ConsumedRecord> {
     const batchLink: Link[] = [{ context: this.span.spanContext() }];
     for (const [record, ctx, spanContext] of extracted) {
       if (!spanContext) {
-        this.records.set(record, { context: this.context });
+        this.records.set(record.offset, { context: this.context });
       } else if (this.perRecord && (spanContext.traceFlags & 1) === 1) {
         const span = t.startSpan(
           name,
           { kind: SpanKind.CONSUMER, links: batchLink, attributes: messagingAttributes('process', { ...fields, offset: record.offset }) },
           ctx,
         );
-        this.records.set(record, { context: trace.setSpan(ctx, span), span });
+        this.records.set(record.offset, { context: trace.setSpan(ctx, span), span });
       } else {
-        this.records.set(record, { context: ctx });
+        this.records.set(record.offset, { context: ctx });
       }
     }
   }
 
-  /** The context outputs caused by `record` carry (see the class comment); the batch's for anything else. */
-  contextOf(record: R | undefined): Context {
-    return (record && this.records.get(record)?.context) ?? this.context;
+  /** The context outputs caused by the record at `offset` carry (see the class comment); the batch's for anything else. */
+  contextOf(offset: string | undefined): Context {
+    return (offset === undefined ? undefined : this.records.get(offset)?.context) ?? this.context;
+  }
+
+  /** `work` with the batch span active (so log lines and child spans see it). */
+  bind<T>(work: () => Promise<T>): () => Promise<T> {
+    return context.bind(this.context, work);
+  }
+
+  /** Settles with `job`: ends the spans, failed if it failed. */
+  async around<T>(job: Promise<T>): Promise<T> {
+    try {
+      const result = await job;
+      this.end();
+      return result;
+    } catch (error) {
+      this.end(error);
+      throw error;
+    }
   }
 
   /** Ends the record spans and the batch span; with `error`, marks them failed. Idempotent enough: call once. */

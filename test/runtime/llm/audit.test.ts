@@ -5,8 +5,11 @@ import { createMetrics } from '../../../runtime/observability/metrics.ts';
 import { auditRecord, LlmOutcome } from '../../../runtime/llm/index.ts';
 import { recordMetrics } from '../../../runtime/llm/audit.ts';
 
-const migration = readFileSync(resolve(import.meta.dirname, '../../../infra/clickhouse/migrations/0005_llm_calls.sql'), 'utf8');
-const columns = [...migration.matchAll(/^\s{4}(\w+)\s+\w+/gm)].map((m) => m[1]);
+const migrations = resolve(import.meta.dirname, '../../../infra/clickhouse/migrations');
+const migration = readFileSync(resolve(migrations, '0005_llm_calls.sql'), 'utf8');
+// The table's columns: those it was created with, then those later migrations added (ADD COLUMN name Type).
+const added = readFileSync(resolve(migrations, '0007_llm_calls_trace.sql'), 'utf8');
+const columns = [...[...migration.matchAll(/^\s{4}(\w+)\s+\w+/gm)].map((m) => m[1]), ...[...added.matchAll(/ADD COLUMN (\w+) \w+/g)].map((m) => m[1])];
 
 describe('audit records', () => {
   it('have exactly the llm_calls columns, in table order', () => {
@@ -20,7 +23,7 @@ describe('audit records', () => {
       outcome: LlmOutcome.OK,
       startedAtMs: 1_767_607_200_123,
     });
-    expect(columns).toHaveLength(13);
+    expect(columns).toHaveLength(15);
     expect(Object.keys(record)).toEqual(columns);
     expect(record).toMatchObject({ input_tokens: 10, output_tokens: 5, cache_read_tokens: 3, cache_write_tokens: 2, latency_ms: 13, created_at: 1_767_607_200, created_at_ms: 1_767_607_200_123 });
   });
