@@ -40,14 +40,14 @@ export async function fleetServices(
     ...(metrics ? { metrics } : {}),
     log: (line) => log('llm', { message: line }),
   });
-  const analysis: EnrichmentService = async (requests) => {
+  const analysis: EnrichmentService = async (requests, trace) => {
     const answers = new Map<string, unknown>();
     await Promise.all(
       [...requests].map(async ([offset, raw]) => {
         const { finding, portfolioName } = raw as AnalysisRequest;
         const result = await llm.analyzeFinding(
           { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
-          { agent: finding.agent, portfolioName },
+          { agent: finding.agent, portfolioName, ...(trace ? { trace: trace(offset) } : {}) },
         );
         const answer: Analysis = {
           analysis: result.analysis,

@@ -92,6 +92,20 @@ export function deadLetter(topic: string, processor: string, stage: DeadLetterSt
   });
 }
 
+/** What the log says of a dead letter: where the record came from and why it failed, read back from its headers. */
+export function deadLetterLogFields(message: ProducedMessage): Record<string, string | number> {
+  const header = (name: string): string => message.headers?.[name]?.toString() ?? '';
+  return {
+    topic: header(deadLetterHeader.topic),
+    partition: Number(header(deadLetterHeader.partition)),
+    offset: header(deadLetterHeader.offset),
+    stage: header(deadLetterHeader.stage),
+    code: header(deadLetterHeader.errorCode),
+    // The full message is in the header; the log keeps a line short.
+    message: header(deadLetterHeader.errorMessage).slice(0, 300),
+  };
+}
+
 /** A late record goes to the late-records topic with the same provenance headers. */
 export function lateRecord(topic: string, processor: string, record: SourceRecord, streamTime: number, eventTime: number): ProducedMessage {
   return forwardWithProvenance(topic, processor, record, { 'as.late.event-time': String(eventTime), 'as.late.stream-time': String(streamTime) });

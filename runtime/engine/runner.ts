@@ -17,7 +17,7 @@ import type { createMetrics } from '../observability/metrics.ts';
 import { AvroSerde, registryClient } from '../serde/avro.ts';
 import { processorSpec, tablesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
-import type { ProducedMessage, SourceRecord } from './dead-letter.ts';
+import { deadLetterLogFields, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
 import { RedisTaskStore } from '../state/redis-store.ts';
 import { assertChangelogIntact, changelogMessages, changelogRegressed, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
@@ -25,6 +25,7 @@ import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
 import { sendChunks } from '../kafka/send-chunks.ts';
 import { startLagMonitor } from '../observability/lag.ts';
+import { BatchTrace, tracingActive, withTraceHeaders, type Context } from '../observability/tracing.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -44,13 +45,18 @@ export interface RunProcessorOptions {
   clock?: () => number;
   /** Liveness fails when no batch completed for this long while the last fetch showed lag (default 2 min). */
   stallMs?: number;
+  /** This member's id in logs and commit metadata (default: a random one); the process's logger carries the same. */
+  instanceId?: string;
 }
 
 /**
  * Answers a batch's enrichment requests (keyed by record offset). It should answer every request, falling back
  * where it must; a throw is taken as an outage and the batch waits and retries.
  */
-export type EnrichmentService = (requests: ReadonlyMap<string, unknown>) => Promise<Map<string, unknown>>;
+export type EnrichmentService = (requests: ReadonlyMap<string, unknown>, trace?: EnrichmentTrace) => Promise<Map<string, unknown>>;
+
+/** While tracing: the trace context of each request's record (by offset), so the service's spans join its trace. */
+export type EnrichmentTrace = (offset: string) => Context;
 
 /** Runs `work`, heartbeating every second until it settles, so that a long wait inside a batch keeps the group membership. */
 async function keepingAlive<T>(heartbeat: () => Promise<void>, work: () => Promise<T>): Promise<T> {
@@ -139,7 +145,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const log = options.log ?? (() => {});
   const clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
   const eventTimeBound = { maxAheadMs: config.records.maxEventTimeAheadMs, wallClock: clock };
-  const instanceId = randomUUID().slice(0, 8);
+  const instanceId = options.instanceId ?? randomUUID().slice(0, 8);
   const groupId = topology.groupId(processor);
   const stores = topology.storesOf(processor);
   const changelogTopic = topology.changelogTopic(processor);
@@ -305,7 +311,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   }
 
   /** Runs `work` after every earlier job of the task: batches of several inputs and punctuation never overlap. */
-  function serialize<T>(task: Task, work: () => Promise<T>): Promise<T> {
+  function serialize<T>(task: Task, job: () => Promise<T>, traced?: BatchTrace): Promise<T> {
+    // A traced batch runs with its batch span active (log lines and the LLM's spans see it).
+    const work = traced ? traced.bind(job) : job;
     const run = task.queue.then(work, work);
     task.queue = run.catch(() => undefined);
     return run;
@@ -371,7 +379,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     if (batch.messages.length === 0) return;
     health.lag = Number(batch.offsetLag()) + batch.messages.length;
     const task = await taskFor(batch.partition);
-    await serialize(task, async () => {
+    // Tracing (when on): a batch span linked to the records' producers, a span per sampled record; see docs/tracing.md.
+    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: groupId }) : undefined;
+    const job = serialize(task, async () => {
       if (!isRunning() || isStale()) return;
       const started = performance.now();
       // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
@@ -397,9 +407,16 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
       const answers =
         enrichment && prepared.requests.size > 0
-          ? await keepingAlive(heartbeat, () => withRetry(() => enrichment(prepared.requests), transient, { isRetriable: () => true }))
+          ? await keepingAlive(heartbeat, () => withRetry(() => enrichment(prepared.requests, traced ? (offset) => traced.contextOf(offset) : undefined), transient, { isRetriable: () => true }))
           : undefined;
       const result = runBatch(scope, prepared, entries, task.streamTime, undefined, answers);
+      if (traced) {
+        // Each output carries the context of the record that caused it; headers already there stay.
+        for (const [i, message] of result.messages.entries()) {
+          const origin = result.origins[i]!;
+          message.headers = withTraceHeaders(message.headers, traced.contextOf(origin < 0 ? undefined : prepared.items[origin]!.source.offset));
+        }
+      }
       const nextOffset = String(Number(batch.lastOffset()) + 1);
       let changelogEnd: number;
       try {
@@ -408,12 +425,13 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
         // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
         // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
-        log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { partition: batch.partition, message: (error as Error).message });
+        log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { topic: batch.topic, partition: batch.partition, offset: fresh[0]!.offset, lastOffset: batch.lastOffset(), message: (error as Error).message });
         if (!isFenced(error)) health.commitFailures += 1;
         // Not awaited: dropping waits for this very job to finish.
         void dropTask(batch.partition);
         throw error;
       }
+      for (const message of result.messages) if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
       task.nextOffset.set(batch.topic, nextOffset);
       rememberCommit(batch.partition, batch.topic, nextOffset);
       resolveOffset(batch.lastOffset());
@@ -439,7 +457,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         for (const item of prepared.items) if (item.ok) options.metrics.endToEndLatency.observe({ processor }, Math.max(0, committedAt - item.record.timestamp) / 1000);
       }
       await heartbeat();
-    });
+    }, traced);
+    await (traced ? traced.around(job) : job);
   }
 
   /**
@@ -536,7 +555,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         await handleBatch(payload);
       } catch (error) {
         // kafkajs restarts the consumer from the last resolved offset; say why, once per failure.
-        log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, code: (error as { code?: string }).code, message: (error as Error).message });
+        log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), code: (error as { code?: string }).code, message: (error as Error).message });
         throw error;
       }
     },

@@ -49,6 +49,11 @@ export interface CreateLoggerOptions {
   destination?: DestinationStream;
 }
 
+/** For commands whose stdout is their output (feed --stdout, replay's summary): the log goes to stderr. */
+export function stderrDestination(): DestinationStream {
+  return pino.destination({ dest: 2, sync: true });
+}
+
 /** Replaces every secret (raw and as it appears inside a JSON string) and every password in a URL by `***`. */
 export function secretScrubber(secrets: readonly string[]): (text: string) => string {
   // Short values would censor ordinary words; a secret that short is not a secret anyway.
@@ -89,7 +94,7 @@ export function createLogger(options: CreateLoggerOptions): Logger {
 }
 
 const ERROR_EVENT = /crash|error|fail/;
-const WARN_EVENT = /retry|fenced|timeout|unavailable|rejected|refused|stall|deadline|lost|stuck|stopping-late/;
+const WARN_EVENT = /retry|fenced|dead-letter|timeout|unavailable|rejected|refused|stall|deadline|lost|stuck|stopping-late/;
 
 /** The level an event is logged at, read from its name: failures are errors, retries and fencing warnings. */
 export function levelOfEvent(event: string): Level {
@@ -138,7 +143,7 @@ export function installProcessLogger(logger: Logger): Logger {
   return logger;
 }
 
-/** The process's logger: the installed one, or a default (application `agent-streams`, processor from argv). */
+/** The process's logger: the installed one, or a default on stderr (application `agent-streams`, processor from argv). */
 export function processLogger(): Logger {
   if (installed) return installed;
   if (!fallback) {
@@ -148,7 +153,8 @@ export function processLogger(): Logger {
     } catch {
       // An invalid configuration is reported by whoever loads it; the logger still scrubs URL passwords.
     }
-    fallback = createLogger({ application: 'agent-streams', processor: process.argv[2] ?? 'agent-streams', ...(config ? { config } : {}) });
+    // On stderr: a command that installed no logger prints its own output (a table, JSON) on stdout.
+    fallback = createLogger({ application: 'agent-streams', processor: process.argv[2] ?? 'agent-streams', ...(config ? { config } : {}), destination: stderrDestination() });
   }
   return fallback;
 }

@@ -27,7 +27,7 @@ import { retry, withRetry } from '../../runtime/retry.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
 import { startLagMonitor, type LagMonitor } from '../../runtime/observability/lag.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
-import { deadLetter, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
+import { deadLetter, deadLetterLogFields, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
 import { openClickHouse } from './client.ts';
 import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
@@ -82,6 +82,8 @@ export interface ClickHouseSinkOptions {
   client?: ClickHouseClient;
   metrics?: Metrics;
   log?: (event: string, fields?: Record<string, unknown>) => void;
+  /** This member's id in logs (default: a random one); the process's logger carries the same. */
+  instanceId?: string;
 }
 
 const sinkStates = ['running', 'stopping', 'stopped', 'failed'] as const;
@@ -148,7 +150,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   }
   const { config, name, topics, deadLetterTopic, mappings } = options;
   const log = options.log ?? (() => {});
-  const instanceId = randomUUID().slice(0, 8);
+  const instanceId = options.instanceId ?? randomUUID().slice(0, 8);
   const commitIntervalMs = options.commitIntervalMs ?? 1_000;
   const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
   const transient = retry({ initialMs: 100, maxMs: 5_000 });
@@ -162,7 +164,9 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
 
   const pendingDeadLetters: ProducedMessage[] = [];
   const toDeadLetter = (stage: DeadLetterStage, source: SourceRecord, error: unknown): void => {
-    pendingDeadLetters.push(deadLetter(deadLetterTopic, name, stage, source, error));
+    const letter = deadLetter(deadLetterTopic, name, stage, source, error);
+    pendingDeadLetters.push(letter);
+    log('record.dead-lettered', deadLetterLogFields(letter));
     stats.deadLettered += 1;
     options.metrics?.recordsDeadLettered.inc({ processor: name, topic: source.topic, partition: String(source.partition) });
     // Dead letters wait for the next checkpoint; when nearly everything is bad, do not let them pile up.
@@ -398,7 +402,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     } catch (error) {
       // A rebalance or coordinator move: the rows are in ClickHouse, so whoever reads these records again only
       // re-inserts rows FINAL already collapses. The next checkpoint commits again.
-      log('sink.commit-failed', { message: (error as Error).message });
+      log('sink.commit-failed', { offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })), message: (error as Error).message });
     }
   }
 
@@ -427,7 +431,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
         await job;
       } catch (error) {
         if (state === 'running' && isAgentStreamsError(error) && (error.code === ErrorCode.SINK_INSERT_FAILED || error.code === ErrorCode.SINK_CLOSED)) fail(error);
-        else log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, message: (error as Error).message });
+        else log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), message: (error as Error).message });
         // kafkajs fetches again from the last resolved offset: nothing after it was acknowledged.
         throw error;
       } finally {
