@@ -4,13 +4,15 @@
  * which answers every request (rules-only when it must); every call's audit row goes to ClickHouse `llm_calls`.
  * Budgets are fleet-wide: every member of the application reserves from the same Redis buckets (docs/llm.md).
  */
+import { context } from '@opentelemetry/api';
 import type { Config } from '../runtime/config/index.ts';
 import type { EnrichmentService } from '../runtime/engine/runner.ts';
 import { createLlm, RedisBudgetStore, type LlmCallRecord } from '../runtime/llm/index.ts';
+import { lineLog, processLogger } from '../runtime/observability/log.ts';
 import type { createMetrics } from '../runtime/observability/metrics.ts';
 import { ClickHouseWriter } from '../sinks/clickhouse/writer.ts';
 import { openClickHouse } from '../sinks/clickhouse/client.ts';
-import type { Analysis, AnalysisRequest } from '../processors/alert-analyst.ts';
+import { alertIdOf, type Analysis, type AnalysisRequest } from '../processors/alert-analyst.ts';
 import type { DigestAnswer, DigestRequest } from '../processors/digest.ts';
 
 export interface FleetServices {
@@ -28,7 +30,9 @@ export async function fleetServices(
   const client = openClickHouse(config);
   const audit = await ClickHouseWriter.open({ client, tables: ['llm_calls'], log });
   // Connects on first use: a member in rules-only mode (no API key) never touches it.
-  const budgetStore = new RedisBudgetStore({ url: config.redis.url, application, log: (line) => log('llm', { message: line }) });
+  // The LLM service and the budget store speak in sentences: each one is a line with event `llm`, a warning when it reports trouble.
+  const llmLog = lineLog(processLogger(), 'llm');
+  const budgetStore = new RedisBudgetStore({ url: config.redis.url, application, log: llmLog });
   const llm = createLlm({
     apiKey: config.anthropic.apiKey,
     baseUrl: config.anthropic.baseUrl,
@@ -38,7 +42,7 @@ export async function fleetServices(
     timeoutMs: config.llm.timeoutMs,
     onAudit: (record: LlmCallRecord) => audit.write('llm_calls', [record]),
     ...(metrics ? { metrics } : {}),
-    log: (line) => log('llm', { message: line }),
+    log: llmLog,
   });
   const analysis: EnrichmentService = async (requests, trace) => {
     const answers = new Map<string, unknown>();
@@ -49,6 +53,20 @@ export async function fleetServices(
           { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
           { agent: finding.agent, portfolioName, ...(trace ? { trace: trace(offset) } : {}) },
         );
+        // One line per analysed finding, correlated by the finding, the alert it becomes, the input record and (under
+        // the record's trace context) its trace.
+        const record = trace?.(offset);
+        const logAnalysis = (): void => log('llm.analysis', {
+          offset,
+          findingId: finding.findingId,
+          alertId: alertIdOf(finding.findingId),
+          agent: finding.agent,
+          model: result.model,
+          ...(result.reason ? { reason: result.reason } : {}),
+          ...(result.modelDisagreed ? { modelDisagreed: true } : {}),
+        });
+        if (record) context.with(record, logAnalysis);
+        else logAnalysis();
         const answer: Analysis = {
           analysis: result.analysis,
           recommendedAction: result.recommendedAction,

@@ -83,6 +83,11 @@ const actions: Record<string, string> = {
 };
 
 /** What the alert says when no model wrote it: built from the rules' own evidence. */
+/** An alert's id follows from the finding it serves: the same finding always makes the same alert (idempotent rows). */
+export function alertIdOf(findingId: string): string {
+  return createHash('sha256').update(findingId).digest('hex');
+}
+
 export function rulesOnlyAnalysis(finding: Finding, reason: string): Analysis {
   const evidence = Object.entries(finding.evidence)
     .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
@@ -114,7 +119,7 @@ export function alertAnalyst(options: { output: string }) {
       const answer = ctx.answer<Analysis>() ?? rulesOnlyAnalysis(finding, 'the analysis service gave no answer');
       const rules = rulesOnlyAnalysis(finding, '');
       const alert: Alert = {
-        alertId: createHash('sha256').update(finding.findingId).digest('hex'),
+        alertId: alertIdOf(finding.findingId),
         findingIds: [finding.findingId],
         portfolioId: finding.portfolioId,
         symbol: finding.symbol,

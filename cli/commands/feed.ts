@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
+import { createLogger, installProcessLogger, lineLog, stderrDestination } from '../../runtime/observability/log.ts';
 import { marketFeed, runFeed, type FeedOptions } from '../../connectors/synthetic-feed.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -83,6 +84,8 @@ export const feedCommand: Command = {
     }
     if (values.fast && values.speed !== undefined) throw usageError('--fast and --speed contradict each other: --fast does not pace at all');
     const config = loadConfig();
+    // stdout may carry the feed itself (--stdout): the JSON log, kafkajs' included, goes to stderr.
+    const logger = installProcessLogger(createLogger({ application: config.kafka.clientId, processor: 'feed', config, destination: stderrDestination() }));
     const controller = new AbortController();
     const stop = (): void => controller.abort();
     process.once('SIGINT', stop);
@@ -96,7 +99,7 @@ export const feedCommand: Command = {
         pace: !values.fast,
         ...(values.speed !== undefined ? { speed: number('speed', values.speed) } : {}),
         signal: controller.signal,
-        log: (line) => console.error(`feed: ${line}`),
+        log: lineLog(logger, 'feed'),
         onProgress: (p) => {
           const line = `feed: ${p.events.toLocaleString('en-US')} events, event time ${new Date(p.eventTime).toISOString()}, ${Math.round(p.events / (p.elapsedMs / 1000)).toLocaleString('en-US')} events/s`;
           if (tty) process.stderr.write(`\r\x1b[K${line}`);

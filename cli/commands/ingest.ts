@@ -3,7 +3,9 @@
  * without them it refuses to start. SIGTERM/SIGINT stop accepting, finish requests in progress and flush.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../../runtime/config/index.ts';
+import { randomUUID } from 'node:crypto';
+import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
+import { createLogger, eventLog, installProcessLogger, lineLog } from '../../runtime/observability/log.ts';
 import { openMarketProducer } from '../../connectors/market-producer.ts';
 import { apiKeysFromEnv, DEFAULT_INGEST_PORT, startIngestGateway, type IngestGateway } from '../../connectors/http-ingest.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
@@ -46,10 +48,11 @@ export const ingestCommand: Command = {
     };
     const apiKeys = apiKeysFromEnv();
     if (apiKeys.length === 0) throw usageError('set AS_INGEST_API_KEYS=key1,key2 (comma-separated, each at least 16 characters); the gateway never runs without keys');
-    const log = (event: string, fields: Record<string, unknown> = {}): void => {
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'ingest', event, ...fields })}\n`);
-    };
     const config = loadConfig();
+    // The gateway belongs to no topology: its application is the client-id prefix. API keys are secrets too.
+    const logger = installProcessLogger(createLogger({ application: config.kafka.clientId, processor: 'ingest', instance: randomUUID().slice(0, 8), config, secrets: apiKeys }));
+    const log = eventLog(logger);
+    log('starting', { config: redactConfig(config) });
     const partitions = numeric('partitions', values.partitions);
     const producer = await openMarketProducer(config, {
       clientId: 'ingest',
@@ -57,7 +60,7 @@ export const ingestCommand: Command = {
       transactional: values['transactional-id'] !== undefined ? { id: values['transactional-id'] } : true,
       ...(values.topic !== undefined ? { topic: values.topic } : {}),
       ...(partitions !== undefined ? { partitions } : {}),
-      log: (line) => log('topic', { detail: line }),
+      log: lineLog(logger, 'producer'),
     });
     const port = numeric('port', values.port);
     const rate = numeric('rate', values.rate);

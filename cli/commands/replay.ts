@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
+import { createLogger, installProcessLogger, lineLog, stderrDestination } from '../../runtime/observability/log.ts';
 import { isAgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { replayFile, type InvalidRow, type OnInvalid, type ReplayFormat } from '../../connectors/file-replay.ts';
 import { formatProblems } from '../../connectors/market-records.ts';
@@ -58,6 +59,8 @@ export const replayCommand: Command = {
     const partitions = whole('partitions', values.partitions);
     const batchSize = whole('batch', values.batch);
     const config = loadConfig();
+    // stdout carries the summary: the JSON log, kafkajs' included, goes to stderr.
+    const logger = installProcessLogger(createLogger({ application: config.kafka.clientId, processor: 'replay', config, destination: stderrDestination() }));
     try {
       const summary = await replayFile(config, {
         file,
@@ -70,7 +73,7 @@ export const replayCommand: Command = {
         ...(batchSize !== undefined ? { batchSize } : {}),
         dryRun: values['dry-run'],
         maxListed: Math.max(shown, 1),
-        log: (line) => console.error(`replay: ${line}`),
+        log: lineLog(logger, 'replay'),
       });
       const types = Object.entries(summary.byType).filter(([, n]) => n > 0).map(([t, n]) => `${t} ${n}`).join(', ') || 'none';
       const target = summary.topic ? `produced ${summary.produced} (${summary.messages} records) to ${summary.topic}` : `${summary.produced} valid (dry run: nothing produced)`;

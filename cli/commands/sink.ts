@@ -2,7 +2,9 @@
  * `agent-streams sink <topology>`: the Kafka → ClickHouse connector for a fleet's findings, alerts and digests, as
  * one consumer-group member (start it N times for N members). SIGTERM flushes, commits and leaves.
  */
-import { loadConfig } from '../../runtime/config/index.ts';
+import { randomUUID } from 'node:crypto';
+import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
+import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { runClickHouseSink } from '../../sinks/clickhouse/topic-sink.ts';
 import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
@@ -21,10 +23,10 @@ export const sinkCommand: Command = {
     if (!file) throw usageError('sink needs a topology file');
     const config = loadConfig();
     const topology = await loadTopology(file);
+    const instanceId = randomUUID().slice(0, 8);
+    const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: 'clickhouse-sink', instance: instanceId, config })));
+    log('starting', { topology: file, config: redactConfig(config) });
     await migrateDatabase(config, projectRoot);
-    const log = (event: string, fields: Record<string, unknown> = {}): void => {
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), processor: 'clickhouse-sink', event, ...fields })}\n`);
-    };
     const metrics = createMetrics({ defaultLabels: { application: topology.application } });
     const name = `${topology.application}.clickhouse-sink`;
     const handle = await runClickHouseSink({
@@ -35,6 +37,7 @@ export const sinkCommand: Command = {
       mappings: observedFleetMappings(metrics),
       metrics,
       log,
+      instanceId,
     });
     // Ready while it runs; live until a fatal ClickHouse error stopped it (the platform restarts it then).
     const running = (): boolean => handle.state() === 'running';
