@@ -17,7 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
+import { kafkaClient } from '../runtime/kafka/client.ts';
 import { loadConfig } from '../runtime/config/index.ts';
 import { createMetrics } from '../runtime/observability/metrics.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
@@ -77,7 +78,7 @@ const topic = `chbench-${stamp}.findings`;
 const group = `chbench-${stamp}.clickhouse-sink`;
 const config = loadConfig();
 const benchConfig = { ...config, clickhouse: { ...config.clickhouse, database } };
-const kafka = new Kafka({ clientId: 'agent-streams-bench', brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+const kafka = kafkaClient(config, 'bench', { logLevel: logLevel.NOTHING });
 
 interface Figure {
   phase: string;

@@ -35,6 +35,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel, type Admin, type IHeaders, type Message } from 'kafkajs';
+import { kafkaClient } from '../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../runtime/config/index.ts';
 import { runProcessor, type ProcessorHandle } from '../runtime/engine/runner.ts';
@@ -1156,7 +1157,7 @@ function gitRevision(): string {
 
 async function main(): Promise<number> {
   const config = loadConfig();
-  const kafka = new Kafka({ clientId: 'agent-streams-bench', brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  const kafka = kafkaClient(config, 'bench', { logLevel: logLevel.NOTHING });
   const runId = `bench-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
   const marketInput = `${runId}.market-events`;
   const eventsInput = `${runId}.test-events`;

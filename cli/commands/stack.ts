@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { serviceNames, type ServiceName } from '../../infra/local/service.ts';
 import { createStackContext, stackDown, stackLogs, stackReset, stackStatus, stackUp } from '../../infra/local/stack.ts';
-import { kafkaBootstrap, maxKafkaBrokers } from '../../infra/local/services/kafka.ts';
+import { kafkaBootstrap, kafkaSecureBootstrap, maxKafkaBrokers } from '../../infra/local/services/kafka.ts';
+import { kafkaSecurityFiles } from '../../infra/local/services/kafka-security.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
 
@@ -17,12 +18,12 @@ function parseServices(names: string[]): ServiceName[] {
 
 export const stackCommand: Command = {
   summary: 'Run the local Kafka, schema registry, Redis and ClickHouse on 127.0.0.1 (up|down|status|logs|reset)',
-  usage: 'stack up [--brokers N] [service…] | stack down|status|reset [service…] | stack logs <service> [--lines N]',
+  usage: 'stack up [--brokers N] [--secure] [service…] | stack down|status|reset [service…] | stack logs <service> [--lines N]',
   async run(args) {
     const { positionals, values } = parseArgs({
       args,
       allowPositionals: true,
-      options: { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' } },
+      options: { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' }, secure: { type: 'boolean' } },
     });
     const [action, ...rest] = positionals;
     const config = loadConfig();
@@ -32,7 +33,11 @@ export const stackCommand: Command = {
       if (action !== 'up') throw usageError('--brokers goes with `stack up`; down, status and logs read the size the stack folder records');
       if (!Number.isInteger(kafkaBrokers) || kafkaBrokers < 1 || kafkaBrokers > maxKafkaBrokers) throw usageError(`--brokers needs 1 to ${maxKafkaBrokers}, got "${values.brokers}"`);
     }
-    const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`), kafkaBrokers === undefined ? {} : { kafkaBrokers });
+    if (values.secure && action !== 'up') throw usageError('--secure goes with `stack up`; a secure stack folder stays secure');
+    const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`), {
+      ...(kafkaBrokers === undefined ? {} : { kafkaBrokers }),
+      ...(values.secure ? { kafkaSecure: true } : {}),
+    });
     switch (action) {
       case 'up': {
         const started = Date.now();
@@ -41,6 +46,10 @@ export const stackCommand: Command = {
         console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
         if (ctx.kafkaBrokers > 1 && results.some((r) => r.name === 'kafka')) {
           console.log(`kafka      ${ctx.kafkaBrokers} brokers; bootstrap: AS_KAFKA_BROKERS=${kafkaBootstrap(config.stack, ctx.kafkaBrokers).join(',')}`);
+        }
+        if (ctx.kafkaSecure && results.some((r) => r.name === 'kafka')) {
+          const env = `${kafkaSecurityFiles(ctx.serviceDir('kafka')).dir}/client.env`;
+          console.log(`kafka      SASL_SSL on ${kafkaSecureBootstrap(config.stack, ctx.kafkaBrokers).join(',')}; client settings: set -a; . ${env}; set +a`);
         }
         return 0;
       }

@@ -16,6 +16,8 @@ export interface StackContext {
   serviceDir(name: ServiceName): string;
   /** Kafka brokers the stack runs: 1 (the default), or a cluster of combined broker+controller nodes. */
   readonly kafkaBrokers: number;
+  /** Kafka also listens with SASL_SSL on its secure port (`stack up --secure`; kept once the folder has it). */
+  readonly kafkaSecure: boolean;
   log(line: string): void;
 }
 

@@ -13,6 +13,7 @@ import { findByWorkingDirectory, isOurs, portInUse, readPid, removeFile, startDe
 import { serviceNames, type LocalService, type ServiceInstance, type ServiceName, type StackContext } from './service.ts';
 import { ensureTools } from './tools.ts';
 import { kafkaService, recordedKafkaBrokers } from './services/kafka.ts';
+import { recordedKafkaSecure } from './services/kafka-security.ts';
 import { registryService } from './services/registry.ts';
 import { redisService } from './services/redis.ts';
 import { clickhouseService } from './services/clickhouse.ts';
@@ -30,6 +31,8 @@ export interface StackOptions {
    * holding data of another size is refused by `up`.
    */
   kafkaBrokers?: number;
+  /** Add Kafka's SASL_SSL listener. Default: whether the stack folder was set up secure. */
+  kafkaSecure?: boolean;
 }
 
 export function createStackContext(config: Config, root: string, log: (line: string) => void = () => {}, options: StackOptions = {}): StackContext {
@@ -43,6 +46,7 @@ export function createStackContext(config: Config, root: string, log: (line: str
     cacheDir,
     serviceDir,
     kafkaBrokers: options.kafkaBrokers ?? recordedKafkaBrokers(serviceDir('kafka')) ?? 1,
+    kafkaSecure: options.kafkaSecure || recordedKafkaSecure(serviceDir('kafka')),
     log,
   };
 }

@@ -14,6 +14,14 @@ export const configSchema = {
     }),
     clientId: setting({ env: 'AS_KAFKA_CLIENT_ID', doc: 'Kafka client id prefix', parse: parse.string, default: 'agent-streams' }),
     ssl: setting({ env: 'AS_KAFKA_SSL', doc: 'Use TLS to reach the brokers', parse: parse.bool, default: false }),
+    sslCaFile: setting({
+      env: 'AS_KAFKA_SSL_CA_FILE',
+      doc: 'PEM file of the CA(s) that signed the brokers\' certificates (empty: the system CAs); needs AS_KAFKA_SSL=true',
+      parse: parse.string,
+      default: '',
+    }),
+    sslCertFile: setting({ env: 'AS_KAFKA_SSL_CERT_FILE', doc: 'PEM client certificate for mutual TLS (with AS_KAFKA_SSL_KEY_FILE)', parse: parse.string, default: '' }),
+    sslKeyFile: setting({ env: 'AS_KAFKA_SSL_KEY_FILE', doc: 'PEM private key of the client certificate (unencrypted; keep the file readable by the process only)', parse: parse.string, default: '' }),
     saslMechanism: setting({
       env: 'AS_KAFKA_SASL_MECHANISM',
       doc: 'SASL mechanism: none, plain, scram-sha-256 or scram-sha-512',
@@ -97,6 +105,12 @@ export const configSchema = {
     cacheDir: setting({ env: 'AS_CACHE_DIR', doc: 'Where downloaded artefacts are cached', parse: parse.string, default: '.cache' }),
     kafkaPort: setting({ env: 'AS_STACK_KAFKA_PORT', doc: 'Local Kafka client port', parse: parse.port, default: 19092 }),
     kafkaControllerPort: setting({ env: 'AS_STACK_KAFKA_CONTROLLER_PORT', doc: 'Local KRaft controller port', parse: parse.port, default: 19093 }),
+    kafkaSecurePort: setting({
+      env: 'AS_STACK_KAFKA_SECURE_PORT',
+      doc: 'Local Kafka SASL_SSL port, opened next to the plaintext one by `stack up --secure`',
+      parse: parse.port,
+      default: 19192,
+    }),
     registryPort: setting({ env: 'AS_STACK_REGISTRY_PORT', doc: 'Local schema registry port', parse: parse.port, default: 18081 }),
     redisPort: setting({ env: 'AS_STACK_REDIS_PORT', doc: 'Local Redis port', parse: parse.port, default: 16379 }),
     clickhouseHttpPort: setting({ env: 'AS_STACK_CLICKHOUSE_HTTP_PORT', doc: 'Local ClickHouse HTTP port', parse: parse.port, default: 18123 }),

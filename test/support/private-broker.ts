@@ -8,10 +8,12 @@ import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel, type Kafka } from 'kafkajs';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { createStackContext, servicePids, stackDown, stackUp } from '../../infra/local/stack.ts';
 import { portInUse, readPid } from '../../infra/local/process.ts';
 import { kafkaBootstrap, kafkaNodePorts } from '../../infra/local/services/kafka.ts';
+import { secureClientSettings } from '../../infra/local/services/kafka-security.ts';
 import type { Config } from '../../runtime/config/index.ts';
 import { config as shared } from './stack.ts';
 
@@ -40,20 +42,34 @@ export interface PrivateBroker {
   remove(): Promise<void>;
 }
 
-export async function startPrivateBroker(label: string, overrides: Partial<Config['kafka']> = {}): Promise<PrivateBroker> {
+export interface PrivateBrokerOptions {
+  /**
+   * Start it as `stack up --secure` does (a SASL_SSL listener with the stack's CA, client certificate and SCRAM
+   * user) and point `config.kafka` at that listener, SCRAM-SHA-512 unless `overrides` say otherwise.
+   * `plaintextConfig` still reaches the plaintext listener.
+   */
+  secure?: boolean;
+}
+
+export async function startPrivateBroker(label: string, overrides: Partial<Config['kafka']> = {}, options: PrivateBrokerOptions = {}): Promise<PrivateBroker & { plaintextConfig: Config }> {
   const kafkaPort = await freePort();
   const kafkaControllerPort = await freePort();
-  const config: Config = {
+  const kafkaSecurePort = await freePort();
+  const plaintextConfig: Config = {
     ...shared,
     kafka: { ...shared.kafka, brokers: [`127.0.0.1:${kafkaPort}`], ...overrides },
-    stack: { ...shared.stack, dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`, kafkaPort, kafkaControllerPort },
+    stack: { ...shared.stack, dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`, kafkaPort, kafkaControllerPort, kafkaSecurePort },
   };
-  const ctx = createStackContext(config, root);
+  const ctx = createStackContext(plaintextConfig, root, () => {}, options.secure ? { kafkaSecure: true } : {});
   await stackUp(ctx, ['kafka']);
+  const config: Config = options.secure
+    ? { ...plaintextConfig, kafka: { ...plaintextConfig.kafka, ...secureClientSettings(ctx.serviceDir('kafka'), [`127.0.0.1:${kafkaSecurePort}`]), ...overrides } }
+    : plaintextConfig;
   const pid = (): number => readPid(join(ctx.serviceDir('kafka'), 'kafka.pid'))!;
   return {
     config,
-    kafka: new Kafka({ clientId: `${label}-test`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING }),
+    plaintextConfig,
+    kafka: kafkaClient(config, `${label}-test`, { logLevel: logLevel.NOTHING }),
     async kill() {
       const victim = pid();
       process.kill(victim, 'SIGKILL');
@@ -136,7 +152,7 @@ export async function startPrivateCluster(label: string, brokers = 3, overrides:
   const pids = (): Array<number | undefined> => servicePids(ctx, 'kafka');
   return {
     config,
-    kafka: new Kafka({ clientId: `${label}-test`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING }),
+    kafka: kafkaClient(config, `${label}-test`, { logLevel: logLevel.NOTHING }),
     pids,
     nodeId: (i) => i + 1,
     nodeIndex: (nodeId) => nodeId - 1,

@@ -1,6 +1,7 @@
 /** What integration tests share: the configuration, unique names per run, and Kafka helpers. */
 import { randomBytes } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel, type Kafka } from 'kafkajs';
+import { kafkaClient as configuredKafkaClient } from '../../runtime/kafka/client.ts';
 import { loadConfig, type Config } from '../../runtime/config/index.ts';
 
 export const config: Config = loadConfig();
@@ -11,5 +12,5 @@ export function uniqueName(prefix: string): string {
 }
 
 export function kafkaClient(): Kafka {
-  return new Kafka({ clientId: 'agent-streams-test', brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  return configuredKafkaClient(config, 'test', { logLevel: logLevel.NOTHING });
 }

@@ -5,7 +5,7 @@
  * fleet replaces it as the demo; it stays as the quickest proof that a machine's stack works.
  */
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import type { Config } from '../../runtime/config/index.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
@@ -55,7 +55,7 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   const schemaIds = Object.fromEntries(registered.map((r) => [r.subject, r.id]));
   log(`registry: ${registered.map((r) => `${r.subject} → id ${r.id}`).join(', ')}`);
 
-  const kafka = new Kafka({ clientId: `${config.kafka.clientId}-smoke`, brokers: config.kafka.brokers, logLevel: logLevel.NOTHING });
+  const kafka = kafkaClient(config, 'smoke');
   const admin = kafka.admin();
   await admin.connect();
   const existing = await admin.listTopics();

@@ -8,13 +8,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import type { Config } from '../../../runtime/config/index.ts';
+import { kafkaClient } from '../../../runtime/kafka/client.ts';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
 import { mavenRun } from '../maven.ts';
 import { renderTemplate } from '../templates.ts';
 import { hostTools } from '../tools.ts';
 import type { LocalService, ServiceInstance, StackContext } from '../service.ts';
+import { ensureKafkaSecurity, recordedKafkaSecure, scramFormatArgs, secureListenerName, secureListenerProperties, writeClientEnv } from './kafka-security.ts';
 
 const libDir = (ctx: StackContext): string => join(ctx.cacheDir, 'kafka', 'lib');
 const templates = (ctx: StackContext): string => join(ctx.root, 'infra/local/kafka');
@@ -28,6 +30,16 @@ export const maxKafkaBrokers = 9;
  */
 export function kafkaNodePorts(stack: Config['stack'], node: number): { client: number; controller: number } {
   return { client: stack.kafkaPort + 2 * node, controller: stack.kafkaControllerPort + 2 * node };
+}
+
+/** Node i's SASL_SSL port (`stack up --secure`), shifted like the others. */
+export function kafkaNodeSecurePort(stack: Config['stack'], node: number): number {
+  return stack.kafkaSecurePort + 2 * node;
+}
+
+/** The SASL_SSL bootstrap list of a secure stack of `brokers` nodes. */
+export function kafkaSecureBootstrap(stack: Config['stack'], brokers: number): string[] {
+  return Array.from({ length: brokers }, (_, i) => `127.0.0.1:${kafkaNodeSecurePort(stack, i)}`);
 }
 
 /** The bootstrap list of a stack of `brokers` nodes. */
@@ -89,6 +101,7 @@ function instance(ctx: StackContext, node: number): ServiceInstance {
     ports: [
       { port: client, env: 'AS_STACK_KAFKA_PORT' },
       { port: controller, env: 'AS_STACK_KAFKA_CONTROLLER_PORT' },
+      ...(ctx.kafkaSecure ? [{ port: kafkaNodeSecurePort(ctx.config.stack, node), env: 'AS_STACK_KAFKA_SECURE_PORT' }] : []),
     ],
     launch: { command: 'java', args: [...jvmArgs(ctx, dir), 'kafka.Kafka', join(dir, 'server.properties')], cwd: dir },
   };
@@ -113,6 +126,14 @@ export const kafkaService: LocalService = {
         { details: { recorded, wanted: ctx.kafkaBrokers } },
       );
     }
+    // SCRAM users are written when the storage is formatted: a folder formatted without them cannot turn secure.
+    if (ctx.kafkaSecure && recorded !== undefined && !recordedKafkaSecure(dir)) {
+      throw new AgentStreamsError(
+        ErrorCode.STACK_START_FAILED,
+        `${dir} was formatted without the SASL_SSL listener's users, so \`stack up --secure\` cannot use it. ` +
+          'Run the secure stack in another folder and ports (AS_STACK_DIR, AS_STACK_KAFKA_PORT, AS_STACK_KAFKA_CONTROLLER_PORT, AS_STACK_KAFKA_SECURE_PORT), or `stack reset` (deletes the data).',
+      );
+    }
   },
   async prepare(ctx) {
     if (!existsSync(libDir(ctx)) || !readdirSync(libDir(ctx)).some((f) => /^kafka_2\.13-.*\.jar$/.test(f))) {
@@ -121,6 +142,11 @@ export const kafkaService: LocalService = {
     const cluster = ctx.kafkaBrokers > 1;
     const kafkaDir = ctx.serviceDir('kafka');
     mkdirSync(kafkaDir, { recursive: true });
+    if (ctx.kafkaSecure) {
+      ensureKafkaSecurity(kafkaDir);
+      const env = writeClientEnv(kafkaDir, kafkaSecureBootstrap(ctx.config.stack, ctx.kafkaBrokers));
+      ctx.log(`kafka: SASL_SSL on ${kafkaSecureBootstrap(ctx.config.stack, ctx.kafkaBrokers).join(',')}; client settings in ${env}`);
+    }
     // Every node of a cluster is formatted with the same id, so it is chosen once and kept with the data.
     let id = clusterId();
     if (cluster) {
@@ -143,9 +169,13 @@ export const kafkaService: LocalService = {
         VOTERS: voters,
         REPLICATION: Math.min(3, ctx.kafkaBrokers),
         MIN_ISR: ctx.kafkaBrokers >= 3 ? 2 : 1,
+        SECURE_LISTENER: ctx.kafkaSecure ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}` : '',
+        SECURE_ADVERTISED: ctx.kafkaSecure ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}` : '',
+        SECURE_PROPERTIES: ctx.kafkaSecure ? secureListenerProperties(kafkaDir) : '',
       });
       if (!existsSync(join(dir, 'data', 'meta.properties'))) {
-        const result = spawnSync('java', [...jvmArgs(ctx, dir), 'kafka.tools.StorageTool', 'format', '-g', '-t', id, '-c', properties], { encoding: 'utf8' });
+        const scram = ctx.kafkaSecure ? scramFormatArgs(kafkaDir) : [];
+        const result = spawnSync('java', [...jvmArgs(ctx, dir), 'kafka.tools.StorageTool', 'format', '-g', '-t', id, '-c', properties, ...scram], { encoding: 'utf8' });
         if (result.status !== 0) {
           throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `Formatting Kafka storage in ${dir}/data failed:\n${result.stdout}${result.stderr}`);
         }
@@ -159,13 +189,9 @@ export const kafkaService: LocalService = {
     // kill is otherwise still listed as the dead incarnation until its session times out.
     const answers = await Promise.all(
       nodes(ctx).map(async (node) => {
-        const admin = new Kafka({
-          clientId: 'agent-streams-stack',
-          brokers: [`127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).client}`],
-          logLevel: logLevel.NOTHING,
-          connectionTimeout: 1000,
-          retry: { retries: 0 },
-        }).admin();
+        // The stack's own plaintext listener, whatever security the configured clients use.
+        const plaintext = { ...ctx.config.kafka, brokers: [`127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).client}`], ssl: false, sslCaFile: '', sslCertFile: '', sslKeyFile: '', saslMechanism: 'none' as const };
+        const admin = kafkaClient({ ...ctx.config, kafka: plaintext }, 'stack', { connectionTimeout: 1000, retry: { retries: 0 }, logLevel: logLevel.NOTHING }).admin();
         try {
           await admin.connect();
           const cluster = await admin.describeCluster();
