@@ -3,6 +3,8 @@
  * project print their code and message (no stack trace) and exit 1; usage errors exit 2.
  */
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
+import { lineLog, processLogger } from '../runtime/observability/log.ts';
+import { startTracing } from '../runtime/observability/tracing.ts';
 import { stackCommand } from './commands/stack.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { configCommand } from './commands/config.ts';
@@ -18,6 +20,7 @@ import { deadLettersCommand } from './commands/dead-letters.ts';
 import { feedCommand } from './commands/feed.ts';
 import { replayCommand } from './commands/replay.ts';
 import { ingestCommand } from './commands/ingest.ts';
+import { k8sCommand } from './commands/k8s.ts';
 
 export interface Command {
   summary: string;
@@ -43,7 +46,14 @@ const commands: Record<string, Command> = {
   stack: stackCommand,
   migrate: migrateCommand,
   config: configCommand,
+  k8s: k8sCommand,
 };
+
+/**
+ * The long-running commands, traced when an OTLP endpoint is configured (docs/tracing.md); a command returns after
+ * its SIGTERM/SIGINT drain, and the SDK's shutdown then flushes the spans still buffered.
+ */
+const TRACED_COMMANDS: ReadonlySet<string> = new Set(['run', 'sink', 'ingest', 'feed']);
 
 function help(): string {
   const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
@@ -65,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`Usage: agent-streams ${command.usage}\n\n${command.summary}`);
     return 0;
   }
+  const tracing = TRACED_COMMANDS.has(name) ? await startTracing(`agent-streams-${name}`, lineLog(processLogger(), 'tracing')) : undefined;
   try {
     return await command.run(rest);
   } catch (error) {
@@ -73,6 +84,8 @@ export async function main(argv: string[]): Promise<number> {
       return error.code === ErrorCode.USAGE ? 2 : 1;
     }
     throw error;
+  } finally {
+    await tracing?.shutdown();
   }
 }
 
