@@ -25,6 +25,7 @@ import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../runtime/er
 import { describeJsonError, parseJson } from './json-text.ts';
 import { marketRecordName, marketRecordNames, type FieldProblem } from './market-records.ts';
 import type { MarketProducer } from './market-producer.ts';
+import { context, traceHttpServer } from '../runtime/observability/tracing.ts';
 import type { Metrics } from '../runtime/observability/metrics.ts';
 
 export interface IngestGatewayOptions {
@@ -411,10 +412,16 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   }
 
   const server = createServer((request, response) => {
-    route(request).then(
-      (reply) => respond(request, response, reply),
-      (error: unknown) => respond(request, response, internalError(error, 'internal-error')),
-    );
+    const handle = (): Promise<void> =>
+      route(request).then(
+        (reply) => respond(request, response, reply),
+        (error: unknown) => respond(request, response, internalError(error, 'internal-error')),
+      );
+    // Traced (probes are not): the request's span is the parent of the producer span its records carry.
+    const traced = request.url?.startsWith('/v1/') ? traceHttpServer(request, '/v1/events/{type}') : undefined;
+    if (!traced) return void handle();
+    response.once('close', () => traced.end(response.statusCode));
+    void context.with(traced.context, handle);
   });
   // Slow clients must not hold connections (and memory) open indefinitely.
   server.headersTimeout = 10_000;

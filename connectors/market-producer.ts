@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Kafka, Message } from 'kafkajs';
+import { traceSend } from '../runtime/observability/tracing.ts';
 import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
@@ -295,10 +296,15 @@ export async function openMarketProducer(config: Config, options: MarketProducer
     send(messages) {
       if (closed) return Promise.reject(new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `The producer for ${topic} is closed.`));
       if (messages.length === 0) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ messages, resolve, reject });
+      // Traced: one producer span per send, child of the caller's context (an HTTP request, the feed), and every
+      // message carries it (docs/tracing.md).
+      const traced = traceSend(topic, messages, { clientId });
+      const sent = new Promise<void>((resolve, reject) => {
+        queue.push({ messages: traced.messages, resolve, reject });
         draining ??= drain();
       });
+      sent.then(() => traced.settle(), (error: unknown) => traced.settle(error));
+      return sent;
     },
     close() {
       closed ??= (async () => {

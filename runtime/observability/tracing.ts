@@ -93,6 +93,32 @@ export async function startTracing(serviceName: string, log: (line: string) => v
 
 const TRACER_NAME = 'agent-streams';
 
+/**
+ * An HTTP request served, as a server span (`{method} {route}`) whose parent is the caller's traceparent, if any.
+ * Returns undefined while tracing is off. `end` records the status the response went out with.
+ */
+export function traceHttpServer(
+  request: { method?: string | undefined; url?: string | undefined; headers: Record<string, string | string[] | undefined> },
+  route: string,
+): { context: Context; end(status: number): void } | undefined {
+  if (!active) return undefined;
+  const parent = propagation.extract(ROOT_CONTEXT, request.headers);
+  const method = request.method ?? 'GET';
+  const span = tracer().startSpan(
+    `${method} ${route}`,
+    { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route, 'url.path': new URL(request.url ?? '/', 'http://server').pathname } },
+    parent,
+  );
+  return {
+    context: trace.setSpan(parent, span),
+    end(status) {
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    },
+  };
+}
+
 export function tracer(): Tracer {
   return trace.getTracer(TRACER_NAME);
 }
@@ -113,14 +139,28 @@ export function extractRecordContext(headers: RecordHeaders | undefined): Contex
 }
 
 /** The record's headers with `ctx`'s traceparent (and tracestate) in place of any it had; nothing else changes. */
-export function withTraceHeaders<H extends Record<string, Buffer | string | undefined>>(headers: H | undefined, ctx: Context): H | Record<string, string> {
+export function withTraceHeaders<H extends RecordHeaders>(headers: H | undefined, ctx: Context): H {
   const carrier: Record<string, string> = {};
   propagation.inject(ctx, carrier);
-  if (carrier.traceparent === undefined) return headers ?? {};
-  const out: Record<string, Buffer | string | undefined> = { ...headers };
+  if (carrier.traceparent === undefined) return headers ?? ({} as H);
+  const out: RecordHeaders = { ...headers };
   delete out.tracestate;
   Object.assign(out, carrier);
   return out as H;
+}
+
+/**
+ * A producer's send as a span (kind producer, `send {topic}`), child of the active context: `messages` come back
+ * carrying its context; `settle` ends it with the send's outcome. Untouched (and no span) while tracing is off.
+ */
+export function traceSend<M extends { headers?: RecordHeaders }>(topic: string, messages: M[], fields: { clientId?: string } = {}): { messages: M[]; settle: (error?: unknown) => void } {
+  if (!active) return { messages, settle: () => {} };
+  const span = tracer().startSpan(`send ${topic}`, { kind: SpanKind.PRODUCER, attributes: messagingAttributes('send', { topic, count: messages.length, ...fields }) });
+  const ctx = trace.setSpan(context.active(), span);
+  return {
+    messages: messages.map((m) => ({ ...m, headers: withTraceHeaders(m.headers, ctx) })),
+    settle: (error?: unknown) => (error === undefined ? span.end() : endWithError(span, error)),
+  };
 }
 
 /** The HTTP headers that carry `ctx` (for an outgoing request). */

@@ -28,6 +28,7 @@ import type { Metrics } from '../../runtime/observability/metrics.ts';
 import { startLagMonitor, type LagMonitor } from '../../runtime/observability/lag.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { deadLetter, deadLetterLogFields, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
+import { BatchTrace, tracingActive, withTraceHeaders } from '../../runtime/observability/tracing.ts';
 import { openClickHouse } from './client.ts';
 import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
@@ -163,8 +164,9 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   };
 
   const pendingDeadLetters: ProducedMessage[] = [];
-  const toDeadLetter = (stage: DeadLetterStage, source: SourceRecord, error: unknown): void => {
+  const toDeadLetter = (stage: DeadLetterStage, source: SourceRecord, error: unknown, traced?: BatchTrace): void => {
     const letter = deadLetter(deadLetterTopic, name, stage, source, error);
+    if (traced) letter.headers = withTraceHeaders(letter.headers, traced.contextOf(source.offset));
     pendingDeadLetters.push(letter);
     log('record.dead-lettered', deadLetterLogFields(letter));
     stats.deadLettered += 1;
@@ -282,6 +284,9 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     });
     let done: string | undefined;
     let paused = false;
+    // Traced (when on): a batch span linked to the records' producers and a span per sampled record, so each row's
+    // arrival is the last hop of its record's trace (docs/tracing.md). Spans of a batch that throws are not exported.
+    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: name }) : undefined;
     for (let i = 0; i < batch.messages.length; i += 1) {
       const message = batch.messages[i]!;
       // isStale() walks kafkajs's seek table: cheap once, not 300k times a second.
@@ -302,6 +307,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
       }
       done = message.offset;
     }
+    traced?.end();
     // A seek (rebalance) since: these offsets are no longer ours to note. The rows stay; they are idempotent.
     if (done === undefined || isStale()) return;
     const all = !paused && done === batch.messages[batch.messages.length - 1]!.offset;
@@ -325,7 +331,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
       try {
         ({ recordType, value } = serde.decodeResolved(record.value));
       } catch (error) {
-        toDeadLetter('deserialize', record, error);
+        toDeadLetter('deserialize', record, error, traced);
         return 'dead-lettered';
       }
       const mapping = mappings[recordType];
@@ -334,6 +340,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
           'route',
           record,
           new AgentStreamsError(ErrorCode.NO_ROUTE, `Sink "${name}" has no mapping for record type ${recordType}; it maps ${Object.keys(mappings).join(', ')}.`),
+          traced,
         );
         return 'dead-lettered';
       }
@@ -342,7 +349,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
         rows = mapped === null ? [] : Array.isArray(mapped) ? (mapped as readonly Row[]) : [mapped as Row];
         table = mapping.table;
       } catch (error) {
-        toDeadLetter('process', record, error);
+        toDeadLetter('process', record, error, traced);
         return 'dead-lettered';
       }
       try {
@@ -355,7 +362,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
           return 'backpressure';
         }
         if (isAgentStreamsError(error, ErrorCode.SINK_ROW_INVALID)) {
-          toDeadLetter('process', record, error);
+          toDeadLetter('process', record, error, traced);
           return 'dead-lettered';
         }
         throw error;
