@@ -21,6 +21,7 @@ import { feedCommand } from './commands/feed.ts';
 import { replayCommand } from './commands/replay.ts';
 import { ingestCommand } from './commands/ingest.ts';
 import { k8sCommand } from './commands/k8s.ts';
+import { imageCommand } from './commands/image.ts';
 
 export interface Command {
   summary: string;
@@ -47,6 +48,7 @@ const commands: Record<string, Command> = {
   migrate: migrateCommand,
   config: configCommand,
   k8s: k8sCommand,
+  image: imageCommand,
 };
 
 /**

@@ -21,7 +21,8 @@ export const hostTools = {
     aptPackages: ['clickhouse-server', 'clickhouse-client'],
     why: 'findings, alerts, digests and the LLM audit are stored in ClickHouse',
   },
-  podman: { command: 'podman', aptPackages: ['podman', 'runc'], why: 'the container image is built and the Kubernetes manifests are played with podman' },
+  // catatonit: podman builds its pods' pause image from it (kube play, pod create); Debian only recommends it.
+  podman: { command: 'podman', aptPackages: ['podman', 'runc', 'catatonit'], why: 'the container image is built and the Kubernetes manifests are played with podman' },
   debootstrap: { command: 'debootstrap', aptPackages: ['debootstrap'], why: 'the base image is a Debian root filesystem built locally' },
   prometheus: { command: 'prometheus', aptPackages: ['prometheus'], why: 'a real Prometheus scrapes the fleet and evaluates the alert rules (promtool checks them)' },
 } as const satisfies Record<string, HostTool>;
