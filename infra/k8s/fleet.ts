@@ -31,6 +31,8 @@ export const RUN_AS_USER = 1000;
 /** Names of the ConfigMap and Secret every container takes its environment from (see base/kustomization.yaml). */
 export const CONFIG_MAP = 'agent-streams-config';
 export const SECRET = 'agent-streams-secrets';
+/** KEDA's credentials for the brokers (base/keda-trigger-auth.yaml), shared by every Kafka trigger. */
+export const TRIGGER_AUTHENTICATION = 'agent-streams-kafka';
 /** Scale-down waits this long at the lower lag before removing a member: every change of members is a rebalance. */
 export const SCALE_DOWN_STABILIZATION_SECONDS = 300;
 /** The topology file inside the image, relative to its working directory. */
@@ -279,6 +281,8 @@ function scaledObject(app: string, w: Workload, scaling: GroupScaling): Manifest
       // One trigger per input topic (co-partitioned inputs all feed the same members).
       triggers: scaling.topics.map((topic) => ({
         type: 'kafka',
+        // SASL/TLS for KEDA's own connection: base/keda-trigger-auth.yaml, from the members' settings.
+        authenticationRef: { name: TRIGGER_AUTHENTICATION },
         metadata: {
           // Resolved from the target container's environment: the same AS_KAFKA_BROKERS the members use.
           bootstrapServersFromEnv: 'AS_KAFKA_BROKERS',
