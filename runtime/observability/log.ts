@@ -75,7 +75,10 @@ function traceFields(): LogFields {
 
 export function createLogger(options: CreateLoggerOptions): Logger {
   const scrub = secretScrubber([...(options.config ? secretValues(options.config) : []), ...(options.secrets ?? [])]);
-  const configPaths = secretSettingPaths().flatMap((path) => [`config.${path}`, path]);
+  // Secret URLs (a Redis URL with a password) are left to the scrub, which masks the password and keeps the host.
+  const configPaths = secretSettingPaths()
+    .filter((path) => !path.endsWith('.url'))
+    .flatMap((path) => [`config.${path}`, path]);
   return pino(
     {
       level: options.level ?? options.config?.log.level ?? 'info',
@@ -132,6 +135,32 @@ export function kafkaLogCreator(logger: () => Logger = processLogger): logCreato
       const { message, timestamp: _timestamp, logger: _logger, stack: _stack, ...extra } = log as { message: string; timestamp?: string; logger?: string; stack?: string } & LogFields;
       logger()[KAFKA_LEVELS[level] ?? 'error']({ event: 'kafka.log', kafka: { namespace, ...extra } }, message);
     };
+}
+
+/**
+ * @clickhouse/client's logger class (it takes a class, not an instance): its warnings and errors go to the process
+ * logger. Its arguments carry query ids and settings; the query text stays out (it may hold row data).
+ */
+export class ClickHouseLogger {
+  #write(level: Level, params: { module: string; message: string; args?: Record<string, unknown>; err?: Error }): void {
+    const { query: _query, ...args } = params.args ?? {};
+    processLogger()[level]({ event: 'clickhouse.log', clickhouse: { module: params.module, ...args }, ...(params.err ? { err: params.err } : {}) }, params.message);
+  }
+  trace(params: { module: string; message: string; args?: Record<string, unknown> }): void {
+    this.#write('trace', params);
+  }
+  debug(params: { module: string; message: string; args?: Record<string, unknown> }): void {
+    this.#write('debug', params);
+  }
+  info(params: { module: string; message: string; args?: Record<string, unknown> }): void {
+    this.#write('info', params);
+  }
+  warn(params: { module: string; message: string; args?: Record<string, unknown>; err?: Error }): void {
+    this.#write('warn', params);
+  }
+  error(params: { module: string; message: string; args?: Record<string, unknown>; err: Error }): void {
+    this.#write('error', params);
+  }
 }
 
 let installed: Logger | undefined;

@@ -3,8 +3,9 @@
  * (Debian's, used locally) and current releases accept; `wait_end_of_query` makes a failure part-way through a
  * result an HTTP error instead of a silently truncated stream.
  */
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { Config } from '../../runtime/config/index.ts';
+import { ClickHouseLogger } from '../../runtime/observability/log.ts';
 
 export interface ClickHouseOptions {
   /** Omit to connect without selecting a database (needed to create it). */
@@ -21,5 +22,7 @@ export function openClickHouse(config: Config, options: ClickHouseOptions = {}):
     compression: { request: false, response: false },
     clickhouse_settings: { wait_end_of_query: 1, output_format_json_quote_64bit_integers: 0 },
     request_timeout: 60_000,
+    // Its warnings and errors through the process's JSON logger (secrets scrubbed), not its own console lines.
+    log: { LoggerClass: ClickHouseLogger, level: ClickHouseLogLevel.WARN },
   });
 }
