@@ -33,8 +33,10 @@ export async function fleetServices(
   // The LLM service and the budget store speak in sentences: each one is a line with event `llm`, a warning when it reports trouble.
   const llmLog = lineLog(processLogger(), 'llm');
   const budgetStore = new RedisBudgetStore({ url: config.redis.url, application, log: llmLog });
-  const llm = createLlm({
-    apiKey: config.anthropic.apiKey,
+  // Each agent type calls with its own key when one is set (AS_ANTHROPIC_API_KEY_ANALYST / _DIGEST), so a key can
+  // be revoked, rate-limited and billed per agent type; one service when they are the same key.
+  const llmFor = (apiKey: string): ReturnType<typeof createLlm> => createLlm({
+    apiKey,
     baseUrl: config.anthropic.baseUrl,
     budgets: { default: { tokensPerHour: config.llm.tokensPerHour } },
     budgetStore,
@@ -44,6 +46,10 @@ export async function fleetServices(
     ...(metrics ? { metrics } : {}),
     log: llmLog,
   });
+  const analystKey = config.anthropic.analystApiKey || config.anthropic.apiKey;
+  const digestKey = config.anthropic.digestApiKey || config.anthropic.apiKey;
+  const llm = llmFor(analystKey);
+  const digestLlm = digestKey === analystKey ? llm : llmFor(digestKey);
   const analysis: EnrichmentService = async (requests, trace) => {
     const answers = new Map<string, unknown>();
     await Promise.all(
@@ -83,7 +89,7 @@ export async function fleetServices(
   };
   const digest: EnrichmentService = async (requests) => {
     const entries = [...requests].map(([offset, raw], i) => ({ offset, id: `digest-${i}`, request: raw as DigestRequest }));
-    const summaries = await llm.summarizeDigests(
+    const summaries = await digestLlm.summarizeDigests(
       entries.map(({ id, request }) => ({
         id,
         agent: 'digest',
@@ -107,6 +113,7 @@ export async function fleetServices(
     services: { analysis, digest },
     async close() {
       llm.close();
+      if (digestLlm !== llm) digestLlm.close();
       await budgetStore.close();
       await audit.close();
       await client.close();

@@ -83,6 +83,20 @@ export const configSchema = {
       default: '',
       secret: true,
     }),
+    analystApiKey: setting({
+      env: 'AS_ANTHROPIC_API_KEY_ANALYST',
+      doc: 'Anthropic API key of the alert analyst only (default: ANTHROPIC_API_KEY); scoped keys can be revoked and billed per agent type',
+      parse: parse.string,
+      default: '',
+      secret: true,
+    }),
+    digestApiKey: setting({
+      env: 'AS_ANTHROPIC_API_KEY_DIGEST',
+      doc: 'Anthropic API key of the digest agent only (default: ANTHROPIC_API_KEY)',
+      parse: parse.string,
+      default: '',
+      secret: true,
+    }),
     baseUrl: setting({
       env: 'ANTHROPIC_BASE_URL',
       doc: 'Anthropic API base URL (tests point it at a local stand-in)',

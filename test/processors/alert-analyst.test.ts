@@ -58,7 +58,7 @@ async function modelAnswers(reply: Record<string, unknown>): Promise<Map<string,
   expect(requests).toHaveLength(1);
   const fake = await startAnthropicFake({ responder: () => JSON.stringify(reply) });
   const database = uniqueName('analyst');
-  const memberConfig = { ...config, anthropic: { apiKey: 'sk-ant-test', baseUrl: fake.url }, clickhouse: { ...config.clickhouse, database } };
+  const memberConfig = { ...config, anthropic: { ...config.anthropic, apiKey: 'sk-ant-test', baseUrl: fake.url }, clickhouse: { ...config.clickhouse, database } };
   await migrateDatabase(memberConfig, root);
   const fleet = await fleetServices(memberConfig, database.replaceAll('_', '-'), () => {});
   const client = openClickHouse({ ...config, clickhouse: { ...config.clickhouse, database: 'default' } });
