@@ -39,7 +39,7 @@ describe('Grafana dashboard infra/grafana/agent-streams.json', () => {
     expect(metricNamesIn('histogram_quantile(0.99, sum by (le) (rate(agent_streams_batch_duration_seconds_bucket[5m]))) > bool 1')).toEqual(['agent_streams_batch_duration_seconds_bucket']);
     expect(concrete('rate(x{application=~"$application"}[$__rate_interval])')).toBe('rate(x{application=~".*"}[1m])');
     expect(promtoolParseProblems([{ panel: 'broken', refId: 'A', expr: 'sum by (processor (rate(agent_streams_records_consumed_total[1m]))' }])).toMatch(/parse error|unexpected/i);
-    const broken = structuredClone(dashboard) as { panels: Array<{ id: number; gridPos: { x: number } }> };
+    const broken = structuredClone(dashboard) as unknown as { panels: Array<{ id: number; gridPos: { x: number } }> };
     broken.panels[1]!.id = broken.panels[0]!.id;
     broken.panels[1]!.gridPos.x = 0;
     expect(dashboardProblems(broken)).toEqual([expect.stringMatching(/used twice/), expect.stringMatching(/overlaps/)]);
