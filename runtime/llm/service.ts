@@ -198,6 +198,9 @@ export function createLlm(options: CreateLlmOptions): Llm {
     baseURL: options.baseUrl ?? 'https://api.anthropic.com',
     maxRetries: 0,
     timeout: options.timeoutMs ?? DEFAULTS.timeoutMs,
+    // Our GenAI span (runtime/llm/tracing.ts) is the one span per request, and it sets the request's traceparent
+    // itself: the SDK's own call span would be a second client span for the same request.
+    openTelemetry: { traces: false, propagation: false },
   });
   const maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
   const core: LlmCore = {
@@ -314,16 +317,14 @@ function sampleBudgetAndCircuit(core: LlmCore, options: CreateLlmOptions): () =>
     if (fields.agent !== '') agents.add(fields.agent);
     return audit(fields, sent);
   };
-  // One read of the store per scrape, shared by the used and remaining gauges.
-  let usage: { at: number; read: Promise<Map<string, number>> } | undefined;
+  // One read of the store per scrape, shared by the used and remaining gauges: a scrape collects every metric at
+  // once, so the second sampler finds the first one's read still in flight.
+  let reading: Promise<Map<string, number>> | undefined;
   const readUsage = (): Promise<Map<string, number>> => {
-    const now = performance.now();
-    if (!usage || now - usage.at > 1_000) {
-      const read = Promise.all([...agents].map(async (agent) => [agent, (await core.budget.used(agent)).tokens] as const)).then((pairs) => new Map(pairs));
-      read.catch(() => (usage = undefined));
-      usage = { at: now, read };
-    }
-    return usage.read;
+    reading ??= Promise.all([...agents].map(async (agent) => [agent, (await core.budget.used(agent)).tokens] as const))
+      .then((pairs) => new Map(pairs))
+      .finally(() => (reading = undefined));
+    return reading;
   };
   const stops = [
     metrics.llmBudgetLimit?.sampleWith(() => {
