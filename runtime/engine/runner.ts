@@ -47,6 +47,8 @@ export interface RunProcessorOptions {
   stallMs?: number;
   /** This member's id in logs and commit metadata (default: a random one); the process's logger carries the same. */
   instanceId?: string;
+  /** Liveness fails when a transaction (or a producer's initialisation) has not returned for this long (default `config.health.producerStuckMs`). */
+  producerStuckMs?: number;
 }
 
 /**
@@ -70,7 +72,7 @@ async function keepingAlive<T>(heartbeat: () => Promise<void>, work: () => Promi
 
 /** What /healthz and /readyz report for a member: the truth about its consumer and its partitions. */
 export interface MemberHealth {
-  /** Liveness: false once the consumer crashed for good, commits keep failing, or no batch completed for `stallMs` while records wait. */
+  /** Liveness: false once the consumer crashed for good, commits keep failing, a transaction is stuck past `producerStuckMs`, or no batch completed for `stallMs` while records wait. */
   live: boolean;
   /** Readiness: joined, and neither rebalancing nor restoring state. */
   ready: boolean;
@@ -213,6 +215,19 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   // Health: what /healthz and /readyz tell the platform (kubelet, load balancer) about this member.
   const health = { joined: false, rebalancing: false, recovering: 0, crashed: undefined as string | undefined, commitFailures: 0, lastProgress: Date.now(), lag: 0 };
   const stallMs = options.stallMs ?? 120_000;
+  // Transactional producer work in flight, by start time: a broker that stopped answering (frozen, partitioned away)
+  // leaves a call hanging through kafkajs' retries for minutes; past the bound the member is not live.
+  const producerStuckMs = options.producerStuckMs ?? config.health.producerStuckMs;
+  const producerWork = new Map<symbol, { partition: number; what: string; since: number }>();
+  async function timedProducerWork<T>(partition: number, what: string, work: () => Promise<T>): Promise<T> {
+    const id = Symbol(what);
+    producerWork.set(id, { partition, what, since: Date.now() });
+    try {
+      return await work();
+    } finally {
+      producerWork.delete(id);
+    }
+  }
 
   async function recover(task: Task, reason: string): Promise<void> {
     const store = task.store!;
@@ -270,10 +285,12 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       ready: Promise.resolve(),
     };
     task.ready = (async () => {
-      await producer.connect();
-      // The first transaction call initialises the producer id: that is what fences a previous owner.
-      const init = await producer.transaction();
-      await init.abort();
+      await timedProducerWork(partition, 'initialising', async () => {
+        await producer.connect();
+        // The first transaction call initialises the producer id: that is what fences a previous owner.
+        const init = await producer.transaction();
+        await init.abort();
+      });
       for (const c of await committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
       for (const [topic, offset] of committedByUs.get(partition) ?? []) {
         if (Number(offset) > Number(task.startOffset.get(topic) ?? -1)) task.startOffset.set(topic, offset);
@@ -319,7 +336,11 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     return run;
   }
 
-  async function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
+  function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
+    return timedProducerWork(task.partition, 'committing a transaction', () => commitTransaction(task, result, offsets, isStale));
+  }
+
+  async function commitTransaction(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
     const txn: Transaction = await task.producer.transaction();
     try {
       // In sends of at most SEND_CHUNK messages and SEND_BYTES bytes: kafkajs groups a send's messages by partition
@@ -578,6 +599,12 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       if (health.commitFailures >= 5) problems.push(`${health.commitFailures} commits in a row failed`);
       const idleMs = Date.now() - health.lastProgress;
       if (health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+      const now = Date.now();
+      const stuck = [...producerWork.values()].filter((w) => now - w.since > producerStuckMs).sort((a, b) => a.since - b.since);
+      if (stuck.length > 0) {
+        const { partition, what, since } = stuck[0]!;
+        problems.push(`the transactional producer of partition ${partition} has been ${what} for ${Math.round((now - since) / 1000)} s (bound ${producerStuckMs / 1000} s)${stuck.length > 1 ? `; ${stuck.length - 1} more stuck` : ''}`);
+      }
       const live = problems.length === 0;
       if (!health.joined) problems.push('not joined to the group yet');
       if (health.rebalancing) problems.push('rebalancing');

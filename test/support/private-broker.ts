@@ -36,6 +36,10 @@ export interface PrivateBroker {
   kafka: Kafka;
   /** SIGKILLs the broker and waits until the process is gone. */
   kill(): Promise<void>;
+  /** SIGSTOPs the broker: connections stay open and nothing answers (a hung broker, not a dead one). */
+  freeze(): void;
+  /** SIGCONTs it after `freeze`. */
+  thaw(): void;
   /** Starts it again on the same ports and data (after `kill`). */
   restart(): Promise<void>;
   /** Stops it and removes its folder. */
@@ -81,6 +85,12 @@ export async function startPrivateBroker(label: string, overrides: Partial<Confi
         }
         await sleep(50);
       }
+    },
+    freeze() {
+      process.kill(pid(), 'SIGSTOP');
+    },
+    thaw() {
+      process.kill(pid(), 'SIGCONT');
     },
     async restart() {
       await stackUp(ctx, ['kafka']);

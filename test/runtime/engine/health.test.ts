@@ -10,6 +10,7 @@ import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts'
 import { runProcessor, type MemberHealth, type ProcessorHandle } from '../../../runtime/engine/runner.ts';
 import { defineTopology, processor } from '../../../runtime/topology/topology.ts';
 import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
+import { startPrivateBroker } from '../../support/private-broker.ts';
 
 const root = join(import.meta.dirname, '../../..');
 
@@ -99,4 +100,70 @@ describe('member health on the real stack', () => {
       for (const m of members) await m.stop();
     }
   }, 120_000);
+  it('is not live while a transaction hangs on a broker that stopped answering, and live again when it answers', async () => {
+    // A private broker, frozen with SIGSTOP mid-commit: connections stay open and no reply ever comes.
+    const broker = await startPrivateBroker('health-stuck');
+    const application = uniqueName('stuck').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const output = `${application}.out`;
+    const waiting: Array<() => void> = [];
+    const release = (): void => waiting.splice(0).forEach((resume) => resume());
+    let gate = true;
+    const topology = defineTopology({
+      application,
+      topics: { [input]: { partitions: 1 }, [output]: { partitions: 1 } },
+      processors: {
+        worker: processor({
+          inputs: [input],
+          outputs: { [output]: ['agentstreams.test.Event'] },
+          enrich: { service: 'gate', request: () => 1 },
+          process: (record, ctx) => ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
+        }),
+      },
+    });
+    // Holds the first batch until the broker is frozen, so its commit is what meets the frozen broker.
+    const service = async (requests: ReadonlyMap<string, unknown>): Promise<Map<string, unknown>> => {
+      if (gate) await new Promise<void>((resolve) => waiting.push(resolve));
+      return new Map([...requests.keys()].map((k) => [k, 1]));
+    };
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+    let frozen = false;
+    let member: ProcessorHandle | undefined;
+    try {
+      // The stall check is out of the way (an hour): only the stuck producer can make it not live here.
+      member = await runProcessor({ config: broker.config, topology, processor: 'worker', services: { gate: service }, stallMs: 3_600_000, producerStuckMs: 1_500 });
+      const m = member;
+      await m.joined;
+      await until('the member to be ready', () => m.health().ready);
+      const producer = broker.kafka.producer();
+      await producer.connect();
+      await producer.send({ topic: input, messages: Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+      await producer.disconnect();
+      await until('the batch to reach the enrichment', () => waiting.length > 0);
+      expect(m.health().live).toBe(true);
+
+      broker.freeze();
+      frozen = true;
+      gate = false;
+      release();
+      await until('liveness to fail on the stuck transaction', () => !m.health().live, 30_000);
+      expect(m.health().problems.join()).toMatch(/the transactional producer of partition 0 has been committing a transaction for \d+ s \(bound 1\.5 s\)/);
+      expect(m.health().ready).toBe(false);
+
+      // The broker answers again: the transaction completes and the member is live.
+      broker.thaw();
+      frozen = false;
+      await until('the member to be live again', () => m.health().live, 60_000);
+      await until('the batch to be committed', () => m.stats.batches >= 1, 60_000);
+    } finally {
+      if (frozen) broker.thaw();
+      gate = false;
+      release();
+      await member?.stop();
+      await broker.remove();
+    }
+  }, 180_000);
 });

@@ -82,6 +82,10 @@ describe('a recreated changelog topic', () => {
         // Give it time to (wrongly) go on, then check it did not.
         await sleep(3_000);
         expect(second.stats.records).toBe(0);
+        // Liveness says so: the consumer stopped for good, and /healthz fails so the platform restarts the member.
+        await until('liveness to fail', async () => !second.health().live, 60_000);
+        expect(second.health().problems.join()).toMatch(/the consumer crashed and will not restart: Changelog .* deleted and recreated/);
+        expect(second.health().ready).toBe(false);
       } finally {
         await second.stop();
       }
