@@ -27,7 +27,7 @@ export async function fleetServices(
   log: (event: string, fields?: Record<string, unknown>) => void,
   metrics?: ReturnType<typeof createMetrics>,
 ): Promise<FleetServices> {
-  const client = openClickHouse(config);
+  const client = openClickHouse(config, { role: 'sink' });
   const audit = await ClickHouseWriter.open({ client, tables: ['llm_calls'], log });
   // Connects on first use: a member in rules-only mode (no API key) never touches it.
   // The LLM service and the budget store speak in sentences: each one is a line with event `llm`, a warning when it reports trouble.

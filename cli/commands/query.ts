@@ -24,7 +24,7 @@ export function formatRows(rows: Row[], format: string): string {
 }
 
 export async function runNamedQuery(name: NamedQueryName, params: Record<string, unknown>): Promise<Row[]> {
-  const client = openClickHouse(loadConfig());
+  const client = openClickHouse(loadConfig(), { role: 'reader' });
   try {
     return await (await client.query({ query: namedQuerySql(name, params), format: 'JSONEachRow' })).json<Row>();
   } finally {

@@ -26,7 +26,8 @@ export const sinkCommand: Command = {
     const instanceId = randomUUID().slice(0, 8);
     const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: 'clickhouse-sink', instance: instanceId, config })));
     log('starting', { topology: file, config: redactConfig(config) });
-    await migrateDatabase(config, projectRoot);
+    // A sink with its own least-privilege user cannot create tables: the admin runs `migrate` before it starts.
+    if (config.clickhouse.sinkUser === '') await migrateDatabase(config, projectRoot);
     const metrics = createMetrics({ defaultLabels: { application: topology.application } });
     const name = `${topology.application}.clickhouse-sink`;
     const handle = await runClickHouseSink({

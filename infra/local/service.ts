@@ -50,6 +50,11 @@ export interface LocalService {
   instances?(ctx: StackContext): ServiceInstance[];
   /** Refuses, before anything starts, a layout the service folder cannot hold (a data folder of another shape). */
   checkLayout?(ctx: StackContext): void;
+  /**
+   * Brings a ready server's users and access rules up to date (Redis ACL, ClickHouse users): run by every
+   * `stack up`, also for a server that was already running, so a changed setting reaches it without a restart.
+   */
+  provision?(ctx: StackContext): Promise<void>;
   /** Whether the whole service (every instance) answers. */
   ready(ctx: StackContext): Promise<boolean>;
   version(ctx: StackContext): Promise<string>;

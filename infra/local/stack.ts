@@ -167,6 +167,7 @@ export async function stackUp(ctx: StackContext, names?: readonly ServiceName[])
       results.push({ name: service.name, action: 'started', seconds });
     }),
   );
+  for (const service of chosen) await service.provision?.(ctx);
   return serviceNames.flatMap((name) => results.filter((r) => r.name === name));
 }
 

@@ -65,6 +65,20 @@ export const configSchema = {
     }),
     username: setting({ env: 'AS_CLICKHOUSE_USER', doc: 'ClickHouse user', parse: parse.string, default: 'default' }),
     password: setting({ env: 'AS_CLICKHOUSE_PASSWORD', doc: 'ClickHouse password', parse: (raw) => raw, default: '', secret: true }),
+    sinkUser: setting({
+      env: 'AS_CLICKHOUSE_SINK_USER',
+      doc: 'ClickHouse user the sink and the LLM audit insert as (INSERT into the fleet database only); empty: AS_CLICKHOUSE_USER. With it set, `sink` does not migrate: run `migrate` as the admin user',
+      parse: parse.string,
+      default: '',
+    }),
+    sinkPassword: setting({ env: 'AS_CLICKHOUSE_SINK_PASSWORD', doc: 'Password of AS_CLICKHOUSE_SINK_USER', parse: (raw) => raw, default: '', secret: true }),
+    readerUser: setting({
+      env: 'AS_CLICKHOUSE_READER_USER',
+      doc: 'ClickHouse user of the query commands (findings, alerts, digest): SELECT only; empty: AS_CLICKHOUSE_USER',
+      parse: parse.string,
+      default: '',
+    }),
+    readerPassword: setting({ env: 'AS_CLICKHOUSE_READER_PASSWORD', doc: 'Password of AS_CLICKHOUSE_READER_USER', parse: (raw) => raw, default: '', secret: true }),
     database: setting({
       env: 'AS_CLICKHOUSE_DATABASE',
       doc: 'ClickHouse database for findings, alerts, digests and the LLM audit',

@@ -175,7 +175,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     if (pendingDeadLetters.length >= 10_000) void checkpoint().catch(() => undefined);
   };
 
-  const client = options.client ?? openClickHouse(config);
+  const client = options.client ?? openClickHouse(config, { role: 'sink' });
   const writer = await ClickHouseWriter.open<SourceRecord>({
     ...options.writer,
     client,

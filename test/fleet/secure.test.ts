@@ -3,6 +3,7 @@
  * certificates from openssl, mutual TLS, SCRAM users), and every Kafka client of the project — the CLI's `table`
  * and `dead-letters`, the `feed`, `run` members and the `sink` — reaches it through the one client factory with the
  * AS_KAFKA_SSL_* and AS_KAFKA_SASL_* settings. Wrong credentials fail in seconds with one line that names the setting.
+ * ClickHouse is written by the least-privilege sink user and read back by the reader user (`findings`).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import type { Config } from '../../runtime/config/index.ts';
+import { fleetClickHouseUsers } from '../support/clickhouse-users.ts';
 import { startPrivateBroker, type PrivateBroker } from '../support/private-broker.ts';
 import { uniqueName } from '../support/stack.ts';
 
@@ -82,12 +84,14 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
     await plain.disconnect();
   });
 
-  it('runs feed, members, sink and the CLI over SASL_SSL; findings and alerts reach ClickHouse', async () => {
+  it('runs feed, members, sink and the CLI over SASL_SSL; findings and alerts reach ClickHouse as the sink user', async () => {
     const database = uniqueName('secure');
     const application = database.replaceAll('_', '-');
     const eventsTopic = `${application}.market.events`;
     await migrateDatabase({ ...broker.config, clickhouse: { ...broker.config.clickhouse, database } }, projectRoot);
-    const env = { ...kafkaEnv(broker.config), AS_FLEET_APP: application, AS_FLEET_EVENTS_TOPIC: eventsTopic, AS_CLICKHOUSE_DATABASE: database, ANTHROPIC_API_KEY: '' };
+    // Migrations as the admin; the sink (and the analyst's LLM audit) insert as the sink user, `findings` reads as the reader.
+    const users = await fleetClickHouseUsers(database);
+    const env = { ...kafkaEnv(broker.config), ...users.env, AS_FLEET_APP: application, AS_FLEET_EVENTS_TOPIC: eventsTopic, ANTHROPIC_API_KEY: '' };
 
     const loaded = await cli(['table', 'load', TOPOLOGY, 'portfolios', join(projectRoot, 'topologies/portfolios.json')], env);
     expect(loaded.stderr + loaded.stdout).toMatch(/loaded \d+ rows into table portfolios/);
@@ -118,9 +122,17 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
       const letters = await cli(['dead-letters', 'list', TOPOLOGY], env);
       expect(letters.code, letters.stderr).toBe(0);
       expect(letters.stdout).toContain(`dead letters in ${application}`);
+
+      const shown = await cli(['findings', '--since', '36500d', '--format', 'json'], env);
+      expect(shown.code, shown.stderr).toBe(0);
+      expect((JSON.parse(shown.stdout) as Array<{ symbol: string }>).some((f) => f.symbol === 'ACME')).toBe(true);
     } finally {
       expect(await stopMembers(members)).toEqual(members.map(() => 0));
       await ch.close();
+      users.remove();
+      const admin = openClickHouse(broker.config, { database: null });
+      await admin.command({ query: `DROP DATABASE IF EXISTS ${database}` });
+      await admin.close();
     }
   }, 240_000);
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { hostTools } from '../tools.ts';
 import { renderTemplate } from '../templates.ts';
 import type { LocalService, StackContext } from '../service.ts';
+import { writeFleetUsers } from './clickhouse-users.ts';
 
 async function get(ctx: StackContext, path: string): Promise<string> {
   const response = await fetch(`http://127.0.0.1:${ctx.config.stack.clickhouseHttpPort}${path}`, { signal: AbortSignal.timeout(2000) });
@@ -25,6 +26,17 @@ export const clickhouseService: LocalService = {
     const templates = join(ctx.root, 'infra/local/clickhouse');
     renderTemplate(join(templates, 'config.xml.template'), join(dir, 'etc/config.xml'), values);
     renderTemplate(join(templates, 'users.xml.template'), join(dir, 'etc/users.xml'), values);
+  },
+  async provision(ctx) {
+    // The fleet's least-privilege users, when the configuration names them (AS_CLICKHOUSE_SINK_USER, AS_CLICKHOUSE_READER_USER).
+    const { database, sinkUser, sinkPassword, readerUser, readerPassword } = ctx.config.clickhouse;
+    if (sinkUser === '' && readerUser === '') return;
+    const file = writeFleetUsers(ctx.serviceDir('clickhouse'), 'agent-streams', {
+      database,
+      ...(sinkUser ? { sink: { name: sinkUser, password: sinkPassword } } : {}),
+      ...(readerUser ? { reader: { name: readerUser, password: readerPassword } } : {}),
+    });
+    ctx.log(`clickhouse: users ${[sinkUser, readerUser].filter(Boolean).join(', ')} of database ${database} in ${file}`);
   },
   launch(ctx) {
     const dir = ctx.serviceDir('clickhouse');
