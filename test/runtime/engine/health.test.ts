@@ -11,6 +11,8 @@ import { runProcessor, type MemberHealth, type ProcessorHandle } from '../../../
 import { defineTopology, processor } from '../../../runtime/topology/topology.ts';
 import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
 import { startPrivateBroker } from '../../support/private-broker.ts';
+import { Redis } from 'ioredis';
+import { windowCountTopology } from '../../fixtures/topologies/window-count.ts';
 
 const root = join(import.meta.dirname, '../../..');
 
@@ -166,4 +168,52 @@ describe('member health on the real stack', () => {
       await broker.remove();
     }
   }, 180_000);
+  it('is not ready while it restores state from the changelog', async () => {
+    const kafka = kafkaClient();
+    const application = uniqueName('restore').replaceAll('_', '-');
+    const input = `${application}.input`;
+    const topology = windowCountTopology(application, input);
+    const registry = registryClient(config);
+    await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
+    const serde = new AvroSerde(registry);
+    await serde.writerFor('agentstreams.test.Event');
+    const send = async (from: number, count: number): Promise<void> => {
+      const producer = kafka.producer();
+      await producer.connect();
+      await producer.send({ topic: input, messages: Array.from({ length: count }, (_, i) => ({ key: `k${(from + i) % 6}`, value: serde.encode('agentstreams.test.Event', { key: `k${(from + i) % 6}`, eventTime: 1_767_225_600_000 + (from + i) * 100, amount: 1 }) })) });
+      await producer.disconnect();
+    };
+    // Health as it stands when the member starts restoring (read inside its own log call).
+    const atRecover: MemberHealth[] = [];
+    let handle: ProcessorHandle | undefined;
+    const member = await runProcessor({
+      config,
+      topology,
+      processor: 'counter',
+      log: (event) => {
+        if (event === 'state.recover' && handle) atRecover.push(handle.health());
+      },
+    });
+    handle = member;
+    const redis = new Redis(config.redis.url);
+    try {
+      await member.joined;
+      await send(0, 60);
+      await until('the first records to be processed', () => member.stats.records >= 60);
+      await until('the member to be ready', () => member.health().ready);
+      expect(atRecover).toEqual([]);
+      // Redis loses the member's state: the next batch finds it behind the changelog and restores it first.
+      const keys = await redis.keys(`as:{${topology.groupId('counter')}:*`);
+      expect(keys.length).toBeGreaterThan(0);
+      await redis.del(...keys);
+      await send(60, 60);
+      await until('the member to restore its state', () => atRecover.length > 0);
+      expect(atRecover[0]).toMatchObject({ live: true, ready: false, problems: ['restoring state from the changelog'] });
+      await until('the records to be processed', () => member.stats.records >= 120);
+      await until('the member to be ready again', () => member.health().ready);
+    } finally {
+      redis.disconnect();
+      await member.stop();
+    }
+  }, 120_000);
 });
