@@ -1,6 +1,6 @@
 /**
- * A real Prometheus (Debian's) scrapes a running fleet: two `run` members of one consumer group and the `ingest`
- * gateway, each on its own /metrics port, found through a file_sd target file, with the alert rules of
+ * A real Prometheus (Debian's) scrapes a running fleet: two `run` members of one consumer group, the ClickHouse
+ * `sink` and the `ingest` gateway, each on its own /metrics port, found through a file_sd target file, with the alert rules of
  * infra/prometheus/rules.yml loaded. One member is frozen (SIGSTOP) while input keeps arriving: the other member
  * reports the whole group's lag from the broker, so the lag rises in Prometheus and AgentStreamsConsumerLagGrowing
  * fires (as does AgentStreamsMemberNotReady for the frozen one). The rules are the real ones with only their `for:`
@@ -23,6 +23,7 @@ import { config, kafkaClient, uniqueName } from '../support/stack.ts';
 
 const root = join(import.meta.dirname, '../..');
 const TOPOLOGY = join(root, 'test/fixtures/topologies/window-count.ts');
+const SINK_TOPOLOGY = join(root, 'test/fixtures/topologies/sink-only.ts');
 
 /** The real rules with time shortened for a test: `for:` to 5 s, range windows to 20 s. Nothing else changes. */
 export function rulesForTest(text: string): string {
@@ -37,10 +38,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+/** Polls `probe` until it gives a value; `fatal` is checked first on every round and ends the wait at once. */
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, fatal: () => void = () => {}): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
+    fatal();
     try {
       const value = await probe();
       if (value !== undefined) return value;
@@ -96,21 +99,32 @@ describe('a real Prometheus scraping a running fleet', () => {
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  it('scrapes run and ingest, shows lag rising while a member is frozen, fires the lag alert, and answers every dashboard query', async () => {
+  it('scrapes run, sink and ingest, shows lag rising while a member is frozen, fires the lag alert, and answers every dashboard query', async () => {
     // The fleet: two members of one group (a long session timeout keeps the frozen one's partitions assigned to it)
     // and the ingest gateway. Each gets a free metrics port from the launcher and logs it.
+    const admin = kafkaClient().admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: `${application}-sink.findings`, numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
     const memberEnv = { AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_CONSUMER_SESSION_TIMEOUT_MS: '60000', AS_METRICS_LAG_INTERVAL_MS: '1000' };
     members.push(startMember(TOPOLOGY, 'counter', memberEnv), startMember(TOPOLOGY, 'counter', memberEnv));
     const apiKey = 'prometheus-test-key-0123456789';
     members.push(
       startMember(TOPOLOGY, 'ingest', { AS_INGEST_API_KEYS: apiKey }, undefined, ['ingest', '--port', '0', '--topic', `${application}.ingest`, '--partitions', '1']),
+      startMember(SINK_TOPOLOGY, 'sink', { AS_FIXTURE_APP: `${application}-sink` }, undefined, ['sink', SINK_TOPOLOGY]),
     );
-    const ports = await until('every process serving /metrics', 90_000, async () => {
-      for (const m of members) if (m.child.exitCode !== null) throw new Error(`${m.processor} exited with ${m.child.exitCode}`);
+    const ports = await until(
+      'every process serving /metrics',
+      90_000,
+      async () => {
       const found = members.map((m) => m.events.find((e) => e.event === 'started' || e.event === 'listening')?.metricsPort as number | undefined);
       return found.every((p) => typeof p === 'number' && p > 0) ? (found as number[]) : undefined;
-    });
-    const [portA, portB, portIngest] = ports as [number, number, number];
+      },
+      () => {
+        for (const m of members) if (m.child.exitCode !== null) throw new Error(`${m.processor} exited with ${m.child.exitCode}`);
+      },
+    );
+    const [portA, portB, portIngest, portSink] = ports as [number, number, number, number];
 
     // Prometheus: the shipped configuration and rules, with short intervals, a target file, and a temp data dir.
     const promConfig = parseYaml(readFileSync(join(root, 'infra/prometheus/prometheus.yml'), 'utf8')) as {
@@ -126,7 +140,7 @@ describe('a real Prometheus scraping a running fleet', () => {
     const target = (port: number, labels: Record<string, string>) => ({ targets: [`127.0.0.1:${port}`], labels });
     writeFileSync(
       join(dir, 'targets.json'),
-      JSON.stringify([target(portA, { member: 'a' }), target(portB, { member: 'b' }), target(portIngest, { member: 'ingest' })]),
+      JSON.stringify([target(portA, { member: 'a' }), target(portB, { member: 'b' }), target(portIngest, { member: 'ingest' }), target(portSink, { member: 'sink' })]),
     );
     writeFileSync(join(dir, 'prometheus.yml'), stringifyYaml(promConfig));
     const promPort = await freePort();
@@ -138,9 +152,9 @@ describe('a real Prometheus scraping a running fleet', () => {
     );
     prometheusExit = new Promise((resolve) => prometheus!.once('exit', resolve));
     await until('Prometheus ready', 30_000, async () => ((await fetch(`${base}/-/ready`)).ok ? true : undefined));
-    await until('all three targets up', 30_000, async () => {
+    await until('all four targets up', 30_000, async () => {
       const { activeTargets } = await api<{ activeTargets: Array<{ health: string }> }>('/api/v1/targets');
-      return activeTargets.length === 3 && activeTargets.every((t) => t.health === 'up') ? true : undefined;
+      return activeTargets.length === 4 && activeTargets.every((t) => t.health === 'up') ? true : undefined;
     });
     const rules = await api<{ groups: Array<{ rules: Array<{ name: string }> }> }>('/api/v1/rules');
     expect(rules.groups.flatMap((g) => g.rules.map((r) => r.name))).toEqual(expect.arrayContaining(['AgentStreamsConsumerLagGrowing', 'AgentStreamsMemberNotReady']));
@@ -171,6 +185,13 @@ describe('a real Prometheus scraping a running fleet', () => {
     await until('ingest requests by status in Prometheus', 20_000, async () => {
       const [sample] = await query('agent_streams_ingest_requests_total{status="401"}');
       return sample && Number(sample.value[1]) >= 1 ? true : undefined;
+    });
+
+    // The sink serves its buffer gauge and says it is ready.
+    await until('the sink ready, with its buffer gauge, in Prometheus', 20_000, async () => {
+      const [ready] = await query(`agent_streams_member_ready{application="${application}-sink"}`);
+      const [buffered] = await query(`agent_streams_sink_buffered_rows{application="${application}-sink"}`);
+      return ready && Number(ready.value[1]) === 1 && buffered ? true : undefined;
     });
 
     const sel = `{application="${application}"}`;
