@@ -475,7 +475,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       if (options.metrics) {
         // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
         const committedAt = Date.now();
-        for (const item of prepared.items) if (item.ok) options.metrics.endToEndLatency.observe({ processor }, Math.max(0, committedAt - item.record.timestamp) / 1000);
+        const endToEnd = options.metrics.endToEndLatency.labels({ processor });
+        for (const item of prepared.items) if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
       }
       await heartbeat();
     }, traced);
