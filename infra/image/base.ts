@@ -57,8 +57,8 @@ export function debianSource(aptDir = '/etc/apt'): DebianSource {
       }
     }
   }
-  // The main archive: not the security archive, not -updates/-backports, and a Debian archive at all.
-  const main = candidates.find((c) => /\/debian\/?$/.test(c.mirror) && !c.suite.includes('-') && !c.suite.includes('/'));
+  // The main archive: a Debian archive (a mirror or a snapshot of one), not the security archive, not -updates/-backports.
+  const main = candidates.find((c) => /\/debian(\/|$)/.test(c.mirror) && !c.mirror.includes('debian-security') && !c.suite.includes('-') && !c.suite.includes('/'));
   if (main) return { mirror: main.mirror.replace(/\/$/, ''), suite: main.suite };
   const codename = existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8').match(/^VERSION_CODENAME=(\w+)/m)?.[1] : undefined;
   return { mirror: 'http://deb.debian.org/debian', suite: codename ?? 'bookworm' };
@@ -101,8 +101,32 @@ function npmTarball(spec: string, file: string, cacheDir: string, log: (line: st
   return path;
 }
 
+/** Mount points at or below `dir`, deepest first. */
+function mountsUnder(dir: string): string[] {
+  const prefix = resolve(dir);
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((line) => (line.split(' ')[1] ?? '').replace(/\\040/g, ' '))
+    .filter((point) => point === prefix || point.startsWith(`${prefix}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+function unmountUnder(dir: string): void {
+  for (const point of mountsUnder(dir)) run('umount', ['--lazy', point], `unmounting ${point}`);
+}
+
+/** Removes a root filesystem, never through a mount point (a recursive delete through a bind-mounted /dev or /sys would reach the host's). */
+function removeRootfs(rootfs: string): void {
+  if (!existsSync(rootfs)) return;
+  unmountUnder(rootfs);
+  const left = mountsUnder(rootfs);
+  if (left.length > 0) throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `${left.join(', ')} is still mounted: unmount it, then remove ${rootfs}`);
+  rmSync(rootfs, { recursive: true, force: true });
+}
+
 export function baseImageKey(source: DebianSource): string {
-  const inputs = { source, packages: BASE_PACKAGES, node: NODE_VERSION, npm: NPM_VERSION, recipe: readFileSync(import.meta.filename, 'utf8') };
+  // The recipe is the build function itself: a change in how the root filesystem is made makes a new base.
+  const inputs = { source, packages: BASE_PACKAGES, node: NODE_VERSION, npm: NPM_VERSION, recipe: buildBaseImage.toString() };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
 
@@ -124,7 +148,7 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
   const npm = npmTarball(`npm@${NPM_VERSION}`, `npm-${NPM_VERSION}.tgz`, cacheDir, log);
 
   const rootfs = join(cacheDir, `rootfs-${key}`);
-  rmSync(rootfs, { recursive: true, force: true });
+  removeRootfs(rootfs);
   try {
     log(`debootstrap --variant=minbase ${source.suite} from ${source.mirror} (+ ${BASE_PACKAGES.join(', ')})`);
     run(
@@ -133,6 +157,8 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
       'debootstrap',
       { logFile: join(cacheDir, 'debootstrap.log') },
     );
+    // debootstrap mounts /proc (and may leave it mounted): nothing of the host may go into the image.
+    unmountUnder(rootfs);
     // What a container never needs: apt's package lists and caches, manuals, translations; copyright files stay.
     for (const dir of ['var/lib/apt/lists', 'var/cache/apt', 'var/cache/debconf', 'var/log', 'usr/share/man', 'usr/share/info', 'usr/share/locale']) {
       const path = join(rootfs, dir);
@@ -163,14 +189,15 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
       'CMD ["node"]',
     ];
     const tarball = join(cacheDir, `rootfs-${key}.tar`);
-    run('tar', ['--numeric-owner', '--xattrs', '-C', rootfs, '-cf', tarball, '.'], 'packing the root filesystem');
+    unmountUnder(rootfs);
+    run('tar', ['--numeric-owner', '--xattrs', '--one-file-system', '-C', rootfs, '-cf', tarball, '.'], 'packing the root filesystem');
     try {
       podman(['import', ...changes.flatMap((c) => ['--change', c]), '--message', `agent-streams base ${key}`, tarball, tag]);
     } finally {
       rmSync(tarball, { force: true });
     }
   } finally {
-    rmSync(rootfs, { recursive: true, force: true });
+    removeRootfs(rootfs);
   }
   return { image: tag, built: true, seconds: (Date.now() - started) / 1000, key };
 }
