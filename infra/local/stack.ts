@@ -167,8 +167,13 @@ export async function stackUp(ctx: StackContext, names?: readonly ServiceName[])
       results.push({ name: service.name, action: 'started', seconds });
     }),
   );
-  for (const service of chosen) await service.provision?.(ctx);
+  await stackProvision(ctx, names);
   return serviceNames.flatMap((name) => results.filter((r) => r.name === name));
+}
+
+/** Applies the services' users and access rules (Redis ACL, ClickHouse users) to running servers; part of every `up`. */
+export async function stackProvision(ctx: StackContext, names?: readonly ServiceName[]): Promise<void> {
+  for (const service of select(names)) await service.provision?.(ctx);
 }
 
 export interface DownResult {

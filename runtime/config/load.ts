@@ -96,7 +96,7 @@ function deriveConnectionDefaults(config: MutableConfig, explicit: Set<string>):
   const { stack } = config;
   if (!explicit.has('kafka.brokers')) config.kafka.brokers = [`127.0.0.1:${stack.kafkaPort}`];
   if (!explicit.has('registry.url')) config.registry.url = `http://127.0.0.1:${stack.registryPort}/apis/ccompat/v7`;
-  if (!explicit.has('redis.url')) config.redis.url = `redis://127.0.0.1:${stack.redisPort}`;
+  if (!explicit.has('redis.url')) config.redis.url = config.redis.url.replace(/@127\.0\.0\.1:\d+$/, `@127.0.0.1:${stack.redisPort}`);
   if (!explicit.has('clickhouse.url')) config.clickhouse.url = `http://127.0.0.1:${stack.clickhouseHttpPort}`;
 }
 

@@ -50,9 +50,9 @@ export const configSchema = {
   redis: {
     url: setting({
       env: 'AS_REDIS_URL',
-      doc: 'Redis URL (redis:// or rediss://); may carry a password',
+      doc: 'Redis URL (redis:// or rediss://) with the fleet\'s ACL user and password; the default is the local stack\'s user (stack up creates it)',
       parse: parse.url('redis:', 'rediss:'),
-      default: 'redis://127.0.0.1:16379',
+      default: 'redis://agent-streams:agent-streams-local@127.0.0.1:16379',
       secret: true,
     }),
   },
@@ -141,6 +141,13 @@ export const configSchema = {
     }),
     registryPort: setting({ env: 'AS_STACK_REGISTRY_PORT', doc: 'Local schema registry port', parse: parse.port, default: 18081 }),
     redisPort: setting({ env: 'AS_STACK_REDIS_PORT', doc: 'Local Redis port', parse: parse.port, default: 16379 }),
+    redisAdminPassword: setting({
+      env: 'AS_STACK_REDIS_ADMIN_PASSWORD',
+      doc: 'Password of the local Redis\'s `default` (admin) user; the fleet connects as the ACL user of AS_REDIS_URL instead',
+      parse: parse.string,
+      default: 'agent-streams-admin-local',
+      secret: true,
+    }),
     clickhouseHttpPort: setting({ env: 'AS_STACK_CLICKHOUSE_HTTP_PORT', doc: 'Local ClickHouse HTTP port', parse: parse.port, default: 18123 }),
     clickhouseTcpPort: setting({ env: 'AS_STACK_CLICKHOUSE_TCP_PORT', doc: 'Local ClickHouse native port', parse: parse.port, default: 19000 }),
     readyTimeoutSeconds: setting({

@@ -4,19 +4,19 @@
  * work (or fail) against the local stack, and every line they write on stdout and stderr is searched for them.
  *
  * The secrets are ones the local services accept or ignore: the SASL password with no SASL mechanism, registry
- * basic auth (the local registry has no auth), a Redis URL with a password (the local Redis has none: ioredis
- * warns and goes on), an Anthropic key a rules-only member never sends, the ingest API keys, and the ClickHouse
- * password in the failing sink only. Every line on stdout must also be the logger's JSON.
+ * basic auth (the local registry has no auth), a Redis URL with the password of an ACL user made for this test,
+ * an Anthropic key a rules-only member never sends, the ingest API keys, and the ClickHouse password in the failing
+ * sink only. Every line on stdout must also be the logger's JSON.
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
 import { ensureTopics } from '../../runtime/engine/topics.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
-import { config, kafkaClient, uniqueName } from '../support/stack.ts';
+import { config, kafkaClient, redisUserUrl, uniqueName } from '../support/stack.ts';
 import { freePort } from '../support/private-broker.ts';
 
 const root = join(import.meta.dirname, '../..');
@@ -35,7 +35,7 @@ const secretEnv = {
   AS_KAFKA_SASL_PASSWORD: secret.sasl,
   AS_REGISTRY_USERNAME: 'fleet',
   AS_REGISTRY_PASSWORD: secret.registry,
-  AS_REDIS_URL: `redis://:${secret.redis}@127.0.0.1:${config.stack.redisPort}`,
+  AS_REDIS_URL: `redis://log-secrets:${secret.redis}@127.0.0.1:${config.stack.redisPort}`,
   ANTHROPIC_API_KEY: secret.anthropic,
   AS_METRICS_PORT: '0',
 };
@@ -86,6 +86,10 @@ function expectNoSecrets(name: string, lines: string[]): void {
 }
 
 describe('secrets in the logs of real processes', () => {
+  beforeAll(async () => {
+    await redisUserUrl('log-secrets', secret.redis);
+  });
+
   it('a member, the sink and the ingest gateway with secrets configured never log them', async () => {
     const application = uniqueName('logsecrets').replaceAll('_', '-');
     const input = `${application}.input`;

@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { loadConfig } from '../../runtime/config/index.ts';
-import { createStackContext, stackDown, stackStatus, stackUp } from '../../infra/local/stack.ts';
+import { createStackContext, stackDown, stackProvision, stackStatus, stackUp } from '../../infra/local/stack.ts';
 import type { ServiceName } from '../../infra/local/service.ts';
 import { testStackKind } from '../support/stack-kind.ts';
 
@@ -20,6 +20,8 @@ async function containers(): Promise<() => Promise<void>> {
     .withWaitStrategy('clickhouse-1', Wait.forHttp('/ping', 8123))
     .withWaitStrategy('kafka-1', Wait.forLogMessage(/Kafka Server started/))
     .up();
+  // The fleet's Redis ACL user, as `stack up` gives the local Redis.
+  await stackProvision(createStackContext(loadConfig(), root), ['redis']);
   return async () => {
     await environment.down();
   };
@@ -35,6 +37,9 @@ export default async function setup(): Promise<() => Promise<void>> {
     const results = await stackUp(ctx, missing);
     started = results.filter((r) => r.action === 'started').map((r) => r.name);
   }
+  // Users and ACL as the configuration wants them (the tests connect as the fleet's Redis user), also on a stack that
+  // was already running.
+  await stackProvision(ctx, before.filter((row) => row.state === 'healthy').map((row) => row.name));
   return async () => {
     if (started.length > 0) await stackDown(ctx, started);
   };

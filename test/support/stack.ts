@@ -2,9 +2,27 @@
 import { randomBytes } from 'node:crypto';
 import { logLevel, type Kafka } from 'kafkajs';
 import { kafkaClient as configuredKafkaClient } from '../../runtime/kafka/client.ts';
+import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../runtime/config/index.ts';
+import { fleetRedisRules } from '../../infra/local/services/redis.ts';
 
 export const config: Config = loadConfig();
+
+/** The local Redis as its administrator (`default`), for what the fleet's ACL user may not do (FLUSHALL, CONFIG). */
+export function adminRedisUrl(): string {
+  return `redis://default:${encodeURIComponent(config.stack.redisAdminPassword)}@127.0.0.1:${config.stack.redisPort}`;
+}
+
+/** Creates (or resets) a Redis ACL user with the fleet user's rules and this password; returns its URL. */
+export async function redisUserUrl(name: string, password: string): Promise<string> {
+  const admin = new Redis(adminRedisUrl());
+  try {
+    await admin.call('ACL', 'SETUSER', name, 'on', 'resetpass', `>${password}`, ...fleetRedisRules);
+  } finally {
+    admin.disconnect();
+  }
+  return `redis://${encodeURIComponent(name)}:${encodeURIComponent(password)}@127.0.0.1:${config.stack.redisPort}`;
+}
 
 /** A name no earlier run used: the stack keeps its data between runs. */
 export function uniqueName(prefix: string): string {

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { createStackContext, stackStatus, stackUp } from '../../../infra/local/stack.ts';
 import { loadConfig } from '../../../runtime/config/index.ts';
 import { ErrorCode } from '../../../runtime/errors.ts';
-import { config } from '../../support/stack.ts';
+import { adminRedisUrl, config } from '../../support/stack.ts';
 import { testStackKind } from '../../support/stack-kind.ts';
 
 const root = join(import.meta.dirname, '../../..');
@@ -54,7 +54,7 @@ describe.runIf(testStackKind === 'local')('the local stack', () => {
   });
 
   it('runs Redis with append-only persistence and round-trips values', async () => {
-    const redis = new Redis(config.redis.url);
+    const redis = new Redis(adminRedisUrl()); // CONFIG is the administrator's, not the fleet user's
     try {
       expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
       const key = `test:{p0}:${Date.now()}`;

@@ -20,7 +20,7 @@ describe('loadConfig', () => {
     const config = loadConfig({ env: {} });
     expect(config.kafka.brokers).toEqual(['127.0.0.1:19092']);
     expect(config.registry.url).toBe('http://127.0.0.1:18081/apis/ccompat/v7');
-    expect(config.redis.url).toBe('redis://127.0.0.1:16379');
+    expect(config.redis.url).toBe('redis://agent-streams:agent-streams-local@127.0.0.1:16379');
     expect(config.clickhouse.url).toBe('http://127.0.0.1:18123');
     expect(config.anthropic.apiKey).toBe('');
   });

@@ -14,7 +14,7 @@ import { registryClient, AvroSerde } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { runProcessor } from '../../../runtime/engine/runner.ts';
 import { windowCountTopology } from '../../fixtures/topologies/window-count.ts';
-import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
+import { adminRedisUrl, config, kafkaClient, uniqueName } from '../../support/stack.ts';
 import { mulberry32, seededEvents, type TestEvent } from '../../support/events.ts';
 import { TopologyTestDriver } from '../../../runtime/testing/driver.ts';
 
@@ -196,7 +196,7 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
       if (killsMidStream === 3) third = await runProcessor(scaledOptions); // a third member joins mid-stream…
       if (killsMidStream === 6) await third?.stop(); // …and leaves again
       if (killsMidStream === 8 && !flushed) {
-        const redis = new Redis(config.redis.url);
+        const redis = new Redis(adminRedisUrl()); // FLUSHALL is the administrator's, not the fleet user's
         await redis.flushall();
         redis.disconnect();
         flushed = true;
