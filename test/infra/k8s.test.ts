@@ -30,6 +30,11 @@ const named = (docs: Doc[], kind: string, name: string): Doc => {
   if (!found) throw new Error(`no ${kind}/${name}`);
   return found;
 };
+/**
+ * The overlays meant for a Kubernetes cluster. Every overlay is validated; these are also checked for the
+ * production shape (PDBs, ServiceMonitor, KEDA), which a local one (podman kube play knows neither) may strip.
+ */
+const CLUSTER_OVERLAYS = ['base', 'production', 'canary'];
 const container = (deployment: Doc): Record<string, any> => deployment.spec!.template.spec.containers[0];
 
 /** Settings that configure the local stack or the tests' clock: no pod needs them. */
@@ -114,17 +119,18 @@ describe('Kubernetes manifests (infra/k8s)', () => {
   });
 
   it('renders and validates every overlay strictly', () => {
-    expect([...rendered.keys()]).toEqual(expect.arrayContaining(['base', 'production', 'canary']));
+    expect([...rendered.keys()]).toEqual(expect.arrayContaining(CLUSTER_OVERLAYS));
     for (const [overlay, text] of rendered) {
       const result = validateManifests(text);
       console.log(`k8s: ${overlay}: ${result.resources} resources (${Object.entries(result.kinds).map(([k, n]) => `${n} ${k}`).join(', ')})`);
       expect(result.problems, overlay).toEqual([]);
-      expect(result.resources).toBeGreaterThan(40);
+      expect(result.resources, overlay).toBeGreaterThan(0);
     }
   });
 
-  it('probes, drains, limits and locks down every workload in every overlay', () => {
-    for (const [overlay, text] of rendered) {
+  it('probes, drains, limits and locks down every workload in every cluster overlay', () => {
+    for (const overlay of CLUSTER_OVERLAYS) {
+      const text = rendered.get(overlay)!;
       const docs = docsOf(text);
       const deployments = ofKind(docs, 'Deployment');
       const pdbs = ofKind(docs, 'PodDisruptionBudget');
@@ -156,7 +162,7 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     for (const [k, v] of envFile(join(k8sDir, 'base', 'generated', 'fleet.env'))) config.set(k, v);
     const secret = docsOf(readFileSync(join(k8sDir, 'base', 'secret.yaml'), 'utf8'))[0]!.stringData!;
     const settings = settingsOf();
-    const secretNames = new Set(settings.filter((s) => s.secret).map((s) => s.env));
+    const secretNames = new Set(settings.filter((s) => s.secret && !LOCAL_ONLY.test(s.env)).map((s) => s.env));
     const known = new Set([...settings.map((s) => s.env), ...EXTRAS]);
     const missing = settings.filter((s) => !LOCAL_ONLY.test(s.env) && !config.has(s.env) && !(s.env in secret)).map((s) => s.env);
     expect(missing, 'settings in neither base/config.env nor base/secret.yaml').toEqual([]);
@@ -168,7 +174,8 @@ describe('Kubernetes manifests (infra/k8s)', () => {
 
   it("keeps KEDA's spelling of the Kafka security settings in step with the members' in every overlay", () => {
     const sasl: Record<string, string> = { none: 'none', plain: 'plaintext', 'scram-sha-256': 'scram_sha256', 'scram-sha-512': 'scram_sha512' };
-    for (const [overlay, text] of rendered) {
+    for (const overlay of CLUSTER_OVERLAYS) {
+      const text = rendered.get(overlay)!;
       const data = ofKind(docsOf(text), 'ConfigMap').find((c) => c.metadata.name.startsWith('agent-streams-config'))!.data!;
       expect(data.KEDA_KAFKA_SASL, overlay).toBe(sasl[data.AS_KAFKA_SASL_MECHANISM!]);
       expect(data.KEDA_KAFKA_TLS, overlay).toBe(data.AS_KAFKA_SSL === 'true' ? 'enable' : 'disable');
