@@ -24,6 +24,7 @@ export const hostTools = {
   // catatonit: podman builds its pods' pause image from it (kube play, pod create); Debian only recommends it.
   podman: { command: 'podman', aptPackages: ['podman', 'runc', 'catatonit'], why: 'the container image is built and the Kubernetes manifests are played with podman' },
   debootstrap: { command: 'debootstrap', aptPackages: ['debootstrap'], why: 'the base image is a Debian root filesystem built locally' },
+  openssl: { command: 'openssl', aptPackages: ['openssl'], why: '`stack up --secure` makes the CA and the Kafka certificates with openssl' },
   prometheus: { command: 'prometheus', aptPackages: ['prometheus'], why: 'a real Prometheus scrapes the fleet and evaluates the alert rules (promtool checks them)' },
 } as const satisfies Record<string, HostTool>;
 

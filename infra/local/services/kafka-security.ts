@@ -13,6 +13,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import type { Config } from '../../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
+import { ensureTools, hostTools } from '../tools.ts';
 
 export const secureListenerName = 'SECURE';
 export const kafkaUser = 'agent-streams';
@@ -73,6 +74,7 @@ function issue(dir: string, name: string, subject: string, extensions: string): 
 export function ensureKafkaSecurity(kafkaDir: string): KafkaSecurityFiles {
   const files = kafkaSecurityFiles(kafkaDir);
   if (existsSync(files.credentials) && existsSync(files.brokerStore)) return files;
+  ensureTools([hostTools.openssl], () => {});
   mkdirSync(files.dir, { recursive: true, mode: 0o700 });
   openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-subj', '/CN=agent-streams local CA', '-days', '825', '-sha256', '-out', 'ca.pem'], files.dir);
   chmodSync(join(files.dir, 'ca.key'), 0o600);
