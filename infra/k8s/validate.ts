@@ -50,9 +50,10 @@ export function listOverlays(): string[] {
 }
 
 export function buildOverlay(overlay: string, log: (line: string) => void = () => {}): string {
+  const dir = overlayDir(overlay);
   const bin = ensureGoTool(kustomize, log);
   try {
-    return execFileSync(bin, ['build', overlayDir(overlay)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
+    return execFileSync(bin, ['build', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
   } catch (error) {
     const stderr = String((error as { stderr?: string }).stderr ?? '').trim();
     throw new AgentStreamsError(ErrorCode.USAGE, `kustomize build ${overlay} failed: ${stderr}`, { cause: error });
