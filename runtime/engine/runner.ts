@@ -25,7 +25,7 @@ import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
 import { sendChunks } from '../kafka/send-chunks.ts';
 import { startLagMonitor } from '../observability/lag.ts';
-import { BatchTrace, tracingActive, withTraceHeaders, type Context } from '../observability/tracing.ts';
+import { BatchTrace, tracingActive, type Context } from '../observability/tracing.ts';
 
 export interface RunProcessorOptions {
   config: Config;
@@ -435,7 +435,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         // Each output carries the context of the record that caused it; headers already there stay.
         for (const [i, message] of result.messages.entries()) {
           const origin = result.origins[i]!;
-          message.headers = withTraceHeaders(message.headers, traced.contextOf(origin < 0 ? undefined : prepared.items[origin]!.source.offset));
+          message.headers = traced.stamp(message.headers, origin < 0 ? undefined : prepared.items[origin]!.source.offset);
         }
       }
       const nextOffset = String(Number(batch.lastOffset()) + 1);

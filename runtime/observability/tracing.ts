@@ -140,8 +140,11 @@ export function extractRecordContext(headers: RecordHeaders | undefined): Contex
 
 /** The record's headers with `ctx`'s traceparent (and tracestate) in place of any it had; nothing else changes. */
 export function withTraceHeaders<H extends RecordHeaders>(headers: H | undefined, ctx: Context): H {
-  const carrier: Record<string, string> = {};
-  propagation.inject(ctx, carrier);
+  return withTraceCarrier(headers, traceHeadersOf(ctx));
+}
+
+/** `headers` with the trace headers of `carrier` (as `traceHeadersOf` made them) in place of any it had. */
+function withTraceCarrier<H extends RecordHeaders>(headers: H | undefined, carrier: Record<string, string>): H {
   if (carrier.traceparent === undefined) return headers ?? ({} as H);
   const out: RecordHeaders = { ...headers };
   delete out.tracestate;
@@ -220,7 +223,8 @@ export class BatchTrace {
   readonly span: Span;
   readonly context: Context;
   /** By record offset. */
-  private readonly records = new Map<string, { context: Context; span?: Span }>();
+  private readonly records = new Map<string, { context: Context; span?: Span; carrier?: Record<string, string> }>();
+  private batchCarrier: Record<string, string> | undefined;
 
   constructor(
     records: readonly ConsumedRecord[],
@@ -263,6 +267,16 @@ export class BatchTrace {
   /** The context outputs caused by the record at `offset` carry (see the class comment); the batch's for anything else. */
   contextOf(offset: string | undefined): Context {
     return (offset === undefined ? undefined : this.records.get(offset)?.context) ?? this.context;
+  }
+
+  /**
+   * `headers` carrying the context of the record at `offset` (see `contextOf`), other headers kept. The trace headers
+   * are serialised once per record however many outputs it has.
+   */
+  stamp<H extends RecordHeaders>(headers: H | undefined, offset: string | undefined): H {
+    const entry = offset === undefined ? undefined : this.records.get(offset);
+    if (!entry) return withTraceCarrier(headers, (this.batchCarrier ??= traceHeadersOf(this.context)));
+    return withTraceCarrier(headers, (entry.carrier ??= traceHeadersOf(entry.context)));
   }
 
   /** `work` with the batch span active (so log lines and child spans see it). */

@@ -28,7 +28,7 @@ import type { Metrics } from '../../runtime/observability/metrics.ts';
 import { startLagMonitor, type LagMonitor } from '../../runtime/observability/lag.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { deadLetter, deadLetterLogFields, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
-import { BatchTrace, tracingActive, withTraceHeaders } from '../../runtime/observability/tracing.ts';
+import { BatchTrace, tracingActive } from '../../runtime/observability/tracing.ts';
 import { openClickHouse } from './client.ts';
 import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
@@ -166,7 +166,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   const pendingDeadLetters: ProducedMessage[] = [];
   const toDeadLetter = (stage: DeadLetterStage, source: SourceRecord, error: unknown, traced?: BatchTrace): void => {
     const letter = deadLetter(deadLetterTopic, name, stage, source, error);
-    if (traced) letter.headers = withTraceHeaders(letter.headers, traced.contextOf(source.offset));
+    if (traced) letter.headers = traced.stamp(letter.headers, source.offset);
     pendingDeadLetters.push(letter);
     log('record.dead-lettered', deadLetterLogFields(letter));
     stats.deadLettered += 1;
