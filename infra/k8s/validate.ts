@@ -39,7 +39,7 @@ export function overlayDir(overlay: string): string {
   const named = join(k8sDir, 'overlays', overlay);
   if (existsSync(join(named, 'kustomization.yaml'))) return named;
   if (existsSync(join(resolve(overlay), 'kustomization.yaml'))) return resolve(overlay);
-  throw new AgentStreamsError(ErrorCode.USAGE, `no kustomization for "${overlay}": name base, one of ${listOverlays().join(', ')}, or a folder holding a kustomization.yaml`);
+  throw new AgentStreamsError(ErrorCode.USAGE, `no kustomization for "${overlay}": name one of ${listOverlays().join(', ')}, or a folder holding a kustomization.yaml`);
 }
 
 /** `base` and every folder of overlays/ holding a kustomization.yaml. */
