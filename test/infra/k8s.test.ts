@@ -247,6 +247,11 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       ]);
     });
 
+    it('an apiVersion no schema knows', () => {
+      const problems = mutate((docs) => (named(docs, 'ScaledObject', 'market-news').apiVersion = 'keda.sh/v1alpa1'));
+      expect(problems).toEqual([expect.stringMatching(/^ScaledObject\/market-news: .*could not find schema/)]);
+    });
+
     it('still accepts the unchanged manifests after a round trip (the mutations are the only difference)', () => {
       expect(mutate(() => {})).toEqual([]);
     });
