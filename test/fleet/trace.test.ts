@@ -151,7 +151,10 @@ describe('tracing across the fleet', () => {
       let alerts: Array<Record<string, unknown>> = [];
       let calls: Array<Record<string, unknown>> = [];
       while (alerts.length === 0 || calls.length === 0) {
-        if (Date.now() > deadline + 30_000) throw new Error(`no alert/llm call in ClickHouse: ${alerts.length} alerts, ${calls.length} calls`);
+        if (Date.now() > deadline + 30_000) {
+          const exited = members.filter((m) => m.child.exitCode !== null).map((m) => `${m.processor} exited ${m.child.exitCode}`);
+          throw new Error(`no alert/llm call in ClickHouse: ${alerts.length} alerts, ${calls.length} calls; ${exited.join(', ') || 'every member still running'}`);
+        }
         await sleep(1_000);
         alerts = await query(`SELECT alert_id, finding_ids, model FROM alerts FINAL`);
         calls = await query(`SELECT call_id, trace_id, finding_id, outcome, input_tokens, output_tokens FROM llm_calls FINAL WHERE outcome = 'ok'`);
