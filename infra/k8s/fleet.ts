@@ -61,8 +61,10 @@ const profiles = {
   llm: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' }, heapMb: 384 }, lagThreshold: 20 },
   /** The ClickHouse sink buffers thousands of rows per insert (≥ 100k rows/s per instance). */
   sink: { resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' }, heapMb: 768 }, lagThreshold: 20000 },
-  ingest: { resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 }, lagThreshold: 0 },
 } as const satisfies Record<string, Profile>;
+
+/** The ingest gateway is no consumer group: sized like a router, scaled by replica count. */
+const ingestResources: Resources = { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 };
 
 function profileOf(spec: ProcessorSpec): Profile {
   if (spec.kind === 'router') return profiles.router;
@@ -135,7 +137,7 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
       String(INGEST_PORT),
       ...(eventsTopic ? ['--topic', eventsTopic, '--partitions', String(topology.topics[eventsTopic]?.partitions ?? 1)] : []),
     ],
-    resources: profiles.ingest.resources,
+    resources: ingestResources,
     replicas: 2,
     httpPort: INGEST_PORT,
   });
