@@ -29,6 +29,7 @@ import { startMember, stopMembers, waitUntilStarted, type Member } from '../../c
 import { projectRoot } from '../../cli/paths.ts';
 import { mulberry32 } from '../support/events.ts';
 import { config, kafkaClient, uniqueName } from '../support/stack.ts';
+import { fleetClickHouseUsers } from '../support/clickhouse-users.ts';
 import type { Config } from '../../runtime/config/index.ts';
 import type { Alert, Digest, Finding, Portfolio, Severity } from '../../schemas/generated/types.ts';
 import { severities, severityRank } from '../../processors/finding.ts';
@@ -120,9 +121,28 @@ export function expectedFleetOutput(hour: number): ExpectedOutput {
   };
 }
 
+/**
+ * Members run somewhere other than as this test's child processes: podman pods played from the Kubernetes
+ * manifests, say. The run hands it the members' environment and reads the same ClickHouse answers.
+ */
+export interface FleetLauncher {
+  /** Starts every member (`names`: processors and the sink) with this environment; resolves when each has started. */
+  start(env: Record<string, string>, names: string[]): Promise<void>;
+  /** Runs while the feed is produced (scaling, a canary); the run waits for it before it waits for the results. */
+  duringFeed?(feed: { done: Promise<unknown> }): Promise<void>;
+  /** Members that exited on their own so far. */
+  crashed(): Array<{ processor: string; code: number | null }>;
+  /** Stops every member (SIGTERM, then its grace period) and returns their exit codes; once stopped, returns []. */
+  stop(): Promise<Array<number | null>>;
+}
+
 export interface FleetRunOptions {
   label: string;
   hour: number;
+  /** Start the members through this instead of as child processes (not with chaos or holdBack). */
+  launcher?: FleetLauncher;
+  /** How long before H the members' clock stands when they start (default 2 min): the feed is paced to end 45 s before H. */
+  startLeadMs?: number;
   /** The LLM the members use: the local stand-in's URL, or nothing (rules-only, no key). */
   anthropic?: { baseUrl: string; apiKey?: string };
   /** Extra environment for every member (e.g. budgets, timeouts). */
@@ -198,6 +218,8 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const topology = marketSignals({ application, eventsTopic, digestSize: '1h', digestGrace: DIGEST_GRACE });
   const chConfig = clickhouseConfig(database);
   await migrateDatabase(chConfig, projectRoot);
+  // The sink and the members' LLM audit write as the run's least-privilege sink user (docs/security.md).
+  const clickhouseUsers = await fleetClickHouseUsers(database);
   await registerSchemas(config, registryClient(config), schemas);
   const redis = new Redis(config.redis.url);
   await writeTable(redis, kafkaClient(), topology, 'portfolios', portfolios, schemas);
@@ -208,15 +230,19 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   await admin.disconnect();
 
   const feed = goldenFeed(options.hour);
+  const launcher = options.launcher;
+  if (launcher && (options.chaos || options.holdBack)) throw new Error('runFleet: a launcher runs neither chaos nor holdBack');
+  const startLeadMs = options.startLeadMs ?? 2 * MINUTE;
   let produced: { events: number; seconds: number } | undefined;
   if (options.catchUp) produced = await runFeed(config, { ...feed, topic: eventsTopic, pace: false });
-  // The members' clock stands two minutes before H when they start (one minute after it in a catch-up).
-  const offsetMs = options.hour + (options.catchUp ? MINUTE : -2 * MINUTE) - Date.now();
+  // The members' clock stands two minutes (startLeadMs) before H when they start (one minute after it in a catch-up).
+  const offsetMs = options.hour + (options.catchUp ? MINUTE : -startLeadMs) - Date.now();
   const env: Record<string, string> = {
     AS_FLEET_APP: application,
     AS_FLEET_EVENTS_TOPIC: eventsTopic,
     AS_FLEET_DIGEST_SIZE: '1h',
     AS_FLEET_DIGEST_GRACE: DIGEST_GRACE,
+    ...clickhouseUsers.env,
     AS_CLICKHOUSE_DATABASE: database,
     AS_WALL_CLOCK_OFFSET_MS: String(offsetMs),
     AS_CONSUMER_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
@@ -227,7 +253,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const names = [...Object.keys(topology.processors), 'clickhouse-sink'];
   const start = (name: string): Member =>
     name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, undefined, ['sink', TOPOLOGY_FILE]) : startMember(TOPOLOGY_FILE, name, env);
-  const members = new Map<string, Member>(names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
+  const members = new Map<string, Member>(launcher ? [] : names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
   const kills: string[] = [];
   const zombies: string[] = [];
   let wipedKeys = 0;
@@ -237,13 +263,14 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const ch = openClickHouse(chConfig);
   const query = async (sql: string): Promise<Row[]> => (await ch.query({ query: sql, format: 'JSONEachRow' })).json<Row>();
   try {
-    await waitUntilStarted([...members.values()], 120_000);
+    if (launcher) await launcher.start(env, names);
+    else await waitUntilStarted([...members.values()], 120_000);
     // The feed ends 45 s (members' clock) before H, whatever the start-up took; the hour closes at H + grace.
     const membersNow = Date.now() + offsetMs;
     const wallMs = options.hour - 45_000 - membersNow;
-    if (!options.catchUp && wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - 2 * MINUTE)) / 1000)} s`);
+    if (!options.catchUp && wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - startLeadMs)) / 1000)} s`);
     const speed = (8 * MINUTE) / wallMs;
-    log(`${application}: fleet of ${members.size} started; ${options.catchUp ? 'catching up on the feed produced before' : `feed of 8 min at ${speed.toFixed(1)}× real time`}`);
+    log(`${application}: fleet of ${launcher ? names.length : members.size} started; ${options.catchUp ? 'catching up on the feed produced before' : `feed of 8 min at ${speed.toFixed(1)}× real time`}`);
 
     let chaos: Promise<void> = Promise.resolve();
     const feedDone = { at: Number.POSITIVE_INFINITY };
@@ -289,7 +316,12 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
         }
       })();
     }
-    produced ??= await runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    const feeding = produced ? Promise.resolve(produced) : runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    // Whatever the launcher does while the feed runs, its failure is the run's (and never an unhandled rejection).
+    const during = launcher?.duringFeed?.({ done: feeding.catch(() => undefined) }).then(() => undefined, (error: unknown) => ({ error }));
+    produced = await feeding;
+    const duringResult = await during;
+    if (duringResult) throw duringResult.error;
     if (options.holdBack) {
       const { processor, untilDigestOf } = options.holdBack;
       const hourStartS = Math.floor((options.hour - HOUR) / 1000);
@@ -311,6 +343,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     const deadline = Date.now() + options.timeoutMs;
     for (;;) {
       for (const [name, member] of members) if (member.child.exitCode !== null && !crashed.some((c) => c.processor === name)) crashed.push({ processor: name, code: member.child.exitCode });
+      for (const c of launcher?.crashed() ?? []) if (!crashed.some((k) => k.processor === c.processor)) crashed.push(c);
       const alerts = await query(`SELECT alert_id FROM alerts FINAL`);
       const digests = await query(`SELECT portfolio_id FROM digests FINAL WHERE hour_start = ${hourStart}`);
       const haveAlerts = new Set(alerts.map((a) => String(a.alert_id)));
@@ -339,10 +372,12 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       zombies,
       wipedKeys,
       crashed,
-      exitCodes: await stopMembers([...members.values(), ...extras]),
+      exitCodes: launcher ? await launcher.stop() : await stopMembers([...members.values(), ...extras]),
     };
   } finally {
     await stopMembers([...members.values(), ...extras]);
+    await launcher?.stop();
     await ch.close();
+    clickhouseUsers.remove();
   }
 }
