@@ -87,7 +87,7 @@ export async function fleetServices(
     await audit.flush();
     return answers;
   };
-  const digest: EnrichmentService = async (requests) => {
+  const digest: EnrichmentService = async (requests, trace) => {
     const entries = [...requests].map(([offset, raw], i) => ({ offset, id: `digest-${i}`, request: raw as DigestRequest }));
     const summaries = await digestLlm.summarizeDigests(
       entries.map(({ id, request }) => ({
@@ -99,6 +99,7 @@ export async function fleetServices(
         bySeverity: request.draft.bySeverity,
         topFindings: request.draft.topFindings,
       })),
+      trace ? { traces: entries.map(({ offset }) => trace(offset)) } : {},
     );
     await audit.flush();
     const byId = new Map(summaries.map((s) => [s.id, s]));

@@ -21,6 +21,8 @@ import { rulesOnlyDigest, type DigestRequest, type DigestSummary } from './findi
 import { costUsd, maxCostUsd, noTokens, totalTokens, type ModelPrice, type TokenUsage } from './models.ts';
 import { parseDigest } from './output.ts';
 import { digestPrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
+import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context, type Span } from '../observability/tracing.ts';
+import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
 
 export interface BatchOptions {
   model: string;
@@ -31,6 +33,8 @@ export interface BatchOptions {
   signal: AbortSignal;
   /** The caller's own signal: only its abort is rethrown rather than answered rules-only. */
   callerSignal?: AbortSignal | undefined;
+  /** Per request (by index), the trace it belongs to (its record's context); default the active context. */
+  traces?: ReadonlyArray<Context | undefined>;
 }
 
 interface Item {
@@ -41,6 +45,8 @@ interface Item {
   hash: string;
   bound: number;
   reservation?: Reservation;
+  /** While tracing: the request's GenAI span, from the batch's creation to its result. */
+  chat?: { span: Span; context: Context };
 }
 
 // Our own ids, not the caller's: always valid for the API (^[a-zA-Z0-9_-]{1,64}$) and unique within the batch.
@@ -81,11 +87,16 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
   });
   const t0 = performance.now();
 
+  const traceOf = (item: Item): Context => options.traces?.[item.index] ?? otelContext.active();
   const answer = (item: Item, outcome: LlmOutcome, summary: DigestSummary, usage: TokenUsage = noTokens, cost = 0): void => {
-    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs }, false);
+    const traceId = traceIdOf(item.chat?.context ?? traceOf(item));
+    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs, traceId }, false);
     out[item.index] = summary;
   };
-  const fallBack = (item: Item, outcome: LlmOutcome, reason: string): void => answer(item, outcome, rulesOnlyDigest(item.request, reason));
+  const fallBack = (item: Item, outcome: LlmOutcome, reason: string): void => {
+    if (item.chat) failChatSpan(item.chat.span, outcome, reason);
+    answer(item, outcome, rulesOnlyDigest(item.request, reason));
+  };
 
   const permit = core.circuit.tryAcquire();
   if (permit === undefined) {
@@ -110,6 +121,10 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
     core.circuit.release(permit);
     return out;
   }
+  // Traced: each request sent is a GenAI span, child of its record's context, ended with its result. The batch's HTTP
+  // requests serve several traces at once; they carry the first request's span context.
+  if (tracingActive()) for (const item of sent) item.chat = startChatSpan(model, maxTokens, traceOf(item), core.client.baseURL);
+  const headers = sent[0]!.chat ? { headers: traceHeadersOf(sent[0]!.chat.context) } : {};
 
   /** Every request still open falls back with the batch's failure; `maybeBilled` keeps its worst case charged. */
   const failAll = async (error: LlmCallError, maybeBilled: boolean, pending: Item[]): Promise<void> => {
@@ -141,7 +156,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
                 params: { model, max_tokens: maxTokens, system: item.prompt.system, messages: item.prompt.messages },
               })),
             },
-            { signal, timeout: core.timeoutMs },
+            { signal, timeout: core.timeoutMs, ...headers },
           ),
         ),
       ),
@@ -182,7 +197,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
     const id = batch.id;
     try {
       batch = await withRetry(
-        classified(() => withSlot(core, signal, () => core.client.messages.batches.retrieve(id, {}, { signal, timeout: core.timeoutMs }))),
+        classified(() => withSlot(core, signal, () => core.client.messages.batches.retrieve(id, {}, { signal, timeout: core.timeoutMs, ...headers }))),
         core.retryPolicy,
         { isRetriable: isRetriableLlmError, sleep: core.sleep, signal },
       );
@@ -199,7 +214,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
   const pending = new Map<number, Item>(sent.map((item) => [item.index, item]));
   try {
     await withSlot(core, signal, async () => {
-      const results = await core.client.messages.batches.results(batch.id, {}, { signal, timeout: core.timeoutMs });
+      const results = await core.client.messages.batches.results(batch.id, {}, { signal, timeout: core.timeoutMs, ...headers });
       for await (const line of results as AsyncIterable<MessageBatchIndividualResponse>) {
         const item = pending.get(indexOf(line.custom_id));
         if (item === undefined) continue;
@@ -233,6 +248,7 @@ async function settleResult(
     case 'succeeded': {
       const message = result.message;
       const usage = usageOf(message.usage);
+      if (item.chat) endChatSpan(item.chat.span, message, usage);
       const cost = costUsd(price, usage, { batch: true });
       await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
       const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');

@@ -117,7 +117,7 @@ export interface Llm {
   readonly circuitState: CircuitState;
   analyzeFinding(finding: LlmFinding, context?: AnalyzeContext): Promise<FindingAnalysis>;
   /** One result per request, in request order. */
-  summarizeDigests(requests: readonly DigestRequest[], options?: { signal?: AbortSignal }): Promise<DigestSummary[]>;
+  summarizeDigests(requests: readonly DigestRequest[], options?: { signal?: AbortSignal; traces?: ReadonlyArray<Context | undefined> }): Promise<DigestSummary[]>;
   /** Aborts requests in flight; later calls answer rules-only. Idempotent. */
   close(): void;
 }
@@ -294,6 +294,7 @@ export function createLlm(options: CreateLlmOptions): Llm {
         maxPolls: options.batches?.maxPolls ?? DEFAULTS.maxPolls,
         signal: signalFor(digestOptions.signal),
         callerSignal: digestOptions.signal,
+        ...(digestOptions.traces ? { traces: digestOptions.traces } : {}),
       });
     },
     close() {

@@ -21,6 +21,7 @@ import {
   type TextMapGetter,
   type Tracer,
 } from '@opentelemetry/api';
+import type { tracing as sdkTracing } from '@opentelemetry/sdk-node';
 
 export { context, SpanKind, SpanStatusCode, trace, type Context, type Span };
 
@@ -58,8 +59,14 @@ export interface TracingHandle {
  * nothing. Only traces: metrics are prom-client's (/metrics) and logs are the logger's, so the SDK's own metric and
  * log exporters stay off unless OTEL_METRICS_EXPORTER / OTEL_LOGS_EXPORTER say otherwise.
  */
-export async function startTracing(serviceName: string, log: (line: string) => void = () => {}, env: NodeJS.ProcessEnv = process.env): Promise<TracingHandle | undefined> {
-  const settings = tracingSettings(env);
+export async function startTracing(
+  serviceName: string,
+  log: (line: string) => void = () => {},
+  env: NodeJS.ProcessEnv = process.env,
+  /** Span processors of the embedding application's own (e.g. in-memory in tests): they start tracing whatever the environment says. */
+  spanProcessors?: sdkTracing.SpanProcessor[],
+): Promise<TracingHandle | undefined> {
+  const settings = spanProcessors ? { enabled: true, reason: 'span processors given' } : tracingSettings(env);
   if (!settings.enabled) return undefined;
   env.OTEL_METRICS_EXPORTER ??= 'none';
   env.OTEL_LOGS_EXPORTER ??= 'none';
@@ -68,7 +75,7 @@ export async function startTracing(serviceName: string, log: (line: string) => v
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME || serviceName,
     // An explicit OTEL_TRACES_EXPORTER (console, otlp, several) is the SDK's to read; otherwise OTLP over HTTP/protobuf.
-    ...(explicit ? {} : { traceExporter: new OTLPTraceExporter() }),
+    ...(spanProcessors ? { spanProcessors } : explicit ? {} : { traceExporter: new OTLPTraceExporter() }),
     instrumentations: [],
   });
   sdk.start();
