@@ -159,8 +159,18 @@ export function kafkaClient(config: Config, clientId: string, options: KafkaClie
     ...(auth ? { sasl: auth } : {}),
     ...options,
   });
+  // One TLS check per client, shared by its producers, consumers and admins; a failed one is tried again next time.
   let checked: Promise<void> | undefined;
-  const preflight = (): Promise<void> => (ssl ? (checked ??= tlsPreflight(config, ssl).catch((error: unknown) => ((checked = undefined), Promise.reject(error)))) : Promise.resolve());
+  const preflight = async (): Promise<void> => {
+    if (!ssl) return;
+    checked ??= tlsPreflight(config, ssl);
+    try {
+      await checked;
+    } catch (error) {
+      checked = undefined;
+      throw error;
+    }
+  };
   const producer = kafka.producer.bind(kafka);
   const consumer = kafka.consumer.bind(kafka);
   const admin = kafka.admin.bind(kafka);
