@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
@@ -83,6 +83,7 @@ export function ensureKafkaSecurity(kafkaDir: string): KafkaSecurityFiles {
   // Kafka's PEM keystore wants the PKCS#8 key followed by the certificate chain.
   openssl(['pkcs8', '-topk8', '-nocrypt', '-in', 'broker.key', '-out', 'broker.pk8'], files.dir);
   writeFileSync(files.brokerStore, `${readFileSync(join(files.dir, 'broker.pk8'), 'utf8')}${readFileSync(join(files.dir, 'broker.pem'), 'utf8')}${readFileSync(files.caCert, 'utf8')}`, { mode: 0o600 });
+  for (const scratch of ['broker.csr', 'broker.ext', 'broker.pk8', 'client.csr', 'client.ext', 'ca.srl']) rmSync(join(files.dir, scratch), { force: true });
   const credentials: Credentials = { username: kafkaUser, password: randomBytes(18).toString('base64url') };
   writeFileSync(files.credentials, `${JSON.stringify(credentials)}\n`, { mode: 0o600 });
   return files;
