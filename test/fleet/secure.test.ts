@@ -6,7 +6,7 @@
  * ClickHouse is written by the least-privilege sink user and read back by the reader user (`findings`).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +18,7 @@ import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import type { Config } from '../../runtime/config/index.ts';
 import { fleetClickHouseUsers } from '../support/clickhouse-users.ts';
-import { startPrivateBroker, type PrivateBroker } from '../support/private-broker.ts';
+import { freePort, startPrivateBroker, type PrivateBroker } from '../support/private-broker.ts';
 import { uniqueName } from '../support/stack.ts';
 
 const TOPOLOGY = join(projectRoot, 'topologies/market-signals.ts');
@@ -38,6 +38,20 @@ function kafkaEnv(config: Config): Record<string, string> {
     AS_KAFKA_SASL_MECHANISM: k.saslMechanism,
     AS_KAFKA_SASL_USERNAME: k.saslUsername,
     AS_KAFKA_SASL_PASSWORD: k.saslPassword,
+  };
+}
+
+/** The kafka settings a client.env file holds. */
+function secureSettings(env: Record<string, string>): Partial<Config['kafka']> {
+  return {
+    brokers: env.AS_KAFKA_BROKERS!.split(','),
+    ssl: env.AS_KAFKA_SSL === 'true',
+    sslCaFile: env.AS_KAFKA_SSL_CA_FILE!,
+    sslCertFile: env.AS_KAFKA_SSL_CERT_FILE!,
+    sslKeyFile: env.AS_KAFKA_SSL_KEY_FILE!,
+    saslMechanism: 'scram-sha-512',
+    saslUsername: env.AS_KAFKA_SASL_USERNAME!,
+    saslPassword: env.AS_KAFKA_SASL_PASSWORD!,
   };
 }
 
@@ -72,6 +86,36 @@ afterAll(async () => {
 });
 
 describe('Kafka over SASL_SSL (stack up --secure)', () => {
+  it('`stack up --secure` starts a broker with both listeners and writes the client settings; the stack folder stays secure', async () => {
+    const [kafkaPort, controllerPort, securePort] = [await freePort(), await freePort(), await freePort()];
+    const stackEnv = { AS_STACK_DIR: `.stack/secure-cli-${Date.now().toString(36)}`, AS_STACK_KAFKA_PORT: String(kafkaPort), AS_STACK_KAFKA_CONTROLLER_PORT: String(controllerPort), AS_STACK_KAFKA_SECURE_PORT: String(securePort) };
+    try {
+      const up = await cli(['stack', 'up', '--secure', 'kafka'], stackEnv, 120_000);
+      expect(up.code, up.stderr).toBe(0);
+      expect(up.stdout).toContain(`SASL_SSL on 127.0.0.1:${securePort}`);
+      const clientEnv = Object.fromEntries(
+        readFileSync(join(projectRoot, stackEnv.AS_STACK_DIR, 'kafka/security/client.env'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      );
+      expect(clientEnv).toMatchObject({ AS_KAFKA_BROKERS: `127.0.0.1:${securePort}`, AS_KAFKA_SSL: 'true', AS_KAFKA_SASL_MECHANISM: 'scram-sha-512', AS_KAFKA_SASL_USERNAME: 'agent-streams' });
+      const secure = { ...broker.config, kafka: { ...broker.config.kafka, ...secureSettings(clientEnv) } };
+      const admin = kafkaClient(secure, 'secure-test').admin();
+      await admin.connect();
+      await admin.disconnect();
+      // Without the flag, `up` and `status` keep the secure listener of a folder set up secure.
+      const status = await cli(['stack', 'status', 'kafka'], stackEnv);
+      expect(status.code, status.stdout + status.stderr).toBe(0);
+      const again = await cli(['stack', 'up', 'kafka'], stackEnv);
+      expect(again.stdout).toMatch(/kafka\s+already running/);
+      expect(again.stdout).toContain(`SASL_SSL on 127.0.0.1:${securePort}`);
+    } finally {
+      await cli(['stack', 'down', 'kafka'], stackEnv);
+      rmSync(join(projectRoot, stackEnv.AS_STACK_DIR), { recursive: true, force: true });
+    }
+  }, 180_000);
+
   it('PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 log in with the client certificate; the plaintext listener stays', async () => {
     for (const saslMechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as const) {
       const admin = kafkaClient({ ...broker.config, kafka: { ...broker.config.kafka, saslMechanism } }, 'secure-test').admin();
