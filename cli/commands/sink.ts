@@ -40,16 +40,19 @@ export const sinkCommand: Command = {
       log,
       instanceId,
     });
-    // Ready while it runs; live until a fatal ClickHouse error stopped it (the platform restarts it then).
-    const running = (): boolean => handle.state() === 'running';
-    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: name }, running() ? 1 : 0));
-    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: name }, running() ? 1 : 0));
+    // Live until a fatal ClickHouse error stopped it, its consumer crashed for good, or records wait and no batch
+    // completes (the platform restarts it then); ready while it runs joined and not rebalancing.
+    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: name }, handle.health().ready ? 1 : 0));
+    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: name }, handle.health().live ? 1 : 0));
     const server = await startObservabilityServer({
       port: config.metrics.port,
       host: config.metrics.host,
       metrics,
-      health: () => ({ healthy: running(), checks: { sink: { healthy: running(), detail: handle.error()?.message ?? handle.state() } } }),
-      ready: running,
+      health: () => {
+        const { live, problems } = handle.health();
+        return { healthy: live, checks: { sink: { healthy: live, detail: problems.join('; ') || 'ok' } } };
+      },
+      ready: () => handle.health().ready,
     });
     log('started', { topics: fleetSinkTopics(topology), metricsPort: server.port });
     await new Promise<void>((done) => {

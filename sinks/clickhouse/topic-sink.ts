@@ -85,6 +85,17 @@ export interface ClickHouseSinkOptions {
   log?: (event: string, fields?: Record<string, unknown>) => void;
   /** This member's id in logs (default: a random one); the process's logger carries the same. */
   instanceId?: string;
+  /** Liveness fails when no batch completed for this long while records wait (default `config.health.stallMs`). */
+  stallMs?: number;
+}
+
+/** What /healthz and /readyz report for a sink member (the same shape as a processor member's). */
+export interface SinkHealth {
+  /** False once the sink failed or its consumer crashed for good, or no batch completed for `stallMs` while records wait. */
+  live: boolean;
+  /** Live, joined, not rebalancing and running. */
+  ready: boolean;
+  problems: string[];
 }
 
 const sinkStates = ['running', 'stopping', 'stopped', 'failed'] as const;
@@ -117,6 +128,8 @@ export interface ClickHouseSinkHandle {
     readonly inserts: number;
   };
   state(): SinkState;
+  /** The member's health now (see SinkHealth). */
+  health(): SinkHealth;
   /** The fatal error that stopped the sink, if one did. */
   error(): AgentStreamsError | undefined;
   /** Runs a checkpoint now: flush, dead letters, commit. Resolves when it is done. */
@@ -158,6 +171,8 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   const shutdownSignal = new AbortController();
   let state: SinkState = 'running';
   let failure: AgentStreamsError | undefined;
+  const health = { joined: false, rebalancing: false, crashed: undefined as string | undefined, lastProgress: Date.now(), lag: 0 };
+  const stallMs = options.stallMs ?? config.health.stallMs;
   const transition = (to: SinkState): void => {
     if (!sinkTransitions[state].includes(to)) throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${state} to ${to}.`);
     state = to;
@@ -274,6 +289,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   async function handleBatch(payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, pause, isRunning, isStale } = payload;
     if (batch.messages.length === 0 || state !== 'running') return;
+    health.lag = Number(batch.offsetLag()) + batch.messages.length;
     const started = performance.now();
     await withRetry(() => serde.resolve(batch.messages.map((m) => m.value)), transient, {
       signal: shutdownSignal.signal,
@@ -318,6 +334,8 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     const count = batch.messages.findIndex((m) => m.offset === done) + 1;
     stats.batches += 1;
     stats.records += count;
+    health.lastProgress = Date.now();
+    health.lag = Number(batch.offsetLag()) + batch.messages.length - count;
     const labels = { processor: name, topic: batch.topic, partition: String(batch.partition) };
     options.metrics?.recordsConsumed.inc(labels, count);
     options.metrics?.batchDuration.observe({ processor: name }, (performance.now() - started) / 1000);
@@ -415,7 +433,21 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
 
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
+  consumer.on(consumer.events.REBALANCING, () => {
+    health.rebalancing = true;
+    log('group.rebalancing');
+  });
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    log('consumer.crash', { message: payload.error.message, restart: payload.restart });
+    if (!payload.restart) health.crashed = payload.error.message;
+  });
+  consumer.on(consumer.events.FETCH_START, () => {
+    // Nothing waits while fetches come back empty: an idle sink is not a stalled one.
+    if (health.lag === 0) health.lastProgress = Date.now();
+  });
   consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    health.joined = true;
+    health.rebalancing = false;
     const mine = new Set(topics.flatMap((topic) => (payload.memberAssignment[topic] ?? []).map((p) => `${topic}:${p}`)));
     options.metrics?.rebalances.inc({ processor: name });
     log('group.join', { partitions: [...mine].sort() });
@@ -502,6 +534,18 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     joined,
     stats,
     state: () => state,
+    health(): SinkHealth {
+      const problems: string[] = [];
+      if (state === 'failed' || (state !== 'running' && failure)) problems.push(`the sink failed: ${failure?.message ?? 'unknown error'}`);
+      if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
+      const idleMs = Date.now() - health.lastProgress;
+      if (state === 'running' && health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+      const live = problems.length === 0;
+      if (!health.joined) problems.push('not joined to the group yet');
+      if (health.rebalancing) problems.push('rebalancing');
+      if (state !== 'running' && !failure) problems.push(state);
+      return { live, ready: live && state === 'running' && health.joined && !health.rebalancing, problems };
+    },
     error: () => failure,
     checkpoint: () => {
       if (state !== 'running') return Promise.reject(new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouse sink "${name}" is ${state}.`));
