@@ -3,7 +3,8 @@
 -- passwords (from your secret store) in place of the placeholders; narrow HOST ANY to your pods' network. Migrations
 -- keep running as the administrator.
 -- The local stack's ClickHouse 18.16 has no SQL access control: infra/local/services/clickhouse-users.ts writes the
--- same users into users.d instead (sink: readonly=0, allow_ddl=0; reader: readonly=2; both limited to the database).
+-- same users into users.d instead (sink: readonly=0, allow_ddl=0; reader: readonly=1; both limited to the database).
+-- Here the grants do the restricting; the reader's readonly = 2 still lets the client send its output settings.
 
 -- The sink (`agent-streams sink`, and the members' LLM audit): AS_CLICKHOUSE_SINK_USER / AS_CLICKHOUSE_SINK_PASSWORD.
 CREATE USER IF NOT EXISTS agent_streams_sink IDENTIFIED WITH sha256_password BY 'replace-with-the-sink-password' HOST ANY;

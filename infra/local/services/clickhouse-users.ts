@@ -3,8 +3,9 @@
  * CREATE USER / GRANT; infra/clickhouse/users.sql is the equivalent for current ClickHouse). They live in
  * `etc/users.d/<name>.xml`, which the server reloads by itself within seconds, so a running server gets them too:
  * - the sink user: readonly=0 (INSERT) with allow_ddl=0 (no CREATE, ALTER, DROP, TRUNCATE), only the fleet's database;
- * - the reader user: readonly=2 (SELECT only; 2 rather than 1 because clients send settings such as
- *   wait_end_of_query with each query, which readonly=1 refuses), only the fleet's database.
+ * - the reader user: readonly=1 (SELECT only, and no setting may change), only the fleet's database. Its profile
+ *   holds the output setting our client sends with every query (output_format_json_quote_64bit_integers=0): under
+ *   readonly=1 a query may only restate a setting's value, never change it.
  * 18.16 cannot narrow the sink to INSERT on named tables: it may also SELECT and insert into any table of the database.
  */
 import { createHash } from 'node:crypto';
@@ -47,7 +48,8 @@ export function fleetUsersXml(users: FleetClickHouseUsers): string {
     '<yandex>',
     '  <profiles>',
     '    <agent_streams_sink><readonly>0</readonly><allow_ddl>0</allow_ddl></agent_streams_sink>',
-    '    <agent_streams_reader><readonly>2</readonly><allow_ddl>0</allow_ddl></agent_streams_reader>',
+    // Keep in step with the clickhouse_settings of sinks/clickhouse/client.ts (wait_end_of_query is an HTTP parameter, not a setting).
+    '    <agent_streams_reader><readonly>1</readonly><output_format_json_quote_64bit_integers>0</output_format_json_quote_64bit_integers></agent_streams_reader>',
     '  </profiles>',
     '  <users>',
     ...(users.sink ? [userXml(users.sink, 'agent_streams_sink', users.database)] : []),

@@ -80,6 +80,8 @@ describe('ClickHouse least-privilege users (18.16, users.d)', () => {
     expect(await as('reader', `INSERT INTO findings FORMAT JSONEachRow ${JSON.stringify({ ...finding, finding_id: 'f2' })}`)).toMatch(/readonly mode/);
     expect(await as('reader', 'ALTER TABLE findings ADD COLUMN x UInt8')).toMatch(/readonly mode/);
     expect(await as('reader', `SELECT * FROM ${other}.t`)).toMatch(/Access denied to database/);
+    // readonly=1: not even a setting may change (the client's own output setting is in the reader's profile).
+    expect(await as('reader', 'SELECT 1 SETTINGS max_threads = 3')).toMatch(/Code: 164.*readonly/);
 
     const shown = await cli(['findings', '--since', '36500d', '--format', 'json'], users.env);
     expect(shown.code, shown.stderr).toBe(0);
