@@ -86,6 +86,8 @@ export interface MarketProducer {
   send(messages: Message[]): Promise<void>;
   /** False while a transactional producer waits for the broker to come back (sends then fail at once). */
   readonly available: boolean;
+  /** How long the produce call in flight has been running (0 when none is): a broker that stopped answering shows here. */
+  readonly busyForMs: number;
   /** A hint for callers that answer "retry later" while `available` is false. */
   readonly retryAfterMs: number;
   /** Called once if an outage outlasts `kafka.outageToleranceMs` (transactional producers; others reject sends). */
@@ -195,7 +197,17 @@ export async function openMarketProducer(config: Config, options: MarketProducer
       ? error
       : new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `Producing ${records} records to ${topic} failed: ${(error as Error).message}.`, { cause: error, details: { topic, records } });
 
+  let producingSince: number | undefined;
   async function produce(messages: Message[]): Promise<void> {
+    producingSince = Date.now();
+    try {
+      await produceNow(messages);
+    } finally {
+      producingSince = undefined;
+    }
+  }
+
+  async function produceNow(messages: Message[]): Promise<void> {
     if (transactional) {
       const number = transactionNumber;
       transactionNumber += 1;
@@ -284,6 +296,9 @@ export async function openMarketProducer(config: Config, options: MarketProducer
     encodeValue,
     get available() {
       return transactional ? transactional.state === 'ready' : !idempotent!.clock.down;
+    },
+    get busyForMs() {
+      return producingSince === undefined ? 0 : Date.now() - producingSince;
     },
     retryAfterMs: transactional?.retryAfterMs ?? 2000,
     onFailed(listener) {

@@ -93,16 +93,31 @@ export const ingestCommand: Command = {
       await producer.close();
       throw error;
     }
-    // Ready and live while the producer reaches Kafka; it ends the process when Kafka stays away (below).
-    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: 'ingest' }, 1));
-    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: 'ingest' }, 1));
+    // Live while no produce call hangs past AS_LIVENESS_PRODUCER_STUCK_MS (a broker that stopped answering); ready
+    // while live, reaching Kafka (in an outage requests are answered 503 anyway) and not stopping. A Kafka outage
+    // longer than kafka.outageToleranceMs ends the process (below).
+    let stopping = false;
+    const health = (): { live: boolean; ready: boolean; problems: string[] } => {
+      const problems: string[] = [];
+      const busyMs = producer.busyForMs;
+      if (busyMs > config.health.producerStuckMs) problems.push(`a produce call has not returned for ${Math.round(busyMs / 1000)} s (bound ${config.health.producerStuckMs / 1000} s)`);
+      const live = problems.length === 0;
+      if (!producer.available) problems.push('Kafka is unavailable: requests are answered 503');
+      if (stopping) problems.push('stopping');
+      return { live, ready: live && producer.available && !stopping, problems };
+    };
+    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: 'ingest' }, health().ready ? 1 : 0));
+    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: 'ingest' }, health().live ? 1 : 0));
     try {
       server = await startObservabilityServer({
         port: config.metrics.port,
         host: config.metrics.host,
         metrics,
-        health: () => ({ healthy: true, checks: { gateway: { healthy: true, detail: gateway.url } } }),
-        ready: () => true,
+        health: () => {
+          const { live, problems } = health();
+          return { healthy: live, checks: { gateway: { healthy: live, detail: problems.join('; ') || gateway.url } } };
+        },
+        ready: () => health().ready,
       });
     } catch (error) {
       await gateway.close();
@@ -116,6 +131,7 @@ export const ingestCommand: Command = {
       process.once('SIGTERM', () => done(undefined));
       producer.onFailed((error) => done(error));
     });
+    stopping = true;
     log(failure ? 'failing' : 'stopping', failure ? { error: failure.message } : {});
     await gateway.close();
     await producer.close().catch(() => undefined);
