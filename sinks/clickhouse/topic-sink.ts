@@ -501,7 +501,13 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
       if (mode === 'graceful' && !wasFailed) {
         // No new batches; the ones in hand finish writing, then one last checkpoint commits them.
         consumer.pause(topics.map((topic) => ({ topic })));
-        await Promise.allSettled([...inflight]);
+        // A batch stuck on a dependency (a registry that does not answer is retried without end) must not hold the
+        // shutdown past its deadline: its retries are stopped, and what it did not write is read again by the next owner.
+        const settled = await Promise.race([Promise.allSettled([...inflight]).then(() => true), sleep(stopTimeoutMs, false, { ref: false })]);
+        if (!settled) {
+          log('sink.stop-batch-timeout', { stopTimeoutMs, batches: inflight.size });
+          shutdownSignal.abort();
+        }
         const committedInTime = await Promise.race([
           (async () => {
             await running?.catch(() => undefined);

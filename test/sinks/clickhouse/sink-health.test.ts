@@ -1,7 +1,7 @@
 /**
  * The sink's health tells the truth, as a processor member's does: not ready while its group rebalances, and not
  * live while records wait and no batch completes (here the schema registry cannot be reached, so no record can be
- * decoded); an idle sink is live.
+ * decoded); an idle sink is live, and a stop ends within its deadline even then.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,6 +101,7 @@ describe('ClickHouse sink health on the real stack', () => {
       deadLetterTopic: `${app}.stalled-dead-letters`,
       mappings,
       stallMs: 2_000,
+      stopTimeoutMs: 1_000,
     });
     try {
       await sink.joined;
@@ -122,8 +123,11 @@ describe('ClickHouse sink health on the real stack', () => {
       expect(sink.health().problems.join()).toMatch(/no batch completed for \d+ s while \d+ records wait/);
       expect(sink.health().ready).toBe(false);
       expect(sink.stats.batches).toBe(0);
+      // SIGTERM's stop ends although the batch still waits on the registry: nothing of it was written or committed.
+      await sink.stop();
+      expect(sink.state()).toBe('stopped');
+      expect(sink.stats.commits).toBe(0);
     } finally {
-      // Its batch waits on the registry: leave as a crash would (nothing was written or committed).
       await sink.abort();
     }
   }, 90_000);
