@@ -6,7 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
-import { runClickHouseSink } from '../../sinks/clickhouse/topic-sink.ts';
+import { runClickHouseSink, type RecordMapping } from '../../sinks/clickhouse/topic-sink.ts';
+import type { EventLog } from '../../runtime/observability/log.ts';
+import { AlertType, type Alert } from '../../schemas/generated/types.ts';
 import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { startObservabilityServer } from '../../runtime/observability/server.ts';
@@ -14,6 +16,27 @@ import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError, type Command } from '../main.ts';
+
+/**
+ * One `alert.sunk` line per alert the sink writes (alerts are few: each costs an LLM call), with its id, findings
+ * and source offset, so an alert in ClickHouse can be found in the logs and, through its trace, back to its input.
+ */
+function loggedAlerts(mappings: Record<string, RecordMapping>, log: EventLog): Record<string, RecordMapping> {
+  const alerts = mappings[AlertType];
+  if (!alerts) return mappings;
+  return {
+    ...mappings,
+    [AlertType]: {
+      table: alerts.table,
+      toRows(value, meta) {
+        const rows = alerts.toRows(value, meta);
+        const alert = value as Alert;
+        log('alert.sunk', { alertId: alert.alertId, findingIds: alert.findingIds, severity: alert.severity, table: alerts.table, topic: meta.topic, partition: meta.partition, offset: meta.offset });
+        return rows;
+      },
+    } satisfies RecordMapping,
+  };
+}
 
 export const sinkCommand: Command = {
   summary: "Sink a fleet's findings, alerts and digests from Kafka into ClickHouse (batched, idempotent)",
@@ -35,7 +58,7 @@ export const sinkCommand: Command = {
       name,
       topics: fleetSinkTopics(topology),
       deadLetterTopic: topology.deadLetterTopic,
-      mappings: observedFleetMappings(metrics),
+      mappings: loggedAlerts(observedFleetMappings(metrics), log),
       metrics,
       log,
       instanceId,

@@ -16,6 +16,7 @@ import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
 import { ensureTopics } from '../../runtime/engine/topics.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
+import { AlertType, type Alert } from '../../schemas/generated/types.ts';
 import { config, kafkaClient, redisUserUrl, uniqueName } from '../support/stack.ts';
 import { freePort } from '../support/private-broker.ts';
 
@@ -107,7 +108,8 @@ describe('secrets in the logs of real processes', () => {
     const started: Started[] = [];
     try {
       const member = start(['run', 'test/fixtures/topologies/window-count.ts', '--processor', 'counter'], { ...secretEnv, AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input });
-      const sink = start(['sink', 'topologies/market-signals.ts'], { ...secretEnv, AS_FLEET_APP: application });
+      // Its own database: the test's alert row stays out of the shared one.
+      const sink = start(['sink', 'topologies/market-signals.ts'], { ...secretEnv, AS_FLEET_APP: application, AS_CLICKHOUSE_DATABASE: application.replaceAll('-', '_') });
       const ingest = start(['ingest', '--port', String(ingestPort), '--topic', `${application}.events`, '--partitions', '2'], { ...secretEnv, AS_INGEST_API_KEYS: `${secret.ingestA},${secret.ingestB}` });
       // The ClickHouse password is wrong for the local ClickHouse: this sink fails at start, and says why.
       const failing = start(['sink', 'topologies/market-signals.ts'], { ...secretEnv, AS_FLEET_APP: application, AS_CLICKHOUSE_PASSWORD: secret.clickhouse });
@@ -123,6 +125,31 @@ describe('secrets in the logs of real processes', () => {
       await producer.disconnect();
 
       await until('the sink to start', () => sink.events().some((e) => e.event === 'started'), sink);
+      // An alert reaches the sink: its line names the alert, its findings and where it was read.
+      const fleetSerde = new AvroSerde(registry);
+      await registerSchemas(config, registry, loadSchemas(join(root, 'schemas')));
+      await fleetSerde.writerFor(AlertType);
+      const alert: Alert = {
+        alertId: 'a'.repeat(64),
+        findingIds: ['finding-logsecrets-1'],
+        portfolioId: 'p1',
+        symbol: 'ACME',
+        severity: 'high',
+        windowStart: 1_767_225_600_000,
+        eventTime: 1_767_225_659_000,
+        analysis: 'rules-only',
+        recommendedAction: 'review',
+        model: 'rules-only',
+        reason: 'no API key',
+        modelDisagreed: false,
+        rulesAnalysis: 'rules-only',
+      };
+      const alertProducer = kafkaClient().producer();
+      await alertProducer.connect();
+      await alertProducer.send({ topic: `${application}.alerts`, messages: [{ key: 'ACME', value: fleetSerde.encode(AlertType, alert) }] });
+      await alertProducer.disconnect();
+      await until('the sink to log the alert', () => sink.events().some((e) => e.event === 'alert.sunk'), sink);
+      expect(sink.events().find((e) => e.event === 'alert.sunk')).toMatchObject({ level: 'info', alertId: alert.alertId, findingIds: alert.findingIds, topic: `${application}.alerts`, partition: expect.any(Number), offset: '0' });
       await until('the gateway to listen', () => ingest.events().some((e) => e.event === 'listening'), ingest);
       const post = (key: string): Promise<Response> =>
         fetch(`http://127.0.0.1:${ingestPort}/v1/events/Trade`, {
