@@ -133,6 +133,9 @@ export function kafkaLogCreator(logger: () => Logger = processLogger): logCreato
   return () =>
     ({ namespace, level, log }) => {
       const { message, timestamp: _timestamp, logger: _logger, stack: _stack, ...extra } = log as { message: string; timestamp?: string; logger?: string; stack?: string } & LogFields;
+      // Every producer here uses kafkajs' default (Java-compatible murmur2) partitioner on purpose: its once-per-process
+      // migration notice says nothing an operator can act on.
+      if (message.startsWith('KafkaJS v2.0.0 switched default partitioner')) return;
       logger()[KAFKA_LEVELS[level] ?? 'error']({ event: 'kafka.log', kafka: { namespace, ...extra } }, message);
     };
 }
