@@ -125,8 +125,9 @@ function removeRootfs(rootfs: string): void {
 }
 
 export function baseImageKey(source: DebianSource): string {
-  // The recipe is the build function itself: a change in how the root filesystem is made makes a new base.
-  const inputs = { source, packages: BASE_PACKAGES, node: NODE_VERSION, npm: NPM_VERSION, recipe: buildBaseImage.toString() };
+  // The recipe is this file as written (not a function's text: the CLI's and the test runner's transpilers print
+  // it differently, and each would rebuild the other's base): any change to it makes a new base.
+  const inputs = { source, packages: BASE_PACKAGES, node: NODE_VERSION, npm: NPM_VERSION, recipe: readFileSync(join(projectRoot, 'infra', 'image', 'base.ts'), 'utf8') };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
 

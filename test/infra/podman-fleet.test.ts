@@ -193,6 +193,8 @@ class PodmanLauncher implements FleetLauncher {
 
 describe('the fleet deployed from its Kubernetes manifests with podman kube play', () => {
   let fake: AnthropicFake;
+  /** Closed after the test too: a test that timed out never reaches its own finally. */
+  let launcher: PodmanLauncher | undefined;
 
   beforeAll(async () => {
     fake = await startAnthropicFake({ batchPollsToComplete: 1, responder: fleetResponder });
@@ -203,17 +205,18 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
   }, 900_000);
 
   afterAll(async () => {
+    launcher?.close();
     await fake?.close();
   });
 
   it('runs the golden scenario while the router scales 1 → 3 → 1 and a canary of a new image tag joins its group; results are the reference, every member drains', async () => {
-    const launcher = new PodmanLauncher();
+    launcher = new PodmanLauncher();
     const started = Date.now();
     try {
       const run = await runFleet({
         label: 'podman',
         hour,
-        launcher,
+        launcher: launcher,
         // The feed gets about three minutes: room for the scaling and the canary while it runs.
         startLeadMs: 4 * 60_000,
         anthropic: { baseUrl: fake.url },
