@@ -20,6 +20,8 @@ export interface ImageBuildOptions {
   baseImage?: string;
   /** `--no-cache`: every step runs again (a cold build of the app layers). */
   noCache?: boolean;
+  /** The image's version label; package.json's version by default. */
+  version?: string;
   log?: (line: string) => void;
 }
 
@@ -61,7 +63,13 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Image
     baseSeconds = base.seconds;
     log(base.built ? `base image ${base.image} built in ${base.seconds.toFixed(1)} s` : `base image ${base.image} is up to date (inputs ${base.key})`);
   }
-  const version = (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  const version = options.version ?? (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  const labels = {
+    VERSION: version,
+    REVISION: git(['rev-parse', 'HEAD']) ?? 'unknown',
+    // The commit's time, not the build's: the same commit gives the same labels.
+    CREATED: git(['log', '-1', '--format=%cI']) ?? 'unknown',
+  };
   const ca = hostCaBundle();
   const args = [
     'build',
@@ -70,10 +78,10 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Image
     '--layers',
     ...(options.noCache ? ['--no-cache'] : []),
     '--build-arg', `BASE_IMAGE=${baseImage}`,
-    '--build-arg', `VERSION=${version}`,
-    '--build-arg', `REVISION=${git(['rev-parse', 'HEAD']) ?? 'unknown'}`,
-    // The commit's time, not the build's: the same commit gives the same labels.
-    '--build-arg', `CREATED=${git(['log', '-1', '--format=%cI']) ?? 'unknown'}`,
+    // The Containerfile's labels come from build args, but podman 4.3 (buildah 1.28) reuses a cached LABEL step
+    // whatever the args' values: the labels that vary are given again with --label, which is always applied.
+    ...Object.entries(labels).flatMap(([name, value]) => ['--build-arg', `${name}=${value}`, '--label', `org.opencontainers.image.${name.toLowerCase()}=${value}`]),
+    '--label', `org.opencontainers.image.base.name=${baseImage}`,
     ...(ca ? ['--secret', `id=ca-certificates,src=${ca}`] : []),
     '--file', join(projectRoot, 'Containerfile'),
     '--tag', tag,

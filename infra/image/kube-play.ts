@@ -11,6 +11,8 @@
  *   (its pods are members of the same consumer group, from the same template); scaling down is stopping those pods
  *   with SIGTERM and the Deployment's grace, then `podman kube down`;
  * - `terminationGracePeriodSeconds` is not applied (podman stops with 10 s): stops here pass it as `--time`;
+ * - an emptyDir becomes a named volume shared by every pod naming it (`tmp` for all twelve Deployments): each
+ *   played Deployment gets its own (its replicas still share it);
  * - Services, PodDisruptionBudgets, KEDA objects and ServiceMonitors have no podman equivalent and are not played.
  * Names get the run's id, so that two runs on one machine never share a pod or a secret.
  */
@@ -30,9 +32,17 @@ export const PODMAN_OVERLAY = join(k8sDir, 'overlays', 'podman');
 export const CANARY_DEPLOYMENT_FILE = join(k8sDir, 'overlays', 'canary', 'router-canary.yaml');
 
 export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [key: string]: unknown };
-type Container = { name: string; image: string; envFrom?: Array<{ configMapRef?: { name: string }; secretRef?: { name: string } }> };
+type Container = {
+  name: string;
+  image: string;
+  envFrom?: Array<{ configMapRef?: { name: string }; secretRef?: { name: string } }>;
+  volumeMounts?: Array<{ name: string; mountPath: string }>;
+};
 export type DeploymentManifest = Manifest & {
-  spec: { replicas?: number; template: { metadata: { labels: Record<string, string> }; spec: { terminationGracePeriodSeconds?: number; containers: Container[] } } };
+  spec: {
+    replicas?: number;
+    template: { metadata: { labels: Record<string, string> }; spec: { terminationGracePeriodSeconds?: number; containers: Container[]; volumes?: Array<{ name: string }> } };
+  };
 };
 
 export interface RenderOptions {
@@ -150,8 +160,12 @@ export class PodmanFleet {
     const playedName = options.as ?? `${name}-${this.runId}`;
     deployment.metadata.name = playedName;
     deployment.spec.replicas = options.replicas ?? deployment.spec.replicas ?? 1;
-    for (const container of deployment.spec.template.spec.containers) {
+    // podman makes an emptyDir a named volume, shared by every pod that names it: one per played Deployment.
+    const pod = deployment.spec.template.spec;
+    for (const volume of pod.volumes ?? []) volume.name = `${volume.name}-${playedName}`;
+    for (const container of pod.containers) {
       for (const from of container.envFrom ?? []) if (from.secretRef) from.secretRef.name = this.secretName;
+      for (const mount of container.volumeMounts ?? []) mount.name = `${mount.name}-${playedName}`;
     }
     const file = join(this.dir, `${playedName}.yaml`);
     writeFileSync(file, [this.configMap, deployment].map((m) => stringify(m)).join('---\n'));

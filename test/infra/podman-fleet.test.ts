@@ -60,6 +60,14 @@ class PodmanLauncher implements FleetLauncher {
   readonly deployments = new Map<string, PlayedDeployment>();
   readonly stopped: Array<StoppedMember & { deployment: string }> = [];
   readonly timeline: string[] = [];
+  /**
+   * Router members that joined mid-stream (scaled out, canary) and were assigned a partition carrying records:
+   * each must have routed records. (The feed's 12 symbols hash to 4 of the 6 partitions, so a member of three may
+   * hold only empty ones.)
+   */
+  readonly mustRoute = new Set<string>();
+  /** Container → the port its /metrics, /healthz and /readyz listen on (AS_METRICS_PORT=0: logged at start). */
+  private readonly ports = new Map<string, number>();
   private application = '';
   private eventsTopic = '';
   private feedStarted = false;
@@ -110,18 +118,41 @@ class PodmanLauncher implements FleetLauncher {
       const members = async (): Promise<number> => (await admin.describeGroups([groupId])).groups[0]!.members.length;
       const committed = async (): Promise<number> =>
         (await admin.fetchOffsets({ groupId, topics: [this.eventsTopic] })).flatMap((t) => t.partitions).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
-      /** The group has `n` members and has committed `records` more since then (or the feed is over). */
-      const serve = async (n: number, records: number, what: string): Promise<void> => {
+      /** Partitions of the input that have records (some get none: see mustRoute). */
+      const withData = async (): Promise<Set<number>> =>
+        new Set((await admin.fetchTopicOffsets(this.eventsTopic)).filter((p) => Number(p.high) > 0).map((p) => p.partition));
+      /**
+       * The group has `n` members and has committed `records` more since then, and each of `joined` holds partitions
+       * and has consumed records itself (its own /metrics) when one of them carries data; or the feed is over (the
+       * checks after the run then say what was missed).
+       */
+      const serve = async (n: number, records: number, what: string, joined: PlayedDeployment[] = []): Promise<void> => {
         await until(`${what}: ${n} members in ${groupId}`, 180_000, async () => ((await members()) === n ? true : undefined));
         const from = await committed();
-        await until(`${what}: ${records} more records routed`, 180_000, async () => (this.feedEnded || (await committed()) - from >= records ? true : undefined));
-        this.mark(`${what}: ${n} members routed ${(await committed()) - from} records`);
+        const containers = joined.flatMap((d) => d.containers);
+        await until(`${what}: ${records} more records routed`, 180_000, async () => {
+          if (this.feedEnded) return true;
+          if ((await committed()) - from < records) return undefined;
+          const data = await withData();
+          for (const container of containers) {
+            const joins = this.fleet!.events(container).filter((e) => e.event === 'group.join');
+            const partitions = (joins.at(-1)?.partitions ?? []) as number[];
+            if (partitions.length === 0) return undefined;
+            if (partitions.some((p) => data.has(p))) {
+              this.mustRoute.add(container);
+              if ((await this.consumed(container)) === 0) return undefined;
+            }
+          }
+          return true;
+        });
+        const own = await Promise.all(containers.map(async (c) => `${c.replace(/-agent-streams$/, '')} ${await this.consumed(c)}`));
+        this.mark(`${what}: ${n} members routed ${(await committed()) - from} records${own.length > 0 ? ` (consumed by the new ones: ${own.join(', ')})` : ''}`);
       };
 
       // 1 → 3: the router's Deployment spec played again with 2 replicas.
       const scaleOut = fleet.play('market-router', { as: `market-router-scale-${this.runId}`, replicas: 2 });
       await this.started(scaleOut);
-      await serve(3, 500, 'router at 3');
+      await serve(3, 500, 'router at 3', [scaleOut]);
       // 3 → 1: the two extra members get SIGTERM and leave.
       for (const member of fleet.stop(scaleOut)) this.stopped.push({ ...member, deployment: scaleOut.name });
       await serve(1, 300, 'router back at 1');
@@ -130,7 +161,7 @@ class PodmanLauncher implements FleetLauncher {
       const canary = fleet.play('market-router-canary', { as: `market-router-canary-${this.runId}` });
       this.deployments.set('router-canary', canary);
       await this.started(canary);
-      await serve(2, 500, 'router with the canary');
+      await serve(2, 500, 'router with the canary', [canary]);
     } finally {
       await admin.disconnect();
     }
@@ -167,6 +198,16 @@ class PodmanLauncher implements FleetLauncher {
     this.fleet?.close();
   }
 
+  /** Records the member has consumed, from its own /metrics (0 when it cannot be read). */
+  private async consumed(container: string): Promise<number> {
+    const response = await fetch(`http://127.0.0.1:${this.ports.get(container)}/metrics`).catch(() => undefined);
+    if (response?.status !== 200) return 0;
+    return (await response.text())
+      .split('\n')
+      .filter((line) => line.startsWith('agent_streams_records_consumed_total'))
+      .reduce((n, line) => n + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  }
+
   private mark(what: string): void {
     const line = `${what}${this.feedStarted && !this.feedEnded ? ' (feed still running)' : ''}`;
     this.timeline.push(line);
@@ -183,6 +224,7 @@ class PodmanLauncher implements FleetLauncher {
         const started = fleet.events(container).find((e) => e.event === 'started');
         return started ? Number(started.metricsPort) : undefined;
       });
+      this.ports.set(container, port);
       await until(`${container} ready on port ${port}`, 120_000, async () => {
         const response = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
         return response?.status === 200 ? true : undefined;
@@ -198,10 +240,10 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
 
   beforeAll(async () => {
     fake = await startAnthropicFake({ batchPollsToComplete: 1, responder: fleetResponder });
-    // CI has built the image already (.ci/run): this finds every layer cached but the sources'. The canary is a new
-    // tag of it (the test is about a second Deployment of another tag in the same group, not about a code change).
+    // CI has built the image already (.ci/run): this finds every layer cached but the sources'. The canary is another
+    // build of the same sources under a new tag and version label: a different image (its own id) in the same group.
     await buildImage({ log });
-    podman(['tag', APP_IMAGE, CANARY_IMAGE]);
+    await buildImage({ tag: CANARY_IMAGE, version: '0.0.0-canary', log });
   }, 900_000);
 
   afterAll(async () => {
@@ -241,10 +283,23 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
       }
       const routerMembers = launcher.stopped.filter((m) => /market-router/.test(m.deployment));
       expect(routerMembers.map((m) => m.deployment.replace(/-[a-z0-9]{6}$/, '')).sort()).toEqual(['market-router', 'market-router-canary', 'market-router-scale', 'market-router-scale']);
-      // The scaled-out members and the canary took partitions and routed records of this stream.
-      for (const member of routerMembers) expect(stats(member)?.records, member.container).toBeGreaterThan(0);
-      // The canary ran the new tag, the others the stable one.
+      // The scaled-out members and the canary took partitions and routed records of this stream (each one that was
+      // given a partition carrying records; the stable member always is).
+      for (const member of routerMembers) {
+        const joins = member.events.filter((e) => e.event === 'group.join');
+        expect(joins.length, member.container).toBeGreaterThan(0);
+        expect(joins.some((e) => (e.partitions as number[]).length > 0), member.container).toBe(true);
+        if (launcher.mustRoute.has(member.container) || /^market-router-[a-z0-9]{6}$/.test(member.deployment)) {
+          expect(stats(member)?.records, member.container).toBeGreaterThan(0);
+        }
+      }
+      log(`router members that had to route records: ${[...launcher.mustRoute].join(', ')}`);
+      expect(launcher.mustRoute.size).toBeGreaterThanOrEqual(2); // the canary (3 of 6 partitions) and one scaled-out member at least
+      // The canary ran the new image, the others the stable one.
       for (const member of routerMembers) expect(member.image, member.container).toBe(member.deployment.startsWith('market-router-canary') ? CANARY_IMAGE : APP_IMAGE);
+      const imageId = (ref: string): string => podman(['image', 'inspect', '--format', '{{.Id}}', ref]).trim();
+      expect(imageId(CANARY_IMAGE)).not.toBe(imageId(APP_IMAGE));
+      expect(podman(['image', 'inspect', '--format', '{{index .Config.Labels "org.opencontainers.image.version"}}', CANARY_IMAGE]).trim()).toBe('0.0.0-canary');
     } finally {
       launcher.close();
       log(`pods left by this run: ${podman(['pod', 'ps', '--filter', `name=${launcher.runId}`, '--format', '{{.Name}}']).trim() || 'none'}`);
