@@ -3,6 +3,7 @@
  * one consumer-group member (start it N times for N members). SIGTERM flushes, commits and leaves.
  */
 import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
@@ -13,14 +14,17 @@ import { startObservabilityServer } from '../../runtime/observability/server.ts'
 import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { expectPositionals } from '../args.ts';
+import type { Command } from '../main.ts';
 
 export const sinkCommand: Command = {
   summary: "Sink a fleet's findings, alerts and digests from Kafka into ClickHouse (batched, idempotent)",
   usage: 'sink <topology-file>',
+  options: {},
+  files: true,
   async run(args) {
-    const [file] = args;
-    if (!file) throw usageError('sink needs a topology file');
+    const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+    const [file] = expectPositionals('sink', positionals, ['topology-file']) as [string];
     const config = loadConfig();
     const topology = await loadTopology(file);
     const instanceId = randomUUID().slice(0, 8);
