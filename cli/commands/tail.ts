@@ -42,7 +42,7 @@ const json = (value: unknown): string => JSON.stringify(value, (_k, v: unknown) 
 
 function tableLine(r: TailRecord): string {
   const value = r.error !== undefined ? `<undecodable: ${r.error}>` : json(r.value);
-  return [String(r.partition).padStart(3), r.offset.padStart(8), r.timestamp.padEnd(24), truncate(r.key ?? '', 16).padEnd(16), truncate(r.type ?? '-', 20).padEnd(20), truncate(value, 100)].join('  ');
+  return [String(r.partition).padStart(3), r.offset.padStart(8), r.timestamp.padEnd(24), truncate(r.key ?? '', 16).padEnd(16), truncate(r.type ? r.type.slice(r.type.lastIndexOf('.') + 1) : '-', 20).padEnd(20), truncate(value, 100)].join('  ');
 }
 
 const TABLE_HEADER = ['  p', '  offset', 'timestamp'.padEnd(24), 'key'.padEnd(16), 'type'.padEnd(20), 'value'].join('  ');
