@@ -153,6 +153,11 @@ export function describeFailure(error: unknown, command: string | undefined, fla
     const help = /--help|usage:/i.test(error.message) ? '' : `; see 'agent-streams${command ? ` ${command}` : ''} --help'`;
     return { exitCode: EXIT_USAGE, line: `${prefix}${oneLine(error.message).replace(/\.$/, '')}${help}` };
   }
+  // Our own errors already say what failed and what to do (a TLS or SASL failure names its setting); only an
+  // outage, or a client library's raw error, is explained here.
+  if (error instanceof AgentStreamsError && error.code !== ErrorCode.BROKER_UNAVAILABLE && error.code !== ErrorCode.REGISTRY_UNAVAILABLE && !error.retriable) {
+    return { exitCode: EXIT_RUNTIME, line: `${prefix}${error.code}: ${oneLine(error.message)}` };
+  }
   const down = unreachable(error);
   if (down) {
     const { endpoint, reason } = down;
