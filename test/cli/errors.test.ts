@@ -2,9 +2,12 @@
  * The CLI's one error path, driven as a user meets it: every failure is one line on stderr with its cause and a fix,
  * no stack trace, exit 2 for a wrong command line and 1 for a runtime failure (a service down, a topic missing).
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { closedPort, lines, runCli, type CliResult } from '../support/cli.ts';
 import { config, uniqueName } from '../support/stack.ts';
+
+// Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
+vi.setConfig({ testTimeout: 240_000 });
 
 const STACK_HINT = 'is the stack up? `cli/agent-streams stack status`';
 
@@ -27,6 +30,12 @@ describe('usage errors exit 2 with one line', () => {
     expectOneLine(await runCli(['findings', '--limit']), 2, /--limit/, /--help/);
     expectOneLine(await runCli(['findngs']), 2, 'unknown command "findngs" (did you mean "findings"?)');
     expectOneLine(await runCli(['findings', '--format', 'yaml']), 2, '--format takes table, json, markdown, got "yaml"');
+  });
+
+  it('commands that parse many flags (feed, replay, ingest) go through the same path', async () => {
+    expectOneLine(await runCli(['feed', '--rat', '5', '--dry-run']), 2, 'agent-streams feed: unknown option --rat (did you mean --rate?)');
+    expectOneLine(await runCli(['replay', 'a.jsonl', 'b.jsonl']), 2, 'replay needs exactly one file');
+    expectOneLine(await runCli(['ingest', '--prot', '1']), 2, 'unknown option --prot (did you mean --port?)');
   });
 
   it('a topology file that does not exist', async () => {

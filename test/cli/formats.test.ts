@@ -6,11 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { MAX_CELL, truncate } from '../../cli/format.ts';
 import { lines, root, runCli } from '../support/cli.ts';
 import { config, uniqueName } from '../support/stack.ts';
+
+// Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
+vi.setConfig({ testTimeout: 240_000 });
 
 const OLD = 1_000_000_000; // 2001-09-09: far outside any default --since
 const SINCE = ['--since', '9500d'];

@@ -1,7 +1,10 @@
 /** `agent-streams lag`: committed, end and lag per partition, for one group or every group of an application. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { lines, runCli } from '../support/cli.ts';
 import { kafkaClient, uniqueName } from '../support/stack.ts';
+
+// Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
+vi.setConfig({ testTimeout: 240_000 });
 
 const kafka = kafkaClient();
 

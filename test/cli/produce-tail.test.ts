@@ -6,11 +6,14 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { registryClient } from '../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
 import { lines, root, runCli } from '../support/cli.ts';
 import { config, kafkaClient, uniqueName } from '../support/stack.ts';
+
+// Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
+vi.setConfig({ testTimeout: 240_000 });
 
 const kafka = kafkaClient();
 
@@ -150,7 +153,7 @@ describe('agent-streams tail', () => {
     try {
       // Until its throw-away group has joined, records produced may predate its start; produce until it has 4.
       let sent = 0;
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + 150_000;
       while (lines(stdout).length < 4 && Date.now() < deadline && child.exitCode === null) {
         expect((await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`new${sent}`, 100 + sent)}\n` })).code).toBe(0);
         sent += 1;
@@ -164,5 +167,28 @@ describe('agent-streams tail', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-  }, 90_000);
+  });
+
+  it('--follow without --max runs until SIGINT, then exits 0', async () => {
+    const topic = await createTopic(1);
+    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'tail', topic, '--follow', '--format', 'json'], { cwd: root, env: process.env });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      const deadline = Date.now() + 150_000;
+      let sent = 0;
+      while (lines(stdout).length === 0 && Date.now() < deadline && child.exitCode === null) {
+        expect((await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`f${sent}`, sent)}\n` })).code).toBe(0);
+        sent += 1;
+        await sleep(500);
+      }
+      expect(lines(stdout).length).toBeGreaterThan(0);
+      expect(child.exitCode).toBeNull();
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
 });

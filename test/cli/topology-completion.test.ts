@@ -3,9 +3,12 @@
  * generated from the command table. Neither needs a service.
  */
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { commands } from '../../cli/command-table.ts';
 import { lines, runCli } from '../support/cli.ts';
+
+// Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
+vi.setConfig({ testTimeout: 240_000 });
 
 const fixture = ['topology', 'describe', 'test/fixtures/topologies/window-count.ts'];
 const env = { AS_FIXTURE_APP: 'describe-app', AS_FIXTURE_INPUT: 'describe-app.input' };
