@@ -82,6 +82,25 @@ describe('runtime errors exit 1 with one line', () => {
     expectOneLine(await runCli(['migrate'], { env }), 1, `ClickHouse at ${env.AS_CLICKHOUSE_URL} is unreachable`);
   });
 
+  it('members too: run with Kafka down (past its outage tolerance), sink with ClickHouse down', async () => {
+    // A member logs JSON to stdout (its log); the failure is still one line on stderr.
+    const member = (result: CliResult, ...parts: string[]): void => {
+      expect(result.code, result.stderr).toBe(1);
+      expect(lines(result.stderr)).toHaveLength(1);
+      for (const part of parts) expect(result.stderr).toContain(part);
+    };
+    const kafka = `127.0.0.1:${await closedPort()}`;
+    member(
+      await runCli(['run', 'test/fixtures/topologies/window-count.ts', '--processor', 'counter'], {
+        env: { AS_KAFKA_BROKERS: kafka, AS_KAFKA_OUTAGE_TOLERANCE_MS: '1000', AS_METRICS_PORT: '0', AS_FIXTURE_APP: 'down-app', AS_FIXTURE_INPUT: 'down-app.input' },
+      }),
+      `agent-streams run: Kafka at ${kafka} is unreachable`,
+      STACK_HINT,
+    );
+    const clickhouse = `http://127.0.0.1:${await closedPort()}`;
+    member(await runCli(['sink', 'topologies/market-signals.ts'], { env: { AS_CLICKHOUSE_URL: clickhouse, AS_METRICS_PORT: '0' } }), `agent-streams sink: ClickHouse at ${clickhouse} is unreachable`, STACK_HINT);
+  });
+
   it('dead-letters list of an application whose dead-letter topic does not exist', async () => {
     const application = uniqueName('nodlq').replaceAll('_', '-');
     const result = await runCli(['dead-letters', 'list', 'test/fixtures/topologies/window-count.ts'], { env: { AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: `${application}.input` } });
