@@ -23,14 +23,16 @@ export const MAX_CELL = 100;
 
 /**
  * One line of at most `max` characters: whitespace runs become one space; a longer text is cut at the last word
- * boundary in its last fifth (else mid-word) and ends with "…", so that a reader sees something is missing.
+ * boundary (a space, or after a comma) in its last fifth, else mid-word, and ends with "…", so that a reader sees
+ * something is missing.
  */
 export function truncate(text: string, max = MAX_CELL): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   if (flat.length <= max) return flat;
   const room = flat.slice(0, max - 1);
-  const space = room.lastIndexOf(' ');
-  const cut = space >= Math.floor((max - 1) * 0.8) ? room.slice(0, space) : room;
+  // A boundary is a space, or a comma (JSON values have no spaces: cut between fields, not inside one).
+  const boundary = Math.max(room.lastIndexOf(' '), flat[max - 1] === ',' || flat[max - 1] === ' ' ? max - 1 : -1, room.lastIndexOf(',') + 1);
+  const cut = boundary >= Math.floor((max - 1) * 0.8) ? room.slice(0, boundary) : room;
   return `${cut.replace(/[\s,;:.]+$/, '')}…`;
 }
 

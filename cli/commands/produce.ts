@@ -98,7 +98,7 @@ export const produceCommand: Command = {
       if (values.key !== undefined) {
         const field = (value as Record<string, unknown>)[values.key];
         if (field === undefined || field === null || typeof field === 'object') {
-          bad.push({ line, problem: `--key ${values.key}: the value has no such scalar field` });
+          bad.push({ line, problem: `--key ${values.key}: the value has no scalar field "${values.key}" (its fields: ${Object.keys(value as object).join(', ')})` });
           return;
         }
         key = String(field);
