@@ -131,7 +131,8 @@ function parseArgsFailure(error: Error & { code: string }, command: string | und
   switch (error.code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
       const flag = quoted.replace(/=.*$/, '');
-      const guess = flag.startsWith('--') ? closest(flag.slice(2), flags) : undefined;
+      // `--json` was dead-letters' flag before every data command took `--format json`.
+      const guess = flag === '--json' && flags.includes('format') ? 'format json' : flag.startsWith('--') ? closest(flag.slice(2), flags) : undefined;
       return `unknown option ${flag}${guess ? ` (did you mean --${guess}?)` : ''}; ${help}`;
     }
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':

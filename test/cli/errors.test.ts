@@ -30,6 +30,7 @@ describe('usage errors exit 2 with one line', () => {
     expectOneLine(await runCli(['findings', '--limit']), 2, /--limit/, /--help/);
     expectOneLine(await runCli(['findngs']), 2, 'unknown command "findngs" (did you mean "findings"?)');
     expectOneLine(await runCli(['findings', '--format', 'yaml']), 2, '--format takes table, json, markdown, got "yaml"');
+    expectOneLine(await runCli(['dead-letters', 'list', 'topologies/market-signals.ts', '--json']), 2, 'unknown option --json (did you mean --format json?)');
   });
 
   it('commands that parse many flags (feed, replay, ingest) go through the same path', async () => {
