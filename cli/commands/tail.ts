@@ -30,6 +30,7 @@ export interface TailRecord {
 }
 
 const DEFAULT_LAST = 10;
+const IDLE_STOP_MS = 15_000;
 
 const options = {
   follow: { type: 'boolean', short: 'f', default: false },
@@ -130,6 +131,7 @@ export const tailCommand: Command = {
         const finish = (error?: unknown): void => {
           if (finished) return;
           finished = true;
+          clearTimeout(idle);
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
           if (error) reject(error);
@@ -138,6 +140,21 @@ export const tailCommand: Command = {
         const stop = (): void => finish();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        // Without --follow, a safety net: a partition whose last offsets were compacted away may never report the
+        // end offset; after IDLE_STOP_MS with nothing fetched, stop and say so.
+        let idle: NodeJS.Timeout | undefined;
+        const rearm = (): void => {
+          if (follow) return;
+          clearTimeout(idle);
+          idle = setTimeout(() => {
+            console.error(`tail: nothing more arrived for ${IDLE_STOP_MS / 1000} s; stopping before the end offsets of partitions ${[...pending].join(', ')}`);
+            finish();
+          }, IDLE_STOP_MS);
+        };
+        consumer.on(consumer.events.GROUP_JOIN, rearm);
+        consumer.on(consumer.events.FETCH, (e) => {
+          if (e.payload.numberOfBatches > 0) rearm();
+        });
         const reached = (partition: number, lastOffset: number): void => {
           if (lastOffset >= (end.get(partition) ?? 0) - 1) pending.delete(partition);
           if (!follow && pending.size === 0) finish();
