@@ -134,6 +134,8 @@ describe('agent-streams tail', () => {
     expect(last.stdout).toContain('"key":"raw"');
     expect(last.stdout).not.toContain('"amount":0}');
 
+    // It stopped at the end offsets, not on its idle safety stop.
+    for (const run of [all, last]) expect(run.stderr).not.toContain('nothing more arrived');
     const three = await runCli(['tail', topic, '--from-beginning', '--max', '3', '--format', 'json']);
     expect(lines(three.stdout)).toHaveLength(3);
 
