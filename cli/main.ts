@@ -63,6 +63,11 @@ function commandHelp(command: Command): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A reader that stops early (`agent-streams config --settings | head`) is not an error: no EPIPE stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? console.error : console.log)(help());

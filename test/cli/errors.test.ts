@@ -3,7 +3,8 @@
  * no stack trace, exit 2 for a wrong command line and 1 for a runtime failure (a service down, a topic missing).
  */
 import { describe, expect, it, vi } from 'vitest';
-import { closedPort, lines, runCli, type CliResult } from '../support/cli.ts';
+import { spawnSync } from 'node:child_process';
+import { closedPort, lines, root, runCli, type CliResult } from '../support/cli.ts';
 import { config, uniqueName } from '../support/stack.ts';
 
 // Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
@@ -37,6 +38,12 @@ describe('usage errors exit 2 with one line', () => {
     expectOneLine(await runCli(['feed', '--rat', '5', '--dry-run']), 2, 'agent-streams feed: unknown option --rat (did you mean --rate?)');
     expectOneLine(await runCli(['replay', 'a.jsonl', 'b.jsonl']), 2, 'replay needs exactly one file');
     expectOneLine(await runCli(['ingest', '--prot', '1']), 2, 'unknown option --prot (did you mean --port?)');
+  });
+
+  it('a reader that stops early is not an error', async () => {
+    const result = spawnSync('bash', ['-o', 'pipefail', '-c', 'node cli/bin.mjs config --settings | head -1; echo "exit ${PIPESTATUS[0]}"'], { cwd: root, encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(lines(result.stdout)).toEqual([expect.stringMatching(/^AS_KAFKA_BROKERS /), 'exit 0']);
   });
 
   it('a topology file that does not exist', async () => {
