@@ -123,6 +123,24 @@ describe('query commands: --format and the digest column', () => {
   });
 });
 
+describe('agent-streams table', () => {
+  it('load, then show as JSON (its default) and as a table; an unknown table is a usage error', async () => {
+    const env = { AS_FLEET_APP: uniqueName('tbl').replaceAll('_', '-') };
+    const loaded = await runCli(['table', 'load', 'topologies/market-signals.ts', 'portfolios', 'topologies/portfolios.json'], { env });
+    expect(loaded.code, loaded.stderr).toBe(0);
+    expect(loaded.stdout).toMatch(/^loaded 3 rows into table portfolios/);
+    const json = await runCli(['table', 'show', 'topologies/market-signals.ts', 'portfolios'], { env });
+    expect((JSON.parse(json.stdout) as Array<{ portfolioId: string }>).map((p) => p.portfolioId).sort()).toEqual(['balanced', 'growth', 'income']);
+    const table = await runCli(['table', 'show', 'topologies/market-signals.ts', 'portfolios', '--format', 'table'], { env });
+    const [header, ...rows] = lines(table.stdout);
+    expect(header).toMatch(/^portfolioId\s+name\s+holdings/);
+    expect(rows).toHaveLength(3);
+    const unknown = await runCli(['table', 'show', 'topologies/market-signals.ts', 'nope'], { env });
+    expect(unknown.code).toBe(2);
+    expect(lines(unknown.stderr)).toEqual([expect.stringContaining('has no table "nope"; it has portfolios')]);
+  });
+});
+
 describe('agent-streams smoke', () => {
   it('keeps to its own table: its rows are in smoke_price_ranges, none in findings', async () => {
     const result = await runCli(['smoke', '--events', '200'], { timeoutMs: 120_000 });
