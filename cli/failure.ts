@@ -73,40 +73,40 @@ function endpoints(): Endpoint[] {
 /** Which service an error in the chain failed to reach, from kafkajs' error names, our codes, or the port. */
 function unreachable(error: unknown): { endpoint: Endpoint; reason: string } | undefined {
   const errors = chain(error);
-  const network = errors.find((e) => {
+  // A network failure: an errno code on the error, kafkajs' connection error, undici's "fetch failed", or — the
+  // registry client (mappersmith) reports a refused connection as text — an errno code inside the message.
+  const codeIn = (e: unknown): string | undefined => {
     const code = (e as { code?: unknown }).code;
-    return (typeof code === 'string' && NETWORK_CODES.has(code)) || (e as Error).name === 'KafkaJSConnectionError' || (e as Error).message === 'fetch failed';
-  }) as (Error & { code?: string; port?: number; broker?: string }) | undefined;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    return /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b/.exec(String((e as Error).message ?? ''))?.[1];
+  };
+  const network = errors.find((e) => codeIn(e) !== undefined || (e as Error).name === 'KafkaJSConnectionError' || (e as Error).message === 'fetch failed') as
+    | (Error & { code?: string; port?: number; broker?: string })
+    | undefined;
   const known = endpoints();
   const byService = (service: Service): Endpoint | undefined => known.find((k) => k.service === service);
-  const reason = network ? (network.code ? `${network.code}` : oneLine(network.message)) : '';
-  const kafkaSide = errors.some((e) => /^KafkaJS/.test((e as Error).name ?? '')) || errors.some((e) => e instanceof AgentStreamsError && e.code === ErrorCode.BROKER_UNAVAILABLE);
-  if (errors.some((e) => e instanceof AgentStreamsError && e.code === ErrorCode.BROKER_UNAVAILABLE)) {
+  const reason = errors.map(codeIn).find((c) => c !== undefined) ?? (network ? oneLine(network.message) : '');
+  const ours = (code: ErrorCode): boolean => errors.some((e) => e instanceof AgentStreamsError && e.code === code);
+  if (ours(ErrorCode.BROKER_UNAVAILABLE)) {
     const endpoint = byService('Kafka');
     if (endpoint) return { endpoint, reason: reason || 'no broker answered' };
   }
-  if (!network) {
-    // The registry client (mappersmith) reports a refused connection as a message, not an errno.
-    const registry = errors.find((e) => e instanceof AgentStreamsError && e.code === ErrorCode.REGISTRY_UNAVAILABLE);
+  if (ours(ErrorCode.REGISTRY_UNAVAILABLE)) {
     const endpoint = byService('The schema registry');
-    if (registry && endpoint) return { endpoint, reason: 'no answer' };
-    return undefined;
+    if (endpoint) return { endpoint, reason: reason || 'no answer' };
   }
+  if (!network) return undefined;
   if (network.port !== undefined) {
     const endpoint = known.find((k) => k.ports.has(Number(network.port)));
     if (endpoint) return { endpoint, reason };
   }
-  if (kafkaSide || network.broker !== undefined) {
+  if (errors.some((e) => /^KafkaJS/.test((e as Error).name ?? '')) || network.broker !== undefined) {
     const endpoint = byService('Kafka');
     if (endpoint) return { endpoint, reason };
   }
   const text = errors.map((e) => `${(e as Error).message ?? ''}`).join(' ');
   for (const endpoint of known) {
-    for (const port of endpoint.ports) if (text.includes(`:${port}`)) return { endpoint, reason };
-  }
-  if (errors.some((e) => e instanceof AgentStreamsError && e.code === ErrorCode.REGISTRY_UNAVAILABLE)) {
-    const endpoint = byService('The schema registry');
-    if (endpoint) return { endpoint, reason };
+    for (const port of endpoint.ports) if (new RegExp(`:${port}\\b`).test(text)) return { endpoint, reason };
   }
   return undefined;
 }
@@ -148,6 +148,18 @@ export function isParseArgsError(error: unknown): error is Error & { code: strin
 
 /** The line and exit status for anything a command threw. */
 export function describeFailure(error: unknown, command: string | undefined, flags: readonly string[] = []): Failure {
+  const failure = explain(error, command, flags);
+  if (!debugging() || failure.exitCode === EXIT_USAGE || failure.line.includes('\n')) return failure;
+  // AS_DEBUG=1: the line, then every error of the cause chain with its stack.
+  const causes = chain(error).map((e) => (e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e)));
+  return { ...failure, line: `${failure.line}\n${causes.join('\ncaused by: ')}` };
+}
+
+function debugging(): boolean {
+  return process.env.AS_DEBUG === '1' || process.env.AS_DEBUG === 'true';
+}
+
+function explain(error: unknown, command: string | undefined, flags: readonly string[]): Failure {
   const prefix = `agent-streams${command ? ` ${command}` : ''}: `;
   if (isParseArgsError(error)) return { exitCode: EXIT_USAGE, line: prefix + parseArgsFailure(error, command, flags) };
   if (error instanceof AgentStreamsError && error.code === ErrorCode.USAGE) {
@@ -168,9 +180,8 @@ export function describeFailure(error: unknown, command: string | undefined, fla
   if (refused) return { exitCode: EXIT_RUNTIME, line: prefix + refused };
   if (error instanceof AgentStreamsError) return { exitCode: EXIT_RUNTIME, line: `${prefix}${error.code}: ${oneLine(error.message)}` };
   const e = error instanceof Error ? error : new Error(String(error));
-  const debug = process.env.AS_DEBUG === '1' || process.env.AS_DEBUG === 'true';
   return {
     exitCode: EXIT_RUNTIME,
-    line: `${prefix}unexpected ${e.name}: ${oneLine(e.message)}${debug ? `\n${e.stack ?? ''}` : ' (AS_DEBUG=1 prints the stack trace; please report it)'}`,
+    line: `${prefix}unexpected ${e.name}: ${oneLine(e.message)}${debugging() ? '' : ' (AS_DEBUG=1 prints the stack trace; please report it)'}`,
   };
 }

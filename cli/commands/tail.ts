@@ -144,7 +144,7 @@ export const tailCommand: Command = {
         // end offset; after IDLE_STOP_MS with nothing fetched, stop and say so.
         let idle: NodeJS.Timeout | undefined;
         const rearm = (): void => {
-          if (follow) return;
+          if (follow || finished) return;
           clearTimeout(idle);
           idle = setTimeout(() => {
             console.error(`tail: nothing more arrived for ${IDLE_STOP_MS / 1000} s; stopping before the end offsets of partitions ${[...pending].join(', ')}`);
@@ -175,7 +175,13 @@ export const tailCommand: Command = {
                 if (offset < (start.get(batch.partition) ?? 0)) continue;
                 // Past the end seen at start: only --follow prints it.
                 if (!follow && offset >= (end.get(batch.partition) ?? 0)) continue;
-                const record = await decode(batch.partition, message);
+                let record: TailRecord;
+                try {
+                  record = await decode(batch.partition, message);
+                } catch (error) {
+                  // The registry is unreachable: end here with that error (thrown, kafkajs would retry the batch).
+                  return finish(error);
+                }
                 if (collectLast) collected.push(record);
                 else emit(record);
                 if (max !== undefined && !collectLast && printed >= max) return finish();
