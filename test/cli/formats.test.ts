@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
-import { MAX_CELL, truncate } from '../../cli/format.ts';
 import { lines, root, runCli } from '../support/cli.ts';
 import { config, uniqueName } from '../support/stack.ts';
 
@@ -28,21 +27,6 @@ describe('agent-streams --version', () => {
       expect(result.code).toBe(0);
       expect(result.stdout).toBe(`agent-streams ${version}\n`);
     }
-  });
-});
-
-describe('truncation', () => {
-  it('cuts at a word boundary and marks the cut with …', () => {
-    const text = words(40);
-    const cut = truncate(text);
-    expect(cut.length).toBeLessThanOrEqual(MAX_CELL);
-    expect(cut.endsWith('…')).toBe(true);
-    const kept = cut.slice(0, -1);
-    expect(text.startsWith(kept)).toBe(true);
-    expect(text[kept.length]).toBe(' ');
-    expect(truncate('short  text\nhere')).toBe('short text here');
-    // One long word: cut inside it, still marked.
-    expect(truncate('x'.repeat(300))).toBe(`${'x'.repeat(MAX_CELL - 1)}…`);
   });
 });
 
