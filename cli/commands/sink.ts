@@ -8,7 +8,7 @@ import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { runClickHouseSink } from '../../sinks/clickhouse/topic-sink.ts';
-import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
+import { fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { startObservabilityServer } from '../../runtime/observability/server.ts';
 import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';

@@ -9,7 +9,7 @@ import { loadTopology } from './run.ts';
 import { cliKafka } from '../kafka.ts';
 import { projectRoot } from '../paths.ts';
 import { expectPositionals, usageError } from '../args.ts';
-import { checkFormat, dataFormats, formatOption, formatRows, type Row } from '../format.ts';
+import { checkFormat, dataFormats, formatRows, type Row } from '../format.ts';
 import type { Command } from '../main.ts';
 
 const options = { format: { type: 'string' } } as const;
