@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import type { Message } from 'kafkajs';
+import type { Message, RecordMetadata } from 'kafkajs';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
@@ -29,6 +29,26 @@ const options = {
   key: { type: 'string', short: 'k' },
   'skip-invalid': { type: 'boolean', default: false },
 } as const;
+
+const MAX_REQUEST_BYTES = 512 * 1024;
+const MAX_REQUEST_MESSAGES = 1000;
+
+/** Messages in request-sized groups, in order. */
+export function* chunks<M extends Message>(messages: readonly M[]): Generator<M[]> {
+  let chunk: M[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = (m.value as Buffer).length + (m.key ? Buffer.byteLength(String(m.key)) : 0) + 64;
+    if (chunk.length > 0 && (bytes + size > MAX_REQUEST_BYTES || chunk.length >= MAX_REQUEST_MESSAGES)) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) yield chunk;
+}
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -141,17 +161,22 @@ export const produceCommand: Command = {
     await producer.connect();
     try {
       const transaction = await producer.transaction();
-      let sent;
+      const sent: RecordMetadata[] = [];
       try {
-        sent = await transaction.send({ topic, messages: messages.map(({ key, value }) => ({ key, value })) });
+        // One transaction, several requests: no request carries more than MAX_REQUEST_BYTES (the broker refuses a
+        // batch over its message.max.bytes, 1 MiB by default).
+        for (const chunk of chunks(messages)) sent.push(...(await transaction.send({ topic, messages: chunk.map(({ key, value }) => ({ key, value })) })));
         await transaction.commit();
       } catch (error) {
         await transaction.abort().catch(() => undefined);
         throw new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `nothing sent to ${topic}: the transaction was aborted (${(error as Error).message})`, { cause: error });
       }
-      const partitions = sent
-        .sort((a, b) => a.partition - b.partition)
-        .map((r) => `p${r.partition}@${r.baseOffset ?? r.offset ?? '?'}`)
+      // The first offset written to each partition.
+      const first = new Map<number, string>();
+      for (const r of sent) if (!first.has(r.partition)) first.set(r.partition, r.baseOffset ?? r.offset ?? '?');
+      const partitions = [...first]
+        .sort(([a], [b]) => a - b)
+        .map(([p, offset]) => `p${p}@${offset}`)
         .join(' ');
       const lineList = bad.length > 0 ? ` (lines ${messages.map((m) => m.line).join(', ')})` : '';
       console.log(`produced ${messages.length} ${subject} records to ${topic} in one transaction${lineList}; first offsets ${partitions}${bad.length > 0 ? `; skipped ${bad.length} invalid lines (${bad.map((b) => b.line).join(', ')})` : ''}`);
