@@ -1,55 +1,30 @@
 /**
- * `agent-streams <command>`: one table of commands, each a small module under cli/commands/. Errors from the
- * project print their code and message (no stack trace) and exit 1; usage errors exit 2.
+ * `agent-streams <command>`: one table of commands (cli/command-table.ts), each a small module under cli/commands/.
+ * Whatever a command throws ends here and becomes one line on stderr (cli/failure.ts): exit 2 for a usage error,
+ * 1 for a runtime error.
  */
-import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
-import { lineLog, processLogger } from '../runtime/observability/log.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger, installProcessLogger, lineLog, processLogger, stderrDestination } from '../runtime/observability/log.ts';
 import { startTracing } from '../runtime/observability/tracing.ts';
-import { stackCommand } from './commands/stack.ts';
-import { migrateCommand } from './commands/migrate.ts';
-import { configCommand } from './commands/config.ts';
-import { demoCommand } from './commands/demo.ts';
-import { testCommand } from './commands/test.ts';
-import { runCommand } from './commands/run.ts';
-import { smokeCommand } from './commands/smoke.ts';
-import { alertsCommand, digestCommand, findingsCommand } from './commands/query.ts';
-import { sinkCommand } from './commands/sink.ts';
-import { tableCommand } from './commands/table.ts';
-import { schemasCommand } from './commands/schemas.ts';
-import { deadLettersCommand } from './commands/dead-letters.ts';
-import { feedCommand } from './commands/feed.ts';
-import { replayCommand } from './commands/replay.ts';
-import { ingestCommand } from './commands/ingest.ts';
-import { k8sCommand } from './commands/k8s.ts';
-import { imageCommand } from './commands/image.ts';
+import { closest, type Options } from './args.ts';
+import { commands } from './command-table.ts';
+import { describeFailure, EXIT_USAGE } from './failure.ts';
+import { projectRoot } from './paths.ts';
+
+export { usageError } from './args.ts';
 
 export interface Command {
   summary: string;
   usage: string;
+  /** Its flags as util.parseArgs takes them: the command parses with these, and --help and completion list them. */
+  options?: Options;
+  /** The words its first argument may be (sub-commands such as `list`, `redrive`), for completion. */
+  actions?: readonly string[];
+  /** Whether its arguments are file names (completion offers files). */
+  files?: boolean;
   run(args: string[]): Promise<number>;
 }
-
-const commands: Record<string, Command> = {
-  demo: demoCommand,
-  test: testCommand,
-  run: runCommand,
-  smoke: smokeCommand,
-  findings: findingsCommand,
-  alerts: alertsCommand,
-  digest: digestCommand,
-  sink: sinkCommand,
-  table: tableCommand,
-  schemas: schemasCommand,
-  'dead-letters': deadLettersCommand,
-  feed: feedCommand,
-  replay: replayCommand,
-  ingest: ingestCommand,
-  stack: stackCommand,
-  migrate: migrateCommand,
-  config: configCommand,
-  k8s: k8sCommand,
-  image: imageCommand,
-};
 
 /**
  * The long-running commands, traced when an OTLP endpoint is configured (docs/tracing.md); a command returns after
@@ -57,40 +32,75 @@ const commands: Record<string, Command> = {
  */
 const TRACED_COMMANDS: ReadonlySet<string> = new Set(['run', 'sink', 'ingest', 'feed']);
 
+/**
+ * One-shot commands whose stdout is data (or a short summary): the client libraries' own log lines (a ClickHouse
+ * "HTTP request error", kafkajs' reconnect attempts) would bury the one error line, and break `--format json | jq`.
+ * Their log is off (AS_DEBUG=1: on, to stderr); what fails is still reported, once, by cli/failure.ts.
+ */
+const QUIET_COMMANDS: ReadonlySet<string> = new Set(['findings', 'alerts', 'digest', 'tail', 'produce', 'lag', 'dead-letters', 'table', 'migrate', 'schemas', 'config', 'topology', 'completion']);
+
+export function version(): string {
+  return (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 function help(): string {
-  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `agent-streams: a Kafka Streams-style runtime for fleets of AI agents\n\nUsage: agent-streams <command> [options]\n\n${rows.join('\n')}\n\nRun 'agent-streams <command> --help' for a command's options.`;
+  const rows = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  return (
+    `agent-streams ${version()}: a Kafka Streams-style runtime for fleets of AI agents\n\nUsage: agent-streams <command> [options]\n\n${rows.join('\n')}\n\n` +
+    `Run 'agent-streams <command> --help' for a command's options, 'agent-streams --version' for the version.\n` +
+    `Exit status: 0 done, 1 runtime error, 2 usage error (a command may document others).`
+  );
+}
+
+function commandHelp(command: Command): string {
+  const flags = Object.entries(command.options ?? {}).map(([flag, o]) => {
+    const value = o.type === 'string' ? ` ${flag.toUpperCase().replaceAll('-', '_')}` : '';
+    const short = o.short ? `-${o.short}, ` : '';
+    const fallback = o.default !== undefined && o.type === 'string' ? ` (default ${String(o.default)})` : '';
+    return `  ${short}--${flag}${value}${o.multiple ? ' (repeatable)' : ''}${fallback}`;
+  });
+  return `Usage: agent-streams ${command.usage}\n\n${command.summary}${flags.length > 0 ? `\n\nOptions:\n${flags.join('\n')}` : ''}\n  -h, --help`;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // A reader that stops early (`agent-streams config --settings | head`) is not an error: no EPIPE stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    console.log(help());
-    return name === undefined ? 2 : 0;
+    (name === undefined ? console.error : console.log)(help());
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    console.log(`agent-streams ${version()}`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {
-    console.error(`agent-streams: unknown command "${name}".\n\n${help()}`);
-    return 2;
+    const guess = closest(name, Object.keys(commands));
+    const what = name.startsWith('-') ? `unknown option ${name}` : `unknown command "${name}"`;
+    console.error(`agent-streams: ${what}${guess && !name.startsWith('-') ? ` (did you mean "${guess}"?)` : ''}; 'agent-streams --help' lists the commands`);
+    return EXIT_USAGE;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(`Usage: agent-streams ${command.usage}\n\n${command.summary}`);
+  // `test` hands its arguments to vitest, which has its own --help.
+  if (name !== 'test' && (rest.includes('--help') || rest.includes('-h'))) {
+    console.log(commandHelp(command));
     return 0;
+  }
+  if (QUIET_COMMANDS.has(name)) {
+    const debug = process.env.AS_DEBUG === '1' || process.env.AS_DEBUG === 'true';
+    installProcessLogger(createLogger({ application: 'agent-streams', processor: name, destination: stderrDestination(), level: debug ? 'debug' : 'silent' }));
   }
   const tracing = TRACED_COMMANDS.has(name) ? await startTracing(`agent-streams-${name}`, lineLog(processLogger(), 'tracing')) : undefined;
   try {
     return await command.run(rest);
   } catch (error) {
-    if (error instanceof AgentStreamsError) {
-      console.error(`agent-streams ${name}: ${error.code}: ${error.message}`);
-      return error.code === ErrorCode.USAGE ? 2 : 1;
-    }
-    throw error;
+    const failure = describeFailure(error, name, Object.keys(command.options ?? {}));
+    console.error(failure.line);
+    return failure.exitCode;
   } finally {
     await tracing?.shutdown();
   }
-}
-
-export function usageError(message: string): AgentStreamsError {
-  return new AgentStreamsError(ErrorCode.USAGE, message);
 }

@@ -20,19 +20,24 @@ import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { runFeed } from '../../connectors/synthetic-feed.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import { startMember, stopMembers, waitUntilStarted, type Member } from '../fleet.ts';
-import { formatRows, runNamedQuery } from './query.ts';
+import { digestRows, runNamedQuery } from './query.ts';
+import { formatRows } from '../format.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
 
 export const demoScenarios = ['drop:ACME:8%:40s@10s', 'newsBurst:CRUX:4:20s@25s', 'filing:DYNA:8-K:5.02@35s'];
 
+const options = { duration: { type: 'string', default: '60' }, rate: { type: 'string', default: '200' }, application: { type: 'string', default: 'demo' } } as const;
+
 export const demoCommand: Command = {
   summary: 'Run the market-monitoring fleet on the local stack with a synthetic feed and print its findings, alerts and digests',
   usage: 'demo [--duration 60] [--rate 200] [--application demo]',
+  options,
   async run(args) {
-    const { values } = parseArgs({ args, options: { duration: { type: 'string', default: '60' }, rate: { type: 'string', default: '200' }, application: { type: 'string', default: 'demo' } } });
+    const { values } = parseArgs({ args, options });
     const duration = Number(values.duration);
     const rate = Number(values.rate);
     if (!Number.isInteger(duration) || duration < 40 || duration > 3600) throw usageError(`--duration takes seconds from 40 to 3600 (the scenarios need 40), got "${values.duration}"`);
@@ -112,7 +117,8 @@ export const demoCommand: Command = {
         const alerts = await runNamedQuery('alertsByPortfolio', { portfolio, from, to: from + 7200, limit: 10 });
         if (alerts.length > 0) say(`\nalerts for ${portfolio}:\n${formatRows(alerts.map((a) => ({ symbol: a.symbol, severity: a.severity, model: a.model, analysis: a.analysis })), 'table')}`);
       }
-      say(`\ndigests:\n${formatRows(digests.map((d) => ({ portfolio: d.portfolio_id, minute: d.hour_start, findings: d.finding_count, alerting: d.alert_count, model: d.model, summary: d.summary })), 'table')}`);
+      // The same columns as `agent-streams digest`: a digest's period starts at window_start, a minute here.
+      say(`\ndigests:\n${formatRows(digestRows(digests), 'table')}`);
       say('\nquery ClickHouse yourself:');
       say('  cli/agent-streams digest --since 1h');
       say('  cli/agent-streams findings --portfolio growth --min-severity high');

@@ -6,7 +6,8 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { createLogger, installProcessLogger, lineLog, stderrDestination } from '../../runtime/observability/log.ts';
 import { marketFeed, runFeed, type FeedOptions } from '../../connectors/synthetic-feed.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
 
 function number(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
@@ -15,6 +16,22 @@ function number(name: string, raw: string | undefined): number | undefined {
   return value;
 }
 
+const options = {
+  rate: { type: 'string' },
+  duration: { type: 'string' },
+  seed: { type: 'string' },
+  symbols: { type: 'string' },
+  scenario: { type: 'string', multiple: true, default: [] as string[] },
+  start: { type: 'string' },
+  'news-per-minute': { type: 'string' },
+  'filings-per-hour': { type: 'string' },
+  topic: { type: 'string' },
+  partitions: { type: 'string' },
+  fast: { type: 'boolean', default: false },
+  speed: { type: 'string' },
+  'dry-run': { type: 'boolean', default: false },
+} as const;
+
 export const feedCommand: Command = {
   summary: 'Produce a seeded synthetic market feed (ticks, trades, news, filings) with planted scenarios to market.events',
   usage:
@@ -22,31 +39,9 @@ export const feedCommand: Command = {
     '[--news-per-minute 2] [--filings-per-hour 30] [--topic market.events] [--partitions 6] [--fast | --speed 10] [--dry-run]\n\n' +
     '--speed N paces event time N times faster than the wall clock (an hour of market in 6 minutes at 10).\n' +
     'Scenarios: drop:SYM:6%:2m@30s  volumeSpike:SYM:5x:3m@1m  volatility:SYM:4x:3m@1m  newsBurst:SYM:5[:1m]@45s  filing:SYM:8-K[:2.02,5.02]@60s',
+  options,
   async run(args) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          rate: { type: 'string' },
-          duration: { type: 'string' },
-          seed: { type: 'string' },
-          symbols: { type: 'string' },
-          scenario: { type: 'string', multiple: true, default: [] },
-          start: { type: 'string' },
-          'news-per-minute': { type: 'string' },
-          'filings-per-hour': { type: 'string' },
-          topic: { type: 'string' },
-          partitions: { type: 'string' },
-          fast: { type: 'boolean', default: false },
-          speed: { type: 'string' },
-          'dry-run': { type: 'boolean', default: false },
-        },
-      });
-    } catch (error) {
-      // parseArgs throws a TypeError for an unknown option or a missing value: the user's mistake, not a crash.
-      throw usageError((error as Error).message);
-    }
+    const parsed = parseArgs({ args, options });
     const { values } = parsed;
     const symbols = values.symbols === undefined ? undefined : /^\d+$/.test(values.symbols) ? Number(values.symbols) : values.symbols.split(',').map((s) => s.trim());
     const feed: FeedOptions = {

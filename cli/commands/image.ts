@@ -4,19 +4,20 @@
  * Containerfile; `--base-image` builds on any other Node 20 image instead.
  */
 import { parseArgs } from 'node:util';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
 
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
+
+const options = { tag: { type: 'string' }, 'base-image': { type: 'string' }, 'no-cache': { type: 'boolean', default: false }, force: { type: 'boolean', default: false } } as const;
 
 export const imageCommand: Command = {
   summary: 'Build the container image with podman (image build), or only its local Debian + Node base (image base)',
   usage: 'image build [--tag localhost/agent-streams:local] [--base-image IMAGE] [--no-cache] | image base [--force]',
+  options,
+  actions: ['build', 'base'],
   async run(args) {
-    const { positionals, values } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { tag: { type: 'string' }, 'base-image': { type: 'string' }, 'no-cache': { type: 'boolean', default: false }, force: { type: 'boolean', default: false } },
-    });
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [action, ...rest] = positionals;
     if (rest.length > 0) throw usageError(`unexpected arguments: ${rest.join(' ')}`);
     const log = (line: string): void => console.error(`image: ${line}`);

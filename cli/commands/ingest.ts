@@ -10,35 +10,30 @@ import { openMarketProducer } from '../../connectors/market-producer.ts';
 import { apiKeysFromEnv, DEFAULT_INGEST_PORT, startIngestGateway, type IngestGateway } from '../../connectors/http-ingest.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../../runtime/observability/server.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
+
+const options = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  rate: { type: 'string' },
+  burst: { type: 'string' },
+  'max-body': { type: 'string' },
+  'max-events': { type: 'string' },
+  'max-symbols': { type: 'string' },
+  'max-pending': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'transactional-id': { type: 'string' },
+  topic: { type: 'string' },
+  partitions: { type: 'string' },
+} as const;
 
 export const ingestCommand: Command = {
   summary: 'Run the HTTP ingest gateway: POST /v1/events/{type} (JSON, API key, rate-limited, schema-validated) → market.events',
   usage: `ingest [--port ${DEFAULT_INGEST_PORT}] [--host 127.0.0.1] [--rate 1000] [--burst N] [--max-body 1048576] [--max-events 1000] [--max-symbols 20] [--max-pending 64] [--max-connections 256] [--transactional-id ID] [--topic market.events] [--partitions 6]   (keys: AS_INGEST_API_KEYS=key1,key2)`,
+  options,
   async run(args) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        options: {
-          port: { type: 'string' },
-          host: { type: 'string' },
-          rate: { type: 'string' },
-          burst: { type: 'string' },
-          'max-body': { type: 'string' },
-          'max-events': { type: 'string' },
-          'max-symbols': { type: 'string' },
-          'max-pending': { type: 'string' },
-          'max-connections': { type: 'string' },
-          'transactional-id': { type: 'string' },
-          topic: { type: 'string' },
-          partitions: { type: 'string' },
-        },
-      });
-    } catch (error) {
-      // parseArgs throws a TypeError for an unknown option or a missing value: the user's mistake, not a crash.
-      throw usageError((error as Error).message);
-    }
+    const parsed = parseArgs({ args, options });
     const { values } = parsed;
     const numeric = (name: string, raw: string | undefined): number | undefined => {
       if (raw === undefined) return undefined;

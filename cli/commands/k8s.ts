@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
 
 // Loaded on use: the runtime image need not carry the manifests' tooling for its other commands to start.
 const fleet = (): Promise<typeof import('../../infra/k8s/fleet.ts')> => import('../../infra/k8s/fleet.ts');
@@ -50,11 +51,15 @@ async function render(check: boolean): Promise<number> {
   return 0;
 }
 
+const options = { check: { type: 'boolean', default: false } } as const;
+
 export const k8sCommand: Command = {
   summary: "Kubernetes manifests: render them from the topology, build an overlay, validate every overlay",
   usage: 'k8s render [--check] | k8s build OVERLAY | k8s validate [OVERLAY...]',
+  options,
+  actions: ['render', 'build', 'validate'],
   async run(args) {
-    const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { check: { type: 'boolean', default: false } } });
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [action, ...rest] = positionals;
     const log = (line: string): void => console.error(`k8s: ${line}`);
     if (action === 'render') return render(values.check);

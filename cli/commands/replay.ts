@@ -8,7 +8,8 @@ import { createLogger, installProcessLogger, lineLog, stderrDestination } from '
 import { isAgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { replayFile, type InvalidRow, type OnInvalid, type ReplayFormat } from '../../connectors/file-replay.ts';
 import { formatProblems } from '../../connectors/market-records.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
 
 /** Exit status when the replay finished but skipped invalid rows: scripts can tell it from full success. */
 export const EXIT_SKIPPED_ROWS = 3;
@@ -18,33 +19,27 @@ function listInvalid(rows: readonly InvalidRow[], total: number, shown: number):
   if (total > Math.min(shown, rows.length)) console.error(`  … and ${total - Math.min(shown, rows.length)} more (--rejects FILE keeps them all, --show N lists more)`);
 }
 
+const options = {
+  type: { type: 'string' },
+  format: { type: 'string' },
+  'on-invalid': { type: 'string', default: 'skip' },
+  rejects: { type: 'string' },
+  show: { type: 'string', default: '20' },
+  'dry-run': { type: 'boolean', default: false },
+  topic: { type: 'string' },
+  partitions: { type: 'string' },
+  batch: { type: 'string' },
+} as const;
+
 export const replayCommand: Command = {
   summary: 'Replay a JSON Lines or CSV file into market.events as Avro; invalid rows are listed with line numbers and skipped (or fail the run)',
   usage:
     'replay <file> [--type PriceTick|Trade|NewsItem|Filing] [--format jsonl|csv] [--on-invalid skip|fail] [--rejects FILE] [--show 20] ' +
     '[--dry-run] [--topic market.events] [--partitions 6] [--batch 1000]',
+  options,
+  files: true,
   async run(args) {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args,
-        allowPositionals: true,
-        options: {
-          type: { type: 'string' },
-          format: { type: 'string' },
-          'on-invalid': { type: 'string', default: 'skip' },
-          rejects: { type: 'string' },
-          show: { type: 'string', default: '20' },
-          'dry-run': { type: 'boolean', default: false },
-          topic: { type: 'string' },
-          partitions: { type: 'string' },
-          batch: { type: 'string' },
-        },
-      });
-    } catch (error) {
-      // parseArgs throws a TypeError for an unknown option or a missing value: the user's mistake, not a crash.
-      throw usageError((error as Error).message);
-    }
+    const parsed = parseArgs({ args, allowPositionals: true, options });
     const { positionals, values } = parsed;
     const [file] = positionals;
     if (!file || positionals.length > 1) throw usageError('replay needs exactly one file');

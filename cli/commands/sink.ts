@@ -3,19 +3,21 @@
  * one consumer-group member (start it N times for N members). SIGTERM flushes, commits and leaves.
  */
 import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { runClickHouseSink, type RecordMapping } from '../../sinks/clickhouse/topic-sink.ts';
 import type { EventLog } from '../../runtime/observability/log.ts';
 import { AlertType, type Alert } from '../../schemas/generated/types.ts';
-import { fleetMappings, fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
+import { fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { startObservabilityServer } from '../../runtime/observability/server.ts';
 import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { expectPositionals } from '../args.ts';
+import type { Command } from '../main.ts';
 
 /**
  * One `alert.sunk` line per alert the sink writes (alerts are few: each costs an LLM call), with its id, findings
@@ -41,9 +43,11 @@ function loggedAlerts(mappings: Record<string, RecordMapping>, log: EventLog): R
 export const sinkCommand: Command = {
   summary: "Sink a fleet's findings, alerts and digests from Kafka into ClickHouse (batched, idempotent)",
   usage: 'sink <topology-file>',
+  options: {},
+  files: true,
   async run(args) {
-    const [file] = args;
-    if (!file) throw usageError('sink needs a topology file');
+    const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+    const [file] = expectPositionals('sink', positionals, ['topology-file']) as [string];
     const config = loadConfig();
     const topology = await loadTopology(file);
     const instanceId = randomUUID().slice(0, 8);

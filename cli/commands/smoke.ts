@@ -4,13 +4,17 @@ import { loadConfig } from '../../runtime/config/index.ts';
 import { createStackContext, stackUp } from '../../infra/local/stack.ts';
 import { runSmokePipeline } from '../../topologies/smoke/pipeline.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import type { Command } from '../main.ts';
+
+const options = { events: { type: 'string', default: '10000' } } as const;
 
 export const smokeCommand: Command = {
   summary: 'Start the local stack and push events through Kafka, the registry, Redis and ClickHouse once',
   usage: 'smoke [--events N]',
+  options,
   async run(args) {
-    const { values } = parseArgs({ args, options: { events: { type: 'string', default: '10000' } } });
+    const { values } = parseArgs({ args, options });
     const events = Number(values.events);
     if (!Number.isInteger(events) || events < 1 || events > 10_000_000) throw usageError(`--events takes a whole number from 1 to 10000000, got "${values.events}"`);
     const config = loadConfig();

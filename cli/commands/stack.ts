@@ -5,7 +5,9 @@ import { createStackContext, stackDown, stackLogs, stackReset, stackStatus, stac
 import { kafkaBootstrap, kafkaSecureBootstrap, maxKafkaBrokers } from '../../infra/local/services/kafka.ts';
 import { kafkaSecurityFiles } from '../../infra/local/services/kafka-security.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { usageError } from '../args.ts';
+import { checkFormat, dataFormats, formatOption } from '../format.ts';
+import type { Command } from '../main.ts';
 
 function parseServices(names: string[]): ServiceName[] {
   for (const name of names) {
@@ -16,15 +18,16 @@ function parseServices(names: string[]): ServiceName[] {
   return names as ServiceName[];
 }
 
+const options = { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' }, secure: { type: 'boolean' }, format: formatOption } as const;
+
 export const stackCommand: Command = {
   summary: 'Run the local Kafka, schema registry, Redis and ClickHouse on 127.0.0.1 (up|down|status|logs|reset)',
-  usage: 'stack up [--brokers N] [--secure] [service…] | stack down|status|reset [service…] | stack logs <service> [--lines N]',
+  usage: 'stack up [--brokers N] [--secure] [service…] | stack down|status|reset [service…] [--format table|json] | stack logs <service> [--lines N]',
+  options,
+  actions: ['up', 'down', 'status', 'logs', 'reset'],
   async run(args) {
-    const { positionals, values } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' }, secure: { type: 'boolean' } },
-    });
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
+    const format = checkFormat(values.format, dataFormats);
     const [action, ...rest] = positionals;
     const config = loadConfig();
     let kafkaBrokers: number | undefined;
@@ -59,7 +62,8 @@ export const stackCommand: Command = {
       }
       case 'status': {
         const rows = await stackStatus(ctx, parseServices(rest));
-        for (const r of rows) {
+        if (format === 'json') console.log(JSON.stringify(rows, null, 2));
+        else for (const r of rows) {
           console.log(
             [r.name.padEnd(11), r.state.padEnd(9), (r.version ?? '-').padEnd(15), r.endpoint.padEnd(44), r.pids ? `pids ${r.pids.join(',')}` : r.pid ? `pid ${r.pid}` : ''].join(' ').trimEnd(),
           );

@@ -1,28 +1,47 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { loadSchemas } from '../../runtime/serde/schemas.ts';
 import { readTables, writeTable } from '../../runtime/state/tables.ts';
 import { loadTopology } from './run.ts';
-import { kafkaClient } from '../../runtime/kafka/client.ts';
+import { cliKafka } from '../kafka.ts';
 import { projectRoot } from '../paths.ts';
-import { usageError, type Command } from '../main.ts';
+import { expectPositionals, usageError } from '../args.ts';
+import { checkFormat, dataFormats, formatRows, type Row } from '../format.ts';
+import type { Command } from '../main.ts';
+
+const options = { format: { type: 'string' } } as const;
 
 export const tableCommand: Command = {
   summary: 'Load or show a shared table (e.g. portfolios) that processors read; rows are validated against their schema',
-  usage: 'table load <topology-file> <table> <rows.json> | table show <topology-file> <table>',
+  usage: 'table load <topology-file> <table> <rows.json> | table show <topology-file> <table> [--format json|table]',
+  options,
+  actions: ['load', 'show'],
+  files: true,
   async run(args) {
-    const [action, file, name, rowsFile] = args;
-    if (!file || !name || (action === 'load' && !rowsFile) || (action !== 'load' && action !== 'show')) throw usageError(`usage: agent-streams ${this.usage}`);
+    const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
+    const [action] = positionals;
+    if (action !== 'load' && action !== 'show') throw usageError(`table needs load or show, got "${action ?? ''}"`);
+    const [, file, name, rowsFile] = expectPositionals(`table ${action}`, positionals, action === 'load' ? ['load', 'topology-file', 'table', 'rows.json'] : ['show', 'topology-file', 'table']) as [string, string, string, string?];
+    // Rows are JSON documents: JSON stays the default here, the table is the overview.
+    const format = checkFormat(values.format ?? 'json', dataFormats);
     const config = loadConfig();
     const topology = await loadTopology(file);
-    const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    await redis.connect();
+    if (!topology.tables?.[name]) throw usageError(`topology ${topology.application} has no table "${name}"; it has ${Object.keys(topology.tables ?? {}).join(', ') || 'none'}`);
+    // One attempt to connect: a Redis that is not there is one line (cli/failure.ts), not endless reconnects.
+    const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2, retryStrategy: () => null });
+    let refused: unknown;
+    redis.on('error', (error) => void (refused = error));
     try {
+      // ioredis rejects with "Connection is closed"; the reason (ECONNREFUSED, auth) came as an 'error' event.
+      await redis.connect().catch((error: unknown) => {
+        throw refused ?? error;
+      });
       if (action === 'show') {
-        const rows = (await readTables(redis, topology, [name], kafkaClient(config, 'table'))).get(name)!;
-        console.log(JSON.stringify([...rows.values()], null, 2));
+        const rows = (await readTables(redis, topology, [name], cliKafka(config, 'table'))).get(name)!;
+        console.log(format === 'json' ? JSON.stringify([...rows.values()], null, 2) : formatRows([...rows.values()] as Row[], 'table'));
         return 0;
       }
       let rows: unknown;
@@ -32,7 +51,7 @@ export const tableCommand: Command = {
         throw usageError(`${rowsFile} is not readable JSON: ${(error as Error).message}`);
       }
       if (!Array.isArray(rows)) throw usageError(`${rowsFile} must hold a JSON array of rows`);
-      const count = await writeTable(redis, kafkaClient(config, 'table'), topology, name, rows, loadSchemas(join(projectRoot, 'schemas')));
+      const count = await writeTable(redis, cliKafka(config, 'table'), topology, name, rows, loadSchemas(join(projectRoot, 'schemas')));
       console.log(`loaded ${count} rows into table ${name} of ${topology.application} (topic ${topology.tableTopic(name)}, cached in ${topology.tableKey(name)})`);
       return 0;
     } finally {

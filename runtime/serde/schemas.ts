@@ -68,7 +68,7 @@ export function loadSchemas(dir: string): SchemaFile[] {
   return schemas;
 }
 
-async function registryHttp(config: Config, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+export async function registryHttp(config: Config, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const headers: Record<string, string> = { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' };
   if (config.registry.username) {
     headers.authorization = `Basic ${Buffer.from(`${config.registry.username}:${config.registry.password}`).toString('base64')}`;

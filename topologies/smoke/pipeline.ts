@@ -12,7 +12,6 @@ import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
-import { namedQuerySql } from '../../sinks/clickhouse/queries.ts';
 
 export interface SmokeOptions {
   events: number;
@@ -32,6 +31,13 @@ export interface SmokeResult {
 }
 
 const TOPIC = 'smoke.price-ticks';
+
+/** The smoke check's own table: scratch rows that no fleet query reads. It creates it itself (SQL for 18.16 and current ClickHouse). */
+export const SMOKE_TABLE = 'smoke_price_ranges';
+const SMOKE_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${SMOKE_TABLE} (
+  run_id String, symbol String, ticks UInt32, low Float64, high Float64, last Float64,
+  window_start DateTime('UTC'), window_end DateTime('UTC'), created_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(created_at) ORDER BY (run_id, symbol)`;
 const TICK = 'agentstreams.market.PriceTick';
 
 export async function runSmokePipeline(config: Config, root: string, options: SmokeOptions): Promise<SmokeResult> {
@@ -129,22 +135,22 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   await redis.quit();
   log(`consumer group ${runId}-group: decoded ${consumed} events; per-symbol state in Redis under smoke:{${runId}}:* (${redisKeys} keys)`);
 
-  // One ClickHouse insert for the run: a row per symbol.
+  // One ClickHouse insert for the run: a row per symbol, into the smoke check's own table (never `findings`: smoke
+  // rows would show up in `agent-streams findings` next to the fleet's).
   const clickhouse = openClickHouse(config);
   const nowSeconds = Math.floor(Date.now() / 1000);
   const windowStart = Math.floor(start / 1000);
+  await clickhouse.command({ query: SMOKE_TABLE_DDL });
   const rows = [...stats].map(([symbol, s]) => ({
-    finding_id: `${runId}:${symbol}`, agent: 'smoke-pipeline', rule: 'price-range', symbol, portfolio_id: runId, severity: 'info',
-    window_start: windowStart, window_end: nowSeconds, event_time: nowSeconds, event_time_ms: Date.now(),
-    evidence: JSON.stringify({ ticks: s.ticks, low: s.low, high: s.high, last: s.last }), source_topic: TOPIC, source_partition: 0, source_offset: 0,
-    created_at: nowSeconds, version: Date.now(),
+    run_id: runId, symbol, ticks: s.ticks, low: s.low, high: s.high, last: s.last, window_start: windowStart, window_end: nowSeconds, created_at: nowSeconds,
   }));
-  await timed('clickhouse', () => clickhouse.insert({ table: 'findings', values: rows, format: 'JSONEachRow' }));
+  await timed('clickhouse', () => clickhouse.insert({ table: SMOKE_TABLE, values: rows, format: 'JSONEachRow' }));
   const back = await (
-    await clickhouse.query({ query: namedQuerySql('findingsByPortfolio', { portfolio: runId, from: windowStart - 60, to: nowSeconds + 60, minSeverity: 'info', limit: 1000 }), format: 'JSONEachRow' })
+    // A literal, not a query parameter: ClickHouse 18.16 has no {name:Type} parameters (the run id is [a-z0-9-]).
+    await clickhouse.query({ query: `SELECT symbol FROM ${SMOKE_TABLE} FINAL WHERE run_id = '${runId.replace(/[\\']/g, '')}'`, format: 'JSONEachRow' })
   ).json<{ symbol: string }>();
   await clickhouse.close();
-  log(`clickhouse: inserted ${rows.length} rows into ${config.clickhouse.database}.findings in one insert; read back ${back.length}`);
+  log(`clickhouse: inserted ${rows.length} rows into ${config.clickhouse.database}.${SMOKE_TABLE} in one insert; read back ${back.length}`);
 
   return {
     runId,
