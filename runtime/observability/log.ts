@@ -136,7 +136,11 @@ export function kafkaLogCreator(logger: () => Logger = processLogger): logCreato
       // Every producer here uses kafkajs' default (Java-compatible murmur2) partitioner on purpose: its once-per-process
       // migration notice says nothing an operator can act on.
       if (message.startsWith('KafkaJS v2.0.0 switched default partitioner')) return;
-      logger()[KAFKA_LEVELS[level] ?? 'error']({ event: 'kafka.log', kafka: { namespace, ...extra } }, message);
+      // A broker's error answer to one request ("Response Metadata…: This server does not host this topic-partition"
+      // while a topic is created, "rebalancing" while a group joins) is handled by kafkajs' retries or reaches our
+      // code as an error that is logged there: at `error` it would cry wolf in every start-up.
+      const answered = level === KafkaLogLevel.ERROR && namespace === 'Connection' && message.startsWith('Response ');
+      logger()[answered ? 'warn' : (KAFKA_LEVELS[level] ?? 'error')]({ event: 'kafka.log', kafka: { namespace, ...extra } }, message);
     };
 }
 

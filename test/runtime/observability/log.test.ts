@@ -125,6 +125,14 @@ describe('the logger', () => {
     const consumer = kafkaClient(shared, 'log-test').consumer({ groupId: `log-test-${Date.now()}` });
     await consumer.connect();
     await consumer.disconnect();
+    // A broker's error answer that kafkajs handles (metadata of a topic that does not exist) is a warning, not an error.
+    const asker = kafkaClient(shared, 'log-test', { retry: { retries: 0 } }).admin();
+    await asker.connect();
+    await expect(asker.fetchTopicMetadata({ topics: [`log-test-missing-${Date.now()}`] })).rejects.toThrow();
+    await asker.disconnect();
+    const answered = out.lines.filter((l) => l.event === 'kafka.log' && String(l.msg).startsWith('Response Metadata'));
+    expect(answered.length).toBeGreaterThan(0);
+    expect(answered.every((l) => l.level === 'warn')).toBe(true);
     // kafkajs' once-per-process partitioner notice (a WARN) is dropped: nothing to act on.
     kafkaClient(shared, 'log-test').producer();
     expect(out.lines.some((l) => /partitioner/.test(String(l.msg)))).toBe(false);
