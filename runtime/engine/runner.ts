@@ -21,6 +21,7 @@ import { deadLetterLogFields, type ProducedMessage, type SourceRecord } from './
 import { RedisTaskStore } from '../state/redis-store.ts';
 import { assertChangelogIntact, changelogMessages, changelogRegressed, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
+import { consumerHealth, watchConsumerHealth } from './consumer-health.ts';
 import { readTables } from '../state/tables.ts';
 import { kafkaClient } from '../kafka/client.ts';
 import { sendChunks } from '../kafka/send-chunks.ts';
@@ -213,7 +214,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   }
 
   // Health: what /healthz and /readyz tell the platform (kubelet, load balancer) about this member.
-  const health = { joined: false, rebalancing: false, recovering: 0, crashed: undefined as string | undefined, commitFailures: 0, lastProgress: Date.now(), lag: 0 };
+  const health = { ...consumerHealth(), recovering: 0, commitFailures: 0 };
   const stallMs = options.stallMs ?? 120_000;
   // Transactional producer work in flight, by start time: a broker that stopped answering (frozen, partitioned away)
   // leaves a call hanging through kafkajs' retries for minutes; past the bound the member is not live.
@@ -541,22 +542,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   });
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
-  consumer.on(consumer.events.REBALANCING, () => {
-    health.rebalancing = true;
-    log('group.rebalancing');
-  });
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    log('consumer.crash', { message: payload.error.message, restart: payload.restart });
-    if (!payload.restart) health.crashed = payload.error.message;
-  });
-  consumer.on(consumer.events.FETCH_START, () => {
-    // Nothing waits while fetches come back empty: an idle member is not a stalled one.
-    if (health.lag === 0) health.lastProgress = Date.now();
-  });
-  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-    health.joined = true;
-    health.rebalancing = false;
-    const mine = new Set(spec.inputs.flatMap((t) => payload.memberAssignment[t] ?? []));
+  watchConsumerHealth(consumer, health, log, (assignment) => {
+    const mine = new Set(spec.inputs.flatMap((t) => assignment[t] ?? []));
     options.metrics?.rebalances.inc({ processor });
     log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
     // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.

@@ -32,6 +32,7 @@ import { BatchTrace, tracingActive } from '../../runtime/observability/tracing.t
 import { openClickHouse } from './client.ts';
 import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
+import { consumerHealth, watchConsumerHealth } from '../../runtime/engine/consumer-health.ts';
 
 /** Where a record came from, for mappings that copy provenance or the Kafka timestamp into the row. */
 export interface RecordMeta {
@@ -171,7 +172,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
   const shutdownSignal = new AbortController();
   let state: SinkState = 'running';
   let failure: AgentStreamsError | undefined;
-  const health = { joined: false, rebalancing: false, crashed: undefined as string | undefined, lastProgress: Date.now(), lag: 0 };
+  const health = consumerHealth();
   const stallMs = options.stallMs ?? config.health.stallMs;
   const transition = (to: SinkState): void => {
     if (!sinkTransitions[state].includes(to)) throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${state} to ${to}.`);
@@ -433,22 +434,8 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
 
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
-  consumer.on(consumer.events.REBALANCING, () => {
-    health.rebalancing = true;
-    log('group.rebalancing');
-  });
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    log('consumer.crash', { message: payload.error.message, restart: payload.restart });
-    if (!payload.restart) health.crashed = payload.error.message;
-  });
-  consumer.on(consumer.events.FETCH_START, () => {
-    // Nothing waits while fetches come back empty: an idle sink is not a stalled one.
-    if (health.lag === 0) health.lastProgress = Date.now();
-  });
-  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-    health.joined = true;
-    health.rebalancing = false;
-    const mine = new Set(topics.flatMap((topic) => (payload.memberAssignment[topic] ?? []).map((p) => `${topic}:${p}`)));
+  watchConsumerHealth(consumer, health, log, (assignment) => {
+    const mine = new Set(topics.flatMap((topic) => (assignment[topic] ?? []).map((p) => `${topic}:${p}`)));
     options.metrics?.rebalances.inc({ processor: name });
     log('group.join', { partitions: [...mine].sort() });
     // Offsets of partitions another member now owns are theirs to commit.
