@@ -1,0 +1,13 @@
+/**
+ * The public API of Agent Streams: what `import … from 'agent-streams'` gives a user's topology, processors and
+ * launcher. The market fleet in this repository (`processors/`, `topologies/`) imports the runtime only from here
+ * (and the test driver from `agent-streams/testing`), exactly as another repository would.
+ */
+export * from './topology/topology.ts';
+export * from './topology/processor.ts';
+export * from './windows/index.ts';
+export * from './config/index.ts';
+export * from './errors.ts';
+export { runProcessor, type RunProcessorOptions, type EnrichmentService, type ProcessorHandle, type MemberHealth } from './engine/runner.ts';
+export { AvroSerde, type DecodedRecord } from './serde/avro.ts';
+export { loadSchemas, registerSchemas, parseSchema, compatibilityLevels, type Compatibility, type SchemaFile } from './serde/schemas.ts';
