@@ -24,7 +24,7 @@ import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { marketFeed, runFeed, type FeedEvent } from '../../connectors/synthetic-feed.ts';
-import { marketSignals } from '../../topologies/market-signals.ts';
+import { marketSignals, type MarketSignalsOptions } from '../../topologies/market-signals.ts';
 import { startMember, stopMembers, waitUntilStarted, type Member } from '../../cli/fleet.ts';
 import { projectRoot } from '../../cli/paths.ts';
 import { mulberry32 } from '../support/events.ts';
@@ -210,16 +210,25 @@ async function digestsBehindClickHouse(query: (sql: string) => Promise<Row[]>, h
     .map((d) => `digest ${d.portfolio_id} counts ${d.finding_count}/${d.alert_count}, ClickHouse ${findings.get(String(d.portfolio_id)) ?? 0}/${alerts.get(String(d.portfolio_id)) ?? 0}`);
 }
 
-export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
-  const log = options.log ?? (() => {});
-  const database = uniqueName(`golden_${options.label}`);
+export interface PreparedFleet {
+  database: string;
+  application: string;
+  eventsTopic: string;
+  topology: ReturnType<typeof marketSignals>;
+  chConfig: Config;
+}
+
+/**
+ * A fleet's own ClickHouse database, migrated; the schemas registered; the portfolios table loaded; every
+ * processor's topics created. Application and database share one unique name, so runs never see each other.
+ */
+export async function prepareFleet(label: string, topologyOptions: Omit<MarketSignalsOptions, 'application' | 'eventsTopic'> = {}): Promise<PreparedFleet> {
+  const database = uniqueName(label);
   const application = database.replaceAll('_', '-');
   const eventsTopic = `${application}.market.events`;
-  const topology = marketSignals({ application, eventsTopic, digestSize: '1h', digestGrace: DIGEST_GRACE });
+  const topology = marketSignals({ application, eventsTopic, ...topologyOptions });
   const chConfig = clickhouseConfig(database);
   await migrateDatabase(chConfig, projectRoot);
-  // The sink and the members' LLM audit write as the run's least-privilege sink user (docs/security.md).
-  const clickhouseUsers = await fleetClickHouseUsers(database);
   await registerSchemas(config, registryClient(config), schemas);
   const redis = new Redis(config.redis.url);
   await writeTable(redis, kafkaClient(), topology, 'portfolios', portfolios, schemas);
@@ -228,6 +237,14 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   await admin.connect();
   for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);
   await admin.disconnect();
+  return { database, application, eventsTopic, topology, chConfig };
+}
+
+export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
+  const log = options.log ?? (() => {});
+  const { database, application, eventsTopic, topology, chConfig } = await prepareFleet(`golden_${options.label}`, { digestSize: '1h', digestGrace: DIGEST_GRACE });
+  // The sink and the members' LLM audit write as the run's least-privilege sink user (docs/security.md).
+  const clickhouseUsers = await fleetClickHouseUsers(database);
 
   const feed = goldenFeed(options.hour);
   const launcher = options.launcher;

@@ -10,21 +10,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMember, stopMembers, waitUntilStarted, type Member } from '../../cli/fleet.ts';
 import { projectRoot } from '../../cli/paths.ts';
 import { ensureOtelCollector, startOtelCollector, type RunningCollector } from '../../infra/local/otel-collector.ts';
-import { ensureTopics } from '../../runtime/engine/topics.ts';
-import { registryClient } from '../../runtime/serde/avro.ts';
-import { registerSchemas } from '../../runtime/serde/schemas.ts';
-import { writeTable } from '../../runtime/state/tables.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
-import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
-import { marketSignals } from '../../topologies/market-signals.ts';
 import { fleetResponder, startAnthropicFake, type AnthropicFake } from '../fakes/anthropic.ts';
-import { clickhouseConfig, portfolios, schemas } from './fleet-run.ts';
-import { config, kafkaClient, uniqueName } from '../support/stack.ts';
+import { prepareFleet } from './fleet-run.ts';
 
 const TOPOLOGY_FILE = join(projectRoot, 'topologies/market-signals.ts');
 const API_KEY = 'trace-test-key-0123456789';
@@ -92,20 +84,7 @@ describe('tracing across the fleet', () => {
     collector = await startOtelCollector({ dir, file });
     anthropic = await startAnthropicFake({ responder: fleetResponder });
 
-    const database = uniqueName('trace');
-    const application = database.replaceAll('_', '-');
-    const eventsTopic = `${application}.market.events`;
-    const topology = marketSignals({ application, eventsTopic });
-    const chConfig = clickhouseConfig(database);
-    await migrateDatabase(chConfig, projectRoot);
-    await registerSchemas(config, registryClient(config), schemas);
-    const redis = new Redis(config.redis.url);
-    await writeTable(redis, kafkaClient(), topology, 'portfolios', portfolios, schemas);
-    redis.disconnect();
-    const admin = kafkaClient().admin();
-    await admin.connect();
-    for (const name of Object.keys(topology.processors)) await ensureTopics(admin, topology, name);
-    await admin.disconnect();
+    const { database, application, eventsTopic, topology, chConfig } = await prepareFleet('trace');
 
     const env = (service: string): Record<string, string> => ({
       AS_FLEET_APP: application,
