@@ -10,4 +10,5 @@ export * from './config/index.ts';
 export * from './errors.ts';
 export { runProcessor, type RunProcessorOptions, type EnrichmentService, type ProcessorHandle, type MemberHealth } from './engine/runner.ts';
 export { AvroSerde, type DecodedRecord } from './serde/avro.ts';
+export { compileReaderSchema, type ReaderSchemaSource, type ReaderSchema } from './serde/readers.ts';
 export { loadSchemas, registerSchemas, parseSchema, compatibilityLevels, type Compatibility, type SchemaFile } from './serde/schemas.ts';

@@ -15,6 +15,7 @@ import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../errors.ts'
 import { retry, withRetry } from '../retry.ts';
 import type { createMetrics } from '../observability/metrics.ts';
 import { AvroSerde, registryClient } from '../serde/avro.ts';
+import { readerSchemasOf } from '../serde/readers.ts';
 import { processorSpec, tablesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
 import { deadLetterLogFields, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
@@ -162,8 +163,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   const registry = registryClient(config);
   const serde = new AvroSerde(registry);
   for (const types of Object.values(spec.outputs ?? {})) for (const type of types) await serde.writerFor(type);
+  const readers = readerSchemasOf(processor, spec.readerSchemas);
   const codec: Codec = {
-    decode: (buffer) => serde.decodeResolved(buffer),
+    decode: (buffer) => serde.decodeResolved(buffer, readers),
     recordTypeOf: (buffer) => serde.recordTypeOf(buffer),
     encode: (type, value) => serde.encode(type, value),
   };

@@ -9,6 +9,7 @@ import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { compileBoundsCheck, parseSchemaGraph, type BoundsCheck } from './bounded.ts';
 import { compileRangeCheck, RangeViolation, type RangeCheck } from './ranges.ts';
+import { ResolverCache, type ReaderSchemas, type Resolution } from './readers.ts';
 
 export const WIRE_HEADER_BYTES = 5;
 
@@ -19,7 +20,7 @@ export interface DecodedRecord<T = unknown> {
   value: T;
 }
 
-export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body' | 'range';
+export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body' | 'range' | 'incompatible';
 
 export function deserializeError(reason: DeserializeReason, message: string, details: Record<string, unknown> = {}, cause?: unknown): AgentStreamsError {
   return new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason, ...details }, cause });
@@ -52,22 +53,35 @@ export function compileWriterChecks(schema: unknown): WriterChecks {
 
 /**
  * Decodes an Avro body: bounds first (so hostile lengths never reach avsc's allocations), then avsc, then the
- * value ranges. Every failure is a deserialize error, which the runtime dead-letters.
+ * value ranges. Every failure is a deserialize error, which the runtime dead-letters. With a `resolution` the body
+ * (bounded by its writer's checks) is read into the reader's schema, and the reader's ranges are checked.
  */
-export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, schemaId: number, recordType: string): unknown {
+export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, schemaId: number, recordType: string, resolution?: Resolution): unknown {
+  if (resolution && 'error' in resolution) {
+    const { reader } = resolution;
+    throw deserializeError(
+      'incompatible',
+      `${recordType} written with schema id ${schemaId} cannot be read as ${reader.recordType} (the reader schema from ${reader.source}): ${resolution.error.message}. ` +
+        'The writer and the reader are not compatible: deploy readers and writers in the order docs/schemas.md gives for the subject\'s compatibility, or give the field a default.',
+      { schemaId, recordType, readerRecordType: reader.recordType },
+      resolution.error,
+    );
+  }
   let value: unknown;
   try {
     checks.bounds(body);
-    value = type.fromBuffer(body);
+    value = resolution ? resolution.reader.type.fromBuffer(body, resolution.resolver) : type.fromBuffer(body);
   } catch (error) {
     throw deserializeError('body', `Avro body does not match schema id ${schemaId} (${recordType}): ${(error as Error).message}`, { schemaId, recordType }, error);
   }
-  if (checks.ranges) {
+  const ranges = resolution ? resolution.reader.ranges : checks.ranges;
+  if (ranges) {
     try {
-      checks.ranges(value);
+      ranges(value);
     } catch (error) {
       if (!(error instanceof RangeViolation)) throw error;
-      throw deserializeError('range', `${recordType} (schema id ${schemaId}) is out of range: ${error.message}. Fix the producer; the record is dead-lettered.`, {
+      const as = resolution ? ` read as ${resolution.reader.recordType} (reader schema from ${resolution.reader.source})` : '';
+      throw deserializeError('range', `${recordType} (schema id ${schemaId})${as} is out of range: ${error.message}. Fix the producer; the record is dead-lettered.`, {
         schemaId, recordType, field: error.field, value: String(error.value), rule: error.rule,
       }, error);
     }
@@ -99,6 +113,8 @@ interface RegistrySchemaResponse {
 export class AvroSerde {
   private readonly byId = new Map<number, ReaderEntry>();
   private readonly bySubject = new Map<string, WriterEntry>();
+  /** Writer → reader resolvers, per (reader, writer id). */
+  readonly resolvers = new ResolverCache();
   /** Registry round trips made so far: the cache is doing its job when this stops growing. */
   registryLookups = 0;
 
@@ -154,8 +170,11 @@ export class AvroSerde {
     return entry;
   }
 
-  /** Decodes one record; its schema id must have been resolved (the batch path) or is fetched now. */
-  async decode<T = unknown>(buffer: Buffer | null): Promise<DecodedRecord<T>> {
+  /**
+   * Decodes one record; its schema id must have been resolved (the batch path) or is fetched now. With `readers`,
+   * a record of a type they cover is read into that reader schema (see readers.ts).
+   */
+  async decode<T = unknown>(buffer: Buffer | null, readers?: ReaderSchemas): Promise<DecodedRecord<T>> {
     const id = schemaIdOf(buffer);
     if (!this.byId.has(id)) {
       try {
@@ -164,16 +183,18 @@ export class AvroSerde {
         throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry: ${(error as Error).message}`, { schemaId: id }, error);
       }
     }
-    return this.decodeResolved<T>(buffer);
+    return this.decodeResolved<T>(buffer, readers);
   }
 
   /** Synchronous decode for the hot path, after `resolve`. */
-  decodeResolved<T = unknown>(buffer: Buffer | null): DecodedRecord<T> {
+  decodeResolved<T = unknown>(buffer: Buffer | null, readers?: ReaderSchemas): DecodedRecord<T> {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
     if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry (or the registry could not be reached when the batch was resolved).`, { schemaId: id });
-    const value = decodeBody(entry.type, entry.checks, (buffer as Buffer).subarray(WIRE_HEADER_BYTES), id, entry.recordType) as T;
-    return { schemaId: id, recordType: entry.recordType, value };
+    const reader = readers?.byWriterType.get(entry.recordType);
+    const resolution = reader ? this.resolvers.resolve(reader, id, entry.type) : undefined;
+    const value = decodeBody(entry.type, entry.checks, (buffer as Buffer).subarray(WIRE_HEADER_BYTES), id, entry.recordType, resolution) as T;
+    return { schemaId: id, recordType: reader ? reader.recordType : entry.recordType, value };
   }
 
   /** The record type a value carries, read from the header alone (no body decoding): routing uses this. */

@@ -8,6 +8,7 @@ import { Partitioners } from 'kafkajs';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { compileWriterChecks, decodeBody, deserializeError, schemaIdOf, WIRE_HEADER_BYTES, type WriterChecks } from '../serde/avro.ts';
 import type { SchemaFile } from '../serde/schemas.ts';
+import { readerSchemasOf, ResolverCache, type ReaderSchemas } from '../serde/readers.ts';
 import type { Topology } from '../topology/topology.ts';
 import { prepareBatch, runBatch, runPunctuation, stateKey, type BatchResult, type Codec, type StateEntry, type TaskScope } from '../engine/batch.ts';
 import type { ProducedMessage, SourceRecord } from '../engine/dead-letter.ts';
@@ -35,6 +36,8 @@ export interface OutputRecord<V = unknown> {
 class LocalCodec implements Codec {
   private readonly byId = new Map<number, { type: avro.Type; name: string; checks: WriterChecks }>();
   private readonly byName = new Map<string, number>();
+  /** Writer → reader resolvers of the processors' reader schemas, as the engine's serde keeps them. */
+  readonly resolvers = new ResolverCache();
 
   constructor(schemas: SchemaFile[]) {
     schemas.forEach((s, i) => {
@@ -44,12 +47,15 @@ class LocalCodec implements Codec {
     });
   }
 
-  decode(buffer: Buffer | null) {
+  decode(buffer: Buffer | null, readers?: ReaderSchemas) {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
     if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the test driver.`, { schemaId: id });
-    // The same bounded, range-checked decoding as the engine's serde.
-    return { schemaId: id, recordType: entry.name, value: decodeBody(entry.type, entry.checks, buffer!.subarray(WIRE_HEADER_BYTES), id, entry.name) };
+    // The same bounded, range-checked decoding (and writer → reader resolution) as the engine's serde.
+    const reader = readers?.byWriterType.get(entry.name);
+    const resolution = reader ? this.resolvers.resolve(reader, id, entry.type) : undefined;
+    const value = decodeBody(entry.type, entry.checks, buffer!.subarray(WIRE_HEADER_BYTES), id, entry.name, resolution);
+    return { schemaId: id, recordType: reader ? reader.recordType : entry.name, value };
   }
 
   recordTypeOf(buffer: Buffer | null): string {
@@ -128,6 +134,20 @@ export class TopologyTestDriver {
     });
   }
 
+  private readonly codecs = new Map<string, Codec>();
+
+  /** The codec a processor decodes with: its reader schemas, if it declares any, over the shared writer schemas. */
+  private codecOf(processor: string): Codec {
+    let codec = this.codecs.get(processor);
+    if (!codec) {
+      const readers = readerSchemasOf(processor, this.topology.processors[processor]!.readerSchemas);
+      const local = this.codec;
+      codec = readers ? { decode: (buffer) => local.decode(buffer, readers), recordTypeOf: (buffer) => local.recordTypeOf(buffer), encode: (type, value) => local.encode(type, value) } : local;
+      this.codecs.set(processor, codec);
+    }
+    return codec;
+  }
+
   private task(processor: string, partition: number): DriverTask {
     const id = `${processor}/${partition}`;
     let task = this.tasks.get(id);
@@ -165,7 +185,7 @@ export class TopologyTestDriver {
     const source: SourceRecord = { topic: message.topic, partition, offset: String(offset), timestamp: message.timestamp ?? String(this.wallClock), key, value: message.value, headers };
     for (const [name, spec] of Object.entries(this.topology.processors)) {
       if (!spec.inputs.includes(message.topic)) continue;
-      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codec, tables: this.tables, eventTimeBound: this.eventTimeBound };
+      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codecOf(name), tables: this.tables, eventTimeBound: this.eventTimeBound };
       const task = this.task(name, partition);
       const prepared = prepareBatch(scope, [source]);
       let answers: Map<string, unknown> | undefined;

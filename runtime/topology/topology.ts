@@ -4,6 +4,7 @@
  * group (`<application>.<processor>`), each process running it a member.
  */
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { compileReaderSchemas, type ReaderSchemaSource } from '../serde/readers.ts';
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
 import type { Output, ProcessFunction, ProcessorContext, StreamRecord } from './processor.ts';
 
@@ -36,6 +37,12 @@ interface BaseProcessorSpec {
   outputs?: Record<string, string[]>;
   /** Event time of a decoded record; default: the value's `eventTime` field, else the Kafka timestamp. */
   timestamp?: (value: unknown, kafkaTimestamp: number) => number;
+  /**
+   * The schema version this processor was built against, per record type (full name) it reads: a schema object or a
+   * `.avsc` path. Records written with another version are resolved to it (defaults filled in, dropped fields
+   * skipped); types not listed are decoded as written. Loaded and checked at start. See docs/schemas.md.
+   */
+  readerSchemas?: Record<string, ReaderSchemaSource>;
 }
 
 export interface ProcessSpec extends BaseProcessorSpec {
@@ -195,6 +202,10 @@ export function defineTopology(spec: TopologySpec): Topology {
   }
   problems.push(...topicSpecProblems('deadLetters', spec.deadLetters ?? {}, rf), ...topicSpecProblems('lateRecords', spec.lateRecords ?? {}, rf));
   const known = (topic: string): boolean => topics.has(topic) || topic === deadLetterTopic || topic === lateTopic;
+  const writtenTo = new Map<string, Set<string>>();
+  for (const p of Object.values(spec.processors)) {
+    for (const [topic, types] of Object.entries(p.outputs ?? {})) for (const type of types) writtenTo.set(topic, (writtenTo.get(topic) ?? new Set()).add(type));
+  }
   for (const [name, p] of Object.entries(spec.processors)) {
     if (!namePattern.test(name)) problems.push(`processor "${name}" must match ${namePattern}`);
     if (p.inputs.length === 0) problems.push(`processor "${name}" has no inputs`);
@@ -211,6 +222,18 @@ export function defineTopology(spec: TopologySpec): Topology {
       for (const table of p.tables ?? []) if (!spec.tables?.[table]) problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
     }
     for (const store of storesOfSpec(p)) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
+    if (p.readerSchemas && p.kind === 'router') problems.push(`router "${name}" declares readerSchemas, but a router never decodes a record body; remove them`);
+    else if (p.readerSchemas) {
+      // The types it can receive are known when every input is written by this topology's processors; a topic fed
+      // from outside (producers, connectors) may carry any type.
+      const fedFromOutside = p.inputs.some((input) => !writtenTo.has(input));
+      const receives = fedFromOutside ? undefined : new Set(p.inputs.flatMap((input) => [...writtenTo.get(input)!]));
+      try {
+        compileReaderSchemas(name, p.readerSchemas, receives);
+      } catch (error) {
+        problems.push((error as Error).message);
+      }
+    }
   }
   if (problems.length > 0) throw invalid(`Invalid topology "${spec.application}":\n  - ${problems.join('\n  - ')}`);
 
