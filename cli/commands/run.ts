@@ -11,7 +11,7 @@ import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { runProcessor } from '../../runtime/engine/runner.ts';
 import { createLogger, eventLog, installProcessLogger } from '../../runtime/observability/log.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
-import { startObservabilityServer } from '../../runtime/observability/server.ts';
+import { serveMember } from '../../runtime/observability/server.ts';
 import type { Topology } from '../../runtime/topology/topology.ts';
 import { expectPositionals, usageError, wholeNumber } from '../args.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
@@ -63,18 +63,7 @@ export const runCommand: Command = {
     // Only members whose processor enriches records need the LLM and its audit sink.
     const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, topology.application, log, metrics) : undefined;
     const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, instanceId, stallMs: config.health.stallMs, ...(services ? { services: services.services } : {}) });
-    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: values.processor! }, handle.health().ready ? 1 : 0));
-    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: values.processor! }, handle.health().live ? 1 : 0));
-    const server = await startObservabilityServer({
-      port: config.metrics.port,
-      host: config.metrics.host,
-      metrics,
-      health: () => {
-        const { live, problems } = handle.health();
-        return { healthy: live, checks: { member: { healthy: live, detail: problems.join('; ') || 'ok' } } };
-      },
-      ready: () => handle.health().ready,
-    });
+    const server = await serveMember({ name: values.processor, check: 'member', member: handle, metrics, listen: config.metrics });
     log('started', { metricsPort: server.port });
     const deadlineMs = shutdownSeconds * 1000;
     await new Promise<void>((done) => {

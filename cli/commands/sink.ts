@@ -12,7 +12,7 @@ import type { EventLog } from '../../runtime/observability/log.ts';
 import { AlertType, type Alert } from '../../schemas/generated/types.ts';
 import { fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
-import { startObservabilityServer } from '../../runtime/observability/server.ts';
+import { serveMember } from '../../runtime/observability/server.ts';
 import { observedFleetMappings } from '../../sinks/clickhouse/fleet-metrics.ts';
 import { loadTopology } from './run.ts';
 import { projectRoot } from '../paths.ts';
@@ -69,18 +69,7 @@ export const sinkCommand: Command = {
     });
     // Live until a fatal ClickHouse error stopped it, its consumer crashed for good, or records wait and no batch
     // completes (the platform restarts it then); ready while it runs joined and not rebalancing.
-    metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: name }, handle.health().ready ? 1 : 0));
-    metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: name }, handle.health().live ? 1 : 0));
-    const server = await startObservabilityServer({
-      port: config.metrics.port,
-      host: config.metrics.host,
-      metrics,
-      health: () => {
-        const { live, problems } = handle.health();
-        return { healthy: live, checks: { sink: { healthy: live, detail: problems.join('; ') || 'ok' } } };
-      },
-      ready: () => handle.health().ready,
-    });
+    const server = await serveMember({ name, check: 'sink', member: handle, metrics, listen: config.metrics });
     log('started', { topics: fleetSinkTopics(topology), metricsPort: server.port });
     await new Promise<void>((done) => {
       const shutdown = (): void => void handle.stop().then(() => server.close()).then(() => done());

@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import type { Metrics } from './metrics.ts';
 
 export interface HealthCheck {
   readonly healthy: boolean;
@@ -134,5 +135,42 @@ export function startObservabilityServer(options: ObservabilityServerOptions): P
         },
       });
     });
+  });
+}
+
+/** What `serveMember` needs of a running member (a processor's `ProcessorHandle`, the sink's handle). */
+export interface ServedMember {
+  health(): { readonly live: boolean; readonly ready: boolean; readonly problems: readonly string[] };
+}
+
+export interface ServeMemberOptions {
+  /** The member's name in the `member_ready` / `member_live` gauges (a processor's name, or the sink's). */
+  name: string;
+  /** The check's name in /healthz (`member` for a processor, `sink` for the ClickHouse sink). */
+  check: string;
+  member: ServedMember;
+  metrics: Metrics;
+  /** config.metrics: where /metrics, /healthz and /readyz listen. */
+  listen: { readonly port: number; readonly host: string };
+}
+
+/**
+ * The observability server of one running member, as `run` and `sink` start it: the member's `member_ready` and
+ * `member_live` gauges sampled from its health at each scrape; /healthz live while the member is live (its problems
+ * as the detail when not); /readyz ready while it is joined and not rebalancing.
+ */
+export function serveMember(options: ServeMemberOptions): Promise<ObservabilityServer> {
+  const { name, check, member, metrics, listen } = options;
+  metrics.memberReady.sampleWith(() => metrics.memberReady.set({ processor: name }, member.health().ready ? 1 : 0));
+  metrics.memberLive.sampleWith(() => metrics.memberLive.set({ processor: name }, member.health().live ? 1 : 0));
+  return startObservabilityServer({
+    port: listen.port,
+    host: listen.host,
+    metrics,
+    health: () => {
+      const { live, problems } = member.health();
+      return { healthy: live, checks: { [check]: { healthy: live, detail: problems.join('; ') || 'ok' } } };
+    },
+    ready: () => member.health().ready,
   });
 }
