@@ -22,8 +22,10 @@ import { produceCommand } from './commands/produce.ts';
 import { lagCommand } from './commands/lag.ts';
 import { topologyCommand } from './commands/topology.ts';
 import { completionCommand } from './commands/completion.ts';
+import { initCommand } from './commands/init.ts';
 
 export const commands: Record<string, Command> = {
+  init: initCommand,
   demo: demoCommand,
   test: testCommand,
   run: runCommand,

@@ -1,5 +1,5 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { registryClient } from '../../runtime/serde/avro.ts';
@@ -13,7 +13,9 @@ import type { Command } from '../main.ts';
 export const typesHeader = '// Generated from schemas/**/*.avsc by `agent-streams schemas generate`. Do not edit.';
 export const generatedTypesPath = join(projectRoot, 'schemas/generated/types.ts');
 
-const options = { dir: { type: 'string', default: join(projectRoot, 'schemas') }, compatibility: { type: 'string', default: 'BACKWARD' }, format: formatOption } as const;
+// `schemas` of the working directory: this repository's from `cli/agent-streams` (which starts in its root), a user's
+// project's from `npx agent-streams` in that project.
+const options = { dir: { type: 'string', default: 'schemas' }, compatibility: { type: 'string', default: 'BACKWARD' }, format: formatOption } as const;
 
 export const schemasCommand: Command = {
   summary: 'Register the Avro schemas with the registry (refusing incompatible changes), or generate their TypeScript types',
@@ -24,10 +26,15 @@ export const schemasCommand: Command = {
     const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [action] = expectPositionals('schemas', positionals, ['register|generate']);
     const format = checkFormat(values.format, dataFormats);
-    const schemas = loadSchemas(values.dir);
+    const dir = resolve(values.dir);
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw usageError(`schemas folder ${values.dir} does not exist (looked for ${dir}); run in your project's folder or pass --dir DIR`);
+    const schemas = loadSchemas(dir);
+    if (schemas.length === 0) throw usageError(`no *.avsc files in ${values.dir}; pass --dir DIR with your Avro schemas`);
     if (action === 'generate') {
-      writeFileSync(generatedTypesPath, generateTypes(schemas, typesHeader));
-      console.log(`wrote ${generatedTypesPath} from ${schemas.length} schemas`);
+      const out = join(dir, 'generated', 'types.ts');
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, generateTypes(schemas, typesHeader));
+      console.log(`wrote ${relative(process.cwd(), out)} from ${schemas.length} schemas`);
       return 0;
     }
     if (action !== 'register') throw usageError('schemas needs register or generate');

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../runtime/config/index.ts';
@@ -7,16 +7,17 @@ import { loadSchemas } from '../../runtime/serde/schemas.ts';
 import { readTables, writeTable } from '../../runtime/state/tables.ts';
 import { loadTopology } from './run.ts';
 import { cliKafka } from '../kafka.ts';
-import { projectRoot } from '../paths.ts';
 import { expectPositionals, usageError } from '../args.ts';
 import { checkFormat, dataFormats, formatRows, type Row } from '../format.ts';
 import type { Command } from '../main.ts';
 
-const options = { format: { type: 'string' } } as const;
+// The rows' schemas: the `schemas` folder of the working directory (this repository's root from cli/agent-streams,
+// a user's project from `npx agent-streams`), or --schemas DIR.
+const options = { format: { type: 'string' }, schemas: { type: 'string', default: 'schemas' } } as const;
 
 export const tableCommand: Command = {
   summary: 'Load or show a shared table (e.g. portfolios) that processors read; rows are validated against their schema',
-  usage: 'table load <topology-file> <table> <rows.json> | table show <topology-file> <table> [--format json|table]',
+  usage: 'table load <topology-file> <table> <rows.json> [--schemas DIR] | table show <topology-file> <table> [--format json|table]',
   options,
   actions: ['load', 'show'],
   files: true,
@@ -51,7 +52,9 @@ export const tableCommand: Command = {
         throw usageError(`${rowsFile} is not readable JSON: ${(error as Error).message}`);
       }
       if (!Array.isArray(rows)) throw usageError(`${rowsFile} must hold a JSON array of rows`);
-      const count = await writeTable(redis, cliKafka(config, 'table'), topology, name, rows, loadSchemas(join(projectRoot, 'schemas')));
+      const schemasDir = resolve(values.schemas);
+      if (!existsSync(schemasDir) || !statSync(schemasDir).isDirectory()) throw usageError(`schemas folder ${values.schemas} does not exist (looked for ${schemasDir}); pass --schemas DIR with the rows' Avro schema`);
+      const count = await writeTable(redis, cliKafka(config, 'table'), topology, name, rows, loadSchemas(schemasDir));
       console.log(`loaded ${count} rows into table ${name} of ${topology.application} (topic ${topology.tableTopic(name)}, cached in ${topology.tableKey(name)})`);
       return 0;
     } finally {

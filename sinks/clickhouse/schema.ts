@@ -9,7 +9,8 @@ export function migrationsDir(root: string): string {
   return join(root, 'infra/clickhouse/migrations');
 }
 
-export async function migrateDatabase(config: Config, root: string): Promise<MigrateResult> {
+/** `dir`: a migrations folder of the caller's own (`agent-streams migrate --dir`) instead of this project's. */
+export async function migrateDatabase(config: Config, root: string, dir = migrationsDir(root)): Promise<MigrateResult> {
   const server = openClickHouse(config, { database: null });
   try {
     await server.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.clickhouse.database}` });
@@ -18,7 +19,7 @@ export async function migrateDatabase(config: Config, root: string): Promise<Mig
   }
   const client = openClickHouse(config);
   try {
-    return await migrate(httpEngine(client), loadMigrations(migrationsDir(root)));
+    return await migrate(httpEngine(client), loadMigrations(dir));
   } finally {
     await client.close();
   }
