@@ -92,6 +92,17 @@ export async function registryHttp(config: Config, method: string, path: string,
   return { status: response.status, json };
 }
 
+/** What a refusal under each level means, in the words of who could not read what. */
+const incompatibilityMeaning: Record<Compatibility, string> = {
+  BACKWARD: 'A processor built against the new version could not read records written with the registered one.',
+  BACKWARD_TRANSITIVE: 'A processor built against the new version could not read records written with some registered version.',
+  FORWARD: 'A processor built against the registered version could not read records written with the new one.',
+  FORWARD_TRANSITIVE: 'A processor built against some registered version could not read records written with the new one.',
+  FULL: 'The new and the registered version could not each read records written with the other.',
+  FULL_TRANSITIVE: 'The new version and some registered version could not each read records written with the other.',
+  NONE: 'The registry refused it although the rule is NONE.',
+};
+
 export interface RegisterOutcome {
   subject: string;
   id: number;
@@ -125,7 +136,7 @@ export async function registerSchemas(
           ErrorCode.SCHEMA_INCOMPATIBLE,
           `${s.file} is not ${compatibility}-compatible with the registered ${s.subject}` +
             `${verdict.status === 200 ? '' : ` (registry answered HTTP ${verdict.status}: ${JSON.stringify(verdict.json)})`}. ` +
-            'Readers of the old version could not read the new one: give new fields defaults, do not remove or retype fields, or publish a new record type.',
+            `${incompatibilityMeaning[compatibility]} Give added and removed fields defaults, rename only through aliases, never retype a field, or publish a new record type (docs/schemas.md).`,
           { details: { subject: s.subject, file: s.file, compatibility } },
         );
       }

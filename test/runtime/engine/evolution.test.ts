@@ -119,4 +119,45 @@ describe('schema evolution on read, on the real stack', () => {
       redis.disconnect();
     }
   }, 120_000);
+
+  it('the registry refuses what docs/schemas.md says each compatibility level refuses', async () => {
+    const registry = registryClient(config);
+    const v1 = fixture('Order.v1.avsc');
+    const fields = v1.fields as Array<Record<string, unknown>>;
+    const changes: Record<string, Record<string, unknown>> = {
+      'add a field with a default': { ...v1, fields: [...fields, { name: 'currency', type: 'string', default: 'USD' }] },
+      'add a field without a default': { ...v1, fields: [...fields, { name: 'currency', type: 'string' }] },
+      'remove a field that has a default': { ...v1, fields: fields.filter((f) => f.name !== 'note') },
+      'remove a field without a default': { ...v1, fields: fields.filter((f) => f.name !== 'quantity') },
+      'retype a field (long to string)': { ...v1, fields: fields.map((f) => (f.name === 'quantity' ? { name: 'quantity', type: 'string' } : f)) },
+      'promote a field (long to double)': { ...v1, fields: fields.map((f) => (f.name === 'quantity' ? { name: 'quantity', type: 'double' } : f)) },
+      'rename a field with an alias': { ...v1, fields: fields.map((f) => (f.name === 'quantity' ? { name: 'units', type: 'long', aliases: ['quantity'] } : f)) },
+    };
+    const levels = ['BACKWARD', 'FORWARD', 'FULL'] as const;
+    const verdicts: Record<string, Record<string, boolean>> = {};
+    for (const [change, schema] of Object.entries(changes)) {
+      verdicts[change] = {};
+      for (const level of levels) {
+        // A subject of its own per (change, level), with v1 registered, then the change offered under the level.
+        const namespace = `agentstreams.test.${uniqueName('compat')}`;
+        await registerSchemas(config, registry, [parseSchema(JSON.stringify({ ...v1, namespace }), 'Order.v1.avsc')], level);
+        verdicts[change]![level] = await registerSchemas(config, registry, [parseSchema(JSON.stringify({ ...schema, namespace }), `${change}.avsc`)], level).then(
+          () => true,
+          (error: Error) => {
+            expect(error.message).toMatch(new RegExp(`is not ${level}-compatible`));
+            return false;
+          },
+        );
+      }
+    }
+    expect(verdicts).toEqual({
+      'add a field with a default': { BACKWARD: true, FORWARD: true, FULL: true },
+      'add a field without a default': { BACKWARD: false, FORWARD: true, FULL: false },
+      'remove a field that has a default': { BACKWARD: true, FORWARD: true, FULL: true },
+      'remove a field without a default': { BACKWARD: true, FORWARD: false, FULL: false },
+      'retype a field (long to string)': { BACKWARD: false, FORWARD: false, FULL: false },
+      'promote a field (long to double)': { BACKWARD: true, FORWARD: false, FULL: false },
+      'rename a field with an alias': { BACKWARD: true, FORWARD: false, FULL: false },
+    });
+  }, 120_000);
 });
