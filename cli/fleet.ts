@@ -15,14 +15,20 @@ export interface Member {
   events: Array<Record<string, unknown>>;
 }
 
+export interface StartMemberOptions {
+  /** Called with each JSON log line the member prints. */
+  onEvent?: (member: Member, event: Record<string, unknown>) => void;
+  /** The CLI arguments, when the member is not `run <topology> --processor NAME` (e.g. `sink <topology>`). */
+  command?: string[];
+}
+
 export function startMember(
   topologyFile: string,
   processor: string,
   env: Record<string, string> = {},
-  onEvent?: (member: Member, event: Record<string, unknown>) => void,
-  /** The CLI arguments, when the member is not `run <topology> --processor NAME` (e.g. `sink <topology>`). */
-  command: string[] = ['run', topologyFile, '--processor', processor],
+  options: StartMemberOptions = {},
 ): Member {
+  const { onEvent, command = ['run', topologyFile, '--processor', processor] } = options;
   const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), ...command], {
     cwd: projectRoot,
     // Many members share this machine: each picks a free metrics port (it logs it as `metricsPort`) unless told one.

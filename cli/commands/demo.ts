@@ -132,5 +132,5 @@ export const demoCommand: Command = {
 };
 
 function startSink(file: string, env: Record<string, string>): Member {
-  return startMember(file, 'clickhouse-sink', env, undefined, ['sink', file]);
+  return startMember(file, 'clickhouse-sink', env, { command: ['sink', file] });
 }

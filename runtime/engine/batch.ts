@@ -182,6 +182,13 @@ function insertDue(due: Due[], item: Due): void {
   due.splice(lo, 0, item);
 }
 
+export interface RunBatchOptions {
+  /** Also close the windows due by this wall-clock time (a punctuation). */
+  punctuateAt?: number;
+  /** The enrichment service's answers, by record offset. */
+  answers?: ReadonlyMap<string, unknown>;
+}
+
 /**
  * Runs a prepared batch against loaded state. `state` holds every key in `prepared.keys` that exists, plus the
  * windowed keys due to close by `prepared.maxEventTime` (their close times in `entry.c`).
@@ -191,9 +198,9 @@ export function runBatch(
   prepared: PreparedBatch,
   state: Map<string, StateEntry>,
   streamTimeBefore: number,
-  punctuateAt?: number,
-  answers?: ReadonlyMap<string, unknown>,
+  options: RunBatchOptions = {},
 ): BatchResult {
+  const { punctuateAt, answers } = options;
   const { topology, processor, spec, partition, codec } = scope;
   const entries = new Map(state);
   const changes = new Map<string, StateEntry | null>();
@@ -350,7 +357,7 @@ export function runBatch(
  * `state` holds the keys due by `time`.
  */
 export function runPunctuation(scope: TaskScope, state: Map<string, StateEntry>, streamTime: number, time: number): BatchResult {
-  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time, requests: new Map() }, state, streamTime, time);
+  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time, requests: new Map() }, state, streamTime, { punctuateAt: time });
   // Windows closed by the wall clock have emitted their final result: stream time moves up to that time so that
   // a record arriving later for one of them is late instead of reopening it (and emitting it twice).
   return { ...result, streamTime: Math.max(streamTime, time) };

@@ -271,7 +271,7 @@ export class TransactionalProducer {
     return this.reinitialise();
   }
 
-  private unavailable(committed: boolean | 'unknown', cause: unknown): AgentStreamsError {
+  private unavailable(committed: boolean | 'unknown', cause?: unknown): AgentStreamsError {
     return new AgentStreamsError(
       ErrorCode.BROKER_UNAVAILABLE,
       committed === false ? 'Kafka is unavailable; nothing of this transaction was committed, so it is safe to retry.' : 'Kafka is unavailable; whether the transaction committed is not known yet.',
@@ -287,7 +287,7 @@ export class TransactionalProducer {
     for (;;) {
       if (this.failure) throw this.failure;
       if (this.current !== 'ready' || !this.producer) {
-        if (!runOptions.wait) throw this.unavailable(false, undefined);
+        if (!runOptions.wait) throw this.unavailable(false);
         await (this.recovering ?? this.reinitialise());
         continue;
       }

@@ -433,7 +433,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         enrichment && prepared.requests.size > 0
           ? await keepingAlive(heartbeat, () => withRetry(() => enrichment(prepared.requests, traced ? (offset) => traced.contextOf(offset) : undefined), transient, { isRetriable: () => true }))
           : undefined;
-      const result = runBatch(scope, prepared, entries, task.streamTime, undefined, answers);
+      const result = runBatch(scope, prepared, entries, task.streamTime, { answers });
       if (traced) {
         // Each output carries the context of the record that caused it; headers already there stay.
         for (const [i, message] of result.messages.entries()) {

@@ -194,7 +194,7 @@ export class TopologyTestDriver {
         if (!service) throw new AgentStreamsError(ErrorCode.USAGE, `The test driver has no service "${spec.enrich.service}": pass it in options.services.`);
         answers = service(prepared.requests);
       }
-      this.apply(task, runBatch(scope, prepared, task.state, task.streamTime, undefined, answers));
+      this.apply(task, runBatch(scope, prepared, task.state, task.streamTime, { answers }));
     }
   }
 

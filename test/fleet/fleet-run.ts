@@ -269,7 +269,7 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   };
   const names = [...Object.keys(topology.processors), 'clickhouse-sink'];
   const start = (name: string): Member =>
-    name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, undefined, ['sink', TOPOLOGY_FILE]) : startMember(TOPOLOGY_FILE, name, env);
+    name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, { command: ['sink', TOPOLOGY_FILE] }) : startMember(TOPOLOGY_FILE, name, env);
   const members = new Map<string, Member>(launcher ? [] : names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
   const kills: string[] = [];
   const zombies: string[] = [];

@@ -143,7 +143,7 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
 
     const members: Member[] = [
       ...['router', 'price-move', 'portfolio-exposure', 'alert-analyst'].map((name) => startMember(TOPOLOGY, name, env)),
-      startMember(TOPOLOGY, 'clickhouse-sink', env, undefined, ['sink', TOPOLOGY]),
+      startMember(TOPOLOGY, 'clickhouse-sink', env, { command: ['sink', TOPOLOGY] }),
     ];
     const ch = openClickHouse({ ...broker.config, clickhouse: { ...broker.config.clickhouse, database } });
     try {

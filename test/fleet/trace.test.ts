@@ -99,8 +99,8 @@ describe('tracing across the fleet', () => {
     });
     const processors = ['router', 'price-move', 'portfolio-exposure', 'alert-analyst'];
     for (const name of processors) members.push(startMember(TOPOLOGY_FILE, name, env(name)));
-    members.push(startMember(TOPOLOGY_FILE, 'clickhouse-sink', env('clickhouse-sink'), undefined, ['sink', TOPOLOGY_FILE]));
-    const ingest = startMember(TOPOLOGY_FILE, 'ingest', env('ingest'), undefined, ['ingest', '--port', '0', '--topic', eventsTopic, '--partitions', '6']);
+    members.push(startMember(TOPOLOGY_FILE, 'clickhouse-sink', env('clickhouse-sink'), { command: ['sink', TOPOLOGY_FILE] }));
+    const ingest = startMember(TOPOLOGY_FILE, 'ingest', env('ingest'), { command: ['ingest', '--port', '0', '--topic', eventsTopic, '--partitions', '6'] });
     members.push(ingest);
     await waitUntilStarted(members.slice(0, -1), 120_000);
     const deadline = Date.now() + 120_000;

@@ -113,8 +113,8 @@ describe('a real Prometheus scraping a running fleet', () => {
     members.push(startMember(TOPOLOGY, 'counter', memberEnv), startMember(TOPOLOGY, 'counter', memberEnv));
     const apiKey = 'prometheus-test-key-0123456789';
     members.push(
-      startMember(TOPOLOGY, 'ingest', { AS_INGEST_API_KEYS: apiKey }, undefined, ['ingest', '--port', '0', '--topic', `${application}.ingest`, '--partitions', '1']),
-      startMember(SINK_TOPOLOGY, 'sink', { AS_FIXTURE_APP: `${application}-sink` }, undefined, ['sink', SINK_TOPOLOGY]),
+      startMember(TOPOLOGY, 'ingest', { AS_INGEST_API_KEYS: apiKey }, { command: ['ingest', '--port', '0', '--topic', `${application}.ingest`, '--partitions', '1'] }),
+      startMember(SINK_TOPOLOGY, 'sink', { AS_FIXTURE_APP: `${application}-sink` }, { command: ['sink', SINK_TOPOLOGY] }),
     );
     const ports = await until(
       'every process serving /metrics',

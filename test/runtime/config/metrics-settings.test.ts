@@ -35,7 +35,7 @@ describe('metrics settings', () => {
   it('a local launcher gives each member port 0 unless its caller names one', async () => {
     // `config` prints the effective configuration and exits: what the member would listen on.
     const portOf = async (env: Record<string, string>): Promise<number> => {
-      const member = startMember('', 'config', env, undefined, ['config']);
+      const member = startMember('', 'config', env, { command: ['config'] });
       let out = '';
       member.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
       await new Promise<void>((resolve) => member.child.once('close', () => resolve()));
