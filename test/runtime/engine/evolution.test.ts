@@ -27,8 +27,8 @@ describe('schema evolution on read, on the real stack', () => {
     const application = uniqueName('evolution').replaceAll('_', '-');
     // A namespace of its own per run: the registry keeps subjects between runs.
     const namespace = `agentstreams.test.${uniqueName('evolution')}`;
-    const v1 = { ...fixture('Order.v1.avsc'), namespace };
-    const v2 = { ...fixture('Order.v2.avsc'), namespace };
+    const v1: Record<string, unknown> = { ...fixture('Order.v1.avsc'), namespace };
+    const v2: Record<string, unknown> = { ...fixture('Order.v2.avsc'), namespace };
     const subject = `${namespace}.Order`;
     const orders = `${application}.orders`;
 
