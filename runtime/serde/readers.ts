@@ -59,7 +59,9 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
     try {
       text = readFileSync(path, 'utf8');
     } catch (error) {
-      throw new Error(`${where} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a .avsc file relative to ${process.cwd()}, or a schema object`);
+      throw new Error(
+        `${where} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a .avsc file relative to ${process.cwd()}, or a schema object`,
+      );
     }
     try {
       json = JSON.parse(text);
@@ -67,14 +69,16 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
       throw new Error(`${where} is not valid JSON: ${(error as Error).message}`);
     }
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${where} is not an Avro record schema (a JSON object with "type": "record")`);
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new Error(`${where} is not an Avro record schema (a JSON object with "type": "record")`);
   let type: avro.Type;
   try {
     type = avro.Type.forSchema(json as avro.Schema);
   } catch (error) {
     throw new Error(`${where} is not a valid Avro schema: ${(error as Error).message}`);
   }
-  if (type.typeName !== 'record' || !type.name) throw new Error(`${where} must define a named record (records are what topics carry)`);
+  if (type.typeName !== 'record' || !type.name)
+    throw new Error(`${where} must define a named record (records are what topics carry)`);
   let ranges: RangeCheck | null;
   try {
     // From the JSON: the `range` rules are custom attributes, which avsc's Type drops.
@@ -83,8 +87,15 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
     throw new Error(`${where} has an invalid range rule: ${(error as Error).message}`);
   }
   const o = json as { namespace?: unknown; aliases?: unknown };
-  const namespace = typeof o.namespace === 'string' ? o.namespace : type.name.includes('.') ? type.name.slice(0, type.name.lastIndexOf('.')) : undefined;
-  const aliases = Array.isArray(o.aliases) ? o.aliases.filter((a): a is string => typeof a === 'string').map((a) => fullName(a, namespace)) : [];
+  const namespace =
+    typeof o.namespace === 'string'
+      ? o.namespace
+      : type.name.includes('.')
+        ? type.name.slice(0, type.name.lastIndexOf('.'))
+        : undefined;
+  const aliases = Array.isArray(o.aliases)
+    ? o.aliases.filter((a): a is string => typeof a === 'string').map((a) => fullName(a, namespace))
+    : [];
   return { recordType: type.name, reads: [type.name, ...aliases], type, ranges, source: where };
 }
 
@@ -96,7 +107,11 @@ const compiled = new WeakMap<object, ReaderSchemas>();
  * every problem; `knownTypes`, when given, are the record types the processor can receive, and a reader schema
  * for any other type is a problem.
  */
-export function compileReaderSchemas(processor: string, declared: Readonly<Record<string, ReaderSchemaSource>>, knownTypes?: ReadonlySet<string>): ReaderSchemas {
+export function compileReaderSchemas(
+  processor: string,
+  declared: Readonly<Record<string, ReaderSchemaSource>>,
+  knownTypes?: ReadonlySet<string>,
+): ReaderSchemas {
   const cached = compiled.get(declared);
   if (cached && !knownTypes) return cached;
   const problems: string[] = [];
@@ -110,17 +125,24 @@ export function compileReaderSchemas(processor: string, declared: Readonly<Recor
       continue;
     }
     if (!reader.reads.includes(recordType)) {
-      problems.push(`processor "${processor}" declares its reader schema for ${recordType} with ${reader.source}, which defines ${reader.recordType}` +
-        `${reader.reads.length > 1 ? ` (aliases ${reader.reads.slice(1).join(', ')})` : ''}; key it by the record type's full name, or add the old name to the schema's aliases`);
+      problems.push(
+        `processor "${processor}" declares its reader schema for ${recordType} with ${reader.source}, which defines ${reader.recordType}` +
+          `${reader.reads.length > 1 ? ` (aliases ${reader.reads.slice(1).join(', ')})` : ''}; key it by the record type's full name, or add the old name to the schema's aliases`,
+      );
       continue;
     }
     if (knownTypes && !reader.reads.some((name) => knownTypes.has(name))) {
-      problems.push(`processor "${processor}" declares a reader schema for ${recordType}, which it never reads: its inputs carry ${[...knownTypes].sort().join(', ') || 'no declared record types'}`);
+      problems.push(
+        `processor "${processor}" declares a reader schema for ${recordType}, which it never reads: its inputs carry ${[...knownTypes].sort().join(', ') || 'no declared record types'}`,
+      );
       continue;
     }
     for (const name of reader.reads) {
       const other = byWriterType.get(name);
-      if (other && other !== reader) problems.push(`processor "${processor}" has two reader schemas for ${name}: ${other.recordType} (${other.source}) and ${reader.recordType} (${reader.source})`);
+      if (other && other !== reader)
+        problems.push(
+          `processor "${processor}" has two reader schemas for ${name}: ${other.recordType} (${other.source}) and ${reader.recordType} (${reader.source})`,
+        );
       byWriterType.set(name, reader);
     }
   }
@@ -160,11 +182,18 @@ export class ResolverCache {
 }
 
 /** A processor's compiled reader schemas, or undefined when it declares none (records are decoded as written). */
-export function readerSchemasOf(processor: string, declared: Readonly<Record<string, ReaderSchemaSource>> | undefined): ReaderSchemas | undefined {
+export function readerSchemasOf(
+  processor: string,
+  declared: Readonly<Record<string, ReaderSchemaSource>> | undefined,
+): ReaderSchemas | undefined {
   if (!declared || Object.keys(declared).length === 0) return undefined;
   try {
     return compileReaderSchemas(processor, declared);
   } catch (error) {
-    throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Invalid reader schemas:\n  - ${(error as Error).message}`, { cause: error });
+    throw new AgentStreamsError(
+      ErrorCode.TOPOLOGY_INVALID,
+      `Invalid reader schemas:\n  - ${(error as Error).message}`,
+      { cause: error },
+    );
   }
 }

@@ -34,7 +34,10 @@ function keeper(readerSchemas: ProcessorSpec['readerSchemas']) {
         inputs: ['orders'],
         stores: ['seen'],
         ...(readerSchemas ? { readerSchemas } : {}),
-        process: (record, ctx) => ctx.store<{ recordType: string; value: unknown }>('seen').set({ recordType: record.recordType, value: { ...(record.value as object) } }),
+        process: (record, ctx) =>
+          ctx
+            .store<{ recordType: string; value: unknown }>('seen')
+            .set({ recordType: record.recordType, value: { ...(record.value as object) } }),
       }),
     },
   });
@@ -67,34 +70,75 @@ describe('reader schemas at start', () => {
     writeFileSync(bad, '{ "type": "record", ');
     expect(() => compileReaderSchema(join(dir, 'nope.avsc'))).toThrow(/nope\.avsc cannot be read \(ENOENT\)/);
     expect(() => compileReaderSchema(bad)).toThrow(/bad\.avsc is not valid JSON/);
-    expect(() => compileReaderSchema({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'strng' }] })).toThrow(/an inline schema is not a valid Avro schema: .*strng/);
-    expect(() => compileReaderSchema({ type: 'enum', name: 'E', symbols: ['A'] })).toThrow(/must define a named record/);
-    expect(() => compileReaderSchema({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'string', range: { min: 0 } }] })).toThrow(/invalid range rule: .*holds no numbers/);
+    expect(() => compileReaderSchema({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'strng' }] })).toThrow(
+      /an inline schema is not a valid Avro schema: .*strng/,
+    );
+    expect(() => compileReaderSchema({ type: 'enum', name: 'E', symbols: ['A'] })).toThrow(
+      /must define a named record/,
+    );
+    expect(() =>
+      compileReaderSchema({ type: 'record', name: 'X', fields: [{ name: 'a', type: 'string', range: { min: 0 } }] }),
+    ).toThrow(/invalid range rule: .*holds no numbers/);
   });
 
   it('refuses a topology whose reader schema is invalid, keyed by another type, for a type the processor never reads, or on a router', () => {
-    expect(problemsOf(() => keeper({ [ORDER]: { type: 'record', name: 'Order', namespace: 'agentstreams.test.evolution', fields: [{ name: 'x', type: 'nope' }] } })))
-      .toMatch(/processor "keeper" reader schema for agentstreams\.test\.evolution\.Order: an inline schema is not a valid Avro schema/);
-    expect(problemsOf(() => keeper({ 'agentstreams.test.evolution.Invoice': v2 }))).toMatch(/declares its reader schema for agentstreams\.test\.evolution\.Invoice with an inline schema, which defines agentstreams\.test\.evolution\.Order; key it by the record type's full name/);
+    expect(
+      problemsOf(() =>
+        keeper({
+          [ORDER]: {
+            type: 'record',
+            name: 'Order',
+            namespace: 'agentstreams.test.evolution',
+            fields: [{ name: 'x', type: 'nope' }],
+          },
+        }),
+      ),
+    ).toMatch(
+      /processor "keeper" reader schema for agentstreams\.test\.evolution\.Order: an inline schema is not a valid Avro schema/,
+    );
+    expect(problemsOf(() => keeper({ 'agentstreams.test.evolution.Invoice': v2 }))).toMatch(
+      /declares its reader schema for agentstreams\.test\.evolution\.Invoice with an inline schema, which defines agentstreams\.test\.evolution\.Order; key it by the record type's full name/,
+    );
     // `orders` is written by `feeder` only, with Order: a reader schema for any other type is never used.
-    const invoice = { type: 'record', name: 'Invoice', namespace: 'agentstreams.test.evolution', fields: [{ name: 'id', type: 'string' }] };
-    const fed = (readerSchemas: ProcessorSpec['readerSchemas']) => defineTopology({
-      application: 'evo',
-      topics: { raw: { partitions: 1 }, orders: { partitions: 1 } },
-      processors: {
-        feeder: processor({ inputs: ['raw'], outputs: { orders: [ORDER] }, process: () => undefined }),
-        keeper: processor({ inputs: ['orders'], ...(readerSchemas ? { readerSchemas } : {}), process: () => undefined }),
-      },
-    });
+    const invoice = {
+      type: 'record',
+      name: 'Invoice',
+      namespace: 'agentstreams.test.evolution',
+      fields: [{ name: 'id', type: 'string' }],
+    };
+    const fed = (readerSchemas: ProcessorSpec['readerSchemas']) =>
+      defineTopology({
+        application: 'evo',
+        topics: { raw: { partitions: 1 }, orders: { partitions: 1 } },
+        processors: {
+          feeder: processor({ inputs: ['raw'], outputs: { orders: [ORDER] }, process: () => undefined }),
+          keeper: processor({
+            inputs: ['orders'],
+            ...(readerSchemas ? { readerSchemas } : {}),
+            process: () => undefined,
+          }),
+        },
+      });
     expect(problemsOf(() => fed({ 'agentstreams.test.evolution.Invoice': invoice }))).toMatch(
       /processor "keeper" declares a reader schema for agentstreams\.test\.evolution\.Invoice, which it never reads: its inputs carry agentstreams\.test\.evolution\.Order/,
     );
     expect(() => fed({ [ORDER]: v2 })).not.toThrow();
-    expect(problemsOf(() => defineTopology({
-      application: 'evo',
-      topics: { raw: { partitions: 1 }, orders: { partitions: 1 } },
-      processors: { r: router({ inputs: ['raw'], routes: { [ORDER]: 'orders' }, outputs: { orders: [ORDER] }, readerSchemas: { [ORDER]: v2 } }) },
-    }))).toMatch(/router "r" declares readerSchemas, but a router never decodes a record body/);
+    expect(
+      problemsOf(() =>
+        defineTopology({
+          application: 'evo',
+          topics: { raw: { partitions: 1 }, orders: { partitions: 1 } },
+          processors: {
+            r: router({
+              inputs: ['raw'],
+              routes: { [ORDER]: 'orders' },
+              outputs: { orders: [ORDER] },
+              readerSchemas: { [ORDER]: v2 },
+            }),
+          },
+        }),
+      ),
+    ).toMatch(/router "r" declares readerSchemas, but a router never decodes a record body/);
   });
 });
 
@@ -123,55 +167,99 @@ describe('the resolver cache', () => {
   });
 });
 
-describe('records read with the processor\'s reader schema (test driver)', () => {
-  const order = (orderId: string, extra: Record<string, unknown> = {}) => ({ orderId, eventTime: T0, quantity: 3, ...extra });
+describe("records read with the processor's reader schema (test driver)", () => {
+  const order = (orderId: string, extra: Record<string, unknown> = {}) => ({
+    orderId,
+    eventTime: T0,
+    quantity: 3,
+    ...extra,
+  });
 
-  it('a processor built against v2 sees v2\'s defaults in v1 records, and not the field v2 removed', () => {
-    const driver = new TopologyTestDriver(keeper({ [ORDER]: relative(process.cwd(), v2File) }), [parseSchema(JSON.stringify(v1), 'Order.v1.avsc')]);
+  it("a processor built against v2 sees v2's defaults in v1 records, and not the field v2 removed", () => {
+    const driver = new TopologyTestDriver(keeper({ [ORDER]: relative(process.cwd(), v2File) }), [
+      parseSchema(JSON.stringify(v1), 'Order.v1.avsc'),
+    ]);
     driver.pipe('orders', { key: 'o1', recordType: ORDER, value: order('o1', { note: 'old' }) });
-    expect(driver.stateOf('keeper', 'seen', 'o1')).toEqual({ recordType: ORDER, value: { orderId: 'o1', eventTime: T0, quantity: 3, currency: 'USD', priority: 5 } });
+    expect(driver.stateOf('keeper', 'seen', 'o1')).toEqual({
+      recordType: ORDER,
+      value: { orderId: 'o1', eventTime: T0, quantity: 3, currency: 'USD', priority: 5 },
+    });
     expect(driver.readDeadLetters()).toHaveLength(0);
   });
 
   it('a processor built against v1 drops the fields a v2 writer added, and gets the default of the one it removed', () => {
     const driver = new TopologyTestDriver(keeper({ [ORDER]: v1 }), [parseSchema(JSON.stringify(v2), 'Order.v2.avsc')]);
     driver.pipe('orders', { key: 'o2', recordType: ORDER, value: order('o2', { currency: 'EUR', priority: 1 }) });
-    expect(driver.stateOf('keeper', 'seen', 'o2')).toEqual({ recordType: ORDER, value: { orderId: 'o2', eventTime: T0, quantity: 3, note: '' } });
+    expect(driver.stateOf('keeper', 'seen', 'o2')).toEqual({
+      recordType: ORDER,
+      value: { orderId: 'o2', eventTime: T0, quantity: 3, note: '' },
+    });
   });
 
   it('without reader schemas a record is decoded as written', () => {
     const driver = new TopologyTestDriver(keeper(undefined), [parseSchema(JSON.stringify(v1), 'Order.v1.avsc')]);
     driver.pipe('orders', { key: 'o3', recordType: ORDER, value: order('o3', { note: 'kept' }) });
-    expect(driver.stateOf('keeper', 'seen', 'o3')).toEqual({ recordType: ORDER, value: { orderId: 'o3', eventTime: T0, quantity: 3, note: 'kept' } });
+    expect(driver.stateOf('keeper', 'seen', 'o3')).toEqual({
+      recordType: ORDER,
+      value: { orderId: 'o3', eventTime: T0, quantity: 3, note: 'kept' },
+    });
   });
 
   it('renames a field and the record type through aliases', () => {
     const renamed = {
-      type: 'record', name: 'PurchaseOrder', namespace: 'agentstreams.test.evolution', aliases: ['Order'],
-      fields: [{ name: 'orderId', type: 'string' }, { name: 'eventTime', type: 'long' }, { name: 'units', type: 'long', aliases: ['quantity'] }],
+      type: 'record',
+      name: 'PurchaseOrder',
+      namespace: 'agentstreams.test.evolution',
+      aliases: ['Order'],
+      fields: [
+        { name: 'orderId', type: 'string' },
+        { name: 'eventTime', type: 'long' },
+        { name: 'units', type: 'long', aliases: ['quantity'] },
+      ],
     };
-    const driver = new TopologyTestDriver(keeper({ [ORDER]: renamed }), [parseSchema(JSON.stringify(v1), 'Order.v1.avsc')]);
+    const driver = new TopologyTestDriver(keeper({ [ORDER]: renamed }), [
+      parseSchema(JSON.stringify(v1), 'Order.v1.avsc'),
+    ]);
     driver.pipe('orders', { key: 'o4', recordType: ORDER, value: order('o4') });
-    expect(driver.stateOf('keeper', 'seen', 'o4')).toEqual({ recordType: 'agentstreams.test.evolution.PurchaseOrder', value: { orderId: 'o4', eventTime: T0, units: 3 } });
+    expect(driver.stateOf('keeper', 'seen', 'o4')).toEqual({
+      recordType: 'agentstreams.test.evolution.PurchaseOrder',
+      value: { orderId: 'o4', eventTime: T0, units: 3 },
+    });
   });
 
   it('dead-letters, with reason incompatible, a record whose writer the reader cannot resolve, and goes on', () => {
     // v2 without a default for currency cannot read v1 records, which have none.
-    const strict = { ...v2, fields: (v2.fields as Array<Record<string, unknown>>).map((f) => (f.name === 'currency' ? { name: 'currency', type: 'string' } : f)) };
-    const driver = new TopologyTestDriver(keeper({ [ORDER]: strict }), [parseSchema(JSON.stringify(v1), 'Order.v1.avsc')]);
+    const strict = {
+      ...v2,
+      fields: (v2.fields as Array<Record<string, unknown>>).map((f) =>
+        f.name === 'currency' ? { name: 'currency', type: 'string' } : f,
+      ),
+    };
+    const driver = new TopologyTestDriver(keeper({ [ORDER]: strict }), [
+      parseSchema(JSON.stringify(v1), 'Order.v1.avsc'),
+    ]);
     driver.pipe('orders', { key: 'o5', recordType: ORDER, value: order('o5') });
     driver.pipe('orders', { key: 'o6', recordType: ORDER, value: order('o6') });
     const dead = driver.readDeadLetters();
     expect(dead).toHaveLength(2);
     expect(dead[0]!.headers[deadLetterHeader.errorCode]).toBe('AS_DESERIALIZE');
     expect(dead[0]!.headers[deadLetterHeader.errorReason]).toBe('incompatible');
-    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toMatch(/agentstreams\.test\.evolution\.Order written with schema id 1 cannot be read as agentstreams\.test\.evolution\.Order \(the reader schema from an inline schema\): no matching field for default-less .*currency/);
+    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toMatch(
+      /agentstreams\.test\.evolution\.Order written with schema id 1 cannot be read as agentstreams\.test\.evolution\.Order \(the reader schema from an inline schema\): no matching field for default-less .*currency/,
+    );
     expect(driver.stateOf('keeper', 'seen', 'o5')).toBeUndefined();
   });
 
-  it('keeps bounded decoding against the writer and checks the reader\'s ranges, defaults included', () => {
-    const outOfRangeDefault = { ...v2, fields: (v2.fields as Array<Record<string, unknown>>).map((f) => (f.name === 'priority' ? { ...f, default: 12 } : f)) };
-    const driver = new TopologyTestDriver(keeper({ [ORDER]: outOfRangeDefault }), [parseSchema(JSON.stringify(v1), 'Order.v1.avsc')]);
+  it("keeps bounded decoding against the writer and checks the reader's ranges, defaults included", () => {
+    const outOfRangeDefault = {
+      ...v2,
+      fields: (v2.fields as Array<Record<string, unknown>>).map((f) =>
+        f.name === 'priority' ? { ...f, default: 12 } : f,
+      ),
+    };
+    const driver = new TopologyTestDriver(keeper({ [ORDER]: outOfRangeDefault }), [
+      parseSchema(JSON.stringify(v1), 'Order.v1.avsc'),
+    ]);
     driver.pipe('orders', { key: 'o7', recordType: ORDER, value: order('o7') });
     const good = driver.codec.encode(ORDER, order('o8'));
     // A body declaring a 2^31-byte string: refused by the writer's bounds check before avsc allocates anything.
@@ -179,7 +267,9 @@ describe('records read with the processor\'s reader schema (test driver)', () =>
     driver.pipeRaw('orders', { key: 'o9', value: hostile });
     const dead = driver.readDeadLetters();
     expect(dead.map((d) => d.headers[deadLetterHeader.errorReason])).toEqual(['range', 'body']);
-    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toMatch(/read as agentstreams\.test\.evolution\.Order \(reader schema from an inline schema\) is out of range: field priority is 12/);
+    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toMatch(
+      /read as agentstreams\.test\.evolution\.Order \(reader schema from an inline schema\) is out of range: field priority is 12/,
+    );
     expect(dead[1]!.headers[deadLetterHeader.errorMessage]).toMatch(/string length .* exceeds the \d+ bytes left/);
   });
 });
