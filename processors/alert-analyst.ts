@@ -8,10 +8,10 @@
  * or fooled model's text passing for the rules' view.
  */
 import { createHash } from 'node:crypto';
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
+import type { ProcessorContext, StreamRecord, TopicOf } from '../runtime/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
 import type { Alert } from '../schemas/generated/types.ts';
-import { PORTFOLIOS_TABLE, type Portfolio } from './portfolio-exposure.ts';
+import { portfolios, type Portfolio } from './portfolio-exposure.ts';
 
 export const AlertType = 'agentstreams.fleet.Alert';
 export const ANALYSIS_SERVICE = 'analysis';
@@ -104,17 +104,17 @@ function alerting(finding: Finding, portfolio: Portfolio | undefined): portfolio
   return portfolio !== undefined && severityRank(finding.severity) >= severityRank(portfolio.alertAt);
 }
 
-export function alertAnalyst(options: { output: string }) {
+export function alertAnalyst(options: { output: TopicOf<Alert> }) {
   return {
     service: ANALYSIS_SERVICE,
-    request(record: StreamRecord, ctx: Pick<ProcessorContext, 'table'>): AnalysisRequest | undefined {
-      const finding = record.value as Finding;
-      const portfolio = ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(finding.portfolioId);
+    request(record: StreamRecord<Finding>, ctx: Pick<ProcessorContext, 'table'>): AnalysisRequest | undefined {
+      const finding = record.value;
+      const portfolio = ctx.table(portfolios).get(finding.portfolioId);
       return alerting(finding, portfolio) ? { finding, portfolioName: portfolio.name } : undefined;
     },
-    process(record: StreamRecord, ctx: ProcessorContext): void {
-      const finding = record.value as Finding;
-      const portfolio = ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(finding.portfolioId);
+    process(record: StreamRecord<Finding>, ctx: ProcessorContext): void {
+      const finding = record.value;
+      const portfolio = ctx.table(portfolios).get(finding.portfolioId);
       if (!alerting(finding, portfolio)) return;
       const answer = ctx.answer<Analysis>() ?? rulesOnlyAnalysis(finding, 'the analysis service gave no answer');
       const rules = rulesOnlyAnalysis(finding, '');
@@ -133,7 +133,7 @@ export function alertAnalyst(options: { output: string }) {
         modelDisagreed: contradictions(finding, answer).length > 0,
         rulesAnalysis: rules.analysis,
       };
-      ctx.forward({ topic: options.output, key: finding.portfolioId, recordType: AlertType, value: alert });
+      ctx.forward(options.output, { key: finding.portfolioId, value: alert });
     },
   };
 }

@@ -8,11 +8,9 @@
  * and the id is derived from portfolio and hour.
  */
 import { createHash } from 'node:crypto';
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import type { WindowResultContext } from '../runtime/topology/topology.ts';
-import type { WindowResult } from '../runtime/windows/index.ts';
+import type { ProcessorContext, StreamRecord, TopicOf, WindowResult, WindowResultContext } from '../runtime/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
-import { PORTFOLIOS_TABLE, type Portfolio } from './portfolio-exposure.ts';
+import { portfolios } from './portfolio-exposure.ts';
 import type { Digest } from '../schemas/generated/types.ts';
 
 export const DigestType = 'agentstreams.fleet.Digest';
@@ -50,7 +48,7 @@ export function digestId(portfolioId: string, hourStart: number): string {
   return createHash('sha256').update(`${portfolioId}\u0000${hourStart}`).digest('hex');
 }
 
-export function digestDraft(output: string) {
+export function digestDraft(output: TopicOf<Digest>) {
   return (result: WindowResult<DigestAccumulator> & { final: boolean }, ctx: WindowResultContext): void => {
     const content = digestContent(result.value);
     const draft: Digest = {
@@ -64,7 +62,7 @@ export function digestDraft(output: string) {
       summary: '',
       model: '',
     };
-    ctx.forward({ topic: output, key: ctx.key, recordType: DigestType, value: draft, timestamp: result.end });
+    ctx.forward(output, { key: ctx.key, value: draft, timestamp: result.end });
   };
 }
 
@@ -92,16 +90,16 @@ export function rulesOnlyDigest(draft: Digest, portfolioName: string, alertCount
   return `${portfolioName}, from ${from} UTC: ${draft.findingCount} findings (${counts}), ${alertCount} alerting. ${draft.topFindings.length > 0 ? `Most severe: ${draft.topFindings.join('; ')}.` : ''}`.trim();
 }
 
-export function digestWriter(options: { output: string }) {
+export function digestWriter(options: { output: TopicOf<Digest> }) {
   return {
     service: DIGEST_SERVICE,
-    request(record: StreamRecord, ctx: Pick<ProcessorContext, 'table'>): DigestRequest {
-      const draft = record.value as Digest;
-      return { draft, portfolioName: ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(draft.portfolioId)?.name ?? draft.portfolioId };
+    request(record: StreamRecord<Digest>, ctx: Pick<ProcessorContext, 'table'>): DigestRequest {
+      const draft = record.value;
+      return { draft, portfolioName: ctx.table(portfolios).get(draft.portfolioId)?.name ?? draft.portfolioId };
     },
-    process(record: StreamRecord, ctx: ProcessorContext): void {
-      const draft = record.value as Digest;
-      const portfolio = ctx.table<Portfolio>(PORTFOLIOS_TABLE).get(draft.portfolioId);
+    process(record: StreamRecord<Digest>, ctx: ProcessorContext): void {
+      const draft = record.value;
+      const portfolio = ctx.table(portfolios).get(draft.portfolioId);
       const alertCount = alertCountOf(draft.bySeverity, portfolio?.alertAt ?? 'high');
       const answer = ctx.answer<DigestAnswer>();
       const digest: Digest = {
@@ -110,7 +108,7 @@ export function digestWriter(options: { output: string }) {
         summary: answer?.summary ?? rulesOnlyDigest(draft, portfolio?.name ?? draft.portfolioId, alertCount),
         model: answer?.model ?? 'rules-only',
       };
-      ctx.forward({ topic: options.output, key: draft.portfolioId, recordType: DigestType, value: digest });
+      ctx.forward(options.output, { key: draft.portfolioId, value: digest });
     },
   };
 }

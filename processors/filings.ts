@@ -2,17 +2,9 @@
  * filings: material regulatory filings. 8-K items carry severities by what they disclose; Form 4 insider trades
  * by their dollar size and direction.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import { finding, FindingType, severityRank, type Severity } from './finding.ts';
-
-export interface FilingValue {
-  id: string;
-  symbol: string;
-  formType: string;
-  items: string[];
-  eventTime: number;
-  insider: null | { name: string; role: string; shares: number; price: null | number; direction: 'BUY' | 'SELL' | 'OTHER' };
-}
+import type { ProcessorContext, StreamRecord } from '../runtime/index.ts';
+import type { Filing } from '../schemas/generated/types.ts';
+import { finding, severityRank, type FindingTopic, type Severity } from './finding.ts';
 
 /** 8-K items by severity: what each discloses decides how much it matters. */
 export const eightKItems: Record<string, { severity: Severity; means: string }> = {
@@ -30,12 +22,12 @@ export const eightKItems: Record<string, { severity: Severity; means: string }> 
   '8.01': { severity: 'low', means: 'other events' },
 };
 
-export function filingsAgent(options: { output: string }) {
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const filing = record.value as FilingValue;
+export function filingsAgent(options: { output: FindingTopic }) {
+  return (record: StreamRecord<Filing>, ctx: ProcessorContext): void => {
+    const filing = record.value;
     const t = record.timestamp;
     const emit = (rule: string, severity: Severity, evidence: Record<string, number>, summary: string): void =>
-      ctx.forward({ topic: options.output, key: filing.symbol, recordType: FindingType, value: finding({ agent: 'filings', rule, symbol: filing.symbol, severity, windowStart: t, windowEnd: t, eventTime: t, evidence, summary }, record) });
+      ctx.forward(options.output, { key: filing.symbol, value: finding({ agent: 'filings', rule, symbol: filing.symbol, severity, windowStart: t, windowEnd: t, eventTime: t, evidence, summary }, record) });
 
     if (filing.formType === '8-K') {
       const known = filing.items.map((item) => [item, eightKItems[item]] as const).filter((e): e is readonly [string, { severity: Severity; means: string }] => e[1] !== undefined);

@@ -3,7 +3,7 @@
  * id) and the severity scale shared by every agent.
  */
 import { createHash } from 'node:crypto';
-import type { StreamRecord } from '../runtime/topology/processor.ts';
+import type { StreamRecord, TopicOf } from '../runtime/index.ts';
 
 import type { Finding, Severity } from '../schemas/generated/types.ts';
 
@@ -12,6 +12,9 @@ export type { Finding, Severity };
 export const severities = ['info', 'low', 'medium', 'high', 'critical'] as const satisfies readonly Severity[];
 
 export const FindingType = 'agentstreams.fleet.Finding';
+
+/** A topic of findings (the signal agents' output, portfolio-exposure's input and output). */
+export type FindingTopic = TopicOf<Finding>;
 
 export function findingId(agent: string, rule: string, symbol: string, portfolioId: string, windowStart: number): string {
   return createHash('sha256').update(`${agent}\u0000${rule}\u0000${symbol}\u0000${portfolioId}\u0000${windowStart}`).digest('hex');

@@ -3,24 +3,16 @@
  * negative coverage per symbol. Headlines are untrusted text: they are only ever matched against word lists here,
  * so nothing in them can steer the severity beyond these rules.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import { finding, FindingType, type Severity } from './finding.ts';
-
-export interface NewsValue {
-  id: string;
-  symbols: string[];
-  headline: string;
-  body: string;
-  source: string;
-  eventTime: number;
-}
+import { store, type ProcessorContext, type StreamRecord } from '../runtime/index.ts';
+import type { NewsItem } from '../schemas/generated/types.ts';
+import { finding, type FindingTopic, type Severity } from './finding.ts';
 
 const negative = ['cut', 'cuts', 'slide', 'slides', 'probe', 'recall', 'recalls', 'downgrade', 'downgrades', 'miss', 'misses', 'departs', 'resigns', 'cyberattack', 'disrupted', 'disruption', 'short', 'loses', 'warns', 'fraud', 'lawsuit', 'bankruptcy', 'default', 'weak', 'plunge', 'plunges', 'halt', 'investigation'];
 const positive = ['beats', 'beat', 'raises', 'wins', 'upgrade', 'upgrades', 'buyback', 'approval', 'record', 'surge', 'surges', 'strong'];
 const material = ['guidance', 'probe', 'regulator', 'accounting', 'recall', 'bankruptcy', 'fraud', 'investigation', 'cyberattack', 'customer', 'contract', 'chief', 'ceo', 'cfo', 'estimates', 'outlook', 'acquisition', 'merger'];
 
 export interface NewsOptions {
-  output: string;
+  output: FindingTopic;
   /** Window in which stories are compared for duplicates and counted for a burst. */
   windowMs: number;
   /** Distinct negative stories in the window for a burst: medium, high, critical. */
@@ -37,6 +29,9 @@ interface NewsState {
   /** Severity rank of the burst already reported, and the start of that burst. */
   burst?: [number, number];
 }
+
+/** Per symbol: recent stories and the burst reported. */
+export const newsStore = store<NewsState>('news');
 
 export function words(text: string): string[] {
   return [...new Set(text.toLowerCase().match(/[a-z0-9']+/g) ?? [])].sort();
@@ -62,10 +57,10 @@ function quotedSource(source: string): string {
 }
 
 export function newsAgent(options: NewsOptions) {
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const story = record.value as NewsValue;
+  return (record: StreamRecord<NewsItem>, ctx: ProcessorContext): void => {
+    const story = record.value;
     const symbol = record.key ?? story.symbols[0] ?? '';
-    const store = ctx.store<NewsState>('news');
+    const store = ctx.store(newsStore);
     const state = store.get() ?? { recent: [] };
     const t = record.timestamp;
     state.recent = state.recent.filter(([time]) => time > t - options.windowMs);
@@ -87,10 +82,8 @@ export function newsAgent(options: NewsOptions) {
       if (!episode || rank > episode[0]) {
         const start = episode?.[1] ?? negatives[0]![0];
         state.burst = [rank, start];
-        ctx.forward({
-          topic: options.output,
+        ctx.forward(options.output, {
           key: symbol,
-          recordType: FindingType,
           value: finding(
             { agent: 'news', rule: 'negative-burst', symbol, severity, windowStart: start, windowEnd: t, eventTime: t, evidence: { stories: count, sentiment: score }, summary: `${count} negative stories on ${symbol} within ${options.windowMs / 60_000} minutes` },
             record,
@@ -98,10 +91,8 @@ export function newsAgent(options: NewsOptions) {
         });
       }
     } else if (isMaterial && score < 0 && count === 1) {
-      ctx.forward({
-        topic: options.output,
+      ctx.forward(options.output, {
         key: symbol,
-        recordType: FindingType,
         value: finding({ agent: 'news', rule: 'material-negative', symbol, severity: 'low', windowStart: t, windowEnd: t, eventTime: t, evidence: { sentiment: score }, summary: `Material negative story on ${symbol} (${quotedSource(story.source)})` }, record),
       });
     }

@@ -10,14 +10,17 @@
  * LLM call made twice for the same thing. The store (per symbol) remembers the severity each portfolio finding was
  * reported at, for findings whose window started within `rememberMs` of the latest record.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
+import { store, table, type ProcessorContext, type StreamRecord } from '../runtime/index.ts';
 import type { Portfolio } from '../schemas/generated/types.ts';
-import { findingId, FindingType, severities, severityRank, type Finding } from './finding.ts';
+import { findingId, severities, severityRank, type Finding, type FindingTopic } from './finding.ts';
 import { moveSeverity, moveThresholdScaleOf, moveThresholdsOf, PRICE_MOVE_AGENT } from './price-move.ts';
 
 export type { Holding, Portfolio } from '../schemas/generated/types.ts';
 
 export const PORTFOLIOS_TABLE = 'portfolios';
+
+/** The shared table of portfolios, by id (declared in the topology's `tables` under this name). */
+export const portfolios = table<Portfolio>(PORTFOLIOS_TABLE);
 
 /** Rules of a portfolio row that its schema cannot express; `table load` refuses a row with any. */
 export function portfolioProblems(portfolio: Portfolio): string[] {
@@ -30,17 +33,20 @@ export const EXPOSURE_STORE = 'reported';
 /** portfolio finding id → [severity rank reported, window start]. */
 type Reported = Record<string, [number, number]>;
 
-export function portfolioExposure(options: { output: string; rememberMs?: number }) {
+/** Per symbol: what each portfolio was told, at which severity. */
+export const exposureStore = store<Reported>(EXPOSURE_STORE);
+
+export function portfolioExposure(options: { output: FindingTopic; rememberMs?: number }) {
   const rememberMs = options.rememberMs ?? 24 * 3_600_000;
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const market = record.value as Finding;
+  return (record: StreamRecord<Finding>, ctx: ProcessorContext): void => {
+    const market = record.value;
     if (market.portfolioId !== '') return; // already a portfolio finding
-    const store = ctx.store<Reported>(EXPOSURE_STORE);
+    const store = ctx.store(exposureStore);
     const reported: Reported = {};
     for (const [id, entry] of Object.entries(store.get() ?? {})) if (entry[1] >= record.timestamp - rememberMs) reported[id] = entry;
     const move = market.evidence.return;
     const thresholds = market.agent === PRICE_MOVE_AGENT && move !== undefined ? moveThresholdsOf(market.evidence) : undefined;
-    for (const portfolio of ctx.table<Portfolio>(PORTFOLIOS_TABLE).values()) {
+    for (const portfolio of ctx.table(portfolios).values()) {
       const holding = portfolio.holdings.find((h) => h.symbol === market.symbol);
       if (!holding || holding.weight <= 0) continue;
       const scale = moveThresholdScaleOf(portfolio);
@@ -56,7 +62,7 @@ export function portfolioExposure(options: { output: string; rememberMs?: number
       if ((reported[id]?.[0] ?? -1) >= severityRank(severity)) continue; // this portfolio already has it at this severity
       reported[id] = [severityRank(severity), market.windowStart];
       const value: Finding = { ...market, portfolioId: portfolio.portfolioId, severity, evidence, summary: `${market.summary} (${notes.join(', ')})`, findingId: id };
-      ctx.forward({ topic: options.output, key: portfolio.portfolioId, recordType: FindingType, value });
+      ctx.forward(options.output, { key: portfolio.portfolioId, value });
     }
     if (Object.keys(reported).length > 0) store.set(reported);
     else store.delete();

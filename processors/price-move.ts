@@ -9,17 +9,13 @@
  * finding keeps the global severity (`low` when only a scaled threshold was crossed) and carries the thresholds in
  * its evidence, so that portfolio-exposure grades it again for each portfolio. Gaps use the global threshold only.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import type { Portfolio } from '../schemas/generated/types.ts';
-import { finding, FindingType, severityRank, type Severity } from './finding.ts';
+import { store, type ProcessorContext, type StreamRecord, type Table } from '../runtime/index.ts';
+import type { Portfolio, PriceTick } from '../schemas/generated/types.ts';
+import { finding, severityRank, type FindingTopic, type Severity } from './finding.ts';
+
+export type { PriceTick };
 
 export const PRICE_MOVE_AGENT = 'price-move';
-
-export interface PriceTick {
-  symbol: string;
-  eventTime: number;
-  price: number;
-}
 
 /** Absolute return thresholds (fractions) for medium, high and critical. */
 export interface MoveThresholds {
@@ -29,7 +25,7 @@ export interface MoveThresholds {
 }
 
 export interface PriceMoveOptions {
-  output: string;
+  output: FindingTopic;
   /** Lookbacks in ms with their global thresholds. */
   lookbacks: Array<{ name: string; ms: number } & MoveThresholds>;
   /** A jump between consecutive ticks at least this large (fraction) is a gap. */
@@ -39,7 +35,7 @@ export interface PriceMoveOptions {
    * The shared table of portfolios whose `moveThresholdScale` makes the lookbacks more sensitive for the symbols
    * they hold; the processor must declare it under `tables`. Without it only the global thresholds apply.
    */
-  portfoliosTable?: string;
+  portfoliosTable?: Table<Portfolio>;
 }
 
 export const defaultPriceMoveOptions: Omit<PriceMoveOptions, 'output'> = {
@@ -63,6 +59,9 @@ interface PriceState {
   firing: Record<string, [number, number, number?]>;
 }
 
+/** Per symbol: its sampled price history and the rules firing. */
+export const priceStore = store<PriceState>('prices');
+
 /** The severity of a return against thresholds multiplied by `scale` (a portfolio's `moveThresholdScale`). */
 export function moveSeverity(move: number, thresholds: MoveThresholds, scale = 1): Severity | undefined {
   const size = Math.abs(move);
@@ -74,7 +73,8 @@ export function moveSeverity(move: number, thresholds: MoveThresholds, scale = 1
 
 /** A portfolio's threshold scale. Rows loaded before the field existed lack it; the schema's default (1) applies. */
 export function moveThresholdScaleOf(portfolio: Portfolio): number {
-  return (portfolio.moveThresholdScale as number | undefined) ?? 1;
+  const scale: number | undefined = portfolio.moveThresholdScale;
+  return scale ?? 1;
 }
 
 /** The global thresholds a lookback finding was graded with (from its evidence); none for other findings. */
@@ -89,15 +89,15 @@ export function priceMove(options: PriceMoveOptions) {
   const sensitivity = (symbol: string, ctx: ProcessorContext): number => {
     let scale = 1;
     if (!options.portfoliosTable) return scale;
-    for (const portfolio of ctx.table<Portfolio>(options.portfoliosTable).values()) {
+    for (const portfolio of ctx.table(options.portfoliosTable).values()) {
       if (portfolio.holdings.some((h) => h.symbol === symbol && h.weight > 0)) scale = Math.min(scale, moveThresholdScaleOf(portfolio));
     }
     return scale;
   };
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const tick = record.value as PriceTick;
+  return (record: StreamRecord<PriceTick>, ctx: ProcessorContext): void => {
+    const tick = record.value;
     if (!(tick.price > 0)) throw new Error(`price ${tick.price} of ${tick.symbol} is not positive`);
-    const store = ctx.store<PriceState>('prices');
+    const store = ctx.store(priceStore);
     const state = store.get() ?? { samples: [], firing: {} };
     const t = record.timestamp;
 
@@ -116,10 +116,8 @@ export function priceMove(options: PriceMoveOptions) {
       const [firedRank, episodeStart, reportedRank] = current ? [current[0], current[1], current[2] ?? current[0]] : [-1, windowStart, -1];
       if (rank <= firedRank && reported <= reportedRank) return;
       state.firing[rule] = [Math.max(rank, firedRank), episodeStart, Math.max(reported, reportedRank)];
-      ctx.forward({
-        topic: options.output,
+      ctx.forward(options.output, {
         key: tick.symbol,
-        recordType: FindingType,
         value: finding({ agent: PRICE_MOVE_AGENT, rule, symbol: tick.symbol, severity, windowStart: episodeStart, windowEnd: t, eventTime: t, evidence, summary }, record),
       });
     };

@@ -21,17 +21,12 @@
  *
  * State per symbol is bounded: the returns of one window, the bucket being filled, the baseline and the episode.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import { finding, FindingType, severityRank, type Severity } from './finding.ts';
-
-export interface PriceTick {
-  symbol: string;
-  eventTime: number;
-  price: number;
-}
+import { store, type ProcessorContext, type StreamRecord } from '../runtime/index.ts';
+import type { PriceTick } from '../schemas/generated/types.ts';
+import { finding, severityRank, type FindingTopic, type Severity } from './finding.ts';
 
 export interface VolatilityOptions {
-  output: string;
+  output: FindingTopic;
   /** Returns are taken between the last prices of consecutive buckets of this size. */
   bucketMs: number;
   /** The short window whose realised volatility is judged. */
@@ -85,13 +80,16 @@ interface VolatilityState {
   firing?: [number, number];
 }
 
+/** Per symbol: the window's returns, the bucket being filled, the baseline and the episode. */
+export const volatilityStore = store<VolatilityState>('volatility');
+
 export function volatility(options: VolatilityOptions) {
   const alpha = options.bucketMs / options.baselineMs;
   const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const tick = record.value as PriceTick;
+  return (record: StreamRecord<PriceTick>, ctx: ProcessorContext): void => {
+    const tick = record.value;
     if (!(tick.price > 0)) throw new Error(`price ${tick.price} of ${tick.symbol} is not positive`);
-    const store = ctx.store<VolatilityState>('volatility');
+    const store = ctx.store(volatilityStore);
     const t = record.timestamp;
     const bucket = t - (t % options.bucketMs);
     const state = store.get();
@@ -144,10 +142,8 @@ export function volatility(options: VolatilityOptions) {
         if (severity && (!state.firing || severityRank(severity) > state.firing[0])) {
           const episodeStart = state.firing ? state.firing[1] : windowStart;
           state.firing = [severityRank(severity), episodeStart];
-          ctx.forward({
-            topic: options.output,
+          ctx.forward(options.output, {
             key: tick.symbol,
-            recordType: FindingType,
             value: finding(
               {
                 agent: 'volatility', rule: 'volatility-z', symbol: tick.symbol, severity, windowStart: episodeStart, windowEnd: closedBucket + options.bucketMs, eventTime: t,

@@ -2,18 +2,12 @@
  * volume-spike: traded volume per minute against the symbol's own rolling baseline (an exponentially weighted
  * mean of earlier minutes). A minute is judged when the first trade of a later minute arrives.
  */
-import type { ProcessorContext, StreamRecord } from '../runtime/topology/processor.ts';
-import { finding, FindingType, type Severity } from './finding.ts';
-
-export interface TradeValue {
-  symbol: string;
-  eventTime: number;
-  quantity: number;
-  price: number;
-}
+import { store, type ProcessorContext, type StreamRecord } from '../runtime/index.ts';
+import type { Trade } from '../schemas/generated/types.ts';
+import { finding, type FindingTopic, type Severity } from './finding.ts';
 
 export interface VolumeSpikeOptions {
-  output: string;
+  output: FindingTopic;
   bucketMs: number;
   /** Weight of the newest minute in the baseline. */
   alpha: number;
@@ -41,11 +35,14 @@ interface VolumeState {
   minutes: number;
 }
 
+/** Per symbol: the minute being counted and the baseline. */
+export const volumeStore = store<VolumeState>('volume');
+
 export function volumeSpike(options: VolumeSpikeOptions) {
-  return (record: StreamRecord, ctx: ProcessorContext): void => {
-    const trade = record.value as TradeValue;
+  return (record: StreamRecord<Trade>, ctx: ProcessorContext): void => {
+    const trade = record.value;
     if (!(trade.quantity >= 0)) throw new Error(`quantity ${trade.quantity} of ${trade.symbol} is negative`);
-    const store = ctx.store<VolumeState>('volume');
+    const store = ctx.store(volumeStore);
     const t = record.timestamp;
     const bucket = t - (t % options.bucketMs);
     let state = store.get();
@@ -67,10 +64,8 @@ export function volumeSpike(options: VolumeSpikeOptions) {
                 : undefined
           : undefined;
       if (severity) {
-        ctx.forward({
-          topic: options.output,
+        ctx.forward(options.output, {
           key: trade.symbol,
-          recordType: FindingType,
           value: finding(
             {
               agent: 'volume-spike', rule: 'volume-multiple', symbol: trade.symbol, severity, windowStart: state.bucket, windowEnd: state.bucket + options.bucketMs,

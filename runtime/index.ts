@@ -5,6 +5,7 @@
  */
 export * from './topology/topology.ts';
 export * from './topology/processor.ts';
+export { topic, store, table, type Topic, type TopicOf, type Store, type Table, type RecordTypeMap, type ValueOf, type InputRecord, type RecordOf, type InputValueOf, type Outgoing } from './topology/handles.ts';
 export * from './windows/index.ts';
 export * from './config/index.ts';
 export * from './errors.ts';

@@ -3,18 +3,34 @@
  * topics (keyed by symbol, so a symbol stays on one partition), and the signal agents turn signals into findings.
  * Each processor is its own consumer group; run each with `agent-streams run topologies/market-signals.ts -p NAME`.
  */
-import { defineTopology, processor, router, windowed, type Topology } from '../runtime/topology/topology.ts';
-import type { Finding } from '../processors/finding.ts';
-import { defaultPriceMoveOptions, priceMove } from '../processors/price-move.ts';
-import { defaultVolumeSpikeOptions, volumeSpike } from '../processors/volume-spike.ts';
-import { defaultVolatilityOptions, volatility } from '../processors/volatility.ts';
-import { FindingType } from '../processors/finding.ts';
-import { defaultNewsOptions, newsAgent } from '../processors/news.ts';
+import { defineTopology, processor, router, store, topic, tumbling, windowed, type KeyWindowState, type Topic, type Topology, type TopicOf } from '../runtime/index.ts';
+import {
+  AlertType,
+  DigestType,
+  FilingType,
+  FindingType,
+  NewsItemType,
+  PortfolioType,
+  PriceTickType,
+  TradeType,
+  type Alert,
+  type Digest,
+  type Filing,
+  type Finding,
+  type NewsItem,
+  type PriceTick,
+  type Trade,
+} from '../schemas/generated/types.ts';
+import { defaultPriceMoveOptions, priceMove, priceStore } from '../processors/price-move.ts';
+import { defaultVolumeSpikeOptions, volumeSpike, volumeStore } from '../processors/volume-spike.ts';
+import { defaultVolatilityOptions, volatility, volatilityStore } from '../processors/volatility.ts';
+import { defaultNewsOptions, newsAgent, newsStore } from '../processors/news.ts';
 import { filingsAgent } from '../processors/filings.ts';
-import { EXPOSURE_STORE, PORTFOLIOS_TABLE, portfolioExposure, portfolioProblems } from '../processors/portfolio-exposure.ts';
-import { alertAnalyst, AlertType } from '../processors/alert-analyst.ts';
-import { digestAggregation, digestDraft, DigestType, digestWriter } from '../processors/digest.ts';
-import { tumbling } from '../runtime/windows/index.ts';
+import { exposureStore, portfolioExposure, portfolioProblems, portfolios } from '../processors/portfolio-exposure.ts';
+import { alertAnalyst } from '../processors/alert-analyst.ts';
+import { digestAggregation, digestDraft, digestWriter, type DigestAccumulator } from '../processors/digest.ts';
+import { analysisService, digestService } from '../processors/analysis/services.ts';
+import { fleetClickHouseSink } from '../sinks/clickhouse/fleet-metrics.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
@@ -33,106 +49,117 @@ export interface MarketSignalsOptions {
   digestAmendWithin?: string;
 }
 
+/** The record types on the events topic: what the router dispatches on. */
+export type MarketEvents = { [PriceTickType]: PriceTick; [TradeType]: Trade; [NewsItemType]: NewsItem; [FilingType]: Filing };
+
+/** The fleet's topics as typed handles: what its processors read and write, and what tests pipe and read. */
+export interface MarketTopics {
+  events: Topic<MarketEvents>;
+  prices: TopicOf<PriceTick>;
+  trades: TopicOf<Trade>;
+  news: TopicOf<NewsItem>;
+  filings: TopicOf<Filing>;
+  findings: TopicOf<Finding>;
+  portfolioFindings: TopicOf<Finding>;
+  alerts: TopicOf<Alert>;
+  drafts: TopicOf<Digest>;
+  digests: TopicOf<Digest>;
+}
+
+export function marketTopics(options: Pick<MarketSignalsOptions, 'application' | 'eventsTopic'> = {}): MarketTopics {
+  const application = options.application ?? 'market';
+  return {
+    events: topic<MarketEvents>(options.eventsTopic ?? 'market.events', [PriceTickType, TradeType, NewsItemType, FilingType]),
+    prices: topic<PriceTick>(`${application}.signals.price`, PriceTickType),
+    trades: topic<Trade>(`${application}.signals.trade`, TradeType),
+    news: topic<NewsItem>(`${application}.signals.news`, NewsItemType),
+    filings: topic<Filing>(`${application}.signals.filing`, FilingType),
+    findings: topic<Finding>(`${application}.findings`, FindingType),
+    portfolioFindings: topic<Finding>(`${application}.portfolio-findings`, FindingType),
+    alerts: topic<Alert>(`${application}.alerts`, AlertType),
+    drafts: topic<Digest>(`${application}.digest-drafts`, DigestType),
+    digests: topic<Digest>(`${application}.digests`, DigestType),
+  };
+}
+
+/** The digest window's store: per portfolio, its open hours. */
+const hours = store<KeyWindowState<DigestAccumulator>>('hours');
+
 export function marketSignals(options: MarketSignalsOptions = {}): Topology {
   const partitions = options.partitions ?? 6;
   const application = options.application ?? 'market';
-  const events = options.eventsTopic ?? 'market.events';
-  const signals = { price: `${application}.signals.price`, trade: `${application}.signals.trade`, news: `${application}.signals.news`, filing: `${application}.signals.filing` };
-  const findings = `${application}.findings`;
-  const portfolioFindings = `${application}.portfolio-findings`;
-  const alerts = `${application}.alerts`;
-  const analyst = alertAnalyst({ output: alerts });
-  const drafts = `${application}.digest-drafts`;
-  const digests = `${application}.digests`;
-  const writer = digestWriter({ output: digests });
+  const t = marketTopics(options);
+  const analyst = alertAnalyst({ output: t.alerts });
+  const writer = digestWriter({ output: t.digests });
   return defineTopology({
     application,
-    topics: {
-      [events]: { partitions },
-      [signals.price]: { partitions },
-      [signals.trade]: { partitions },
-      [signals.news]: { partitions },
-      [signals.filing]: { partitions },
-      [findings]: { partitions },
-      [portfolioFindings]: { partitions },
-      [alerts]: { partitions },
-      [drafts]: { partitions },
-      [digests]: { partitions },
-    },
-    tables: { [PORTFOLIOS_TABLE]: { recordType: 'agentstreams.fleet.Portfolio', keyField: 'portfolioId', validate: portfolioProblems } },
+    topics: Object.fromEntries(Object.values(t).map((handle) => [handle.name, { partitions }])),
+    tables: { [portfolios.name]: { recordType: PortfolioType, keyField: 'portfolioId', validate: portfolioProblems } },
+    // The LLM behind the analyst and the digest writer, and the rows the sink writes (drafts stay out of ClickHouse).
+    services: { [analyst.service]: analysisService(), [writer.service]: digestService() },
+    sink: { clickhouse: fleetClickHouseSink([t.findings.name, t.portfolioFindings.name, t.alerts.name, t.digests.name]) },
     processors: {
       router: router({
-        inputs: [events],
-        routes: {
-          'agentstreams.market.PriceTick': signals.price,
-          'agentstreams.market.Trade': signals.trade,
-          'agentstreams.market.NewsItem': signals.news,
-          'agentstreams.market.Filing': signals.filing,
-        },
-        outputs: {
-          [signals.price]: ['agentstreams.market.PriceTick'],
-          [signals.trade]: ['agentstreams.market.Trade'],
-          [signals.news]: ['agentstreams.market.NewsItem'],
-          [signals.filing]: ['agentstreams.market.Filing'],
-        },
+        inputs: [t.events],
+        routes: { [PriceTickType]: t.prices, [TradeType]: t.trades, [NewsItemType]: t.news, [FilingType]: t.filings },
       }),
       'price-move': processor({
-        inputs: [signals.price],
-        outputs: { [findings]: [FindingType] },
-        stores: ['prices'],
-        tables: [PORTFOLIOS_TABLE],
-        process: priceMove({ ...defaultPriceMoveOptions, portfoliosTable: PORTFOLIOS_TABLE, output: findings }),
+        inputs: [t.prices],
+        outputs: [t.findings],
+        stores: [priceStore],
+        tables: [portfolios],
+        process: priceMove({ ...defaultPriceMoveOptions, portfoliosTable: portfolios, output: t.findings }),
       }),
       volatility: processor({
-        inputs: [signals.price],
-        outputs: { [findings]: [FindingType] },
-        stores: ['volatility'],
-        process: volatility({ ...defaultVolatilityOptions, output: findings }),
+        inputs: [t.prices],
+        outputs: [t.findings],
+        stores: [volatilityStore],
+        process: volatility({ ...defaultVolatilityOptions, output: t.findings }),
       }),
       'volume-spike': processor({
-        inputs: [signals.trade],
-        outputs: { [findings]: [FindingType] },
-        stores: ['volume'],
-        process: volumeSpike({ ...defaultVolumeSpikeOptions, output: findings }),
+        inputs: [t.trades],
+        outputs: [t.findings],
+        stores: [volumeStore],
+        process: volumeSpike({ ...defaultVolumeSpikeOptions, output: t.findings }),
       }),
       news: processor({
-        inputs: [signals.news],
-        outputs: { [findings]: [FindingType] },
-        stores: ['news'],
-        process: newsAgent({ ...defaultNewsOptions, output: findings }),
+        inputs: [t.news],
+        outputs: [t.findings],
+        stores: [newsStore],
+        process: newsAgent({ ...defaultNewsOptions, output: t.findings }),
       }),
       filings: processor({
-        inputs: [signals.filing],
-        outputs: { [findings]: [FindingType] },
-        process: filingsAgent({ output: findings }),
+        inputs: [t.filings],
+        outputs: [t.findings],
+        process: filingsAgent({ output: t.findings }),
       }),
       'portfolio-exposure': processor({
-        inputs: [findings],
-        outputs: { [portfolioFindings]: [FindingType] },
-        tables: [PORTFOLIOS_TABLE],
-        stores: [EXPOSURE_STORE],
-        process: portfolioExposure({ output: portfolioFindings }),
+        inputs: [t.findings],
+        outputs: [t.portfolioFindings],
+        tables: [portfolios],
+        stores: [exposureStore],
+        process: portfolioExposure({ output: t.portfolioFindings }),
       }),
       'alert-analyst': processor({
-        inputs: [portfolioFindings],
-        outputs: { [alerts]: [AlertType] },
-        tables: [PORTFOLIOS_TABLE],
+        inputs: [t.portfolioFindings],
+        outputs: [t.alerts],
+        tables: [portfolios],
         enrich: { service: analyst.service, request: analyst.request },
         process: analyst.process,
       }),
       'digest-window': windowed({
-        inputs: [portfolioFindings],
-        outputs: { [drafts]: [DigestType] },
-        store: 'hours',
-        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m', amendWithin: options.digestAmendWithin ?? '24h' }), init: digestAggregation.init, add: (acc, f: Finding) => digestAggregation.add(acc, f) },
+        inputs: [t.portfolioFindings],
+        outputs: [t.drafts],
+        store: hours,
+        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m', amendWithin: options.digestAmendWithin ?? '24h' }), ...digestAggregation },
         emit: 'close',
         wallClockCloseIntervalMs: 10_000,
-        onResult: digestDraft(drafts),
+        onResult: digestDraft(t.drafts),
       }),
       'digest-writer': processor({
-        inputs: [drafts],
-        outputs: { [digests]: [DigestType] },
-        tables: [PORTFOLIOS_TABLE],
+        inputs: [t.drafts],
+        outputs: [t.digests],
+        tables: [portfolios],
         enrich: { service: writer.service, request: writer.request },
         process: writer.process,
       }),

@@ -11,6 +11,7 @@
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { DecodedRecord } from '../serde/avro.ts';
 import type { Output, ProcessorContext, StreamRecord } from '../topology/processor.ts';
+import { forwarder, nameOf, type Store, type Table } from '../topology/handles.ts';
 import { storesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { addRecord, closeWindows, nextCloseTime } from '../windows/index.ts';
 import { deadLetter, lateRecord, redriveHeader, redrivenForAnotherGroup, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
@@ -114,6 +115,11 @@ export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBat
     } catch (error) {
       return { ok: false, source, stage: 'deserialize', error };
     }
+    const expected = spec.inputTypes?.[source.topic];
+    if (expected && !expected.includes(decoded.recordType)) {
+      const message = `A ${decoded.recordType} record on "${source.topic}", where processor "${scope.processor}" reads only ${expected.join(' | ')}: fix the producer, or add the type to the topic's handle.`;
+      return { ok: false, source, stage: 'deserialize', error: new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason: 'unexpected-record-type', recordType: decoded.recordType, expected } }) };
+    }
     const timestamp = (spec.timestamp ?? defaultTimestamp)(decoded.value, Number(source.timestamp));
     if (timestamp > horizon) return { ok: false, source, stage: 'deserialize', error: eventTimeAhead(timestamp, wallClock!, bound!.maxAheadMs) };
     if (stores.length > 0 && key === null) {
@@ -144,7 +150,8 @@ export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBat
 }
 
 function tableView(scope: TaskScope) {
-  return <T>(name: string) => {
+  return <T>(handle: Table<T> | string) => {
+    const name = nameOf(handle);
     const tables = scope.spec.kind === 'process' ? (scope.spec.tables ?? []) : [];
     if (!tables.includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${scope.processor}" read table "${name}" without declaring it.`);
     const rows = (scope.tables?.get(name) ?? new Map()) as ReadonlyMap<string, T>;
@@ -258,7 +265,7 @@ export function runBatch(
       const out: ProducedMessage[] = [];
       if (windowed.emit === 'close') {
         for (const window of result.closed) {
-          windowed.onResult({ ...window, final: true }, { key: recordKey, partition, streamTime: time, forward: (o) => out.push(encodeOutput(o)) });
+          windowed.onResult({ ...window, final: true }, { key: recordKey, partition, streamTime: time, forward: forwarder((o) => out.push(encodeOutput(o))) });
         }
       }
       counts.closed += result.closed.length;
@@ -293,7 +300,8 @@ export function runBatch(
           processor,
           partition,
           streamTime,
-          store: <S>(name: string) => {
+          store: <S>(handle: Store<S> | string) => {
+            const name = nameOf(handle);
             if (!(spec.stores ?? []).includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" used store "${name}" without declaring it.`);
             const full = stateKey(name, key!);
             return {
@@ -304,7 +312,7 @@ export function runBatch(
           },
           table: tableView(scope),
           answer: <T>() => answers?.get(record.offset) as T | undefined,
-          forward: (output) => out.push(encodeOutput(output)),
+          forward: forwarder((output) => out.push(encodeOutput(output))),
         };
         spec.process(record, ctx);
       } else {
@@ -324,12 +332,12 @@ export function runBatch(
         setEntry(full, result.state === undefined ? null : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null }, scratch);
         if (windowed.emit === 'update') {
           for (const window of result.updated) {
-            windowed.onResult({ ...window, final: false }, { key: key!, partition, streamTime, forward: (o) => out.push(encodeOutput(o)) });
+            windowed.onResult({ ...window, final: false }, { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) });
           }
         }
         // A late record folded into a closed window kept for amendments: its final result, again, amended.
         for (const window of result.amended) {
-          windowed.onResult({ ...window, final: true, amended: true }, { key: key!, partition, streamTime, forward: (o) => out.push(encodeOutput(o)) });
+          windowed.onResult({ ...window, final: true, amended: true }, { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) });
         }
         amendedRecord = result.amended.length > 0;
       }

@@ -10,6 +10,7 @@ import { compileWriterChecks, decodeBody, deserializeError, schemaIdOf, WIRE_HEA
 import type { SchemaFile } from '../serde/schemas.ts';
 import { readerSchemasOf, ResolverCache, type ReaderSchemas } from '../serde/readers.ts';
 import type { Topology } from '../topology/topology.ts';
+import { isTopic, nameOf, outputOf, type Outgoing, type RecordTypeMap, type Store, type Table, type Topic, type ValueOf } from '../topology/handles.ts';
 import { prepareBatch, runBatch, runPunctuation, stateKey, type BatchResult, type Codec, type StateEntry, type TaskScope } from '../engine/batch.ts';
 import type { ProducedMessage, SourceRecord } from '../engine/dead-letter.ts';
 import { configSchema } from '../config/schema.ts';
@@ -156,17 +157,24 @@ export class TopologyTestDriver {
   }
 
   /** Replaces a shared table's rows (what `agent-streams table load` does in a deployment). */
-  setTable<T>(name: string, rows: T[]): void {
+  setTable<T>(table: Table<T> | string, rows: T[]): void {
+    const name = nameOf(table);
     const spec = this.topology.tables?.[name];
     if (!spec) throw new AgentStreamsError(ErrorCode.USAGE, `Topology has no table "${name}".`);
     this.tables.set(name, new Map(rows.map((row) => [String((row as Record<string, unknown>)[spec.keyField]), row])));
   }
 
-  /** Encodes and pipes one record into `topic`; everything downstream runs before this returns. */
-  pipe<V>(topic: string, record: TestRecord<V>): void {
-    if (!record.recordType) throw new AgentStreamsError(ErrorCode.USAGE, 'pipe() needs a recordType to encode the value with.');
-    const value = this.codec.encode(record.recordType, record.value);
-    this.pipeRaw(topic, { key: record.key, value, timestamp: record.timestamp ?? this.wallClock, headers: record.headers ?? {} });
+  /**
+   * Encodes and pipes one record into `topic`; everything downstream runs before this returns. With a topic
+   * handle the value is type-checked and the record type is the handle's (name it when the topic holds several).
+   */
+  pipe<M extends RecordTypeMap>(topic: Topic<M>, record: Outgoing<M>): void;
+  pipe<V>(topic: string, record: TestRecord<V>): void;
+  pipe(topic: Topic | string, record: TestRecord): void {
+    const out = isTopic(topic) ? outputOf(topic, record) : { ...record, topic };
+    if (!out.recordType) throw new AgentStreamsError(ErrorCode.USAGE, 'pipe() needs a recordType to encode the value with.');
+    const value = this.codec.encode(out.recordType, out.value);
+    this.pipeRaw(out.topic, { key: out.key, value, timestamp: out.timestamp ?? this.wallClock, headers: out.headers ?? {} });
   }
 
   /** Pipes bytes as they are: for testing what happens to records that are not valid Avro. */
@@ -219,10 +227,13 @@ export class TopologyTestDriver {
     }
   }
 
-  /** Everything written to `topic` so far, decoded where it is Avro. */
-  readOutput<V = unknown>(topic: string): Array<OutputRecord<V>> {
+  /** Everything written to `topic` so far, decoded where it is Avro; typed by the topic's handle. */
+  readOutput<M extends RecordTypeMap>(topic: Topic<M>): Array<OutputRecord<ValueOf<M>>>;
+  readOutput<V = unknown>(topic: string): Array<OutputRecord<V>>;
+  readOutput<V = unknown>(topic: Topic | string): Array<OutputRecord<V>> {
+    const name = isTopic(topic) ? topic.name : topic;
     return this.outputs
-      .filter((o) => o.topic === topic)
+      .filter((o) => o.topic === name)
       .map((o) => {
         try {
           const decoded = this.codec.decode(o.raw);
@@ -238,7 +249,8 @@ export class TopologyTestDriver {
   }
 
   /** Every key of a processor's store: `partition/store:key` → JSON of the value, as the engine keeps it in Redis. */
-  storeContents(processor: string, store: string): Map<string, string> {
+  storeContents(processor: string, handle: Store | string): Map<string, string> {
+    const store = nameOf(handle);
     const out = new Map<string, string>();
     for (const [id, task] of this.tasks) {
       const [name, partition] = id.split('/');
@@ -249,7 +261,10 @@ export class TopologyTestDriver {
   }
 
   /** A key's value in a processor's store, on whichever partition holds it. */
-  stateOf<S = unknown>(processor: string, store: string, key: string): S | undefined {
+  stateOf<S>(processor: string, store: Store<S>, key: string): S | undefined;
+  stateOf<S = unknown>(processor: string, store: string, key: string): S | undefined;
+  stateOf<S = unknown>(processor: string, handle: Store<S> | string, key: string): S | undefined {
+    const store = nameOf(handle);
     for (const [id, task] of this.tasks) {
       if (!id.startsWith(`${processor}/`)) continue;
       const entry = task.state.get(stateKey(store, key));

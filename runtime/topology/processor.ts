@@ -3,6 +3,7 @@
  * its key's state and a context to emit through, and performs no I/O. The runtime loads the state a batch needs
  * in one Redis round trip, and writes outputs, state changes and dead letters in one Kafka transaction.
  */
+import type { Outgoing, RecordTypeMap, Store, Table, Topic } from './handles.ts';
 
 export interface StreamRecord<V = unknown> {
   readonly topic: string;
@@ -40,17 +41,30 @@ export interface TableView<T> {
   values(): Iterable<T>;
 }
 
+/**
+ * Forwarding: `forward(topic, { key, value })` takes the record type from the topic handle and type-checks
+ * `value` against it. The low-level form `forward({ topic, key, value, recordType })` takes names (untyped).
+ */
+export interface Forward {
+  <M extends RecordTypeMap>(topic: Topic<M>, record: Outgoing<M>): void;
+  (output: Output): void;
+}
+
 export interface ProcessorContext {
   readonly processor: string;
   readonly partition: number;
   /** Highest event time seen on this partition, including the current record. */
   readonly streamTime: number;
+  /** This record's key's state in a store the processor declared (`stores: [handle]`). */
+  store<S>(store: Store<S>): KeyState<S>;
+  /** Low-level form: a store declared by name (untyped). */
   store<S>(name: string): KeyState<S>;
   /** A shared table the processor declared under `tables`. */
+  table<T>(table: Table<T>): TableView<T>;
   table<T>(name: string): TableView<T>;
   /** The enrichment service's answer for this record (see `enrich`); undefined when none was asked or it failed. */
   answer<T>(): T | undefined;
-  forward(output: Output): void;
+  forward: Forward;
 }
 
 export type ProcessFunction<V = unknown> = (record: StreamRecord<V>, ctx: ProcessorContext) => void;

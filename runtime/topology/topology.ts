@@ -6,7 +6,8 @@
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { compileReaderSchemas, type ReaderSchemaSource } from '../serde/readers.ts';
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
-import type { Output, ProcessFunction, ProcessorContext, StreamRecord } from './processor.ts';
+import { isTopic, type InputValueOf, type RecordOf, type RecordTypeMap, type Store, type Table, type Topic } from './handles.ts';
+import type { Forward, ProcessorContext, StreamRecord } from './processor.ts';
 
 /** Kafka's `cleanup.policy` values. */
 export const cleanupPolicies = ['delete', 'compact', 'compact,delete'] as const;
@@ -33,10 +34,16 @@ export type RuntimeTopicSpec = Partial<Pick<TopicSpec, 'partitions' | 'replicati
 
 interface BaseProcessorSpec {
   inputs: string[];
+  /**
+   * Input topic → the record types the processor's handle for it declares. A record of another type is
+   * dead-lettered before the processor sees it, which is what keeps a typed `StreamRecord<In>` true. Absent for
+   * inputs given by name (untyped): every type passes.
+   */
+  inputTypes?: Record<string, readonly string[]>;
   /** Output topic → the record types written to it. Everything forwarded must be declared here. */
   outputs?: Record<string, string[]>;
   /** Event time of a decoded record; default: the value's `eventTime` field, else the Kafka timestamp. */
-  timestamp?: (value: unknown, kafkaTimestamp: number) => number;
+  timestamp?(value: unknown, kafkaTimestamp: number): number;
   /**
    * The schema version this processor was built against, per record type (full name) it reads: a schema object or a
    * `.avsc` path. Records written with another version are resolved to it (defaults filled in, dropped fields
@@ -59,14 +66,16 @@ export interface ProcessSpec extends BaseProcessorSpec {
     service: string;
     request(record: StreamRecord, ctx: Pick<ProcessorContext, 'table' | 'partition'>): unknown;
   };
-  process: ProcessFunction;
+  // A method, not a property: a processor of `StreamRecord<PriceTick>` is assignable to this erased spec. The
+  // runtime keeps that honest by checking each record's type against its input handle (`inputTypes`).
+  process(record: StreamRecord, ctx: ProcessorContext): void;
 }
 
 export interface WindowResultContext {
   readonly key: string;
   readonly partition: number;
   readonly streamTime: number;
-  forward(output: Output): void;
+  forward: Forward;
 }
 
 export interface WindowedSpec<V = unknown, A = unknown> extends BaseProcessorSpec {
@@ -75,12 +84,14 @@ export interface WindowedSpec<V = unknown, A = unknown> extends BaseProcessorSpe
   aggregation: WindowedAggregation<V, A>;
   /** `update`: every change of a window; `close`: once, when the window closes (suppression). */
   emit: 'update' | 'close';
-  value?: (record: StreamRecord) => V;
+  // Methods, not properties: a typed spec (`WindowedSpec<Finding, DigestAccumulator>`) is assignable to the erased
+  // `ProcessorSpec` without a cast.
+  value?(record: StreamRecord): V;
   /**
    * A window's result. `final`: the window has closed. `amended`: a late record changed a closed window kept for
    * amendments (`amendWithin`), and this final result replaces the one emitted before.
    */
-  onResult: (result: WindowResult<A> & { final: boolean; amended?: boolean }, ctx: WindowResultContext) => void;
+  onResult(result: WindowResult<A> & { final: boolean; amended?: boolean }, ctx: WindowResultContext): void;
   /** Also close windows by wall clock, so idle keys still emit; interval of the check in ms. */
   wallClockCloseIntervalMs?: number;
 }
@@ -93,17 +104,140 @@ export interface RouterSpec extends BaseProcessorSpec {
 
 export type ProcessorSpec = ProcessSpec | WindowedSpec<unknown, unknown> | RouterSpec;
 
-/** Declares a windowed aggregation; the types of values and aggregates are checked here and erased after. */
-export function windowed<V, A>(spec: Omit<WindowedSpec<V, A>, 'kind'>): ProcessorSpec {
-  return { kind: 'windowed', ...spec } as unknown as ProcessorSpec;
+/** An input: a topic handle (typed) or, in the low-level form, a topic name (records are `StreamRecord<unknown>`). */
+export type Input = Topic | string;
+/** Outputs: topic handles, or the low-level form `{ topicName: [recordType, …] }`. */
+export type Outputs = readonly Topic[] | Record<string, string[]>;
+
+type Wiring = Pick<BaseProcessorSpec, 'inputs' | 'inputTypes' | 'outputs'>;
+type CommonOptions = Omit<BaseProcessorSpec, 'inputs' | 'inputTypes' | 'outputs' | 'timestamp'>;
+
+function wiring(what: string, inputs: readonly Input[], outputs: Outputs | undefined): Wiring {
+  if (!Array.isArray(inputs)) throw invalid(`${what}: inputs must be a list of topics, e.g. inputs: [trades]`);
+  const names: string[] = [];
+  const inputTypes: Record<string, readonly string[]> = {};
+  for (const input of inputs) {
+    if (typeof input === 'string') names.push(input);
+    else if (isTopic(input)) {
+      names.push(input.name);
+      inputTypes[input.name] = [...new Set([...(inputTypes[input.name] ?? []), ...input.recordTypes])];
+    } else throw invalid(`${what}: an input is ${JSON.stringify(input)}; give a topic handle (topic<T>(name, recordType)) or a topic name`);
+  }
+  let out: Record<string, string[]> | undefined;
+  if (Array.isArray(outputs)) {
+    out = {};
+    for (const output of outputs as readonly unknown[]) {
+      if (!isTopic(output)) throw invalid(`${what}: an output is ${JSON.stringify(output)}; give a topic handle (topic<T>(name, recordType))`);
+      out[output.name] = [...new Set([...(out[output.name] ?? []), ...output.recordTypes])];
+    }
+  } else if (outputs !== undefined) out = outputs as Record<string, string[]>;
+  return { inputs: names, ...(Object.keys(inputTypes).length > 0 ? { inputTypes } : {}), ...(out ? { outputs: out } : {}) };
 }
 
-export function processor(spec: Omit<ProcessSpec, 'kind'>): ProcessorSpec {
-  return { kind: 'process', ...spec };
+function names(what: string, kind: 'store' | 'table', list: readonly (Store | Table | string)[] | undefined): string[] | undefined {
+  if (list === undefined) return undefined;
+  return list.map((item) => {
+    if (typeof item === 'string') return item;
+    if (typeof item === 'object' && item !== null && item.kind === kind) return item.name;
+    throw invalid(`${what}: ${JSON.stringify(item)} is not a ${kind}; give ${kind}<T>(name) or a ${kind} name`);
+  });
 }
 
-export function router(spec: Omit<RouterSpec, 'kind'>): ProcessorSpec {
-  return { kind: 'router', ...spec };
+export interface ProcessOptions<H extends Input> extends CommonOptions {
+  inputs: readonly H[];
+  outputs?: Outputs;
+  stores?: readonly (Store | string)[];
+  /** Shared tables read through `ctx.table(handle)`. */
+  tables?: readonly (Table | string)[];
+  timestamp?: (value: InputValueOf<H>, kafkaTimestamp: number) => number;
+  /** See `ProcessSpec.enrich`. */
+  enrich?: { service: string; request: (record: RecordOf<H>, ctx: Pick<ProcessorContext, 'table' | 'partition'>) => unknown };
+  process: (record: RecordOf<H>, ctx: ProcessorContext) => void;
+}
+
+/**
+ * Declares a processor. Its inputs type the records `process` receives; its outputs, stores and tables are the
+ * handles it forwards to and reads (`ctx.forward(handle, …)`, `ctx.store(handle)`), so nothing is named twice.
+ */
+export function processor<H extends Input>(options: ProcessOptions<H>): ProcessorSpec {
+  const { inputs, outputs, stores, tables, timestamp, enrich, process, ...common } = options;
+  const spec: ProcessSpec = {
+    kind: 'process',
+    ...common,
+    ...wiring('processor', inputs, outputs),
+    ...(stores ? { stores: names('processor', 'store', stores) } : {}),
+    ...(tables ? { tables: names('processor', 'table', tables) } : {}),
+    ...(timestamp ? { timestamp } : {}),
+    ...(enrich ? { enrich } : {}),
+    process,
+  };
+  return spec;
+}
+
+export interface WindowedOptions<H extends Input, V, A> extends CommonOptions {
+  inputs: readonly H[];
+  outputs?: Outputs;
+  store: Store | string;
+  aggregation: WindowedAggregation<V, A>;
+  /** `update`: every change of a window; `close`: once, when the window closes (suppression). */
+  emit: 'update' | 'close';
+  timestamp?: (value: InputValueOf<H>, kafkaTimestamp: number) => number;
+  /** The value folded into the windows; default the record's value. */
+  value?: (record: RecordOf<H>) => V;
+  onResult: (result: WindowResult<A> & { final: boolean; amended?: boolean }, ctx: WindowResultContext) => void;
+  wallClockCloseIntervalMs?: number;
+}
+
+/**
+ * Declares a windowed aggregation. The input handles type the values folded in (or `value` maps records to
+ * them), the aggregation types the accumulator, and `onResult` receives it typed.
+ */
+export function windowed<H extends Input, V, A>(options: WindowedOptions<H, V, A> & { value: (record: RecordOf<H>) => V }): ProcessorSpec;
+export function windowed<H extends Input, A>(options: WindowedOptions<H, InputValueOf<H>, A> & { value?: undefined }): ProcessorSpec;
+export function windowed<V, A>(options: WindowedOptions<Input, V, A>): ProcessorSpec {
+  const { inputs, outputs, store, timestamp, value, ...rest } = options;
+  const [storeName] = names('windowed', 'store', [store])!;
+  const spec: WindowedSpec<V, A> = {
+    kind: 'windowed',
+    ...rest,
+    ...wiring('windowed', inputs, outputs),
+    store: storeName!,
+    ...(timestamp ? { timestamp } : {}),
+    ...(value ? { value } : {}),
+  };
+  return spec;
+}
+
+/** Record type → the topic its records go to; each topic's handle must hold that record type. */
+export type Routes<M extends RecordTypeMap> = { [K in keyof M & string]?: Topic<{ [recordType: string]: M[K] }> };
+
+/**
+ * Declares a router: records pass through as bytes to the topic of their record type. With handles, the outputs
+ * follow from the routes; the low-level form names routes and outputs.
+ */
+export function router<M extends RecordTypeMap>(options: CommonOptions & { inputs: readonly Topic<M>[]; routes: Routes<M> }): ProcessorSpec;
+export function router(options: Omit<RouterSpec, 'kind'>): ProcessorSpec;
+export function router(options: CommonOptions & { inputs: readonly Input[]; routes: Record<string, Topic | string | undefined>; outputs?: Record<string, string[]> }): ProcessorSpec {
+  const { inputs, routes, outputs, ...common } = options;
+  const byName: Record<string, string> = {};
+  const handles: Topic[] = [];
+  for (const [recordType, target] of Object.entries(routes ?? {})) {
+    if (target === undefined) continue;
+    if (typeof target === 'string') byName[recordType] = target;
+    else if (isTopic(target)) {
+      if (!target.recordTypes.includes(recordType)) throw invalid(`router: routes ${recordType} to "${target.name}", whose handle holds only ${target.recordTypes.join(', ')}`);
+      byName[recordType] = target.name;
+      handles.push(topicOfOne(target, recordType));
+    } else throw invalid(`router: the route of ${recordType} is ${JSON.stringify(target)}; give a topic handle or a topic name`);
+  }
+  const wired = wiring('router', inputs, handles.length > 0 ? handles : outputs);
+  if (handles.length > 0 && outputs !== undefined) throw invalid('router: with topic handles as routes the outputs follow from them; remove outputs');
+  return { kind: 'router', ...common, ...wired, routes: byName };
+}
+
+/** The handle narrowed to one of its record types: what a router writes there. */
+function topicOfOne(target: Topic, recordType: string): Topic {
+  return { kind: 'topic', name: target.name, recordTypes: [recordType] };
 }
 
 /** A shared table: records of one Avro type by key, kept in Redis and loaded by `agent-streams table load`. */
@@ -222,6 +356,13 @@ export function defineTopology(spec: TopologySpec): Topology {
       for (const table of p.tables ?? []) if (!spec.tables?.[table]) problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
     }
     for (const store of storesOfSpec(p)) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
+    // A typed input is a promise about what arrives: no processor of this topology may write another type there.
+    for (const [input, expected] of Object.entries(p.inputTypes ?? {})) {
+      for (const [writer, w] of Object.entries(spec.processors)) {
+        const stray = (w.outputs?.[input] ?? []).filter((type) => !expected.includes(type));
+        if (stray.length > 0) problems.push(`processor "${writer}" writes ${stray.join(', ')} to "${input}", but processor "${name}" reads it as ${expected.join(' | ')}; use one topic handle for both`);
+      }
+    }
     if (p.readerSchemas && p.kind === 'router') problems.push(`router "${name}" declares readerSchemas, but a router never decodes a record body; remove them`);
     else if (p.readerSchemas) {
       // The types it can receive are known when every input is written by this topology's processors; a topic fed
