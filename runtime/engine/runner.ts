@@ -143,52 +143,51 @@ function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; mess
   return [...byTopic].map(([topic, list]) => ({ topic, messages: list }));
 }
 
+/**
+ * Starts `processor` of `topology` as a consumer-group member: connects (Kafka admin, topics, the registry, Redis,
+ * shared tables), subscribes and runs. The returned handle reports health and stops the member.
+ */
 export async function runProcessor(options: RunProcessorOptions): Promise<ProcessorHandle> {
-  const { config, topology, processor } = options;
-  const spec: ProcessorSpec = processorSpec(topology, processor);
-  const log = options.log ?? (() => {});
-  const clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
-  const eventTimeBound = { maxAheadMs: config.records.maxEventTimeAheadMs, wallClock: clock };
-  const instanceId = options.instanceId ?? randomUUID().slice(0, 8);
-  const groupId = topology.groupId(processor);
-  const stores = topology.storesOf(processor);
-  const changelogTopic = topology.changelogTopic(processor);
-  const stats = { batches: 0, records: 0, deadLettered: 0, late: 0, amended: 0, recoveries: 0, replayedChangelog: 0 };
-  const kafka = kafkaClient(config, `${processor}-${instanceId}`);
+  const member = new ProcessorMember(options);
+  await member.connect();
+  await member.subscribe();
+  return member;
+}
 
-  const admin: Admin = kafka.admin();
-  await admin.connect();
-  const inputPartitions = await ensureTopics(admin, topology, processor);
+type Offsets = Array<{ topic: string; offset: string }>;
 
-  const registry = registryClient(config);
-  const serde = new AvroSerde(registry);
-  for (const types of Object.values(spec.outputs ?? {})) for (const type of types) await serde.writerFor(type);
-  const readers = readerSchemasOf(processor, spec.readerSchemas);
-  const codec: Codec = {
-    decode: (buffer) => serde.decodeResolved(buffer, readers),
-    recordTypeOf: (buffer) => serde.recordTypeOf(buffer),
-    encode: (type, value) => serde.encode(type, value),
-  };
+/**
+ * One running member, step by step: `connect` (admin, topics, writer schemas, Redis, tables), `subscribe` (join the
+ * group and run), per partition a task (`taskFor` → `restore` its state from the changelog), per batch `onBatch`
+ * (`readState` → enrich → run → `commit` → `afterCommit`), wall-clock `punctuate`, and `stop` (drain and close).
+ */
+class ProcessorMember implements ProcessorHandle {
+  readonly instanceId: string;
+  readonly joined: Promise<void>;
+  readonly stats = { batches: 0, records: 0, deadLettered: 0, late: 0, amended: 0, recoveries: 0, replayedChangelog: 0 };
 
-  const tableNames = tablesOfSpec(spec);
-  const enrichment = spec.kind === 'process' && spec.enrich ? options.services?.[spec.enrich.service] : undefined;
-  if (spec.kind === 'process' && spec.enrich && !enrichment) {
-    throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Processor "${processor}" enriches through service "${spec.enrich.service}", which this process was not given.`);
-  }
-  const redis = stores.length > 0 || tableNames.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
-  redis?.on('error', (error: Error) => log('redis.error', { message: error.message }));
-  await redis?.connect();
-  const transient = retry({ initialMs: 100, maxMs: 5_000 });
-  let tables: Map<string, Map<string, unknown>> = redis ? await withRetry(() => readTables(redis, topology, tableNames, kafka), transient, { isRetriable: () => true }) : new Map();
-  const refreshTables = async (): Promise<void> => {
-    if (!redis || tableNames.length === 0) return;
-    tables = await readTables(redis, topology, tableNames, kafka).catch((error: Error) => {
-      log('tables.refresh-failed', { message: error.message });
-      return tables;
-    });
-  };
-
-  const tasks = new Map<number, Promise<Task>>();
+  private readonly config: Config;
+  private readonly topology: Topology;
+  private readonly processor: string;
+  private readonly spec: ProcessorSpec;
+  private readonly metrics: RunProcessorOptions['metrics'];
+  private readonly log: NonNullable<RunProcessorOptions['log']>;
+  private readonly clock: () => number;
+  private readonly eventTimeBound: { maxAheadMs: number; wallClock: () => number };
+  private readonly groupId: string;
+  private readonly stores: readonly string[];
+  private readonly changelogTopic: string;
+  private readonly kafka: ReturnType<typeof kafkaClient>;
+  private readonly admin: Admin;
+  private readonly serde: AvroSerde;
+  private readonly codec: Codec;
+  private readonly tableNames: string[];
+  private readonly enrichment: EnrichmentService | undefined;
+  private readonly redis: Redis | undefined;
+  private readonly transient = retry({ initialMs: 100, maxMs: 5_000 });
+  private tables: Map<string, Map<string, unknown>> = new Map();
+  private inputPartitions = 1;
+  private readonly tasks = new Map<number, Promise<Task>>();
   /**
    * The next offset this member's own transactions committed, per partition and topic. After a broker restart the
    * consumer's fetched positions (and a new task's committed offsets) can predate the markers of transactions whose
@@ -196,46 +195,193 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
    * are not returned (kafkajs cannot ask with KIP-447's requireStable). Records below what we committed ourselves are
    * skipped, never processed twice.
    */
-  const committedByUs = new Map<number, Map<string, string>>();
-  const rememberCommit = (partition: number, topic: string, offset: string): void => {
-    let byTopic = committedByUs.get(partition);
-    if (!byTopic) committedByUs.set(partition, (byTopic = new Map()));
+  private readonly committedByUs = new Map<number, Map<string, string>>();
+  // Health: what /healthz and /readyz tell the platform (kubelet, load balancer) about this member.
+  private readonly healthState = { ...consumerHealth(), recovering: 0, commitFailures: 0 };
+  private readonly stallMs: number;
+  // Transactional producer work in flight, by start time: a broker that stopped answering (frozen, partitioned away)
+  // leaves a call hanging through kafkajs' retries for minutes; past the bound the member is not live.
+  private readonly producerStuckMs: number;
+  private readonly producerWork = new Map<symbol, { partition: number; what: string; since: number }>();
+  private resolveJoined: () => void = () => {};
+  private consumer: Consumer | undefined;
+  private timers: Array<ReturnType<typeof setInterval>> = [];
+  private lagMonitor: { stop(): void } | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: RunProcessorOptions) {
+    const { config, topology, processor } = options;
+    this.config = config;
+    this.topology = topology;
+    this.processor = processor;
+    this.spec = processorSpec(topology, processor);
+    this.metrics = options.metrics;
+    this.log = options.log ?? (() => {});
+    this.clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
+    this.eventTimeBound = { maxAheadMs: config.records.maxEventTimeAheadMs, wallClock: this.clock };
+    this.instanceId = options.instanceId ?? randomUUID().slice(0, 8);
+    this.groupId = topology.groupId(processor);
+    this.stores = topology.storesOf(processor);
+    this.changelogTopic = topology.changelogTopic(processor);
+    this.stallMs = options.stallMs ?? 120_000;
+    this.producerStuckMs = options.producerStuckMs ?? config.health.producerStuckMs;
+    this.joined = new Promise<void>((resolve) => (this.resolveJoined = resolve));
+    const spec = this.spec;
+    this.tableNames = tablesOfSpec(spec);
+    this.enrichment = spec.kind === 'process' && spec.enrich ? options.services?.[spec.enrich.service] : undefined;
+    if (spec.kind === 'process' && spec.enrich && !this.enrichment) {
+      throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Processor "${processor}" enriches through service "${spec.enrich.service}", which this process was not given.`);
+    }
+    this.kafka = kafkaClient(config, `${processor}-${this.instanceId}`);
+    this.admin = this.kafka.admin();
+    this.serde = new AvroSerde(registryClient(config));
+    const serde = this.serde;
+    const readers = readerSchemasOf(processor, spec.readerSchemas);
+    this.codec = {
+      decode: (buffer) => serde.decodeResolved(buffer, readers),
+      recordTypeOf: (buffer) => serde.recordTypeOf(buffer),
+      encode: (type, value) => serde.encode(type, value),
+    };
+    this.redis = this.stores.length > 0 || this.tableNames.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
+    this.redis?.on('error', (error: Error) => this.log('redis.error', { message: error.message }));
+  }
+
+  /** Step 1: the admin client, the topology's topics, the writer schemas of the outputs, Redis and shared tables. */
+  async connect(): Promise<void> {
+    const { admin, redis, topology, processor, spec, tableNames, kafka } = this;
+    await admin.connect();
+    this.inputPartitions = await ensureTopics(admin, topology, processor);
+    for (const types of Object.values(spec.outputs ?? {})) for (const type of types) await this.serde.writerFor(type);
+    await redis?.connect();
+    if (redis) this.tables = await withRetry(() => readTables(redis, topology, tableNames, kafka), this.transient, { isRetriable: () => true });
+  }
+
+  /** Step 2: join the group and run: batches go to `onBatch`; wall-clock punctuation, table refresh and lag monitoring start. */
+  async subscribe(): Promise<void> {
+    const { config, spec, processor, log } = this;
+    const consumer: Consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      readUncommitted: false,
+      sessionTimeout: config.consumer.sessionTimeoutMs,
+      heartbeatInterval: 1_000,
+      rebalanceTimeout: 30_000,
+      maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+      maxWaitTimeInMs: 100,
+      retry: { retries: 10 },
+    });
+    this.consumer = consumer;
+    watchConsumerHealth(consumer, this.healthState, log, (assignment) => {
+      const mine = new Set(spec.inputs.flatMap((t) => assignment[t] ?? []));
+      this.metrics?.rebalances.inc({ processor });
+      log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
+      // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.
+      for (const partition of [...this.tasks.keys()]) if (!mine.has(partition)) void this.dropTask(partition);
+      // Windows closed by the wall clock need their task even when no record comes: start every assigned one now.
+      if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs) for (const partition of mine) void this.taskFor(partition).catch(() => undefined);
+      this.resolveJoined();
+    });
+
+    await consumer.connect();
+    for (const topic of spec.inputs) await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.concurrency ?? Math.min(this.inputPartitions, 6),
+      eachBatch: async (payload) => {
+        try {
+          await this.onBatch(payload);
+        } catch (error) {
+          // kafkajs restarts the consumer from the last resolved offset; say why, once per failure.
+          log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), code: (error as { code?: string }).code, message: (error as Error).message });
+          throw error;
+        }
+      },
+    });
+
+    if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs) this.timers.push(setInterval(() => void this.punctuate(), spec.wallClockCloseIntervalMs));
+    if (this.tableNames.length > 0) this.timers.push(setInterval(() => void this.refreshTables(), this.options.tableRefreshMs ?? 5_000));
+    if (this.metrics) {
+      this.lagMonitor = startLagMonitor({ admin: this.admin, groupId: this.groupId, topics: spec.inputs, processor, metrics: this.metrics, intervalMs: config.metrics.lagIntervalMs, log });
+    }
+  }
+
+  health(): MemberHealth {
+    const { healthState: health, stallMs, producerStuckMs } = this;
+    const problems: string[] = [];
+    if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
+    if (health.commitFailures >= 5) problems.push(`${health.commitFailures} commits in a row failed`);
+    const idleMs = Date.now() - health.lastProgress;
+    if (health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+    const now = Date.now();
+    const stuck = [...this.producerWork.values()].filter((w) => now - w.since > producerStuckMs).sort((a, b) => a.since - b.since);
+    if (stuck.length > 0) {
+      const { partition, what, since } = stuck[0]!;
+      problems.push(`the transactional producer of partition ${partition} has been ${what} for ${Math.round((now - since) / 1000)} s (bound ${producerStuckMs / 1000} s)${stuck.length > 1 ? `; ${stuck.length - 1} more stuck` : ''}`);
+    }
+    const live = problems.length === 0;
+    if (!health.joined) problems.push('not joined to the group yet');
+    if (health.rebalancing) problems.push('rebalancing');
+    if (health.recovering > 0) problems.push('restoring state from the changelog');
+    return { live, ready: live && health.joined && !health.rebalancing && health.recovering === 0, problems };
+  }
+
+  /** The last step: stop the timers, drain (finish the batch in flight, commit), leave the group, close every client. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const timer of this.timers) clearInterval(timer);
+      this.lagMonitor?.stop();
+      await this.consumer?.stop();
+      await this.consumer?.disconnect();
+      for (const partition of [...this.tasks.keys()]) await this.dropTask(partition);
+      await this.admin.disconnect();
+      this.redis?.disconnect();
+    })();
+    return this.stopping;
+  }
+
+  private async refreshTables(): Promise<void> {
+    const { redis, tableNames } = this;
+    if (!redis || tableNames.length === 0) return;
+    this.tables = await readTables(redis, this.topology, tableNames, this.kafka).catch((error: Error) => {
+      this.log('tables.refresh-failed', { message: error.message });
+      return this.tables;
+    });
+  }
+
+  private rememberCommit(partition: number, topic: string, offset: string): void {
+    let byTopic = this.committedByUs.get(partition);
+    if (!byTopic) this.committedByUs.set(partition, (byTopic = new Map()));
     if (Number(offset) > Number(byTopic.get(topic) ?? -1)) byTopic.set(topic, offset);
-  };
+  }
 
   /**
    * Committed offsets of the task's partition. Read after this task's producer has been initialised, they are
    * stable: initialising a transactional id completes or aborts the previous owner's open transaction first.
    * (The offsets the consumer fetched when it joined may predate that transaction's markers.)
    */
-  async function committedOffsets(partition: number): Promise<Array<{ topic: string; offset: string; metadata: string | null }>> {
-    const committed = await admin.fetchOffsets({ groupId, topics: spec.inputs });
+  private async committedOffsets(partition: number): Promise<Array<{ topic: string; offset: string; metadata: string | null }>> {
+    const committed = await this.admin.fetchOffsets({ groupId: this.groupId, topics: this.spec.inputs });
     return committed.flatMap(({ topic, partitions }) =>
       partitions.filter((p) => p.partition === partition).map((p) => ({ topic, offset: p.offset, metadata: p.metadata })),
     );
   }
 
-  // Health: what /healthz and /readyz tell the platform (kubelet, load balancer) about this member.
-  const health = { ...consumerHealth(), recovering: 0, commitFailures: 0 };
-  const stallMs = options.stallMs ?? 120_000;
-  // Transactional producer work in flight, by start time: a broker that stopped answering (frozen, partitioned away)
-  // leaves a call hanging through kafkajs' retries for minutes; past the bound the member is not live.
-  const producerStuckMs = options.producerStuckMs ?? config.health.producerStuckMs;
-  const producerWork = new Map<symbol, { partition: number; what: string; since: number }>();
-  async function timedProducerWork<T>(partition: number, what: string, work: () => Promise<T>): Promise<T> {
+  private async timedProducerWork<T>(partition: number, what: string, work: () => Promise<T>): Promise<T> {
     const id = Symbol(what);
-    producerWork.set(id, { partition, what, since: Date.now() });
+    this.producerWork.set(id, { partition, what, since: Date.now() });
     try {
       return await work();
     } finally {
-      producerWork.delete(id);
+      this.producerWork.delete(id);
     }
   }
 
-  async function recover(task: Task, reason: string): Promise<void> {
+  /** Brings the task's Redis state up to the committed changelog position, replaying only what Redis has not applied. */
+  private async restore(task: Task, reason: string): Promise<void> {
+    const { kafka, changelogTopic } = this;
     const store = task.store!;
     let target = -1;
-    for (const { metadata } of await committedOffsets(task.partition)) {
+    for (const { metadata } of await this.committedOffsets(task.partition)) {
       const c = changelogEndOf(metadata);
       if (c !== undefined && c > target) target = c;
     }
@@ -248,9 +394,9 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     if (target < from) return;
     // Only the range Redis has not applied is read: the uncommitted tail after a crash, or everything after a
     // Redis loss. Each chunk is applied with its last offset as the fence.
-    stats.recoveries += 1;
-    health.recovering += 1;
-    log('state.recover', { partition: task.partition, reason, from, to: target });
+    this.stats.recoveries += 1;
+    this.healthState.recovering += 1;
+    this.log('state.recover', { partition: task.partition, reason, from, to: target });
     try {
       const replayed = await readChangelogRange(kafka, changelogTopic, task.partition, from, target, async (records) => {
         const changes = new Map<string, StateEntry | null>();
@@ -262,14 +408,15 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         await store.apply([...changes].map(([key, entry]) => ({ key, entry })), records[records.length - 1]!.offset, streamTime, checkpoint?.offset ?? '0');
         task.streamTime = streamTime;
       });
-      stats.replayedChangelog += replayed;
+      this.stats.replayedChangelog += replayed;
     } finally {
-      health.recovering -= 1;
+      this.healthState.recovering -= 1;
     }
   }
 
-  async function createTask(partition: number): Promise<Task> {
-    const producer = kafka.producer({
+  private createTask(partition: number): Task {
+    const { redis, stores, groupId, options } = this;
+    const producer = this.kafka.producer({
       transactionalId: `${groupId}-${partition}`,
       idempotent: true,
       maxInFlightRequests: 1,
@@ -288,42 +435,40 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       ready: Promise.resolve(),
     };
     task.ready = (async () => {
-      await timedProducerWork(partition, 'initialising', async () => {
+      await this.timedProducerWork(partition, 'initialising', async () => {
         await producer.connect();
         // The first transaction call initialises the producer id: that is what fences a previous owner.
         const init = await producer.transaction();
         await init.abort();
       });
-      for (const c of await committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
-      for (const [topic, offset] of committedByUs.get(partition) ?? []) {
+      for (const c of await this.committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
+      for (const [topic, offset] of this.committedByUs.get(partition) ?? []) {
         if (Number(offset) > Number(task.startOffset.get(topic) ?? -1)) task.startOffset.set(topic, offset);
       }
       // Punctuation commits at these offsets until a batch moves them: windows of a partition that gets no new
       // record after a restart still close by the wall clock.
       for (const [topic, offset] of task.startOffset) task.nextOffset.set(topic, offset);
-      if (task.store) await withRetry(() => recover(task, 'assigned'), transient, { isRetriable: unlessStateLost, onRetry: (e) => log('state.retry', { partition, message: (e as Error).message }) });
+      if (task.store) await withRetry(() => this.restore(task, 'assigned'), this.transient, { isRetriable: unlessStateLost, onRetry: (e) => this.log('state.retry', { partition, message: (e as Error).message }) });
     })();
     return task;
   }
 
-  function taskFor(partition: number): Promise<Task> {
-    let task = tasks.get(partition);
+  private taskFor(partition: number): Promise<Task> {
+    let task = this.tasks.get(partition);
     if (!task) {
-      task = createTask(partition).then(async (t) => {
-        await t.ready;
-        return t;
-      });
-      tasks.set(partition, task);
+      const created = this.createTask(partition);
+      task = created.ready.then(() => created);
+      this.tasks.set(partition, task);
       // A failed start (e.g. Redis down during recovery) is retried by the next batch.
-      task.catch(() => tasks.delete(partition));
+      task.catch(() => this.tasks.delete(partition));
     }
     return task;
   }
 
-  async function dropTask(partition: number): Promise<void> {
-    const pending = tasks.get(partition);
+  private async dropTask(partition: number): Promise<void> {
+    const pending = this.tasks.get(partition);
     if (!pending) return;
-    tasks.delete(partition);
+    this.tasks.delete(partition);
     const task = await pending.catch(() => undefined);
     if (!task) return;
     await task.queue.catch(() => undefined);
@@ -331,7 +476,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
   }
 
   /** Runs `work` after every earlier job of the task: batches of several inputs and punctuation never overlap. */
-  function serialize<T>(task: Task, job: () => Promise<T>, traced?: BatchTrace): Promise<T> {
+  private serialize<T>(task: Task, job: () => Promise<T>, traced?: BatchTrace): Promise<T> {
     // A traced batch runs with its batch span active (log lines and the LLM's spans see it).
     const work = traced ? traced.bind(job) : job;
     const run = task.queue.then(work, work);
@@ -339,11 +484,13 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     return run;
   }
 
-  function commit(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
-    return timedProducerWork(task.partition, 'committing a transaction', () => commitTransaction(task, result, offsets, isStale));
+  /** One transaction: the batch's outputs, its state changes to the changelog, and the consumed offsets. */
+  private commit(task: Task, result: BatchResult, offsets: Offsets, isStale: () => boolean): Promise<number> {
+    return this.timedProducerWork(task.partition, 'committing a transaction', () => this.commitTransaction(task, result, offsets, isStale));
   }
 
-  async function commitTransaction(task: Task, result: BatchResult, offsets: Array<{ topic: string; offset: string }>, isStale: () => boolean): Promise<number> {
+  private async commitTransaction(task: Task, result: BatchResult, offsets: Offsets, isStale: () => boolean): Promise<number> {
+    const { changelogTopic, processor } = this;
     const txn: Transaction = await task.producer.transaction();
     try {
       // In sends of at most SEND_CHUNK messages and SEND_BYTES bytes: kafkajs groups a send's messages by partition
@@ -361,36 +508,37 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         if (regressed) throw regressed;
       }
       if (offsets.length > 0) {
-        const metadata = JSON.stringify({ c: changelogEnd, i: instanceId });
-        await txn.sendOffsets({ consumerGroupId: groupId, topics: offsets.map(({ topic, offset }) => ({ topic, partitions: [{ partition: task.partition, offset, metadata }] })) });
+        const metadata = JSON.stringify({ c: changelogEnd, i: this.instanceId });
+        await txn.sendOffsets({ consumerGroupId: this.groupId, topics: offsets.map(({ topic, offset }) => ({ topic, partitions: [{ partition: task.partition, offset, metadata }] })) });
       }
       if (isStale()) throw new AgentStreamsError(ErrorCode.TASK_FENCED, `Partition ${task.partition} was reassigned during the batch; aborting it.`, { retriable: true });
       await txn.commit();
-      options.metrics?.transactionsCommitted.inc({ processor });
+      this.metrics?.transactionsCommitted.inc({ processor });
       return changelogEnd;
     } catch (error) {
       await txn.abort().catch(() => undefined);
-      options.metrics?.transactionsAborted.inc({ processor });
+      this.metrics?.transactionsAborted.inc({ processor });
       throw error;
     }
   }
 
-  async function afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string, heartbeat: () => Promise<void> = async () => {}): Promise<void> {
+  /** After the commit: the state changes applied to Redis, fenced by the changelog offset the batch ended at. */
+  private async afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string, heartbeat: () => Promise<void> = async () => {}): Promise<void> {
     if (task.store) {
       const changes = [...result.changes].map(([key, entry]) => ({ key, entry }));
       // Kafka has the batch already; Redis must get it too. While Redis is away the partition waits here
       // (heartbeating, so the group keeps it) rather than moving on with stale state.
-      const outcome = await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset, task.changelog), transient, {
+      const outcome = await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset, task.changelog), this.transient, {
         isRetriable: () => true,
         onRetry: (e) => {
-          log('state.retry', { partition: task.partition, message: (e as Error).message });
+          this.log('state.retry', { partition: task.partition, message: (e as Error).message });
           void heartbeat().catch(() => undefined);
         },
       });
       if (outcome === 'lost') {
         // Redis lost state between this batch's read and its apply. The batch is committed in Kafka, so
         // rebuilding from the changelog up to the committed position includes it.
-        await withRetry(() => recover(task, 'redis lost state during the batch'), transient, { isRetriable: unlessStateLost, onRetry: () => void heartbeat().catch(() => undefined) });
+        await withRetry(() => this.restore(task, 'redis lost state during the batch'), this.transient, { isRetriable: unlessStateLost, onRetry: () => void heartbeat().catch(() => undefined) });
         return;
       }
     }
@@ -398,14 +546,17 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
     task.streamTime = result.streamTime;
   }
 
-  async function handleBatch(payload: EachBatchPayload): Promise<void> {
+  /** One fetched batch of one partition: read state, enrich, run the processor, commit, apply, count. */
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    const { topology, processor, spec, codec, eventTimeBound, enrichment, transient, metrics, log, stats } = this;
+    const health = this.healthState;
     const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     if (batch.messages.length === 0) return;
     health.lag = Number(batch.offsetLag()) + batch.messages.length;
-    const task = await taskFor(batch.partition);
+    const task = await this.taskFor(batch.partition);
     // Tracing (when on): a batch span linked to the records' producers, a span per sampled record; see docs/tracing.md.
-    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: groupId }) : undefined;
-    const job = serialize(task, async () => {
+    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: this.groupId }) : undefined;
+    const job = this.serialize(task, async () => {
       if (!isRunning() || isStale()) return;
       const started = performance.now();
       // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
@@ -420,12 +571,12 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value,
         headers: m.headers as Record<string, Buffer | string | undefined>,
       }));
-      await withRetry(() => serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
-      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables, eventTimeBound };
+      await withRetry(() => this.serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
+      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables: this.tables, eventTimeBound };
       const prepared = prepareBatch(scope, sources);
       let entries = new Map<string, StateEntry>();
       if (task.store) {
-        entries = await readState(task, prepared.keys, prepared.maxEventTime, () => void heartbeat().catch(() => undefined));
+        entries = await this.readState(task, prepared.keys, prepared.maxEventTime, () => void heartbeat().catch(() => undefined));
       }
       // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
       // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
@@ -444,7 +595,7 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       const nextOffset = String(Number(batch.lastOffset()) + 1);
       let changelogEnd: number;
       try {
-        changelogEnd = await commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
+        changelogEnd = await this.commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
       } catch (error) {
         // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
         // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
@@ -452,14 +603,14 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
         log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { topic: batch.topic, partition: batch.partition, offset: fresh[0]!.offset, lastOffset: batch.lastOffset(), message: (error as Error).message });
         if (!isFenced(error)) health.commitFailures += 1;
         // Not awaited: dropping waits for this very job to finish.
-        void dropTask(batch.partition);
+        void this.dropTask(batch.partition);
         throw error;
       }
       for (const message of result.messages) if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
       task.nextOffset.set(batch.topic, nextOffset);
-      rememberCommit(batch.partition, batch.topic, nextOffset);
+      this.rememberCommit(batch.partition, batch.topic, nextOffset);
       resolveOffset(batch.lastOffset());
-      await afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
+      await this.afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
       stats.batches += 1;
       health.commitFailures = 0;
       health.lastProgress = Date.now();
@@ -469,16 +620,16 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
       stats.late += result.counts.late;
       stats.amended += result.counts.amended;
       const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
-      options.metrics?.recordsConsumed.inc(labels, sources.length);
-      options.metrics?.recordsProduced.inc(labels, result.counts.forwarded);
-      options.metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
-      options.metrics?.recordsLate.inc(labels, result.counts.late);
-      options.metrics?.recordsAmended.inc(labels, result.counts.amended);
-      options.metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
-      if (options.metrics) {
+      metrics?.recordsConsumed.inc(labels, sources.length);
+      metrics?.recordsProduced.inc(labels, result.counts.forwarded);
+      metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
+      metrics?.recordsLate.inc(labels, result.counts.late);
+      metrics?.recordsAmended.inc(labels, result.counts.amended);
+      metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
+      if (metrics) {
         // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
         const committedAt = Date.now();
-        const endToEnd = options.metrics.endToEndLatency.labels({ processor });
+        const endToEnd = metrics.endToEndLatency.labels({ processor });
         for (const item of prepared.items) if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
       }
       await heartbeat();
@@ -491,128 +642,46 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
    * its last writes (flushed, replaced, restarted without them, expired), it is rebuilt from the changelog first:
    * for batches and for wall-clock punctuation alike, or an idle window whose state was lost would never close.
    */
-  async function readState(task: Task, keys: string[], dueBy: number, onRetry: () => void = () => {}): Promise<Map<string, StateEntry>> {
+  private async readState(task: Task, keys: string[], dueBy: number, onRetry: () => void = () => {}): Promise<Map<string, StateEntry>> {
     const store = task.store!;
-    let read = await withRetry(() => store.read(keys, dueBy), transient, {
+    let read = await withRetry(() => store.read(keys, dueBy), this.transient, {
       isRetriable: () => true,
       onRetry: (e) => {
-        log('state.retry', { partition: task.partition, message: (e as Error).message });
+        this.log('state.retry', { partition: task.partition, message: (e as Error).message });
         onRetry();
       },
     });
     if ((read.checkpoint?.changelog ?? -1) < task.changelog) {
-      await recover(task, 'redis is behind the changelog');
+      await this.restore(task, 'redis is behind the changelog');
       read = await store.read(keys, dueBy);
     }
-    if (options.metrics) {
-      const labels = { processor, partition: String(task.partition) };
-      options.metrics.stateKeys.set(labels, read.size.keys);
-      options.metrics.stateBytes.set(labels, read.size.bytes);
-      options.metrics.windowsOpen.set(labels, read.size.windowsOpen);
+    if (this.metrics) {
+      const labels = { processor: this.processor, partition: String(task.partition) };
+      this.metrics.stateKeys.set(labels, read.size.keys);
+      this.metrics.stateBytes.set(labels, read.size.bytes);
+      this.metrics.windowsOpen.set(labels, read.size.windowsOpen);
     }
     return read.entries;
   }
 
-  async function punctuate(): Promise<void> {
+  /** Wall-clock punctuation: closes the windows due by now in every task, each in its own transaction. */
+  private async punctuate(): Promise<void> {
+    const { spec, topology, processor, codec } = this;
     if (spec.kind !== 'windowed' || !spec.wallClockCloseIntervalMs) return;
-    const now = clock();
-    for (const pending of [...tasks.values()]) {
+    const now = this.clock();
+    for (const pending of [...this.tasks.values()]) {
       const task = await pending.catch(() => undefined);
       if (!task || !task.store || task.nextOffset.size === 0) continue;
-      await serialize(task, async () => {
-        const entries = await readState(task, [], now);
+      await this.serialize(task, async () => {
+        const entries = await this.readState(task, [], now);
         if (entries.size === 0) return;
         const scope: TaskScope = { topology, processor, spec, partition: task.partition, codec };
         const result = runPunctuation(scope, entries, task.streamTime, now);
         if (result.changes.size === 0) return;
         const offsets = [...task.nextOffset].map(([topic, offset]) => ({ topic, offset }));
-        const changelogEnd = await commit(task, result, offsets, () => false);
-        await afterCommit(task, result, changelogEnd, offsets[0]!.offset);
-      }).catch((error: Error) => log('punctuate.error', { partition: task.partition, message: error.message }));
+        const changelogEnd = await this.commit(task, result, offsets, () => false);
+        await this.afterCommit(task, result, changelogEnd, offsets[0]!.offset);
+      }).catch((error: Error) => this.log('punctuate.error', { partition: task.partition, message: error.message }));
     }
   }
-
-  const consumer: Consumer = kafka.consumer({
-    groupId,
-    readUncommitted: false,
-    sessionTimeout: config.consumer.sessionTimeoutMs,
-    heartbeatInterval: 1_000,
-    rebalanceTimeout: 30_000,
-    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
-    maxWaitTimeInMs: 100,
-    retry: { retries: 10 },
-  });
-  let resolveJoined: () => void = () => {};
-  const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
-  watchConsumerHealth(consumer, health, log, (assignment) => {
-    const mine = new Set(spec.inputs.flatMap((t) => assignment[t] ?? []));
-    options.metrics?.rebalances.inc({ processor });
-    log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
-    // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.
-    for (const partition of [...tasks.keys()]) if (!mine.has(partition)) void dropTask(partition);
-    // Windows closed by the wall clock need their task even when no record comes: start every assigned one now.
-    if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs) for (const partition of mine) void taskFor(partition).catch(() => undefined);
-    resolveJoined();
-  });
-
-  await consumer.connect();
-  for (const topic of spec.inputs) await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: options.concurrency ?? Math.min(inputPartitions, 6),
-    eachBatch: async (payload) => {
-      try {
-        await handleBatch(payload);
-      } catch (error) {
-        // kafkajs restarts the consumer from the last resolved offset; say why, once per failure.
-        log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), code: (error as { code?: string }).code, message: (error as Error).message });
-        throw error;
-      }
-    },
-  });
-
-  const timer = spec.kind === 'windowed' && spec.wallClockCloseIntervalMs ? setInterval(() => void punctuate(), spec.wallClockCloseIntervalMs) : undefined;
-  const tableTimer = tableNames.length > 0 ? setInterval(() => void refreshTables(), options.tableRefreshMs ?? 5_000) : undefined;
-  const lagMonitor = options.metrics
-    ? startLagMonitor({ admin, groupId, topics: spec.inputs, processor, metrics: options.metrics, intervalMs: config.metrics.lagIntervalMs, log })
-    : undefined;
-
-  let stopping: Promise<void> | undefined;
-  return {
-    instanceId,
-    joined,
-    stats,
-    health(): MemberHealth {
-      const problems: string[] = [];
-      if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
-      if (health.commitFailures >= 5) problems.push(`${health.commitFailures} commits in a row failed`);
-      const idleMs = Date.now() - health.lastProgress;
-      if (health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
-      const now = Date.now();
-      const stuck = [...producerWork.values()].filter((w) => now - w.since > producerStuckMs).sort((a, b) => a.since - b.since);
-      if (stuck.length > 0) {
-        const { partition, what, since } = stuck[0]!;
-        problems.push(`the transactional producer of partition ${partition} has been ${what} for ${Math.round((now - since) / 1000)} s (bound ${producerStuckMs / 1000} s)${stuck.length > 1 ? `; ${stuck.length - 1} more stuck` : ''}`);
-      }
-      const live = problems.length === 0;
-      if (!health.joined) problems.push('not joined to the group yet');
-      if (health.rebalancing) problems.push('rebalancing');
-      if (health.recovering > 0) problems.push('restoring state from the changelog');
-      return { live, ready: live && health.joined && !health.rebalancing && health.recovering === 0, problems };
-    },
-    stop() {
-      stopping ??= (async () => {
-        if (timer) clearInterval(timer);
-        if (tableTimer) clearInterval(tableTimer);
-        lagMonitor?.stop();
-        await consumer.stop();
-        await consumer.disconnect();
-        for (const partition of [...tasks.keys()]) await dropTask(partition);
-        await admin.disconnect();
-        redis?.disconnect();
-      })();
-      return stopping;
-    },
-  };
 }
