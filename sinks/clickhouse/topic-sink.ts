@@ -158,144 +158,282 @@ function problemsOf(options: ClickHouseSinkOptions): string[] {
   return problems;
 }
 
+/**
+ * Starts the sink as a consumer-group member: validates the options, connects (the writer, the dead-letter topic and
+ * producer, metrics), subscribes and runs. The returned handle checkpoints, reports health and stops it.
+ */
 export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise<ClickHouseSinkHandle> {
-  const problems = problemsOf(options);
-  if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, `Invalid ClickHouse sink options: ${problems.join('; ')}.`, { details: { problems } });
-  }
-  const { config, name, topics, deadLetterTopic, mappings } = options;
-  const log = options.log ?? (() => {});
-  const instanceId = options.instanceId ?? randomUUID().slice(0, 8);
-  const commitIntervalMs = options.commitIntervalMs ?? 1_000;
-  const stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
-  const transient = retry({ initialMs: 100, maxMs: 5_000 });
-  const shutdownSignal = new AbortController();
-  let state: SinkState = 'running';
-  let failure: AgentStreamsError | undefined;
-  const health = consumerHealth();
-  const stallMs = options.stallMs ?? config.health.stallMs;
-  const transition = (to: SinkState): void => {
-    if (!sinkTransitions[state].includes(to)) throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${state} to ${to}.`);
-    state = to;
-  };
+  const sink = new ClickHouseSinkMember(options);
+  await sink.connect();
+  await sink.subscribe();
+  return sink;
+}
 
-  const pendingDeadLetters: ProducedMessage[] = [];
-  const toDeadLetter = (stage: DeadLetterStage, source: SourceRecord, error: unknown, traced?: BatchTrace): void => {
-    const letter = deadLetter(deadLetterTopic, name, stage, source, error);
-    if (traced) letter.headers = traced.stamp(letter.headers, source.offset);
-    pendingDeadLetters.push(letter);
-    log('record.dead-lettered', deadLetterLogFields(letter));
-    stats.deadLettered += 1;
-    options.metrics?.recordsDeadLettered.inc({ processor: name, topic: source.topic, partition: String(source.partition) });
-    // Dead letters wait for the next checkpoint; when nearly everything is bad, do not let them pile up.
-    if (pendingDeadLetters.length >= 10_000) void checkpoint().catch(() => undefined);
-  };
+type PendingOffset = { topic: string; partition: number; offset: string };
 
-  const client = options.client ?? openClickHouse(config, { role: 'sink' });
-  const writer = await ClickHouseWriter.open<SourceRecord>({
-    ...options.writer,
-    client,
-    tables: [...new Set(Object.values(mappings).map((m) => m.table))],
-    metrics: options.metrics,
-    log,
-    onRejected: (_table: string, rows: ReadonlyArray<RejectedRow<SourceRecord>>) => {
-      for (const row of rows) if (row.tag) toDeadLetter('process', row.tag, row.error);
-    },
-  });
+/**
+ * One running sink member, step by step: `connect` (the writer, the dead-letter topic and its producer, the buffer
+ * gauges and lag monitor), `subscribe` (join the group, run, checkpoint every `commitIntervalMs`), per batch
+ * `onBatch` (`writeRecord` each record: decode, map, buffer, or dead-letter), `commit` (one checkpoint: flush, dead
+ * letters, offsets) and `shutdown` (drain, last checkpoint, close).
+ */
+class ClickHouseSinkMember implements ClickHouseSinkHandle {
+  readonly instanceId: string;
+  readonly joined: Promise<void>;
+  readonly stats: ClickHouseSinkHandle['stats'];
 
-  const kafka = kafkaClient(config, `${name}-${instanceId}`);
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    if (!(await admin.listTopics()).includes(deadLetterTopic)) {
-      await admin.createTopics({ waitForLeaders: true, topics: [{ topic: deadLetterTopic, numPartitions: 1 }] });
+  private readonly config: Config;
+  private readonly name: string;
+  private readonly topics: readonly string[];
+  private readonly deadLetterTopic: string;
+  private readonly mappings: Readonly<Record<string, RecordMapping>>;
+  private readonly metrics: Metrics | undefined;
+  private readonly log: NonNullable<ClickHouseSinkOptions['log']>;
+  private readonly commitIntervalMs: number;
+  private readonly stopTimeoutMs: number;
+  private readonly stallMs: number;
+  private readonly transient = retry({ initialMs: 100, maxMs: 5_000 });
+  private readonly shutdownSignal = new AbortController();
+  private current: SinkState = 'running';
+  private failure: AgentStreamsError | undefined;
+  private readonly healthState = consumerHealth();
+  private readonly pendingDeadLetters: ProducedMessage[] = [];
+  private readonly client: ClickHouseClient;
+  private readonly kafka: ReturnType<typeof kafkaClient>;
+  private readonly serde: AvroSerde;
+  private readonly producer: Producer;
+  private readonly consumer: Consumer;
+  private writer!: ClickHouseWriter<SourceRecord>;
+  private stopSampling: Array<() => void> = [];
+  private lagAdmin: ReturnType<ReturnType<typeof kafkaClient>['admin']> | undefined;
+  private lagMonitor: LagMonitor | undefined;
+  /** Next offset to commit per `topic:partition`: every record below it is in ClickHouse's buffer or a dead letter. */
+  private readonly pending = new Map<string, PendingOffset>();
+  private readonly committed = new Map<string, string>();
+  private readonly resumeTimers = new Map<string, NodeJS.Timeout>();
+  private readonly inflight = new Set<Promise<void>>();
+  private resolveJoined: () => void = () => {};
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: ClickHouseSinkOptions) {
+    const problems = problemsOf(options);
+    if (problems.length > 0) {
+      throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, `Invalid ClickHouse sink options: ${problems.join('; ')}.`, { details: { problems } });
     }
-  } finally {
-    await admin.disconnect();
+    const { config, name } = options;
+    this.config = config;
+    this.name = name;
+    this.topics = options.topics;
+    this.deadLetterTopic = options.deadLetterTopic;
+    this.mappings = options.mappings;
+    this.metrics = options.metrics;
+    this.log = options.log ?? (() => {});
+    this.instanceId = options.instanceId ?? randomUUID().slice(0, 8);
+    this.commitIntervalMs = options.commitIntervalMs ?? 1_000;
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
+    this.stallMs = options.stallMs ?? config.health.stallMs;
+    this.joined = new Promise<void>((resolve) => (this.resolveJoined = resolve));
+    const writer = (): ClickHouseWriter<SourceRecord> => this.writer;
+    this.stats = {
+      batches: 0,
+      records: 0,
+      rowsWritten: 0,
+      deadLettered: 0,
+      pauses: 0,
+      checkpoints: 0,
+      commits: 0,
+      get rowsInserted(): number {
+        return writer().stats.rowsInserted;
+      },
+      get inserts(): number {
+        return writer().stats.inserts;
+      },
+    };
+    this.client = options.client ?? openClickHouse(config, { role: 'sink' });
+    this.kafka = kafkaClient(config, `${name}-${this.instanceId}`);
+    this.serde = new AvroSerde(registryClient(config));
+    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 10 } });
+    this.consumer = this.kafka.consumer({
+      groupId: name,
+      readUncommitted: false,
+      sessionTimeout: config.consumer.sessionTimeoutMs,
+      heartbeatInterval: 1_000,
+      rebalanceTimeout: 30_000,
+      maxBytesPerPartition: options.maxBytesPerPartition ?? config.consumer.maxBytesPerPartition,
+      maxWaitTimeInMs: 100,
+      retry: { retries: 10 },
+    });
   }
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 10 } });
-  await producer.connect();
-  const metrics = options.metrics;
-  const stopSampling = metrics
-    ? [
+
+  /** Step 1: the writer (its tables checked), the dead-letter topic and producer, the buffer gauges and the lag monitor. */
+  async connect(): Promise<void> {
+    const { config, name, topics, deadLetterTopic, metrics, log, kafka } = this;
+    const writer = await ClickHouseWriter.open<SourceRecord>({
+      ...this.options.writer,
+      client: this.client,
+      tables: [...new Set(Object.values(this.mappings).map((m) => m.table))],
+      metrics,
+      log,
+      onRejected: (_table: string, rows: ReadonlyArray<RejectedRow<SourceRecord>>) => {
+        for (const row of rows) if (row.tag) this.toDeadLetter('process', row.tag, row.error);
+      },
+    });
+    this.writer = writer;
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      if (!(await admin.listTopics()).includes(deadLetterTopic)) {
+        await admin.createTopics({ waitForLeaders: true, topics: [{ topic: deadLetterTopic, numPartitions: 1 }] });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    await this.producer.connect();
+    if (metrics) {
+      this.stopSampling = [
         metrics.sinkBufferedRows.sampleWith(() => metrics.sinkBufferedRows.set({ processor: name }, writer.buffered.rows)),
         metrics.sinkBufferedBytes.sampleWith(() => metrics.sinkBufferedBytes.set({ processor: name }, writer.buffered.bytes)),
-      ]
-    : [];
-  let lagAdmin: ReturnType<typeof kafka.admin> | undefined;
-  let lagMonitor: LagMonitor | undefined;
-  if (metrics) {
-    lagAdmin = kafka.admin();
-    await lagAdmin.connect();
-    lagMonitor = startLagMonitor({ admin: lagAdmin, groupId: name, topics, processor: name, metrics, intervalMs: config.metrics.lagIntervalMs, log });
+      ];
+      this.lagAdmin = kafka.admin();
+      await this.lagAdmin.connect();
+      this.lagMonitor = startLagMonitor({ admin: this.lagAdmin, groupId: name, topics, processor: name, metrics, intervalMs: config.metrics.lagIntervalMs, log });
+    }
   }
-  const serde = new AvroSerde(registryClient(config));
 
-  const stats = {
-    batches: 0,
-    records: 0,
-    rowsWritten: 0,
-    deadLettered: 0,
-    pauses: 0,
-    checkpoints: 0,
-    commits: 0,
-    get rowsInserted(): number {
-      return writer.stats.rowsInserted;
-    },
-    get inserts(): number {
-      return writer.stats.inserts;
-    },
-  };
+  /** Step 2: join the group and run (batches go to `onBatch`), and checkpoint every `commitIntervalMs`. */
+  async subscribe(): Promise<void> {
+    const { consumer, topics, name, log } = this;
+    watchConsumerHealth(consumer, this.healthState, log, (assignment) => {
+      const mine = new Set(topics.flatMap((topic) => (assignment[topic] ?? []).map((p) => `${topic}:${p}`)));
+      this.metrics?.rebalances.inc({ processor: name });
+      log('group.join', { partitions: [...mine].sort() });
+      // Offsets of partitions another member now owns are theirs to commit.
+      for (const key of [...this.pending.keys()]) if (!mine.has(key)) this.pending.delete(key);
+      for (const key of [...this.committed.keys()]) if (!mine.has(key)) this.committed.delete(key);
+      this.resolveJoined();
+    });
 
-  /** Next offset to commit per `topic:partition`: every record below it is in ClickHouse's buffer or a dead letter. */
-  const pending = new Map<string, { topic: string; partition: number; offset: string }>();
-  const committed = new Map<string, string>();
-  const resumeTimers = new Map<string, NodeJS.Timeout>();
-  const inflight = new Set<Promise<void>>();
+    await consumer.connect();
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 2,
+      eachBatch: async (payload) => {
+        const job = this.onBatch(payload);
+        this.inflight.add(job);
+        try {
+          await job;
+        } catch (error) {
+          if (this.current === 'running' && isAgentStreamsError(error) && (error.code === ErrorCode.SINK_INSERT_FAILED || error.code === ErrorCode.SINK_CLOSED)) this.fail(error);
+          else log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), message: (error as Error).message });
+          // kafkajs fetches again from the last resolved offset: nothing after it was acknowledged.
+          throw error;
+        } finally {
+          this.inflight.delete(job);
+        }
+      },
+    });
 
-  const consumer: Consumer = kafka.consumer({
-    groupId: name,
-    readUncommitted: false,
-    sessionTimeout: config.consumer.sessionTimeoutMs,
-    heartbeatInterval: 1_000,
-    rebalanceTimeout: 30_000,
-    maxBytesPerPartition: options.maxBytesPerPartition ?? config.consumer.maxBytesPerPartition,
-    maxWaitTimeInMs: 100,
-    retry: { retries: 10 },
-  });
+    this.timer = setInterval(() => {
+      if (this.current !== 'running') return;
+      this.commit().catch((error: unknown) => {
+        if (isAgentStreamsError(error, ErrorCode.SINK_INSERT_FAILED)) this.fail(error);
+        else log('sink.checkpoint-failed', { message: (error as Error).message });
+      });
+    }, this.commitIntervalMs);
+    this.timer.unref();
+  }
 
-  function fail(error: unknown): void {
-    if (state !== 'running') return;
-    failure = isAgentStreamsError(error)
+  state(): SinkState {
+    return this.current;
+  }
+
+  health(): SinkHealth {
+    const { current: state, failure, healthState: health, stallMs } = this;
+    const problems: string[] = [];
+    if (state === 'failed' || (state !== 'running' && failure)) problems.push(`the sink failed: ${failure?.message ?? 'unknown error'}`);
+    if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
+    const idleMs = Date.now() - health.lastProgress;
+    if (state === 'running' && health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+    const live = problems.length === 0;
+    if (!health.joined) problems.push('not joined to the group yet');
+    if (health.rebalancing) problems.push('rebalancing');
+    if (state !== 'running' && !failure) problems.push(state);
+    return { live, ready: live && state === 'running' && health.joined && !health.rebalancing, problems };
+  }
+
+  error(): AgentStreamsError | undefined {
+    return this.failure;
+  }
+
+  checkpoint(): Promise<void> {
+    if (this.current !== 'running') return Promise.reject(new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouse sink "${this.name}" is ${this.current}.`));
+    return this.commit();
+  }
+
+  stop(): Promise<void> {
+    return this.shutdown('graceful');
+  }
+
+  abort(): Promise<void> {
+    return this.shutdown('abort');
+  }
+
+  private transition(to: SinkState): void {
+    if (!sinkTransitions[this.current].includes(to)) throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${this.current} to ${to}.`);
+    this.current = to;
+  }
+
+  private toDeadLetter(stage: DeadLetterStage, source: SourceRecord, error: unknown, traced?: BatchTrace): void {
+    const letter = deadLetter(this.deadLetterTopic, this.name, stage, source, error);
+    if (traced) letter.headers = traced.stamp(letter.headers, source.offset);
+    this.pendingDeadLetters.push(letter);
+    this.log('record.dead-lettered', deadLetterLogFields(letter));
+    this.stats.deadLettered += 1;
+    this.metrics?.recordsDeadLettered.inc({ processor: this.name, topic: source.topic, partition: String(source.partition) });
+    // Dead letters wait for the next checkpoint; when nearly everything is bad, do not let them pile up.
+    if (this.pendingDeadLetters.length >= 10_000) void this.commit().catch(() => undefined);
+  }
+
+  private fail(error: unknown): void {
+    if (this.current !== 'running') return;
+    const failure = isAgentStreamsError(error)
       ? error
-      : new AgentStreamsError(ErrorCode.SINK_INSERT_FAILED, `ClickHouse sink "${name}" failed: ${(error as Error).message}`, { cause: error });
-    log('sink.failed', { code: failure.code, message: failure.message });
-    transition('failed');
+      : new AgentStreamsError(ErrorCode.SINK_INSERT_FAILED, `ClickHouse sink "${this.name}" failed: ${(error as Error).message}`, { cause: error });
+    this.failure = failure;
+    this.log('sink.failed', { code: failure.code, message: failure.message });
+    this.transition('failed');
     // Offsets stay where the last checkpoint left them; on restart the records come again.
-    void shutdown('abort');
+    void this.shutdown('abort');
   }
 
-  function pausePartition(topic: string, partition: number, pause: () => () => void, retryAfterMs: number): void {
+  private pausePartition(topic: string, partition: number, pause: () => () => void, retryAfterMs: number): void {
     const key = `${topic}:${partition}`;
-    stats.pauses += 1;
+    this.stats.pauses += 1;
     const resume = pause();
-    if (resumeTimers.has(key)) return;
+    if (this.resumeTimers.has(key)) return;
     const timer = setTimeout(() => {
-      resumeTimers.delete(key);
-      if (state === 'running') resume();
+      this.resumeTimers.delete(key);
+      if (this.current === 'running') resume();
     }, retryAfterMs);
-    resumeTimers.set(key, timer);
+    this.resumeTimers.set(key, timer);
   }
 
-  async function handleBatch(payload: EachBatchPayload): Promise<void> {
+  /** One fetched batch of one partition: each record written (or dead-lettered) until the writer is full; its offset noted. */
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    const { name, stats, metrics } = this;
+    const health = this.healthState;
     const { batch, resolveOffset, heartbeat, pause, isRunning, isStale } = payload;
-    if (batch.messages.length === 0 || state !== 'running') return;
+    if (batch.messages.length === 0 || this.current !== 'running') return;
     health.lag = Number(batch.offsetLag()) + batch.messages.length;
     const started = performance.now();
-    await withRetry(() => serde.resolve(batch.messages.map((m) => m.value)), transient, {
-      signal: shutdownSignal.signal,
+    await withRetry(() => this.serde.resolve(batch.messages.map((m) => m.value)), this.transient, {
+      signal: this.shutdownSignal.signal,
       onRetry: (error) => {
-        log('registry.retry', { message: (error as Error).message });
+        this.log('registry.retry', { message: (error as Error).message });
         void heartbeat().catch(() => undefined);
       },
     });
@@ -307,7 +445,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     for (let i = 0; i < batch.messages.length; i += 1) {
       const message = batch.messages[i]!;
       // isStale() walks kafkajs's seek table: cheap once, not 300k times a second.
-      if (!isRunning() || state !== 'running' || ((i & 1023) === 0 && isStale())) break;
+      if (!isRunning() || this.current !== 'running' || ((i & 1023) === 0 && isStale())) break;
       const source: SourceRecord = {
         topic: batch.topic,
         partition: batch.partition,
@@ -317,7 +455,7 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
         value: message.value,
         headers: message.headers as Record<string, Buffer | string | undefined>,
       };
-      const written = writeRecord(source);
+      const written = this.writeRecord(source, pause, traced);
       if (written === 'backpressure') {
         paused = true;
         break;
@@ -331,88 +469,90 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     // resolveOffset of the last message also covers trailing transaction markers (kafkajs maps it to lastOffset).
     resolveOffset(done);
     const next = String(Number(all ? batch.lastOffset() : done) + 1);
-    pending.set(`${batch.topic}:${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: next });
+    this.pending.set(`${batch.topic}:${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: next });
     const count = batch.messages.findIndex((m) => m.offset === done) + 1;
     stats.batches += 1;
     stats.records += count;
     health.lastProgress = Date.now();
     health.lag = Number(batch.offsetLag()) + batch.messages.length - count;
     const labels = { processor: name, topic: batch.topic, partition: String(batch.partition) };
-    options.metrics?.recordsConsumed.inc(labels, count);
-    options.metrics?.batchDuration.observe({ processor: name }, (performance.now() - started) / 1000);
+    metrics?.recordsConsumed.inc(labels, count);
+    metrics?.batchDuration.observe({ processor: name }, (performance.now() - started) / 1000);
+  }
 
-    /** Decodes, maps and buffers one record; anything wrong with the record itself becomes a dead letter. */
-    function writeRecord(record: SourceRecord): 'written' | 'dead-lettered' | 'backpressure' {
-      let table: string;
-      let rows: readonly Row[];
-      let recordType: string;
-      let value: unknown;
-      try {
-        ({ recordType, value } = serde.decodeResolved(record.value));
-      } catch (error) {
-        toDeadLetter('deserialize', record, error, traced);
+  /** Decodes, maps and buffers one record; anything wrong with the record itself becomes a dead letter. */
+  private writeRecord(record: SourceRecord, pause: EachBatchPayload['pause'], traced: BatchTrace | undefined): 'written' | 'dead-lettered' | 'backpressure' {
+    const { mappings, name } = this;
+    let table: string;
+    let rows: readonly Row[];
+    let recordType: string;
+    let value: unknown;
+    try {
+      ({ recordType, value } = this.serde.decodeResolved(record.value));
+    } catch (error) {
+      this.toDeadLetter('deserialize', record, error, traced);
+      return 'dead-lettered';
+    }
+    const mapping = mappings[recordType];
+    if (!mapping) {
+      this.toDeadLetter(
+        'route',
+        record,
+        new AgentStreamsError(ErrorCode.NO_ROUTE, `Sink "${name}" has no mapping for record type ${recordType}; it maps ${Object.keys(mappings).join(', ')}.`),
+        traced,
+      );
+      return 'dead-lettered';
+    }
+    try {
+      const mapped = mapping.toRows(value, { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp, key: record.key, recordType });
+      rows = mapped === null ? [] : Array.isArray(mapped) ? (mapped as readonly Row[]) : [mapped as Row];
+      table = mapping.table;
+    } catch (error) {
+      this.toDeadLetter('process', record, error, traced);
+      return 'dead-lettered';
+    }
+    try {
+      this.writer.write(table, rows, record);
+      this.stats.rowsWritten += rows.length;
+      return 'written';
+    } catch (error) {
+      if (isSinkBackpressure(error)) {
+        this.pausePartition(record.topic, record.partition, pause, error.retryAfterMs);
+        return 'backpressure';
+      }
+      if (isAgentStreamsError(error, ErrorCode.SINK_ROW_INVALID)) {
+        this.toDeadLetter('process', record, error, traced);
         return 'dead-lettered';
       }
-      const mapping = mappings[recordType];
-      if (!mapping) {
-        toDeadLetter(
-          'route',
-          record,
-          new AgentStreamsError(ErrorCode.NO_ROUTE, `Sink "${name}" has no mapping for record type ${recordType}; it maps ${Object.keys(mappings).join(', ')}.`),
-          traced,
-        );
-        return 'dead-lettered';
-      }
-      try {
-        const mapped = mapping.toRows(value, { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp, key: record.key, recordType });
-        rows = mapped === null ? [] : Array.isArray(mapped) ? (mapped as readonly Row[]) : [mapped as Row];
-        table = mapping.table;
-      } catch (error) {
-        toDeadLetter('process', record, error, traced);
-        return 'dead-lettered';
-      }
-      try {
-        writer.write(table, rows, record);
-        stats.rowsWritten += rows.length;
-        return 'written';
-      } catch (error) {
-        if (isSinkBackpressure(error)) {
-          pausePartition(record.topic, record.partition, pause, error.retryAfterMs);
-          return 'backpressure';
-        }
-        if (isAgentStreamsError(error, ErrorCode.SINK_ROW_INVALID)) {
-          toDeadLetter('process', record, error, traced);
-          return 'dead-lettered';
-        }
-        throw error;
-      }
+      throw error;
     }
   }
 
-  let running: Promise<void> | undefined;
   /** One checkpoint at a time; a request while one runs joins it. */
-  function checkpoint(): Promise<void> {
-    running ??= runCheckpoint().finally(() => (running = undefined));
-    return running;
+  private commit(): Promise<void> {
+    this.running ??= this.runCheckpoint().finally(() => (this.running = undefined));
+    return this.running;
   }
 
-  async function runCheckpoint(): Promise<void> {
-    if (failure) throw failure;
-    if (state === 'stopped') return;
+  /** A checkpoint: note the offsets reached, flush the writer, produce the dead letters, then commit the noted offsets. */
+  private async runCheckpoint(): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.current === 'stopped') return;
+    const { pending, committed, pendingDeadLetters, stats } = this;
     // Noted before the flush: every record below these offsets has its rows in the writer already.
     const offsets = [...pending.entries()].filter(([key, p]) => committed.get(key) !== p.offset).map(([key, p]) => ({ key, ...p }));
-    await writer.flush();
+    await this.writer.flush();
     const letters = pendingDeadLetters.splice(0);
     if (letters.length > 0) {
       await withRetry(
         () =>
-          producer.send({
-            topic: deadLetterTopic,
+          this.producer.send({
+            topic: this.deadLetterTopic,
             acks: -1,
             messages: letters.map(({ key, value, timestamp, headers }) => ({ key, value, ...(timestamp === undefined ? {} : { timestamp }), ...(headers ? { headers } : {}) })),
           }),
-        transient,
-        { isRetriable: () => true, signal: shutdownSignal.signal },
+        this.transient,
+        { isRetriable: () => true, signal: this.shutdownSignal.signal },
       ).catch((error: unknown) => {
         // Not sent: put them back so the next checkpoint tries again, and do not commit past them.
         pendingDeadLetters.unshift(...letters);
@@ -422,69 +562,27 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
     stats.checkpoints += 1;
     if (offsets.length === 0) return;
     try {
-      await consumer.commitOffsets(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
+      await this.consumer.commitOffsets(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
       for (const o of offsets) committed.set(o.key, o.offset);
       stats.commits += 1;
     } catch (error) {
       // A rebalance or coordinator move: the rows are in ClickHouse, so whoever reads these records again only
       // re-inserts rows FINAL already collapses. The next checkpoint commits again.
-      log('sink.commit-failed', { offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })), message: (error as Error).message });
+      this.log('sink.commit-failed', { offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })), message: (error as Error).message });
     }
   }
 
-  let resolveJoined: () => void = () => {};
-  const joined = new Promise<void>((resolve) => (resolveJoined = resolve));
-  watchConsumerHealth(consumer, health, log, (assignment) => {
-    const mine = new Set(topics.flatMap((topic) => (assignment[topic] ?? []).map((p) => `${topic}:${p}`)));
-    options.metrics?.rebalances.inc({ processor: name });
-    log('group.join', { partitions: [...mine].sort() });
-    // Offsets of partitions another member now owns are theirs to commit.
-    for (const key of [...pending.keys()]) if (!mine.has(key)) pending.delete(key);
-    for (const key of [...committed.keys()]) if (!mine.has(key)) committed.delete(key);
-    resolveJoined();
-  });
-
-  await consumer.connect();
-  for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
-    autoCommit: false,
-    eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 2,
-    eachBatch: async (payload) => {
-      const job = handleBatch(payload);
-      inflight.add(job);
-      try {
-        await job;
-      } catch (error) {
-        if (state === 'running' && isAgentStreamsError(error) && (error.code === ErrorCode.SINK_INSERT_FAILED || error.code === ErrorCode.SINK_CLOSED)) fail(error);
-        else log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), message: (error as Error).message });
-        // kafkajs fetches again from the last resolved offset: nothing after it was acknowledged.
-        throw error;
-      } finally {
-        inflight.delete(job);
-      }
-    },
-  });
-
-  const timer = setInterval(() => {
-    if (state !== 'running') return;
-    checkpoint().catch((error: unknown) => {
-      if (isAgentStreamsError(error, ErrorCode.SINK_INSERT_FAILED)) fail(error);
-      else log('sink.checkpoint-failed', { message: (error as Error).message });
-    });
-  }, commitIntervalMs);
-  timer.unref();
-
-  let stopping: Promise<void> | undefined;
-  function shutdown(mode: 'graceful' | 'abort'): Promise<void> {
-    stopping ??= (async () => {
-      const wasFailed = state === 'failed';
-      transition('stopping');
-      clearInterval(timer);
-      lagMonitor?.stop();
-      for (const stop of stopSampling) stop();
-      for (const t of resumeTimers.values()) clearTimeout(t);
-      resumeTimers.clear();
+  /** The last step: drain (graceful: finish the batches in hand, a last checkpoint, within `stopTimeoutMs`) and close. */
+  private shutdown(mode: 'graceful' | 'abort'): Promise<void> {
+    this.stopping ??= (async () => {
+      const { consumer, topics, inflight, stopTimeoutMs, writer, log } = this;
+      const wasFailed = this.current === 'failed';
+      this.transition('stopping');
+      clearInterval(this.timer);
+      this.lagMonitor?.stop();
+      for (const stop of this.stopSampling) stop();
+      for (const t of this.resumeTimers.values()) clearTimeout(t);
+      this.resumeTimers.clear();
       if (mode === 'graceful' && !wasFailed) {
         // No new batches; the ones in hand finish writing, then one last checkpoint commits them.
         consumer.pause(topics.map((topic) => ({ topic })));
@@ -493,12 +591,12 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
         const settled = await Promise.race([Promise.allSettled([...inflight]).then(() => true), sleep(stopTimeoutMs, false, { ref: false })]);
         if (!settled) {
           log('sink.stop-batch-timeout', { stopTimeoutMs, batches: inflight.size });
-          shutdownSignal.abort();
+          this.shutdownSignal.abort();
         }
         const committedInTime = await Promise.race([
           (async () => {
-            await running?.catch(() => undefined);
-            await runCheckpoint();
+            await this.running?.catch(() => undefined);
+            await this.runCheckpoint();
             return true;
           })().catch((error: unknown) => {
             log('sink.stop-checkpoint-failed', { message: (error as Error).message });
@@ -510,41 +608,15 @@ export async function runClickHouseSink(options: ClickHouseSinkOptions): Promise
         else log('sink.stop-timeout', { stopTimeoutMs });
       }
       // Whatever was not committed is read again by the next owner; dropping it here loses nothing.
-      shutdownSignal.abort();
+      this.shutdownSignal.abort();
       writer.abort();
       await consumer.stop().catch(() => undefined);
       await consumer.disconnect().catch(() => undefined);
-      await producer.disconnect().catch(() => undefined);
-      await lagAdmin?.disconnect().catch(() => undefined);
-      if (!options.client) await client.close().catch(() => undefined);
-      transition('stopped');
+      await this.producer.disconnect().catch(() => undefined);
+      await this.lagAdmin?.disconnect().catch(() => undefined);
+      if (!this.options.client) await this.client.close().catch(() => undefined);
+      this.transition('stopped');
     })();
-    return stopping;
+    return this.stopping;
   }
-
-  return {
-    instanceId,
-    joined,
-    stats,
-    state: () => state,
-    health(): SinkHealth {
-      const problems: string[] = [];
-      if (state === 'failed' || (state !== 'running' && failure)) problems.push(`the sink failed: ${failure?.message ?? 'unknown error'}`);
-      if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
-      const idleMs = Date.now() - health.lastProgress;
-      if (state === 'running' && health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
-      const live = problems.length === 0;
-      if (!health.joined) problems.push('not joined to the group yet');
-      if (health.rebalancing) problems.push('rebalancing');
-      if (state !== 'running' && !failure) problems.push(state);
-      return { live, ready: live && state === 'running' && health.joined && !health.rebalancing, problems };
-    },
-    error: () => failure,
-    checkpoint: () => {
-      if (state !== 'running') return Promise.reject(new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouse sink "${name}" is ${state}.`));
-      return checkpoint();
-    },
-    stop: () => shutdown('graceful'),
-    abort: () => shutdown('abort'),
-  };
 }
