@@ -8,10 +8,13 @@
  * or fooled model's text passing for the rules' view.
  */
 import { createHash } from 'node:crypto';
-import type { ProcessorContext, StreamRecord, TopicOf } from '../runtime/index.ts';
+import { RULES_ONLY, type ProcessorContext, type StreamRecord, type TopicOf } from '../runtime/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
 import type { Alert } from '../schemas/generated/types.ts';
 import { portfolios, type Portfolio } from './portfolio-exposure.ts';
+import { rulesOnlyAnalysis, type Analysis } from './analysis/rules-only.ts';
+
+export { rulesOnlyAnalysis, type Analysis };
 
 export const AlertType = 'agentstreams.fleet.Alert';
 export const ANALYSIS_SERVICE = 'analysis';
@@ -19,19 +22,6 @@ export const ANALYSIS_SERVICE = 'analysis';
 export interface AnalysisRequest {
   finding: Finding;
   portfolioName: string;
-}
-
-export interface Analysis {
-  analysis: string;
-  recommendedAction: string;
-  /** Model id, or `rules-only`. */
-  model: string;
-  /** Why the analysis is rules-only, when it is. */
-  reason?: string;
-  /** The severity the model asked for, before the service clamped it to the rules'. */
-  modelSeverity?: Severity;
-  /** The service found the answer contradicting the rules. */
-  modelDisagreed?: boolean;
 }
 
 /** Agents whose findings rest on third-party text (stories, filings): no trade may be recommended on them alone. */
@@ -53,7 +43,7 @@ const negation = /\b(not|never|no|don't|do not|avoid|without|before)\b[^.;\n]{0,
  * third-party text, which the rule book forbids. Negated advice ("do not sell before…") is not a contradiction.
  */
 export function contradictions(finding: Finding, answer: Analysis): string[] {
-  if (answer.model === 'rules-only') return [];
+  if (answer.model === RULES_ONLY) return [];
   const found: string[] = [];
   const ceiling = severityRank(finding.severity);
   if (answer.modelDisagreed || (answer.modelSeverity !== undefined && severityRank(answer.modelSeverity) > ceiling)) {
@@ -74,30 +64,9 @@ export function contradictions(finding: Finding, answer: Analysis): string[] {
   return [...new Set(found)];
 }
 
-const actions: Record<string, string> = {
-  'price-move': 'Review the position against its stop levels; consider trimming or hedging until the move is explained.',
-  'volume-spike': 'Check for news or filings behind the volume; watch for a follow-through price move.',
-  news: 'Read the coverage and assess materiality for the thesis; confirm with a second source before acting.',
-  filings: 'Read the filing items; reassess the position if guidance, leadership or insider activity changed.',
-  volatility: 'Resize risk for the higher volatility; check options exposure and stop distances.',
-};
-
-/** What the alert says when no model wrote it: built from the rules' own evidence. */
 /** An alert's id follows from the finding it serves: the same finding always makes the same alert (idempotent rows). */
 export function alertIdOf(findingId: string): string {
   return createHash('sha256').update(findingId).digest('hex');
-}
-
-export function rulesOnlyAnalysis(finding: Finding, reason: string): Analysis {
-  const evidence = Object.entries(finding.evidence)
-    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
-    .join(', ');
-  return {
-    analysis: `${finding.summary}. Rule ${finding.agent}/${finding.rule} at ${finding.severity}${evidence ? `; evidence: ${evidence}` : ''}.`,
-    recommendedAction: actions[finding.agent] ?? 'Review the finding and the position.',
-    model: 'rules-only',
-    reason,
-  };
 }
 
 function alerting(finding: Finding, portfolio: Portfolio | undefined): portfolio is Portfolio {

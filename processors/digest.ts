@@ -8,9 +8,10 @@
  * and the id is derived from portfolio and hour.
  */
 import { createHash } from 'node:crypto';
-import type { ProcessorContext, StreamRecord, TopicOf, WindowResult, WindowResultContext } from '../runtime/index.ts';
+import { RULES_ONLY, type ProcessorContext, type StreamRecord, type TopicOf, type WindowResult, type WindowResultContext } from '../runtime/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
 import { portfolios } from './portfolio-exposure.ts';
+import { rulesOnlyDigest } from './analysis/rules-only.ts';
 import type { Digest } from '../schemas/generated/types.ts';
 
 export const DigestType = 'agentstreams.fleet.Digest';
@@ -80,16 +81,6 @@ export function alertCountOf(bySeverity: Record<string, number>, alertAt: Severi
   return severities.filter((s) => severityRank(s) >= severityRank(alertAt)).reduce((n, s) => n + (bySeverity[s] ?? 0), 0);
 }
 
-export function rulesOnlyDigest(draft: Digest, portfolioName: string, alertCount: number): string {
-  const counts = severities
-    .filter((s) => draft.bySeverity[s])
-    .reverse()
-    .map((s) => `${draft.bySeverity[s]} ${s}`)
-    .join(', ');
-  const from = new Date(draft.hourStart).toISOString().slice(0, 16).replace('T', ' ');
-  return `${portfolioName}, from ${from} UTC: ${draft.findingCount} findings (${counts}), ${alertCount} alerting. ${draft.topFindings.length > 0 ? `Most severe: ${draft.topFindings.join('; ')}.` : ''}`.trim();
-}
-
 export function digestWriter(options: { output: TopicOf<Digest> }) {
   return {
     service: DIGEST_SERVICE,
@@ -105,8 +96,8 @@ export function digestWriter(options: { output: TopicOf<Digest> }) {
       const digest: Digest = {
         ...draft,
         alertCount,
-        summary: answer?.summary ?? rulesOnlyDigest(draft, portfolio?.name ?? draft.portfolioId, alertCount),
-        model: answer?.model ?? 'rules-only',
+        summary: answer?.summary ?? rulesOnlyDigest({ ...draft, portfolioName: portfolio?.name ?? draft.portfolioId }, alertCount),
+        model: answer?.model ?? RULES_ONLY,
       };
       ctx.forward(options.output, { key: draft.portfolioId, value: digest });
     },

@@ -13,3 +13,6 @@ export { runProcessor, type RunProcessorOptions, type EnrichmentService, type Pr
 export { AvroSerde, type DecodedRecord } from './serde/avro.ts';
 export { compileReaderSchema, type ReaderSchemaSource, type ReaderSchema } from './serde/readers.ts';
 export { loadSchemas, registerSchemas, parseSchema, compatibilityLevels, type Compatibility, type SchemaFile } from './serde/schemas.ts';
+export * from './llm/index.ts';
+export type { ClickHouseSinkDeclaration, ServiceDeps, ServiceFactory, SinkDeclaration, SinkDeps, SinkMappings } from './topology/services.ts';
+export { mapTo, type MappedRows, type RecordMapping, type RecordMeta } from '../sinks/clickhouse/topic-sink.ts';

@@ -16,7 +16,7 @@ import type { Topology } from '../../runtime/topology/topology.ts';
 import { expectPositionals, usageError, wholeNumber } from '../args.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import type { Command } from '../main.ts';
-import { fleetServices, type FleetServices } from '../services.ts';
+import { memberServices, servicesOf } from '../services.ts';
 
 /**
  * The topology a file exports by default (a topology, or a function returning one). A path that names no file is a
@@ -59,10 +59,9 @@ export const runCommand: Command = {
     const instanceId = randomUUID().slice(0, 8);
     const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: values.processor, instance: instanceId, config })));
     log('starting', { topology: file, config: redactConfig(config) });
-    const spec = topology.processors[values.processor];
-    // Only members whose processor enriches records need the LLM and its audit sink.
-    const services: FleetServices | undefined = spec?.kind === 'process' && spec.enrich ? await fleetServices(config, topology.application, log, metrics) : undefined;
-    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, instanceId, stallMs: config.health.stallMs, ...(services ? { services: services.services } : {}) });
+    // The services the processor asks (`enrich.service`), as its topology declares them; none for most processors.
+    const services = await memberServices(config, topology, servicesOf(topology, values.processor), log, metrics);
+    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, instanceId, stallMs: config.health.stallMs, services: services.services });
     const server = await serveMember({ name: values.processor, check: 'member', member: handle, metrics, listen: config.metrics });
     log('started', { metricsPort: server.port });
     const deadlineMs = shutdownSeconds * 1000;
@@ -76,7 +75,7 @@ export const runCommand: Command = {
         timer.unref();
         void handle
           .stop()
-          .then(() => services?.close())
+          .then(() => services.close())
           .then(() => server.close())
           .then(() => done());
       };

@@ -23,6 +23,9 @@ export const LlmOutcome = {
 } as const;
 export type LlmOutcome = (typeof LlmOutcome)[keyof typeof LlmOutcome];
 
+/** The model id of an answer no model wrote (a caller's fallback), in audit rows and in the answers callers build. */
+export const RULES_ONLY = 'rules-only';
+
 /** Outcomes of requests that reached the API and failed there (the ones counted as request errors). */
 export const failedRequestOutcomes: ReadonlySet<LlmOutcome> = new Set([
   LlmOutcome.RATE_LIMITED,

@@ -1,9 +1,9 @@
 /**
- * Hourly digests through the Message Batches API: half the price of the Messages API, and a digest can wait. One
- * batch per call: reserve each request's worst case, create the batch, poll its status with backoff, read the
+ * Completions through the Message Batches API: half the price of the Messages API, for work that can wait (the
+ * fleet's hourly digests). One batch per call: reserve each request's worst case, create the batch, poll its status with backoff, read the
  * results (JSONL, in any order, matched by custom_id), settle each reservation with its actual usage. Any request
  * that cannot be answered — refused by the budget or the circuit, errored, expired, invalid — gets a rules-only
- * summary that says why; the others are unaffected.
+ * answer (the request's `fallback`) that says why; the others are unaffected.
  *
  * Unlike a message, a batch is not retried after a timeout or a lost connection on create: it may exist already,
  * and a second one would be paid twice. Its reservations then stay charged.
@@ -17,12 +17,24 @@ import type { Reservation } from './budget.ts';
 import { toMicroUsd } from './budget.ts';
 import { isRetriableLlmError, LlmCallError } from './call-error.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, withSlot, type LlmCore } from './core.ts';
-import { rulesOnlyDigest, type DigestRequest, type DigestSummary } from './finding.ts';
 import { costUsd, maxCostUsd, noTokens, totalTokens, type ModelPrice, type TokenUsage } from './models.ts';
-import { parseDigest } from './output.ts';
-import { digestPrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
+import type { Parsed } from './output.ts';
+import { inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context, type Span } from '../observability/tracing.ts';
 import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
+
+/** One request of a batch: what `complete` takes, less the model and max_tokens, which the batch sets for all. */
+export interface BatchRequest<T> {
+  prompt: Prompt;
+  /** Validates the reply; `reply.model` is the model that answered. */
+  parse: (text: string, reply: { model: string }) => Parsed<T>;
+  /** The answer when no valid reply comes, with the reason (`budget exhausted: …`, `invalid output: …`, …). */
+  fallback: (reason: string) => T;
+  /** Budget and audit key (the `agent` of budgets and of `llm_calls`). */
+  budgetKey: string;
+  /** The id of the record the request serves (`llm_calls.finding_id`). */
+  recordId?: string;
+}
 
 export interface BatchOptions {
   model: string;
@@ -37,9 +49,9 @@ export interface BatchOptions {
   traces?: ReadonlyArray<Context | undefined>;
 }
 
-interface Item {
+interface Item<T> {
   index: number;
-  request: DigestRequest;
+  request: BatchRequest<T>;
   agent: string;
   prompt: Prompt;
   hash: string;
@@ -50,8 +62,8 @@ interface Item {
 }
 
 // Our own ids, not the caller's: always valid for the API (^[a-zA-Z0-9_-]{1,64}$) and unique within the batch.
-const customId = (index: number): string => `digest-${index}`;
-const indexOf = (id: string): number => (/^digest-(\d+)$/.test(id) ? Number(id.slice('digest-'.length)) : -1);
+const customId = (index: number): string => `request-${index}`;
+const indexOf = (id: string): number => (/^request-(\d+)$/.test(id) ? Number(id.slice('request-'.length)) : -1);
 
 /** The API's error object inside an errored batch result, read defensively (details are newer than the type). */
 interface BatchErrorObject {
@@ -75,27 +87,32 @@ function outcomeOfBatchError(error: BatchErrorObject): LlmOutcome {
   }
 }
 
-export async function summarizeWithBatches(core: LlmCore, requests: readonly DigestRequest[], options: BatchOptions): Promise<DigestSummary[]> {
+export async function completeWithBatches<T>(core: LlmCore, requests: readonly BatchRequest<T>[], options: BatchOptions): Promise<T[]> {
   const { model, maxTokens, signal } = options;
-  const out: DigestSummary[] = [];
+  const out: T[] = [];
   if (requests.length === 0) return out;
   const startedAtMs = core.now();
   const price = core.prices[model] as ModelPrice;
-  const items: Item[] = requests.map((request, index) => {
-    const prompt = digestPrompt(request, core.rulesText);
-    return { index, request, agent: request.agent ?? 'digest', prompt, hash: promptHash(prompt), bound: inputTokenUpperBound(prompt) };
-  });
+  const items: Array<Item<T>> = requests.map((request, index) => ({
+    index,
+    request,
+    agent: request.budgetKey,
+    prompt: request.prompt,
+    hash: promptHash(request.prompt),
+    bound: inputTokenUpperBound(request.prompt),
+  }));
   const t0 = performance.now();
 
-  const traceOf = (item: Item): Context => options.traces?.[item.index] ?? otelContext.active();
-  const answer = (item: Item, outcome: LlmOutcome, summary: DigestSummary, usage: TokenUsage = noTokens, cost = 0): void => {
+  const traceOf = (item: Item<T>): Context => options.traces?.[item.index] ?? otelContext.active();
+  const answer = (item: Item<T>, outcome: LlmOutcome, value: T, usage: TokenUsage = noTokens, cost = 0): void => {
     const traceId = traceIdOf(item.chat?.context ?? traceOf(item));
-    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs, traceId }, false);
-    out[item.index] = summary;
+    const served = item.request.recordId !== undefined ? { findingId: item.request.recordId } : {};
+    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs, traceId, ...served }, false);
+    out[item.index] = value;
   };
-  const fallBack = (item: Item, outcome: LlmOutcome, reason: string): void => {
+  const fallBack = (item: Item<T>, outcome: LlmOutcome, reason: string): void => {
     if (item.chat) failChatSpan(item.chat.span, outcome, reason);
-    answer(item, outcome, rulesOnlyDigest(item.request, reason));
+    answer(item, outcome, item.request.fallback(reason));
   };
 
   const permit = core.circuit.tryAcquire();
@@ -104,7 +121,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
     return out;
   }
 
-  const sent: Item[] = [];
+  const sent: Array<Item<T>> = [];
   for (const item of items) {
     const reserved = await reserveSafely(core, item.agent, {
       tokens: item.bound + maxTokens,
@@ -127,7 +144,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
   const headers = sent[0]!.chat ? { headers: traceHeadersOf(sent[0]!.chat.context) } : {};
 
   /** Every request still open falls back with the batch's failure; `maybeBilled` keeps its worst case charged. */
-  const failAll = async (error: LlmCallError, maybeBilled: boolean, pending: Item[]): Promise<void> => {
+  const failAll = async (error: LlmCallError, maybeBilled: boolean, pending: Array<Item<T>>): Promise<void> => {
     for (const item of pending) {
       if (item.reservation) await settleSafely(core, item.reservation, maybeBilled ? item.reservation.amount : nothingUsed);
       fallBack(item, error.outcome, error.reason);
@@ -182,7 +199,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
         `timeout: message batch ${batch.id} had not ended after ${options.maxPolls} polls`,
         { maybeBilled: true },
       );
-      core.log(`llm: ${error.reason}; its digests fall back to rules-only`);
+      core.log(`llm: ${error.reason}; its requests fall back`);
       core.circuit.release(permit);
       await failAll(error, true, sent);
       return out;
@@ -211,7 +228,7 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
   }
   core.circuit.success(permit);
 
-  const pending = new Map<number, Item>(sent.map((item) => [item.index, item]));
+  const pending = new Map<number, Item<T>>(sent.map((item) => [item.index, item]));
   try {
     await withSlot(core, signal, async () => {
       const results = await core.client.messages.batches.results(batch.id, {}, { signal, timeout: core.timeoutMs, ...headers });
@@ -234,13 +251,13 @@ export async function summarizeWithBatches(core: LlmCore, requests: readonly Dig
   return out;
 }
 
-async function settleResult(
+async function settleResult<T>(
   core: LlmCore,
-  item: Item,
+  item: Item<T>,
   line: MessageBatchIndividualResponse,
   price: ModelPrice,
-  answer: (item: Item, outcome: LlmOutcome, summary: DigestSummary, usage?: TokenUsage, cost?: number) => void,
-  fallBack: (item: Item, outcome: LlmOutcome, reason: string) => void,
+  answer: (item: Item<T>, outcome: LlmOutcome, value: T, usage?: TokenUsage, cost?: number) => void,
+  fallBack: (item: Item<T>, outcome: LlmOutcome, reason: string) => void,
 ): Promise<void> {
   const reservation = item.reservation as Reservation;
   const result = line.result;
@@ -252,10 +269,10 @@ async function settleResult(
       const cost = costUsd(price, usage, { batch: true });
       await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
       const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
-      const parsed =
-        message.stop_reason === 'max_tokens' ? { ok: false as const, problem: 'the reply was cut off at max_tokens' } : parseDigest(text);
-      if (parsed.ok) answer(item, LlmOutcome.OK, { id: item.request.id, summary: parsed.value.summary, model: message.model }, usage, cost);
-      else answer(item, LlmOutcome.INVALID_OUTPUT, rulesOnlyDigest(item.request, `invalid output: ${parsed.problem}`), usage, cost);
+      const parsed: Parsed<T> =
+        message.stop_reason === 'max_tokens' ? { ok: false, problem: 'the reply was cut off at max_tokens' } : item.request.parse(text, { model: message.model });
+      if (parsed.ok) answer(item, LlmOutcome.OK, parsed.value, usage, cost);
+      else answer(item, LlmOutcome.INVALID_OUTPUT, item.request.fallback(`invalid output: ${parsed.problem}`), usage, cost);
       return;
     }
     case 'errored': {

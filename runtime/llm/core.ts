@@ -23,7 +23,6 @@ export interface LlmCore {
   retryPolicy: RetryPolicy;
   timeoutMs: number;
   spendLimitCooldownMs: number;
-  rulesText: string;
   now: () => number;
   sleep: Sleep;
   log: (line: string) => void;

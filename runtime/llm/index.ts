@@ -1,26 +1,22 @@
 /**
- * The runtime's LLM service: alert analysis and hourly digests through Anthropic, with model tiering, prompt
- * caching, strict output validation, budgets, retries, a circuit breaker and an audit record per call.
- * See docs/llm.md.
+ * The runtime's generic LLM service: `complete` and `completeBatch` through Anthropic, with budgets, retries, a
+ * circuit breaker, a concurrency limit, prompt-cache-friendly prompts, prices and an audit record per call. It knows
+ * nothing of any fleet: callers bring their prompts, parsers and fallbacks (the market fleet's are in
+ * processors/analysis/). See docs/llm.md.
  */
 import type { Config } from '../config/index.ts';
 
-export { createLlm, LlmMode, NO_API_KEY_REASON, type AnalyzeContext, type CreateLlmOptions, type Llm } from './service.ts';
 export {
-  clampSeverity,
-  exceedsRules,
-  rulesOnlyAnalysis,
-  rulesOnlyDigest,
-  RULES_ONLY,
-  severities,
-  severityRank,
-  type DigestRequest,
-  type DigestSummary,
-  type FindingAnalysis,
-  type LlmFinding,
-  type Severity,
-} from './finding.ts';
-export { auditRecord, LlmOutcome, type LlmCallRecord, type LlmMetrics } from './audit.ts';
+  createLlm,
+  LlmMode,
+  NO_API_KEY_REASON,
+  type BatchCompletionOptions,
+  type CompletionRequest,
+  type CreateLlmOptions,
+  type Llm,
+} from './service.ts';
+export type { BatchRequest } from './batches.ts';
+export { auditRecord, LlmOutcome, RULES_ONLY, type LlmCallRecord, type LlmMetrics } from './audit.ts';
 export {
   createBudget,
   HOUR_MS,
@@ -45,22 +41,20 @@ export {
   type CircuitTransition,
 } from './circuit.ts';
 export { createSemaphore, type Semaphore } from './semaphore.ts';
-export { BATCH_PRICE_FACTOR, costUsd, defaultModelTiers, defaultPrices, modelFor, type ModelPrice, type ModelTiers, type TokenUsage } from './models.ts';
+export { BATCH_PRICE_FACTOR, costUsd, defaultPrices, type ModelPrice, type TokenUsage } from './models.ts';
 export { classifyApiError, isSpendLimit, LlmCallError, parseRetryAfterMs } from './call-error.ts';
-export { parseAnalysis, parseDigest, type AnalysisOutput, type DigestOutput } from './output.ts';
+export { exactKeys, parseJsonObject, textProblem, type Parsed } from './output.ts';
 export {
-  ANALYSIS_FENCE,
-  analysisPrompt,
-  DEFAULT_RULES_TEXT,
-  DIGEST_FENCE,
-  digestPrompt,
+  correctivePrompt,
+  cutQuoted,
   inputTokenUpperBound,
-  MAX_FIELD_CHARS,
-  MAX_SUMMARY_CHARS,
-  MAX_SYMBOL_CHARS,
   MAX_UNTRUSTED_CHARS,
   promptHash,
+  quoteList,
   quoteUntrusted,
+  stablePrefix,
+  TRUNCATED,
+  type Prompt,
 } from './prompt.ts';
 
 /** The connection settings of the LLM service, from the loaded config. */

@@ -1,23 +1,7 @@
 /**
- * Which model answers, and what its tokens cost. A cheap model triages; the strong one is kept for the findings
- * that matter most, because it costs about three times as much per token.
+ * What a model's tokens cost. Which model answers is the caller's choice (each `complete` names its model); the
+ * service refuses a model it has no price for, because it could not bound spend in USD.
  */
-import { severityRank, type Severity } from './finding.ts';
-
-export interface ModelTiers {
-  triage: string;
-  strong: string;
-}
-
-export const defaultModelTiers: Readonly<ModelTiers> = Object.freeze({
-  triage: 'claude-haiku-5-5',
-  strong: 'claude-sonnet-5-5',
-});
-
-/** Findings at or above `strongAt` (default critical) go to the strong model, everything else to triage. */
-export function modelFor(severity: Severity, tiers: ModelTiers, strongAt: Severity = 'critical'): string {
-  return severityRank(severity) >= severityRank(strongAt) ? tiers.strong : tiers.triage;
-}
 
 /** US dollars per million tokens. Cache writes are 5-minute ephemeral writes (the default TTL we send). */
 export interface ModelPrice {

@@ -1,7 +1,9 @@
 /**
- * The runtime's LLM service. Processors never call it: the runtime does, for alert analysis (Messages API, one call
- * per finding) and hourly digests (Message Batches API). Every path ends in an answer — the model's, validated, or a
- * rules-only one that says why — so a failing or exhausted API slows nothing down and loses nothing.
+ * The runtime's generic LLM service: `complete` asks one question through the Messages API, `completeBatch` many
+ * through the Message Batches API. The caller brings the prompt, a strict `parse` of the reply and a `fallback`
+ * answer; every path ends in an answer — the model's, validated, or the caller's fallback with the reason — so a
+ * failing or exhausted API slows nothing down and loses nothing. What to ask, and of which model, is the caller's
+ * business (the market fleet's analyst lives in processors/analysis/).
  *
  * One call goes: concurrency slot → circuit permit → budget reservation → request → settle → audit. Our retry
  * policy (runtime/retry.ts) drives retries; the SDK's own are off (`maxRetries: 0`) so that there is one policy,
@@ -12,28 +14,15 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { abortableSleep, retry, withRetry, type RetryPolicy, type Sleep } from '../retry.ts';
-import { auditRecord, LlmOutcome, recordMetrics, type AuditFields, type LlmCallRecord, type LlmMetrics } from './audit.ts';
-import { summarizeWithBatches } from './batches.ts';
+import { auditRecord, LlmOutcome, recordMetrics, RULES_ONLY, type AuditFields, type LlmCallRecord, type LlmMetrics } from './audit.ts';
+import { completeWithBatches, type BatchRequest } from './batches.ts';
 import { createBudget, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
 import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
 import { CircuitState, createCircuitBreaker } from './circuit.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, type LlmCore } from './core.ts';
-import {
-  clampSeverity,
-  exceedsRules,
-  isSeverity,
-  rulesOnlyAnalysis,
-  rulesOnlyDigest,
-  RULES_ONLY,
-  type DigestRequest,
-  type DigestSummary,
-  type FindingAnalysis,
-  type LlmFinding,
-  type Severity,
-} from './finding.ts';
-import { costUsd, defaultModelTiers, defaultPrices, maxCostUsd, modelFor, noTokens, totalTokens, type ModelPrice, type ModelTiers } from './models.ts';
-import { parseAnalysis, type Parsed } from './output.ts';
-import { analysisPrompt, correctivePrompt, DEFAULT_RULES_TEXT, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
+import { costUsd, defaultPrices, maxCostUsd, noTokens, totalTokens, type ModelPrice } from './models.ts';
+import type { Parsed } from './output.ts';
+import { correctivePrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import { createSemaphore } from './semaphore.ts';
 import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context } from '../observability/tracing.ts';
 import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
@@ -53,17 +42,12 @@ export interface CreateLlmOptions {
   budgets: Budgets;
   /** Where budget usage lives; default in memory (one process). `RedisBudgetStore` shares it across a fleet. */
   budgetStore?: BudgetStore;
-  models?: Partial<ModelTiers>;
-  /** Findings at or above this severity use the strong model; default critical. */
-  strongAt?: Severity;
-  /** Which tier writes digests; default triage (a digest is a summary, and latency does not matter). */
-  digestTier?: keyof ModelTiers;
+  /** The models callers will ask for: each must have a price, checked here at start-up rather than at the first call. */
+  models?: readonly string[];
   /** Per-model prices (USD per MTok), merged over the assumed defaults. */
   prices?: Record<string, ModelPrice>;
-  /** max_tokens of an analysis; default 600. */
+  /** max_tokens of a completion that names none; default 600. */
   maxTokens?: number;
-  /** max_tokens of a digest; default 500. */
-  digestMaxTokens?: number;
   /** Per-request timeout; default 30 s. */
   timeoutMs?: number;
   /** Requests in flight at once, per process; default 4. */
@@ -86,8 +70,6 @@ export interface CreateLlmOptions {
     /** Polls before giving up on a batch (its digests fall back to rules-only); default 300 (about 24 h). */
     maxPolls?: number;
   };
-  /** The rule book in the cached prompt prefix; default DEFAULT_RULES_TEXT. */
-  rulesText?: string;
   /** Receives one record per call (the llm_calls row); must not throw (errors are logged and ignored). */
   onAudit?: (record: LlmCallRecord) => void;
   metrics?: LlmMetrics;
@@ -98,33 +80,59 @@ export interface CreateLlmOptions {
   sleep?: Sleep;
 }
 
-export interface AnalyzeContext {
-  /** Budget and audit key; default the finding's agent type. */
-  agent?: string;
-  portfolioName?: string;
+/** One question: what `complete` takes. */
+export interface CompletionRequest<T> {
+  prompt: Prompt;
+  /** A model with a price (see `models` and `prices`). */
+  model: string;
+  /** Validates the reply; `reply.model` is the model that answered. Only a valid reply becomes the answer. */
+  parse: (text: string, reply: { model: string }) => Parsed<T>;
+  /** The answer when no valid reply comes, given why (`budget exhausted: …`, `circuit open: …`, `invalid output: …`). */
+  fallback: (reason: string) => T;
+  /** Budget and audit key: hourly budgets are kept per key (`budgets.perAgent`), and `llm_calls.agent` is this. */
+  budgetKey: string;
+  /** max_tokens; default the service's `maxTokens`. */
+  maxTokens?: number;
+  /**
+   * One corrective turn after an invalid reply: the reply is quoted back with its problem and this instruction (e.g.
+   * "Reply again with only the JSON object …"). Without it an invalid reply falls back at once.
+   */
+  correction?: string;
+  /** The id of the record the call serves (`llm_calls.finding_id`). */
+  recordId?: string;
   /** Aborting rejects with the abort (nothing is made up for a caller that has gone away). */
   signal?: AbortSignal;
-  /** The trace the call belongs to (the finding's record); default the active context. */
+  /** The trace the call belongs to (its record's); default the active context. */
   trace?: Context;
+}
+
+export interface BatchCompletionOptions {
+  model: string;
+  /** max_tokens of every request; default the service's `maxTokens`. */
+  maxTokens?: number;
+  signal?: AbortSignal;
+  /** Per request (by index), the trace it belongs to. */
+  traces?: ReadonlyArray<Context | undefined>;
 }
 
 export interface Llm {
   readonly mode: LlmMode;
   /** Why the service is rules-only, in rules-only mode. */
   readonly reason?: string;
-  readonly models: Readonly<ModelTiers>;
   /** The circuit's state; always closed in rules-only mode, which makes no calls. */
   readonly circuitState: CircuitState;
-  analyzeFinding(finding: LlmFinding, context?: AnalyzeContext): Promise<FindingAnalysis>;
-  /** One result per request, in request order. */
-  summarizeDigests(requests: readonly DigestRequest[], options?: { signal?: AbortSignal; traces?: ReadonlyArray<Context | undefined> }): Promise<DigestSummary[]>;
-  /** Aborts requests in flight; later calls answer rules-only. Idempotent. */
+  /** The price of a model, if the service has one (a model without a price cannot be asked). */
+  priceOf(model: string): ModelPrice | undefined;
+  /** One question through the Messages API; resolves to the parsed reply or the fallback, never rejects but on abort. */
+  complete<T>(request: CompletionRequest<T>): Promise<T>;
+  /** Many questions through the Message Batches API (half price, slow): one answer per request, in request order. */
+  completeBatch<T>(requests: readonly BatchRequest<T>[], options: BatchCompletionOptions): Promise<T[]>;
+  /** Aborts requests in flight; later calls answer with their fallback. Idempotent. */
   close(): void;
 }
 
 const DEFAULTS = {
   maxTokens: 600,
-  digestMaxTokens: 500,
   timeoutMs: 30_000,
   concurrency: 4,
   maxRetryAfterMs: 60_000,
@@ -138,13 +146,12 @@ const CLOSED_REASON = 'closed: the LLM service has shut down';
 
 export const NO_API_KEY_REASON = 'rules-only mode: no Anthropic API key is configured (set ANTHROPIC_API_KEY)';
 
-function validate(options: CreateLlmOptions, models: ModelTiers, prices: Record<string, ModelPrice>): void {
+function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>): void {
   const problems = validateBudgets(options.budgets);
   const wholeAtLeast = (name: string, value: number | undefined, min: number): void => {
     if (value !== undefined && !(Number.isInteger(value) && value >= min)) problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
   };
   wholeAtLeast('maxTokens', options.maxTokens, 1);
-  wholeAtLeast('digestMaxTokens', options.digestMaxTokens, 1);
   wholeAtLeast('timeoutMs', options.timeoutMs, 1);
   wholeAtLeast('concurrency', options.concurrency, 1);
   wholeAtLeast('maxRetryAfterMs', options.maxRetryAfterMs, 0);
@@ -152,12 +159,9 @@ function validate(options: CreateLlmOptions, models: ModelTiers, prices: Record<
   wholeAtLeast('circuit.cooldownMs', options.circuit?.cooldownMs, 0);
   wholeAtLeast('circuit.spendLimitCooldownMs', options.circuit?.spendLimitCooldownMs, 0);
   wholeAtLeast('batches.maxPolls', options.batches?.maxPolls, 1);
-  if (options.strongAt !== undefined && !isSeverity(options.strongAt)) problems.push(`strongAt must be a severity, got ${String(options.strongAt)}`);
-  if (options.digestTier !== undefined && options.digestTier !== 'triage' && options.digestTier !== 'strong') problems.push(`digestTier must be triage or strong`);
-  for (const tier of ['triage', 'strong'] as const) {
-    const model = models[tier];
-    if (typeof model !== 'string' || model === '') problems.push(`models.${tier} must be a model id`);
-    else if (prices[model] === undefined) problems.push(`no price for model ${model} (models.${tier}): add it to prices so that cost and USD budgets can be estimated`);
+  for (const model of options.models ?? []) {
+    if (typeof model !== 'string' || model === '') problems.push(`models must be model ids, got ${JSON.stringify(model)}`);
+    else if (prices[model] === undefined) problems.push(`no price for model ${model}: add it to prices so that cost and USD budgets can be estimated`);
   }
   for (const [model, price] of Object.entries(prices)) {
     if (![price.input, price.output, price.cacheWrite, price.cacheRead].every((p) => Number.isFinite(p) && p >= 0)) problems.push(`prices.${model} must have four finite prices >= 0`);
@@ -169,13 +173,23 @@ function validate(options: CreateLlmOptions, models: ModelTiers, prices: Record<
   }
 }
 
+/** The model's price, or a clear error: asking a model without one is a programming error, not a transient one. */
+function priced(prices: Readonly<Record<string, ModelPrice>>, model: string): ModelPrice {
+  const price = prices[model];
+  if (price === undefined) {
+    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `No price for model ${model}: add it to createLlm({ prices }) (and to models, to check it at start-up).`, {
+      details: { model },
+    });
+  }
+  return price;
+}
+
 export function createLlm(options: CreateLlmOptions): Llm {
-  const models: ModelTiers = { ...defaultModelTiers, ...options.models };
   const prices: Record<string, ModelPrice> = { ...defaultPrices, ...options.prices };
-  validate(options, models, prices);
+  validate(options, prices);
   const log = options.log ?? ((line: string) => console.error(line));
   const now = options.now ?? Date.now;
-  const strongAt = options.strongAt ?? 'critical';
+  const defaultMaxTokens = options.maxTokens ?? DEFAULTS.maxTokens;
 
   function emit(fields: AuditFields, sent: boolean): LlmCallRecord {
     const record = auditRecord(fields);
@@ -189,8 +203,8 @@ export function createLlm(options: CreateLlmOptions): Llm {
   }
 
   if (!options.apiKey) {
-    log(`llm: mode=rules-only — ${NO_API_KEY_REASON}; alerts and digests carry rules-only analysis`);
-    return rulesOnlyLlm(models, emit, now);
+    log(`llm: mode=rules-only — ${NO_API_KEY_REASON}; every answer is its caller's rules-only fallback`);
+    return rulesOnlyLlm(prices, emit, now);
   }
 
   const client = new Anthropic({
@@ -217,84 +231,77 @@ export function createLlm(options: CreateLlmOptions): Llm {
     retryPolicy: options.retry ?? retry({ initialMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.2, maxAttempts: 3 }),
     timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
     spendLimitCooldownMs: options.circuit?.spendLimitCooldownMs ?? DEFAULTS.spendLimitCooldownMs,
-    rulesText: options.rulesText ?? DEFAULT_RULES_TEXT,
     now,
     sleep: options.sleep ?? abortableSleep,
     log,
     audit: emit,
     classify: (error) => classifyApiError(error, { nowMs: now(), maxRetryAfterMs }),
   };
-  const maxTokens = options.maxTokens ?? DEFAULTS.maxTokens;
   const shutdown = new AbortController();
   const stopSampling = sampleBudgetAndCircuit(core, options);
-  log(`llm: mode=llm — triage ${models.triage}, strong ${models.strong} (from ${strongAt}), ${options.baseUrl ?? 'https://api.anthropic.com'}`);
+  log(`llm: mode=llm — ${options.baseUrl ?? 'https://api.anthropic.com'}${options.models?.length ? `, models ${options.models.join(', ')}` : ''}`);
 
   // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
   const signalFor = (signal: AbortSignal | undefined): AbortSignal => AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
-  /** After close(): answered without a call, and still audited, so every analysis leaves a row. */
+  /** After close(): answered without a call, and still audited, so every answer leaves a row. */
   const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
     void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
 
-  async function analyzeFinding(finding: LlmFinding, context: AnalyzeContext = {}): Promise<FindingAnalysis> {
-    const agent = context.agent ?? finding.agent;
+  async function complete<T>(request: CompletionRequest<T>): Promise<T> {
+    const { model, budgetKey: agent } = request;
+    const trace = request.trace ?? otelContext.active();
+    const served = request.recordId !== undefined ? { findingId: request.recordId } : {};
+    priced(prices, model);
     if (shutdown.signal.aborted) {
-      closedAnswer(agent, { findingId: finding.id, traceId: traceIdOf(context.trace ?? otelContext.active()) });
-      return rulesOnlyAnalysis(finding, CLOSED_REASON);
+      closedAnswer(agent, { ...served, traceId: traceIdOf(trace) });
+      return request.fallback(CLOSED_REASON);
     }
-    const model = modelFor(finding.severity, models, strongAt);
-    const signal = signalFor(context.signal);
-    const first = analysisPrompt(finding, core.rulesText, context.portfolioName);
+    const maxTokens = request.maxTokens ?? defaultMaxTokens;
+    const signal = signalFor(request.signal);
+    const first = request.prompt;
     let prompt = first;
-    // At most two rounds: the question, and one corrective turn if the first reply was unusable.
+    // At most two rounds: the question, and one corrective turn if the first reply was unusable and the caller said how.
     for (let round = 1; ; round += 1) {
       try {
-        const output = await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens, findingId: finding.id, trace: context.trace ?? otelContext.active() }, parseAnalysis, signal), core.retryPolicy, {
+        return await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens, ...served, trace }, request.parse, signal), core.retryPolicy, {
           isRetriable: isRetriableLlmError,
           sleep: core.sleep,
           signal,
         });
-        return {
-          analysis: output.summary,
-          recommendedAction: output.recommended_action,
-          severity: clampSeverity(output.severity, finding.severity),
-          confidence: output.confidence,
-          model,
-          modelSeverity: output.severity,
-          modelDisagreed: exceedsRules(output.severity, finding.severity),
-        };
       } catch (error) {
-        if (context.signal?.aborted) throw error;
-        if (error instanceof LlmCallError && error.outcome === LlmOutcome.INVALID_OUTPUT && round === 1) {
-          prompt = correctivePrompt(first, error.replyText ?? '', error.reason.replace(/^invalid output: /, ''));
+        if (request.signal?.aborted) throw error;
+        if (error instanceof LlmCallError && error.outcome === LlmOutcome.INVALID_OUTPUT && round === 1 && request.correction !== undefined) {
+          prompt = correctivePrompt(first, error.replyText ?? '', error.reason.replace(/^invalid output: /, ''), request.correction);
           continue;
         }
-        return rulesOnlyAnalysis(finding, reasonOf(error));
+        return request.fallback(reasonOf(error));
       }
     }
   }
 
   return {
     mode: LlmMode.LLM,
-    models,
     get circuitState() {
       return core.circuit.state;
     },
-    analyzeFinding,
-    async summarizeDigests(requests, digestOptions = {}) {
+    priceOf: (model) => prices[model],
+    complete,
+    async completeBatch(requests, batchOptions) {
+      priced(prices, batchOptions.model);
       if (shutdown.signal.aborted) {
         return requests.map((request) => {
-          closedAnswer(request.agent ?? 'digest');
-          return rulesOnlyDigest(request, CLOSED_REASON);
+          closedAnswer(request.budgetKey);
+          return request.fallback(CLOSED_REASON);
         });
       }
-      return summarizeWithBatches(core, requests, {
-        model: models[options.digestTier ?? 'triage'],
-        maxTokens: options.digestMaxTokens ?? DEFAULTS.digestMaxTokens,
+      return completeWithBatches(core, requests, {
+        model: batchOptions.model,
+        maxTokens: batchOptions.maxTokens ?? defaultMaxTokens,
         pollPolicy: options.batches?.pollPolicy ?? retry({ initialMs: 10_000, maxMs: 300_000, factor: 1.5, jitter: 0.1 }),
         maxPolls: options.batches?.maxPolls ?? DEFAULTS.maxPolls,
-        signal: signalFor(digestOptions.signal),
-        callerSignal: digestOptions.signal,
-        ...(digestOptions.traces ? { traces: digestOptions.traces } : {}),
+        signal: signalFor(batchOptions.signal),
+        callerSignal: batchOptions.signal,
+        ...(batchOptions.traces ? { traces: batchOptions.traces } : {}),
       });
     },
     close() {
@@ -358,7 +365,7 @@ interface MessagesCall {
   model: string;
   prompt: Prompt;
   maxTokens: number;
-  /** The finding the call serves (audit). */
+  /** The record the call serves (audit: `finding_id`). */
   findingId?: string;
   /** The context the call's span is a child of. */
   trace?: Context;
@@ -369,7 +376,7 @@ interface MessagesCall {
  * way it can fail, including a reply that `parse` rejects (not retriable here: the caller decides on a corrective
  * turn).
  */
-async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string) => Parsed<T>, signal: AbortSignal): Promise<T> {
+async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string, reply: { model: string }) => Parsed<T>, signal: AbortSignal): Promise<T> {
   const { agent, model, prompt, maxTokens } = call;
   const hash = promptHash(prompt);
   const served: Pick<AuditFields, 'traceId' | 'findingId'> = { traceId: traceIdOf(call.trace), ...(call.findingId !== undefined ? { findingId: call.findingId } : {}) };
@@ -390,7 +397,7 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
       );
     }
 
-    const price = core.prices[model] as ModelPrice;
+    const price = priced(core.prices, model);
     const inputBound = inputTokenUpperBound(prompt);
     const reserved = await reserveSafely(core, agent, {
       tokens: inputBound + maxTokens,
@@ -439,7 +446,7 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
         ? { ok: false, problem: 'the model declined to answer' }
         : message.stop_reason === 'max_tokens'
           ? { ok: false, problem: `the reply was cut off at max_tokens (${maxTokens}) before the JSON was complete` }
-          : parse(text);
+          : parse(text, { model: message.model });
     audit(parsed.ok ? LlmOutcome.OK : LlmOutcome.INVALID_OUTPUT, { usage, costUsd: cost, latencyMs }, true);
     if (!parsed.ok) {
       throw new LlmCallError(ErrorCode.LLM_INVALID_OUTPUT, LlmOutcome.INVALID_OUTPUT, `invalid output: ${parsed.problem}`, { replyText: text });
@@ -450,22 +457,24 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
   }
 }
 
-function rulesOnlyLlm(models: ModelTiers, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
+function rulesOnlyLlm(prices: Readonly<Record<string, ModelPrice>>, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
   const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
     void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
   return {
     mode: LlmMode.RULES_ONLY,
     reason: NO_API_KEY_REASON,
-    models,
     circuitState: 'closed',
-    async analyzeFinding(finding, context = {}) {
-      audit(context.agent ?? finding.agent, { findingId: finding.id, traceId: traceIdOf(context.trace ?? otelContext.active()) });
-      return rulesOnlyAnalysis(finding, NO_API_KEY_REASON);
+    priceOf: (model) => prices[model],
+    async complete(request) {
+      priced(prices, request.model);
+      audit(request.budgetKey, { ...(request.recordId !== undefined ? { findingId: request.recordId } : {}), traceId: traceIdOf(request.trace ?? otelContext.active()) });
+      return request.fallback(NO_API_KEY_REASON);
     },
-    async summarizeDigests(requests) {
+    async completeBatch(requests, batchOptions) {
+      priced(prices, batchOptions.model);
       return requests.map((request) => {
-        audit(request.agent ?? 'digest');
-        return rulesOnlyDigest(request, NO_API_KEY_REASON);
+        audit(request.budgetKey);
+        return request.fallback(NO_API_KEY_REASON);
       });
     },
     close() {},

@@ -8,6 +8,7 @@ import { compileReaderSchemas, type ReaderSchemaSource } from '../serde/readers.
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
 import { isTopic, type InputValueOf, type RecordOf, type RecordTypeMap, type Store, type Table, type Topic } from './handles.ts';
 import type { Forward, ProcessorContext, StreamRecord } from './processor.ts';
+import type { ServiceFactory, SinkDeclaration } from './services.ts';
 
 /** Kafka's `cleanup.policy` values. */
 export const cleanupPolicies = ['delete', 'compact', 'compact,delete'] as const;
@@ -263,6 +264,10 @@ export interface TopologySpec {
   lateRecords?: RuntimeTopicSpec;
   tables?: Record<string, TableSpec>;
   processors: Record<string, ProcessorSpec>;
+  /** The enrichment services its processors ask by name (`enrich.service`), built per member by `agent-streams run`. */
+  services?: Record<string, ServiceFactory>;
+  /** What `agent-streams sink` writes: topics and the ClickHouse rows their record types become. */
+  sink?: SinkDeclaration;
 }
 
 export interface Topology extends TopologySpec {
@@ -376,6 +381,7 @@ export function defineTopology(spec: TopologySpec): Topology {
       }
     }
   }
+  for (const topic of spec.sink?.clickhouse?.topics ?? []) if (!known(topic)) problems.push(`sink.clickhouse reads unknown topic "${topic}"; declare it under topics`);
   if (problems.length > 0) throw invalid(`Invalid topology "${spec.application}":\n  - ${problems.join('\n  - ')}`);
 
   return {

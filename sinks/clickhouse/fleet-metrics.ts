@@ -1,13 +1,44 @@
 /**
+ * The market fleet's ClickHouse sink as its topology declares it (`sink.clickhouse`): its rows (fleet-rows.ts),
+ * counted into metrics and, for alerts, logged.
+ *
  * The fleet's results as metrics, counted where every one of them passes: the ClickHouse sink. Findings by agent and
  * severity, alerts by severity, and per portfolio the newest hour a digest was written for (what the "no digest for a
  * portfolio in 2 h" alert watches). Counted when a record is mapped to its row, so a record read again after a crash
  * counts again; the gauge is a maximum and does not care.
  */
 import type { Alert, Digest, Finding } from '../../schemas/generated/types.ts';
+import type { EventLog } from '../../runtime/observability/log.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
-import { fleetMappings } from './fleet-rows.ts';
+import type { ClickHouseSinkDeclaration } from '../../runtime/topology/services.ts';
 import type { RecordMapping } from './topic-sink.ts';
+import { fleetMappings } from './fleet-rows.ts';
+
+/** The `sink.clickhouse` declaration of a market fleet: these topics, the fleet's mappings, counted and logged. */
+export function fleetClickHouseSink(topics: readonly string[]): ClickHouseSinkDeclaration {
+  return { topics, mappings: ({ metrics, log }) => loggedAlerts(observedFleetMappings(metrics), log) };
+}
+
+/**
+ * One `alert.sunk` line per alert the sink writes (alerts are few: each costs an LLM call), with its id, findings
+ * and source offset, so an alert in ClickHouse can be found in the logs and, through its trace, back to its input.
+ */
+export function loggedAlerts(mappings: Readonly<Record<string, RecordMapping>>, log: EventLog): Record<string, RecordMapping> {
+  const alerts = mappings['agentstreams.fleet.Alert'];
+  if (!alerts) return { ...mappings };
+  return {
+    ...mappings,
+    'agentstreams.fleet.Alert': {
+      table: alerts.table,
+      toRows(value, meta) {
+        const rows = alerts.toRows(value, meta);
+        const alert = value as Alert;
+        log('alert.sunk', { alertId: alert.alertId, findingIds: alert.findingIds, severity: alert.severity, table: alerts.table, topic: meta.topic, partition: meta.partition, offset: meta.offset });
+        return rows;
+      },
+    } satisfies RecordMapping,
+  };
+}
 
 export type FleetResultMetrics = Pick<Metrics, 'findings' | 'alerts' | 'digestLastHour'>;
 

@@ -51,8 +51,7 @@ export const fleetMappings: Record<string, RecordMapping> = {
   'agentstreams.fleet.Digest': mapTo<Digest>('digests', digestRow),
 };
 
-/** The topics of a fleet application that land in ClickHouse (drafts do not: the writer's digests do). */
+/** The topics a topology's ClickHouse sink reads, as it declares them (`sink.clickhouse.topics`). */
 export function fleetSinkTopics(topology: Topology): string[] {
-  const app = topology.application;
-  return [`${app}.findings`, `${app}.portfolio-findings`, `${app}.alerts`, `${app}.digests`].filter((t) => t in topology.topics);
+  return [...(topology.sink?.clickhouse?.topics ?? [])];
 }

@@ -15,7 +15,7 @@ import type { Finding } from '../../processors/finding.ts';
 import type { Alert } from '../../schemas/generated/types.ts';
 import { alertRow } from '../../sinks/clickhouse/fleet-rows.ts';
 import { startAnthropicFake } from '../fakes/anthropic.ts';
-import { fleetServices } from '../../cli/services.ts';
+import { memberServices } from '../../cli/services.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { config, uniqueName } from '../support/stack.ts';
@@ -48,7 +48,7 @@ function alertsWith(analysis: AnalysisService): Alert[] {
   return d.readOutput<Alert>('m.alerts').map((a) => a.value);
 }
 
-/** Asks the stand-in (answering `reply`) about each request through the members' own analysis service (cli/services.ts). */
+/** Asks the stand-in (answering `reply`) about each request through the members' own analysis service (as the topology declares it). */
 async function modelAnswers(reply: Record<string, unknown>): Promise<Map<string, Analysis>> {
   const requests: AnalysisRequest[] = [];
   alertsWith((asked) => {
@@ -60,7 +60,7 @@ async function modelAnswers(reply: Record<string, unknown>): Promise<Map<string,
   const database = uniqueName('analyst');
   const memberConfig = { ...config, anthropic: { ...config.anthropic, apiKey: 'sk-ant-test', baseUrl: fake.url }, clickhouse: { ...config.clickhouse, database } };
   await migrateDatabase(memberConfig, root);
-  const fleet = await fleetServices(memberConfig, database.replaceAll('_', '-'), () => {});
+  const fleet = await memberServices(memberConfig, marketSignals({ application: database.replaceAll('_', '-') }), ['analysis'], () => {});
   const client = openClickHouse({ ...config, clickhouse: { ...config.clickhouse, database: 'default' } });
   try {
     const answered = await fleet.services.analysis!(new Map(requests.map((r) => [r.finding.findingId, r])));

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { retry } from '../../../runtime/retry.ts';
-import { digestPrompt, DEFAULT_RULES_TEXT, hourStart, InMemoryBudgetStore, inputTokenUpperBound, promptHash, type DigestRequest } from '../../../runtime/llm/index.ts';
+import { hourStart, InMemoryBudgetStore, inputTokenUpperBound, promptHash } from '../../../runtime/llm/index.ts';
+import { digestPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
+import { type SummaryRequest as DigestRequest } from '../../../processors/analysis/analyst.ts';
 import { lastUserText, type FakeMessagesRequest } from '../../fakes/anthropic.ts';
 import { finding, harness } from './support.ts';
 
@@ -37,7 +39,7 @@ describe('summarizeDigests (Message Batches API)', () => {
     expect(results[0]).toEqual({ id: 'growth-9', summary: 'Digest for Growth.', model: 'claude-haiku-5-5' });
     expect(results[3]).toEqual({ id: 'value-9', summary: 'Digest for Value.', model: 'claude-haiku-5-5' });
     expect(results[1]).toMatchObject({ model: 'rules-only', reason: 'overloaded: overloaded_error Overloaded' });
-    expect(results[1]!.summary).toBe('Income, hour from 2026-01-05 09:00 UTC: 3 findings (1 critical, 2 medium). Most severe: Income: ACME fell 9%; BETA volume 4x.');
+    expect(results[1]!.summary).toBe('Income, from 2026-01-05 09:00 UTC: 3 findings (1 critical, 2 medium). Most severe: Income: ACME fell 9%; BETA volume 4x.');
     expect(results[2]).toMatchObject({ model: 'rules-only' });
     expect(results[2]!.reason).toMatch(/^invalid output: the reply is not a JSON object/);
 
@@ -53,7 +55,7 @@ describe('summarizeDigests (Message Batches API)', () => {
     expect(delays).toEqual([1_000, 2_000, 4_000]);
 
     const created = fake.calls[0]!.body as BatchCreateBody;
-    expect(created.requests.map((r) => r.custom_id)).toEqual(['digest-0', 'digest-1', 'digest-2', 'digest-3']);
+    expect(created.requests.map((r) => r.custom_id)).toEqual(['request-0', 'request-1', 'request-2', 'request-3']);
     expect(created.requests[0]!.params).toMatchObject({ model: 'claude-haiku-5-5', max_tokens: 500 });
     expect(created.requests[0]!.params.system[1]!.cache_control).toEqual({ type: 'ephemeral' });
 
@@ -63,7 +65,7 @@ describe('summarizeDigests (Message Batches API)', () => {
     const lines = fake.calls.at(-1)!.response as BatchLine[];
     for (const [i, request] of requests.entries()) {
       const audit = audits.find((a) => a.prompt_hash === promptHash(digestPrompt(request, DEFAULT_RULES_TEXT)))!;
-      const line = lines.find((l) => l.custom_id === `digest-${i}`)!;
+      const line = lines.find((l) => l.custom_id === `request-${i}`)!;
       const usage = line.result.message?.usage;
       if (usage === undefined) {
         expect(audit).toMatchObject({ input_tokens: 0, output_tokens: 0, cost_usd: 0 });

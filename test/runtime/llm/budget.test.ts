@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  analysisPrompt,
-  createBudget,
-  DEFAULT_RULES_TEXT,
-  HOUR_MS,
-  hourStart,
-  InMemoryBudgetStore,
-  inputTokenUpperBound,
-  type LlmCallRecord,
-} from '../../../runtime/llm/index.ts';
+import { createBudget, HOUR_MS, hourStart, InMemoryBudgetStore, inputTokenUpperBound, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { finding, harness, manualClock, messagesCalls, usageOf } from './support.ts';
 
 const total = (a: LlmCallRecord): number => a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;

@@ -4,23 +4,12 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import {
-  analysisPrompt,
-  createBudget,
-  createLlm,
-  DEFAULT_RULES_TEXT,
-  HOUR_MS,
-  hourStart,
-  inputTokenUpperBound,
-  promptHash,
-  RedisBudgetStore,
-  type Llm,
-  type LlmCallRecord,
-} from '../../../runtime/llm/index.ts';
+import { createBudget, createLlm, HOUR_MS, hourStart, inputTokenUpperBound, promptHash, RedisBudgetStore, type Llm, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { retry } from '../../../runtime/retry.ts';
 import { startAnthropicFake, type AnthropicFake, type FakeMessagesRequest } from '../../fakes/anthropic.ts';
 import { config, uniqueName } from '../../support/stack.ts';
-import { finding, manualClock, messagesCalls, recordingSleep, usageOf } from './support.ts';
+import { analystOn, finding, manualClock, messagesCalls, recordingSleep, usageOf, type AnalystLlm } from './support.ts';
 
 const RETENTION_MS = 2 * HOUR_MS;
 const redis = new Redis(config.redis.url);
@@ -140,13 +129,13 @@ describe('RedisBudgetStore', () => {
 });
 
 interface Member {
-  llm: Llm;
+  llm: AnalystLlm;
   audits: LlmCallRecord[];
 }
 
 async function member(fake: AnthropicFake, application: string, tokensPerHour: number, now: () => number, url = config.redis.url): Promise<Member> {
   const audits: LlmCallRecord[] = [];
-  const llm = createLlm({
+  const llm = analystOn(createLlm({
     apiKey: 'sk-ant-test',
     baseUrl: fake.url,
     budgets: { default: { tokensPerHour } },
@@ -156,7 +145,7 @@ async function member(fake: AnthropicFake, application: string, tokensPerHour: n
     log: () => {},
     now,
     sleep: recordingSleep().sleep,
-  });
+  }));
   services.push(llm);
   return { llm, audits };
 }
@@ -174,7 +163,7 @@ describe('fleet budget: two LLM services (two processes) sharing one Redis budge
     const [one, two] = [await member(fake, application, limit, clock.now), await member(fake, application, limit, clock.now)];
 
     const perMember = 25;
-    const fire = (m: Member, name: string): Promise<Awaited<ReturnType<Llm['analyzeFinding']>>[]> =>
+    const fire = (m: Member, name: string): Promise<Awaited<ReturnType<AnalystLlm['analyzeFinding']>>[]> =>
       Promise.all(Array.from({ length: perMember }, (_, i) => m.llm.analyzeFinding(finding({ id: `f-${name}-${i}`, symbol: `SYM${name.toUpperCase()}${String(i).padStart(2, '0')}` }))));
     const results = (await Promise.all([fire(one, 'a'), fire(two, 'b')])).flat();
 

@@ -2,20 +2,10 @@ import Anthropic, { BadRequestError } from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../../runtime/observability/metrics.ts';
 import { retry } from '../../../runtime/retry.ts';
-import {
-  analysisPrompt,
-  createLlm,
-  DEFAULT_RULES_TEXT,
-  hourStart,
-  InMemoryBudgetStore,
-  inputTokenUpperBound,
-  LlmOutcome,
-  NO_API_KEY_REASON,
-  promptHash,
-  type LlmCallRecord,
-} from '../../../runtime/llm/index.ts';
+import { createLlm, hourStart, InMemoryBudgetStore, inputTokenUpperBound, LlmOutcome, NO_API_KEY_REASON, promptHash, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { startAnthropicFake } from '../../fakes/anthropic.ts';
-import { analysisReply, finding, harness, messagesCalls, usageOf } from './support.ts';
+import { analysisReply, analystOn, finding, harness, messagesCalls, usageOf } from './support.ts';
 
 interface SentBody {
   model: string;
@@ -103,8 +93,19 @@ describe('analyzeFinding: happy path', () => {
   });
 
   it('refuses a model without a price at start-up, naming it', () => {
-    expect(() => createLlm({ apiKey: 'k', budgets: { default: { tokensPerHour: 1 } }, models: { strong: 'claude-unknown-9' }, log: () => {} })).toThrow(
-      /no price for model claude-unknown-9/,
+    expect(() => createLlm({ apiKey: 'k', budgets: { default: { tokensPerHour: 1 } }, models: ['claude-unknown-9'], log: () => {} })).toThrow(/no price for model claude-unknown-9/);
+    const llm = createLlm({ apiKey: 'k', budgets: { default: { tokensPerHour: 1 } }, log: () => {} });
+    try {
+      expect(() => analystOn(llm, { models: { strong: 'claude-unknown-9' } })).toThrow(/no price for model claude-unknown-9 \(models\.strong\)/);
+    } finally {
+      llm.close();
+    }
+  });
+
+  it('refuses a call to a model without a price, naming it', async () => {
+    const { llm } = await harness();
+    await expect(llm.complete({ prompt: { system: [], messages: [{ role: 'user', content: 'hi' }] }, model: 'claude-unknown-9', budgetKey: 'x', parse: () => ({ ok: true, value: 1 }), fallback: () => 0 })).rejects.toThrow(
+      /No price for model claude-unknown-9/,
     );
   });
 });
@@ -290,7 +291,7 @@ describe('rules-only mode', () => {
     try {
       const logs: string[] = [];
       const audits: LlmCallRecord[] = [];
-      const llm = createLlm({ apiKey: '', baseUrl: fake.url, budgets: { default: { tokensPerHour: 1000 } }, log: (l) => void logs.push(l), onAudit: (r) => void audits.push(r) });
+      const llm = analystOn(createLlm({ apiKey: '', baseUrl: fake.url, budgets: { default: { tokensPerHour: 1000 } }, log: (l) => void logs.push(l), onAudit: (r) => void audits.push(r) }));
       expect(llm.mode).toBe('rules-only');
       expect(llm.reason).toBe(NO_API_KEY_REASON);
       expect(logs).toHaveLength(1);
@@ -301,7 +302,7 @@ describe('rules-only mode', () => {
         { id: 'd1', portfolioName: 'Growth', hourStart: Date.UTC(2026, 0, 5, 9), findingCount: 2, bySeverity: { high: 1, low: 1 }, topFindings: ['ACME rose 7%'] },
       ]);
       expect(digests[0]).toMatchObject({ id: 'd1', model: 'rules-only', reason: NO_API_KEY_REASON });
-      expect(digests[0]!.summary).toBe('Growth, hour from 2026-01-05 09:00 UTC: 2 findings (1 high, 1 low). Most severe: ACME rose 7%.');
+      expect(digests[0]!.summary).toBe('Growth, from 2026-01-05 09:00 UTC: 2 findings (1 high, 1 low). Most severe: ACME rose 7%.');
       expect(fake.calls).toHaveLength(0);
       expect(audits.map((a) => [a.agent, a.model, a.outcome])).toEqual([
         ['price-move', 'rules-only', LlmOutcome.RULES_ONLY],
@@ -343,14 +344,16 @@ describe('the Anthropic stand-in', () => {
   it('an API 400 is not retried and does not count against the circuit', async () => {
     const { fake, llm, audits } = await harness({ retry: retry({ initialMs: 10, maxMs: 10, jitter: 0, maxAttempts: 3 }) });
     // An empty rules text makes the request invalid (empty text block), as a misconfiguration would.
-    const broken = createLlm({
-      apiKey: 'k',
-      baseUrl: fake.url,
-      budgets: { default: { tokensPerHour: 100_000 } },
-      rulesText: '',
-      log: () => {},
-      onAudit: (r) => void audits.push(r),
-    });
+    const broken = analystOn(
+      createLlm({
+        apiKey: 'k',
+        baseUrl: fake.url,
+        budgets: { default: { tokensPerHour: 100_000 } },
+        log: () => {},
+        onAudit: (r) => void audits.push(r),
+      }),
+      { rulesText: '' },
+    );
     const result = await broken.analyzeFinding(finding());
     expect(result.reason).toMatch(/^API error: 400 system\.1\.text/);
     expect(outcomes(audits)).toEqual(['error']);

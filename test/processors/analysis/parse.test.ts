@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAnalysis, parseDigest } from '../../../runtime/llm/index.ts';
+import { parseAnalysis, parseDigest } from '../../../processors/analysis/parse.ts';
 
 const valid = { summary: 'A move.', recommended_action: 'Check stops.', severity: 'high', confidence: 0.5 };
 const reply = (value: unknown): string => JSON.stringify(value);
