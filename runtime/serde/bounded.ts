@@ -327,7 +327,7 @@ function compileSkip(root: SchemaNode, limits: BoundsLimits): Skipper {
   };
   const top = emit(root, '');
   const source = `'use strict';\n${functions.join('')}return function skip(buf) {\nlet pos = 0;\nconst depth = 0;\nconst len = buf.length;\n${top}return pos;\n};`;
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- generated from the schema's structure only
+  // eslint-disable-next-line no-new-func -- generated from the schema's structure only
   return new Function('h', 'L', 'N', source)(helpers, labels, names) as Skipper;
 }
 

@@ -61,12 +61,13 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
     } catch (error) {
       throw new Error(
         `${where} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a .avsc file relative to ${process.cwd()}, or a schema object`,
+        { cause: error },
       );
     }
     try {
       json = JSON.parse(text);
     } catch (error) {
-      throw new Error(`${where} is not valid JSON: ${(error as Error).message}`);
+      throw new Error(`${where} is not valid JSON: ${(error as Error).message}`, { cause: error });
     }
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json))
@@ -75,7 +76,7 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
   try {
     type = avro.Type.forSchema(json as avro.Schema);
   } catch (error) {
-    throw new Error(`${where} is not a valid Avro schema: ${(error as Error).message}`);
+    throw new Error(`${where} is not a valid Avro schema: ${(error as Error).message}`, { cause: error });
   }
   if (type.typeName !== 'record' || !type.name)
     throw new Error(`${where} must define a named record (records are what topics carry)`);
@@ -84,7 +85,7 @@ export function compileReaderSchema(source: ReaderSchemaSource): ReaderSchema {
     // From the JSON: the `range` rules are custom attributes, which avsc's Type drops.
     ranges = compileRangeCheck(parseSchemaGraph(json));
   } catch (error) {
-    throw new Error(`${where} has an invalid range rule: ${(error as Error).message}`);
+    throw new Error(`${where} has an invalid range rule: ${(error as Error).message}`, { cause: error });
   }
   const o = json as { namespace?: unknown; aliases?: unknown };
   const namespace =

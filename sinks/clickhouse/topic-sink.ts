@@ -99,7 +99,7 @@ export interface SinkHealth {
   problems: string[];
 }
 
-const sinkStates = ['running', 'stopping', 'stopped', 'failed'] as const;
+export const sinkStates = ['running', 'stopping', 'stopped', 'failed'] as const;
 export type SinkState = (typeof sinkStates)[number];
 
 /** Lifecycle: running → stopping → stopped; a fatal error goes running → failed → stopping → stopped. */

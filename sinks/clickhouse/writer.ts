@@ -131,7 +131,7 @@ interface FlushWaiter {
   reject: (error: unknown) => void;
 }
 
-const writerStates = ['open', 'closing', 'closed', 'failed'] as const;
+export const writerStates = ['open', 'closing', 'closed', 'failed'] as const;
 export type WriterState = (typeof writerStates)[number];
 
 /** Lifecycle: open → closing → closed; any live state → failed (fatal insert error) → closed. */
