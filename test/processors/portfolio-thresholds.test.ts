@@ -2,16 +2,18 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
-import { loadSchemas } from '../../runtime/serde/schemas.ts';
+import { loadSchemas, type Outgoing, type TopicOf } from '../../runtime/index.ts';
+import { TopologyTestDriver } from '../../runtime/testing/index.ts';
 import { writeTable } from '../../runtime/state/tables.ts';
-import { marketSignals } from '../../topologies/market-signals.ts';
+import { marketSignals, marketTopics, type MarketEvents } from '../../topologies/market-signals.ts';
 import type { Finding } from '../../processors/finding.ts';
-import { portfolioProblems, type Portfolio } from '../../processors/portfolio-exposure.ts';
+import { portfolioProblems, portfolios as portfoliosTable, type Portfolio } from '../../processors/portfolio-exposure.ts';
+import { PriceTickType, TradeType } from '../../schemas/generated/types.ts';
 import { defaultPriceMoveOptions } from '../../processors/price-move.ts';
 
 const schemas = loadSchemas(join(import.meta.dirname, '../../schemas'));
 const T0 = Date.UTC(2026, 0, 5, 14, 30);
+const t = marketTopics({ application: 'm' });
 
 const portfolio = (portfolioId: string, moveThresholdScale: number, weight = 0.05): Portfolio => ({
   portfolioId,
@@ -22,9 +24,9 @@ const portfolio = (portfolioId: string, moveThresholdScale: number, weight = 0.0
   alertAt: 'high',
 });
 
-const tick = (second: number, price: number) => ({
+const tick = (second: number, price: number): Outgoing<MarketEvents> => ({
   key: 'ACME',
-  recordType: 'agentstreams.market.PriceTick',
+  recordType: PriceTickType,
   value: { symbol: 'ACME', eventTime: T0 + second * 1000, price, bid: null, ask: null, currency: 'USD', venue: 'X' },
 });
 
@@ -34,13 +36,13 @@ const tick = (second: number, price: number) => ({
  */
 function run(portfolios: Portfolio[], move: number): { market: Finding[]; byPortfolio: Map<string, Finding[]> } {
   const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
-  d.setTable('portfolios', portfolios);
-  for (let s = 0; s <= 120; s += 5) d.pipe('market.events', tick(s, 100));
-  for (let s = 125; s <= 240; s += 5) d.pipe('market.events', tick(s, 100 * (1 + (move * (s - 120)) / 120)));
-  const priceMoves = (topic: string) => d.readOutput<Finding>(topic).map((r) => r.value).filter((f) => f.agent === 'price-move');
+  d.setTable(portfoliosTable, portfolios);
+  for (let s = 0; s <= 120; s += 5) d.pipe(t.events, tick(s, 100));
+  for (let s = 125; s <= 240; s += 5) d.pipe(t.events, tick(s, 100 * (1 + (move * (s - 120)) / 120)));
+  const priceMoves = (topic: TopicOf<Finding>) => d.readOutput(topic).map((r) => r.value).filter((f) => f.agent === 'price-move');
   const byPortfolio = new Map<string, Finding[]>();
-  for (const f of priceMoves('m.portfolio-findings')) byPortfolio.set(f.portfolioId, [...(byPortfolio.get(f.portfolioId) ?? []), f]);
-  return { market: priceMoves('m.findings'), byPortfolio };
+  for (const f of priceMoves(t.portfolioFindings)) byPortfolio.set(f.portfolioId, [...(byPortfolio.get(f.portfolioId) ?? []), f]);
+  return { market: priceMoves(t.findings), byPortfolio };
 }
 
 const severities = (findings: Finding[] | undefined, rule: string) => (findings ?? []).filter((f) => f.rule === rule).map((f) => f.severity);
@@ -113,18 +115,18 @@ describe('per-portfolio price-move thresholds', () => {
 
   it('leaves findings of other agents to every holder at their own severity', () => {
     const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
-    d.setTable('portfolios', [portfolio('relaxed', 2), portfolio('sensitive', 0.5)]);
+    d.setTable(portfoliosTable, [portfolio('relaxed', 2), portfolio('sensitive', 0.5)]);
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
       for (let i = 0; i < 10; i += 1) {
-        d.pipe('market.events', {
+        d.pipe(t.events, {
           key: 'ACME',
-          recordType: 'agentstreams.market.Trade',
+          recordType: TradeType,
           value: { symbol: 'ACME', eventTime: T0 + (minute * 60 + i * 5) * 1000, price: 10, quantity: minute === 8 ? 600 : 100, side: 'BUY', tradeId: `t${id++}` },
         });
       }
     }
-    const spikes = d.readOutput<Finding>('m.portfolio-findings').map((r) => r.value).filter((f) => f.agent === 'volume-spike');
+    const spikes = d.readOutput(t.portfolioFindings).map((r) => r.value).filter((f) => f.agent === 'volume-spike');
     expect(spikes.map((f) => [f.portfolioId, f.severity]).sort()).toEqual([
       ['relaxed', 'high'],
       ['sensitive', 'high'],
