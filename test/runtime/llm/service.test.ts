@@ -428,3 +428,41 @@ describe('analyzeFinding: limits and lifecycle', () => {
     expect(new Set(audits.map((a) => a.call_id)).size).toBe(audits.length);
   });
 });
+
+describe('complete: the generic service, without the fleet', () => {
+  const prompt = { system: [{ type: 'text' as const, text: 'Answer yes or no.' }], messages: [{ role: 'user' as const, content: 'Is it?' }] };
+  const yesNo = (text: string) => (text === 'yes' || text === 'no' ? { ok: true as const, value: text } : { ok: false as const, problem: `expected yes or no, got ${JSON.stringify(text)}` });
+
+  it("answers with the caller's parse, audits under the caller's budget key and record id", async () => {
+    const { fake, llm, audits } = await harness({}, { responder: () => 'yes' });
+    const answer = await llm.complete({ prompt, model: 'claude-haiku-5-5', budgetKey: 'classifier', recordId: 'r-1', parse: yesNo, fallback: (reason) => `fallback: ${reason}` });
+    expect(answer).toBe('yes');
+    expect(messagesCalls(fake)).toHaveLength(1);
+    expect(audits.map((a) => [a.agent, a.finding_id, a.outcome])).toEqual([['classifier', 'r-1', 'ok']]);
+  });
+
+  it('falls back at once on an invalid reply without a correction, and asks once more with one', async () => {
+    const { fake, llm, audits } = await harness({}, { responder: () => 'maybe' });
+    const request = { prompt, model: 'claude-haiku-5-5', budgetKey: 'classifier', parse: yesNo, fallback: (reason: string) => `fallback: ${reason}` };
+    expect(await llm.complete(request)).toBe('fallback: invalid output: expected yes or no, got "maybe"');
+    expect(messagesCalls(fake)).toHaveLength(1);
+    expect(await llm.complete({ ...request, correction: 'Reply with yes or no only.' })).toBe('fallback: invalid output: expected yes or no, got "maybe"');
+    const calls = messagesCalls(fake);
+    expect(calls).toHaveLength(3);
+    expect(bodyOf(calls[2]!).messages.at(-1)!.content).toBe('Your reply could not be used: expected yes or no, got "maybe". Reply with yes or no only.');
+    expect(outcomes(audits)).toEqual(['invalid-output', 'invalid-output', 'invalid-output']);
+  });
+
+  it('completeBatch: one answer per request in order, the parse told which model answered', async () => {
+    const { llm, audits } = await harness({ batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) } }, { responder: () => 'no', batchPollsToComplete: 1 });
+    const answers = await llm.completeBatch(
+      ['a', 'b'].map((id) => ({ prompt, budgetKey: 'nightly', parse: (text: string, reply: { model: string }) => ({ ok: true as const, value: `${id}:${text}:${reply.model}` }), fallback: () => `${id}:none` })),
+      { model: 'claude-haiku-5-5', maxTokens: 20 },
+    );
+    expect(answers).toEqual(['a:no:claude-haiku-5-5', 'b:no:claude-haiku-5-5']);
+    expect(audits.map((a) => [a.agent, a.outcome])).toEqual([
+      ['nightly', 'ok'],
+      ['nightly', 'ok'],
+    ]);
+  });
+});
