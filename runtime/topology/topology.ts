@@ -370,10 +370,10 @@ export function defineTopology(spec: TopologySpec): Topology {
     }
     if (p.readerSchemas && p.kind === 'router') problems.push(`router "${name}" declares readerSchemas, but a router never decodes a record body; remove them`);
     else if (p.readerSchemas) {
-      // The types it can receive are known when every input is written by this topology's processors; a topic fed
-      // from outside (producers, connectors) may carry any type.
-      const fedFromOutside = p.inputs.some((input) => !writtenTo.has(input));
-      const receives = fedFromOutside ? undefined : new Set(p.inputs.flatMap((input) => [...writtenTo.get(input)!]));
+      // The types it can receive: what its typed input handles declare, else what this topology's processors write
+      // to the input. An untyped topic fed from outside (producers, connectors) may carry any type.
+      const perInput = p.inputs.map((input) => p.inputTypes?.[input] ?? (writtenTo.has(input) ? [...writtenTo.get(input)!] : undefined));
+      const receives = perInput.some((types) => types === undefined) ? undefined : new Set(perInput.flatMap((types) => types ?? []));
       try {
         compileReaderSchemas(name, p.readerSchemas, receives);
       } catch (error) {

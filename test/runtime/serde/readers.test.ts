@@ -14,6 +14,7 @@ import { AgentStreamsError } from '../../../runtime/errors.ts';
 import { parseSchema } from '../../../runtime/serde/schemas.ts';
 import { defineTopology, processor, router, type ProcessorSpec } from '../../../runtime/topology/topology.ts';
 import { TopologyTestDriver } from '../../../runtime/testing/driver.ts';
+import { topic } from '../../../runtime/topology/handles.ts';
 import { deadLetterHeader } from '../../../runtime/engine/dead-letter.ts';
 
 const root = join(import.meta.dirname, '../../..');
@@ -123,6 +124,25 @@ describe('reader schemas at start', () => {
       /processor "keeper" declares a reader schema for agentstreams\.test\.evolution\.Invoice, which it never reads: its inputs carry agentstreams\.test\.evolution\.Order/,
     );
     expect(() => fed({ [ORDER]: v2 })).not.toThrow();
+    // A typed input handle says what a topic fed from outside carries.
+    const typed = (readerSchemas: ProcessorSpec['readerSchemas']) =>
+      defineTopology({
+        application: 'evo',
+        topics: { orders: { partitions: 1 } },
+        processors: {
+          keeper: processor({
+            inputs: [topic<unknown>('orders', ORDER)],
+            ...(readerSchemas ? { readerSchemas } : {}),
+            process: () => undefined,
+          }),
+        },
+      });
+    expect(problemsOf(() => typed({ 'agentstreams.test.evolution.Invoice': invoice }))).toMatch(
+      /declares a reader schema for agentstreams\.test\.evolution\.Invoice, which it never reads: its inputs carry agentstreams\.test\.evolution\.Order/,
+    );
+    expect(() => typed({ [ORDER]: v2 })).not.toThrow();
+    // An untyped topic fed from outside may carry any type: the reader schema is only checked for itself.
+    expect(() => keeper({ 'agentstreams.test.evolution.Invoice': invoice })).not.toThrow();
     expect(
       problemsOf(() =>
         defineTopology({
