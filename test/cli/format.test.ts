@@ -31,9 +31,9 @@ describe('formatRows', () => {
 
   it('table: aligned columns, long cells cut, objects as JSON', () => {
     const [header, first, second] = formatRows(rows, 'table').split('\n');
-    expect(header).toMatch(/^id  text\s+nested$/);
-    expect(first).toMatch(/^1   word0 word1 .*…  \{"a":1\}$/);
-    expect(second).toMatch(/^22  short\s*$/);
+    expect(header).toMatch(/^id {2}text\s+nested$/);
+    expect(first).toMatch(/^1 {3}word0 word1 .*… {2}\{"a":1\}$/);
+    expect(second).toMatch(/^22 {2}short\s*$/);
     expect(formatRows([], 'table')).toBe('(no rows)');
   });
 

@@ -33,7 +33,7 @@ import { ensureTopics } from '../../runtime/engine/topics.ts';
 import { ErrorCode } from '../../runtime/errors.ts';
 import { parseSchemaGraph, type SchemaNode } from '../../runtime/serde/bounded.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
-import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
+import { registerSchemas } from '../../runtime/serde/schemas.ts';
 import { writeTable } from '../../runtime/state/tables.ts';
 import type { Topology } from '../../runtime/topology/topology.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
