@@ -3,14 +3,13 @@
  * is a consumer group; `agent-streams run topology.ts --processor NAME` starts one member of it.
  */
 import { defineTopology, processor } from 'agent-streams';
-import { application, pageCounts, pageViews } from './names.ts';
+import { application, pageCounts, pageViews, views } from './names.ts';
 import { countViews } from './processors/count-views.ts';
-import { PageCountType } from './schemas/generated/types.ts';
 
 export default defineTopology({
   application,
-  topics: { [pageViews]: { partitions: 3 }, [pageCounts]: { partitions: 3 } },
+  topics: { [pageViews.name]: { partitions: 3 }, [pageCounts.name]: { partitions: 3 } },
   processors: {
-    'count-views': processor({ inputs: [pageViews], outputs: { [pageCounts]: [PageCountType] }, stores: ['views'], process: countViews }),
+    'count-views': processor({ inputs: [pageViews], outputs: [pageCounts], stores: [views], process: countViews }),
   },
 });

@@ -3,15 +3,13 @@
  * page's count from its store, writes it back and forwards the new count; the runtime batches the Redis and Kafka
  * round trips and commits each batch in one transaction, so a crash never counts a visit twice.
  */
-import type { ProcessorContext, StreamRecord } from 'agent-streams';
-import { pageCounts } from '../names.ts';
-import { PageCountType, type PageCount, type PageView } from '../schemas/generated/types.ts';
+import type { ProcessorContext, RecordOf } from 'agent-streams';
+import { pageCounts, type pageViews, views } from '../names.ts';
 
-export function countViews(record: StreamRecord, ctx: ProcessorContext): void {
-  const view = record.value as PageView;
-  const views = ctx.store<number>('views');
-  const count = (views.get() ?? 0) + 1;
-  views.set(count);
-  const value: PageCount = { page: view.page, count };
-  ctx.forward({ topic: pageCounts, key: view.page, recordType: PageCountType, value });
+export function countViews(record: RecordOf<typeof pageViews>, ctx: ProcessorContext): void {
+  const { page } = record.value;
+  const state = ctx.store(views);
+  const count = (state.get() ?? 0) + 1;
+  state.set(count);
+  ctx.forward(pageCounts, { key: page, value: { page, count } });
 }
