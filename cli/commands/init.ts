@@ -37,7 +37,10 @@ function templateFiles(dir: string): string[] {
 
 /** The values put in place of `{{name}}` in the templates. */
 function templateValues(application: string): Record<string, string> {
-  const own = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string; devDependencies?: Record<string, string> };
+  const own = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as {
+    version: string;
+    devDependencies?: Record<string, string>;
+  };
   const dev = own.devDependencies ?? {};
   return {
     application,
@@ -54,7 +57,8 @@ function templateValues(application: string): Record<string, string> {
 const options = { application: { type: 'string', short: 'a' } } as const;
 
 export const initCommand: Command = {
-  summary: 'Create a new Agent Streams project in DIR (empty or new): schemas, a topology, a processor, a driver test, a README and .ci/run',
+  summary:
+    'Create a new Agent Streams project in DIR (empty or new): schemas, a topology, a processor, a driver test, a README and .ci/run',
   usage: 'init <dir> [--application NAME]',
   options,
   files: true,
@@ -67,7 +71,9 @@ export const initCommand: Command = {
       const present = readdirSync(target);
       if (present.length > 0) {
         const shown = present.slice(0, 3).join(', ') + (present.length > 3 ? ', …' : '');
-        throw usageError(`${dir} is not empty (it has ${shown}); init writes only into a new or empty folder, so pick another one`);
+        throw usageError(
+          `${dir} is not empty (it has ${shown}); init writes only into a new or empty folder, so pick another one`,
+        );
       }
     }
     const application = values.application ?? applicationFromFolder(dir);
@@ -105,7 +111,9 @@ export const initCommand: Command = {
     const shown = relative(process.cwd(), target) || '.';
     console.log(`created ${shown}/ for application ${application}:`);
     for (const path of written.sort()) console.log(`  ${path}`);
-    console.log(`\nnext:\n  cd ${shown}\n  npm install\n  npm test                               # the driver test, no broker\n  npm start -- --processor count-views   # a member on the stack (AS_KAFKA_BROKERS, AS_REGISTRY_URL, AS_REDIS_URL)`);
+    console.log(
+      `\nnext:\n  cd ${shown}\n  npm install\n  npm test                               # the driver test, no broker\n  npm start -- --processor count-views   # a member on the stack (AS_KAFKA_BROKERS, AS_REGISTRY_URL, AS_REDIS_URL)`,
+    );
     return 0;
   },
 };

@@ -11,7 +11,11 @@ const schemas = loadSchemas(fileURLToPath(new URL('../schemas', import.meta.url)
 describe('count-views', () => {
   it('counts the visits of each page', () => {
     const driver = new TopologyTestDriver(topology, schemas);
-    for (const [page, user] of [['/home', 'ada'], ['/docs', 'ada'], ['/home', 'bob']] as const) {
+    for (const [page, user] of [
+      ['/home', 'ada'],
+      ['/docs', 'ada'],
+      ['/home', 'bob'],
+    ] as const) {
       driver.pipe(pageViews, { key: page, value: { page, user, eventTime: Date.UTC(2026, 0, 1) } });
     }
     expect(driver.readOutput(pageCounts).map((r) => r.value)).toEqual([
