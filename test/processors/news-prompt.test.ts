@@ -5,8 +5,8 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
-import { loadSchemas } from '../../runtime/serde/schemas.ts';
+import { TopologyTestDriver } from '../../runtime/testing/index.ts';
+import { loadSchemas } from '../../runtime/index.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import type { Finding } from '../../processors/finding.ts';
 import { harness, messagesCalls } from '../runtime/llm/support.ts';

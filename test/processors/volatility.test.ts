@@ -4,8 +4,8 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TopologyTestDriver } from '../../runtime/testing/driver.ts';
-import { loadSchemas } from '../../runtime/serde/schemas.ts';
+import { TopologyTestDriver } from '../../runtime/testing/index.ts';
+import { loadSchemas } from '../../runtime/index.ts';
 import { deadLetterHeader } from '../../runtime/engine/dead-letter.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import { findingId, severityRank, type Finding } from '../../processors/finding.ts';

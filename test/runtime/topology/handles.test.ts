@@ -5,9 +5,8 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AgentStreamsError, defineTopology, ErrorCode, processor, router, store, topic, tumbling, windowed, type StreamRecord } from '../../../runtime/index.ts';
+import { AgentStreamsError, defineTopology, ErrorCode, loadSchemas, processor, router, store, topic, tumbling, windowed, type StreamRecord } from '../../../runtime/index.ts';
 import { TopologyTestDriver } from '../../../runtime/testing/index.ts';
-import { loadSchemas } from '../../../runtime/serde/schemas.ts';
 import type { PriceTick, Trade } from '../../../schemas/generated/types.ts';
 
 const root = join(import.meta.dirname, '../../..');

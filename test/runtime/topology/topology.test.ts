@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { defineTopology, processor, router } from '../../../runtime/topology/topology.ts';
+import { AgentStreamsError, defineTopology, ErrorCode, processor, router } from '../../../runtime/index.ts';
 import { ensureTopics } from '../../../runtime/engine/topics.ts';
-import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
 import { kafkaClient, uniqueName } from '../../support/stack.ts';
 
 const noop = processor({ inputs: ['a'], process: () => {} });
