@@ -28,9 +28,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -45,14 +45,22 @@ import { defineTopology, router, type Topology } from '../runtime/topology/topol
 import { createMetrics } from '../runtime/observability/metrics.ts';
 import { windowCountTopology } from '../test/fixtures/topologies/window-count.ts';
 import { installTracing, takeTrace, type OperationStats } from './trace.ts';
+import { ensureKStreamsPeer, KSTREAMS_VERSION, startKStreamsPeer } from './peers/kstreams.ts';
+import type { PeerProcess } from './peers/process.ts';
+import { ensureQuixPeer, quixVersion, startQuixPeer } from './peers/quix.ts';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 
-const PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed', 'latency-baseline', 'latency'] as const;
+const PHASES = [
+  'baseline', 'baseline-chunked', 'router', 'windowed', 'latency-baseline', 'latency',
+  // Peers (bench/peers/), asked for by name: Kafka Streams and Quix Streams on the same input as router/windowed.
+  'kstreams-router', 'kstreams-windowed', 'kstreams-latency', 'quix-router', 'quix-windowed',
+] as const;
+const PEER_PHASES = ['kstreams-router', 'kstreams-windowed', 'kstreams-latency', 'quix-router', 'quix-windowed'] as const;
 /** What runs without --phases: the throughput phases (the latency ones take ~1.5 min more and are asked for by name). */
 const DEFAULT_PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed'] as const;
 const BASELINES = ['baseline', 'baseline-chunked'] as const;
-const LATENCY_PHASES = ['latency-baseline', 'latency'] as const;
+const LATENCY_PHASES = ['latency-baseline', 'latency', 'kstreams-latency'] as const;
 const isLatencyPhase = (p: string): boolean => (LATENCY_PHASES as readonly string[]).includes(p);
 /** Largest send of the chunked baseline. */
 const CHUNK = 2_000;
@@ -77,6 +85,8 @@ const { values: args } = parseArgs({
     'latency-warmup': { type: 'string', default: '5' },
     'latency-tick-ms': { type: 'string', default: '5' },
     'latency-drain': { type: 'string', default: '30' },
+    'kstreams-commit-interval-ms': { type: 'string' },
+    'quix-commit-interval': { type: 'string', default: '5' },
     profile: { type: 'string' },
     label: { type: 'string', default: '' },
     keep: { type: 'boolean', default: false },
@@ -90,8 +100,9 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`npx tsx bench/runtime.ts [options]
   --events N            events per input topic (default 200000)
-  --phases LIST         any of baseline,baseline-chunked,router,windowed,latency-baseline,latency
-                        (default baseline,baseline-chunked,router,windowed)
+  --phases LIST         any of baseline,baseline-chunked,router,windowed,latency-baseline,latency,
+                        kstreams-router,kstreams-windowed,kstreams-latency,quix-router,quix-windowed
+                        (default baseline,baseline-chunked,router,windowed; the peers are built or installed on first use)
   --concurrency K       partitionsConsumedConcurrently for every phase (default: the runner's, min(partitions, 6))
   --phase-timeout S     deadline per phase in seconds (default 180)
   --baseline-timeout S  deadline of the one-send-per-batch baseline (default 60: with kafkajs 2.2.4 it can livelock)
@@ -100,6 +111,8 @@ if (args.help) {
   --latency-warmup S    latency phases: sending time before it, checked but left out of the percentiles (default 5)
   --latency-tick-ms T   latency phases: the producer sends what is due every T ms (default 5)
   --latency-drain S     latency phases: after the last send, wait up to S s for every record (default 30)
+  --kstreams-commit-interval-ms N  Kafka Streams' commit.interval.ms (default: its own, 100 ms under exactly_once_v2)
+  --quix-commit-interval S  Quix Streams' commit_interval in seconds (default 5, its own default)
   --trade-share F       fraction of market events that are Trades, 0..1 (default 1/3); 0 routes everything to one topic
   --pad-bytes B         pad each PriceTick's venue with B bytes (default 0): bigger records for the router
   --profile DIR         write one V8 CPU profile per measured phase to DIR (numbers then carry profiler overhead)
@@ -153,6 +166,12 @@ const LATENCY = {
 };
 /** Rough length of a latency phase (joins, sending, drain, grace), for the watchdog; each step has its own deadline. */
 const LATENCY_PHASE_MS = 60_000 + (LATENCY.warmupSeconds + LATENCY.seconds) * 1000 + LATENCY.drainMs + 10_000;
+const KSTREAMS_COMMIT_INTERVAL_MS = args['kstreams-commit-interval-ms'] === undefined ? undefined : positiveInt('kstreams-commit-interval-ms', args['kstreams-commit-interval-ms']);
+const QUIX_COMMIT_INTERVAL_S = Number(args['quix-commit-interval']);
+if (!(QUIX_COMMIT_INTERVAL_S > 0)) {
+  console.error(`--quix-commit-interval must be a number of seconds > 0, got "${args['quix-commit-interval']}"`);
+  process.exit(2);
+}
 const PARTITIONS = 6;
 const SYMBOLS = 100;
 const phases = args.phases.split(',').map((p) => p.trim()).filter((p) => p !== '');
@@ -680,6 +699,217 @@ async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, p
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Peers (bench/peers/): Kafka Streams and Quix Streams as child processes on the same input
+
+interface PeerRun {
+  start: () => PeerProcess;
+  /** The peer's consumer group (Kafka Streams: its application.id). */
+  groupId: string;
+  input: string;
+  /** Reads the peer's output read_committed after it stopped; throws when it is not what the input implies. */
+  verify: () => Promise<Record<string, number | string>>;
+}
+
+/**
+ * Starts a peer, measures from its first processed input record (it prints the time) to its group's lag reaching 0
+ * (committed offsets at the input's end offsets: under exactly-once they are committed with the outputs), stops it by
+ * pid and verifies what it wrote.
+ */
+async function peerPhase(ctx: Context, phase: PhaseName, run: PeerRun): Promise<PhaseResult> {
+  const result = emptyResult(phase);
+  let peer: PeerProcess | undefined;
+  let pids = ctx.pids;
+  let before: CpuSnapshot | undefined;
+  const t0 = performance.now();
+  try {
+    peer = run.start();
+    pids = { ...ctx.pids, peer: peer.pid };
+    before = cpuSnapshot(pids);
+    const deadline = t0 + PHASE_TIMEOUT_MS;
+    while (true) {
+      const exit = peer.exited();
+      if (exit !== undefined) throw new Error(`${phase}: the peer exited (${exit}) before its group caught up:\n${peer.stderrTail()}`);
+      const lag = await lagOf(ctx.admin, run.groupId, run.input);
+      if (lag === 0 && peer.firstRecordAt() !== undefined) {
+        result.caughtUpMs = performance.now() - t0;
+        break;
+      }
+      if (performance.now() > deadline) throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
+      await sleep(100);
+    }
+  } catch (error) {
+    result.status = /did not finish/.test((error as Error).message) ? 'timeout' : 'error';
+    result.error = (error as Error).message;
+  } finally {
+    if (before) result.cores = coresBetween(before, cpuSnapshot(pids));
+    if (peer) await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+  }
+  const first = peer?.firstRecordAt();
+  result.firstFetchMs = first === undefined ? null : first - t0;
+  if (result.status === 'ok') {
+    result.processed = EVENTS;
+    try {
+      result.details = await run.verify();
+    } catch (error) {
+      result.status = 'error';
+      result.error = (error as Error).message;
+    }
+  }
+  const end = result.caughtUpMs;
+  result.eps = {
+    // First record processed → lag 0: the peer's start-up and group join are left out (see afterJoin of ours).
+    headline: end !== null && result.firstFetchMs !== null ? eps(EVENTS, end - result.firstFetchMs) : null,
+    total: eps(EVENTS, end),
+    afterJoin: null,
+  };
+  return result;
+}
+
+/**
+ * Reads `topics` from the beginning with a read_committed consumer, calling `onRecord` for each record, until the
+ * reading group's committed offsets reach the end offsets. kafkajs does not always commit past the transaction markers
+ * at the very end of a partition (a peer's last commit marker, and the abort marker of the empty transaction it may
+ * close on shutdown), so the end is also taken as reached when no record has arrived for 3 s and no partition is
+ * more than 2 offsets short of its end.
+ */
+async function readCommitted(ctx: Context, groupId: string, topics: string[], onRecord: (topic: string, key: Buffer | null, value: Buffer | null) => Promise<void> | void): Promise<void> {
+  const consumer = ctx.kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 100, sessionTimeout: 30_000, heartbeatInterval: 1_000 });
+  let lastRecordAt = performance.now();
+  try {
+    await consumer.connect();
+    for (const topic of topics) await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      autoCommitInterval: 100,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) await onRecord(batch.topic, m.key, m.value);
+        if (batch.messages.length > 0) lastRecordAt = performance.now();
+      },
+    });
+    const deadline = performance.now() + 90_000;
+    while (true) {
+      let lag = 0;
+      let widest = 0;
+      for (const topic of topics) {
+        const [ends, committed] = await Promise.all([ctx.admin.fetchTopicOffsets(topic), ctx.admin.fetchOffsets({ groupId, topics: [topic] })]);
+        const at = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+        for (const end of ends) {
+          const behind = Math.max(0, Number(end.high) - Math.max(Number(end.low), at.get(end.partition) ?? -1));
+          lag += behind;
+          widest = Math.max(widest, behind);
+        }
+      }
+      if (lag === 0 || (widest <= 2 && performance.now() - lastRecordAt > 3_000)) break;
+      if (performance.now() > deadline) throw new Error(`reading ${topics.join(', ')} read_committed did not reach the end within 90 s (lag ${lag})`);
+      await sleep(200);
+    }
+  } finally {
+    await within(30_000, 'verifier stop', consumer.disconnect()).catch(() => undefined);
+  }
+}
+
+/** Router output check: each output topic holds exactly the input's records of its schema id, and nothing else. */
+async function verifyRouted(ctx: Context, groupId: string, expected: Map<string, { schemaId: number; count: number }>): Promise<Record<string, number | string>> {
+  const counts = new Map<string, number>();
+  let misrouted = 0;
+  await readCommitted(ctx, groupId, [...expected.keys()], (topic, _key, value) => {
+    counts.set(topic, (counts.get(topic) ?? 0) + 1);
+    if (!value || value.length < 5 || value.readUInt32BE(1) !== expected.get(topic)!.schemaId) misrouted += 1;
+  });
+  const problems: string[] = [];
+  const details: Record<string, number | string> = {};
+  for (const [topic, { count }] of expected) {
+    const got = counts.get(topic) ?? 0;
+    details[`out ${topic.slice(topic.lastIndexOf('.') + 1)}`] = got;
+    if (got !== count) problems.push(`${topic}: ${got} committed records, expected ${count}`);
+  }
+  if (misrouted > 0) problems.push(`${misrouted} records on the wrong topic`);
+  if (problems.length > 0) throw new Error(`output check (read_committed) failed: ${problems.join('; ')}`);
+  return { ...details, verified: 'read_committed counts per type equal the input' };
+}
+
+/** Window results, key + '@' + window start → count. */
+type WindowCounts = Map<string, number>;
+
+/** The windowed phases' input, summarised: every window's count, and each key's last event time. */
+interface WindowReference {
+  counts: WindowCounts;
+  lastEventTime: Map<string, number>;
+}
+
+const WINDOW_MS = 60_000;
+const WINDOW_GRACE_MS = 10_000;
+
+/**
+ * Windowed output check against the input: every emitted window's count equals the input's, no window is emitted twice,
+ * and every window that must have closed was emitted. A window must have closed when its end + grace is at or before
+ * its key's last event time (stream time is per partition, and a key's partition saw at least that); later windows may
+ * still be open when the input ends, depending on the other keys of the partition.
+ * Against ours (the windowed phase of this run, when it ran): the same windows with the same counts.
+ */
+async function verifyWindows(ctx: Context, groupId: string, output: string, reference: WindowReference, ours: WindowCounts | undefined): Promise<Record<string, number | string>> {
+  const peer: WindowCounts = new Map();
+  let duplicates = 0;
+  let malformed = 0;
+  await readCommitted(ctx, groupId, [output], (_topic, key, value) => {
+    try {
+      const v = JSON.parse(String(value)) as { start: number; count: number };
+      const id = `${String(key)}@${v.start}`;
+      if (peer.has(id)) duplicates += 1;
+      peer.set(id, v.count);
+    } catch {
+      malformed += 1;
+    }
+  });
+  let wrong = 0;
+  let unknown = 0;
+  let openAtEnd = 0;
+  let missing = 0;
+  for (const [id, count] of peer) {
+    const want = reference.counts.get(id);
+    if (want === undefined) unknown += 1;
+    else if (want !== count) wrong += 1;
+  }
+  for (const id of reference.counts.keys()) {
+    if (peer.has(id)) continue;
+    const k = id.slice(0, id.lastIndexOf('@'));
+    const end = Number(id.slice(id.lastIndexOf('@') + 1)) + WINDOW_MS;
+    if (end + WINDOW_GRACE_MS <= reference.lastEventTime.get(k)!) missing += 1;
+    else openAtEnd += 1;
+  }
+  const details: Record<string, number | string> = { windows: peer.size, 'open at end (not emitted)': openAtEnd };
+  const problems: string[] = [];
+  if (duplicates > 0) problems.push(`${duplicates} windows emitted more than once`);
+  if (malformed > 0) problems.push(`${malformed} output records are not JSON window results`);
+  if (wrong > 0) problems.push(`${wrong} windows with a count that differs from the input's`);
+  if (unknown > 0) problems.push(`${unknown} windows that the input does not have`);
+  if (missing > 0) problems.push(`${missing} closed windows never emitted`);
+  if (ours) {
+    let onlyOurs = 0;
+    let onlyPeer = 0;
+    let differ = 0;
+    for (const [id, count] of ours) {
+      if (!peer.has(id)) onlyOurs += 1;
+      else if (peer.get(id) !== count) differ += 1;
+    }
+    for (const id of peer.keys()) if (!ours.has(id)) onlyPeer += 1;
+    details['vs ours'] = onlyOurs + onlyPeer + differ === 0 ? 'equal' : `${onlyOurs} only ours, ${onlyPeer} only the peer's, ${differ} differ`;
+    if (onlyOurs + onlyPeer + differ > 0) problems.push(`results differ from ours: ${details['vs ours']}`);
+  }
+  if (problems.length > 0) throw new Error(`output check (read_committed) failed: ${problems.join('; ')}`);
+  return { ...details, verified: `read_committed: every closed window once, counts equal the input's${ours ? ' and ours' : ''}` };
+}
+
+/** Our windowed phase's results (agentstreams.test.WindowCount, read_committed), to compare the peers with. */
+async function readOurWindows(ctx: Context, groupId: string, output: string): Promise<WindowCounts> {
+  const ours: WindowCounts = new Map();
+  await readCommitted(ctx, groupId, [output], async (_topic, _key, value) => {
+    const { value: v } = await ctx.serde.decode<{ key: string; windowStart: number; count: number; final: boolean }>(value);
+    if (v.final) ours.set(`${v.key}@${Number(v.windowStart)}`, Number(v.count));
+  });
+  return ours;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Latency at a steady rate
 
 const SEQ_HEADER = 'bench.seq';
@@ -845,7 +1075,8 @@ async function startPassThrough(ctx: Context, groupId: string, input: string, ou
 
 type LatencyPipeline =
   | { kind: 'router'; topology: Topology; processor: string; input: string; outputs: string[]; probeGroup: string }
-  | { kind: 'pass-through'; groupId: string; input: string; outputs: [string]; probeGroup: string };
+  | { kind: 'pass-through'; groupId: string; input: string; outputs: [string]; probeGroup: string }
+  | { kind: 'peer'; start: () => PeerProcess; groupId: string; input: string; outputs: string[]; probeGroup: string };
 
 /**
  * Paced producer → pipeline (the engine's router, or raw kafkajs) → read_committed probe, in this process.
@@ -861,6 +1092,8 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
   const metrics = createMetrics({ processMetrics: false });
   let handle: ProcessorHandle | undefined;
   let passThrough: Awaited<ReturnType<typeof startPassThrough>> | undefined;
+  let peer: PeerProcess | undefined;
+  let pids = ctx.pids;
   let probe: Awaited<ReturnType<typeof startProbe>> | undefined;
   let sender: Awaited<ReturnType<typeof pacedSend>> | undefined;
   let before: CpuSnapshot | undefined;
@@ -883,6 +1116,11 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
         },
       }));
       await within(60_000, `${phase} join`, handle.joined);
+    } else if (pipeline.kind === 'peer') {
+      peer = pipeline.start();
+      pids = { ...ctx.pids, peer: peer.pid };
+      // Kafka Streams reaches RUNNING once its tasks are assigned (and, with no state, restored).
+      await within(90_000, `${phase} start`, peer.reached('RUNNING'));
     } else {
       passThrough = await within(60_000, `${phase} start`, startPassThrough(ctx, pipeline.groupId, pipeline.input, pipeline.outputs[0]));
       await within(60_000, `${phase} join`, passThrough.joined);
@@ -894,14 +1132,14 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
     // 2. Send at the rate, then wait for every acknowledged record (and, for the router, for its last commit).
     takeTrace();
     await ctx.profiler.start();
-    before = cpuSnapshot(ctx.pids);
+    before = cpuSnapshot(pids);
     sender = await pacedSend(ctx, pipeline.input, pool, sentAt);
     const sentDone = performance.now();
     const drainDeadline = sentDone + LATENCY.drainMs;
     while (probe.counts.distinct < sender.acked && performance.now() < drainDeadline && !ctx.stopping()) await sleep(20);
     result.processedMs = performance.now() - t0;
-    if (pipeline.kind === 'router') {
-      const groupId = pipeline.topology.groupId(pipeline.processor);
+    if (pipeline.kind === 'router' || pipeline.kind === 'peer') {
+      const groupId = pipeline.kind === 'router' ? pipeline.topology.groupId(pipeline.processor) : pipeline.groupId;
       while ((await lagOf(ctx.admin, groupId, pipeline.input)) > 0 && performance.now() < drainDeadline + 10_000) await sleep(100);
     }
     // A duplicate would come after the first receipt: give one a second to show up.
@@ -912,8 +1150,9 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
     result.status = /did not finish/.test((error as Error).message) ? 'timeout' : 'error';
     result.error = (error as Error).message;
   } finally {
-    if (before) result.cores = coresBetween(before, cpuSnapshot(ctx.pids));
+    if (before) result.cores = coresBetween(before, cpuSnapshot(pids));
     result.profile = await ctx.profiler.stop(phase);
+    if (peer) await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
     if (handle) await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
     if (passThrough) await passThrough.stop();
     if (probe) await within(30_000, `${phase} probe stop`, probe.consumer.disconnect()).catch(() => undefined);
@@ -1079,10 +1318,16 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
       const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string => `${k} ${router.measured[k] - base.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - base.measured[k]).toFixed(1)} ms (×${(router.measured[k] / base.measured[k]).toFixed(2)})`;
       lines.push(`latency − latency-baseline: ${(['p50', 'p90', 'p99', 'max'] as const).map(cmp).join('; ')}`);
     }
+    const kstreams = results.get('kstreams-latency')?.latency;
+    if (router && kstreams) {
+      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string => `${k} ${router.measured[k] - kstreams.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - kstreams.measured[k]).toFixed(1)} ms (×${(router.measured[k] / kstreams.measured[k]).toFixed(2)})`;
+      lines.push(`latency − kstreams-latency: ${(['p50', 'p90', 'p99', 'max'] as const).map(cmp).join('; ')}`);
+    }
     lines.push(
       `Latency = read_committed probe's receive time − the producer's send call, per record, after ${LATENCY.warmupSeconds} s of warm-up (every record is`,
       `checked exactly once, warm-up included). Target ${fmt(LATENCY.rate)}/s for ${LATENCY.seconds} s, sends every ${LATENCY.tickMs} ms. latency = the engine's`,
       'router, exactly-once (a transaction commit per fetched batch, before the probe can read it); latency-baseline = raw kafkajs, no transactions.',
+      `kstreams-latency = Kafka Streams ${KSTREAMS_VERSION}'s router (bench/peers/kstreams), exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}.`,
     );
     for (const r of latencies) {
       const l = r.latency;
@@ -1091,6 +1336,22 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
         `${r.phase}: warm-up included p50 ${ms(l.all.p50)} / p99 ${ms(l.all.p99)} / max ${ms(l.all.max)} ms; producer send→ack mean ${ms(l.sendAckMs.mean)} max ${ms(l.sendAckMs.max)} ms, ` +
           `oldest record waited at send mean ${ms(l.behindScheduleMs.mean)} max ${ms(l.behindScheduleMs.max)} ms`,
       );
+    }
+  }
+  const peerRows = PEER_PHASES.map((p) => results.get(p)).filter((r): r is PhaseResult => r !== undefined);
+  if (peerRows.length > 0) {
+    lines.push(
+      '',
+      `Peers (bench/peers/): Kafka Streams ${KSTREAMS_VERSION} (exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}), ` +
+        `Quix Streams ${quixVersion()} (exactly-once, commit_interval ${QUIX_COMMIT_INTERVAL_S} s). A peer's events/s (bar) runs from its first`,
+      'processed record (it prints the time) to its group lag 0; ours below use events/s (after join): join → lag 0.',
+    );
+    for (const r of peerRows) lines.push(`${r.phase}: peer process ${fmt(r.cores.peer, 2)} cores, kafka ${fmt(r.cores.kafka, 2)}; ${Object.entries(r.details).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    const ours: Record<string, PhaseName> = { 'kstreams-router': 'router', 'quix-router': 'router', 'kstreams-windowed': 'windowed', 'quix-windowed': 'windowed' };
+    for (const r of peerRows) {
+      const mine = ours[r.phase] === undefined ? undefined : results.get(ours[r.phase]!);
+      if (!mine || mine.status !== 'ok' || r.status !== 'ok' || !mine.eps.afterJoin || !r.eps.headline) continue;
+      lines.push(`${mine.phase} / ${r.phase}: ${(mine.eps.afterJoin / r.eps.headline).toFixed(2)} (${fmt(mine.eps.afterJoin)}/s against ${fmt(r.eps.headline)}/s)`);
     }
   }
   for (const r of results.values()) {
@@ -1122,7 +1383,8 @@ async function cleanup(kafka: Kafka, config: Config, runId: string, groups: stri
   try {
     await within(15_000, 'admin connect', admin.connect());
     await within(30_000, 'delete groups', admin.deleteGroups(groups)).catch(() => undefined);
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(runId));
+    // includes, not startsWith: Quix Streams names its changelogs changelog__<group>--<topic>--<store>.
+    const topics = (await admin.listTopics()).filter((t) => t.includes(runId));
     if (topics.length > 0) await within(60_000, 'delete topics', admin.deleteTopics({ topics, timeout: 30_000 })).catch((e: Error) => console.error(`  cleanup: ${e.message}`));
   } catch (error) {
     console.error(`  cleanup: ${(error as Error).message}`);
@@ -1191,8 +1453,31 @@ async function main(): Promise<number> {
     },
   });
   const windowTopology = windowCountTopology(`${runId}-window`, eventsInput);
+  // Peers: fresh output topics and groups each; the same input topics as router / windowed.
+  const peerTopics = {
+    kstreamsRouter: [`${runId}.kstreams.signals.price`, `${runId}.kstreams.signals.trade`],
+    quixRouter: [`${runId}.quix.signals.price`, `${runId}.quix.signals.trade`],
+    kstreamsWindowed: `${runId}.kstreams.window-counts`,
+    quixWindowed: `${runId}.quix.window-counts`,
+    kstreamsLatencyInput: `${runId}.kstreams-latency.market-events`,
+    kstreamsLatency: [`${runId}.kstreams-latency.signals.price`, `${runId}.kstreams-latency.signals.trade`],
+  };
+  const peerGroups = {
+    kstreamsRouter: `${runId}-kstreams-router`,
+    kstreamsWindowed: `${runId}-kstreams-windowed`,
+    kstreamsLatency: `${runId}-kstreams-latency`,
+    kstreamsLatencyProbe: `${runId}-kstreams-latency-probe`,
+    quixRouter: `${runId}-quix-router`,
+    quixWindowed: `${runId}-quix-windowed`,
+    verify: (phase: string): string => `${runId}-${phase}-verify`,
+  };
+  const wantedPeers = PEER_PHASES.filter((p) => wanted.has(p));
   const baselineGroups: Record<(typeof BASELINES)[number], string> = { baseline: `${runId}-baseline`, 'baseline-chunked': `${runId}-baseline-chunked` };
-  const groups = [...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter'), latencyTopology.groupId('router'), ...Object.values(latencyGroups)];
+  const groups = [
+    ...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter'), latencyTopology.groupId('router'), ...Object.values(latencyGroups),
+    ...Object.values(peerGroups).filter((g): g is string => typeof g === 'string'), ...wantedPeers.map((p) => peerGroups.verify(p)), peerGroups.verify('windowed'),
+  ];
+  const peerStateDir = wantedPeers.length > 0 ? mkdtempSync(join(tmpdir(), `${runId}-peers-`)) : undefined;
   const profiler = new PhaseProfiler(args.profile === undefined ? undefined : resolve(args.profile));
   const concurrency = CONCURRENCY ?? Math.min(PARTITIONS, 6);
   const results = new Map<PhaseName, PhaseResult>();
@@ -1269,16 +1554,43 @@ async function main(): Promise<number> {
         ...[marketInput, eventsInput].map((topic) => ({ topic, numPartitions: PARTITIONS })),
         ...(wanted.has('latency') ? [latencyInput, ...latencyOutputs] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
         ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        ...[
+          ...(wanted.has('kstreams-router') ? peerTopics.kstreamsRouter : []),
+          ...(wanted.has('quix-router') ? peerTopics.quixRouter : []),
+          ...(wanted.has('kstreams-latency') ? [peerTopics.kstreamsLatencyInput, ...peerTopics.kstreamsLatency] : []),
+        ].map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        // The peers stamp window results with their event time (January 2026): without this the broker's time-based
+        // retention can delete them before they are verified.
+        ...[...(wanted.has('kstreams-windowed') ? [peerTopics.kstreamsWindowed] : []), ...(wanted.has('quix-windowed') ? [peerTopics.quixWindowed] : [])]
+          .map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'retention.ms', value: '-1' }] })),
         // One send per fetched batch can exceed the broker's 1 MiB default message.max.bytes: let the baseline's
         // output take it, so that the baseline measures kafkajs rather than failing (the engine's topics keep the default).
         ...[passThrough, passThroughChunked].map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'max.message.bytes', value: String(64 * 2 ** 20) }] })),
       ],
     });
     // The latency phases produce their own input, paced, while they measure.
-    const market = wanted.has('baseline') || wanted.has('baseline-chunked') || wanted.has('router') ? marketEvents(serde, EVENTS) : [];
+    const market = ['baseline', 'baseline-chunked', 'router', 'kstreams-router', 'quix-router'].some((p) => wanted.has(p as PhaseName)) ? marketEvents(serde, EVENTS) : [];
+    // The peers route by schema id: the ids of this registry, and how many records of each the input has.
+    const schemaIdOf = (subject: string, value: unknown): number => serde.encode(subject, value).readUInt32BE(1);
+    const priceId = schemaIdOf('agentstreams.market.PriceTick', { symbol: 'X', eventTime: 0, price: 1, bid: 1, ask: 1, currency: 'USD', venue: 'X' });
+    const tradeId = schemaIdOf('agentstreams.market.Trade', { symbol: 'X', eventTime: 0, price: 1, quantity: 1, side: 'BUY', tradeId: 't' });
+    const perSchema = new Map<number, number>([[priceId, 0], [tradeId, 0]]);
+    for (const m of market) {
+      const id = (m.value as Buffer).readUInt32BE(1);
+      perSchema.set(id, (perSchema.get(id) ?? 0) + 1);
+    }
     const marketProduced = market.length > 0 ? await produceAll(kafka, marketInput, market) : { ms: 0, bytes: 0 };
     market.length = 0;
-    const events = wanted.has('windowed') ? testEvents(serde, EVENTS) : [];
+    const events = ['windowed', 'kstreams-windowed', 'quix-windowed'].some((p) => wanted.has(p as PhaseName)) ? testEvents(serde, EVENTS) : [];
+    // The windowed phases' expected results, from the input itself (testEvents: event time START + 10 ms × i).
+    const windowReference: WindowReference = { counts: new Map(), lastEventTime: new Map() };
+    events.forEach((m, i) => {
+      const key = String(m.key);
+      const time = START + i * 10;
+      const id = `${key}@${Math.floor(time / WINDOW_MS) * WINDOW_MS}`;
+      windowReference.counts.set(id, (windowReference.counts.get(id) ?? 0) + 1);
+      windowReference.lastEventTime.set(key, time);
+    });
     const eventsProduced = events.length > 0 ? await produceAll(kafka, eventsInput, events) : { ms: 0, bytes: 0 };
     events.length = 0;
     produce = {
@@ -1296,6 +1608,13 @@ async function main(): Promise<number> {
     const pids = stackPids(config);
     if (!args['no-trace']) installTracing();
     const ctx: Context = { config, kafka, admin, pids, profiler, concurrency, serde, stopping: () => stopping };
+    // Peers are built (Maven) or installed (PyPI) before anything is measured; both are cached in .cache/.
+    const kstreamsClasspath = wantedPeers.some((p) => p.startsWith('kstreams')) ? ensureKStreamsPeer((line) => console.log(`  ${line}`)) : '';
+    const quixPython = wantedPeers.some((p) => p.startsWith('quix')) ? ensureQuixPeer((line) => console.log(`  ${line}`)) : '';
+    const bootstrap = config.kafka.brokers.join(',');
+    const routesTo = (topics: string[]): Map<number, string> => new Map([[priceId, topics[0]!], [tradeId, topics[1]!]]);
+    const expectedRoutes = (topics: string[]) => new Map([[topics[0]!, { schemaId: priceId, count: perSchema.get(priceId)! }], [topics[1]!, { schemaId: tradeId, count: perSchema.get(tradeId)! }]]);
+    if (perSchema.size > 2) throw new Error(`the market input has schema ids ${[...perSchema.keys()].join(', ')}; expected only ${priceId} and ${tradeId}`);
     global.gc?.();
     await sleep(1_000);
 
@@ -1315,6 +1634,44 @@ async function main(): Promise<number> {
     }
     await measured('router', 'engine, one instance', () => enginePhase(ctx, 'router', routerTopology, 'router', marketInput));
     await measured('windowed', 'engine, tumbling 1m count by symbol', () => enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput));
+    let ourWindows: WindowCounts | undefined;
+    const oursOnce = async (): Promise<WindowCounts | undefined> => {
+      if (results.get('windowed')?.status !== 'ok') return undefined;
+      ourWindows ??= await readOurWindows(ctx, peerGroups.verify('windowed'), `${runId}-window.counts`);
+      return ourWindows;
+    };
+    await measured('kstreams-router', `Kafka Streams ${KSTREAMS_VERSION} router, exactly_once_v2`, () =>
+      peerPhase(ctx, 'kstreams-router', {
+        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'router', bootstrap, application: peerGroups.kstreamsRouter, input: marketInput, stateDir: join(peerStateDir!, 'kstreams-router'), routes: routesTo(peerTopics.kstreamsRouter), ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
+        groupId: peerGroups.kstreamsRouter,
+        input: marketInput,
+        verify: () => verifyRouted(ctx, peerGroups.verify('kstreams-router'), expectedRoutes(peerTopics.kstreamsRouter)),
+      }),
+    );
+    await measured('kstreams-windowed', `Kafka Streams ${KSTREAMS_VERSION} tumbling 1m count, emit on window close, exactly_once_v2`, () =>
+      peerPhase(ctx, 'kstreams-windowed', {
+        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'windowed', bootstrap, application: peerGroups.kstreamsWindowed, input: eventsInput, stateDir: join(peerStateDir!, 'kstreams-windowed'), output: peerTopics.kstreamsWindowed, ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
+        groupId: peerGroups.kstreamsWindowed,
+        input: eventsInput,
+        verify: async () => verifyWindows(ctx, peerGroups.verify('kstreams-windowed'), peerTopics.kstreamsWindowed, windowReference, await oursOnce()),
+      }),
+    );
+    await measured('quix-router', `Quix Streams ${quixVersion()} router, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`, () =>
+      peerPhase(ctx, 'quix-router', {
+        start: () => startQuixPeer(quixPython, { mode: 'router', bootstrap, group: peerGroups.quixRouter, input: marketInput, stateDir: join(peerStateDir!, 'quix-router'), routes: routesTo(peerTopics.quixRouter), commitIntervalS: QUIX_COMMIT_INTERVAL_S }),
+        groupId: peerGroups.quixRouter,
+        input: marketInput,
+        verify: () => verifyRouted(ctx, peerGroups.verify('quix-router'), expectedRoutes(peerTopics.quixRouter)),
+      }),
+    );
+    await measured('quix-windowed', `Quix Streams ${quixVersion()} tumbling 1m count, final, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`, () =>
+      peerPhase(ctx, 'quix-windowed', {
+        start: () => startQuixPeer(quixPython, { mode: 'windowed', bootstrap, group: peerGroups.quixWindowed, input: eventsInput, stateDir: join(peerStateDir!, 'quix-windowed'), output: peerTopics.quixWindowed, commitIntervalS: QUIX_COMMIT_INTERVAL_S }),
+        groupId: peerGroups.quixWindowed,
+        input: eventsInput,
+        verify: async () => verifyWindows(ctx, peerGroups.verify('quix-windowed'), peerTopics.quixWindowed, windowReference, await oursOnce()),
+      }),
+    );
     const paced = `${fmt(LATENCY.rate)} events/s for ${LATENCY.warmupSeconds} + ${LATENCY.seconds} s`;
     await measured('latency-baseline', `kafkajs pass-through at ${paced}`, () =>
       latencyPhase(ctx, 'latency-baseline', { kind: 'pass-through', groupId: latencyGroups.baseline, input: latencyBaselineInput, outputs: [latencyBaselineOutput], probeGroup: latencyGroups.baselineProbe }),
@@ -1322,11 +1679,22 @@ async function main(): Promise<number> {
     await measured('latency', `engine router (exactly-once) at ${paced}`, () =>
       latencyPhase(ctx, 'latency', { kind: 'router', topology: latencyTopology, processor: 'router', input: latencyInput, outputs: latencyOutputs, probeGroup: latencyGroups.routerProbe }),
     );
+    await measured('kstreams-latency', `Kafka Streams ${KSTREAMS_VERSION} router (exactly_once_v2) at ${paced}`, () =>
+      latencyPhase(ctx, 'kstreams-latency', {
+        kind: 'peer',
+        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'router', bootstrap, application: peerGroups.kstreamsLatency, input: peerTopics.kstreamsLatencyInput, stateDir: join(peerStateDir!, 'kstreams-latency'), routes: routesTo(peerTopics.kstreamsLatency), ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
+        groupId: peerGroups.kstreamsLatency,
+        input: peerTopics.kstreamsLatencyInput,
+        outputs: peerTopics.kstreamsLatency,
+        probeGroup: peerGroups.kstreamsLatencyProbe,
+      }),
+    );
   } catch (error) {
     console.error(`bench: ${(error as Error).message}`);
   } finally {
     await admin.disconnect().catch(() => undefined);
     if (!args.keep && !stopping) await cleanup(kafka, config, runId, groups);
+    if (peerStateDir) rmSync(peerStateDir, { recursive: true, force: true });
   }
 
   if (results.size === 0) return 1;
