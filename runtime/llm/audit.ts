@@ -55,7 +55,7 @@ export type LlmCallRecord = {
   created_at_ms: number;
   /** W3C trace id of the call's span ('' when tracing is off): joins the row to its trace (docs/tracing.md). */
   trace_id: string;
-  /** The finding an analysis call served ('' for digests); its alert lists it in `finding_ids`. */
+  /** The record the call served (the caller's `recordId`; the fleet's analyses: the finding, which its alert lists in `finding_ids`). */
   finding_id: string;
 };
 
@@ -74,8 +74,8 @@ export interface AuditFields {
   startedAtMs: number;
   /** Trace id of the call's span, when traced. */
   traceId?: string;
-  /** The finding the call served, for analyses. */
-  findingId?: string;
+  /** The record the call served (`finding_id`, the column's name from the fleet that first used it). */
+  recordId?: string;
 }
 
 export function auditRecord(fields: AuditFields): LlmCallRecord {
@@ -94,7 +94,7 @@ export function auditRecord(fields: AuditFields): LlmCallRecord {
     created_at: Math.floor(fields.startedAtMs / 1000),
     created_at_ms: Math.floor(fields.startedAtMs),
     trace_id: fields.traceId ?? '',
-    finding_id: fields.findingId ?? '',
+    finding_id: fields.recordId ?? '',
   };
 }
 

@@ -106,7 +106,7 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
   const traceOf = (item: Item<T>): Context => options.traces?.[item.index] ?? otelContext.active();
   const answer = (item: Item<T>, outcome: LlmOutcome, value: T, usage: TokenUsage = noTokens, cost = 0): void => {
     const traceId = traceIdOf(item.chat?.context ?? traceOf(item));
-    const served = item.request.recordId !== undefined ? { findingId: item.request.recordId } : {};
+    const served = item.request.recordId !== undefined ? { recordId: item.request.recordId } : {};
     core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs, traceId, ...served }, false);
     out[item.index] = value;
   };

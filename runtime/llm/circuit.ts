@@ -1,7 +1,7 @@
 /**
  * The circuit breaker in front of the Anthropic API, as an explicit state machine: a transitions table and one guard
  * through which every change passes. Closed lets calls through and counts consecutive failures; at the threshold it
- * opens for a cool-down, during which calls fail fast (and analysis falls back to rules-only); after it one probe is
+ * opens for a cool-down, during which calls fail fast (and callers get their fallback); after it one probe is
  * let through (half-open), whose verdict closes or reopens the circuit.
  *
  * Calls hold a permit stamped with the generation in which they were let through, so the late verdict of a call that

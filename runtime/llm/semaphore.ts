@@ -1,5 +1,5 @@
 /**
- * A small counting semaphore: at most `limit` LLM requests in flight per process, so a burst of findings queues
+ * A small counting semaphore: at most `limit` LLM requests in flight per process, so a burst of requests queues
  * here instead of tripping the API's rate limits. Waiters are served first come, first served.
  */
 import { AgentStreamsError, ErrorCode } from '../errors.ts';

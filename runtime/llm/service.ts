@@ -67,7 +67,7 @@ export interface CreateLlmOptions {
   batches?: {
     /** Delay between polls of a batch's status, by poll number; default from 10 s growing ×1.5 to 5 min. */
     pollPolicy?: RetryPolicy;
-    /** Polls before giving up on a batch (its digests fall back to rules-only); default 300 (about 24 h). */
+    /** Polls before giving up on a batch (its requests fall back); default 300 (about 24 h). */
     maxPolls?: number;
   };
   /** Receives one record per call (the llm_calls row); must not throw (errors are logged and ignored). */
@@ -244,13 +244,13 @@ export function createLlm(options: CreateLlmOptions): Llm {
   // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
   const signalFor = (signal: AbortSignal | undefined): AbortSignal => AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
   /** After close(): answered without a call, and still audited, so every answer leaves a row. */
-  const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
+  const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
     void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
 
   async function complete<T>(request: CompletionRequest<T>): Promise<T> {
     const { model, budgetKey: agent } = request;
     const trace = request.trace ?? otelContext.active();
-    const served = request.recordId !== undefined ? { findingId: request.recordId } : {};
+    const served = request.recordId !== undefined ? { recordId: request.recordId } : {};
     priced(prices, model);
     if (shutdown.signal.aborted) {
       closedAnswer(agent, { ...served, traceId: traceIdOf(trace) });
@@ -366,7 +366,7 @@ interface MessagesCall {
   prompt: Prompt;
   maxTokens: number;
   /** The record the call serves (audit: `finding_id`). */
-  findingId?: string;
+  recordId?: string;
   /** The context the call's span is a child of. */
   trace?: Context;
 }
@@ -379,7 +379,7 @@ interface MessagesCall {
 async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string, reply: { model: string }) => Parsed<T>, signal: AbortSignal): Promise<T> {
   const { agent, model, prompt, maxTokens } = call;
   const hash = promptHash(prompt);
-  const served: Pick<AuditFields, 'traceId' | 'findingId'> = { traceId: traceIdOf(call.trace), ...(call.findingId !== undefined ? { findingId: call.findingId } : {}) };
+  const served: Pick<AuditFields, 'traceId' | 'recordId'> = { traceId: traceIdOf(call.trace), ...(call.recordId !== undefined ? { recordId: call.recordId } : {}) };
   const release = await core.semaphore.acquire(signal);
   try {
     const startedAtMs = core.now();
@@ -458,7 +458,7 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
 }
 
 function rulesOnlyLlm(prices: Readonly<Record<string, ModelPrice>>, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
-  const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'findingId'> = {}): void =>
+  const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
     void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
   return {
     mode: LlmMode.RULES_ONLY,
@@ -467,7 +467,7 @@ function rulesOnlyLlm(prices: Readonly<Record<string, ModelPrice>>, emit: (field
     priceOf: (model) => prices[model],
     async complete(request) {
       priced(prices, request.model);
-      audit(request.budgetKey, { ...(request.recordId !== undefined ? { findingId: request.recordId } : {}), traceId: traceIdOf(request.trace ?? otelContext.active()) });
+      audit(request.budgetKey, { ...(request.recordId !== undefined ? { recordId: request.recordId } : {}), traceId: traceIdOf(request.trace ?? otelContext.active()) });
       return request.fallback(NO_API_KEY_REASON);
     },
     async completeBatch(requests, batchOptions) {
