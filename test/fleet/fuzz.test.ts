@@ -438,7 +438,7 @@ describe('fuzz corpus through the fleet on the real stack', () => {
     const members: Member[] = names.map((name) => startMember(TOPOLOGY_FILE, name, env));
     const down = (): string[] => members.filter((m) => m.child.exitCode !== null || m.child.signalCode !== null).map((m) => `${m.processor} (${m.child.exitCode ?? m.child.signalCode})`);
     const read = new Map<string, ReadRecord[]>();
-    let codes: Array<number | null> = [];
+    let codes: Array<number | null>;
     try {
       await waitUntilStarted(members, 120_000);
       const startedIn = Date.now() - started;

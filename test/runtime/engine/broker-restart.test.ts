@@ -52,7 +52,7 @@ describe('a broker restart under a running member', () => {
     await producer.disconnect();
 
     const errors: string[] = [];
-    let processedAtRestart = 0;
+    let processedAtRestart: number;
     // Small fetches: many batches, so the broker dies between and inside commits.
     const member = await runProcessor({
       config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 16 * 1024 } },

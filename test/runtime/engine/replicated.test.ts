@@ -116,8 +116,8 @@ describe('a replicated cluster losing a partition leader under a running member'
       log: (event, fields) => (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
     });
     const started = Date.now();
-    let inputTotal = count;
-    let caughtUp = false;
+    let inputTotal: number;
+    let caughtUp: boolean;
     let kill: { node: number; partition: number; at: number; processed: number; produced: number; resumedAfterMs?: number } | undefined;
     try {
       while (member.stats.records < count / 8 && Date.now() - started < 60_000) await sleep(5);
