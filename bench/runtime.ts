@@ -21,6 +21,10 @@
  *      engine's router (`runProcessor`, exactly-once: one transaction per fetched batch); `latency-baseline` through
  *      a raw kafkajs consume→produce pass-through (no transactions). Every sent record must be received exactly
  *      once, or the phase fails;
+ *   6. peers (bench/peers/, asked for by name): kstreams-router / kstreams-windowed / quix-router / quix-windowed run
+ *      Kafka Streams and Quix Streams as child processes on the same input topics as router / windowed, timed from
+ *      their first processed record to their group's lag 0, outputs verified read_committed; kstreams-latency runs
+ *      Kafka Streams' router in the latency phase;
  * then prints a table with the bars of ARCHITECTURE §7 and writes bench/results/<ISO date>.json.
  *
  * Every phase has a deadline; whatever happens, the script stops what it started, deletes its topics, groups and
