@@ -4,7 +4,7 @@
  * .cache/bench-peers/kstreams/. Rebuilt when the pom or a source is newer than the jar.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startPeer, type PeerProcess } from './process.ts';
 
@@ -39,6 +39,9 @@ export function ensureKStreamsPeer(log: (line: string) => void): string {
       const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.split('\n').slice(-30).join('\n');
       throw new Error(`building the Kafka Streams peer failed (mvn exit ${result.status ?? result.signal}); is Maven Central reachable?\n${output}`);
     }
+    // maven-jar-plugin leaves an up-to-date jar untouched: mark the build's time on it, or every run would rebuild.
+    const now = new Date();
+    utimesSync(jar, now, now);
   }
   return `${jar}:${join(lib, '*')}`;
 }
