@@ -43,9 +43,10 @@ export async function memberServices(
   const missing = names.filter((name) => declared[name] === undefined);
   if (missing.length > 0) {
     const has = Object.keys(declared);
+    const what = `service${missing.length > 1 ? 's' : ''} ${missing.map((n) => `"${n}"`).join(', ')}`;
     throw new AgentStreamsError(
       ErrorCode.TOPOLOGY_INVALID,
-      `topology ${topology.application} does not declare the enrichment service${missing.length > 1 ? 's' : ''} ${missing.map((n) => `"${n}"`).join(', ')} that its processors ask for (enrich.service); ` +
+      `topology ${topology.application} does not declare the enrichment ${what} that its processors ask for (enrich.service); ` +
         `add services: { '${missing[0]}': (deps) => … } to its defineTopology()${has.length > 0 ? ` (it declares ${has.join(', ')})` : ''}`,
     );
   }

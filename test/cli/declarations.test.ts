@@ -14,7 +14,8 @@ describe('what run and sink need the topology to declare', () => {
     const result = await runCli(['run', FILE, '--processor', 'enricher'], { env: { AS_METRICS_PORT: '0' } });
     expect(result.code, result.stderr).toBe(1);
     expect(lines(result.stderr)).toEqual([
-      `agent-streams run: AS_TOPOLOGY_INVALID: topology undeclared does not declare the enrichment service "lookup" that its processors ask for (enrich.service); add services: { 'lookup': (deps) => … } to its defineTopology()`,
+      'agent-streams run: AS_TOPOLOGY_INVALID: topology undeclared does not declare the enrichment service "lookup" that its processors ask for ' +
+        "(enrich.service); add services: { 'lookup': (deps) => … } to its defineTopology()",
     ]);
   });
 
@@ -22,7 +23,8 @@ describe('what run and sink need the topology to declare', () => {
     const result = await runCli(['sink', FILE], { env: { AS_METRICS_PORT: '0' } });
     expect(result.code, result.stderr).toBe(1);
     expect(lines(result.stderr)).toEqual([
-      `agent-streams sink: AS_TOPOLOGY_INVALID: topology undeclared (${FILE}) declares no ClickHouse sink; add sink: { clickhouse: { topics: [...], mappings: { [recordType]: mapTo(table, toRow) } } } to its defineTopology()`,
+      `agent-streams sink: AS_TOPOLOGY_INVALID: topology undeclared (${FILE}) declares no ClickHouse sink; ` +
+        'add sink: { clickhouse: { topics: [...], mappings: { [recordType]: mapTo(table, toRow) } } } to its defineTopology()',
     ]);
   });
 });
