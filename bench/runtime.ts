@@ -38,7 +38,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel, type Admin, type IHeaders, type Message } from 'kafkajs';
+import { type Kafka, logLevel, type Admin, type IHeaders, type Message } from 'kafkajs';
 import { kafkaClient } from '../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../runtime/config/index.ts';
@@ -344,7 +344,7 @@ const QUIET_WAIT_MS = Number(args['quiet-wait']) * 1000;
  */
 async function waitQuiet(pids: Record<string, number>): Promise<{ waitedMs: number; othersCores: number }> {
   const started = performance.now();
-  let others = 0;
+  let others: number;
   do {
     const a = cpuSnapshot(pids);
     await sleep(2_000);

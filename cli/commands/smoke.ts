@@ -1,8 +1,8 @@
-/** `agent-streams smoke`: the quickest proof that a machine's stack works, end to end (see topologies/smoke). */
+/** `agent-streams smoke`: the quickest proof that a machine's stack works, end to end (see cli/smoke-pipeline.ts). */
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { createStackContext, stackUp } from '../../infra/local/stack.ts';
-import { runSmokePipeline } from '../../topologies/smoke/pipeline.ts';
+import { runSmokePipeline } from '../smoke-pipeline.ts';
 import { projectRoot } from '../paths.ts';
 import { usageError } from '../args.ts';
 import type { Command } from '../main.ts';

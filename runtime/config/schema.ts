@@ -236,7 +236,7 @@ export const configSchema = {
 } as const;
 
 type SchemaNode = { readonly [key: string]: Setting<unknown> | SchemaNode };
-type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : ConfigOf<S[K]> };
+export type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Setting<infer T> ? T : ConfigOf<S[K]> };
 
 export type ConfigSchema = typeof configSchema;
 export type Config = ConfigOf<ConfigSchema>;

@@ -15,6 +15,7 @@ import type { MessageParam, TextBlockParam } from '@anthropic-ai/sdk/resources/m
 export const MAX_UNTRUSTED_CHARS = 4_000;
 export const TRUNCATED = ' [truncated]';
 // Controls (except tab and newline), zero-width and bidirectional overrides: invisible text that can hide a tag.
+// eslint-disable-next-line no-control-regex -- matching control characters is this pattern's purpose
 const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 // Any tag of our fences, however spelled once normalised, with or without its closing bracket.

@@ -94,7 +94,7 @@ export function registryClient(config: Config): SchemaRegistry {
   return new SchemaRegistry({ host: config.registry.url, ...(auth ? { auth } : {}), retry: { retries: 3, initialRetryTimeInSecs: 0.2, maxRetryTimeInSecs: 2 } });
 }
 
-interface WriterEntry {
+export interface WriterEntry {
   id: number;
   type: avro.Type;
 }

@@ -34,7 +34,7 @@ export interface OutputRecord<V = unknown> {
   headers: Record<string, string>;
 }
 
-class LocalCodec implements Codec {
+export class LocalCodec implements Codec {
   private readonly byId = new Map<number, { type: avro.Type; name: string; checks: WriterChecks }>();
   private readonly byName = new Map<string, number>();
   /** Writer → reader resolvers of the processors' reader schemas, as the engine's serde keeps them. */

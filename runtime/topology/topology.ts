@@ -33,7 +33,7 @@ export interface TopicSpec {
 /** Settings of a topic the runtime names itself (dead letters, late records). */
 export type RuntimeTopicSpec = Partial<Pick<TopicSpec, 'partitions' | 'replicationFactor' | 'minInsyncReplicas' | 'retentionMs'>>;
 
-interface BaseProcessorSpec {
+export interface BaseProcessorSpec {
   inputs: string[];
   /**
    * Input topic → the record types the processor's handle for it declares. A record of another type is
@@ -111,7 +111,7 @@ export type Input = Topic | string;
 export type Outputs = readonly Topic[] | Record<string, string[]>;
 
 type Wiring = Pick<BaseProcessorSpec, 'inputs' | 'inputTypes' | 'outputs'>;
-type CommonOptions = Omit<BaseProcessorSpec, 'inputs' | 'inputTypes' | 'outputs' | 'timestamp'>;
+export type CommonOptions = Omit<BaseProcessorSpec, 'inputs' | 'inputTypes' | 'outputs' | 'timestamp'>;
 
 function wiring(what: string, inputs: readonly Input[], outputs: Outputs | undefined): Wiring {
   if (!Array.isArray(inputs)) throw invalid(`${what}: inputs must be a list of topics, e.g. inputs: [trades]`);

@@ -14,6 +14,8 @@ import { buildOverlay, ensureSchemas, k8sDir, kafkaScalerKeys, kubeconform, kust
 import { ensureGoTool } from '../../infra/local/go-tools.ts';
 import { configSchema, type SchemaNode } from '../../runtime/config/schema.ts';
 
+// Parsed manifests are walked by path in the assertions; a failed lookup fails the test.
+/* eslint-disable @typescript-eslint/no-explicit-any */
 type Doc = {
   apiVersion: string;
   kind: string;
@@ -36,6 +38,7 @@ const named = (docs: Doc[], kind: string, name: string): Doc => {
  */
 const CLUSTER_OVERLAYS = ['base', 'production', 'canary'];
 const container = (deployment: Doc): Record<string, any> => deployment.spec!.template.spec.containers[0];
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** Settings that configure the local stack or the tests' clock: no pod needs them. */
 const LOCAL_ONLY = /^(AS_STACK_|AS_CACHE_DIR$|AS_WALL_CLOCK_OFFSET_MS$)/;

@@ -5,13 +5,13 @@
  * fleet replaces it as the demo; it stays as the quickest proof that a machine's stack works.
  */
 import { join } from 'node:path';
-import { kafkaClient } from '../../runtime/kafka/client.ts';
+import { kafkaClient } from '../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
-import type { Config } from '../../runtime/config/index.ts';
-import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
-import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
-import { openClickHouse } from '../../sinks/clickhouse/client.ts';
-import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';
+import type { Config } from '../runtime/config/index.ts';
+import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
+import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
+import { openClickHouse } from '../sinks/clickhouse/client.ts';
+import { migrateDatabase } from '../sinks/clickhouse/schema.ts';
 
 export interface SmokeOptions {
   events: number;
@@ -93,7 +93,6 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   const reader = new AvroSerde(registry);
   const stats = new Map<string, { ticks: number; low: number; high: number; last: number }>();
   let consumed = 0;
-  let redisKeys = 0;
   await timed('consume', async () => {
     consumer.on(consumer.events.GROUP_JOIN, () => {
       for (const { partition, offset } of endOffsets) consumer.seek({ topic: TOPIC, partition, offset });
@@ -131,7 +130,7 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
     });
   });
   await consumer.disconnect();
-  redisKeys = (await redis.keys(`smoke:{${runId}}:*`)).length;
+  const redisKeys = (await redis.keys(`smoke:{${runId}}:*`)).length;
   await redis.quit();
   log(`consumer group ${runId}-group: decoded ${consumed} events; per-symbol state in Redis under smoke:{${runId}}:* (${redisKeys} keys)`);
 
