@@ -56,7 +56,10 @@ export default tseslint.config(
         'error',
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
       ],
-      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false }],
+      '@typescript-eslint/consistent-type-imports': [
+        'error',
+        { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false },
+      ],
       // A handle declared first and assigned once it exists, read earlier only by a callback that checks it.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // Code built at run time is rare and deliberate here (bounded.ts's generated skipper): each one says why.

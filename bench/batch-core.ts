@@ -32,7 +32,12 @@ const { values: opts } = parseArgs({
 
 interface Core {
   prepareBatch(scope: TaskScope, sources: SourceRecord[]): PreparedBatch;
-  runBatch(scope: TaskScope, prepared: PreparedBatch, state: Map<string, StateEntry>, streamTimeBefore: number): BatchResult;
+  runBatch(
+    scope: TaskScope,
+    prepared: PreparedBatch,
+    state: Map<string, StateEntry>,
+    streamTimeBefore: number,
+  ): BatchResult;
 }
 
 const corePath = resolve(opts.core ?? join(root, 'runtime/engine/batch.ts'));
@@ -86,8 +91,13 @@ function windowedSources(count: number): SourceRecord[] {
   return Array.from({ length: count }, (_, i) => {
     const key = keys[(i * 7) % keys.length]!;
     return {
-      topic: 'in', partition: 0, offset: String(i), timestamp: String(start + i * 60), key: Buffer.from(key),
-      value: codec.encode('agentstreams.test.Event', { key, eventTime: start + i * 60, amount: i % 100 }), headers: {},
+      topic: 'in',
+      partition: 0,
+      offset: String(i),
+      timestamp: String(start + i * 60),
+      key: Buffer.from(key),
+      value: codec.encode('agentstreams.test.Event', { key, eventTime: start + i * 60, amount: i % 100 }),
+      headers: {},
     };
   });
 }
@@ -98,14 +108,42 @@ function routerSources(count: number): SourceRecord[] {
     const symbol = `S${i % 17}`;
     const value =
       i % 3 === 2
-        ? codec.encode('agentstreams.market.Trade', { symbol, eventTime: start + i, price: 10, quantity: 5, side: 'BUY', tradeId: `t${i}` })
-        : codec.encode('agentstreams.market.PriceTick', { symbol, eventTime: start + i, price: 10, bid: 9.99, ask: 10.01, currency: 'USD', venue: 'XNAS' });
-    return { topic: 'in', partition: 0, offset: String(i), timestamp: String(start + i), key: Buffer.from(symbol), value, headers: {} };
+        ? codec.encode('agentstreams.market.Trade', {
+            symbol,
+            eventTime: start + i,
+            price: 10,
+            quantity: 5,
+            side: 'BUY',
+            tradeId: `t${i}`,
+          })
+        : codec.encode('agentstreams.market.PriceTick', {
+            symbol,
+            eventTime: start + i,
+            price: 10,
+            bid: 9.99,
+            ask: 10.01,
+            currency: 'USD',
+            venue: 'XNAS',
+          });
+    return {
+      topic: 'in',
+      partition: 0,
+      offset: String(i),
+      timestamp: String(start + i),
+      key: Buffer.from(symbol),
+      value,
+      headers: {},
+    };
   });
 }
 
 /** Runs `sources` through the core in batches of `size`, keeping state between batches as Redis would. */
-function runAll(topology: Topology, processor: string, sources: SourceRecord[], size: number): { ms: number; outputs: number } {
+function runAll(
+  topology: Topology,
+  processor: string,
+  sources: SourceRecord[],
+  size: number,
+): { ms: number; outputs: number } {
   const spec = topology.processors[processor]!;
   const scope: TaskScope = { topology, processor, spec, partition: 0, codec };
   const store = new Map<string, StateEntry>();
@@ -119,7 +157,9 @@ function runAll(topology: Topology, processor: string, sources: SourceRecord[], 
       const entry = store.get(key);
       if (entry) state.set(key, JSON.parse(JSON.stringify(entry)) as StateEntry);
     }
-    for (const [key, entry] of store) if (entry.c !== null && entry.c <= prepared.maxEventTime) state.set(key, JSON.parse(JSON.stringify(entry)) as StateEntry);
+    for (const [key, entry] of store)
+      if (entry.c !== null && entry.c <= prepared.maxEventTime)
+        state.set(key, JSON.parse(JSON.stringify(entry)) as StateEntry);
     const result = core.runBatch(scope, prepared, state, streamTime);
     for (const [key, entry] of result.changes) {
       if (entry === null) store.delete(key);
@@ -149,12 +189,21 @@ function measure(name: string, topology: Topology, processor: string, sources: S
       best = Math.min(best, run.ms);
       outputs = run.outputs;
     }
-    console.log(row(['', size, Math.round(sources.length / (best / 1000)).toLocaleString('en-US'), ((best * 1000) / sources.length).toFixed(2), outputs]));
+    console.log(
+      row([
+        '',
+        size,
+        Math.round(sources.length / (best / 1000)).toLocaleString('en-US'),
+        ((best * 1000) / sources.length).toFixed(2),
+        outputs,
+      ]),
+    );
   }
   console.log('');
 }
 
-if (only.has('windowed')) measure('windowed', windowCountTopology('core-bench', 'in'), 'counter', windowedSources(RECORDS));
+if (only.has('windowed'))
+  measure('windowed', windowCountTopology('core-bench', 'in'), 'counter', windowedSources(RECORDS));
 
 if (only.has('router')) {
   const topology = defineTopology({
@@ -175,7 +224,12 @@ if (only.has('grouping')) {
   // kafkajs groups every send's messages by partition before encoding; the engine sends a whole batch's outputs
   // for a topic in one call (runner.ts, commit → txn.sendBatch).
   const require = createRequire(import.meta.url);
-  type Group = (args: { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: (a: { message: { partition?: number } }) => number }) => Record<string, unknown[]>;
+  type Group = (args: {
+    topic: string;
+    partitionMetadata: unknown[];
+    messages: unknown[];
+    partitioner: (a: { message: { partition?: number } }) => number;
+  }) => Record<string, unknown[]>;
   const group = require('kafkajs/src/producer/groupMessagesPerPartition.js') as Group;
   const partitionMetadata = Array.from({ length: 6 }, (_, i) => ({ partitionId: i, leader: 1 }));
   const partitioner = ({ message }: { message: { partition?: number } }): number => message.partition ?? 0;

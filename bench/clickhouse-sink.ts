@@ -96,7 +96,13 @@ async function writerPhase(): Promise<void> {
     await client.command({ query: 'TRUNCATE TABLE findings' });
     const rows = Array.from({ length: ROWS }, (_, i) => findingRowAt(i));
     const metrics = createMetrics({ processMetrics: false });
-    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], maxBatchRows: BATCH_ROWS, maxConcurrentInserts: INSERTS, metrics });
+    const writer = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      maxBatchRows: BATCH_ROWS,
+      maxConcurrentInserts: INSERTS,
+      metrics,
+    });
     let waits = 0;
     const started = performance.now();
     // Pieces of 1,000, as a stream processor's batches would arrive (yielding between them, as a consumer does
@@ -117,8 +123,11 @@ async function writerPhase(): Promise<void> {
     }
     await writer.close();
     const seconds = (performance.now() - started) / 1000;
-    const final = await (await client.query({ query: 'SELECT count() AS n FROM findings FINAL', format: 'JSONEachRow' })).json<{ n: number }>();
-    if (Number(final[0]!.n) !== ROWS) throw new Error(`writer phase: expected ${ROWS} rows, FINAL shows ${final[0]!.n}`);
+    const final = await (
+      await client.query({ query: 'SELECT count() AS n FROM findings FINAL', format: 'JSONEachRow' })
+    ).json<{ n: number }>();
+    if (Number(final[0]!.n) !== ROWS)
+      throw new Error(`writer phase: expected ${ROWS} rows, FINAL shows ${final[0]!.n}`);
     const histogram = await metrics.sinkOperationDuration.get();
     const sum = histogram.values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
     figures.push({
@@ -126,7 +135,7 @@ async function writerPhase(): Promise<void> {
       rows: ROWS,
       seconds,
       rowsPerSecond: ROWS / seconds,
-      note: `${writer.stats.inserts} inserts of ~${fmt(ROWS / writer.stats.inserts)} rows, mean insert ${(1000 * sum / writer.stats.inserts).toFixed(0)} ms, ${waits} backpressure waits`,
+      note: `${writer.stats.inserts} inserts of ~${fmt(ROWS / writer.stats.inserts)} rows, mean insert ${((1000 * sum) / writer.stats.inserts).toFixed(0)} ms, ${waits} backpressure waits`,
     });
   } finally {
     await client.close();
@@ -155,7 +164,11 @@ function findingAt(i: number): Finding {
 
 async function produceRecords(): Promise<void> {
   const registry = registryClient(config);
-  await registerSchemas(config, registry, loadSchemas(join(root, 'schemas/fleet')).filter((s) => s.subject === FindingType));
+  await registerSchemas(
+    config,
+    registry,
+    loadSchemas(join(root, 'schemas/fleet')).filter((s) => s.subject === FindingType),
+  );
   const serde = new AvroSerde(registry);
   await serde.writerFor(FindingType);
   const admin = kafka.admin();
@@ -174,12 +187,18 @@ async function produceRecords(): Promise<void> {
     await producer.send({ topic, acks: -1, messages });
   }
   await producer.disconnect();
-  console.log(`produced ${fmt(RECORDS)} Avro findings to ${topic} (${PARTITIONS} partitions) in ${((performance.now() - started) / 1000).toFixed(1)} s (not measured)`);
+  console.log(
+    `produced ${fmt(RECORDS)} Avro findings to ${topic} (${PARTITIONS} partitions) in ${((performance.now() - started) / 1000).toFixed(1)} s (not measured)`,
+  );
 }
 
 async function consumeDecodePhase(): Promise<void> {
   const serde = new AvroSerde(registryClient(config));
-  const consumer = kafka.consumer({ groupId: `${group}-decode`, maxWaitTimeInMs: 100, maxBytesPerPartition: config.consumer.maxBytesPerPartition });
+  const consumer = kafka.consumer({
+    groupId: `${group}-decode`,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+  });
   let seen = 0;
   let sink = 0;
   await consumer.connect();
@@ -190,14 +209,20 @@ async function consumeDecodePhase(): Promise<void> {
     partitionsConsumedConcurrently: CONCURRENCY,
     eachBatch: async ({ batch }) => {
       await serde.resolve(batch.messages.map((m) => m.value));
-      for (const m of batch.messages) sink += (serde.decodeResolved<Finding>(m.value).value.sourceOffset & 1);
+      for (const m of batch.messages) sink += serde.decodeResolved<Finding>(m.value).value.sourceOffset & 1;
       seen += batch.messages.length;
     },
   });
   while (seen < RECORDS) await sleep(10);
   const seconds = (performance.now() - started) / 1000;
   await consumer.disconnect();
-  figures.push({ phase: 'consume+decode (kafkajs, no sink)', rows: RECORDS, seconds, rowsPerSecond: RECORDS / seconds, note: `the Kafka-side ceiling for a sink in one process (checksum ${sink})` });
+  figures.push({
+    phase: 'consume+decode (kafkajs, no sink)',
+    rows: RECORDS,
+    seconds,
+    rowsPerSecond: RECORDS / seconds,
+    note: `the Kafka-side ceiling for a sink in one process (checksum ${sink})`,
+  });
 }
 
 async function topicSinkPhase(): Promise<void> {
@@ -223,8 +248,11 @@ async function topicSinkPhase(): Promise<void> {
     const insertedAt = performance.now();
     await sink.checkpoint();
     const seconds = (performance.now() - started) / 1000;
-    const final = await (await client.query({ query: 'SELECT count() AS n FROM findings FINAL', format: 'JSONEachRow' })).json<{ n: number }>();
-    if (Number(final[0]!.n) !== RECORDS) throw new Error(`topic sink phase: expected ${RECORDS} rows, FINAL shows ${final[0]!.n}`);
+    const final = await (
+      await client.query({ query: 'SELECT count() AS n FROM findings FINAL', format: 'JSONEachRow' })
+    ).json<{ n: number }>();
+    if (Number(final[0]!.n) !== RECORDS)
+      throw new Error(`topic sink phase: expected ${RECORDS} rows, FINAL shows ${final[0]!.n}`);
     figures.push({
       phase: 'topic sink (decode, map, insert, commit)',
       rows: RECORDS,
@@ -253,8 +281,14 @@ async function cleanup(): Promise<void> {
   await server.close();
 }
 
-console.log(`ClickHouse sink bench — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, Node ${process.version}`);
-console.log(`writer: maxBatchRows ${fmt(BATCH_ROWS)}, maxConcurrentInserts ${INSERTS}; topic sink: partitionsConsumedConcurrently ${CONCURRENCY}, maxBytesPerPartition ${fmt(config.consumer.maxBytesPerPartition)}`);
+console.log(
+  `ClickHouse sink bench — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), load ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}, Node ${process.version}`,
+);
+console.log(
+  `writer: maxBatchRows ${fmt(BATCH_ROWS)}, maxConcurrentInserts ${INSERTS}; topic sink: partitionsConsumedConcurrently ${CONCURRENCY}, maxBytesPerPartition ${fmt(config.consumer.maxBytesPerPartition)}`,
+);
 try {
   await migrateDatabase(benchConfig, root);
   if (ROWS > 0) await writerPhase();
@@ -267,9 +301,17 @@ try {
   await cleanup();
 }
 console.log('');
-console.log(`${'phase'.padEnd(42)} ${'rows'.padStart(9)} ${'seconds'.padStart(8)} ${'rows/s'.padStart(9)}  vs bar ${fmt(BAR_ROWS_PER_SECOND)}/s`);
+console.log(
+  `${'phase'.padEnd(42)} ${'rows'.padStart(9)} ${'seconds'.padStart(8)} ${'rows/s'.padStart(9)}  vs bar ${fmt(BAR_ROWS_PER_SECOND)}/s`,
+);
 for (const f of figures) {
-  const verdict = f.phase.startsWith('consume') ? '(reference)' : f.rowsPerSecond >= BAR_ROWS_PER_SECOND ? 'meets' : 'below';
-  console.log(`${f.phase.padEnd(42)} ${fmt(f.rows).padStart(9)} ${f.seconds.toFixed(2).padStart(8)} ${fmt(f.rowsPerSecond).padStart(9)}  ${verdict}`);
+  const verdict = f.phase.startsWith('consume')
+    ? '(reference)'
+    : f.rowsPerSecond >= BAR_ROWS_PER_SECOND
+      ? 'meets'
+      : 'below';
+  console.log(
+    `${f.phase.padEnd(42)} ${fmt(f.rows).padStart(9)} ${f.seconds.toFixed(2).padStart(8)} ${fmt(f.rowsPerSecond).padStart(9)}  ${verdict}`,
+  );
   console.log(`${''.padEnd(42)} ${f.note}`);
 }

@@ -16,7 +16,17 @@ const path = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js'
 require(path);
 const cached = require.cache[path];
 if (!cached) throw new Error(`kafkajs grouping module not in the require cache: ${path}`);
-cached.exports = ({ topic, partitionMetadata, messages, partitioner }: { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: Partitioner }) => {
+cached.exports = ({
+  topic,
+  partitionMetadata,
+  messages,
+  partitioner,
+}: {
+  topic: string;
+  partitionMetadata: unknown[];
+  messages: unknown[];
+  partitioner: Partitioner;
+}) => {
   const result: Record<number, unknown[]> = {};
   if (partitionMetadata.length === 0) return result;
   for (const message of messages) {

@@ -47,7 +47,11 @@ export interface Summary {
 
 const { values: opts, positionals: files } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string', default: '25' }, json: { type: 'boolean', default: false }, 'tsx-cache': { type: 'string' } },
+  options: {
+    top: { type: 'string', default: '25' },
+    json: { type: 'boolean', default: false },
+    'tsx-cache': { type: 'string' },
+  },
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -108,7 +112,10 @@ function tsxCache(): Map<string, CacheEntry[]> {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       try {
-        const parsed = JSON.parse(readFileSync(path, 'utf8')) as { code?: string; map?: { sources?: string[]; mappings?: string } };
+        const parsed = JSON.parse(readFileSync(path, 'utf8')) as {
+          code?: string;
+          map?: { sources?: string[]; mappings?: string };
+        };
         const source = parsed.map?.sources?.[0];
         if (!parsed.code || !source || !parsed.map?.mappings) continue;
         const list = cacheIndex.get(source) ?? [];
@@ -135,7 +142,10 @@ function entryFor(path: string, frames: CallFrame[]): CacheEntry | undefined {
     for (const f of frames) {
       if (!f.functionName || f.functionName.startsWith('(')) continue;
       const name = f.functionName.split('.').pop()!;
-      if (c.code.slice(Math.max(0, f.columnNumber - name.length - 12), f.columnNumber + name.length + 12).includes(name)) score += 1;
+      if (
+        c.code.slice(Math.max(0, f.columnNumber - name.length - 12), f.columnNumber + name.length + 12).includes(name)
+      )
+        score += 1;
     }
     if (score > bestScore || (score === bestScore && best !== undefined && c.mtime > best.mtime)) {
       best = c;
@@ -173,7 +183,8 @@ function shortUrl(url: string): string {
 /** Where a frame's time goes: a package, a project folder/file, Node internals, or V8's pseudo-frames. */
 function areaOf(frame: CallFrame): string {
   const url = frame.url;
-  if (url === '') return frame.functionName.startsWith('(') ? frame.functionName : `(native) ${frame.functionName || 'anonymous'}`;
+  if (url === '')
+    return frame.functionName.startsWith('(') ? frame.functionName : `(native) ${frame.functionName || 'anonymous'}`;
   if (url.startsWith('node:')) return 'node internals';
   const nm = url.lastIndexOf('/node_modules/');
   if (nm >= 0) {
@@ -183,7 +194,8 @@ function areaOf(frame: CallFrame): string {
   return shortUrl(url);
 }
 
-const isProject = (frame: CallFrame): boolean => frame.url.includes('/work/main/') && !frame.url.includes('/node_modules/');
+const isProject = (frame: CallFrame): boolean =>
+  frame.url.includes('/work/main/') && !frame.url.includes('/node_modules/');
 
 let lineResolver: (frame: CallFrame) => number = (frame) => frame.lineNumber + 1;
 
@@ -205,7 +217,8 @@ export function summarise(file: string, top: number): Summary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const framesByUrl = new Map<string, CallFrame[]>();
   for (const n of profile.nodes) {
-    if (!n.callFrame.url.startsWith('file://') || !n.callFrame.url.endsWith('.ts') || n.callFrame.lineNumber !== 0) continue;
+    if (!n.callFrame.url.startsWith('file://') || !n.callFrame.url.endsWith('.ts') || n.callFrame.lineNumber !== 0)
+      continue;
     const list = framesByUrl.get(n.callFrame.url) ?? [];
     list.push(n.callFrame);
     framesByUrl.set(n.callFrame.url, list);
@@ -264,13 +277,16 @@ export function summarise(file: string, top: number): Summary {
 
 function print(s: Summary): void {
   console.log(`\n== ${s.file}`);
-  console.log(`sampled ${s.totalMs} ms: busy ${s.busyMs} ms, idle ${s.idleMs} ms (${Math.round((s.idleMs / Math.max(1, s.totalMs)) * 100)}% idle)`);
+  console.log(
+    `sampled ${s.totalMs} ms: busy ${s.busyMs} ms, idle ${s.idleMs} ms (${Math.round((s.idleMs / Math.max(1, s.totalMs)) * 100)}% idle)`,
+  );
   console.log('\n-- self time by area (% of sampled time)');
   for (const a of s.byArea) console.log(`${String(a.ms).padStart(9)} ms ${String(a.pct).padStart(5)}%  ${a.area}`);
   console.log('\n-- self time by function');
   for (const f of s.bySelf) console.log(`${String(f.ms).padStart(9)} ms ${String(f.pct).padStart(5)}%  ${f.fn}`);
   console.log('\n-- inclusive time of project functions');
-  for (const f of s.projectInclusive) console.log(`${String(f.ms).padStart(9)} ms ${String(f.pct).padStart(5)}%  ${f.fn}`);
+  for (const f of s.projectInclusive)
+    console.log(`${String(f.ms).padStart(9)} ms ${String(f.pct).padStart(5)}%  ${f.fn}`);
 }
 
 if (files.length === 0) {

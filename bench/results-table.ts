@@ -36,13 +36,21 @@ interface Run {
 }
 
 const dir = resolve(import.meta.dirname, 'results');
-const files = process.argv.length > 2 ? process.argv.slice(2) : readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f));
+const files =
+  process.argv.length > 2
+    ? process.argv.slice(2)
+    : readdirSync(dir)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+        .map((f) => join(dir, f));
 const phases = ['baseline', 'baseline-chunked', 'router', 'windowed', 'latency-baseline', 'latency'];
 
 const bytes = (n: number): string => (n >= 2 ** 20 ? `${n / 2 ** 20}MiB` : `${n / 2 ** 10}KiB`);
 const k = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : `${(n / 1000).toFixed(1)}k`);
 
-const rows: string[][] = [['run', 'revision', 'label', 'events', 'fetch/part', 'conc', 'kafkajs', ...phases, 'other cores (max)']];
+const rows: string[][] = [
+  ['run', 'revision', 'label', 'events', 'fetch/part', 'conc', 'kafkajs', ...phases, 'other cores (max)'],
+];
 for (const file of files) {
   const run = JSON.parse(readFileSync(file, 'utf8')) as Run;
   const m = run.meta;
@@ -52,14 +60,18 @@ for (const file of files) {
     if (r.status !== 'ok') return `${r.status} (${Math.round((r.processed / (r.events ?? m.events)) * 100)}%)`;
     const l = r.latency;
     const ms = (v: number | null): string => (v === null ? '—' : v.toFixed(1));
-    if (l) return `${ms(l.measured.p50)} / ${ms(l.measured.p99)} ms (${k(l.achievedRate)}/s)${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
+    if (l)
+      return `${ms(l.measured.p50)} / ${ms(l.measured.p99)} ms (${k(l.achievedRate)}/s)${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
     return `${k(r.eps.headline)} (${k(r.eps.afterJoin)})${(r.cores.others ?? 0) > 0.2 ? ' *' : ''}`;
   });
   const others = Math.max(0, ...Object.values(run.phases).map((p) => p.cores.others ?? 0));
   rows.push([
     m.date.slice(0, 19),
     m.revision,
-    (m.label || '') + (m.profiled ? ' [profiled]' : '') + (m.tradeShare !== undefined && Math.abs(m.tradeShare - 1 / 3) > 1e-9 ? ` [trade share ${m.tradeShare}]` : '') + (m.padBytes ? ` [pad ${m.padBytes} B]` : ''),
+    (m.label || '') +
+      (m.profiled ? ' [profiled]' : '') +
+      (m.tradeShare !== undefined && Math.abs(m.tradeShare - 1 / 3) > 1e-9 ? ` [trade share ${m.tradeShare}]` : '') +
+      (m.padBytes ? ` [pad ${m.padBytes} B]` : ''),
     String(m.events),
     bytes(m.maxBytesPerPartition),
     String(m.concurrency),

@@ -56,11 +56,26 @@ import { ensureQuixPeer, quixVersion, startQuixPeer } from './peers/quix.ts';
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 
 const PHASES = [
-  'baseline', 'baseline-chunked', 'router', 'windowed', 'latency-baseline', 'latency',
+  'baseline',
+  'baseline-chunked',
+  'router',
+  'windowed',
+  'latency-baseline',
+  'latency',
   // Peers (bench/peers/), asked for by name: Kafka Streams and Quix Streams on the same input as router/windowed.
-  'kstreams-router', 'kstreams-windowed', 'kstreams-latency', 'quix-router', 'quix-windowed',
+  'kstreams-router',
+  'kstreams-windowed',
+  'kstreams-latency',
+  'quix-router',
+  'quix-windowed',
 ] as const;
-const PEER_PHASES = ['kstreams-router', 'kstreams-windowed', 'kstreams-latency', 'quix-router', 'quix-windowed'] as const;
+const PEER_PHASES = [
+  'kstreams-router',
+  'kstreams-windowed',
+  'kstreams-latency',
+  'quix-router',
+  'quix-windowed',
+] as const;
 /** What runs without --phases: the throughput phases (the latency ones take ~1.5 min more and are asked for by name). */
 const DEFAULT_PHASES = ['baseline', 'baseline-chunked', 'router', 'windowed'] as const;
 const BASELINES = ['baseline', 'baseline-chunked'] as const;
@@ -141,7 +156,10 @@ function positiveInt(name: string, raw: string): number {
 
 const EVENTS = positiveInt('events', args.events);
 const PHASE_TIMEOUT_MS = positiveInt('phase-timeout', args['phase-timeout']) * 1000;
-const BASELINE_TIMEOUT_MS = Math.min(PHASE_TIMEOUT_MS, positiveInt('baseline-timeout', args['baseline-timeout']) * 1000);
+const BASELINE_TIMEOUT_MS = Math.min(
+  PHASE_TIMEOUT_MS,
+  positiveInt('baseline-timeout', args['baseline-timeout']) * 1000,
+);
 const CONCURRENCY = args.concurrency === undefined ? undefined : positiveInt('concurrency', args.concurrency);
 const TRADE_SHARE = Number(args['trade-share']);
 if (!(TRADE_SHARE >= 0 && TRADE_SHARE <= 1)) {
@@ -170,7 +188,10 @@ const LATENCY = {
 };
 /** Rough length of a latency phase (joins, sending, drain, grace), for the watchdog; each step has its own deadline. */
 const LATENCY_PHASE_MS = 60_000 + (LATENCY.warmupSeconds + LATENCY.seconds) * 1000 + LATENCY.drainMs + 10_000;
-const KSTREAMS_COMMIT_INTERVAL_MS = args['kstreams-commit-interval-ms'] === undefined ? undefined : positiveInt('kstreams-commit-interval-ms', args['kstreams-commit-interval-ms']);
+const KSTREAMS_COMMIT_INTERVAL_MS =
+  args['kstreams-commit-interval-ms'] === undefined
+    ? undefined
+    : positiveInt('kstreams-commit-interval-ms', args['kstreams-commit-interval-ms']);
 const QUIX_COMMIT_INTERVAL_S = Number(args['quix-commit-interval']);
 if (!(QUIX_COMMIT_INTERVAL_S > 0)) {
   console.error(`--quix-commit-interval must be a number of seconds > 0, got "${args['quix-commit-interval']}"`);
@@ -178,7 +199,10 @@ if (!(QUIX_COMMIT_INTERVAL_S > 0)) {
 }
 const PARTITIONS = 6;
 const SYMBOLS = 100;
-const phases = args.phases.split(',').map((p) => p.trim()).filter((p) => p !== '');
+const phases = args.phases
+  .split(',')
+  .map((p) => p.trim())
+  .filter((p) => p !== '');
 for (const p of phases) {
   if (!(PHASES as readonly string[]).includes(p)) {
     console.error(`--phases: unknown phase "${p}"; choose from ${PHASES.join(', ')}`);
@@ -227,8 +251,23 @@ function marketEvents(serde: AvroSerde, count: number): Message[] {
     const price = Math.round((50 + random() * 100) * 100) / 100;
     const value =
       random() >= TRADE_SHARE
-        ? serde.encode('agentstreams.market.PriceTick', { symbol, eventTime, price, bid: price - 0.01, ask: price + 0.01, currency: 'USD', venue })
-        : serde.encode('agentstreams.market.Trade', { symbol, eventTime, price, quantity: 1 + Math.floor(random() * 500), side: random() < 0.5 ? 'BUY' : 'SELL', tradeId: `t${i}` });
+        ? serde.encode('agentstreams.market.PriceTick', {
+            symbol,
+            eventTime,
+            price,
+            bid: price - 0.01,
+            ask: price + 0.01,
+            currency: 'USD',
+            venue,
+          })
+        : serde.encode('agentstreams.market.Trade', {
+            symbol,
+            eventTime,
+            price,
+            quantity: 1 + Math.floor(random() * 500),
+            side: random() < 0.5 ? 'BUY' : 'SELL',
+            tradeId: `t${i}`,
+          });
     messages[i] = { key: symbol, value };
   }
   return messages;
@@ -241,7 +280,14 @@ function testEvents(serde: AvroSerde, count: number): Message[] {
   const messages: Message[] = new Array<Message>(count);
   for (let i = 0; i < count; i += 1) {
     const key = symbols[Math.floor(random() * symbols.length)]!;
-    messages[i] = { key, value: serde.encode('agentstreams.test.Event', { key, eventTime: START + i * 10, amount: Math.floor(random() * 100) }) };
+    messages[i] = {
+      key,
+      value: serde.encode('agentstreams.test.Event', {
+        key,
+        eventTime: START + i * 10,
+        amount: Math.floor(random() * 100),
+      }),
+    };
   }
   return messages;
 }
@@ -270,7 +316,10 @@ async function produceAll(kafka: Kafka, topic: string, messages: Message[]): Pro
 
 /** Records still to be processed by a group: end offsets minus committed offsets, summed over partitions. */
 async function lagOf(admin: Admin, groupId: string, topic: string): Promise<number> {
-  const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
+  const [ends, committed] = await Promise.all([
+    admin.fetchTopicOffsets(topic),
+    admin.fetchOffsets({ groupId, topics: [topic] }),
+  ]);
   const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
   let lag = 0;
   for (const end of ends) {
@@ -367,7 +416,16 @@ function coresBetween(a: CpuSnapshot, b: CpuSnapshot): Record<string, number> {
   if (a.machine !== undefined && b.machine !== undefined) {
     out.machine = round((b.machine - a.machine) / wall, 2);
     // Whatever else ran on the machine meanwhile (other test runs, the OS): the noise floor of this phase.
-    out.others = round(Math.max(0, out.machine - Object.entries(out).filter(([k]) => k !== 'machine').reduce((n, [, v]) => n + v, 0)), 2);
+    out.others = round(
+      Math.max(
+        0,
+        out.machine -
+          Object.entries(out)
+            .filter(([k]) => k !== 'machine')
+            .reduce((n, [, v]) => n + v, 0),
+      ),
+      2,
+    );
   }
   return out;
 }
@@ -532,7 +590,14 @@ function emptyResult(phase: PhaseName, events = EVENTS): PhaseResult {
  * Raw kafkajs pass-through: what the engine is compared against. `chunk` 0 sends each fetched batch in one send;
  * otherwise in sequential sends of at most `chunk` messages (order kept).
  */
-async function baselinePhase(ctx: Context, phase: PhaseName, input: string, output: string, groupId: string, chunk: number): Promise<PhaseResult> {
+async function baselinePhase(
+  ctx: Context,
+  phase: PhaseName,
+  input: string,
+  output: string,
+  groupId: string,
+  chunk: number,
+): Promise<PhaseResult> {
   const { config, kafka } = ctx;
   const result = emptyResult(phase);
   const consumer = kafka.consumer({
@@ -551,9 +616,12 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
   let sizes = 0;
   // Done means every partition forwarded up to its end offset: a re-delivered batch (kafkajs retries eachBatch after
   // a failed send) is counted as a duplicate, not as progress.
-  const ends = new Map((await ctx.admin.fetchTopicOffsets(input)).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
+  const ends = new Map(
+    (await ctx.admin.fetchTopicOffsets(input)).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]),
+  );
   const forwardedTo = new Map<number, number>();
-  const distinct = (): number => [...ends].reduce((n, [p, { low }]) => n + Math.max(0, (forwardedTo.get(p) ?? low) - low), 0);
+  const distinct = (): number =>
+    [...ends].reduce((n, [p, { low }]) => n + Math.max(0, (forwardedTo.get(p) ?? low) - low), 0);
   const caughtUp = (): boolean => [...ends].every(([p, { low, high }]) => (forwardedTo.get(p) ?? low) >= high);
   let resolveDone: () => void = () => {};
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -566,7 +634,9 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
     result.joinMs ??= performance.now() - t0;
   });
   const errors = new Map<string, number>();
-  consumer.on(consumer.events.CRASH, ({ payload }) => errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1));
+  consumer.on(consumer.events.CRASH, ({ payload }) =>
+    errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1),
+  );
   try {
     await producer.connect();
     await consumer.connect();
@@ -577,9 +647,16 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
         if (batch.messages.length === 0) return;
         result.firstFetchMs ??= performance.now() - t0;
         try {
-          const messages = batch.messages.map((m) => ({ key: m.key, value: m.value, timestamp: m.timestamp, headers: m.headers }));
+          const messages = batch.messages.map((m) => ({
+            key: m.key,
+            value: m.value,
+            timestamp: m.timestamp,
+            headers: m.headers,
+          }));
           if (chunk === 0) await producer.send({ topic: output, acks: -1, messages });
-          else for (let i = 0; i < messages.length; i += chunk) await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + chunk) });
+          else
+            for (let i = 0; i < messages.length; i += chunk)
+              await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + chunk) });
         } catch (error) {
           // kafkajs retries the batch after a failed eachBatch; say why, so that a stuck phase explains itself.
           const message = `${(error as Error).name}: ${(error as Error).message}`;
@@ -589,7 +666,10 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
         batches += 1;
         sizes += batch.messages.length;
         produced += batch.messages.length;
-        forwardedTo.set(batch.partition, Math.max(forwardedTo.get(batch.partition) ?? 0, Number(batch.lastOffset()) + 1));
+        forwardedTo.set(
+          batch.partition,
+          Math.max(forwardedTo.get(batch.partition) ?? 0, Number(batch.lastOffset()) + 1),
+        );
         if (caughtUp() && result.processedMs === null) {
           result.processedMs = performance.now() - t0;
           resolveDone();
@@ -609,7 +689,13 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
     await within(30_000, `${phase} producer stop`, producer.disconnect()).catch(() => undefined);
   }
   result.processed = distinct();
-  result.details = { batches, meanBatch: batches > 0 ? Math.round(sizes / batches) : 0, duplicates: produced - distinct(), joins, ...Object.fromEntries([...errors].map(([m, n]) => [`error: ${m}`, n])) };
+  result.details = {
+    batches,
+    meanBatch: batches > 0 ? Math.round(sizes / batches) : 0,
+    duplicates: produced - distinct(),
+    joins,
+    ...Object.fromEntries([...errors].map(([m, n]) => [`error: ${m}`, n])),
+  };
   const done_ = result.processedMs;
   result.eps = {
     headline: done_ !== null && result.firstFetchMs !== null ? eps(EVENTS, done_ - result.firstFetchMs) : null,
@@ -620,7 +706,13 @@ async function baselinePhase(ctx: Context, phase: PhaseName, input: string, outp
 }
 
 /** Runs one engine processor until its group has no lag on `input`. */
-async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, processor: string, input: string): Promise<PhaseResult> {
+async function enginePhase(
+  ctx: Context,
+  phase: PhaseName,
+  topology: Topology,
+  processor: string,
+  input: string,
+): Promise<PhaseResult> {
   const result = emptyResult(phase);
   const groupId = topology.groupId(processor);
   let handle: ProcessorHandle | undefined;
@@ -663,7 +755,8 @@ async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, p
         result.caughtUpMs = performance.now() - t0;
         break;
       }
-      if (performance.now() > deadline) throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
+      if (performance.now() > deadline)
+        throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
       await sleep(100);
     }
   } catch (error) {
@@ -674,14 +767,23 @@ async function enginePhase(ctx: Context, phase: PhaseName, topology: Topology, p
     const after = cpuSnapshot(ctx.pids);
     result.cores = coresBetween(before, after);
     result.profile = await ctx.profiler.stop(phase);
-    if (handle) await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+    if (handle)
+      await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) =>
+        console.error(`  ${phase}: ${error.message}`),
+      );
   }
   if (result.processedMs === null && handle && handle.stats.records >= EVENTS) result.processedMs = result.caughtUpMs;
   const trace = takeTrace();
   const batch = (await metrics.batchDuration.get()).values;
   const sum = batch.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
   const count = batch.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-  if (count > 0) trace['whole batch (handleBatch)'] = { calls: count, totalMs: Math.round(sum * 1000), meanMs: Math.round((sum / count) * 100_000) / 100, maxMs: NaN };
+  if (count > 0)
+    trace['whole batch (handleBatch)'] = {
+      calls: count,
+      totalMs: Math.round(sum * 1000),
+      meanMs: Math.round((sum / count) * 100_000) / 100,
+      maxMs: NaN,
+    };
   if (Object.keys(trace).length > 0) result.trace = trace;
   result.processed = handle?.stats.records ?? 0;
   const s = handle?.stats;
@@ -732,13 +834,15 @@ async function peerPhase(ctx: Context, phase: PhaseName, run: PeerRun): Promise<
     const deadline = t0 + PHASE_TIMEOUT_MS;
     while (true) {
       const exit = peer.exited();
-      if (exit !== undefined) throw new Error(`${phase}: the peer exited (${exit}) before its group caught up:\n${peer.stderrTail()}`);
+      if (exit !== undefined)
+        throw new Error(`${phase}: the peer exited (${exit}) before its group caught up:\n${peer.stderrTail()}`);
       const lag = await lagOf(ctx.admin, run.groupId, run.input);
       if (lag === 0 && peer.firstRecordAt() !== undefined) {
         result.caughtUpMs = performance.now() - t0;
         break;
       }
-      if (performance.now() > deadline) throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
+      if (performance.now() > deadline)
+        throw new Error(`${phase} did not finish within ${PHASE_TIMEOUT_MS / 1000} s (lag ${lag})`);
       await sleep(100);
     }
   } catch (error) {
@@ -746,7 +850,10 @@ async function peerPhase(ctx: Context, phase: PhaseName, run: PeerRun): Promise<
     result.error = (error as Error).message;
   } finally {
     if (before) result.cores = coresBetween(before, cpuSnapshot(pids));
-    if (peer) await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+    if (peer)
+      await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) =>
+        console.error(`  ${phase}: ${error.message}`),
+      );
   }
   const first = peer?.firstRecordAt();
   result.firstFetchMs = first === undefined ? null : first - t0;
@@ -776,8 +883,19 @@ async function peerPhase(ctx: Context, phase: PhaseName, run: PeerRun): Promise<
  * close on shutdown), so the end is also taken as reached when no record has arrived for 3 s and no partition is
  * more than 2 offsets short of its end.
  */
-async function readCommitted(ctx: Context, groupId: string, topics: string[], onRecord: (topic: string, key: Buffer | null, value: Buffer | null) => Promise<void> | void): Promise<void> {
-  const consumer = ctx.kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 100, sessionTimeout: 30_000, heartbeatInterval: 1_000 });
+async function readCommitted(
+  ctx: Context,
+  groupId: string,
+  topics: string[],
+  onRecord: (topic: string, key: Buffer | null, value: Buffer | null) => Promise<void> | void,
+): Promise<void> {
+  const consumer = ctx.kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 1_000,
+  });
   let lastRecordAt = performance.now();
   try {
     await consumer.connect();
@@ -794,7 +912,10 @@ async function readCommitted(ctx: Context, groupId: string, topics: string[], on
       let lag = 0;
       let widest = 0;
       for (const topic of topics) {
-        const [ends, committed] = await Promise.all([ctx.admin.fetchTopicOffsets(topic), ctx.admin.fetchOffsets({ groupId, topics: [topic] })]);
+        const [ends, committed] = await Promise.all([
+          ctx.admin.fetchTopicOffsets(topic),
+          ctx.admin.fetchOffsets({ groupId, topics: [topic] }),
+        ]);
         const at = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
         for (const end of ends) {
           const behind = Math.max(0, Number(end.high) - Math.max(Number(end.low), at.get(end.partition) ?? -1));
@@ -803,7 +924,8 @@ async function readCommitted(ctx: Context, groupId: string, topics: string[], on
         }
       }
       if (lag === 0 || (widest <= 2 && performance.now() - lastRecordAt > 3_000)) break;
-      if (performance.now() > deadline) throw new Error(`reading ${topics.join(', ')} read_committed did not reach the end within 90 s (lag ${lag})`);
+      if (performance.now() > deadline)
+        throw new Error(`reading ${topics.join(', ')} read_committed did not reach the end within 90 s (lag ${lag})`);
       await sleep(200);
     }
   } finally {
@@ -812,7 +934,11 @@ async function readCommitted(ctx: Context, groupId: string, topics: string[], on
 }
 
 /** Router output check: each output topic holds exactly the input's records of its schema id, and nothing else. */
-async function verifyRouted(ctx: Context, groupId: string, expected: Map<string, { schemaId: number; count: number }>): Promise<Record<string, number | string>> {
+async function verifyRouted(
+  ctx: Context,
+  groupId: string,
+  expected: Map<string, { schemaId: number; count: number }>,
+): Promise<Record<string, number | string>> {
   const counts = new Map<string, number>();
   let misrouted = 0;
   await readCommitted(ctx, groupId, [...expected.keys()], (topic, _key, value) => {
@@ -850,7 +976,13 @@ const WINDOW_GRACE_MS = 10_000;
  * still be open when the input ends, depending on the other keys of the partition.
  * Against ours (the windowed phase of this run, when it ran): the same windows with the same counts.
  */
-async function verifyWindows(ctx: Context, groupId: string, output: string, reference: WindowReference, ours: WindowCounts | undefined): Promise<Record<string, number | string>> {
+async function verifyWindows(
+  ctx: Context,
+  groupId: string,
+  output: string,
+  reference: WindowReference,
+  ours: WindowCounts | undefined,
+): Promise<Record<string, number | string>> {
   const peer: WindowCounts = new Map();
   let duplicates = 0;
   let malformed = 0;
@@ -896,18 +1028,26 @@ async function verifyWindows(ctx: Context, groupId: string, output: string, refe
       else if (peer.get(id) !== count) differ += 1;
     }
     for (const id of peer.keys()) if (!ours.has(id)) onlyPeer += 1;
-    details['vs ours'] = onlyOurs + onlyPeer + differ === 0 ? 'equal' : `${onlyOurs} only ours, ${onlyPeer} only the peer's, ${differ} differ`;
+    details['vs ours'] =
+      onlyOurs + onlyPeer + differ === 0
+        ? 'equal'
+        : `${onlyOurs} only ours, ${onlyPeer} only the peer's, ${differ} differ`;
     if (onlyOurs + onlyPeer + differ > 0) problems.push(`results differ from ours: ${details['vs ours']}`);
   }
   if (problems.length > 0) throw new Error(`output check (read_committed) failed: ${problems.join('; ')}`);
-  return { ...details, verified: `read_committed: every closed window once, counts equal the input's${ours ? ' and ours' : ''}` };
+  return {
+    ...details,
+    verified: `read_committed: every closed window once, counts equal the input's${ours ? ' and ours' : ''}`,
+  };
 }
 
 /** Our windowed phase's results (agentstreams.test.WindowCount, read_committed), to compare the peers with. */
 async function readOurWindows(ctx: Context, groupId: string, output: string): Promise<WindowCounts> {
   const ours: WindowCounts = new Map();
   await readCommitted(ctx, groupId, [output], async (_topic, _key, value) => {
-    const { value: v } = await ctx.serde.decode<{ key: string; windowStart: number; count: number; final: boolean }>(value);
+    const { value: v } = await ctx.serde.decode<{ key: string; windowStart: number; count: number; final: boolean }>(
+      value,
+    );
     if (v.final) ours.set(`${v.key}@${Number(v.windowStart)}`, Number(v.count));
   });
   return ours;
@@ -932,10 +1072,20 @@ function headerString(headers: IHeaders | undefined, name: string): string | und
 function latencyStats(values: Float64Array): LatencyStats {
   const sorted = values.filter((v) => !Number.isNaN(v)).sort();
   const n = sorted.length;
-  const at = (q: number): number => (n === 0 ? NaN : round(sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!, 2));
+  const at = (q: number): number =>
+    n === 0 ? NaN : round(sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]!, 2);
   let sum = 0;
   for (const v of sorted) sum += v;
-  return { count: n, min: n === 0 ? NaN : round(sorted[0]!, 2), mean: n === 0 ? NaN : round(sum / n, 2), p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: n === 0 ? NaN : round(sorted[n - 1]!, 2) };
+  return {
+    count: n,
+    min: n === 0 ? NaN : round(sorted[0]!, 2),
+    mean: n === 0 ? NaN : round(sum / n, 2),
+    p50: at(0.5),
+    p90: at(0.9),
+    p99: at(0.99),
+    p999: at(0.999),
+    max: n === 0 ? NaN : round(sorted[n - 1]!, 2),
+  };
 }
 
 /** A read_committed consumer with the runtime's consumer settings (runtime/engine/runner.ts), so phases compare like with like. */
@@ -1010,7 +1160,12 @@ async function pacedSend(ctx: Context, topic: string, pool: Message[], sentAt: F
         for (let i = next; i < due; i += 1) {
           const m = pool[i]!;
           sentAt[i] = wall;
-          messages[i - next] = { key: m.key, value: m.value, timestamp: String(Math.floor(wall)), headers: { [SEQ_HEADER]: String(i), [SENT_HEADER]: wall.toFixed(3) } };
+          messages[i - next] = {
+            key: m.key,
+            value: m.value,
+            timestamp: String(Math.floor(wall)),
+            headers: { [SEQ_HEADER]: String(i), [SENT_HEADER]: wall.toFixed(3) },
+          };
         }
         await within(30_000, 'paced send', producer.send({ topic, acks: -1, messages }));
         const ack = performance.now() - now;
@@ -1045,7 +1200,9 @@ async function startPassThrough(ctx: Context, groupId: string, input: string, ou
   let resolveJoined: () => void = () => {};
   const joined = new Promise<void>((r) => (resolveJoined = r));
   consumer.on(consumer.events.GROUP_JOIN, () => resolveJoined());
-  consumer.on(consumer.events.CRASH, ({ payload }) => errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1));
+  consumer.on(consumer.events.CRASH, ({ payload }) =>
+    errors.set(payload.error.message, (errors.get(payload.error.message) ?? 0) + 1),
+  );
   await producer.connect();
   await consumer.connect();
   await consumer.subscribe({ topic: input, fromBeginning: true });
@@ -1054,8 +1211,14 @@ async function startPassThrough(ctx: Context, groupId: string, input: string, ou
     eachBatch: async ({ batch, heartbeat }) => {
       if (batch.messages.length === 0) return;
       try {
-        const messages = batch.messages.map((m) => ({ key: m.key, value: m.value, timestamp: m.timestamp, headers: m.headers }));
-        for (let i = 0; i < messages.length; i += CHUNK) await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + CHUNK) });
+        const messages = batch.messages.map((m) => ({
+          key: m.key,
+          value: m.value,
+          timestamp: m.timestamp,
+          headers: m.headers,
+        }));
+        for (let i = 0; i < messages.length; i += CHUNK)
+          await producer.send({ topic: output, acks: -1, messages: messages.slice(i, i + CHUNK) });
       } catch (error) {
         const message = `${(error as Error).name}: ${(error as Error).message}`;
         errors.set(message, (errors.get(message) ?? 0) + 1);
@@ -1105,20 +1268,24 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
   try {
     // 1. The pipeline and the probe, joined before the first record is sent.
     if (pipeline.kind === 'router') {
-      handle = await within(60_000, `${phase} start`, runProcessor({
-        config: ctx.config,
-        topology: pipeline.topology,
-        processor: pipeline.processor,
-        concurrency: ctx.concurrency,
-        metrics,
-        log: (event, fields) => {
-          logs[event] = (logs[event] ?? 0) + 1;
-          if (event.endsWith('.error') && typeof fields?.message === 'string') {
-            const key = `error: ${event} ${String(fields.code ?? '')} ${fields.message}`.slice(0, 240);
-            logs[key] = (logs[key] ?? 0) + 1;
-          }
-        },
-      }));
+      handle = await within(
+        60_000,
+        `${phase} start`,
+        runProcessor({
+          config: ctx.config,
+          topology: pipeline.topology,
+          processor: pipeline.processor,
+          concurrency: ctx.concurrency,
+          metrics,
+          log: (event, fields) => {
+            logs[event] = (logs[event] ?? 0) + 1;
+            if (event.endsWith('.error') && typeof fields?.message === 'string') {
+              const key = `error: ${event} ${String(fields.code ?? '')} ${fields.message}`.slice(0, 240);
+              logs[key] = (logs[key] ?? 0) + 1;
+            }
+          },
+        }),
+      );
       await within(60_000, `${phase} join`, handle.joined);
     } else if (pipeline.kind === 'peer') {
       peer = pipeline.start();
@@ -1126,7 +1293,11 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
       // Kafka Streams reaches RUNNING once its tasks are assigned (and, with no state, restored).
       await within(90_000, `${phase} start`, peer.reached('RUNNING'));
     } else {
-      passThrough = await within(60_000, `${phase} start`, startPassThrough(ctx, pipeline.groupId, pipeline.input, pipeline.outputs[0]));
+      passThrough = await within(
+        60_000,
+        `${phase} start`,
+        startPassThrough(ctx, pipeline.groupId, pipeline.input, pipeline.outputs[0]),
+      );
       await within(60_000, `${phase} join`, passThrough.joined);
     }
     probe = await within(60_000, `${phase} probe start`, startProbe(ctx, pipeline.probeGroup, pipeline.outputs, total));
@@ -1140,11 +1311,13 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
     sender = await pacedSend(ctx, pipeline.input, pool, sentAt);
     const sentDone = performance.now();
     const drainDeadline = sentDone + LATENCY.drainMs;
-    while (probe.counts.distinct < sender.acked && performance.now() < drainDeadline && !ctx.stopping()) await sleep(20);
+    while (probe.counts.distinct < sender.acked && performance.now() < drainDeadline && !ctx.stopping())
+      await sleep(20);
     result.processedMs = performance.now() - t0;
     if (pipeline.kind === 'router' || pipeline.kind === 'peer') {
       const groupId = pipeline.kind === 'router' ? pipeline.topology.groupId(pipeline.processor) : pipeline.groupId;
-      while ((await lagOf(ctx.admin, groupId, pipeline.input)) > 0 && performance.now() < drainDeadline + 10_000) await sleep(100);
+      while ((await lagOf(ctx.admin, groupId, pipeline.input)) > 0 && performance.now() < drainDeadline + 10_000)
+        await sleep(100);
     }
     // A duplicate would come after the first receipt: give one a second to show up.
     await sleep(1_000);
@@ -1156,8 +1329,14 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
   } finally {
     if (before) result.cores = coresBetween(before, cpuSnapshot(pids));
     result.profile = await ctx.profiler.stop(phase);
-    if (peer) await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
-    if (handle) await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) => console.error(`  ${phase}: ${error.message}`));
+    if (peer)
+      await within(40_000, `${phase} stop`, peer.stop(30_000)).catch((error: Error) =>
+        console.error(`  ${phase}: ${error.message}`),
+      );
+    if (handle)
+      await within(30_000, `${phase} stop`, handle.stop()).catch((error: Error) =>
+        console.error(`  ${phase}: ${error.message}`),
+      );
     if (passThrough) await passThrough.stop();
     if (probe) await within(30_000, `${phase} probe stop`, probe.consumer.disconnect()).catch(() => undefined);
   }
@@ -1165,7 +1344,13 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
   const batch = (await metrics.batchDuration.get()).values;
   const sum = batch.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
   const count = batch.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
-  if (count > 0) trace['whole batch (handleBatch)'] = { calls: count, totalMs: Math.round(sum * 1000), meanMs: Math.round((sum / count) * 100_000) / 100, maxMs: NaN };
+  if (count > 0)
+    trace['whole batch (handleBatch)'] = {
+      calls: count,
+      totalMs: Math.round(sum * 1000),
+      meanMs: Math.round((sum / count) * 100_000) / 100,
+      maxMs: NaN,
+    };
   if (Object.keys(trace).length > 0) result.trace = trace;
 
   const acked = sender?.acked ?? 0;
@@ -1198,7 +1383,8 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
     const problems: string[] = [];
     if (missing > 0) problems.push(`${missing} of ${acked} sent records never arrived`);
     if (duplicates > 0) problems.push(`${duplicates} records arrived more than once`);
-    if (probe.counts.unexpected + late > 0) problems.push(`${probe.counts.unexpected + late} unexpected records on the output`);
+    if (probe.counts.unexpected + late > 0)
+      problems.push(`${probe.counts.unexpected + late} unexpected records on the output`);
     if (problems.length > 0 && result.status === 'ok') {
       result.status = 'error';
       result.error = `exactly-once check failed: ${problems.join('; ')}`;
@@ -1216,7 +1402,11 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
   }
   if (passThrough) {
     const s = passThrough.stats;
-    Object.assign(result.details, { batches: s.batches, meanBatch: s.batches > 0 ? Math.round(s.records / s.batches) : 0, ...Object.fromEntries([...passThrough.errors].map(([m, n]) => [`error: ${m}`, n])) });
+    Object.assign(result.details, {
+      batches: s.batches,
+      meanBatch: s.batches > 0 ? Math.round(s.records / s.batches) : 0,
+      ...Object.fromEntries([...passThrough.errors].map(([m, n]) => [`error: ${m}`, n])),
+    });
   }
   return result;
 }
@@ -1241,8 +1431,22 @@ function bars(results: Map<PhaseName, PhaseResult>, measure: 'headline' | 'after
   const out: Bar[] = [];
   const routerEps = value('router');
   const windowedEps = value('windowed');
-  if (results.has('router')) out.push({ bar: 'router events/s', kind: 'rate', value: routerEps, target: `>= ${BARS.routerEps}`, met: check(routerEps, BARS.routerEps) });
-  if (results.has('windowed')) out.push({ bar: 'windowed events/s', kind: 'rate', value: windowedEps, target: `>= ${BARS.windowedEps}`, met: check(windowedEps, BARS.windowedEps) });
+  if (results.has('router'))
+    out.push({
+      bar: 'router events/s',
+      kind: 'rate',
+      value: routerEps,
+      target: `>= ${BARS.routerEps}`,
+      met: check(routerEps, BARS.routerEps),
+    });
+  if (results.has('windowed'))
+    out.push({
+      bar: 'windowed events/s',
+      kind: 'rate',
+      value: windowedEps,
+      target: `>= ${BARS.windowedEps}`,
+      met: check(windowedEps, BARS.windowedEps),
+    });
   for (const p of ['router', 'windowed'] as const) {
     if (!results.has(p)) continue;
     for (const b of BASELINES) {
@@ -1250,7 +1454,13 @@ function bars(results: Map<PhaseName, PhaseResult>, measure: 'headline' | 'after
       const base = value(b);
       const v = value(p);
       const ratio = v !== null && base !== null && base > 0 ? round(v / base, 2) : null;
-      out.push({ bar: `${p} / ${b}`, kind: 'ratio', value: ratio, target: `>= ${BARS.ratio}`, met: check(ratio, BARS.ratio) });
+      out.push({
+        bar: `${p} / ${b}`,
+        kind: 'ratio',
+        value: ratio,
+        target: `>= ${BARS.ratio}`,
+        met: check(ratio, BARS.ratio),
+      });
     }
   }
   return out;
@@ -1258,10 +1468,15 @@ function bars(results: Map<PhaseName, PhaseResult>, measure: 'headline' | 'after
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+  return rows
+    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '))
+    .join('\n');
 }
 
-const fmt = (n: number | null | undefined, digits = 0): string => (n === null || n === undefined ? '—' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (n: number | null | undefined, digits = 0): string =>
+  n === null || n === undefined
+    ? '—'
+    : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string {
   const ratioOf = (r: PhaseResult, m: 'headline' | 'afterJoin', base: PhaseName): string => {
@@ -1271,7 +1486,23 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
     return bv && v ? (v / bv).toFixed(2) : '—';
   };
   const rows: string[][] = [
-    ['phase', 'status', 'events', 'join ms', 'done s', 'events/s (bar)', '/baseline', '/chunked', 'events/s (after join)', 'node cores', 'kafka cores', 'redis cores', 'other cores', 'batches', 'mean batch'],
+    [
+      'phase',
+      'status',
+      'events',
+      'join ms',
+      'done s',
+      'events/s (bar)',
+      '/baseline',
+      '/chunked',
+      'events/s (after join)',
+      'node cores',
+      'kafka cores',
+      'redis cores',
+      'other cores',
+      'batches',
+      'mean batch',
+    ],
   ];
   const throughput = [...results.values()].filter((r) => !isLatencyPhase(r.phase));
   for (const r of throughput) {
@@ -1295,36 +1526,81 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
     ]);
   }
   const barRows: string[][] = [['bar (on events/s (bar))', 'value', 'target', 'result']];
-  for (const b of bars(results, 'headline')) barRows.push([b.bar, b.value === null ? '—' : b.kind === 'ratio' ? b.value.toFixed(2) : fmt(b.value), b.target, b.met === null ? 'n/a' : b.met ? 'met' : 'NOT met']);
+  for (const b of bars(results, 'headline'))
+    barRows.push([
+      b.bar,
+      b.value === null ? '—' : b.kind === 'ratio' ? b.value.toFixed(2) : fmt(b.value),
+      b.target,
+      b.met === null ? 'n/a' : b.met ? 'met' : 'NOT met',
+    ]);
   const lines = throughput.length > 0 ? [table(rows), '', table(barRows), ''] : [];
-  if (throughput.length > 0) lines.push(
-    'events/s (bar): baselines = first fetch → last send acknowledged; router/windowed = start → group lag 0 (join included).',
-    'events/s (after join): every phase from its group join to done. Cores: CPU time / wall time of the phase (2 cores in all;',
-    '"other" = machine busy time not used by this process or the stack: other work disturbing the run).',
-    `baseline = one send per fetched batch (as specified); baseline-chunked = sequential sends of <= ${CHUNK} messages.`,
-  );
+  if (throughput.length > 0)
+    lines.push(
+      'events/s (bar): baselines = first fetch → last send acknowledged; router/windowed = start → group lag 0 (join included).',
+      'events/s (after join): every phase from its group join to done. Cores: CPU time / wall time of the phase (2 cores in all;',
+      '"other" = machine busy time not used by this process or the stack: other work disturbing the run).',
+      `baseline = one send per fetched batch (as specified); baseline-chunked = sequential sends of <= ${CHUNK} messages.`,
+    );
   const latencies = [...results.values()].filter((r) => isLatencyPhase(r.phase));
   if (latencies.length > 0) {
     const ms = (n: number | undefined): string => fmt(n === undefined || Number.isNaN(n) ? null : n, 1);
-    const latencyRows: string[][] = [['phase', 'status', 'sent', 'received', 'dup', 'missing', 'rate/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'mean ms', 'batches', 'mean batch', 'node cores', 'kafka cores', 'other cores']];
+    const latencyRows: string[][] = [
+      [
+        'phase',
+        'status',
+        'sent',
+        'received',
+        'dup',
+        'missing',
+        'rate/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'p99.9 ms',
+        'max ms',
+        'mean ms',
+        'batches',
+        'mean batch',
+        'node cores',
+        'kafka cores',
+        'other cores',
+      ],
+    ];
     for (const r of latencies) {
       const l = r.latency;
       latencyRows.push([
-        r.phase, r.status, fmt(l?.sent), fmt(l?.received), fmt(l?.duplicates), fmt(l?.missing), fmt(l?.achievedRate),
-        ms(l?.measured.p50), ms(l?.measured.p90), ms(l?.measured.p99), ms(l?.measured.p999), ms(l?.measured.max), ms(l?.measured.mean),
-        fmt(Number(r.details.batches ?? 0)), fmt(Number(r.details.meanBatch ?? 0)), fmt(r.cores.bench, 2), fmt(r.cores.kafka, 2), fmt(r.cores.others, 2),
+        r.phase,
+        r.status,
+        fmt(l?.sent),
+        fmt(l?.received),
+        fmt(l?.duplicates),
+        fmt(l?.missing),
+        fmt(l?.achievedRate),
+        ms(l?.measured.p50),
+        ms(l?.measured.p90),
+        ms(l?.measured.p99),
+        ms(l?.measured.p999),
+        ms(l?.measured.max),
+        ms(l?.measured.mean),
+        fmt(Number(r.details.batches ?? 0)),
+        fmt(Number(r.details.meanBatch ?? 0)),
+        fmt(r.cores.bench, 2),
+        fmt(r.cores.kafka, 2),
+        fmt(r.cores.others, 2),
       ]);
     }
     lines.push(table(latencyRows));
     const router = results.get('latency')?.latency;
     const base = results.get('latency-baseline')?.latency;
     if (router && base) {
-      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string => `${k} ${router.measured[k] - base.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - base.measured[k]).toFixed(1)} ms (×${(router.measured[k] / base.measured[k]).toFixed(2)})`;
+      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string =>
+        `${k} ${router.measured[k] - base.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - base.measured[k]).toFixed(1)} ms (×${(router.measured[k] / base.measured[k]).toFixed(2)})`;
       lines.push(`latency − latency-baseline: ${(['p50', 'p90', 'p99', 'max'] as const).map(cmp).join('; ')}`);
     }
     const kstreams = results.get('kstreams-latency')?.latency;
     if (router && kstreams) {
-      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string => `${k} ${router.measured[k] - kstreams.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - kstreams.measured[k]).toFixed(1)} ms (×${(router.measured[k] / kstreams.measured[k]).toFixed(2)})`;
+      const cmp = (k: 'p50' | 'p90' | 'p99' | 'max'): string =>
+        `${k} ${router.measured[k] - kstreams.measured[k] >= 0 ? '+' : ''}${(router.measured[k] - kstreams.measured[k]).toFixed(1)} ms (×${(router.measured[k] / kstreams.measured[k]).toFixed(2)})`;
       lines.push(`latency − kstreams-latency: ${(['p50', 'p90', 'p99', 'max'] as const).map(cmp).join('; ')}`);
     }
     lines.push(
@@ -1350,12 +1626,26 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
         `Quix Streams ${quixVersion()} (exactly-once, commit_interval ${QUIX_COMMIT_INTERVAL_S} s). A peer's events/s (bar) runs from its first`,
       'processed record (it prints the time) to its group lag 0; ours below use events/s (after join): join → lag 0.',
     );
-    for (const r of peerRows) lines.push(`${r.phase}: peer process ${fmt(r.cores.peer, 2)} cores, kafka ${fmt(r.cores.kafka, 2)}; ${Object.entries(r.details).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    const ours: Record<string, PhaseName> = { 'kstreams-router': 'router', 'quix-router': 'router', 'kstreams-windowed': 'windowed', 'quix-windowed': 'windowed' };
+    for (const r of peerRows)
+      lines.push(
+        `${r.phase}: peer process ${fmt(r.cores.peer, 2)} cores, kafka ${fmt(r.cores.kafka, 2)}; ${Object.entries(
+          r.details,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
+      );
+    const ours: Record<string, PhaseName> = {
+      'kstreams-router': 'router',
+      'quix-router': 'router',
+      'kstreams-windowed': 'windowed',
+      'quix-windowed': 'windowed',
+    };
     for (const r of peerRows) {
       const mine = ours[r.phase] === undefined ? undefined : results.get(ours[r.phase]!);
       if (!mine || mine.status !== 'ok' || r.status !== 'ok' || !mine.eps.afterJoin || !r.eps.headline) continue;
-      lines.push(`${mine.phase} / ${r.phase}: ${(mine.eps.afterJoin / r.eps.headline).toFixed(2)} (${fmt(mine.eps.afterJoin)}/s against ${fmt(r.eps.headline)}/s)`);
+      lines.push(
+        `${mine.phase} / ${r.phase}: ${(mine.eps.afterJoin / r.eps.headline).toFixed(2)} (${fmt(mine.eps.afterJoin)}/s against ${fmt(r.eps.headline)}/s)`,
+      );
     }
   }
   for (const r of results.values()) {
@@ -1363,13 +1653,25 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
     const parts = Object.entries(r.trace).map(([name, t]) => `${name} ${t.meanMs.toFixed(1)} ms ×${t.calls}`);
     lines.push(`${r.phase} per-call latency (mean): ${parts.join('; ')}`);
   }
-  if (profiled) lines.push('NOTE: profiled run (V8 sampling profiler on): figures include profiler overhead; do not judge the bars on them.');
-  if (linearGrouping()) lines.push('NOTE: kafkajs groupMessagesPerPartition replaced by a linear version in this process (bench/kafkajs-linear-grouping.ts).');
-  const disturbed = [...results.values()].filter((r) => (r.cores.others ?? 0) > 0.2).map((r) => `${r.phase} (${r.cores.others})`);
-  if (disturbed.length > 0) lines.push(`WARNING: other work used > 0.2 cores during ${disturbed.join(', ')}: those figures are disturbed; run again.`);
+  if (profiled)
+    lines.push(
+      'NOTE: profiled run (V8 sampling profiler on): figures include profiler overhead; do not judge the bars on them.',
+    );
+  if (linearGrouping())
+    lines.push(
+      'NOTE: kafkajs groupMessagesPerPartition replaced by a linear version in this process (bench/kafkajs-linear-grouping.ts).',
+    );
+  const disturbed = [...results.values()]
+    .filter((r) => (r.cores.others ?? 0) > 0.2)
+    .map((r) => `${r.phase} (${r.cores.others})`);
+  if (disturbed.length > 0)
+    lines.push(
+      `WARNING: other work used > 0.2 cores during ${disturbed.join(', ')}: those figures are disturbed; run again.`,
+    );
   for (const r of results.values()) {
     if (r.error) lines.push(`${r.phase}: ${r.error}`);
-    for (const [k, v] of Object.entries(r.details)) if (k.startsWith('error') || k === 'log.batch.error') lines.push(`${r.phase}: ${k} ×${v}`);
+    for (const [k, v] of Object.entries(r.details))
+      if (k.startsWith('error') || k === 'log.batch.error') lines.push(`${r.phase}: ${k} ×${v}`);
   }
   return lines.join('\n');
 }
@@ -1389,7 +1691,10 @@ async function cleanup(kafka: Kafka, config: Config, runId: string, groups: stri
     await within(30_000, 'delete groups', admin.deleteGroups(groups)).catch(() => undefined);
     // includes, not startsWith: Quix Streams names its changelogs changelog__<group>--<topic>--<store>.
     const topics = (await admin.listTopics()).filter((t) => t.includes(runId));
-    if (topics.length > 0) await within(60_000, 'delete topics', admin.deleteTopics({ topics, timeout: 30_000 })).catch((e: Error) => console.error(`  cleanup: ${e.message}`));
+    if (topics.length > 0)
+      await within(60_000, 'delete topics', admin.deleteTopics({ topics, timeout: 30_000 })).catch((e: Error) =>
+        console.error(`  cleanup: ${e.message}`),
+      );
   } catch (error) {
     console.error(`  cleanup: ${(error as Error).message}`);
   } finally {
@@ -1414,7 +1719,8 @@ async function cleanup(kafka: Kafka, config: Config, runId: string, groups: stri
 function gitRevision(): string {
   try {
     const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'runtime'], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--', 'runtime'], { cwd: root, encoding: 'utf8' }).trim() !== '';
     return dirty ? `${rev}+runtime-changes` : rev;
   } catch {
     return 'unknown';
@@ -1435,24 +1741,48 @@ async function main(): Promise<number> {
   const latencyBaselineOutput = `${runId}.latency-baseline.pass-through`;
   const latencyTopology = defineTopology({
     application: `${runId}-latency`,
-    topics: { [latencyInput]: { partitions: PARTITIONS }, [latencyOutputs[0]!]: { partitions: PARTITIONS }, [latencyOutputs[1]!]: { partitions: PARTITIONS } },
+    topics: {
+      [latencyInput]: { partitions: PARTITIONS },
+      [latencyOutputs[0]!]: { partitions: PARTITIONS },
+      [latencyOutputs[1]!]: { partitions: PARTITIONS },
+    },
     processors: {
       router: router({
         inputs: [latencyInput],
-        routes: { 'agentstreams.market.PriceTick': latencyOutputs[0]!, 'agentstreams.market.Trade': latencyOutputs[1]! },
-        outputs: { [latencyOutputs[0]!]: ['agentstreams.market.PriceTick'], [latencyOutputs[1]!]: ['agentstreams.market.Trade'] },
+        routes: {
+          'agentstreams.market.PriceTick': latencyOutputs[0]!,
+          'agentstreams.market.Trade': latencyOutputs[1]!,
+        },
+        outputs: {
+          [latencyOutputs[0]!]: ['agentstreams.market.PriceTick'],
+          [latencyOutputs[1]!]: ['agentstreams.market.Trade'],
+        },
       }),
     },
   });
-  const latencyGroups = { baseline: `${runId}-latency-baseline`, baselineProbe: `${runId}-latency-baseline-probe`, routerProbe: `${runId}-latency-probe` };
+  const latencyGroups = {
+    baseline: `${runId}-latency-baseline`,
+    baselineProbe: `${runId}-latency-baseline-probe`,
+    routerProbe: `${runId}-latency-probe`,
+  };
   const routerTopology = defineTopology({
     application: `${runId}-router`,
-    topics: { [marketInput]: { partitions: PARTITIONS }, [`${runId}.signals.price`]: { partitions: PARTITIONS }, [`${runId}.signals.trade`]: { partitions: PARTITIONS } },
+    topics: {
+      [marketInput]: { partitions: PARTITIONS },
+      [`${runId}.signals.price`]: { partitions: PARTITIONS },
+      [`${runId}.signals.trade`]: { partitions: PARTITIONS },
+    },
     processors: {
       router: router({
         inputs: [marketInput],
-        routes: { 'agentstreams.market.PriceTick': `${runId}.signals.price`, 'agentstreams.market.Trade': `${runId}.signals.trade` },
-        outputs: { [`${runId}.signals.price`]: ['agentstreams.market.PriceTick'], [`${runId}.signals.trade`]: ['agentstreams.market.Trade'] },
+        routes: {
+          'agentstreams.market.PriceTick': `${runId}.signals.price`,
+          'agentstreams.market.Trade': `${runId}.signals.trade`,
+        },
+        outputs: {
+          [`${runId}.signals.price`]: ['agentstreams.market.PriceTick'],
+          [`${runId}.signals.trade`]: ['agentstreams.market.Trade'],
+        },
       }),
     },
   });
@@ -1476,10 +1806,19 @@ async function main(): Promise<number> {
     verify: (phase: string): string => `${runId}-${phase}-verify`,
   };
   const wantedPeers = PEER_PHASES.filter((p) => wanted.has(p));
-  const baselineGroups: Record<(typeof BASELINES)[number], string> = { baseline: `${runId}-baseline`, 'baseline-chunked': `${runId}-baseline-chunked` };
+  const baselineGroups: Record<(typeof BASELINES)[number], string> = {
+    baseline: `${runId}-baseline`,
+    'baseline-chunked': `${runId}-baseline-chunked`,
+  };
   const groups = [
-    ...Object.values(baselineGroups), routerTopology.groupId('router'), windowTopology.groupId('counter'), latencyTopology.groupId('router'), ...Object.values(latencyGroups),
-    ...Object.values(peerGroups).filter((g): g is string => typeof g === 'string'), ...wantedPeers.map((p) => peerGroups.verify(p)), peerGroups.verify('windowed'),
+    ...Object.values(baselineGroups),
+    routerTopology.groupId('router'),
+    windowTopology.groupId('counter'),
+    latencyTopology.groupId('router'),
+    ...Object.values(latencyGroups),
+    ...Object.values(peerGroups).filter((g): g is string => typeof g === 'string'),
+    ...wantedPeers.map((p) => peerGroups.verify(p)),
+    peerGroups.verify('windowed'),
   ];
   const peerStateDir = wantedPeers.length > 0 ? mkdtempSync(join(tmpdir(), `${runId}-peers-`)) : undefined;
   const profiler = new PhaseProfiler(args.profile === undefined ? undefined : resolve(args.profile));
@@ -1489,10 +1828,13 @@ async function main(): Promise<number> {
   let stopping = false;
 
   // Whatever happens below, the process ends: a watchdog past every phase's deadline, and signals clean up first.
-  const watchdog = setTimeout(() => {
-    console.error('bench: overall deadline passed; exiting');
-    process.exit(3);
-  }, (Math.max(PHASE_TIMEOUT_MS, LATENCY_PHASE_MS) + QUIET_WAIT_MS) * (wanted.size + 2) + 180_000);
+  const watchdog = setTimeout(
+    () => {
+      console.error('bench: overall deadline passed; exiting');
+      process.exit(3);
+    },
+    (Math.max(PHASE_TIMEOUT_MS, LATENCY_PHASE_MS) + QUIET_WAIT_MS) * (wanted.size + 2) + 180_000,
+  );
   watchdog.unref();
   let signalledAt = 0;
   const onSignal = (signal: string): void => {
@@ -1536,7 +1878,12 @@ async function main(): Promise<number> {
     profiled: profiler.enabled,
     traced: !args['no-trace'],
     ...([...wanted].some(isLatencyPhase)
-      ? { latencyRate: LATENCY.rate, latencySeconds: LATENCY.seconds, latencyWarmupSeconds: LATENCY.warmupSeconds, latencyTickMs: LATENCY.tickMs }
+      ? {
+          latencyRate: LATENCY.rate,
+          latencySeconds: LATENCY.seconds,
+          latencyWarmupSeconds: LATENCY.warmupSeconds,
+          latencyTickMs: LATENCY.tickMs,
+        }
       : {}),
   };
   let produce: Record<string, number> = {};
@@ -1547,17 +1894,26 @@ async function main(): Promise<number> {
     const registry = registryClient(config);
     for (const dir of ['schemas', 'test/fixtures/schemas']) {
       await registerSchemas(config, registry, loadSchemas(join(root, dir))).catch((error: Error) =>
-        console.error(`  schemas in ${dir}: ${error.message.split('\n')[0]} (continuing if the subjects the bench needs exist)`),
+        console.error(
+          `  schemas in ${dir}: ${error.message.split('\n')[0]} (continuing if the subjects the bench needs exist)`,
+        ),
       );
     }
     const serde = new AvroSerde(registry);
-    for (const subject of ['agentstreams.market.PriceTick', 'agentstreams.market.Trade', 'agentstreams.test.Event']) await serde.writerFor(subject);
+    for (const subject of ['agentstreams.market.PriceTick', 'agentstreams.market.Trade', 'agentstreams.test.Event'])
+      await serde.writerFor(subject);
     await admin.createTopics({
       waitForLeaders: true,
       topics: [
         ...[marketInput, eventsInput].map((topic) => ({ topic, numPartitions: PARTITIONS })),
-        ...(wanted.has('latency') ? [latencyInput, ...latencyOutputs] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
-        ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({ topic, numPartitions: PARTITIONS })),
+        ...(wanted.has('latency') ? [latencyInput, ...latencyOutputs] : []).map((topic) => ({
+          topic,
+          numPartitions: PARTITIONS,
+        })),
+        ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({
+          topic,
+          numPartitions: PARTITIONS,
+        })),
         ...[
           ...(wanted.has('kstreams-router') ? peerTopics.kstreamsRouter : []),
           ...(wanted.has('quix-router') ? peerTopics.quixRouter : []),
@@ -1565,27 +1921,61 @@ async function main(): Promise<number> {
         ].map((topic) => ({ topic, numPartitions: PARTITIONS })),
         // The peers stamp window results with their event time (January 2026): without this the broker's time-based
         // retention can delete them before they are verified.
-        ...[...(wanted.has('kstreams-windowed') ? [peerTopics.kstreamsWindowed] : []), ...(wanted.has('quix-windowed') ? [peerTopics.quixWindowed] : [])]
-          .map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'retention.ms', value: '-1' }] })),
+        ...[
+          ...(wanted.has('kstreams-windowed') ? [peerTopics.kstreamsWindowed] : []),
+          ...(wanted.has('quix-windowed') ? [peerTopics.quixWindowed] : []),
+        ].map((topic) => ({
+          topic,
+          numPartitions: PARTITIONS,
+          configEntries: [{ name: 'retention.ms', value: '-1' }],
+        })),
         // One send per fetched batch can exceed the broker's 1 MiB default message.max.bytes: let the baseline's
         // output take it, so that the baseline measures kafkajs rather than failing (the engine's topics keep the default).
-        ...[passThrough, passThroughChunked].map((topic) => ({ topic, numPartitions: PARTITIONS, configEntries: [{ name: 'max.message.bytes', value: String(64 * 2 ** 20) }] })),
+        ...[passThrough, passThroughChunked].map((topic) => ({
+          topic,
+          numPartitions: PARTITIONS,
+          configEntries: [{ name: 'max.message.bytes', value: String(64 * 2 ** 20) }],
+        })),
       ],
     });
     // The latency phases produce their own input, paced, while they measure.
-    const market = ['baseline', 'baseline-chunked', 'router', 'kstreams-router', 'quix-router'].some((p) => wanted.has(p as PhaseName)) ? marketEvents(serde, EVENTS) : [];
+    const market = ['baseline', 'baseline-chunked', 'router', 'kstreams-router', 'quix-router'].some((p) =>
+      wanted.has(p as PhaseName),
+    )
+      ? marketEvents(serde, EVENTS)
+      : [];
     // The peers route by schema id: the ids of this registry, and how many records of each the input has.
     const schemaIdOf = (subject: string, value: unknown): number => serde.encode(subject, value).readUInt32BE(1);
-    const priceId = schemaIdOf('agentstreams.market.PriceTick', { symbol: 'X', eventTime: 0, price: 1, bid: 1, ask: 1, currency: 'USD', venue: 'X' });
-    const tradeId = schemaIdOf('agentstreams.market.Trade', { symbol: 'X', eventTime: 0, price: 1, quantity: 1, side: 'BUY', tradeId: 't' });
-    const perSchema = new Map<number, number>([[priceId, 0], [tradeId, 0]]);
+    const priceId = schemaIdOf('agentstreams.market.PriceTick', {
+      symbol: 'X',
+      eventTime: 0,
+      price: 1,
+      bid: 1,
+      ask: 1,
+      currency: 'USD',
+      venue: 'X',
+    });
+    const tradeId = schemaIdOf('agentstreams.market.Trade', {
+      symbol: 'X',
+      eventTime: 0,
+      price: 1,
+      quantity: 1,
+      side: 'BUY',
+      tradeId: 't',
+    });
+    const perSchema = new Map<number, number>([
+      [priceId, 0],
+      [tradeId, 0],
+    ]);
     for (const m of market) {
       const id = (m.value as Buffer).readUInt32BE(1);
       perSchema.set(id, (perSchema.get(id) ?? 0) + 1);
     }
     const marketProduced = market.length > 0 ? await produceAll(kafka, marketInput, market) : { ms: 0, bytes: 0 };
     market.length = 0;
-    const events = ['windowed', 'kstreams-windowed', 'quix-windowed'].some((p) => wanted.has(p as PhaseName)) ? testEvents(serde, EVENTS) : [];
+    const events = ['windowed', 'kstreams-windowed', 'quix-windowed'].some((p) => wanted.has(p as PhaseName))
+      ? testEvents(serde, EVENTS)
+      : [];
     // The windowed phases' expected results, from the input itself (testEvents: event time START + 10 ms × i).
     const windowReference: WindowReference = { counts: new Map(), lastEventTime: new Map() };
     events.forEach((m, i) => {
@@ -1613,12 +2003,27 @@ async function main(): Promise<number> {
     if (!args['no-trace']) installTracing();
     const ctx: Context = { config, kafka, admin, pids, profiler, concurrency, serde, stopping: () => stopping };
     // Peers are built (Maven) or installed (PyPI) before anything is measured; both are cached in .cache/.
-    const kstreamsClasspath = wantedPeers.some((p) => p.startsWith('kstreams')) ? ensureKStreamsPeer((line) => console.log(`  ${line}`)) : '';
-    const quixPython = wantedPeers.some((p) => p.startsWith('quix')) ? ensureQuixPeer((line) => console.log(`  ${line}`)) : '';
+    const kstreamsClasspath = wantedPeers.some((p) => p.startsWith('kstreams'))
+      ? ensureKStreamsPeer((line) => console.log(`  ${line}`))
+      : '';
+    const quixPython = wantedPeers.some((p) => p.startsWith('quix'))
+      ? ensureQuixPeer((line) => console.log(`  ${line}`))
+      : '';
     const bootstrap = config.kafka.brokers.join(',');
-    const routesTo = (topics: string[]): Map<number, string> => new Map([[priceId, topics[0]!], [tradeId, topics[1]!]]);
-    const expectedRoutes = (topics: string[]) => new Map([[topics[0]!, { schemaId: priceId, count: perSchema.get(priceId)! }], [topics[1]!, { schemaId: tradeId, count: perSchema.get(tradeId)! }]]);
-    if (perSchema.size > 2) throw new Error(`the market input has schema ids ${[...perSchema.keys()].join(', ')}; expected only ${priceId} and ${tradeId}`);
+    const routesTo = (topics: string[]): Map<number, string> =>
+      new Map([
+        [priceId, topics[0]!],
+        [tradeId, topics[1]!],
+      ]);
+    const expectedRoutes = (topics: string[]) =>
+      new Map([
+        [topics[0]!, { schemaId: priceId, count: perSchema.get(priceId)! }],
+        [topics[1]!, { schemaId: tradeId, count: perSchema.get(tradeId)! }],
+      ]);
+    if (perSchema.size > 2)
+      throw new Error(
+        `the market input has schema ids ${[...perSchema.keys()].join(', ')}; expected only ${priceId} and ${tradeId}`,
+      );
     global.gc?.();
     await sleep(1_000);
 
@@ -1626,18 +2031,34 @@ async function main(): Promise<number> {
     const measured = async (phase: PhaseName, what: string, run: () => Promise<PhaseResult>): Promise<void> => {
       if (!wanted.has(phase) || stopping) return;
       const quiet = QUIET_WAIT_MS > 0 ? await waitQuiet(pids) : undefined;
-      console.log(`  ${phase}: ${what}${quiet && quiet.waitedMs > 2_500 ? ` (waited ${Math.round(quiet.waitedMs / 1000)} s for a quiet machine)` : ''} …`);
+      console.log(
+        `  ${phase}: ${what}${quiet && quiet.waitedMs > 2_500 ? ` (waited ${Math.round(quiet.waitedMs / 1000)} s for a quiet machine)` : ''} …`,
+      );
       const result = await run();
       if (quiet) result.quiet = quiet;
       results.set(phase, result);
     };
     for (const b of BASELINES) {
-      await measured(b, `kafkajs pass-through${b === 'baseline' ? ', one send per batch' : `, sends of <= ${CHUNK}`}`, () =>
-        baselinePhase(ctx, b, marketInput, b === 'baseline' ? passThrough : passThroughChunked, baselineGroups[b], b === 'baseline' ? 0 : CHUNK),
+      await measured(
+        b,
+        `kafkajs pass-through${b === 'baseline' ? ', one send per batch' : `, sends of <= ${CHUNK}`}`,
+        () =>
+          baselinePhase(
+            ctx,
+            b,
+            marketInput,
+            b === 'baseline' ? passThrough : passThroughChunked,
+            baselineGroups[b],
+            b === 'baseline' ? 0 : CHUNK,
+          ),
       );
     }
-    await measured('router', 'engine, one instance', () => enginePhase(ctx, 'router', routerTopology, 'router', marketInput));
-    await measured('windowed', 'engine, tumbling 1m count by symbol', () => enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput));
+    await measured('router', 'engine, one instance', () =>
+      enginePhase(ctx, 'router', routerTopology, 'router', marketInput),
+    );
+    await measured('windowed', 'engine, tumbling 1m count by symbol', () =>
+      enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput),
+    );
     let ourWindows: WindowCounts | undefined;
     const oursOnce = async (): Promise<WindowCounts | undefined> => {
       if (results.get('windowed')?.status !== 'ok') return undefined;
@@ -1646,47 +2067,129 @@ async function main(): Promise<number> {
     };
     await measured('kstreams-router', `Kafka Streams ${KSTREAMS_VERSION} router, exactly_once_v2`, () =>
       peerPhase(ctx, 'kstreams-router', {
-        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'router', bootstrap, application: peerGroups.kstreamsRouter, input: marketInput, stateDir: join(peerStateDir!, 'kstreams-router'), routes: routesTo(peerTopics.kstreamsRouter), ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
+        start: () =>
+          startKStreamsPeer(kstreamsClasspath, {
+            mode: 'router',
+            bootstrap,
+            application: peerGroups.kstreamsRouter,
+            input: marketInput,
+            stateDir: join(peerStateDir!, 'kstreams-router'),
+            routes: routesTo(peerTopics.kstreamsRouter),
+            ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }),
+          }),
         groupId: peerGroups.kstreamsRouter,
         input: marketInput,
-        verify: () => verifyRouted(ctx, peerGroups.verify('kstreams-router'), expectedRoutes(peerTopics.kstreamsRouter)),
+        verify: () =>
+          verifyRouted(ctx, peerGroups.verify('kstreams-router'), expectedRoutes(peerTopics.kstreamsRouter)),
       }),
     );
-    await measured('kstreams-windowed', `Kafka Streams ${KSTREAMS_VERSION} tumbling 1m count, emit on window close, exactly_once_v2`, () =>
-      peerPhase(ctx, 'kstreams-windowed', {
-        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'windowed', bootstrap, application: peerGroups.kstreamsWindowed, input: eventsInput, stateDir: join(peerStateDir!, 'kstreams-windowed'), output: peerTopics.kstreamsWindowed, ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
-        groupId: peerGroups.kstreamsWindowed,
-        input: eventsInput,
-        verify: async () => verifyWindows(ctx, peerGroups.verify('kstreams-windowed'), peerTopics.kstreamsWindowed, windowReference, await oursOnce()),
-      }),
+    await measured(
+      'kstreams-windowed',
+      `Kafka Streams ${KSTREAMS_VERSION} tumbling 1m count, emit on window close, exactly_once_v2`,
+      () =>
+        peerPhase(ctx, 'kstreams-windowed', {
+          start: () =>
+            startKStreamsPeer(kstreamsClasspath, {
+              mode: 'windowed',
+              bootstrap,
+              application: peerGroups.kstreamsWindowed,
+              input: eventsInput,
+              stateDir: join(peerStateDir!, 'kstreams-windowed'),
+              output: peerTopics.kstreamsWindowed,
+              ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }),
+            }),
+          groupId: peerGroups.kstreamsWindowed,
+          input: eventsInput,
+          verify: async () =>
+            verifyWindows(
+              ctx,
+              peerGroups.verify('kstreams-windowed'),
+              peerTopics.kstreamsWindowed,
+              windowReference,
+              await oursOnce(),
+            ),
+        }),
     );
-    await measured('quix-router', `Quix Streams ${quixVersion()} router, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`, () =>
-      peerPhase(ctx, 'quix-router', {
-        start: () => startQuixPeer(quixPython, { mode: 'router', bootstrap, group: peerGroups.quixRouter, input: marketInput, stateDir: join(peerStateDir!, 'quix-router'), routes: routesTo(peerTopics.quixRouter), commitIntervalS: QUIX_COMMIT_INTERVAL_S }),
-        groupId: peerGroups.quixRouter,
-        input: marketInput,
-        verify: () => verifyRouted(ctx, peerGroups.verify('quix-router'), expectedRoutes(peerTopics.quixRouter)),
-      }),
+    await measured(
+      'quix-router',
+      `Quix Streams ${quixVersion()} router, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`,
+      () =>
+        peerPhase(ctx, 'quix-router', {
+          start: () =>
+            startQuixPeer(quixPython, {
+              mode: 'router',
+              bootstrap,
+              group: peerGroups.quixRouter,
+              input: marketInput,
+              stateDir: join(peerStateDir!, 'quix-router'),
+              routes: routesTo(peerTopics.quixRouter),
+              commitIntervalS: QUIX_COMMIT_INTERVAL_S,
+            }),
+          groupId: peerGroups.quixRouter,
+          input: marketInput,
+          verify: () => verifyRouted(ctx, peerGroups.verify('quix-router'), expectedRoutes(peerTopics.quixRouter)),
+        }),
     );
-    await measured('quix-windowed', `Quix Streams ${quixVersion()} tumbling 1m count, final, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`, () =>
-      peerPhase(ctx, 'quix-windowed', {
-        start: () => startQuixPeer(quixPython, { mode: 'windowed', bootstrap, group: peerGroups.quixWindowed, input: eventsInput, stateDir: join(peerStateDir!, 'quix-windowed'), output: peerTopics.quixWindowed, commitIntervalS: QUIX_COMMIT_INTERVAL_S }),
-        groupId: peerGroups.quixWindowed,
-        input: eventsInput,
-        verify: async () => verifyWindows(ctx, peerGroups.verify('quix-windowed'), peerTopics.quixWindowed, windowReference, await oursOnce()),
-      }),
+    await measured(
+      'quix-windowed',
+      `Quix Streams ${quixVersion()} tumbling 1m count, final, exactly-once, commit ${QUIX_COMMIT_INTERVAL_S} s`,
+      () =>
+        peerPhase(ctx, 'quix-windowed', {
+          start: () =>
+            startQuixPeer(quixPython, {
+              mode: 'windowed',
+              bootstrap,
+              group: peerGroups.quixWindowed,
+              input: eventsInput,
+              stateDir: join(peerStateDir!, 'quix-windowed'),
+              output: peerTopics.quixWindowed,
+              commitIntervalS: QUIX_COMMIT_INTERVAL_S,
+            }),
+          groupId: peerGroups.quixWindowed,
+          input: eventsInput,
+          verify: async () =>
+            verifyWindows(
+              ctx,
+              peerGroups.verify('quix-windowed'),
+              peerTopics.quixWindowed,
+              windowReference,
+              await oursOnce(),
+            ),
+        }),
     );
     const paced = `${fmt(LATENCY.rate)} events/s for ${LATENCY.warmupSeconds} + ${LATENCY.seconds} s`;
     await measured('latency-baseline', `kafkajs pass-through at ${paced}`, () =>
-      latencyPhase(ctx, 'latency-baseline', { kind: 'pass-through', groupId: latencyGroups.baseline, input: latencyBaselineInput, outputs: [latencyBaselineOutput], probeGroup: latencyGroups.baselineProbe }),
+      latencyPhase(ctx, 'latency-baseline', {
+        kind: 'pass-through',
+        groupId: latencyGroups.baseline,
+        input: latencyBaselineInput,
+        outputs: [latencyBaselineOutput],
+        probeGroup: latencyGroups.baselineProbe,
+      }),
     );
     await measured('latency', `engine router (exactly-once) at ${paced}`, () =>
-      latencyPhase(ctx, 'latency', { kind: 'router', topology: latencyTopology, processor: 'router', input: latencyInput, outputs: latencyOutputs, probeGroup: latencyGroups.routerProbe }),
+      latencyPhase(ctx, 'latency', {
+        kind: 'router',
+        topology: latencyTopology,
+        processor: 'router',
+        input: latencyInput,
+        outputs: latencyOutputs,
+        probeGroup: latencyGroups.routerProbe,
+      }),
     );
     await measured('kstreams-latency', `Kafka Streams ${KSTREAMS_VERSION} router (exactly_once_v2) at ${paced}`, () =>
       latencyPhase(ctx, 'kstreams-latency', {
         kind: 'peer',
-        start: () => startKStreamsPeer(kstreamsClasspath, { mode: 'router', bootstrap, application: peerGroups.kstreamsLatency, input: peerTopics.kstreamsLatencyInput, stateDir: join(peerStateDir!, 'kstreams-latency'), routes: routesTo(peerTopics.kstreamsLatency), ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }) }),
+        start: () =>
+          startKStreamsPeer(kstreamsClasspath, {
+            mode: 'router',
+            bootstrap,
+            application: peerGroups.kstreamsLatency,
+            input: peerTopics.kstreamsLatencyInput,
+            stateDir: join(peerStateDir!, 'kstreams-latency'),
+            routes: routesTo(peerTopics.kstreamsLatency),
+            ...(KSTREAMS_COMMIT_INTERVAL_MS === undefined ? {} : { commitIntervalMs: KSTREAMS_COMMIT_INTERVAL_MS }),
+          }),
         groupId: peerGroups.kstreamsLatency,
         input: peerTopics.kstreamsLatencyInput,
         outputs: peerTopics.kstreamsLatency,

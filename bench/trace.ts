@@ -57,7 +57,10 @@ export function installTracing(): void {
     return p;
   };
   const evaluate = Redis.prototype.eval as unknown as (this: Redis, ...args: unknown[]) => Promise<unknown>;
-  (Redis.prototype as unknown as { eval: (...args: unknown[]) => Promise<unknown> }).eval = function tracedEval(this: Redis, ...args: unknown[]) {
+  (Redis.prototype as unknown as { eval: (...args: unknown[]) => Promise<unknown> }).eval = function tracedEval(
+    this: Redis,
+    ...args: unknown[]
+  ) {
     // The store's two scripts: the read one ranges over the due set.
     const name = String(args[0]).includes('ZRANGEBYSCORE') ? 'redis state read (EVAL)' : 'redis state apply (EVAL)';
     return timed(name, () => evaluate.apply(this, args));
@@ -67,7 +70,13 @@ export function installTracing(): void {
 /** What was recorded since the last call, and a fresh start. */
 export function takeTrace(): Record<string, OperationStats> {
   const out: Record<string, OperationStats> = {};
-  for (const [name, s] of stats) out[name] = { calls: s.calls, totalMs: Math.round(s.totalMs), meanMs: Math.round((s.totalMs / s.calls) * 100) / 100, maxMs: Math.round(s.maxMs * 10) / 10 };
+  for (const [name, s] of stats)
+    out[name] = {
+      calls: s.calls,
+      totalMs: Math.round(s.totalMs),
+      meanMs: Math.round((s.totalMs / s.calls) * 100) / 100,
+      maxMs: Math.round(s.maxMs * 10) / 10,
+    };
   stats.clear();
   return out;
 }

@@ -14,7 +14,9 @@ import { NodeSDK, tracing } from '@opentelemetry/sdk-node';
 import type { ExportResult } from '@opentelemetry/core';
 import { BatchTrace } from '../runtime/observability/tracing.ts';
 
-const { values: opts } = parseArgs({ options: { batch: { type: 'string', default: '2000' }, batches: { type: 'string', default: '200' } } });
+const { values: opts } = parseArgs({
+  options: { batch: { type: 'string', default: '2000' }, batches: { type: 'string', default: '200' } },
+});
 const BATCH = Number(opts.batch);
 const BATCHES = Number(opts.batches);
 
@@ -24,7 +26,13 @@ const dropping: tracing.SpanExporter = {
 };
 const sdk = new NodeSDK({
   // Exported often enough that no span is dropped for a full queue: every span is paid for in full.
-  spanProcessors: [new tracing.BatchSpanProcessor(dropping, { maxQueueSize: 100_000, maxExportBatchSize: 10_000, scheduledDelayMillis: 50 })],
+  spanProcessors: [
+    new tracing.BatchSpanProcessor(dropping, {
+      maxQueueSize: 100_000,
+      maxExportBatchSize: 10_000,
+      scheduledDelayMillis: 50,
+    }),
+  ],
   metricReaders: [],
   logRecordProcessors: [],
   autoDetectResources: false,
@@ -32,25 +40,36 @@ const sdk = new NodeSDK({
 sdk.start();
 
 const hex = (n: number, width: number): string => n.toString(16).padStart(width, '0');
-function records(kind: 'sampled' | 'unsampled' | 'none'): Array<{ offset: string; headers: Record<string, Buffer | undefined> }> {
+function records(
+  kind: 'sampled' | 'unsampled' | 'none',
+): Array<{ offset: string; headers: Record<string, Buffer | undefined> }> {
   return Array.from({ length: BATCH }, (_, i) => ({
     offset: String(i),
     headers:
       kind === 'none'
         ? { 'as-source': Buffer.from('x') }
-        : { 'as-source': Buffer.from('x'), traceparent: Buffer.from(`00-${hex(i + 1, 32)}-${hex(i + 1, 16)}-${kind === 'sampled' ? '01' : '00'}`) },
+        : {
+            'as-source': Buffer.from('x'),
+            traceparent: Buffer.from(`00-${hex(i + 1, 32)}-${hex(i + 1, 16)}-${kind === 'sampled' ? '01' : '00'}`),
+          },
   }));
 }
 
 for (const kind of ['sampled', 'unsampled', 'none'] as const) {
   const input = records(kind);
-  const outputs = input.map(() => ({ topic: 'out', key: null, value: null, headers: { 'as-source': 'x' } as Record<string, string> }));
+  const outputs = input.map(() => ({
+    topic: 'out',
+    key: null,
+    value: null,
+    headers: { 'as-source': 'x' } as Record<string, string>,
+  }));
   // Warm-up, then the measured run.
   for (const measured of [false, true]) {
     const started = performance.now();
     for (let b = 0; b < (measured ? BATCHES : 20); b += 1) {
       const batch = new BatchTrace(input, { topic: 'in', partition: 0, group: 'bench' });
-      for (let i = 0; i < outputs.length; i += 1) outputs[i]!.headers = batch.stamp(outputs[i]!.headers, input[i]!.offset);
+      for (let i = 0; i < outputs.length; i += 1)
+        outputs[i]!.headers = batch.stamp(outputs[i]!.headers, input[i]!.offset);
       batch.end();
       // Between batches the event loop turns (as between a member's fetches), so the span processor exports.
       await new Promise((resolve) => setImmediate(resolve));

@@ -20,11 +20,18 @@ export function expectPositionals(command: string, positionals: readonly string[
   const required = names.filter((n) => !n.startsWith('['));
   const variadic = names.some((n) => n.endsWith('…') || n.endsWith('...]'));
   if (positionals.length < required.length) {
-    throw usageError(`${command} needs ${required.slice(positionals.length).map((n) => `<${n}>`).join(' ')}`);
+    throw usageError(
+      `${command} needs ${required
+        .slice(positionals.length)
+        .map((n) => `<${n}>`)
+        .join(' ')}`,
+    );
   }
   if (!variadic && positionals.length > names.length) {
     const extra = positionals.slice(names.length);
-    throw usageError(`${command} takes ${names.length === 0 ? 'no arguments' : `${names.length} argument${names.length > 1 ? 's' : ''} (${names.join(' ')})`}, got extra ${extra.map((a) => `"${a}"`).join(' ')}`);
+    throw usageError(
+      `${command} takes ${names.length === 0 ? 'no arguments' : `${names.length} argument${names.length > 1 ? 's' : ''} (${names.join(' ')})`}, got extra ${extra.map((a) => `"${a}"`).join(' ')}`,
+    );
   }
   return [...positionals];
 }
@@ -32,7 +39,10 @@ export function expectPositionals(command: string, positionals: readonly string[
 /** A whole number within bounds, or a usage error naming the flag. */
 export function wholeNumber(flag: string, raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw usageError(`--${flag} takes a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got "${raw}"`);
+  if (!/^\d+$/.test(raw.trim()) || value < min || value > max)
+    throw usageError(
+      `--${flag} takes a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got "${raw}"`,
+    );
   return value;
 }
 

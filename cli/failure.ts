@@ -17,7 +17,18 @@ export interface Failure {
 
 export const STACK_HINT = 'is the stack up? `cli/agent-streams stack status`';
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+]);
 
 type Service = 'Kafka' | 'The schema registry' | 'Redis' | 'ClickHouse';
 
@@ -60,10 +71,30 @@ function endpoints(): Endpoint[] {
     const port = (url: string, fallback: number): number => Number(new URL(url).port || fallback);
     const redis = new URL(config.redis.url);
     return [
-      { service: 'Kafka', setting: 'AS_KAFKA_BROKERS', shown: config.kafka.brokers.join(','), ports: new Set(config.kafka.brokers.map((b) => Number(b.slice(b.lastIndexOf(':') + 1)))) },
-      { service: 'The schema registry', setting: 'AS_REGISTRY_URL', shown: config.registry.url, ports: new Set([port(config.registry.url, 80)]) },
-      { service: 'Redis', setting: 'AS_REDIS_URL', shown: `${redis.protocol}//${redis.host}`, ports: new Set([port(config.redis.url, 6379)]) },
-      { service: 'ClickHouse', setting: 'AS_CLICKHOUSE_URL', shown: config.clickhouse.url, ports: new Set([port(config.clickhouse.url, 8123)]) },
+      {
+        service: 'Kafka',
+        setting: 'AS_KAFKA_BROKERS',
+        shown: config.kafka.brokers.join(','),
+        ports: new Set(config.kafka.brokers.map((b) => Number(b.slice(b.lastIndexOf(':') + 1)))),
+      },
+      {
+        service: 'The schema registry',
+        setting: 'AS_REGISTRY_URL',
+        shown: config.registry.url,
+        ports: new Set([port(config.registry.url, 80)]),
+      },
+      {
+        service: 'Redis',
+        setting: 'AS_REDIS_URL',
+        shown: `${redis.protocol}//${redis.host}`,
+        ports: new Set([port(config.redis.url, 6379)]),
+      },
+      {
+        service: 'ClickHouse',
+        setting: 'AS_CLICKHOUSE_URL',
+        shown: config.clickhouse.url,
+        ports: new Set([port(config.clickhouse.url, 8123)]),
+      },
     ];
   } catch {
     return [];
@@ -78,11 +109,16 @@ function unreachable(error: unknown): { endpoint: Endpoint; reason: string } | u
   const codeIn = (e: unknown): string | undefined => {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
-    return /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b/.exec(String((e as Error).message ?? ''))?.[1];
+    return /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)\b/.exec(
+      String((e as Error).message ?? ''),
+    )?.[1];
   };
-  const network = errors.find((e) => codeIn(e) !== undefined || (e as Error).name === 'KafkaJSConnectionError' || (e as Error).message === 'fetch failed') as
-    | (Error & { code?: string; port?: number; broker?: string })
-    | undefined;
+  const network = errors.find(
+    (e) =>
+      codeIn(e) !== undefined ||
+      (e as Error).name === 'KafkaJSConnectionError' ||
+      (e as Error).message === 'fetch failed',
+  ) as (Error & { code?: string; port?: number; broker?: string }) | undefined;
   const known = endpoints();
   const byService = (service: Service): Endpoint | undefined => known.find((k) => k.service === service);
   const reason = errors.map(codeIn).find((c) => c !== undefined) ?? (network ? oneLine(network.message) : '');
@@ -118,21 +154,33 @@ function credentialsRefused(error: unknown): string | undefined {
     if ((e as Error).name === 'ReplyError' && /^(WRONGPASS|NOAUTH|NOPERM)/.test(message)) {
       return `Redis refused the fleet's user (${message}): check the user and password in AS_REDIS_URL (\`agent-streams stack up redis\` provisions the local one)`;
     }
-    if (/Authentication failed|password is incorrect|Unknown user|There is no user/i.test(message) && /ClickHouse|Code: (192|193|516)/i.test(`${(e as Error).name} ${message} ${(e as { code?: unknown }).code ?? ''}`)) {
+    if (
+      /Authentication failed|password is incorrect|Unknown user|There is no user/i.test(message) &&
+      /ClickHouse|Code: (192|193|516)/i.test(`${(e as Error).name} ${message} ${(e as { code?: unknown }).code ?? ''}`)
+    ) {
       return `ClickHouse refused the credentials (${message}): check AS_CLICKHOUSE_USER and AS_CLICKHOUSE_PASSWORD (or the sink/reader user settings)`;
     }
   }
   return undefined;
 }
 
-function parseArgsFailure(error: Error & { code: string }, command: string | undefined, flags: readonly string[]): string {
+function parseArgsFailure(
+  error: Error & { code: string },
+  command: string | undefined,
+  flags: readonly string[],
+): string {
   const help = `see 'agent-streams${command ? ` ${command}` : ''} --help'`;
   const quoted = /'([^']+)'/.exec(error.message)?.[1] ?? '';
   switch (error.code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
       const flag = quoted.replace(/=.*$/, '');
       // `--json` was dead-letters' flag before every data command took `--format json`.
-      const guess = flag === '--json' && flags.includes('format') ? 'format json' : flag.startsWith('--') ? closest(flag.slice(2), flags) : undefined;
+      const guess =
+        flag === '--json' && flags.includes('format')
+          ? 'format json'
+          : flag.startsWith('--')
+            ? closest(flag.slice(2), flags)
+            : undefined;
       return `unknown option ${flag}${guess ? ` (did you mean --${guess}?)` : ''}; ${help}`;
     }
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
@@ -143,7 +191,11 @@ function parseArgsFailure(error: Error & { code: string }, command: string | und
 }
 
 export function isParseArgsError(error: unknown): error is Error & { code: string } {
-  return error instanceof TypeError && typeof (error as { code?: unknown }).code === 'string' && (error as unknown as { code: string }).code.startsWith('ERR_PARSE_ARGS_');
+  return (
+    error instanceof TypeError &&
+    typeof (error as { code?: unknown }).code === 'string' &&
+    (error as unknown as { code: string }).code.startsWith('ERR_PARSE_ARGS_')
+  );
 }
 
 /** The line and exit status for anything a command threw. */
@@ -163,22 +215,33 @@ function explain(error: unknown, command: string | undefined, flags: readonly st
   const prefix = `agent-streams${command ? ` ${command}` : ''}: `;
   if (isParseArgsError(error)) return { exitCode: EXIT_USAGE, line: prefix + parseArgsFailure(error, command, flags) };
   if (error instanceof AgentStreamsError && error.code === ErrorCode.USAGE) {
-    const help = /--help|usage:/i.test(error.message) ? '' : `; see 'agent-streams${command ? ` ${command}` : ''} --help'`;
+    const help = /--help|usage:/i.test(error.message)
+      ? ''
+      : `; see 'agent-streams${command ? ` ${command}` : ''} --help'`;
     return { exitCode: EXIT_USAGE, line: `${prefix}${oneLine(error.message).replace(/\.$/, '')}${help}` };
   }
   // Our own errors already say what failed and what to do (a TLS or SASL failure names its setting); only an
   // outage, or a client library's raw error, is explained here.
-  if (error instanceof AgentStreamsError && error.code !== ErrorCode.BROKER_UNAVAILABLE && error.code !== ErrorCode.REGISTRY_UNAVAILABLE && !error.retriable) {
+  if (
+    error instanceof AgentStreamsError &&
+    error.code !== ErrorCode.BROKER_UNAVAILABLE &&
+    error.code !== ErrorCode.REGISTRY_UNAVAILABLE &&
+    !error.retriable
+  ) {
     return { exitCode: EXIT_RUNTIME, line: `${prefix}${error.code}: ${oneLine(error.message)}` };
   }
   const down = unreachable(error);
   if (down) {
     const { endpoint, reason } = down;
-    return { exitCode: EXIT_RUNTIME, line: `${prefix}${endpoint.service} at ${endpoint.shown} is unreachable (${reason}; ${endpoint.setting}): ${STACK_HINT}` };
+    return {
+      exitCode: EXIT_RUNTIME,
+      line: `${prefix}${endpoint.service} at ${endpoint.shown} is unreachable (${reason}; ${endpoint.setting}): ${STACK_HINT}`,
+    };
   }
   const refused = credentialsRefused(error);
   if (refused) return { exitCode: EXIT_RUNTIME, line: prefix + refused };
-  if (error instanceof AgentStreamsError) return { exitCode: EXIT_RUNTIME, line: `${prefix}${error.code}: ${oneLine(error.message)}` };
+  if (error instanceof AgentStreamsError)
+    return { exitCode: EXIT_RUNTIME, line: `${prefix}${error.code}: ${oneLine(error.message)}` };
   const e = error instanceof Error ? error : new Error(String(error));
   return {
     exitCode: EXIT_RUNTIME,

@@ -52,7 +52,8 @@ export async function waitUntilStarted(members: Member[], timeoutMs: number): Pr
   const deadline = Date.now() + timeoutMs;
   for (const member of members) {
     while (!member.events.some((e) => e.event === 'started')) {
-      if (member.child.exitCode !== null) throw new Error(`processor ${member.processor} exited with ${member.child.exitCode} before it started`);
+      if (member.child.exitCode !== null)
+        throw new Error(`processor ${member.processor} exited with ${member.child.exitCode} before it started`);
       if (Date.now() > deadline) throw new Error(`processor ${member.processor} did not start within ${timeoutMs} ms`);
       await sleep(100);
     }

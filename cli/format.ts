@@ -14,7 +14,8 @@ export const formatOption = { type: 'string', default: 'table' } as const;
 
 /** Checks `--format` against what a command prints; the error names the choices. */
 export function checkFormat<F extends string>(value: string, allowed: readonly F[]): F {
-  if (!(allowed as readonly string[]).includes(value)) throw usageError(`--format takes ${allowed.join(', ')}, got "${value}"`);
+  if (!(allowed as readonly string[]).includes(value))
+    throw usageError(`--format takes ${allowed.join(', ')}, got "${value}"`);
   return value as F;
 }
 
@@ -31,14 +32,19 @@ export function truncate(text: string, max = MAX_CELL): string {
   if (flat.length <= max) return flat;
   const room = flat.slice(0, max - 1);
   // A boundary is a space, or a comma (JSON values have no spaces: cut between fields, not inside one).
-  const boundary = Math.max(room.lastIndexOf(' '), flat[max - 1] === ',' || flat[max - 1] === ' ' ? max - 1 : -1, room.lastIndexOf(',') + 1);
+  const boundary = Math.max(
+    room.lastIndexOf(' '),
+    flat[max - 1] === ',' || flat[max - 1] === ' ' ? max - 1 : -1,
+    room.lastIndexOf(',') + 1,
+  );
   const cut = boundary >= Math.floor((max - 1) * 0.8) ? room.slice(0, boundary) : room;
   return `${cut.replace(/[\s,;:.]+$/, '')}…`;
 }
 
 function cellText(value: unknown): string {
   if (value === null || value === undefined) return '';
-  if (typeof value === 'object') return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  if (typeof value === 'object')
+    return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
   return String(value);
 }
 
@@ -49,9 +55,17 @@ export function formatRows(rows: readonly Row[], format: string, options: { max?
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v: unknown): string => truncate(cellText(v), options.max ?? MAX_CELL);
   if (format === 'markdown') {
-    return [`| ${columns.join(' | ')} |`, `| ${columns.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${columns.map((c) => cell(r[c]).replaceAll('|', '\\|')).join(' | ')} |`)].join('\n');
+    return [
+      `| ${columns.join(' | ')} |`,
+      `| ${columns.map(() => '---').join(' | ')} |`,
+      ...rows.map((r) => `| ${columns.map((c) => cell(r[c]).replaceAll('|', '\\|')).join(' | ')} |`),
+    ].join('\n');
   }
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (values: string[]): string => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (values: string[]): string =>
+    values
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(columns), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
 }

@@ -7,7 +7,10 @@ import { logLevel, type Kafka } from 'kafkajs';
 import type { Config } from '../runtime/config/index.ts';
 import { kafkaClient } from '../runtime/kafka/client.ts';
 
-export const shortKafkaRetry = { connectionTimeout: 3000, retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 1000 } } as const;
+export const shortKafkaRetry = {
+  connectionTimeout: 3000,
+  retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 1000 },
+} as const;
 
 export function cliKafka(config: Config, clientId: string): Kafka {
   return kafkaClient(config, clientId, { ...shortKafkaRetry, logLevel: logLevel.NOTHING });

@@ -5,7 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLogger, installProcessLogger, lineLog, processLogger, stderrDestination } from '../runtime/observability/log.ts';
+import {
+  createLogger,
+  installProcessLogger,
+  lineLog,
+  processLogger,
+  stderrDestination,
+} from '../runtime/observability/log.ts';
 import { startTracing } from '../runtime/observability/tracing.ts';
 import { closest, type Options } from './args.ts';
 import { commands } from './command-table.ts';
@@ -37,7 +43,21 @@ const TRACED_COMMANDS: ReadonlySet<string> = new Set(['run', 'sink', 'ingest', '
  * "HTTP request error", kafkajs' reconnect attempts) would bury the one error line, and break `--format json | jq`.
  * Their log is off (AS_DEBUG=1: on, to stderr); what fails is still reported, once, by cli/failure.ts.
  */
-const QUIET_COMMANDS: ReadonlySet<string> = new Set(['findings', 'alerts', 'digest', 'tail', 'produce', 'lag', 'dead-letters', 'table', 'migrate', 'schemas', 'config', 'topology', 'completion']);
+const QUIET_COMMANDS: ReadonlySet<string> = new Set([
+  'findings',
+  'alerts',
+  'digest',
+  'tail',
+  'produce',
+  'lag',
+  'dead-letters',
+  'table',
+  'migrate',
+  'schemas',
+  'config',
+  'topology',
+  'completion',
+]);
 
 export function version(): string {
   return (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -81,7 +101,9 @@ export async function main(argv: string[]): Promise<number> {
   if (!command) {
     const guess = closest(name, Object.keys(commands));
     const what = name.startsWith('-') ? `unknown option ${name}` : `unknown command "${name}"`;
-    console.error(`agent-streams: ${what}${guess && !name.startsWith('-') ? ` (did you mean "${guess}"?)` : ''}; 'agent-streams --help' lists the commands`);
+    console.error(
+      `agent-streams: ${what}${guess && !name.startsWith('-') ? ` (did you mean "${guess}"?)` : ''}; 'agent-streams --help' lists the commands`,
+    );
     return EXIT_USAGE;
   }
   // `test` hands its arguments to vitest, which has its own --help.
@@ -91,9 +113,18 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (QUIET_COMMANDS.has(name)) {
     const debug = process.env.AS_DEBUG === '1' || process.env.AS_DEBUG === 'true';
-    installProcessLogger(createLogger({ application: 'agent-streams', processor: name, destination: stderrDestination(), level: debug ? 'debug' : 'silent' }));
+    installProcessLogger(
+      createLogger({
+        application: 'agent-streams',
+        processor: name,
+        destination: stderrDestination(),
+        level: debug ? 'debug' : 'silent',
+      }),
+    );
   }
-  const tracing = TRACED_COMMANDS.has(name) ? await startTracing(`agent-streams-${name}`, lineLog(processLogger(), 'tracing')) : undefined;
+  const tracing = TRACED_COMMANDS.has(name)
+    ? await startTracing(`agent-streams-${name}`, lineLog(processLogger(), 'tracing'))
+    : undefined;
   try {
     return await command.run(rest);
   } catch (error) {

@@ -69,7 +69,11 @@ export async function memberServices(
       const known = llms.get(apiKey);
       if (known) {
         const unpriced = models.filter((m) => known.priceOf(m) === undefined);
-        if (unpriced.length > 0) throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `No price for model ${unpriced.join(', ')}: add it to the LLM service's prices.`);
+        if (unpriced.length > 0)
+          throw new AgentStreamsError(
+            ErrorCode.LLM_OPTIONS_INVALID,
+            `No price for model ${unpriced.join(', ')}: add it to the LLM service's prices.`,
+          );
         return known;
       }
       // Connects on first use: a member in rules-only mode (no API key) never touches it.
@@ -82,7 +86,8 @@ export async function memberServices(
         budgetStore,
         concurrency: config.llm.concurrency,
         timeoutMs: config.llm.timeoutMs,
-        onAudit: (record: LlmCallRecord) => (audit ? audit.write('llm_calls', [record]) : void pendingAudit.push(record)),
+        onAudit: (record: LlmCallRecord) =>
+          audit ? audit.write('llm_calls', [record]) : void pendingAudit.push(record),
         ...(metrics ? { metrics } : {}),
         log: llmLog,
       });

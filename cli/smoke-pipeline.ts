@@ -57,7 +57,9 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   log(`clickhouse: ${migrated.applied.length} migrations applied, ${migrated.alreadyApplied.length} already in place`);
 
   const registry = registryClient(config);
-  const registered = await timed('register', () => registerSchemas(config, registry, loadSchemas(join(root, 'schemas'))));
+  const registered = await timed('register', () =>
+    registerSchemas(config, registry, loadSchemas(join(root, 'schemas'))),
+  );
   const schemaIds = Object.fromEntries(registered.map((r) => [r.subject, r.id]));
   log(`registry: ${registered.map((r) => `${r.subject} → id ${r.id}`).join(', ')}`);
 
@@ -65,7 +67,8 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   const admin = kafka.admin();
   await admin.connect();
   const existing = await admin.listTopics();
-  if (!existing.includes(TOPIC)) await admin.createTopics({ topics: [{ topic: TOPIC, numPartitions: 6 }], waitForLeaders: true });
+  if (!existing.includes(TOPIC))
+    await admin.createTopics({ topics: [{ topic: TOPIC, numPartitions: 6 }], waitForLeaders: true });
   const endOffsets = await admin.fetchTopicOffsets(TOPIC);
   await admin.disconnect();
 
@@ -80,7 +83,13 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   });
   const producer = kafka.producer({ idempotent: true });
   await producer.connect();
-  await timed('produce', () => producer.send({ topic: TOPIC, acks: -1, messages: ticks.map((t) => ({ key: t.symbol, value: serde.encode(TICK, t) })) }));
+  await timed('produce', () =>
+    producer.send({
+      topic: TOPIC,
+      acks: -1,
+      messages: ticks.map((t) => ({ key: t.symbol, value: serde.encode(TICK, t) })),
+    }),
+  );
   await producer.disconnect();
   log(`kafka: produced ${ticks.length} PriceTick events to ${TOPIC} (6 partitions)`);
 
@@ -132,7 +141,9 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   await consumer.disconnect();
   const redisKeys = (await redis.keys(`smoke:{${runId}}:*`)).length;
   await redis.quit();
-  log(`consumer group ${runId}-group: decoded ${consumed} events; per-symbol state in Redis under smoke:{${runId}}:* (${redisKeys} keys)`);
+  log(
+    `consumer group ${runId}-group: decoded ${consumed} events; per-symbol state in Redis under smoke:{${runId}}:* (${redisKeys} keys)`,
+  );
 
   // One ClickHouse insert for the run: a row per symbol, into the smoke check's own table (never `findings`: smoke
   // rows would show up in `agent-streams findings` next to the fleet's).
@@ -141,15 +152,29 @@ export async function runSmokePipeline(config: Config, root: string, options: Sm
   const windowStart = Math.floor(start / 1000);
   await clickhouse.command({ query: SMOKE_TABLE_DDL });
   const rows = [...stats].map(([symbol, s]) => ({
-    run_id: runId, symbol, ticks: s.ticks, low: s.low, high: s.high, last: s.last, window_start: windowStart, window_end: nowSeconds, created_at: nowSeconds,
+    run_id: runId,
+    symbol,
+    ticks: s.ticks,
+    low: s.low,
+    high: s.high,
+    last: s.last,
+    window_start: windowStart,
+    window_end: nowSeconds,
+    created_at: nowSeconds,
   }));
   await timed('clickhouse', () => clickhouse.insert({ table: SMOKE_TABLE, values: rows, format: 'JSONEachRow' }));
-  const back = await (
-    // A literal, not a query parameter: ClickHouse 18.16 has no {name:Type} parameters (the run id is [a-z0-9-]).
-    await clickhouse.query({ query: `SELECT symbol FROM ${SMOKE_TABLE} FINAL WHERE run_id = '${runId.replace(/[\\']/g, '')}'`, format: 'JSONEachRow' })
-  ).json<{ symbol: string }>();
+  const back =
+    await // A literal, not a query parameter: ClickHouse 18.16 has no {name:Type} parameters (the run id is [a-z0-9-]).
+    (
+      await clickhouse.query({
+        query: `SELECT symbol FROM ${SMOKE_TABLE} FINAL WHERE run_id = '${runId.replace(/[\\']/g, '')}'`,
+        format: 'JSONEachRow',
+      })
+    ).json<{ symbol: string }>();
   await clickhouse.close();
-  log(`clickhouse: inserted ${rows.length} rows into ${config.clickhouse.database}.${SMOKE_TABLE} in one insert; read back ${back.length}`);
+  log(
+    `clickhouse: inserted ${rows.length} rows into ${config.clickhouse.database}.${SMOKE_TABLE} in one insert; read back ${back.length}`,
+  );
 
   return {
     runId,

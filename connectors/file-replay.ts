@@ -13,7 +13,14 @@ import avro from 'avsc';
 import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { describeJsonError, parseJson } from './json-text.ts';
-import { formatProblems, marketRecordName, marketRecordNames, MarketSchemas, type FieldProblem, type MarketRecordName } from './market-records.ts';
+import {
+  formatProblems,
+  marketRecordName,
+  marketRecordNames,
+  MarketSchemas,
+  type FieldProblem,
+  type MarketRecordName,
+} from './market-records.ts';
 import { openMarketProducer, type MarketProducer, type MarketProducerOptions } from './market-producer.ts';
 
 export const ReplayFormat = { jsonl: 'jsonl', csv: 'csv' } as const;
@@ -89,7 +96,10 @@ class CsvRecords {
   private text = '';
 
   /** Feeds one line (without its line break); returns the record once complete. */
-  push(line: string, lineNo: number): { line: number; text: string; cells: string[] } | { line: number; text: string; error: string } | undefined {
+  push(
+    line: string,
+    lineNo: number,
+  ): { line: number; text: string; cells: string[] } | { line: number; text: string; error: string } | undefined {
     if (this.inQuotes) {
       this.cell += '\n';
       this.text += `\n${line}`;
@@ -165,7 +175,11 @@ function convertCell(type: avro.Type, cell: string): unknown {
     case 'boolean':
       return cell === 'true' ? true : cell === 'false' ? false : cell;
     case 'array':
-      return cell === '' ? [] : cell.split(CSV_ARRAY_SEPARATOR).map((item) => convertCell((type as avro.types.ArrayType).itemsType, item.trim()));
+      return cell === ''
+        ? []
+        : cell
+            .split(CSV_ARRAY_SEPARATOR)
+            .map((item) => convertCell((type as avro.types.ArrayType).itemsType, item.trim()));
     default:
       return cell;
   }
@@ -230,7 +244,13 @@ async function* readRows(file: string, format: ReplayFormat, onBytes: (bytes: nu
         if (line.trim() === '') continue;
         const parsed = parseJson(line);
         if (!parsed.ok) {
-          yield { line: lineNo, text: line, value: { problem: { path: '', message: `not valid JSON: ${describeJsonError({ ...parsed.error, line: lineNo })}` } } };
+          yield {
+            line: lineNo,
+            text: line,
+            value: {
+              problem: { path: '', message: `not valid JSON: ${describeJsonError({ ...parsed.error, line: lineNo })}` },
+            },
+          };
         } else if (parsed.value === null || typeof parsed.value !== 'object' || Array.isArray(parsed.value)) {
           yield { line: lineNo, text: line, value: { problem: { path: '', message: 'a row must be a JSON object' } } };
         } else {
@@ -243,23 +263,46 @@ async function* readRows(file: string, format: ReplayFormat, onBytes: (bytes: nu
       const record = csv.push(line, lineNo);
       if (!record) continue;
       if ('error' in record) {
-        yield { line: record.line, text: record.text, value: { problem: { path: '', message: `not valid CSV: ${record.error}` } } };
+        yield {
+          line: record.line,
+          text: record.text,
+          value: { problem: { path: '', message: `not valid CSV: ${record.error}` } },
+        };
         continue;
       }
       if (!header) {
         header = record.cells.map((c) => c.trim());
         const duplicate = header.find((c, i) => header!.indexOf(c) !== i);
-        if (duplicate !== undefined) throw new AgentStreamsError(ErrorCode.INPUT_UNREADABLE, `${file}: the CSV header names column "${duplicate}" twice.`);
+        if (duplicate !== undefined)
+          throw new AgentStreamsError(
+            ErrorCode.INPUT_UNREADABLE,
+            `${file}: the CSV header names column "${duplicate}" twice.`,
+          );
         continue;
       }
       if (record.cells.length !== header.length) {
-        yield { line: record.line, text: record.text, value: { problem: { path: '', message: `has ${record.cells.length} cells, the header has ${header.length} columns` } } };
+        yield {
+          line: record.line,
+          text: record.text,
+          value: {
+            problem: { path: '', message: `has ${record.cells.length} cells, the header has ${header.length} columns` },
+          },
+        };
         continue;
       }
-      yield { line: record.line, text: record.text, value: Object.fromEntries(header.map((column, i) => [column, record.cells[i]!])) };
+      yield {
+        line: record.line,
+        text: record.text,
+        value: Object.fromEntries(header.map((column, i) => [column, record.cells[i]!])),
+      };
     }
     const open = csv.unterminated();
-    if (open) yield { line: open.line, text: open.text, value: { problem: { path: '', message: 'not valid CSV: a quoted cell is never closed' } } };
+    if (open)
+      yield {
+        line: open.line,
+        text: open.text,
+        value: { problem: { path: '', message: 'not valid CSV: a quoted cell is never closed' } },
+      };
   } finally {
     lines.close();
     input.destroy();
@@ -277,38 +320,73 @@ interface Checked {
   problems: FieldProblem[];
 }
 
-function checkRow(row: RawRow, format: ReplayFormat, fixedType: MarketRecordName | undefined, schemas: MarketSchemas): Checked {
+function checkRow(
+  row: RawRow,
+  format: ReplayFormat,
+  fixedType: MarketRecordName | undefined,
+  schemas: MarketSchemas,
+): Checked {
   const base = { line: row.line, text: row.text };
   if ('problem' in row.value) return { ...base, problems: [row.value.problem as FieldProblem] };
   const { type: declared, ...fields } = row.value;
   let type = fixedType;
   if (declared !== undefined && declared !== '') {
     const named = typeof declared === 'string' ? marketRecordName(declared) : undefined;
-    if (!named) return { ...base, problems: [{ path: 'type', message: `${JSON.stringify(declared)} is not a record type; expected one of ${marketRecordNames.join(', ')}` }] };
-    if (fixedType && named !== fixedType) return { ...base, problems: [{ path: 'type', message: `says ${named}, but the replay was started with --type ${fixedType}` }] };
+    if (!named)
+      return {
+        ...base,
+        problems: [
+          {
+            path: 'type',
+            message: `${JSON.stringify(declared)} is not a record type; expected one of ${marketRecordNames.join(', ')}`,
+          },
+        ],
+      };
+    if (fixedType && named !== fixedType)
+      return {
+        ...base,
+        problems: [{ path: 'type', message: `says ${named}, but the replay was started with --type ${fixedType}` }],
+      };
     type = named;
   }
-  if (!type) return { ...base, problems: [{ path: 'type', message: `missing: give each row a type (${marketRecordNames.join(', ')}) or pass --type` }] };
-  const value = format === 'csv' ? csvRecord(schemas.typeOf(type), new Map(Object.entries(fields as Record<string, string>))) : fields;
+  if (!type)
+    return {
+      ...base,
+      problems: [
+        { path: 'type', message: `missing: give each row a type (${marketRecordNames.join(', ')}) or pass --type` },
+      ],
+    };
+  const value =
+    format === 'csv'
+      ? csvRecord(schemas.typeOf(type), new Map(Object.entries(fields as Record<string, string>)))
+      : fields;
   schemas.normalize(type, value);
   return { ...base, type, value, problems: schemas.validate(type, value) };
 }
 
 function formatFor(file: string, format: ReplayFormat | undefined): ReplayFormat {
   if (format !== undefined) {
-    if (!Object.hasOwn(ReplayFormat, format)) throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `format must be jsonl or csv, got "${format}".`);
+    if (!Object.hasOwn(ReplayFormat, format))
+      throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `format must be jsonl or csv, got "${format}".`);
     return format;
   }
   const ext = extname(file).toLowerCase();
   if (ext === '.csv') return 'csv';
   if (ext === '.jsonl' || ext === '.ndjson' || ext === '.json') return 'jsonl';
-  throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `Cannot tell the format of ${file} from its extension; pass --format jsonl or --format csv.`);
+  throw new AgentStreamsError(
+    ErrorCode.CONNECTOR_OPTIONS_INVALID,
+    `Cannot tell the format of ${file} from its extension; pass --format jsonl or --format csv.`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Progress
 
-function progressBar(stream: NodeJS.WriteStream, file: string, totalBytes: number): { update(rows: number, bytes: number, invalid: number): void; done(): void } {
+function progressBar(
+  stream: NodeJS.WriteStream,
+  file: string,
+  totalBytes: number,
+): { update(rows: number, bytes: number, invalid: number): void; done(): void } {
   const started = performance.now();
   let last = 0;
   const draw = (rows: number, bytes: number, invalid: number): void => {
@@ -342,13 +420,24 @@ export async function replayFile(config: Config, options: ReplayOptions): Promis
   const { file } = options;
   const format = formatFor(file, options.format);
   const onInvalid = options.onInvalid ?? 'skip';
-  if (!Object.hasOwn(OnInvalid, onInvalid)) throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `onInvalid must be skip or fail, got "${onInvalid}".`);
+  if (!Object.hasOwn(OnInvalid, onInvalid))
+    throw new AgentStreamsError(
+      ErrorCode.CONNECTOR_OPTIONS_INVALID,
+      `onInvalid must be skip or fail, got "${onInvalid}".`,
+    );
   const fixedType = options.type === undefined ? undefined : marketRecordName(options.type);
   if (options.type !== undefined && !fixedType) {
-    throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `--type "${options.type}" is not a record type; expected one of ${marketRecordNames.join(', ')}.`);
+    throw new AgentStreamsError(
+      ErrorCode.CONNECTOR_OPTIONS_INVALID,
+      `--type "${options.type}" is not a record type; expected one of ${marketRecordNames.join(', ')}.`,
+    );
   }
   const batchSize = options.batchSize ?? 1000;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `batchSize must be a whole number >= 1, got ${batchSize}.`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new AgentStreamsError(
+      ErrorCode.CONNECTOR_OPTIONS_INVALID,
+      `batchSize must be a whole number >= 1, got ${batchSize}.`,
+    );
   const maxListed = options.maxListed ?? 1000;
   let totalBytes: number;
   try {
@@ -356,10 +445,14 @@ export async function replayFile(config: Config, options: ReplayOptions): Promis
     if (!stat.isFile()) throw new Error('not a regular file');
     totalBytes = stat.size;
   } catch (error) {
-    throw new AgentStreamsError(ErrorCode.INPUT_UNREADABLE, `Cannot read ${file}: ${(error as Error).message}.`, { cause: error, details: { file } });
+    throw new AgentStreamsError(ErrorCode.INPUT_UNREADABLE, `Cannot read ${file}: ${(error as Error).message}.`, {
+      cause: error,
+      details: { file },
+    });
   }
   const schemas = options.producer?.schemas ?? new MarketSchemas();
-  const progressStream = options.progress === undefined ? (process.stderr.isTTY ? process.stderr : false) : options.progress;
+  const progressStream =
+    options.progress === undefined ? (process.stderr.isTTY ? process.stderr : false) : options.progress;
 
   const rejects: WriteStream | undefined = options.rejectsFile ? createWriteStream(options.rejectsFile) : undefined;
   const pass = async (produce: MarketProducer | undefined): Promise<ReplaySummary> => {
@@ -379,7 +472,11 @@ export async function replayFile(config: Config, options: ReplayOptions): Promis
 
     const reject = (checked: Checked): void => {
       invalidCount += 1;
-      const row: InvalidRow = { line: checked.line, ...(checked.type ? { type: checked.type } : {}), problems: checked.problems };
+      const row: InvalidRow = {
+        line: checked.line,
+        ...(checked.type ? { type: checked.type } : {}),
+        problems: checked.problems,
+      };
       if (invalid.length < maxListed) invalid.push(row);
       rejects?.write(`${JSON.stringify({ ...row, raw: checked.text })}\n`);
     };
@@ -420,7 +517,11 @@ export async function replayFile(config: Config, options: ReplayOptions): Promis
         if (checked.problems.length > 0) {
           reject(checked);
           if (produce && onInvalid === 'fail') {
-            throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `${file} line ${checked.line}: ${formatProblems(checked.problems)}.`, { details: { invalid } });
+            throw new AgentStreamsError(
+              ErrorCode.RECORD_INVALID,
+              `${file} line ${checked.line}: ${formatProblems(checked.problems)}.`,
+              { details: { invalid } },
+            );
           }
         } else {
           byType[checked.type!] += 1;

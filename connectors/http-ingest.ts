@@ -134,7 +134,13 @@ interface Reply {
   close?: boolean;
 }
 
-function errorReply(status: number, code: ErrorCode, message: string, details: Record<string, unknown> = {}, headers: Record<string, string> = {}): Reply {
+function errorReply(
+  status: number,
+  code: ErrorCode,
+  message: string,
+  details: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Reply {
   return { status, body: { error: { code, message, details } }, headers };
 }
 
@@ -161,18 +167,29 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   const log = options.log ?? (() => {});
 
   const problems: string[] = [];
-  if (options.apiKeys.length === 0) problems.push('no API keys: set AS_INGEST_API_KEYS=key1,key2 (the gateway never runs unauthenticated)');
-  if (options.apiKeys.some((k) => k.length < MIN_KEY_LENGTH)) problems.push(`every API key needs at least ${MIN_KEY_LENGTH} characters (e.g. \`openssl rand -hex 24\`)`);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`port must be a whole number from 0 to 65535, got ${port}`);
-  if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond))) problems.push(`ratePerSecond must be > 0, got ${ratePerSecond}`);
-  if (!Number.isInteger(maxEventsPerRequest) || maxEventsPerRequest < 1) problems.push(`maxEventsPerRequest must be a whole number >= 1, got ${maxEventsPerRequest}`);
+  if (options.apiKeys.length === 0)
+    problems.push('no API keys: set AS_INGEST_API_KEYS=key1,key2 (the gateway never runs unauthenticated)');
+  if (options.apiKeys.some((k) => k.length < MIN_KEY_LENGTH))
+    problems.push(`every API key needs at least ${MIN_KEY_LENGTH} characters (e.g. \`openssl rand -hex 24\`)`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    problems.push(`port must be a whole number from 0 to 65535, got ${port}`);
+  if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond)))
+    problems.push(`ratePerSecond must be > 0, got ${ratePerSecond}`);
+  if (!Number.isInteger(maxEventsPerRequest) || maxEventsPerRequest < 1)
+    problems.push(`maxEventsPerRequest must be a whole number >= 1, got ${maxEventsPerRequest}`);
   // A request larger than the bucket could never be admitted: refuse the configuration rather than the client.
-  if (!(burst >= maxEventsPerRequest)) problems.push(`burst (${burst}) must be at least maxEventsPerRequest (${maxEventsPerRequest})`);
-  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) problems.push(`maxBodyBytes must be a whole number >= 1024, got ${maxBodyBytes}`);
-  if (!Number.isInteger(maxSymbolsPerStory) || maxSymbolsPerStory < 1) problems.push(`maxSymbolsPerStory must be a whole number >= 1, got ${maxSymbolsPerStory}`);
-  if (!Number.isInteger(maxPendingRequests) || maxPendingRequests < 1) problems.push(`maxPendingRequests must be a whole number >= 1, got ${maxPendingRequests}`);
-  if (!Number.isInteger(maxConnections) || maxConnections < 1) problems.push(`maxConnections must be a whole number >= 1, got ${maxConnections}`);
-  if (problems.length > 0) return Promise.reject(invalidOption(`Invalid ingest gateway options: ${problems.join('; ')}.`));
+  if (!(burst >= maxEventsPerRequest))
+    problems.push(`burst (${burst}) must be at least maxEventsPerRequest (${maxEventsPerRequest})`);
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024)
+    problems.push(`maxBodyBytes must be a whole number >= 1024, got ${maxBodyBytes}`);
+  if (!Number.isInteger(maxSymbolsPerStory) || maxSymbolsPerStory < 1)
+    problems.push(`maxSymbolsPerStory must be a whole number >= 1, got ${maxSymbolsPerStory}`);
+  if (!Number.isInteger(maxPendingRequests) || maxPendingRequests < 1)
+    problems.push(`maxPendingRequests must be a whole number >= 1, got ${maxPendingRequests}`);
+  if (!Number.isInteger(maxConnections) || maxConnections < 1)
+    problems.push(`maxConnections must be a whole number >= 1, got ${maxConnections}`);
+  if (problems.length > 0)
+    return Promise.reject(invalidOption(`Invalid ingest gateway options: ${problems.join('; ')}.`));
 
   const keyDigests = options.apiKeys.map(digest);
   const buckets = new Map<number, TokenBucket>();
@@ -188,14 +205,29 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
       reason === 'queue-full'
         ? `${maxPendingRequests} requests are already waiting for Kafka; nothing of this one was produced. Retry after ${retryAfterSeconds()} s.`
         : `Kafka is unavailable; nothing of this request was produced. Retry after ${retryAfterSeconds()} s.`;
-    return errorReply(503, ErrorCode.INGEST_UNAVAILABLE, message, { reason, ...extra }, { 'retry-after': retryAfterSeconds() });
+    return errorReply(
+      503,
+      ErrorCode.INGEST_UNAVAILABLE,
+      message,
+      { reason, ...extra },
+      { 'retry-after': retryAfterSeconds() },
+    );
   };
   /** The detail goes to the log under an id; the client gets only the id. */
   const internalError = (error: unknown, event: string): Reply => {
     errorIds += 1;
     const errorId = `${Date.now().toString(36)}-${errorIds}`;
-    log(event, { errorId, error: (error as Error)?.message ?? String(error), code: (error as { code?: string })?.code });
-    return errorReply(500, ErrorCode.INGEST_INTERNAL, `Internal error (id ${errorId}); nothing of this request was produced unless the log says otherwise.`, { errorId });
+    log(event, {
+      errorId,
+      error: (error as Error)?.message ?? String(error),
+      code: (error as { code?: string })?.code,
+    });
+    return errorReply(
+      500,
+      ErrorCode.INGEST_INTERNAL,
+      `Internal error (id ${errorId}); nothing of this request was produced unless the log says otherwise.`,
+      { errorId },
+    );
   };
   /** Kafka records an event becomes (one per distinct symbol of a story), for the rate limit. */
   const recordsOf = (type: string, event: unknown): number => {
@@ -247,18 +279,37 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
       request.on('error', reject);
     });
 
-  const tooLarge = (): Reply =>
-    ({ ...errorReply(413, ErrorCode.INGEST_PAYLOAD_TOO_LARGE, `Request body is larger than ${maxBodyBytes} bytes; split it into smaller requests.`, { maxBodyBytes }), close: true });
+  const tooLarge = (): Reply => ({
+    ...errorReply(
+      413,
+      ErrorCode.INGEST_PAYLOAD_TOO_LARGE,
+      `Request body is larger than ${maxBodyBytes} bytes; split it into smaller requests.`,
+      { maxBodyBytes },
+    ),
+    close: true,
+  });
 
   async function handleEvents(request: IncomingMessage, typeSegment: string): Promise<Reply> {
     // Authentication first: an unauthenticated caller learns nothing else about the request.
     const presented = presentedKey(request);
     if (presented === undefined) {
-      return errorReply(401, ErrorCode.INGEST_UNAUTHENTICATED, 'Missing API key: send `authorization: Bearer <key>` or `x-api-key: <key>`.', { reason: 'missing' }, { 'www-authenticate': 'Bearer realm="agent-streams-ingest"' });
+      return errorReply(
+        401,
+        ErrorCode.INGEST_UNAUTHENTICATED,
+        'Missing API key: send `authorization: Bearer <key>` or `x-api-key: <key>`.',
+        { reason: 'missing' },
+        { 'www-authenticate': 'Bearer realm="agent-streams-ingest"' },
+      );
     }
     const key = keyIndex(presented);
     if (key === undefined) {
-      return errorReply(401, ErrorCode.INGEST_UNAUTHENTICATED, 'The API key is not valid.', { reason: 'invalid' }, { 'www-authenticate': 'Bearer realm="agent-streams-ingest", error="invalid_token"' });
+      return errorReply(
+        401,
+        ErrorCode.INGEST_UNAUTHENTICATED,
+        'The API key is not valid.',
+        { reason: 'invalid' },
+        { 'www-authenticate': 'Bearer realm="agent-streams-ingest", error="invalid_token"' },
+      );
     }
     let segment = typeSegment;
     try {
@@ -268,14 +319,27 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
     }
     const type = marketRecordName(segment);
     if (!type) {
-      return errorReply(404, ErrorCode.INGEST_NOT_FOUND, `Unknown event type "${typeSegment}"; POST to /v1/events/{${marketRecordNames.join('|')}}.`, { types: marketRecordNames });
+      return errorReply(
+        404,
+        ErrorCode.INGEST_NOT_FOUND,
+        `Unknown event type "${typeSegment}"; POST to /v1/events/{${marketRecordNames.join('|')}}.`,
+        { types: marketRecordNames },
+      );
     }
     const contentType = (request.headers['content-type'] ?? '').toLowerCase();
     const [mediaType, ...parameters] = contentType.split(';').map((p) => p.trim());
-    const charset = parameters.find((p) => p.startsWith('charset='))?.slice('charset='.length).replaceAll('"', '');
+    const charset = parameters
+      .find((p) => p.startsWith('charset='))
+      ?.slice('charset='.length)
+      .replaceAll('"', '');
     if (mediaType !== 'application/json' || (charset !== undefined && charset !== 'utf-8')) {
       return {
-        ...errorReply(415, ErrorCode.INGEST_UNSUPPORTED_MEDIA_TYPE, `Content-Type must be application/json (UTF-8), got "${request.headers['content-type'] ?? ''}".`, { accepted: 'application/json' }),
+        ...errorReply(
+          415,
+          ErrorCode.INGEST_UNSUPPORTED_MEDIA_TYPE,
+          `Content-Type must be application/json (UTF-8), got "${request.headers['content-type'] ?? ''}".`,
+          { accepted: 'application/json' },
+        ),
         close: true,
       };
     }
@@ -301,18 +365,34 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
     const parsed = parseJson(text);
     if (!parsed.ok) {
       const e = parsed.error;
-      return errorReply(400, ErrorCode.INGEST_BAD_JSON, `Request body is not valid JSON: ${describeJsonError(e)}.`, { line: e.line, column: e.column, position: e.position, reason: e.reason });
+      return errorReply(400, ErrorCode.INGEST_BAD_JSON, `Request body is not valid JSON: ${describeJsonError(e)}.`, {
+        line: e.line,
+        column: e.column,
+        position: e.position,
+        reason: e.reason,
+      });
     }
     const many = Array.isArray(parsed.value);
     const events: unknown[] = many ? (parsed.value as unknown[]) : [parsed.value];
-    if (events.length === 0) return errorReply(400, ErrorCode.RECORD_INVALID, 'The array holds no events.', { fields: [] });
+    if (events.length === 0)
+      return errorReply(400, ErrorCode.RECORD_INVALID, 'The array holds no events.', { fields: [] });
     if (events.length > maxEventsPerRequest) {
-      return errorReply(413, ErrorCode.INGEST_PAYLOAD_TOO_LARGE, `${events.length} events in one request; the limit is ${maxEventsPerRequest}. Split it.`, { events: events.length, maxEventsPerRequest });
+      return errorReply(
+        413,
+        ErrorCode.INGEST_PAYLOAD_TOO_LARGE,
+        `${events.length} events in one request; the limit is ${maxEventsPerRequest}. Split it.`,
+        { events: events.length, maxEventsPerRequest },
+      );
     }
     // Charged per Kafka record: a story about n symbols costs n.
     const records = events.reduce<number>((n, event) => n + recordsOf(type, event), 0);
     if (records > burst) {
-      return errorReply(413, ErrorCode.INGEST_PAYLOAD_TOO_LARGE, `${events.length} events make ${records} Kafka records, more than the ${burst}-record burst of the rate limit; split the request.`, { events: events.length, records, burst });
+      return errorReply(
+        413,
+        ErrorCode.INGEST_PAYLOAD_TOO_LARGE,
+        `${events.length} events make ${records} Kafka records, more than the ${burst}-record burst of the rate limit; split the request.`,
+        { events: events.length, records, burst },
+      );
     }
     const admitted = bucket.take(records, now());
     if (!admitted.ok) return rateLimited(admitted.retryAfterMs, records);
@@ -327,14 +407,23 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
         // Lines of a replay file carry a type; accepted when it agrees with the URL.
         const { type: declaredType, ...rest } = value as Record<string, unknown>;
         if (typeof declaredType !== 'string' || marketRecordName(declaredType) !== type) {
-          fields.push({ path: `${prefix}${prefix ? '.' : ''}type`, message: `says ${JSON.stringify(declaredType)} but the URL says ${type}` });
+          fields.push({
+            path: `${prefix}${prefix ? '.' : ''}type`,
+            message: `says ${JSON.stringify(declaredType)} but the URL says ${type}`,
+          });
           return;
         }
         value = rest;
       }
-      const symbols = type === 'NewsItem' && value !== null && typeof value === 'object' ? (value as { symbols?: unknown }).symbols : undefined;
+      const symbols =
+        type === 'NewsItem' && value !== null && typeof value === 'object'
+          ? (value as { symbols?: unknown }).symbols
+          : undefined;
       if (Array.isArray(symbols) && symbols.length > maxSymbolsPerStory) {
-        fields.push({ path: `${prefix}${prefix ? '.' : ''}symbols`, message: `has ${symbols.length} symbols; at most ${maxSymbolsPerStory} per story (each symbol is a Kafka record)` });
+        fields.push({
+          path: `${prefix}${prefix ? '.' : ''}symbols`,
+          message: `has ${symbols.length} symbols; at most ${maxSymbolsPerStory} per story (each symbol is a Kafka record)`,
+        });
         return;
       }
       try {
@@ -347,10 +436,18 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
     });
     if (fields.length > 0) {
       const invalidEvents = new Set(fields.map((f) => (many ? /^\[(\d+)\]/.exec(f.path)?.[1] : '0'))).size;
-      return errorReply(400, ErrorCode.RECORD_INVALID, `${invalidEvents} of ${events.length} ${type} events are invalid; nothing was produced. ${fields.slice(0, 5).map((f) => `${f.path || '(event)'}: ${f.message}`).join('; ')}${fields.length > 5 ? '; …' : ''}`, {
-        type,
-        fields,
-      });
+      return errorReply(
+        400,
+        ErrorCode.RECORD_INVALID,
+        `${invalidEvents} of ${events.length} ${type} events are invalid; nothing was produced. ${fields
+          .slice(0, 5)
+          .map((f) => `${f.path || '(event)'}: ${f.message}`)
+          .join('; ')}${fields.length > 5 ? '; …' : ''}`,
+        {
+          type,
+          fields,
+        },
+      );
     }
     if (pending >= maxPendingRequests) return unavailable('queue-full', { maxPendingRequests });
     pending += 1;
@@ -384,12 +481,34 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   async function route(request: IncomingMessage): Promise<Reply> {
     const path = new URL(request.url ?? '/', 'http://gateway').pathname;
     if (path === '/healthz') {
-      if (request.method !== 'GET' && request.method !== 'HEAD') return errorReply(405, ErrorCode.INGEST_METHOD_NOT_ALLOWED, `Method ${request.method} not allowed; use GET.`, {}, { allow: 'GET, HEAD' });
+      if (request.method !== 'GET' && request.method !== 'HEAD')
+        return errorReply(
+          405,
+          ErrorCode.INGEST_METHOD_NOT_ALLOWED,
+          `Method ${request.method} not allowed; use GET.`,
+          {},
+          { allow: 'GET, HEAD' },
+        );
       return { status: 200, body: { status: 'ok', topic: producer.topic } };
     }
     const match = /^\/v1\/events\/([^/]+)$/.exec(path);
-    if (!match) return errorReply(404, ErrorCode.INGEST_NOT_FOUND, `No route ${path}; POST /v1/events/{${marketRecordNames.join('|')}} or GET /healthz.`);
-    if (request.method !== 'POST') return { ...errorReply(405, ErrorCode.INGEST_METHOD_NOT_ALLOWED, `Method ${request.method} not allowed; use POST.`, {}, { allow: 'POST' }), close: true };
+    if (!match)
+      return errorReply(
+        404,
+        ErrorCode.INGEST_NOT_FOUND,
+        `No route ${path}; POST /v1/events/{${marketRecordNames.join('|')}} or GET /healthz.`,
+      );
+    if (request.method !== 'POST')
+      return {
+        ...errorReply(
+          405,
+          ErrorCode.INGEST_METHOD_NOT_ALLOWED,
+          `Method ${request.method} not allowed; use POST.`,
+          {},
+          { allow: 'POST' },
+        ),
+        close: true,
+      };
     return handleEvents(request, match[1]!);
   }
 
@@ -432,10 +551,14 @@ export function startIngestGateway(options: IngestGatewayOptions): Promise<Inges
   return new Promise((resolve, reject) => {
     const onListenError = (error: NodeJS.ErrnoException): void => {
       reject(
-        new AgentStreamsError(ErrorCode.INGEST_LISTEN_FAILED, `Could not listen on ${host}:${port} (${error.code ?? error.message}); choose another port with --port, or 0 for a free one.`, {
-          cause: error,
-          details: { host, port },
-        }),
+        new AgentStreamsError(
+          ErrorCode.INGEST_LISTEN_FAILED,
+          `Could not listen on ${host}:${port} (${error.code ?? error.message}); choose another port with --port, or 0 for a free one.`,
+          {
+            cause: error,
+            details: { host, port },
+          },
+        ),
       );
     };
     server.once('error', onListenError);

@@ -21,7 +21,10 @@ export function parseJson(text: string): JsonParse {
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
   } catch (error) {
-    return { ok: false, error: locateJsonError(text) ?? { reason: (error as Error).message, position: 0, line: 1, column: 1 } };
+    return {
+      ok: false,
+      error: locateJsonError(text) ?? { reason: (error as Error).message, position: 0, line: 1, column: 1 },
+    };
   }
 }
 
@@ -55,7 +58,7 @@ export function locateJsonError(text: string): JsonSyntaxError | undefined {
   const string = (): void => {
     i += 1; // opening quote
     for (;;) {
-      if (i >= text.length) fail('a closing \'"\'');
+      if (i >= text.length) fail("a closing '\"'");
       const code = text.charCodeAt(i);
       if (code === 0x22) {
         i += 1;
@@ -75,7 +78,8 @@ export function locateJsonError(text: string): JsonSyntaxError | undefined {
           i += 5;
           continue;
         }
-        if (esc === undefined || !'"\\/bfnrt'.includes(esc)) fail('an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
+        if (esc === undefined || !'"\\/bfnrt'.includes(esc))
+          fail('an escape (\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
       }
       i += 1;
     }

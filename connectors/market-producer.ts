@@ -20,9 +20,24 @@ import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
 import { AvroSerde, registryClient } from '../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../runtime/serde/schemas.ts';
-import { DEFAULT_MARKET_TOPIC, formatProblems, keysOf, MarketRecord, marketRecordNames, MarketSchemas, type MarketRecordName, type MarketRecordValue } from './market-records.ts';
+import {
+  DEFAULT_MARKET_TOPIC,
+  formatProblems,
+  keysOf,
+  MarketRecord,
+  marketRecordNames,
+  MarketSchemas,
+  type MarketRecordName,
+  type MarketRecordValue,
+} from './market-records.ts';
 import { topicMetadataWithLeaders } from '../runtime/engine/topics.ts';
-import { ATTEMPT_RETRY, IdempotentProducer, rideOutage, TransactionalProducer, type OutageOptions } from '../runtime/engine/producer.ts';
+import {
+  ATTEMPT_RETRY,
+  IdempotentProducer,
+  rideOutage,
+  TransactionalProducer,
+  type OutageOptions,
+} from '../runtime/engine/producer.ts';
 import { kafkaClient } from '../runtime/kafka/client.ts';
 
 export interface MarketProducerOptions {
@@ -103,19 +118,27 @@ interface Pending {
 }
 
 /** Creates `topic` when missing (tolerating a concurrent creator) and returns its partition count. */
-export async function ensureMarketTopic(kafka: Kafka, topic: string, partitions: number, log: (line: string) => void = () => {}): Promise<number> {
+export async function ensureMarketTopic(
+  kafka: Kafka,
+  topic: string,
+  partitions: number,
+  log: (line: string) => void = () => {},
+): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     if (!(await admin.listTopics()).includes(topic)) {
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false }).catch((error: Error & { type?: string }) => {
-        if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
-      });
+      await admin
+        .createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: false })
+        .catch((error: Error & { type?: string }) => {
+          if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
+        });
       log(`created topic ${topic} with ${partitions} partitions`);
     }
     const metadata = await topicMetadataWithLeaders(admin, [topic]);
     const actual = metadata.topics[0]?.partitions.length ?? 0;
-    if (actual !== partitions) log(`topic ${topic} exists with ${actual} partitions (asked for ${partitions}); producing to it as it is`);
+    if (actual !== partitions)
+      log(`topic ${topic} exists with ${actual} partitions (asked for ${partitions}); producing to it as it is`);
     return actual;
   } finally {
     await admin.disconnect();
@@ -130,7 +153,10 @@ export async function openMarketProducer(config: Config, options: MarketProducer
   const maxRecordBytes = options.maxRecordBytes ?? 900_000;
   const log = options.log ?? (() => {});
   if (!Number.isInteger(wantedPartitions) || wantedPartitions < 1) {
-    throw new AgentStreamsError(ErrorCode.CONNECTOR_OPTIONS_INVALID, `partitions must be a whole number >= 1, got ${wantedPartitions}.`);
+    throw new AgentStreamsError(
+      ErrorCode.CONNECTOR_OPTIONS_INVALID,
+      `partitions must be a whole number >= 1, got ${wantedPartitions}.`,
+    );
   }
 
   const marketDir = join(import.meta.dirname, '../schemas/market');
@@ -144,12 +170,19 @@ export async function openMarketProducer(config: Config, options: MarketProducer
   // Short kafkajs retries: the outage policy below decides how long a broker may stay away, not kafkajs' defaults.
   const kafka = kafkaClient(config, options.clientId ?? 'connector', { retry: { ...ATTEMPT_RETRY } });
   const outage: OutageOptions = { outageToleranceMs: options.outageToleranceMs ?? config.kafka.outageToleranceMs, log };
-  const partitions = await rideOutage(`creating topic ${topic}`, () => ensureMarketTopic(kafka, topic, wantedPartitions, log), outage);
+  const partitions = await rideOutage(
+    `creating topic ${topic}`,
+    () => ensureMarketTopic(kafka, topic, wantedPartitions, log),
+    outage,
+  );
   // Idempotent: a retried produce request cannot duplicate or reorder records within this producer's session.
   const txOptions = options.transactional === true ? {} : options.transactional || undefined;
-  const transactionalId = txOptions ? (txOptions.id ?? `${clientId}-${hostname()}-${randomUUID().slice(0, 8)}`) : undefined;
+  const transactionalId = txOptions
+    ? (txOptions.id ?? `${clientId}-${hostname()}-${randomUUID().slice(0, 8)}`)
+    : undefined;
   const idempotent = transactionalId === undefined ? new IdempotentProducer(kafka, outage) : undefined;
-  const transactional = transactionalId !== undefined ? new TransactionalProducer(kafka, transactionalId, outage) : undefined;
+  const transactional =
+    transactionalId !== undefined ? new TransactionalProducer(kafka, transactionalId, outage) : undefined;
   // Which transactions committed: the commit group's offset on partition 0 is the number of the last one.
   const commitGroup = `${transactionalId}.commits`;
   let transactionNumber = 0;
@@ -183,7 +216,10 @@ export async function openMarketProducer(config: Config, options: MarketProducer
     while (start < messages.length) {
       let end = start;
       let bytes = 0;
-      while (end < messages.length && (end === start || (bytes + sizeOf(messages[end]!) <= maxBatchBytes && end - start < maxBatchMessages))) {
+      while (
+        end < messages.length &&
+        (end === start || (bytes + sizeOf(messages[end]!) <= maxBatchBytes && end - start < maxBatchMessages))
+      ) {
         bytes += sizeOf(messages[end]!);
         end += 1;
       }
@@ -195,7 +231,11 @@ export async function openMarketProducer(config: Config, options: MarketProducer
   const failed = (error: unknown, records: number): unknown =>
     error instanceof AgentStreamsError
       ? error
-      : new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `Producing ${records} records to ${topic} failed: ${(error as Error).message}.`, { cause: error, details: { topic, records } });
+      : new AgentStreamsError(
+          ErrorCode.PRODUCE_FAILED,
+          `Producing ${records} records to ${topic} failed: ${(error as Error).message}.`,
+          { cause: error, details: { topic, records } },
+        );
 
   let producingSince: number | undefined;
   async function produce(messages: Message[]): Promise<void> {
@@ -223,7 +263,10 @@ export async function openMarketProducer(config: Config, options: MarketProducer
               requests += 1;
               bytes += chunk.bytes;
             }
-            await txn.sendOffsets({ consumerGroupId: commitGroup, topics: [{ topic, partitions: [{ partition: 0, offset: String(number) }] }] });
+            await txn.sendOffsets({
+              consumerGroupId: commitGroup,
+              topics: [{ topic, partitions: [{ partition: 0, offset: String(number) }] }],
+            });
           },
           async () => (await lastCommitted()) >= number,
         );
@@ -263,7 +306,9 @@ export async function openMarketProducer(config: Config, options: MarketProducer
   function encodeValue(name: MarketRecordName, value: unknown, pathPrefix = ''): Buffer {
     const problems = schemas.validate(name, schemas.normalize(name, value), pathPrefix);
     if (problems.length > 0) {
-      throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `Not a valid ${name}: ${formatProblems(problems)}.`, { details: { recordType: name, problems } });
+      throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `Not a valid ${name}: ${formatProblems(problems)}.`, {
+        details: { recordType: name, problems },
+      });
     }
     const record = value as MarketRecordValue[MarketRecordName];
     let encoded: Buffer;
@@ -271,14 +316,23 @@ export async function openMarketProducer(config: Config, options: MarketProducer
       encoded = serde.encode(MarketRecord[name], record);
     } catch (error) {
       // Valid against schemas/market yet not against the registry's latest: the two have drifted.
-      throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `${name} does not match the registered schema: ${(error as Error).message}`, {
-        cause: error,
-        details: { recordType: name, problems: [{ path: pathPrefix, message: (error as Error).message }] },
-      });
+      throw new AgentStreamsError(
+        ErrorCode.RECORD_INVALID,
+        `${name} does not match the registered schema: ${(error as Error).message}`,
+        {
+          cause: error,
+          details: { recordType: name, problems: [{ path: pathPrefix, message: (error as Error).message }] },
+        },
+      );
     }
     if (encoded.length > maxRecordBytes) {
-      const problem = { path: pathPrefix, message: `encodes to ${encoded.length} bytes, over the ${maxRecordBytes}-byte record limit` };
-      throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `${name} is too large: ${problem.message}.`, { details: { recordType: name, problems: [problem] } });
+      const problem = {
+        path: pathPrefix,
+        message: `encodes to ${encoded.length} bytes, over the ${maxRecordBytes}-byte record limit`,
+      };
+      throw new AgentStreamsError(ErrorCode.RECORD_INVALID, `${name} is too large: ${problem.message}.`, {
+        details: { recordType: name, problems: [problem] },
+      });
     }
     stats.records += 1;
     return encoded;
@@ -309,7 +363,8 @@ export async function openMarketProducer(config: Config, options: MarketProducer
       return serde.encode(MarketRecord[name], value);
     },
     send(messages) {
-      if (closed) return Promise.reject(new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `The producer for ${topic} is closed.`));
+      if (closed)
+        return Promise.reject(new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `The producer for ${topic} is closed.`));
       if (messages.length === 0) return Promise.resolve();
       // Traced: one producer span per send, child of the caller's context (an HTTP request, the feed), and every
       // message carries it (docs/tracing.md).
@@ -318,7 +373,10 @@ export async function openMarketProducer(config: Config, options: MarketProducer
         queue.push({ messages: traced.messages, resolve, reject });
         draining ??= drain();
       });
-      sent.then(() => traced.settle(), (error: unknown) => traced.settle(error));
+      sent.then(
+        () => traced.settle(),
+        (error: unknown) => traced.settle(error),
+      );
       return sent;
     },
     close() {

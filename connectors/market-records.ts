@@ -69,14 +69,17 @@ function joinPath(prefix: string, segment: string | number): string {
 function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
   if (typeof value === 'number') return Number.isFinite(value) ? `the number ${value}` : String(value);
   if (typeof value === 'object') return 'an object';
   return `${typeof value} ${String(value)}`;
 }
 
 function unionBranches(type: avro.Type): avro.Type[] | undefined {
-  return type instanceof avro.types.UnwrappedUnionType || type instanceof avro.types.WrappedUnionType ? type.types : undefined;
+  return type instanceof avro.types.UnwrappedUnionType || type instanceof avro.types.WrappedUnionType
+    ? type.types
+    : undefined;
 }
 
 function describeType(type: avro.Type): string {
@@ -118,13 +121,17 @@ function undeclaredFields(type: avro.Type, value: unknown, path: string, problem
     value.forEach((item, i) => undeclaredFields(type.itemsType, item, joinPath(path, i), problems));
     return;
   }
-  if (!(type instanceof avro.types.RecordType) || value === null || typeof value !== 'object' || Array.isArray(value)) return;
+  if (!(type instanceof avro.types.RecordType) || value === null || typeof value !== 'object' || Array.isArray(value))
+    return;
   let fields = fieldTypes.get(type);
   if (!fields) fieldTypes.set(type, (fields = new Map(type.fields.map((f) => [f.name, f.type]))));
   for (const [key, child] of Object.entries(value)) {
     const fieldType = fields.get(key);
     if (fieldType === undefined) {
-      problems.push({ path: joinPath(path, key), message: `is not a field of ${type.name?.slice(type.name.lastIndexOf('.') + 1)} (fields: ${[...fields.keys()].join(', ')})` });
+      problems.push({
+        path: joinPath(path, key),
+        message: `is not a field of ${type.name?.slice(type.name.lastIndexOf('.') + 1)} (fields: ${[...fields.keys()].join(', ')})`,
+      });
     } else {
       undeclaredFields(fieldType, child, joinPath(path, key), problems);
     }
@@ -137,7 +144,8 @@ function timestampPaths(schema: unknown, path = ''): string[] {
   if (schema === null || typeof schema !== 'object') return [];
   const node = schema as { type?: unknown; logicalType?: unknown; fields?: Array<{ name: string; type: unknown }> };
   if (node.type === 'long' && node.logicalType === 'timestamp-millis') return [path];
-  if (node.type === 'record' && Array.isArray(node.fields)) return node.fields.flatMap((f) => timestampPaths(f.type, path ? `${path}.${f.name}` : f.name));
+  if (node.type === 'record' && Array.isArray(node.fields))
+    return node.fields.flatMap((f) => timestampPaths(f.type, path ? `${path}.${f.name}` : f.name));
   return typeof node.type === 'object' ? timestampPaths(node.type, path) : [];
 }
 
@@ -166,7 +174,8 @@ export class MarketSchemas {
     const files = new Map(loadSchemas(dir).map((s) => [s.subject, s]));
     for (const name of marketRecordNames) {
       const file = files.get(MarketRecord[name]);
-      if (!file) throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${dir} has no schema for ${MarketRecord[name]}.`);
+      if (!file)
+        throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${dir} has no schema for ${MarketRecord[name]}.`);
       const type = avro.Type.forSchema(file.schema) as avro.types.RecordType;
       this.shapes.set(name, { type, timestamps: timestampPaths(file.schema).map((p) => p.split('.')) });
     }
@@ -210,7 +219,13 @@ export class MarketSchemas {
     type.isValid(value, {
       errorHook: (path: string[], invalid: unknown, invalidType: avro.Type) => {
         const at = path.reduce<string>((p, segment) => joinPath(p, segment), prefix);
-        problems.push({ path: at, message: invalid === undefined ? `is missing; expected ${describeType(invalidType)}` : `expected ${describeType(invalidType)}, got ${describeValue(invalid)}` });
+        problems.push({
+          path: at,
+          message:
+            invalid === undefined
+              ? `is missing; expected ${describeType(invalidType)}`
+              : `expected ${describeType(invalidType)}, got ${describeValue(invalid)}`,
+        });
       },
     });
     if (problems.length > 0) return problems;
@@ -218,12 +233,23 @@ export class MarketSchemas {
     const record = value as Record<string, unknown>;
     if (name === 'NewsItem') {
       const symbols = record.symbols as string[];
-      if (symbols.length === 0) problems.push({ path: joinPath(prefix, 'symbols'), message: 'needs at least one symbol (each symbol is a record key)' });
+      if (symbols.length === 0)
+        problems.push({
+          path: joinPath(prefix, 'symbols'),
+          message: 'needs at least one symbol (each symbol is a record key)',
+        });
       symbols.forEach((s, i) => {
-        if (!SYMBOL.test(s)) problems.push({ path: joinPath(joinPath(prefix, 'symbols'), i), message: `${JSON.stringify(s)} is not an upper-case ticker like ACME or BRK.B` });
+        if (!SYMBOL.test(s))
+          problems.push({
+            path: joinPath(joinPath(prefix, 'symbols'), i),
+            message: `${JSON.stringify(s)} is not an upper-case ticker like ACME or BRK.B`,
+          });
       });
     } else if (!SYMBOL.test(record.symbol as string)) {
-      problems.push({ path: joinPath(prefix, 'symbol'), message: `${JSON.stringify(record.symbol)} is not an upper-case ticker like ACME or BRK.B` });
+      problems.push({
+        path: joinPath(prefix, 'symbol'),
+        message: `${JSON.stringify(record.symbol)} is not an upper-case ticker like ACME or BRK.B`,
+      });
     }
     return problems;
   }

@@ -73,7 +73,8 @@ const SCENARIO_SYNTAX =
 /** Parses a scenario spec as the CLI takes it. Offsets (`@30s`) count from the feed's start in event time. */
 export function parseScenario(spec: string): Scenario {
   const at = spec.lastIndexOf('@');
-  const bad = (why: string): AgentStreamsError => invalid(`Scenario "${spec}": ${why}. Expected ${SCENARIO_SYNTAX}.`, { spec });
+  const bad = (why: string): AgentStreamsError =>
+    invalid(`Scenario "${spec}": ${why}. Expected ${SCENARIO_SYNTAX}.`, { spec });
   if (at < 0) throw bad('missing @offset');
   const offset = spec.slice(at + 1);
   const [kind, symbol, ...rest] = spec.slice(0, at).split(':');
@@ -93,19 +94,28 @@ export function parseScenario(spec: string): Scenario {
     case 'volumeSpike': {
       const [factor, over] = rest;
       const match = /^(\d+(?:\.\d+)?)x?$/.exec(factor ?? '');
-      if (!match || rest.length !== 2) throw bad('a volume spike needs a factor and a length, e.g. volumeSpike:ACME:5x:3m@1m');
+      if (!match || rest.length !== 2)
+        throw bad('a volume spike needs a factor and a length, e.g. volumeSpike:ACME:5x:3m@1m');
       return { kind, symbol, factor: Number(match[1]), over: checkDuration(over, 'length'), at: offset };
     }
     case 'volatility': {
       const [factor, over] = rest;
       const match = /^(\d+(?:\.\d+)?)x?$/.exec(factor ?? '');
-      if (!match || rest.length !== 2) throw bad('a volatility burst needs a factor and a length, e.g. volatility:ACME:4x:3m@1m');
+      if (!match || rest.length !== 2)
+        throw bad('a volatility burst needs a factor and a length, e.g. volatility:ACME:4x:3m@1m');
       return { kind, symbol, factor: Number(match[1]), over: checkDuration(over, 'length'), at: offset };
     }
     case 'newsBurst': {
       const [count, over] = rest;
-      if (!/^\d+$/.test(count ?? '') || rest.length > 2) throw bad('a news burst needs a headline count, e.g. newsBurst:ACME:5@45s');
-      return { kind, symbol, count: Number(count), ...(over === undefined ? {} : { over: checkDuration(over, 'length') }), at: offset };
+      if (!/^\d+$/.test(count ?? '') || rest.length > 2)
+        throw bad('a news burst needs a headline count, e.g. newsBurst:ACME:5@45s');
+      return {
+        kind,
+        symbol,
+        count: Number(count),
+        ...(over === undefined ? {} : { over: checkDuration(over, 'length') }),
+        at: offset,
+      };
     }
     case 'filing': {
       const [formType, items] = rest;
@@ -209,11 +219,31 @@ const Stream = { universe: 0, slots: 1, news: 2, filings: 3, scenarios: 4, volat
 // The universe
 
 const NAMED: ReadonlyArray<readonly [string, string]> = [
-  ['ACME', 'Acme Corp'], ['BOLT', 'Bolt Motors'], ['CRUX', 'Crux Biotech'], ['DYNA', 'Dynamo Energy'], ['ECHO', 'Echo Media'],
-  ['FLUX', 'Flux Semiconductor'], ['GRID', 'Grid Utilities'], ['HALO', 'Halo Pharma'], ['IONX', 'Ionix Materials'], ['JADE', 'Jade Retail'],
-  ['KITE', 'Kite Airlines'], ['LUMA', 'Luma Software'], ['MYST', 'Mystic Games'], ['NOVA', 'Nova Telecom'], ['ORCA', 'Orca Shipping'],
-  ['PIXL', 'Pixel Labs'], ['QUAD', 'Quadrant Bank'], ['ROVR', 'Rover Logistics'], ['SOLR', 'Solaris Power'], ['TERA', 'Terabyte Cloud'],
-  ['UMBR', 'Umbra Security'], ['VOLT', 'Volt Batteries'], ['WAVE', 'Wave Networks'], ['XENO', 'Xeno Therapeutics'], ['YARD', 'Yardline Homes'],
+  ['ACME', 'Acme Corp'],
+  ['BOLT', 'Bolt Motors'],
+  ['CRUX', 'Crux Biotech'],
+  ['DYNA', 'Dynamo Energy'],
+  ['ECHO', 'Echo Media'],
+  ['FLUX', 'Flux Semiconductor'],
+  ['GRID', 'Grid Utilities'],
+  ['HALO', 'Halo Pharma'],
+  ['IONX', 'Ionix Materials'],
+  ['JADE', 'Jade Retail'],
+  ['KITE', 'Kite Airlines'],
+  ['LUMA', 'Luma Software'],
+  ['MYST', 'Mystic Games'],
+  ['NOVA', 'Nova Telecom'],
+  ['ORCA', 'Orca Shipping'],
+  ['PIXL', 'Pixel Labs'],
+  ['QUAD', 'Quadrant Bank'],
+  ['ROVR', 'Rover Logistics'],
+  ['SOLR', 'Solaris Power'],
+  ['TERA', 'Terabyte Cloud'],
+  ['UMBR', 'Umbra Security'],
+  ['VOLT', 'Volt Batteries'],
+  ['WAVE', 'Wave Networks'],
+  ['XENO', 'Xeno Therapeutics'],
+  ['YARD', 'Yardline Homes'],
   ['ZEST', 'Zest Foods'],
 ];
 const NAME_OF = new Map(NAMED);
@@ -308,7 +338,18 @@ export interface FeedPlan {
   scenarios: PlannedScenario[];
 }
 
-const FEED_KEYS = new Set(['seed', 'symbols', 'rate', 'duration', 'start', 'tradeShare', 'newsPerMinute', 'filingsPerHour', 'intraday', 'scenarios']);
+const FEED_KEYS = new Set([
+  'seed',
+  'symbols',
+  'rate',
+  'duration',
+  'start',
+  'tradeShare',
+  'newsPerMinute',
+  'filingsPerHour',
+  'intraday',
+  'scenarios',
+]);
 
 /** Checks every option (all problems at once) and compiles them; `marketFeed` and `runFeed` call it for you. */
 export function planFeed(options: FeedOptions = {}): FeedPlan {
@@ -316,7 +357,8 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
   const seed = options.seed ?? 1;
   if (!Number.isSafeInteger(seed)) problems.push(`seed must be a whole number, got ${seed}`);
   const rate = options.rate ?? 1000;
-  if (!(Number.isFinite(rate) && rate > 0 && rate <= 10_000_000)) problems.push(`rate must be > 0 and <= 10000000 events/s, got ${rate}`);
+  if (!(Number.isFinite(rate) && rate > 0 && rate <= 10_000_000))
+    problems.push(`rate must be > 0 and <= 10000000 events/s, got ${rate}`);
   const durationParse = parseDuration(options.duration ?? '60s');
   if (!durationParse.ok) problems.push(`duration: ${durationParse.reason}`);
   const durationMs = durationParse.ok ? durationParse.ms : 0;
@@ -332,20 +374,25 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
   const tradeShare = options.tradeShare ?? 0.4;
   if (!(tradeShare >= 0 && tradeShare <= 1)) problems.push(`tradeShare must be between 0 and 1, got ${tradeShare}`);
   const newsPerMinute = options.newsPerMinute ?? 2;
-  if (!(newsPerMinute >= 0 && Number.isFinite(newsPerMinute))) problems.push(`newsPerMinute must be >= 0, got ${newsPerMinute}`);
+  if (!(newsPerMinute >= 0 && Number.isFinite(newsPerMinute)))
+    problems.push(`newsPerMinute must be >= 0, got ${newsPerMinute}`);
   const filingsPerHour = options.filingsPerHour ?? 30;
-  if (!(filingsPerHour >= 0 && Number.isFinite(filingsPerHour))) problems.push(`filingsPerHour must be >= 0, got ${filingsPerHour}`);
-  for (const key of Object.keys(options)) if (!FEED_KEYS.has(key) && !RUN_KEYS.has(key)) problems.push(`unknown option "${key}"`);
+  if (!(filingsPerHour >= 0 && Number.isFinite(filingsPerHour)))
+    problems.push(`filingsPerHour must be >= 0, got ${filingsPerHour}`);
+  for (const key of Object.keys(options))
+    if (!FEED_KEYS.has(key) && !RUN_KEYS.has(key)) problems.push(`unknown option "${key}"`);
 
   let tickers: string[];
   const symbols = options.symbols ?? 50;
   if (typeof symbols === 'number') {
-    if (!Number.isInteger(symbols) || symbols < 1 || symbols > 100_000) problems.push(`symbols must be a whole number from 1 to 100000, got ${symbols}`);
+    if (!Number.isInteger(symbols) || symbols < 1 || symbols > 100_000)
+      problems.push(`symbols must be a whole number from 1 to 100000, got ${symbols}`);
     tickers = universeTickers(Number.isInteger(symbols) && symbols >= 1 && symbols <= 100_000 ? symbols : 1);
   } else {
     tickers = [...new Set(symbols)];
     if (tickers.length === 0) problems.push('symbols must not be empty');
-    for (const t of tickers) if (!/^[A-Z0-9][A-Z0-9.-]{0,15}$/.test(t)) problems.push(`symbol "${t}" is not an upper-case ticker`);
+    for (const t of tickers)
+      if (!/^[A-Z0-9][A-Z0-9.-]{0,15}$/.test(t)) problems.push(`symbol "${t}" is not an upper-case ticker`);
   }
 
   const planned: PlannedScenario[] = [];
@@ -362,24 +409,37 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
     const declaredOver = 'over' in scenario ? scenario.over : undefined;
     let over = parseDuration(declaredOver ?? 0);
     // A burst without a length spreads over a minute, or what is left of the feed when that is less.
-    if (declaredOver === undefined && scenario.kind === 'newsBurst' && at.ok) over = { ok: true, ms: Math.max(0, Math.min(60_000, durationMs - at.ms - 1)) };
+    if (declaredOver === undefined && scenario.kind === 'newsBurst' && at.ok)
+      over = { ok: true, ms: Math.max(0, Math.min(60_000, durationMs - at.ms - 1)) };
     if (!at.ok || !over.ok) {
-      problems.push(`scenario ${label}: ${!at.ok ? at.reason : ''}${!over.ok ? (over as { reason: string }).reason : ''}`);
+      problems.push(
+        `scenario ${label}: ${!at.ok ? at.reason : ''}${!over.ok ? (over as { reason: string }).reason : ''}`,
+      );
       continue;
     }
     const end = at.ms + over.ms;
-    if (durationParse.ok && end > durationMs) problems.push(`scenario ${label} ends ${end} ms into the feed, after its ${durationMs} ms duration; lengthen --duration or move it earlier`);
+    if (durationParse.ok && end > durationMs)
+      problems.push(
+        `scenario ${label} ends ${end} ms into the feed, after its ${durationMs} ms duration; lengthen --duration or move it earlier`,
+      );
     if (!tickers.includes(scenario.symbol)) {
       // A planted symbol joins the universe rather than failing: naming it is a clear enough request.
       if (/^[A-Z0-9][A-Z0-9.-]{0,15}$/.test(scenario.symbol)) tickers.push(scenario.symbol);
       else problems.push(`scenario ${label}: "${scenario.symbol}" is not an upper-case ticker`);
     }
-    if (scenario.kind === 'drop' && !(scenario.fraction > 0 && scenario.fraction < 1)) problems.push(`scenario ${label}: the drop must be between 0% and 100%`);
+    if (scenario.kind === 'drop' && !(scenario.fraction > 0 && scenario.fraction < 1))
+      problems.push(`scenario ${label}: the drop must be between 0% and 100%`);
     if (scenario.kind === 'drop' && over.ms <= 0) problems.push(`scenario ${label}: the drop needs a length > 0`);
-    if (scenario.kind === 'volumeSpike' && !(scenario.factor > 0 && Number.isFinite(scenario.factor))) problems.push(`scenario ${label}: the factor must be > 0`);
-    if (scenario.kind === 'volatility' && !(scenario.factor >= 1 && Number.isFinite(scenario.factor))) problems.push(`scenario ${label}: the factor must be >= 1 (the burst adds noise)`);
-    if (scenario.kind === 'volatility' && over.ms <= 0) problems.push(`scenario ${label}: the burst needs a length > 0`);
-    if (scenario.kind === 'newsBurst' && !(Number.isInteger(scenario.count) && scenario.count >= 1 && scenario.count <= 10_000)) {
+    if (scenario.kind === 'volumeSpike' && !(scenario.factor > 0 && Number.isFinite(scenario.factor)))
+      problems.push(`scenario ${label}: the factor must be > 0`);
+    if (scenario.kind === 'volatility' && !(scenario.factor >= 1 && Number.isFinite(scenario.factor)))
+      problems.push(`scenario ${label}: the factor must be >= 1 (the burst adds noise)`);
+    if (scenario.kind === 'volatility' && over.ms <= 0)
+      problems.push(`scenario ${label}: the burst needs a length > 0`);
+    if (
+      scenario.kind === 'newsBurst' &&
+      !(Number.isInteger(scenario.count) && scenario.count >= 1 && scenario.count <= 10_000)
+    ) {
       problems.push(`scenario ${label}: the headline count must be from 1 to 10000`);
     }
     planned.push({ scenario, label, atMs: at.ms, overMs: over.ms });
@@ -388,7 +448,9 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
   for (const a of drops) {
     for (const b of drops) {
       if (a !== b && a.scenario.symbol === b.scenario.symbol && a.atMs <= b.atMs && b.atMs <= a.atMs + a.overMs) {
-        problems.push(`drop scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one deeper drop instead`);
+        problems.push(
+          `drop scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one deeper drop instead`,
+        );
       }
     }
   }
@@ -396,7 +458,9 @@ export function planFeed(options: FeedOptions = {}): FeedPlan {
   for (const a of bursts) {
     for (const b of bursts) {
       if (a !== b && a.scenario.symbol === b.scenario.symbol && a.atMs <= b.atMs && b.atMs < a.atMs + a.overMs) {
-        problems.push(`volatility scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one stronger burst instead`);
+        problems.push(
+          `volatility scenarios ${a.label} and ${b.label} overlap on ${a.scenario.symbol}; plant one stronger burst instead`,
+        );
       }
     }
   }
@@ -448,11 +512,27 @@ const NEUTRAL = [
 ] as const;
 /** Headline templates by tone (`{name}` is the company): planted news bursts use the negative ones. */
 export const headlineTemplates = { negative: NEGATIVE, positive: POSITIVE, neutral: NEUTRAL } as const;
-const SOURCES = ['Reuters', 'Bloomberg', 'Dow Jones Newswires', 'Business Wire', 'PR Newswire', 'GlobeNewswire'] as const;
+const SOURCES = [
+  'Reuters',
+  'Bloomberg',
+  'Dow Jones Newswires',
+  'Business Wire',
+  'PR Newswire',
+  'GlobeNewswire',
+] as const;
 // The background's 8-K items are the routine ones (agreements, results, votes, Reg FD, other events): an officer
 // change (5.02) or worse is a planted scenario, so a quiet background raises nothing high.
 const EIGHT_K_ITEMS = ['1.01', '2.02', '5.07', '7.01', '8.01'] as const;
-const INSIDERS = ['Jordan Avery', 'Sam Patel', 'Riley Chen', 'Morgan Diaz', 'Casey Novak', 'Alex Kim', 'Taylor Brooks', 'Jamie Okafor'] as const;
+const INSIDERS = [
+  'Jordan Avery',
+  'Sam Patel',
+  'Riley Chen',
+  'Morgan Diaz',
+  'Casey Novak',
+  'Alex Kim',
+  'Taylor Brooks',
+  'Jamie Okafor',
+] as const;
 const ROLES = ['CEO', 'CFO', 'COO', 'Director', 'General Counsel', '10% owner'] as const;
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -503,7 +583,15 @@ interface SymbolState {
 type Scheduled =
   | { time: number; order: number; kind: 'news'; label?: string; symbol?: string; index?: number }
   | { time: number; order: number; kind: 'filing'; label?: string; scenario?: Extract<Scenario, { kind: 'filing' }> }
-  | { time: number; order: number; kind: 'drop-start' | 'drop-end'; label: string; symbol: string; fraction: number; overMs: number };
+  | {
+      time: number;
+      order: number;
+      kind: 'drop-start' | 'drop-end';
+      label: string;
+      symbol: string;
+      fraction: number;
+      overMs: number;
+    };
 
 /**
  * The feed as a lazy generator of events in event-time order. Deterministic: the same options always give the same
@@ -519,7 +607,14 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
   const scenarioRandom = new Random(seed, Stream.scenarios);
   const states = new Map<string, SymbolState>();
   const stateList: SymbolState[] = universe.map((profile, i) => {
-    const state: SymbolState = { profile, random: new Random(seed, Stream.symbolBase + i), ref: profile.initialPrice, lastTime: start, lastMid: profile.initialPrice, trades: 0 };
+    const state: SymbolState = {
+      profile,
+      random: new Random(seed, Stream.symbolBase + i),
+      ref: profile.initialPrice,
+      lastTime: start,
+      lastMid: profile.initialPrice,
+      trades: 0,
+    };
     states.set(profile.symbol, state);
     return state;
   });
@@ -534,12 +629,20 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
   const queue: Scheduled[] = [];
   let order = 0;
   if (plan.newsPerMinute > 0) {
-    for (let t = start + newsRandom.exponential(plan.newsPerMinute / 60_000); t < endTime; t += newsRandom.exponential(plan.newsPerMinute / 60_000)) {
+    for (
+      let t = start + newsRandom.exponential(plan.newsPerMinute / 60_000);
+      t < endTime;
+      t += newsRandom.exponential(plan.newsPerMinute / 60_000)
+    ) {
       queue.push({ time: Math.floor(t), order: order++, kind: 'news' });
     }
   }
   if (plan.filingsPerHour > 0) {
-    for (let t = start + filingRandom.exponential(plan.filingsPerHour / 3_600_000); t < endTime; t += filingRandom.exponential(plan.filingsPerHour / 3_600_000)) {
+    for (
+      let t = start + filingRandom.exponential(plan.filingsPerHour / 3_600_000);
+      t < endTime;
+      t += filingRandom.exponential(plan.filingsPerHour / 3_600_000)
+    ) {
       queue.push({ time: Math.floor(t), order: order++, kind: 'filing' });
     }
   }
@@ -550,11 +653,31 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
   for (const p of plan.scenarios) {
     const at = start + p.atMs;
     const s = p.scenario;
-    if (s.kind === 'drop') queue.push({ time: at, order: order++, kind: 'drop-start', label: p.label, symbol: s.symbol, fraction: s.fraction, overMs: p.overMs });
-    else if (s.kind === 'volatility') volatilityBursts.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
-    else if (s.kind === 'volumeSpike') volumeSpikes.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
+    if (s.kind === 'drop')
+      queue.push({
+        time: at,
+        order: order++,
+        kind: 'drop-start',
+        label: p.label,
+        symbol: s.symbol,
+        fraction: s.fraction,
+        overMs: p.overMs,
+      });
+    else if (s.kind === 'volatility')
+      volatilityBursts.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
+    else if (s.kind === 'volumeSpike')
+      volumeSpikes.push({ label: p.label, symbol: s.symbol, factor: s.factor, from: at, to: at + p.overMs });
     else if (s.kind === 'filing') queue.push({ time: at, order: order++, kind: 'filing', label: p.label, scenario: s });
-    else for (let i = 0; i < s.count; i += 1) queue.push({ time: at + Math.floor((i * p.overMs) / s.count), order: order++, kind: 'news', label: p.label, symbol: s.symbol, index: i });
+    else
+      for (let i = 0; i < s.count; i += 1)
+        queue.push({
+          time: at + Math.floor((i * p.overMs) / s.count),
+          order: order++,
+          kind: 'news',
+          label: p.label,
+          symbol: s.symbol,
+          index: i,
+        });
   }
   const byTime = (a: Scheduled, b: Scheduled): number => a.time - b.time || a.order - b.order;
   queue.sort(byTime);
@@ -585,14 +708,19 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     }
     const dt = (time - s.lastTime) / YEAR_MS;
     if (dt > 0) {
-      s.ref *= Math.exp((p.drift - (p.volatility * p.volatility) / 2) * dt + p.volatility * Math.sqrt(dt) * s.random.normal());
+      s.ref *= Math.exp(
+        (p.drift - (p.volatility * p.volatility) / 2) * dt + p.volatility * Math.sqrt(dt) * s.random.normal(),
+      );
       s.lastTime = time;
     }
-    s.lastMid = roundTick(s.ref * Math.exp(burstDeviation(s, time)) * (1 + (p.noiseBps / 10_000) * (2 * s.random.next() - 1)));
+    s.lastMid = roundTick(
+      s.ref * Math.exp(burstDeviation(s, time)) * (1 + (p.noiseBps / 10_000) * (2 * s.random.next() - 1)),
+    );
     return s.lastMid;
   };
 
-  const burstAt = (symbol: string, time: number): (typeof volatilityBursts)[number] | undefined => volatilityBursts.find((v) => v.symbol === symbol && time >= v.from && time < v.to);
+  const burstAt = (symbol: string, time: number): (typeof volatilityBursts)[number] | undefined =>
+    volatilityBursts.find((v) => v.symbol === symbol && time >= v.from && time < v.to);
 
   /**
    * The extra log-price deviation of a volatility burst at `time`: a Brownian bridge pinned to 0 at the burst's start
@@ -623,8 +751,22 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
   };
 
   const tickEvent = (s: SymbolState, time: number, mid: number, scenario: string | undefined): FeedEvent => {
-    const value: PriceTick = { symbol: s.profile.symbol, eventTime: time, price: mid, ...quote(s, mid), currency: 'USD', venue: s.profile.venue };
-    return { type: 'PriceTick', recordType: MarketRecord.PriceTick, key: value.symbol, value, timestamp: time, ...(scenario ? { scenario } : {}) };
+    const value: PriceTick = {
+      symbol: s.profile.symbol,
+      eventTime: time,
+      price: mid,
+      ...quote(s, mid),
+      currency: 'USD',
+      venue: s.profile.venue,
+    };
+    return {
+      type: 'PriceTick',
+      recordType: MarketRecord.PriceTick,
+      key: value.symbol,
+      value,
+      timestamp: time,
+      ...(scenario ? { scenario } : {}),
+    };
   };
 
   const tradeEvent = (s: SymbolState, time: number): FeedEvent => {
@@ -641,9 +783,23 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     quantity = quantity >= 100 && roundLot ? Math.round(quantity / 100) * 100 : Math.max(1, Math.round(quantity));
     if (spike) quantity = Math.round(quantity * spike.factor);
     s.trades += 1;
-    const value: Trade = { symbol: s.profile.symbol, eventTime: time, price: side === 'BUY' ? ask : bid, quantity: Math.max(1, quantity), side, tradeId: `${s.profile.symbol}-${seedTag}-${s.trades}` };
+    const value: Trade = {
+      symbol: s.profile.symbol,
+      eventTime: time,
+      price: side === 'BUY' ? ask : bid,
+      quantity: Math.max(1, quantity),
+      side,
+      tradeId: `${s.profile.symbol}-${seedTag}-${s.trades}`,
+    };
     const scenario = spike?.label ?? s.drop?.label ?? s.burst?.label;
-    return { type: 'Trade', recordType: MarketRecord.Trade, key: value.symbol, value, timestamp: time, ...(scenario ? { scenario } : {}) };
+    return {
+      type: 'Trade',
+      recordType: MarketRecord.Trade,
+      key: value.symbol,
+      value,
+      timestamp: time,
+      ...(scenario ? { scenario } : {}),
+    };
   };
 
   const labelHash = (label: string): number => [...label].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7);
@@ -652,13 +808,17 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     // Planted headlines draw from their own stream; background stories from the news stream.
     const r = item.label ? scenarioRandom : newsRandom;
     const primary = item.symbol ? states.get(item.symbol)! : stateList[r.int(stateList.length)]!;
-    const related = !item.symbol && stateList.length > 1 && r.next() < 0.2 ? stateList[r.int(stateList.length)]! : undefined;
+    const related =
+      !item.symbol && stateList.length > 1 && r.next() < 0.2 ? stateList[r.int(stateList.length)]! : undefined;
     const involved = related && related !== primary ? [primary, related] : [primary];
     const mood = item.label ? 0 : r.next();
     const templates = mood < 0.3 ? NEGATIVE : mood < 0.6 ? POSITIVE : NEUTRAL;
     // A planted burst is that many different stories (a burst of one story repeated is one story to the news agent).
     // Consecutive templates from a place fixed by the scenario's label, so every story of the burst differs.
-    const template = item.index === undefined ? r.pick(templates) : templates[(item.index + labelHash(item.label ?? '')) % templates.length]!;
+    const template =
+      item.index === undefined
+        ? r.pick(templates)
+        : templates[(item.index + labelHash(item.label ?? '')) % templates.length]!;
     const headline = template.replace('{name}', primary.profile.name);
     newsCount += 1;
     const id = `news-${seedTag}-${newsCount}`;
@@ -673,7 +833,14 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
       url: `https://news.example.com/${id}`,
     };
     for (const symbol of value.symbols) {
-      yield { type: 'NewsItem', recordType: MarketRecord.NewsItem, key: symbol, value, timestamp: time, ...(item.label ? { scenario: item.label } : {}) };
+      yield {
+        type: 'NewsItem',
+        recordType: MarketRecord.NewsItem,
+        key: symbol,
+        value,
+        timestamp: time,
+        ...(item.label ? { scenario: item.label } : {}),
+      };
     }
   }
 
@@ -686,7 +853,10 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     const formType = planted?.formType ?? (u < 0.4 ? '8-K' : u < 0.8 ? '4' : u < 0.95 ? '10-Q' : '10-K');
     let items: string[] = [];
     if (planted) items = [...(planted.items ?? [])];
-    else if (formType === '8-K') items = [...new Set<string>([r.pick(EIGHT_K_ITEMS), ...(r.next() < 0.4 ? [r.pick(EIGHT_K_ITEMS)] : [])])].sort().concat('9.01');
+    else if (formType === '8-K')
+      items = [...new Set<string>([r.pick(EIGHT_K_ITEMS), ...(r.next() < 0.4 ? [r.pick(EIGHT_K_ITEMS)] : [])])]
+        .sort()
+        .concat('9.01');
     let insider: Filing['insider'] = null;
     if (formType === '4') {
       const v = r.next();
@@ -701,8 +871,23 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
     }
     filingCount += 1;
     const id = `${s.profile.cik}-${String(new Date(time).getUTCFullYear() % 100).padStart(2, '0')}-${seedTag}${String(filingCount).padStart(6, '0')}`;
-    const value: Filing = { id, symbol: s.profile.symbol, formType, items, eventTime: time, insider, url: `https://filings.example.com/${id}` };
-    return { type: 'Filing', recordType: MarketRecord.Filing, key: value.symbol, value, timestamp: time, ...(item.label ? { scenario: item.label } : {}) };
+    const value: Filing = {
+      id,
+      symbol: s.profile.symbol,
+      formType,
+      items,
+      eventTime: time,
+      insider,
+      url: `https://filings.example.com/${id}`,
+    };
+    return {
+      type: 'Filing',
+      recordType: MarketRecord.Filing,
+      key: value.symbol,
+      value,
+      timestamp: time,
+      ...(item.label ? { scenario: item.label } : {}),
+    };
   };
 
   for (let slot = 0; slot < plan.slots; slot += 1) {
@@ -758,7 +943,21 @@ export function* marketFeed(options: FeedOptions | FeedPlan = {}): Generator<Fee
 // ---------------------------------------------------------------------------------------------------------------
 // Producing to Kafka
 
-const RUN_KEYS = new Set(['topic', 'partitions', 'register', 'maxBatchBytes', 'maxBatchMessages', 'maxRecordBytes', 'log', 'pace', 'speed', 'batchSize', 'signal', 'onProgress', 'producer']);
+const RUN_KEYS = new Set([
+  'topic',
+  'partitions',
+  'register',
+  'maxBatchBytes',
+  'maxBatchMessages',
+  'maxRecordBytes',
+  'log',
+  'pace',
+  'speed',
+  'batchSize',
+  'signal',
+  'onProgress',
+  'producer',
+]);
 
 export interface FeedProgress {
   events: number;
@@ -802,7 +1001,8 @@ export async function runFeed(config: Config, options: RunFeedOptions = {}): Pro
   const speed = options.speed ?? 1;
   if (!(speed > 0 && Number.isFinite(speed))) throw invalid(`speed must be a positive number, got ${options.speed}`);
   const batchSize = options.batchSize ?? (pace ? Math.max(1, Math.min(2000, Math.ceil(plan.rate / 20))) : 2000);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid(`batchSize must be a whole number >= 1, got ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw invalid(`batchSize must be a whole number >= 1, got ${batchSize}`);
   const producer = options.producer ?? (await openMarketProducer(config, { ...options, clientId: 'feed' }));
   const byType = Object.fromEntries(marketRecordNames.map((n) => [n, 0])) as Record<MarketRecordName, number>;
   let events = 0;
@@ -855,5 +1055,15 @@ export async function runFeed(config: Config, options: RunFeedOptions = {}): Pro
     if (!options.producer) await producer.close();
   }
   const seconds = (performance.now() - started) / 1000;
-  return { topic: producer.topic, partitions: producer.partitions, events, byType, firstEventTime, lastEventTime, seconds, eventsPerSecond: Math.round(events / seconds), aborted };
+  return {
+    topic: producer.topic,
+    partitions: producer.partitions,
+    events,
+    byType,
+    firstEventTime,
+    lastEventTime,
+    seconds,
+    eventsPerSecond: Math.round(events / seconds),
+    aborted,
+  };
 }

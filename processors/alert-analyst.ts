@@ -34,7 +34,8 @@ const severityClaims = [
   new RegExp(`\\b(${severityWords})[- ](?:severity|priority|alert)\\b`, 'gi'),
   new RegExp(`\\b(?:escalate|raise|upgrade)\\w*\\b[^.;\\n]{0,30}?\\b(${severityWords})\\b`, 'gi'),
 ];
-const tradeAdvice = /\b(buy|buying|sell|selling|short|shorting|go long|liquidat\w*|dump|dumping|unload\w*|exit (?:the |all |your )?positions?|close (?:out )?(?:the |all |your )?positions?)\b(?!-)/gi;
+const tradeAdvice =
+  /\b(buy|buying|sell|selling|short|shorting|go long|liquidat\w*|dump|dumping|unload\w*|exit (?:the |all |your )?positions?|close (?:out )?(?:the |all |your )?positions?)\b(?!-)/gi;
 const negation = /\b(not|never|no|don't|do not|avoid|without|before)\b[^.;\n]{0,30}$/i;
 
 /**
@@ -53,12 +54,14 @@ export function contradictions(finding: Finding, answer: Analysis): string[] {
   for (const claim of severityClaims) {
     for (const m of text.matchAll(claim)) {
       const word = m[1]!.toLowerCase() as Severity;
-      if (severityRank(word) > ceiling) found.push(`claims severity ${word} in its text; the rules allow ${finding.severity}`);
+      if (severityRank(word) > ceiling)
+        found.push(`claims severity ${word} in its text; the rules allow ${finding.severity}`);
     }
   }
   if (thirdPartyAgents.has(finding.agent)) {
     for (const m of text.matchAll(tradeAdvice)) {
-      if (!negation.test(text.slice(Math.max(0, m.index - 40), m.index))) found.push(`recommends a trade ("${m[0]}") on third-party text`);
+      if (!negation.test(text.slice(Math.max(0, m.index - 40), m.index)))
+        found.push(`recommends a trade ("${m[0]}") on third-party text`);
     }
   }
   return [...new Set(found)];

@@ -8,7 +8,14 @@
  * and the id is derived from portfolio and hour.
  */
 import { createHash } from 'node:crypto';
-import { RULES_ONLY, type ProcessorContext, type StreamRecord, type TopicOf, type WindowResult, type WindowResultContext } from '../runtime/index.ts';
+import {
+  RULES_ONLY,
+  type ProcessorContext,
+  type StreamRecord,
+  type TopicOf,
+  type WindowResult,
+  type WindowResultContext,
+} from '../runtime/index.ts';
 import { severities, severityRank, type Finding, type Severity } from './finding.ts';
 import { portfolios } from './portfolio-exposure.ts';
 import { rulesOnlyDigest } from './analysis/rules-only.ts';
@@ -36,7 +43,11 @@ export const digestAggregation = {
 };
 
 /** Count, severities and the most severe findings of an hour's accumulator. */
-export function digestContent(acc: DigestAccumulator): { count: number; bySeverity: Record<string, number>; top: string[] } {
+export function digestContent(acc: DigestAccumulator): {
+  count: number;
+  bySeverity: Record<string, number>;
+  top: string[];
+} {
   // `?? {}`: an accumulator stored by an older version (counts only) reads as empty rather than failing.
   const entries = Object.values(acc.findings ?? {});
   const bySeverity: Record<string, number> = {};
@@ -78,7 +89,9 @@ export interface DigestAnswer {
 }
 
 export function alertCountOf(bySeverity: Record<string, number>, alertAt: Severity): number {
-  return severities.filter((s) => severityRank(s) >= severityRank(alertAt)).reduce((n, s) => n + (bySeverity[s] ?? 0), 0);
+  return severities
+    .filter((s) => severityRank(s) >= severityRank(alertAt))
+    .reduce((n, s) => n + (bySeverity[s] ?? 0), 0);
 }
 
 export function digestWriter(options: { output: TopicOf<Digest> }) {
@@ -96,7 +109,9 @@ export function digestWriter(options: { output: TopicOf<Digest> }) {
       const digest: Digest = {
         ...draft,
         alertCount,
-        summary: answer?.summary ?? rulesOnlyDigest({ ...draft, portfolioName: portfolio?.name ?? draft.portfolioId }, alertCount),
+        summary:
+          answer?.summary ??
+          rulesOnlyDigest({ ...draft, portfolioName: portfolio?.name ?? draft.portfolioId }, alertCount),
         model: answer?.model ?? RULES_ONLY,
       };
       ctx.forward(options.output, { key: draft.portfolioId, value: digest });

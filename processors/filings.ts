@@ -27,21 +27,62 @@ export function filingsAgent(options: { output: FindingTopic }) {
     const filing = record.value;
     const t = record.timestamp;
     const emit = (rule: string, severity: Severity, evidence: Record<string, number>, summary: string): void =>
-      ctx.forward(options.output, { key: filing.symbol, value: finding({ agent: 'filings', rule, symbol: filing.symbol, severity, windowStart: t, windowEnd: t, eventTime: t, evidence, summary }, record) });
+      ctx.forward(options.output, {
+        key: filing.symbol,
+        value: finding(
+          {
+            agent: 'filings',
+            rule,
+            symbol: filing.symbol,
+            severity,
+            windowStart: t,
+            windowEnd: t,
+            eventTime: t,
+            evidence,
+            summary,
+          },
+          record,
+        ),
+      });
 
     if (filing.formType === '8-K') {
-      const known = filing.items.map((item) => [item, eightKItems[item]] as const).filter((e): e is readonly [string, { severity: Severity; means: string }] => e[1] !== undefined);
+      const known = filing.items
+        .map((item) => [item, eightKItems[item]] as const)
+        .filter((e): e is readonly [string, { severity: Severity; means: string }] => e[1] !== undefined);
       if (known.length === 0) return;
       const worst = known.reduce((a, b) => (severityRank(b[1].severity) > severityRank(a[1].severity) ? b : a));
-      emit(`8-K-${worst[0]}`, worst[1].severity, { items: known.length }, `${filing.symbol} filed an 8-K disclosing ${known.map(([, k]) => k.means).join(', ')}`);
+      emit(
+        `8-K-${worst[0]}`,
+        worst[1].severity,
+        { items: known.length },
+        `${filing.symbol} filed an 8-K disclosing ${known.map(([, k]) => k.means).join(', ')}`,
+      );
       return;
     }
-    if (filing.formType === '4' && filing.insider && filing.insider.direction !== 'OTHER' && filing.insider.price !== null) {
+    if (
+      filing.formType === '4' &&
+      filing.insider &&
+      filing.insider.direction !== 'OTHER' &&
+      filing.insider.price !== null
+    ) {
       const value = filing.insider.shares * filing.insider.price;
       const selling = filing.insider.direction === 'SELL';
-      const severity: Severity | undefined = selling ? (value >= 25_000_000 ? 'high' : value >= 5_000_000 ? 'medium' : undefined) : value >= 1_000_000 ? 'low' : undefined;
+      const severity: Severity | undefined = selling
+        ? value >= 25_000_000
+          ? 'high'
+          : value >= 5_000_000
+            ? 'medium'
+            : undefined
+        : value >= 1_000_000
+          ? 'low'
+          : undefined;
       if (!severity) return;
-      emit(`insider-${selling ? 'sale' : 'purchase'}`, severity, { value, shares: filing.insider.shares }, `${filing.insider.role} of ${filing.symbol} ${selling ? 'sold' : 'bought'} $${(value / 1e6).toFixed(1)}M of stock`);
+      emit(
+        `insider-${selling ? 'sale' : 'purchase'}`,
+        severity,
+        { value, shares: filing.insider.shares },
+        `${filing.insider.role} of ${filing.symbol} ${selling ? 'sold' : 'bought'} $${(value / 1e6).toFixed(1)}M of stock`,
+      );
     }
   };
 }

@@ -16,8 +16,16 @@ export const FindingType = 'agentstreams.fleet.Finding';
 /** A topic of findings (the signal agents' output, portfolio-exposure's input and output). */
 export type FindingTopic = TopicOf<Finding>;
 
-export function findingId(agent: string, rule: string, symbol: string, portfolioId: string, windowStart: number): string {
-  return createHash('sha256').update(`${agent}\u0000${rule}\u0000${symbol}\u0000${portfolioId}\u0000${windowStart}`).digest('hex');
+export function findingId(
+  agent: string,
+  rule: string,
+  symbol: string,
+  portfolioId: string,
+  windowStart: number,
+): string {
+  return createHash('sha256')
+    .update(`${agent}\u0000${rule}\u0000${symbol}\u0000${portfolioId}\u0000${windowStart}`)
+    .digest('hex');
 }
 
 export function severityRank(severity: Severity): number {
@@ -25,7 +33,9 @@ export function severityRank(severity: Severity): number {
 }
 
 export function finding(
-  fields: Omit<Finding, 'findingId' | 'sourceTopic' | 'sourcePartition' | 'sourceOffset' | 'portfolioId'> & { portfolioId?: string },
+  fields: Omit<Finding, 'findingId' | 'sourceTopic' | 'sourcePartition' | 'sourceOffset' | 'portfolioId'> & {
+    portfolioId?: string;
+  },
   source: StreamRecord,
 ): Finding {
   const portfolioId = fields.portfolioId ?? '';

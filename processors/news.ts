@@ -7,9 +7,70 @@ import { store, type ProcessorContext, type StreamRecord } from '../runtime/inde
 import type { NewsItem } from '../schemas/generated/types.ts';
 import { finding, type FindingTopic, type Severity } from './finding.ts';
 
-const negative = ['cut', 'cuts', 'slide', 'slides', 'probe', 'recall', 'recalls', 'downgrade', 'downgrades', 'miss', 'misses', 'departs', 'resigns', 'cyberattack', 'disrupted', 'disruption', 'short', 'loses', 'warns', 'fraud', 'lawsuit', 'bankruptcy', 'default', 'weak', 'plunge', 'plunges', 'halt', 'investigation'];
-const positive = ['beats', 'beat', 'raises', 'wins', 'upgrade', 'upgrades', 'buyback', 'approval', 'record', 'surge', 'surges', 'strong'];
-const material = ['guidance', 'probe', 'regulator', 'accounting', 'recall', 'bankruptcy', 'fraud', 'investigation', 'cyberattack', 'customer', 'contract', 'chief', 'ceo', 'cfo', 'estimates', 'outlook', 'acquisition', 'merger'];
+const negative = [
+  'cut',
+  'cuts',
+  'slide',
+  'slides',
+  'probe',
+  'recall',
+  'recalls',
+  'downgrade',
+  'downgrades',
+  'miss',
+  'misses',
+  'departs',
+  'resigns',
+  'cyberattack',
+  'disrupted',
+  'disruption',
+  'short',
+  'loses',
+  'warns',
+  'fraud',
+  'lawsuit',
+  'bankruptcy',
+  'default',
+  'weak',
+  'plunge',
+  'plunges',
+  'halt',
+  'investigation',
+];
+const positive = [
+  'beats',
+  'beat',
+  'raises',
+  'wins',
+  'upgrade',
+  'upgrades',
+  'buyback',
+  'approval',
+  'record',
+  'surge',
+  'surges',
+  'strong',
+];
+const material = [
+  'guidance',
+  'probe',
+  'regulator',
+  'accounting',
+  'recall',
+  'bankruptcy',
+  'fraud',
+  'investigation',
+  'cyberattack',
+  'customer',
+  'contract',
+  'chief',
+  'ceo',
+  'cfo',
+  'estimates',
+  'outlook',
+  'acquisition',
+  'merger',
+];
 
 export interface NewsOptions {
   output: FindingTopic;
@@ -21,7 +82,11 @@ export interface NewsOptions {
   duplicateSimilarity: number;
 }
 
-export const defaultNewsOptions: Omit<NewsOptions, 'output'> = { windowMs: 10 * 60_000, burst: { medium: 3, high: 4, critical: 6 }, duplicateSimilarity: 0.7 };
+export const defaultNewsOptions: Omit<NewsOptions, 'output'> = {
+  windowMs: 10 * 60_000,
+  burst: { medium: 3, high: 4, critical: 6 },
+  duplicateSimilarity: 0.7,
+};
 
 interface NewsState {
   /** Recent stories: [eventTime, story id, sorted word set, sentiment]. */
@@ -65,7 +130,9 @@ export function newsAgent(options: NewsOptions) {
     const t = record.timestamp;
     state.recent = state.recent.filter(([time]) => time > t - options.windowMs);
     const tokens = words(story.headline);
-    const duplicate = state.recent.some(([, id, other]) => id === story.id || similarity(tokens, other) >= options.duplicateSimilarity);
+    const duplicate = state.recent.some(
+      ([, id, other]) => id === story.id || similarity(tokens, other) >= options.duplicateSimilarity,
+    );
     if (duplicate) {
       store.set(state);
       return;
@@ -75,7 +142,14 @@ export function newsAgent(options: NewsOptions) {
     const isMaterial = tokens.some((w) => material.includes(w));
     const negatives = state.recent.filter(([, , , s]) => s < 0);
     const count = negatives.length;
-    const severity: Severity | undefined = count >= options.burst.critical ? 'critical' : count >= options.burst.high ? 'high' : count >= options.burst.medium ? 'medium' : undefined;
+    const severity: Severity | undefined =
+      count >= options.burst.critical
+        ? 'critical'
+        : count >= options.burst.high
+          ? 'high'
+          : count >= options.burst.medium
+            ? 'medium'
+            : undefined;
     if (severity && score < 0) {
       const rank = ranks.indexOf(severity);
       const episode = state.burst && state.burst[1] > t - options.windowMs ? state.burst : undefined;
@@ -85,7 +159,17 @@ export function newsAgent(options: NewsOptions) {
         ctx.forward(options.output, {
           key: symbol,
           value: finding(
-            { agent: 'news', rule: 'negative-burst', symbol, severity, windowStart: start, windowEnd: t, eventTime: t, evidence: { stories: count, sentiment: score }, summary: `${count} negative stories on ${symbol} within ${options.windowMs / 60_000} minutes` },
+            {
+              agent: 'news',
+              rule: 'negative-burst',
+              symbol,
+              severity,
+              windowStart: start,
+              windowEnd: t,
+              eventTime: t,
+              evidence: { stories: count, sentiment: score },
+              summary: `${count} negative stories on ${symbol} within ${options.windowMs / 60_000} minutes`,
+            },
             record,
           ),
         });
@@ -93,7 +177,20 @@ export function newsAgent(options: NewsOptions) {
     } else if (isMaterial && score < 0 && count === 1) {
       ctx.forward(options.output, {
         key: symbol,
-        value: finding({ agent: 'news', rule: 'material-negative', symbol, severity: 'low', windowStart: t, windowEnd: t, eventTime: t, evidence: { sentiment: score }, summary: `Material negative story on ${symbol} (${quotedSource(story.source)})` }, record),
+        value: finding(
+          {
+            agent: 'news',
+            rule: 'material-negative',
+            symbol,
+            severity: 'low',
+            windowStart: t,
+            windowEnd: t,
+            eventTime: t,
+            evidence: { sentiment: score },
+            summary: `Material negative story on ${symbol} (${quotedSource(story.source)})`,
+          },
+          record,
+        ),
       });
     }
     store.set(state);

@@ -25,7 +25,11 @@ export const portfolios = table<Portfolio>(PORTFOLIOS_TABLE);
 /** Rules of a portfolio row that its schema cannot express; `table load` refuses a row with any. */
 export function portfolioProblems(portfolio: Portfolio): string[] {
   const scale = portfolio.moveThresholdScale;
-  return Number.isFinite(scale) && scale > 0 ? [] : [`moveThresholdScale must be a finite number > 0 (1 = the global price-move thresholds, 0.5 = twice as sensitive), got ${scale}`];
+  return Number.isFinite(scale) && scale > 0
+    ? []
+    : [
+        `moveThresholdScale must be a finite number > 0 (1 = the global price-move thresholds, 0.5 = twice as sensitive), got ${scale}`,
+      ];
 }
 
 export const EXPOSURE_STORE = 'reported';
@@ -43,9 +47,11 @@ export function portfolioExposure(options: { output: FindingTopic; rememberMs?: 
     if (market.portfolioId !== '') return; // already a portfolio finding
     const store = ctx.store(exposureStore);
     const reported: Reported = {};
-    for (const [id, entry] of Object.entries(store.get() ?? {})) if (entry[1] >= record.timestamp - rememberMs) reported[id] = entry;
+    for (const [id, entry] of Object.entries(store.get() ?? {}))
+      if (entry[1] >= record.timestamp - rememberMs) reported[id] = entry;
     const move = market.evidence.return;
-    const thresholds = market.agent === PRICE_MOVE_AGENT && move !== undefined ? moveThresholdsOf(market.evidence) : undefined;
+    const thresholds =
+      market.agent === PRICE_MOVE_AGENT && move !== undefined ? moveThresholdsOf(market.evidence) : undefined;
     for (const portfolio of ctx.table(portfolios).values()) {
       const holding = portfolio.holdings.find((h) => h.symbol === market.symbol);
       if (!holding || holding.weight <= 0) continue;
@@ -57,11 +63,22 @@ export function portfolioExposure(options: { output: FindingTopic; rememberMs?: 
       const evidence: Record<string, number> = { ...market.evidence, weight: holding.weight };
       if (thresholds) evidence.thresholdScale = scale;
       if (move !== undefined) evidence.impact = holding.weight * move;
-      const notes = [`${(holding.weight * 100).toFixed(1)}% of ${portfolio.name}`, ...(thresholds && scale !== 1 ? [`thresholds ×${scale}`] : []), ...(raised ? ['raised for exposure'] : [])];
+      const notes = [
+        `${(holding.weight * 100).toFixed(1)}% of ${portfolio.name}`,
+        ...(thresholds && scale !== 1 ? [`thresholds ×${scale}`] : []),
+        ...(raised ? ['raised for exposure'] : []),
+      ];
       const id = findingId(market.agent, market.rule, market.symbol, portfolio.portfolioId, market.windowStart);
       if ((reported[id]?.[0] ?? -1) >= severityRank(severity)) continue; // this portfolio already has it at this severity
       reported[id] = [severityRank(severity), market.windowStart];
-      const value: Finding = { ...market, portfolioId: portfolio.portfolioId, severity, evidence, summary: `${market.summary} (${notes.join(', ')})`, findingId: id };
+      const value: Finding = {
+        ...market,
+        portfolioId: portfolio.portfolioId,
+        severity,
+        evidence,
+        summary: `${market.summary} (${notes.join(', ')})`,
+        findingId: id,
+      };
       ctx.forward(options.output, { key: portfolio.portfolioId, value });
     }
     if (Object.keys(reported).length > 0) store.set(reported);

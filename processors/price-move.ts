@@ -90,7 +90,8 @@ export function priceMove(options: PriceMoveOptions) {
     let scale = 1;
     if (!options.portfoliosTable) return scale;
     for (const portfolio of ctx.table(options.portfoliosTable).values()) {
-      if (portfolio.holdings.some((h) => h.symbol === symbol && h.weight > 0)) scale = Math.min(scale, moveThresholdScaleOf(portfolio));
+      if (portfolio.holdings.some((h) => h.symbol === symbol && h.weight > 0))
+        scale = Math.min(scale, moveThresholdScaleOf(portfolio));
     }
     return scale;
   };
@@ -105,7 +106,14 @@ export function priceMove(options: PriceMoveOptions) {
      * Reports `severity` when it rises or when `escalation` (the grade at the most sensitive scale, which decides
      * whether the rule fires at all) does: every portfolio, the most sensitive included, sees its own escalations.
      */
-    const fire = (rule: string, severity: Severity | undefined, windowStart: number, evidence: Record<string, number>, summary: string, escalation = severity): void => {
+    const fire = (
+      rule: string,
+      severity: Severity | undefined,
+      windowStart: number,
+      evidence: Record<string, number>,
+      summary: string,
+      escalation = severity,
+    ): void => {
       const current = state.firing[rule];
       if (!severity || !escalation) {
         delete state.firing[rule];
@@ -113,19 +121,41 @@ export function priceMove(options: PriceMoveOptions) {
       }
       const rank = severityRank(escalation);
       const reported = severityRank(severity);
-      const [firedRank, episodeStart, reportedRank] = current ? [current[0], current[1], current[2] ?? current[0]] : [-1, windowStart, -1];
+      const [firedRank, episodeStart, reportedRank] = current
+        ? [current[0], current[1], current[2] ?? current[0]]
+        : [-1, windowStart, -1];
       if (rank <= firedRank && reported <= reportedRank) return;
       state.firing[rule] = [Math.max(rank, firedRank), episodeStart, Math.max(reported, reportedRank)];
       ctx.forward(options.output, {
         key: tick.symbol,
-        value: finding({ agent: PRICE_MOVE_AGENT, rule, symbol: tick.symbol, severity, windowStart: episodeStart, windowEnd: t, eventTime: t, evidence, summary }, record),
+        value: finding(
+          {
+            agent: PRICE_MOVE_AGENT,
+            rule,
+            symbol: tick.symbol,
+            severity,
+            windowStart: episodeStart,
+            windowEnd: t,
+            eventTime: t,
+            evidence,
+            summary,
+          },
+          record,
+        ),
       });
     };
 
     if (state.last && t > state.last[0]) {
       const jump = tick.price / state.last[1] - 1;
-      const severity = Math.abs(jump) >= options.gap ? (Math.abs(jump) >= 2 * options.gap ? 'high' : 'medium') : undefined;
-      fire('gap', severity, state.last[0], { return: jump, previousPrice: state.last[1], price: tick.price }, `${tick.symbol} gapped ${(jump * 100).toFixed(1)}% between ticks`);
+      const severity =
+        Math.abs(jump) >= options.gap ? (Math.abs(jump) >= 2 * options.gap ? 'high' : 'medium') : undefined;
+      fire(
+        'gap',
+        severity,
+        state.last[0],
+        { return: jump, previousPrice: state.last[1], price: tick.price },
+        `${tick.symbol} gapped ${(jump * 100).toFixed(1)}% between ticks`,
+      );
     }
     const scale = sensitivity(tick.symbol, ctx);
     for (const lookback of options.lookbacks) {
@@ -138,7 +168,16 @@ export function priceMove(options: PriceMoveOptions) {
         `move-${lookback.name}`,
         sensitive && (moveSeverity(move, lookback) ?? 'low'),
         base[0],
-        { return: move, fromPrice: base[1], price: tick.price, lookbackMs: lookback.ms, medium: lookback.medium, high: lookback.high, critical: lookback.critical, thresholdScale: scale },
+        {
+          return: move,
+          fromPrice: base[1],
+          price: tick.price,
+          lookbackMs: lookback.ms,
+          medium: lookback.medium,
+          high: lookback.high,
+          critical: lookback.critical,
+          thresholdScale: scale,
+        },
         `${tick.symbol} ${move < 0 ? 'fell' : 'rose'} ${(Math.abs(move) * 100).toFixed(1)}% in ${lookback.name}`,
         sensitive,
       );

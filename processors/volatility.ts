@@ -109,7 +109,8 @@ export function volatility(options: VolatilityOptions) {
     if (state.closed) {
       const spanMs = closedBucket - state.closed[0];
       // A return across a silence longer than the window says nothing about the window: start afresh.
-      if (spanMs <= options.windowMs) state.returns.push([closedBucket, Math.log(closedPrice / state.closed[1]), spanMs]);
+      if (spanMs <= options.windowMs)
+        state.returns.push([closedBucket, Math.log(closedPrice / state.closed[1]), spanMs]);
       else state.returns = [];
     }
     state.closed = [closedBucket, closedPrice];
@@ -138,7 +139,8 @@ export function volatility(options: VolatilityOptions) {
         const z = (logVol - state.mean) / std;
         const usual = Math.exp(state.mean);
         if (state.firing && z < options.clear) state.firing = undefined;
-        const severity: Severity | undefined = z >= options.critical ? 'critical' : z >= options.high ? 'high' : z >= options.medium ? 'medium' : undefined;
+        const severity: Severity | undefined =
+          z >= options.critical ? 'critical' : z >= options.high ? 'high' : z >= options.medium ? 'medium' : undefined;
         if (severity && (!state.firing || severityRank(severity) > state.firing[0])) {
           const episodeStart = state.firing ? state.firing[1] : windowStart;
           state.firing = [severityRank(severity), episodeStart];
@@ -146,10 +148,23 @@ export function volatility(options: VolatilityOptions) {
             key: tick.symbol,
             value: finding(
               {
-                agent: 'volatility', rule: 'volatility-z', symbol: tick.symbol, severity, windowStart: episodeStart, windowEnd: closedBucket + options.bucketMs, eventTime: t,
+                agent: 'volatility',
+                rule: 'volatility-z',
+                symbol: tick.symbol,
+                severity,
+                windowStart: episodeStart,
+                windowEnd: closedBucket + options.bucketMs,
+                eventTime: t,
                 evidence: {
-                  zScore: z, volatilityAnnualised: vol, baselineVolatilityAnnualised: usual, ratio: vol / usual,
-                  baselineMeanLogVolatility: state.mean, baselineStdLogVolatility: std, returns: n, windowMs: options.windowMs, bucketMs: options.bucketMs,
+                  zScore: z,
+                  volatilityAnnualised: vol,
+                  baselineVolatilityAnnualised: usual,
+                  ratio: vol / usual,
+                  baselineMeanLogVolatility: state.mean,
+                  baselineStdLogVolatility: std,
+                  returns: n,
+                  windowMs: options.windowMs,
+                  bucketMs: options.bucketMs,
                 },
                 summary: `${tick.symbol} volatility is ${pct(vol)} annualised over ${options.windowMs / 1000} s, ${(vol / usual).toFixed(1)}× its usual ${pct(usual)} (z ${z.toFixed(1)})`,
               },
@@ -160,7 +175,9 @@ export function volatility(options: VolatilityOptions) {
       }
 
       // The baseline learns the window's log volatility; once it is trusted, an outlier counts only up to the medium threshold.
-      const x = warm ? Math.min(Math.max(logVol, state.mean - options.medium * std), state.mean + options.medium * std) : logVol;
+      const x = warm
+        ? Math.min(Math.max(logVol, state.mean - options.medium * std), state.mean + options.medium * std)
+        : logVol;
       const weight = Math.max(alpha, 1 / (state.count + 1));
       const diff = x - state.mean;
       state.mean += weight * diff;

@@ -25,7 +25,15 @@ export interface VolumeSpikeOptions {
   critical: number;
 }
 
-export const defaultVolumeSpikeOptions: Omit<VolumeSpikeOptions, 'output'> = { bucketMs: 60_000, alpha: 0.2, warmup: 5, resetAfter: 10, medium: 3, high: 5, critical: 10 };
+export const defaultVolumeSpikeOptions: Omit<VolumeSpikeOptions, 'output'> = {
+  bucketMs: 60_000,
+  alpha: 0.2,
+  warmup: 5,
+  resetAfter: 10,
+  medium: 3,
+  high: 5,
+  critical: 10,
+};
 
 interface VolumeState {
   bucket: number;
@@ -68,8 +76,14 @@ export function volumeSpike(options: VolumeSpikeOptions) {
           key: trade.symbol,
           value: finding(
             {
-              agent: 'volume-spike', rule: 'volume-multiple', symbol: trade.symbol, severity, windowStart: state.bucket, windowEnd: state.bucket + options.bucketMs,
-              eventTime: t, evidence: { volume: state.volume, baseline: state.baseline, multiple, trades: state.trades },
+              agent: 'volume-spike',
+              rule: 'volume-multiple',
+              symbol: trade.symbol,
+              severity,
+              windowStart: state.bucket,
+              windowEnd: state.bucket + options.bucketMs,
+              eventTime: t,
+              evidence: { volume: state.volume, baseline: state.baseline, multiple, trades: state.trades },
               summary: `${trade.symbol} traded ${multiple.toFixed(1)}× its usual volume in one minute`,
             },
             record,
@@ -81,7 +95,8 @@ export function volumeSpike(options: VolumeSpikeOptions) {
       if (gaps > options.resetAfter) {
         state = { bucket, volume: 0, trades: 0, baseline: 0, minutes: 0 };
       } else {
-        let baseline = state.minutes === 0 ? state.volume : options.alpha * state.volume + (1 - options.alpha) * state.baseline;
+        let baseline =
+          state.minutes === 0 ? state.volume : options.alpha * state.volume + (1 - options.alpha) * state.baseline;
         for (let i = 0; i < gaps; i += 1) baseline *= 1 - options.alpha;
         state = { bucket, volume: 0, trades: 0, baseline, minutes: state.minutes + 1 + gaps };
       }

@@ -5,21 +5,61 @@
  */
 export * from './topology/topology.ts';
 export * from './topology/processor.ts';
-export { topic, store, table, type Topic, type TopicOf, type Store, type Table, type RecordTypeMap, type ValueOf, type InputRecord, type RecordOf, type InputValueOf, type Outgoing } from './topology/handles.ts';
+export {
+  topic,
+  store,
+  table,
+  type Topic,
+  type TopicOf,
+  type Store,
+  type Table,
+  type RecordTypeMap,
+  type ValueOf,
+  type InputRecord,
+  type RecordOf,
+  type InputValueOf,
+  type Outgoing,
+} from './topology/handles.ts';
 export * from './windows/index.ts';
 export * from './config/index.ts';
 export * from './errors.ts';
-export { runProcessor, type RunProcessorOptions, type EnrichmentService, type ProcessorHandle, type MemberHealth } from './engine/runner.ts';
+export {
+  runProcessor,
+  type RunProcessorOptions,
+  type EnrichmentService,
+  type ProcessorHandle,
+  type MemberHealth,
+} from './engine/runner.ts';
 export { AvroSerde, type DecodedRecord } from './serde/avro.ts';
 export { compileReaderSchema, type ReaderSchemaSource, type ReaderSchema } from './serde/readers.ts';
-export { loadSchemas, registerSchemas, parseSchema, compatibilityLevels, type Compatibility, type SchemaFile } from './serde/schemas.ts';
+export {
+  loadSchemas,
+  registerSchemas,
+  parseSchema,
+  compatibilityLevels,
+  type Compatibility,
+  type SchemaFile,
+} from './serde/schemas.ts';
 export * from './llm/index.ts';
-export type { ClickHouseSinkDeclaration, ServiceDeps, ServiceFactory, SinkDeclaration, SinkDeps, SinkMappings } from './topology/services.ts';
+export type {
+  ClickHouseSinkDeclaration,
+  ServiceDeps,
+  ServiceFactory,
+  SinkDeclaration,
+  SinkDeps,
+  SinkMappings,
+} from './topology/services.ts';
 export { mapTo, type MappedRows, type RecordMapping, type RecordMeta } from '../sinks/clickhouse/topic-sink.ts';
 // Types the public API's signatures mention, so that users (and the API reference) can name them.
 export type { ConfigOf, ConfigSchema } from './config/schema.ts';
 export type { Setting } from './config/settings.ts';
-export { createMetrics, type CreateMetricsOptions, type Metrics, type SampledGauge, type Sampler } from './observability/metrics.ts';
+export {
+  createMetrics,
+  type CreateMetricsOptions,
+  type Metrics,
+  type SampledGauge,
+  type Sampler,
+} from './observability/metrics.ts';
 export type { EventLog, LogFields } from './observability/log.ts';
 export type { RetryOptions, Sleep } from './retry.ts';
 export type { RangeCheck } from './serde/ranges.ts';

@@ -28,17 +28,25 @@ export function retry(options: RetryOptions = {}): RetryPolicy {
     maxAttempts: options.maxAttempts ?? Infinity,
   };
   const problems: string[] = [];
-  if (!Number.isFinite(policy.initialMs) || policy.initialMs < 0) problems.push(`initialMs must be a finite number >= 0, got ${policy.initialMs}`);
-  if (!Number.isFinite(policy.maxMs) || policy.maxMs < policy.initialMs) problems.push(`maxMs must be finite and >= initialMs, got ${policy.maxMs}`);
-  if (!Number.isFinite(policy.factor) || policy.factor < 1) problems.push(`factor must be a finite number >= 1, got ${policy.factor}`);
-  if (!(policy.jitter >= 0 && policy.jitter <= 1)) problems.push(`jitter must be between 0 and 1, got ${policy.jitter}`);
+  if (!Number.isFinite(policy.initialMs) || policy.initialMs < 0)
+    problems.push(`initialMs must be a finite number >= 0, got ${policy.initialMs}`);
+  if (!Number.isFinite(policy.maxMs) || policy.maxMs < policy.initialMs)
+    problems.push(`maxMs must be finite and >= initialMs, got ${policy.maxMs}`);
+  if (!Number.isFinite(policy.factor) || policy.factor < 1)
+    problems.push(`factor must be a finite number >= 1, got ${policy.factor}`);
+  if (!(policy.jitter >= 0 && policy.jitter <= 1))
+    problems.push(`jitter must be between 0 and 1, got ${policy.jitter}`);
   if (!(policy.maxAttempts === Infinity || (Number.isInteger(policy.maxAttempts) && policy.maxAttempts >= 1))) {
     problems.push(`maxAttempts must be a whole number >= 1 or Infinity, got ${policy.maxAttempts}`);
   }
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.RETRY_POLICY_INVALID, `Invalid retry policy: ${problems.join('; ')}. Fix the options passed to retry().`, {
-      details: { problems, options },
-    });
+    throw new AgentStreamsError(
+      ErrorCode.RETRY_POLICY_INVALID,
+      `Invalid retry policy: ${problems.join('; ')}. Fix the options passed to retry().`,
+      {
+        details: { problems, options },
+      },
+    );
   }
   return Object.freeze(policy);
 }
@@ -49,7 +57,10 @@ export function retry(options: RetryOptions = {}): RetryPolicy {
  */
 export function backoffMs(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
   if (!Number.isInteger(attempt) || attempt < 1) {
-    throw new AgentStreamsError(ErrorCode.RETRY_POLICY_INVALID, `backoffMs needs a whole attempt number >= 1, got ${attempt}.`);
+    throw new AgentStreamsError(
+      ErrorCode.RETRY_POLICY_INVALID,
+      `backoffMs needs a whole attempt number >= 1, got ${attempt}.`,
+    );
   }
   // Capping before jitter keeps delays spread out even once growth has hit the ceiling.
   const base = Math.min(policy.maxMs, policy.initialMs * policy.factor ** (attempt - 1));
@@ -97,10 +108,16 @@ export const abortableSleep: Sleep = (ms, signal) =>
  * Runs `fn` until it succeeds, a non-retriable error occurs, attempts run out or `signal` aborts. Errors are rethrown
  * as they are (never wrapped), so callers see the real failure and its cause chain.
  */
-export async function withRetry<T>(fn: (attempt: number) => T | Promise<T>, policy: RetryPolicy, options: WithRetryOptions = {}): Promise<T> {
+export async function withRetry<T>(
+  fn: (attempt: number) => T | Promise<T>,
+  policy: RetryPolicy,
+  options: WithRetryOptions = {},
+): Promise<T> {
   const { isRetriable = isRetriableByDefault, onRetry, signal, sleep = abortableSleep } = options;
   if (signal?.aborted) {
-    throw new AgentStreamsError(ErrorCode.ABORTED, 'Operation aborted before its first attempt.', { cause: signal.reason });
+    throw new AgentStreamsError(ErrorCode.ABORTED, 'Operation aborted before its first attempt.', {
+      cause: signal.reason,
+    });
   }
   for (let attempt = 1; ; attempt += 1) {
     try {

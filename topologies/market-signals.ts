@@ -3,7 +3,19 @@
  * topics (keyed by symbol, so a symbol stays on one partition), and the signal agents turn signals into findings.
  * Each processor is its own consumer group; run each with `agent-streams run topologies/market-signals.ts -p NAME`.
  */
-import { defineTopology, processor, router, store, topic, tumbling, windowed, type KeyWindowState, type Topic, type Topology, type TopicOf } from '../runtime/index.ts';
+import {
+  defineTopology,
+  processor,
+  router,
+  store,
+  topic,
+  tumbling,
+  windowed,
+  type KeyWindowState,
+  type Topic,
+  type Topology,
+  type TopicOf,
+} from '../runtime/index.ts';
 import {
   AlertType,
   DigestType,
@@ -50,7 +62,12 @@ export interface MarketSignalsOptions {
 }
 
 /** The record types on the events topic: what the router dispatches on. */
-export type MarketEvents = { [PriceTickType]: PriceTick; [TradeType]: Trade; [NewsItemType]: NewsItem; [FilingType]: Filing };
+export type MarketEvents = {
+  [PriceTickType]: PriceTick;
+  [TradeType]: Trade;
+  [NewsItemType]: NewsItem;
+  [FilingType]: Filing;
+};
 
 /** The fleet's topics as typed handles: what its processors read and write, and what tests pipe and read. */
 export interface MarketTopics {
@@ -69,7 +86,12 @@ export interface MarketTopics {
 export function marketTopics(options: Pick<MarketSignalsOptions, 'application' | 'eventsTopic'> = {}): MarketTopics {
   const application = options.application ?? 'market';
   return {
-    events: topic<MarketEvents>(options.eventsTopic ?? 'market.events', [PriceTickType, TradeType, NewsItemType, FilingType]),
+    events: topic<MarketEvents>(options.eventsTopic ?? 'market.events', [
+      PriceTickType,
+      TradeType,
+      NewsItemType,
+      FilingType,
+    ]),
     prices: topic<PriceTick>(`${application}.signals.price`, PriceTickType),
     trades: topic<Trade>(`${application}.signals.trade`, TradeType),
     news: topic<NewsItem>(`${application}.signals.news`, NewsItemType),
@@ -97,7 +119,9 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
     tables: { [portfolios.name]: { recordType: PortfolioType, keyField: 'portfolioId', validate: portfolioProblems } },
     // The LLM behind the analyst and the digest writer, and the rows the sink writes (drafts stay out of ClickHouse).
     services: { [analyst.service]: analysisService(), [writer.service]: digestService() },
-    sink: { clickhouse: fleetClickHouseSink([t.findings.name, t.portfolioFindings.name, t.alerts.name, t.digests.name]) },
+    sink: {
+      clickhouse: fleetClickHouseSink([t.findings.name, t.portfolioFindings.name, t.alerts.name, t.digests.name]),
+    },
     processors: {
       router: router({
         inputs: [t.events],
@@ -151,7 +175,14 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
         inputs: [t.portfolioFindings],
         outputs: [t.drafts],
         store: hours,
-        aggregation: { window: tumbling({ size: options.digestSize ?? '1h', grace: options.digestGrace ?? '2m', amendWithin: options.digestAmendWithin ?? '24h' }), ...digestAggregation },
+        aggregation: {
+          window: tumbling({
+            size: options.digestSize ?? '1h',
+            grace: options.digestGrace ?? '2m',
+            amendWithin: options.digestAmendWithin ?? '24h',
+          }),
+          ...digestAggregation,
+        },
         emit: 'close',
         wallClockCloseIntervalMs: 10_000,
         onResult: digestDraft(t.drafts),
@@ -177,6 +208,8 @@ export default function fromEnvironment(): Topology {
     ...(process.env.AS_FLEET_EVENTS_TOPIC ? { eventsTopic: process.env.AS_FLEET_EVENTS_TOPIC } : {}),
     ...(process.env.AS_FLEET_DIGEST_SIZE ? { digestSize: process.env.AS_FLEET_DIGEST_SIZE } : {}),
     ...(process.env.AS_FLEET_DIGEST_GRACE ? { digestGrace: process.env.AS_FLEET_DIGEST_GRACE } : {}),
-    ...(process.env.AS_FLEET_DIGEST_AMEND_WITHIN ? { digestAmendWithin: process.env.AS_FLEET_DIGEST_AMEND_WITHIN } : {}),
+    ...(process.env.AS_FLEET_DIGEST_AMEND_WITHIN
+      ? { digestAmendWithin: process.env.AS_FLEET_DIGEST_AMEND_WITHIN }
+      : {}),
   });
 }

@@ -31,13 +31,25 @@ export function ensureKStreamsPeer(log: (line: string) => void): string {
     log(`building the Kafka Streams peer with Maven (repository .cache/m2, output ${out})`);
     const result = spawnSync(
       'mvn',
-      ['-B', '-q', `-Dmaven.repo.local=${join(root, '.cache', 'm2')}`, '-f', join(project, 'pom.xml'), `-DbuildDirectory=${join(out, 'target')}`,
-        'package', 'dependency:copy-dependencies', '-DincludeScope=runtime', `-DoutputDirectory=${lib}`],
+      [
+        '-B',
+        '-q',
+        `-Dmaven.repo.local=${join(root, '.cache', 'm2')}`,
+        '-f',
+        join(project, 'pom.xml'),
+        `-DbuildDirectory=${join(out, 'target')}`,
+        'package',
+        'dependency:copy-dependencies',
+        '-DincludeScope=runtime',
+        `-DoutputDirectory=${lib}`,
+      ],
       { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
     );
     if (result.status !== 0) {
       const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.split('\n').slice(-30).join('\n');
-      throw new Error(`building the Kafka Streams peer failed (mvn exit ${result.status ?? result.signal}); is Maven Central reachable?\n${output}`);
+      throw new Error(
+        `building the Kafka Streams peer failed (mvn exit ${result.status ?? result.signal}); is Maven Central reachable?\n${output}`,
+      );
     }
     // maven-jar-plugin leaves an up-to-date jar untouched: mark the build's time on it, or every run would rebuild.
     const now = new Date();
@@ -61,10 +73,20 @@ export interface KStreamsOptions {
 }
 
 export function startKStreamsPeer(classpath: string, o: KStreamsOptions): PeerProcess {
-  const args = [`bootstrap=${o.bootstrap}`, `application=${o.application}`, `input=${o.input}`, `state-dir=${o.stateDir}`];
+  const args = [
+    `bootstrap=${o.bootstrap}`,
+    `application=${o.application}`,
+    `input=${o.input}`,
+    `state-dir=${o.stateDir}`,
+  ];
   if (o.routes) args.push(`routes=${[...o.routes].map(([id, topic]) => `${id}:${topic}`).join(',')}`);
   if (o.output) args.push(`output=${o.output}`);
   if (o.commitIntervalMs !== undefined) args.push(`commit-interval-ms=${o.commitIntervalMs}`);
   // -Xmx bounded so that the peer cannot take the shared machine's memory; otherwise the JVM's defaults.
-  return startPeer('kafka streams peer', 'java', ['-Xmx1g', '-cp', classpath, 'agentstreams.bench.PeerApp', o.mode, ...args], { cwd: root });
+  return startPeer(
+    'kafka streams peer',
+    'java',
+    ['-Xmx1g', '-cp', classpath, 'agentstreams.bench.PeerApp', o.mode, ...args],
+    { cwd: root },
+  );
 }

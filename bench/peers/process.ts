@@ -19,8 +19,17 @@ export interface PeerProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
-export function startPeer(name: string, command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): PeerProcess {
-  const child: ChildProcess = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startPeer(
+  name: string,
+  command: string,
+  args: string[],
+  options: { cwd: string; env?: NodeJS.ProcessEnv },
+): PeerProcess {
+  const child: ChildProcess = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   const pid = child.pid;
   let first: number | undefined;
@@ -31,7 +40,8 @@ export function startPeer(name: string, command: string, args: string[], options
   const ended = new Promise<void>((resolve) => {
     child.on('exit', (code, signal) => {
       exit = code ?? signal ?? 'unknown';
-      for (const w of waiters.splice(0)) w.reject(new Error(`${name} exited (${exit}) before reaching ${w.state}: ${tail()}`));
+      for (const w of waiters.splice(0))
+        w.reject(new Error(`${name} exited (${exit}) before reaching ${w.state}: ${tail()}`));
       resolve();
     });
   });

@@ -21,7 +21,9 @@ export function quixVersion(): string {
 function run(command: string, args: string[], what: string): string {
   const result = spawnSync(command, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (result.status !== 0) {
-    throw new Error(`${what} failed (exit ${result.status ?? result.signal}): ${`${result.stdout ?? ''}${result.stderr ?? ''}`.split('\n').slice(-20).join('\n')}`);
+    throw new Error(
+      `${what} failed (exit ${result.status ?? result.signal}): ${`${result.stdout ?? ''}${result.stderr ?? ''}`.split('\n').slice(-20).join('\n')}`,
+    );
   }
   return result.stdout;
 }
@@ -29,7 +31,11 @@ function run(command: string, args: string[], what: string): string {
 /** Installs the pinned Quix Streams if the venv lacks it; returns the venv's python. */
 export function ensureQuixPeer(log: (line: string) => void): string {
   const version = quixVersion();
-  const installed = existsSync(python) ? spawnSync(python, ['-c', 'import importlib.metadata as m; print(m.version("quixstreams"))'], { encoding: 'utf8' }).stdout?.trim() : undefined;
+  const installed = existsSync(python)
+    ? spawnSync(python, ['-c', 'import importlib.metadata as m; print(m.version("quixstreams"))'], {
+        encoding: 'utf8',
+      }).stdout?.trim()
+    : undefined;
   if (installed !== version) {
     log(`installing Quix Streams ${version} from PyPI into ${venv}`);
     if (!existsSync(python)) run('python3', ['-m', 'venv', venv], 'python3 -m venv');
@@ -51,8 +57,24 @@ export interface QuixOptions {
 }
 
 export function startQuixPeer(python: string, o: QuixOptions): PeerProcess {
-  const args = [join(root, 'bench', 'peers', 'quix', 'peer.py'), o.mode, '--bootstrap', o.bootstrap, '--group', o.group, '--input', o.input, '--state-dir', o.stateDir, '--commit-interval', String(o.commitIntervalS)];
+  const args = [
+    join(root, 'bench', 'peers', 'quix', 'peer.py'),
+    o.mode,
+    '--bootstrap',
+    o.bootstrap,
+    '--group',
+    o.group,
+    '--input',
+    o.input,
+    '--state-dir',
+    o.stateDir,
+    '--commit-interval',
+    String(o.commitIntervalS),
+  ];
   if (o.routes) args.push('--routes', [...o.routes].map(([id, topic]) => `${id}:${topic}`).join(','));
   if (o.output) args.push('--output', o.output);
-  return startPeer('quix streams peer', python, args, { cwd: root, env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONWARNINGS: 'ignore' } });
+  return startPeer('quix streams peer', python, args, {
+    cwd: root,
+    env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONWARNINGS: 'ignore' },
+  });
 }

@@ -19,7 +19,10 @@ export function completionEntries(commands: Record<string, Command>): Completion
   return Object.entries(commands).map(([name, c]) => ({
     name,
     summary: c.summary,
-    flags: [...Object.entries(c.options ?? {}).map(([f, o]) => ({ flag: `--${f}`, takesValue: o.type === 'string' })), { flag: '--help', takesValue: false }],
+    flags: [
+      ...Object.entries(c.options ?? {}).map(([f, o]) => ({ flag: `--${f}`, takesValue: o.type === 'string' })),
+      { flag: '--help', takesValue: false },
+    ],
     actions: c.actions ?? [],
     files: c.files === true,
   }));
@@ -56,12 +59,20 @@ complete -o filenames -F _agent_streams cli/agent-streams
 `;
 }
 
-const zshText = (text: string): string => text.replace(/[\\'"`$:[\]]/g, ' ').replace(/\s+/g, ' ').trim();
+const zshText = (text: string): string =>
+  text
+    .replace(/[\\'"`$:[\]]/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 
 export function zshCompletion(entries: readonly CompletionEntry[]): string {
   const commandList = entries.map((e) => `    '${shellWord(e.name)}:${zshText(e.summary)}'`);
   const cases = entries.map((e) => {
-    const specs = [...e.flags.map((f) => (f.takesValue ? `'${shellWord(f.flag)}[]:value: '` : `'${shellWord(f.flag)}[]'`)), ...(e.actions.length > 0 ? [`'1:action:(${e.actions.map(shellWord).join(' ')})'`] : []), ...(e.files ? [`'*:file:_files'`] : [])];
+    const specs = [
+      ...e.flags.map((f) => (f.takesValue ? `'${shellWord(f.flag)}[]:value: '` : `'${shellWord(f.flag)}[]'`)),
+      ...(e.actions.length > 0 ? [`'1:action:(${e.actions.map(shellWord).join(' ')})'`] : []),
+      ...(e.files ? [`'*:file:_files'`] : []),
+    ];
     return `    ${shellWord(e.name)}) _arguments ${specs.join(' ')} ;;`;
   });
   return `#compdef agent-streams cli/agent-streams

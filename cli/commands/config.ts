@@ -15,7 +15,9 @@ export const configCommand: Command = {
       const format = checkFormat(values.format ?? 'table', dataFormats);
       const settings = describeSettings();
       if (format === 'json') console.log(JSON.stringify(settings, null, 2));
-      else for (const s of settings) console.log(`${s.env.padEnd(32)} ${s.name.padEnd(28)} ${s.doc} [default: ${JSON.stringify(s.default)}]`);
+      else
+        for (const s of settings)
+          console.log(`${s.env.padEnd(32)} ${s.name.padEnd(28)} ${s.doc} [default: ${JSON.stringify(s.default)}]`);
       return 0;
     }
     // The configuration is a tree: JSON is its one format.

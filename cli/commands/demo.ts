@@ -30,18 +30,25 @@ import { kafkaClient } from '../../runtime/kafka/client.ts';
 
 export const demoScenarios = ['drop:ACME:8%:40s@10s', 'newsBurst:CRUX:4:20s@25s', 'filing:DYNA:8-K:5.02@35s'];
 
-const options = { duration: { type: 'string', default: '60' }, rate: { type: 'string', default: '200' }, application: { type: 'string', default: 'demo' } } as const;
+const options = {
+  duration: { type: 'string', default: '60' },
+  rate: { type: 'string', default: '200' },
+  application: { type: 'string', default: 'demo' },
+} as const;
 
 export const demoCommand: Command = {
-  summary: 'Run the market-monitoring fleet on the local stack with a synthetic feed and print its findings, alerts and digests',
+  summary:
+    'Run the market-monitoring fleet on the local stack with a synthetic feed and print its findings, alerts and digests',
   usage: 'demo [--duration 60] [--rate 200] [--application demo]',
   options,
   async run(args) {
     const { values } = parseArgs({ args, options });
     const duration = Number(values.duration);
     const rate = Number(values.rate);
-    if (!Number.isInteger(duration) || duration < 40 || duration > 3600) throw usageError(`--duration takes seconds from 40 to 3600 (the scenarios need 40), got "${values.duration}"`);
-    if (!Number.isInteger(rate) || rate < 10 || rate > 50_000) throw usageError(`--rate takes events per second from 10 to 50000, got "${values.rate}"`);
+    if (!Number.isInteger(duration) || duration < 40 || duration > 3600)
+      throw usageError(`--duration takes seconds from 40 to 3600 (the scenarios need 40), got "${values.duration}"`);
+    if (!Number.isInteger(rate) || rate < 10 || rate > 50_000)
+      throw usageError(`--rate takes events per second from 10 to 50000, got "${values.rate}"`);
     const config = loadConfig();
     const say = (line: string): void => console.log(line);
     const ctx = createStackContext(config, projectRoot, (line) => say(`stack: ${line}`));
@@ -58,10 +65,14 @@ export const demoCommand: Command = {
     await registerSchemas(config, registryClient(config), schemas);
     const kafka = kafkaClient(config, 'demo');
     const redis = new Redis(config.redis.url);
-    const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } })).default as Array<{ portfolioId: string }>;
-    say(`portfolios: loaded ${await writeTable(redis, kafka, topology, 'portfolios', portfolios, schemas)} into shared state (topic ${topology.tableTopic('portfolios')})`);
+    const portfolios = (await import(join(projectRoot, 'topologies/portfolios.json'), { with: { type: 'json' } }))
+      .default as Array<{ portfolioId: string }>;
+    say(
+      `portfolios: loaded ${await writeTable(redis, kafka, topology, 'portfolios', portfolios, schemas)} into shared state (topic ${topology.tableTopic('portfolios')})`,
+    );
     redis.disconnect();
-    if (!config.anthropic.apiKey) say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
+    if (!config.anthropic.apiKey)
+      say('llm: no ANTHROPIC_API_KEY: alerts and digests are rules-only (analysis by the rules, said in each record)');
 
     // Topics first, from one process: members starting together would otherwise race to create them.
     const admin = kafka.admin();
@@ -86,9 +97,15 @@ export const demoCommand: Command = {
         newsPerMinute: 4,
         filingsPerHour: 60,
         scenarios: demoScenarios,
-        ...(process.stdout.isTTY ? { onProgress: (p: { events: number }) => process.stdout.write(`\rfeed: ${p.events} events `) } : {}),
+        ...(process.stdout.isTTY
+          ? { onProgress: (p: { events: number }) => process.stdout.write(`\rfeed: ${p.events} events `) }
+          : {}),
       });
-      say(`\nfeed: ${feed.events} events in ${feed.seconds.toFixed(1)} s (${Object.entries(feed.byType).map(([t, n]) => `${n} ${t}`).join(', ')}); scenarios: ${demoScenarios.join(', ')}`);
+      say(
+        `\nfeed: ${feed.events} events in ${feed.seconds.toFixed(1)} s (${Object.entries(feed.byType)
+          .map(([t, n]) => `${n} ${t}`)
+          .join(', ')}); scenarios: ${demoScenarios.join(', ')}`,
+      );
       // Every minute in which a portfolio had a finding gets its digest once the minute is over, plus 15 s of grace,
       // at the next wall-clock check (every 10 s): wait for all of them.
       const from = Math.floor(started / 60_000) * 60;
@@ -101,21 +118,45 @@ export const demoCommand: Command = {
       try {
         while (Date.now() < deadline) {
           await sleep(3000);
-          const minutes = await (await ch.query({ query: `SELECT DISTINCT portfolio_id, toUnixTimestamp(toStartOfMinute(event_time)) AS minute FROM findings FINAL WHERE portfolio_id IN (${ids}) AND event_time >= toDateTime(${from})`, format: 'JSONEachRow' })).json<{ portfolio_id: string; minute: number | string }>();
+          const minutes = await (
+            await ch.query({
+              query: `SELECT DISTINCT portfolio_id, toUnixTimestamp(toStartOfMinute(event_time)) AS minute FROM findings FINAL WHERE portfolio_id IN (${ids}) AND event_time >= toDateTime(${from})`,
+              format: 'JSONEachRow',
+            })
+          ).json<{ portfolio_id: string; minute: number | string }>();
           digests = await runNamedQuery('recentDigests', { from, limit: 50 });
-          const have = new Set(digests.map((d) => `${d.portfolio_id} ${Math.floor(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000)}`));
+          const have = new Set(
+            digests.map(
+              (d) =>
+                `${d.portfolio_id} ${Math.floor(new Date(`${String(d.hour_start).replace(' ', 'T')}Z`).getTime() / 1000)}`,
+            ),
+          );
           missing = minutes.map((m) => `${m.portfolio_id} ${Number(m.minute)}`).filter((k) => !have.has(k));
           if (minutes.length > 0 && missing.length === 0) break;
         }
       } finally {
         await ch.close();
       }
-      if (missing.length > 0) say(`\ndigests: ${missing.length} portfolio-minutes with findings have no digest after 120 s (findings later than the 15 s grace): ${missing.join(', ')}`);
+      if (missing.length > 0)
+        say(
+          `\ndigests: ${missing.length} portfolio-minutes with findings have no digest after 120 s (findings later than the 15 s grace): ${missing.join(', ')}`,
+        );
       const findings = await runNamedQuery('recentFindings', { from, minSeverity: 'medium', limit: 30 });
-      say(`\nfindings at medium or above (ClickHouse):\n${formatRows(findings.map(({ evidence: _e, ...r }) => r), 'table')}`);
+      say(
+        `\nfindings at medium or above (ClickHouse):\n${formatRows(
+          findings.map(({ evidence: _e, ...r }) => r),
+          'table',
+        )}`,
+      );
       for (const portfolio of ['growth', 'income', 'balanced']) {
         const alerts = await runNamedQuery('alertsByPortfolio', { portfolio, from, to: from + 7200, limit: 10 });
-        if (alerts.length > 0) say(`\nalerts for ${portfolio}:\n${formatRows(alerts.map((a) => ({ symbol: a.symbol, severity: a.severity, model: a.model, analysis: a.analysis })), 'table')}`);
+        if (alerts.length > 0)
+          say(
+            `\nalerts for ${portfolio}:\n${formatRows(
+              alerts.map((a) => ({ symbol: a.symbol, severity: a.severity, model: a.model, analysis: a.analysis })),
+              'table',
+            )}`,
+          );
       }
       // The same columns as `agent-streams digest`: a digest's period starts at window_start, a minute here.
       say(`\ndigests:\n${formatRows(digestRows(digests), 'table')}`);

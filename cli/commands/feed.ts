@@ -33,7 +33,8 @@ const options = {
 } as const;
 
 export const feedCommand: Command = {
-  summary: 'Produce a seeded synthetic market feed (ticks, trades, news, filings) with planted scenarios to market.events',
+  summary:
+    'Produce a seeded synthetic market feed (ticks, trades, news, filings) with planted scenarios to market.events',
   usage:
     'feed [--rate 1000] [--duration 60s] [--seed 1] [--symbols 50|ACME,BOLT,…] [--scenario drop:ACME:6%:2m@30s]… [--start ISO|now] ' +
     '[--news-per-minute 2] [--filings-per-hour 30] [--topic market.events] [--partitions 6] [--fast | --speed 10] [--dry-run]\n\n' +
@@ -43,17 +44,28 @@ export const feedCommand: Command = {
   async run(args) {
     const parsed = parseArgs({ args, options });
     const { values } = parsed;
-    const symbols = values.symbols === undefined ? undefined : /^\d+$/.test(values.symbols) ? Number(values.symbols) : values.symbols.split(',').map((s) => s.trim());
+    const symbols =
+      values.symbols === undefined
+        ? undefined
+        : /^\d+$/.test(values.symbols)
+          ? Number(values.symbols)
+          : values.symbols.split(',').map((s) => s.trim());
     const feed: FeedOptions = {
       ...(values.rate !== undefined ? { rate: number('rate', values.rate) } : {}),
       // A bare number is seconds here (`--duration 90`), as people type it; units work too (`--duration 2m`).
-      ...(values.duration !== undefined ? { duration: /^\d+(\.\d+)?$/.test(values.duration) ? `${values.duration}s` : values.duration } : {}),
+      ...(values.duration !== undefined
+        ? { duration: /^\d+(\.\d+)?$/.test(values.duration) ? `${values.duration}s` : values.duration }
+        : {}),
       ...(values.seed !== undefined ? { seed: number('seed', values.seed) } : {}),
       ...(symbols !== undefined ? { symbols } : {}),
       // `now` trades reproducibility of event times for event times close to the wall clock (live demos).
       ...(values.start !== undefined ? { start: values.start === 'now' ? Date.now() : values.start } : {}),
-      ...(values['news-per-minute'] !== undefined ? { newsPerMinute: number('news-per-minute', values['news-per-minute']) } : {}),
-      ...(values['filings-per-hour'] !== undefined ? { filingsPerHour: number('filings-per-hour', values['filings-per-hour']) } : {}),
+      ...(values['news-per-minute'] !== undefined
+        ? { newsPerMinute: number('news-per-minute', values['news-per-minute']) }
+        : {}),
+      ...(values['filings-per-hour'] !== undefined
+        ? { filingsPerHour: number('filings-per-hour', values['filings-per-hour']) }
+        : {}),
       scenarios: values.scenario,
     };
     if (values['dry-run']) {
@@ -77,10 +89,13 @@ export const feedCommand: Command = {
       if (!closed) await write();
       return 0;
     }
-    if (values.fast && values.speed !== undefined) throw usageError('--fast and --speed contradict each other: --fast does not pace at all');
+    if (values.fast && values.speed !== undefined)
+      throw usageError('--fast and --speed contradict each other: --fast does not pace at all');
     const config = loadConfig();
     // stdout may carry the feed itself (--stdout): the JSON log, kafkajs' included, goes to stderr.
-    const logger = installProcessLogger(createLogger({ application: config.kafka.clientId, processor: 'feed', config, destination: stderrDestination() }));
+    const logger = installProcessLogger(
+      createLogger({ application: config.kafka.clientId, processor: 'feed', config, destination: stderrDestination() }),
+    );
     const controller = new AbortController();
     const stop = (): void => controller.abort();
     process.once('SIGINT', stop);
@@ -101,7 +116,9 @@ export const feedCommand: Command = {
         },
       });
       if (tty) process.stderr.write('\r\x1b[K');
-      const types = Object.entries(result.byType).map(([t, n]) => `${t} ${n}`).join(', ');
+      const types = Object.entries(result.byType)
+        .map(([t, n]) => `${t} ${n}`)
+        .join(', ');
       console.log(
         `${result.aborted ? 'stopped early: ' : ''}produced ${result.events} events (${types}) to ${result.topic} (${result.partitions} partitions) in ${result.seconds.toFixed(1)} s: ${result.eventsPerSecond} events/s; ` +
           `event time ${new Date(result.firstEventTime).toISOString()} → ${new Date(result.lastEventTime).toISOString()}`,

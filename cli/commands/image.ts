@@ -9,7 +9,12 @@ import type { Command } from '../main.ts';
 
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
 
-const options = { tag: { type: 'string' }, 'base-image': { type: 'string' }, 'no-cache': { type: 'boolean', default: false }, force: { type: 'boolean', default: false } } as const;
+const options = {
+  tag: { type: 'string' },
+  'base-image': { type: 'string' },
+  'no-cache': { type: 'boolean', default: false },
+  force: { type: 'boolean', default: false },
+} as const;
 
 export const imageCommand: Command = {
   summary: 'Build the container image with podman (image build), or only its local Debian + Node base (image base)',
@@ -25,7 +30,9 @@ export const imageCommand: Command = {
       const { buildBaseImage } = await import('../../infra/image/base.ts');
       const { imageSize } = await import('../../infra/image/podman.ts');
       const base = buildBaseImage({ force: values.force, log });
-      console.log(`${base.image}: ${base.built ? `built in ${base.seconds.toFixed(1)} s` : 'up to date'}, ${mb(imageSize(base.image))}`);
+      console.log(
+        `${base.image}: ${base.built ? `built in ${base.seconds.toFixed(1)} s` : 'up to date'}, ${mb(imageSize(base.image))}`,
+      );
       return 0;
     }
     if (action === 'build') {
@@ -36,7 +43,9 @@ export const imageCommand: Command = {
         noCache: values['no-cache'],
         log,
       });
-      console.log(`${result.image}: ${mb(result.sizeBytes)} on ${result.baseImage}; base ${result.baseSeconds.toFixed(1)} s, image ${result.appSeconds.toFixed(1)} s`);
+      console.log(
+        `${result.image}: ${mb(result.sizeBytes)} on ${result.baseImage}; base ${result.baseSeconds.toFixed(1)} s, image ${result.appSeconds.toFixed(1)} s`,
+      );
       return 0;
     }
     throw usageError('image needs an action: build or base');

@@ -7,7 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { loadConfig, redactConfig } from '../../runtime/config/index.ts';
 import { createLogger, eventLog, installProcessLogger, lineLog } from '../../runtime/observability/log.ts';
 import { openMarketProducer } from '../../connectors/market-producer.ts';
-import { apiKeysFromEnv, DEFAULT_INGEST_PORT, startIngestGateway, type IngestGateway } from '../../connectors/http-ingest.ts';
+import {
+  apiKeysFromEnv,
+  DEFAULT_INGEST_PORT,
+  startIngestGateway,
+  type IngestGateway,
+} from '../../connectors/http-ingest.ts';
 import { createMetrics } from '../../runtime/observability/metrics.ts';
 import { startObservabilityServer, type ObservabilityServer } from '../../runtime/observability/server.ts';
 import { usageError } from '../args.ts';
@@ -29,7 +34,8 @@ const options = {
 } as const;
 
 export const ingestCommand: Command = {
-  summary: 'Run the HTTP ingest gateway: POST /v1/events/{type} (JSON, API key, rate-limited, schema-validated) → market.events',
+  summary:
+    'Run the HTTP ingest gateway: POST /v1/events/{type} (JSON, API key, rate-limited, schema-validated) → market.events',
   usage: `ingest [--port ${DEFAULT_INGEST_PORT}] [--host 127.0.0.1] [--rate 1000] [--burst N] [--max-body 1048576] [--max-events 1000] [--max-symbols 20] [--max-pending 64] [--max-connections 256] [--transactional-id ID] [--topic market.events] [--partitions 6]   (keys: AS_INGEST_API_KEYS=key1,key2)`,
   options,
   async run(args) {
@@ -42,10 +48,21 @@ export const ingestCommand: Command = {
       return value;
     };
     const apiKeys = apiKeysFromEnv();
-    if (apiKeys.length === 0) throw usageError('set AS_INGEST_API_KEYS=key1,key2 (comma-separated, each at least 16 characters); the gateway never runs without keys');
+    if (apiKeys.length === 0)
+      throw usageError(
+        'set AS_INGEST_API_KEYS=key1,key2 (comma-separated, each at least 16 characters); the gateway never runs without keys',
+      );
     const config = loadConfig();
     // The gateway belongs to no topology: its application is the client-id prefix. API keys are secrets too.
-    const logger = installProcessLogger(createLogger({ application: config.kafka.clientId, processor: 'ingest', instance: randomUUID().slice(0, 8), config, secrets: apiKeys }));
+    const logger = installProcessLogger(
+      createLogger({
+        application: config.kafka.clientId,
+        processor: 'ingest',
+        instance: randomUUID().slice(0, 8),
+        config,
+        secrets: apiKeys,
+      }),
+    );
     const log = eventLog(logger);
     log('starting', { config: redactConfig(config) });
     const partitions = numeric('partitions', values.partitions);
@@ -95,7 +112,10 @@ export const ingestCommand: Command = {
     const health = (): { live: boolean; ready: boolean; problems: string[] } => {
       const problems: string[] = [];
       const busyMs = producer.busyForMs;
-      if (busyMs > config.health.producerStuckMs) problems.push(`a produce call has not returned for ${Math.round(busyMs / 1000)} s (bound ${config.health.producerStuckMs / 1000} s)`);
+      if (busyMs > config.health.producerStuckMs)
+        problems.push(
+          `a produce call has not returned for ${Math.round(busyMs / 1000)} s (bound ${config.health.producerStuckMs / 1000} s)`,
+        );
       const live = problems.length === 0;
       if (!producer.available) problems.push('Kafka is unavailable: requests are answered 503');
       if (stopping) problems.push('stopping');
@@ -119,7 +139,13 @@ export const ingestCommand: Command = {
       await producer.close();
       throw error;
     }
-    log('listening', { url: gateway.url, topic: producer.topic, partitions: producer.partitions, keys: apiKeys.length, metricsPort: server.port });
+    log('listening', {
+      url: gateway.url,
+      topic: producer.topic,
+      partitions: producer.partitions,
+      keys: apiKeys.length,
+      metricsPort: server.port,
+    });
     // Kafka away for longer than kafka.outageToleranceMs ends the gateway with AS_BROKER_UNAVAILABLE (exit 1).
     const failure = await new Promise<Error | undefined>((done) => {
       process.once('SIGINT', () => done(undefined));

@@ -41,20 +41,24 @@ async function render(check: boolean): Promise<number> {
   }
   if (check) {
     if (stale.length > 0) {
-      console.error(`k8s: out of date with ${TOPOLOGY_FILE}: ${stale.join(', ')}; run 'agent-streams k8s render' and commit the result`);
+      console.error(
+        `k8s: out of date with ${TOPOLOGY_FILE}: ${stale.join(', ')}; run 'agent-streams k8s render' and commit the result`,
+      );
       return 1;
     }
     console.log(`k8s: ${files.size} generated files match ${TOPOLOGY_FILE}`);
     return 0;
   }
-  console.log(stale.length === 0 ? `k8s: ${files.size} generated files already up to date` : `k8s: wrote ${stale.join(', ')}`);
+  console.log(
+    stale.length === 0 ? `k8s: ${files.size} generated files already up to date` : `k8s: wrote ${stale.join(', ')}`,
+  );
   return 0;
 }
 
 const options = { check: { type: 'boolean', default: false } } as const;
 
 export const k8sCommand: Command = {
-  summary: "Kubernetes manifests: render them from the topology, build an overlay, validate every overlay",
+  summary: 'Kubernetes manifests: render them from the topology, build an overlay, validate every overlay',
   usage: 'k8s render [--check] | k8s build OVERLAY | k8s validate [OVERLAY...]',
   options,
   actions: ['render', 'build', 'validate'],
@@ -75,11 +79,16 @@ export const k8sCommand: Command = {
       let failed = 0;
       for (const overlay of overlays) {
         const result = validateManifests(buildOverlay(overlay, log), log);
-        const kinds = Object.entries(result.kinds).map(([kind, n]) => `${n} ${kind}`).join(', ');
-        if (result.problems.length === 0) console.log(`k8s validate ${overlay}: ${result.resources} resources valid (${kinds})`);
+        const kinds = Object.entries(result.kinds)
+          .map(([kind, n]) => `${n} ${kind}`)
+          .join(', ');
+        if (result.problems.length === 0)
+          console.log(`k8s validate ${overlay}: ${result.resources} resources valid (${kinds})`);
         else {
           failed++;
-          console.error(`k8s validate ${overlay}: ${result.problems.length} problems\n  ${result.problems.join('\n  ')}`);
+          console.error(
+            `k8s validate ${overlay}: ${result.problems.length} problems\n  ${result.problems.join('\n  ')}`,
+          );
         }
       }
       return failed === 0 ? 0 : 1;

@@ -34,11 +34,16 @@ async function groupLag(admin: Admin, groupId: string, known: boolean): Promise<
   const [description] = (await admin.describeGroups([groupId])).groups;
   const owners = new Map<string, string>();
   for (const member of description?.members ?? []) {
-    const assignment = member.memberAssignment.length > 0 ? AssignerProtocol.MemberAssignment.decode(member.memberAssignment) : null;
-    for (const [topic, partitions] of Object.entries(assignment?.assignment ?? {})) for (const p of partitions) owners.set(`${topic}:${p}`, member.clientId);
+    const assignment =
+      member.memberAssignment.length > 0 ? AssignerProtocol.MemberAssignment.decode(member.memberAssignment) : null;
+    for (const [topic, partitions] of Object.entries(assignment?.assignment ?? {}))
+      for (const p of partitions) owners.set(`${topic}:${p}`, member.clientId);
   }
   const committed = await admin.fetchOffsets({ groupId });
-  const topics = new Set([...committed.map((t) => t.topic), ...[...owners.keys()].map((k) => k.slice(0, k.lastIndexOf(':')))]);
+  const topics = new Set([
+    ...committed.map((t) => t.topic),
+    ...[...owners.keys()].map((k) => k.slice(0, k.lastIndexOf(':'))),
+  ]);
   if (topics.size === 0 && !known) {
     throw new AgentStreamsError(
       ErrorCode.GROUP_NOT_FOUND,
@@ -67,7 +72,7 @@ async function groupLag(admin: Admin, groupId: string, known: boolean): Promise<
 }
 
 export const lagCommand: Command = {
-  summary: "Consumer lag per partition (committed, end, lag) of a group, or of every group of an application",
+  summary: 'Consumer lag per partition (committed, end, lag) of a group, or of every group of an application',
   usage: 'lag [group] [--application market] [--format table|json]',
   options,
   async run(args) {
@@ -100,9 +105,16 @@ export const lagCommand: Command = {
       console.log(JSON.stringify(rows, null, 2));
       return 0;
     }
-    console.log(formatRows(rows.map((r) => ({ ...r, committed: r.committed ?? '-' })), 'table'));
+    console.log(
+      formatRows(
+        rows.map((r) => ({ ...r, committed: r.committed ?? '-' })),
+        'table',
+      ),
+    );
     const total = rows.reduce((n, r) => n + r.lag, 0);
-    console.log(`total lag ${total} over ${rows.length} partitions of ${new Set(rows.map((r) => r.group)).size} groups`);
+    console.log(
+      `total lag ${total} over ${rows.length} partitions of ${new Set(rows.map((r) => r.group)).size} groups`,
+    );
     return 0;
   },
 };

@@ -60,7 +60,10 @@ async function readStdin(): Promise<string> {
 async function subjectOf(config: ReturnType<typeof loadConfig>, type: string): Promise<string> {
   const listed = await registryHttp(config, 'GET', '/subjects');
   if (listed.status !== 200 || !Array.isArray(listed.json)) {
-    throw new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, `the schema registry at ${config.registry.url} answered HTTP ${listed.status} to GET /subjects`);
+    throw new AgentStreamsError(
+      ErrorCode.REGISTRY_UNAVAILABLE,
+      `the schema registry at ${config.registry.url} answered HTTP ${listed.status} to GET /subjects`,
+    );
   }
   const subjects = listed.json as string[];
   if (subjects.includes(type)) return type;
@@ -79,18 +82,23 @@ const describeValue = (v: unknown): string => {
 };
 
 export const produceCommand: Command = {
-  summary: 'Send JSON Lines from stdin to a topic as Avro records of --type, in one transaction; bad lines are reported by line number',
+  summary:
+    'Send JSON Lines from stdin to a topic as Avro records of --type, in one transaction; bad lines are reported by line number',
   usage: 'produce <topic> --type RECORD_TYPE [--key FIELD] [--skip-invalid]  < records.jsonl',
   options,
   async run(args) {
     const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [topic] = expectPositionals('produce', positionals, ['topic']) as [string];
-    if (!values.type) throw usageError('produce needs --type RECORD_TYPE (a registered record name, e.g. agentstreams.market.Trade or Trade)');
+    if (!values.type)
+      throw usageError(
+        'produce needs --type RECORD_TYPE (a registered record name, e.g. agentstreams.market.Trade or Trade)',
+      );
     if (process.stdin.isTTY) console.error('produce: reading JSON Lines from stdin; Ctrl-D ends');
     const text = await readStdin();
     const lines = text.split('\n');
     if (lines.at(-1) === '') lines.pop();
-    if (lines.every((l) => l.trim() === '')) throw usageError('produce read no records from stdin: pipe in JSON Lines, one record value per line');
+    if (lines.every((l) => l.trim() === ''))
+      throw usageError('produce read no records from stdin: pipe in JSON Lines, one record value per line');
 
     const config = loadConfig();
     const subject = await subjectOf(config, values.type);
@@ -110,7 +118,11 @@ export const produceCommand: Command = {
         return;
       }
       const problems: string[] = [];
-      if (!writer.type.isValid(value, { errorHook: (path, v) => problems.push(`${path.join('.') || '(value)'} = ${describeValue(v)}`) })) {
+      if (
+        !writer.type.isValid(value, {
+          errorHook: (path, v) => problems.push(`${path.join('.') || '(value)'} = ${describeValue(v)}`),
+        })
+      ) {
         bad.push({ line, problem: `does not match ${subject} (schema id ${writer.id}): ${problems.join('; ')}` });
         return;
       }
@@ -118,7 +130,10 @@ export const produceCommand: Command = {
       if (values.key !== undefined) {
         const field = (value as Record<string, unknown>)[values.key];
         if (field === undefined || field === null || typeof field === 'object') {
-          bad.push({ line, problem: `--key ${values.key}: the value has no scalar field "${values.key}" (its fields: ${Object.keys(value as object).join(', ')})` });
+          bad.push({
+            line,
+            problem: `--key ${values.key}: the value has no scalar field "${values.key}" (its fields: ${Object.keys(value as object).join(', ')})`,
+          });
           return;
         }
         key = String(field);
@@ -152,12 +167,19 @@ export const produceCommand: Command = {
     await admin.connect();
     try {
       if (!(await admin.listTopics()).includes(topic)) {
-        throw new AgentStreamsError(ErrorCode.TOPIC_NOT_FOUND, `topic ${topic} does not exist on ${config.kafka.brokers.join(',')}: nothing sent; produce creates no topics (a topology's members create theirs)`);
+        throw new AgentStreamsError(
+          ErrorCode.TOPIC_NOT_FOUND,
+          `topic ${topic} does not exist on ${config.kafka.brokers.join(',')}: nothing sent; produce creates no topics (a topology's members create theirs)`,
+        );
       }
     } finally {
       await admin.disconnect();
     }
-    const producer = kafka.producer({ transactionalId: `agent-streams-produce-${randomUUID()}`, idempotent: true, maxInFlightRequests: 1 });
+    const producer = kafka.producer({
+      transactionalId: `agent-streams-produce-${randomUUID()}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
     await producer.connect();
     try {
       const transaction = await producer.transaction();
@@ -165,11 +187,16 @@ export const produceCommand: Command = {
       try {
         // One transaction, several requests: no request carries more than MAX_REQUEST_BYTES (the broker refuses a
         // batch over its message.max.bytes, 1 MiB by default).
-        for (const chunk of chunks(messages)) sent.push(...(await transaction.send({ topic, messages: chunk.map(({ key, value }) => ({ key, value })) })));
+        for (const chunk of chunks(messages))
+          sent.push(...(await transaction.send({ topic, messages: chunk.map(({ key, value }) => ({ key, value })) })));
         await transaction.commit();
       } catch (error) {
         await transaction.abort().catch(() => undefined);
-        throw new AgentStreamsError(ErrorCode.PRODUCE_FAILED, `nothing sent to ${topic}: the transaction was aborted (${(error as Error).message})`, { cause: error });
+        throw new AgentStreamsError(
+          ErrorCode.PRODUCE_FAILED,
+          `nothing sent to ${topic}: the transaction was aborted (${(error as Error).message})`,
+          { cause: error },
+        );
       }
       // The first offset written to each partition.
       const first = new Map<number, string>();
@@ -179,7 +206,9 @@ export const produceCommand: Command = {
         .map(([p, offset]) => `p${p}@${offset}`)
         .join(' ');
       const lineList = bad.length > 0 ? ` (lines ${messages.map((m) => m.line).join(', ')})` : '';
-      console.log(`produced ${messages.length} ${subject} records to ${topic} in one transaction${lineList}; first offsets ${partitions}${bad.length > 0 ? `; skipped ${bad.length} invalid lines (${bad.map((b) => b.line).join(', ')})` : ''}`);
+      console.log(
+        `produced ${messages.length} ${subject} records to ${topic} in one transaction${lineList}; first offsets ${partitions}${bad.length > 0 ? `; skipped ${bad.length} invalid lines (${bad.map((b) => b.line).join(', ')})` : ''}`,
+      );
       return bad.length > 0 ? EXIT_SKIPPED_LINES : 0;
     } finally {
       await producer.disconnect();

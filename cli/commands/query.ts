@@ -15,7 +15,9 @@ import type { Command } from '../main.ts';
  * digest is hourly (production) or per minute (`demo`); the table's column is still `hour_start`.
  */
 export function digestRows(rows: readonly Row[]): Row[] {
-  return rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k === 'hour_start' ? 'window_start' : k, v])));
+  return rows.map((row) =>
+    Object.fromEntries(Object.entries(row).map(([k, v]) => [k === 'hour_start' ? 'window_start' : k, v])),
+  );
 }
 
 export async function runNamedQuery(name: NamedQueryName, params: Record<string, unknown>): Promise<Row[]> {
@@ -49,17 +51,28 @@ function queryCommand(kind: 'findings' | 'alerts' | 'digest'): Command {
       const to = Math.floor(Date.now() / 1000) + 86400;
       const limit = wholeNumber('limit', values.limit, 1, 100_000);
       const format = checkFormat(values.format, ['table', 'json', 'markdown']);
-      if (!['info', 'low', 'medium', 'high', 'critical'].includes(values['min-severity'])) throw usageError('--min-severity is info, low, medium, high or critical');
+      if (!['info', 'low', 'medium', 'high', 'critical'].includes(values['min-severity']))
+        throw usageError('--min-severity is info, low, medium, high or critical');
       let rows: Row[];
       if (kind === 'findings') {
         rows = values.portfolio
-          ? await runNamedQuery('findingsByPortfolio', { portfolio: values.portfolio, from, to, minSeverity: values['min-severity'], limit })
+          ? await runNamedQuery('findingsByPortfolio', {
+              portfolio: values.portfolio,
+              from,
+              to,
+              minSeverity: values['min-severity'],
+              limit,
+            })
           : await runNamedQuery('recentFindings', { from, minSeverity: values['min-severity'], limit });
       } else if (kind === 'alerts') {
         if (!values.portfolio) throw usageError('alerts needs --portfolio ID');
         rows = await runNamedQuery('alertsByPortfolio', { portfolio: values.portfolio, from, to, limit });
       } else {
-        rows = digestRows(values.portfolio ? await runNamedQuery('digestsByPortfolio', { portfolio: values.portfolio, from, to }) : await runNamedQuery('recentDigests', { from, limit }));
+        rows = digestRows(
+          values.portfolio
+            ? await runNamedQuery('digestsByPortfolio', { portfolio: values.portfolio, from, to })
+            : await runNamedQuery('recentDigests', { from, limit }),
+        );
       }
       console.log(formatRows(rows, format));
       return 0;

@@ -25,22 +25,32 @@ import { memberServices, servicesOf } from '../services.ts';
 export async function loadTopology(file: string): Promise<Topology> {
   const path = resolve(file);
   if (!existsSync(path) || !statSync(path).isFile()) {
-    throw usageError(`topology file ${file} does not exist (looked for ${path}); pass a file that exports default defineTopology(…), e.g. topologies/market-signals.ts`);
+    throw usageError(
+      `topology file ${file} does not exist (looked for ${path}); pass a file that exports default defineTopology(…), e.g. topologies/market-signals.ts`,
+    );
   }
   let module: { default?: Topology | (() => Topology) };
   try {
     module = (await import(pathToFileURL(path).href)) as typeof module;
   } catch (error) {
     if (error instanceof AgentStreamsError) throw error;
-    throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `cannot load topology file ${relative(process.cwd(), path) || file}: ${(error as Error).message.split('\n')[0]}; fix the file (run \`npx tsc --noEmit\` for its type errors)`, { cause: error });
+    throw new AgentStreamsError(
+      ErrorCode.TOPOLOGY_INVALID,
+      `cannot load topology file ${relative(process.cwd(), path) || file}: ${(error as Error).message.split('\n')[0]}; fix the file (run \`npx tsc --noEmit\` for its type errors)`,
+      { cause: error },
+    );
   }
   const exported = module.default;
   const topology = typeof exported === 'function' ? exported() : exported;
-  if (!topology || typeof topology.groupId !== 'function') throw usageError(`${file} must export default a topology made with defineTopology()`);
+  if (!topology || typeof topology.groupId !== 'function')
+    throw usageError(`${file} must export default a topology made with defineTopology()`);
   return topology;
 }
 
-const options = { processor: { type: 'string', short: 'p' }, 'shutdown-timeout': { type: 'string', default: '30' } } as const;
+const options = {
+  processor: { type: 'string', short: 'p' },
+  'shutdown-timeout': { type: 'string', default: '30' },
+} as const;
 
 export const runCommand: Command = {
   summary: 'Run one processor of a topology as a consumer-group member (start it N times for N members)',
@@ -50,19 +60,41 @@ export const runCommand: Command = {
   async run(args) {
     const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [file] = expectPositionals('run', positionals, ['topology-file']);
-    if (!values.processor) throw usageError('run needs --processor NAME (one of the topology\'s processors)');
+    if (!values.processor) throw usageError("run needs --processor NAME (one of the topology's processors)");
     const shutdownSeconds = wholeNumber('shutdown-timeout', values['shutdown-timeout'], 1, 3600);
     const config = loadConfig();
     const topology = await loadTopology(file!);
-    if (!topology.processors[values.processor]) throw usageError(`topology ${topology.application} has no processor "${values.processor}"; it has ${Object.keys(topology.processors).join(', ')}`);
+    if (!topology.processors[values.processor])
+      throw usageError(
+        `topology ${topology.application} has no processor "${values.processor}"; it has ${Object.keys(topology.processors).join(', ')}`,
+      );
     const metrics = createMetrics({ defaultLabels: { application: topology.application } });
     const instanceId = randomUUID().slice(0, 8);
-    const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: values.processor, instance: instanceId, config })));
+    const log = eventLog(
+      installProcessLogger(
+        createLogger({ application: topology.application, processor: values.processor, instance: instanceId, config }),
+      ),
+    );
     log('starting', { topology: file, config: redactConfig(config) });
     // The services the processor asks (`enrich.service`), as its topology declares them; none for most processors.
     const services = await memberServices(config, topology, servicesOf(topology, values.processor), log, metrics);
-    const handle = await runProcessor({ config, topology, processor: values.processor, metrics, log, instanceId, stallMs: config.health.stallMs, services: services.services });
-    const server = await serveMember({ name: values.processor, check: 'member', member: handle, metrics, listen: config.metrics });
+    const handle = await runProcessor({
+      config,
+      topology,
+      processor: values.processor,
+      metrics,
+      log,
+      instanceId,
+      stallMs: config.health.stallMs,
+      services: services.services,
+    });
+    const server = await serveMember({
+      name: values.processor,
+      check: 'member',
+      member: handle,
+      metrics,
+      listen: config.metrics,
+    });
     log('started', { metricsPort: server.port });
     const deadlineMs = shutdownSeconds * 1000;
     await new Promise<void>((done) => {

@@ -15,11 +15,17 @@ export const generatedTypesPath = join(projectRoot, 'schemas/generated/types.ts'
 
 // `schemas` of the working directory: this repository's from `cli/agent-streams` (which starts in its root), a user's
 // project's from `npx agent-streams` in that project.
-const options = { dir: { type: 'string', default: 'schemas' }, compatibility: { type: 'string', default: 'BACKWARD' }, format: formatOption } as const;
+const options = {
+  dir: { type: 'string', default: 'schemas' },
+  compatibility: { type: 'string', default: 'BACKWARD' },
+  format: formatOption,
+} as const;
 
 export const schemasCommand: Command = {
-  summary: 'Register the Avro schemas with the registry (refusing incompatible changes), or generate their TypeScript types',
-  usage: 'schemas register [--dir schemas] [--compatibility BACKWARD] [--format table|json] | schemas generate [--dir schemas]',
+  summary:
+    'Register the Avro schemas with the registry (refusing incompatible changes), or generate their TypeScript types',
+  usage:
+    'schemas register [--dir schemas] [--compatibility BACKWARD] [--format table|json] | schemas generate [--dir schemas]',
   options,
   actions: ['register', 'generate'],
   async run(args) {
@@ -27,9 +33,13 @@ export const schemasCommand: Command = {
     const [action] = expectPositionals('schemas', positionals, ['register|generate']);
     const format = checkFormat(values.format, dataFormats);
     const dir = resolve(values.dir);
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw usageError(`schemas folder ${values.dir} does not exist (looked for ${dir}); run in your project's folder or pass --dir DIR`);
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      throw usageError(
+        `schemas folder ${values.dir} does not exist (looked for ${dir}); run in your project's folder or pass --dir DIR`,
+      );
     const schemas = loadSchemas(dir);
-    if (schemas.length === 0) throw usageError(`no *.avsc files in ${values.dir}; pass --dir DIR with your Avro schemas`);
+    if (schemas.length === 0)
+      throw usageError(`no *.avsc files in ${values.dir}; pass --dir DIR with your Avro schemas`);
     if (action === 'generate') {
       const out = join(dir, 'generated', 'types.ts');
       mkdirSync(dirname(out), { recursive: true });
@@ -39,10 +49,16 @@ export const schemasCommand: Command = {
     }
     if (action !== 'register') throw usageError('schemas needs register or generate');
     const compatibility = values.compatibility as Compatibility;
-    if (!compatibilityLevels.includes(compatibility)) throw usageError(`--compatibility must be one of ${compatibilityLevels.join(', ')}`);
+    if (!compatibilityLevels.includes(compatibility))
+      throw usageError(`--compatibility must be one of ${compatibilityLevels.join(', ')}`);
     const config = loadConfig();
     const registered = await registerSchemas(config, registryClient(config), schemas, compatibility);
-    console.log(formatRows(registered.map((r) => ({ subject: r.subject, id: r.id, file: r.file })), format));
+    console.log(
+      formatRows(
+        registered.map((r) => ({ subject: r.subject, id: r.id, file: r.file })),
+        format,
+      ),
+    );
     return 0;
   },
 };

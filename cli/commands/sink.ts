@@ -18,7 +18,7 @@ import { expectPositionals } from '../args.ts';
 import type { Command } from '../main.ts';
 
 export const sinkCommand: Command = {
-  summary: "Sink the topics a topology declares (sink.clickhouse) from Kafka into ClickHouse (batched, idempotent)",
+  summary: 'Sink the topics a topology declares (sink.clickhouse) from Kafka into ClickHouse (batched, idempotent)',
   usage: 'sink <topology-file>',
   options: {},
   files: true,
@@ -35,7 +35,11 @@ export const sinkCommand: Command = {
       );
     }
     const instanceId = randomUUID().slice(0, 8);
-    const log = eventLog(installProcessLogger(createLogger({ application: topology.application, processor: 'clickhouse-sink', instance: instanceId, config })));
+    const log = eventLog(
+      installProcessLogger(
+        createLogger({ application: topology.application, processor: 'clickhouse-sink', instance: instanceId, config }),
+      ),
+    );
     log('starting', { topology: file, config: redactConfig(config) });
     // A sink with its own least-privilege user cannot create tables: the admin runs `migrate` before it starts.
     if (config.clickhouse.sinkUser === '') await migrateDatabase(config, projectRoot);
@@ -56,7 +60,11 @@ export const sinkCommand: Command = {
     const server = await serveMember({ name, check: 'sink', member: handle, metrics, listen: config.metrics });
     log('started', { topics: declared.topics, metricsPort: server.port });
     await new Promise<void>((done) => {
-      const shutdown = (): void => void handle.stop().then(() => server.close()).then(() => done());
+      const shutdown = (): void =>
+        void handle
+          .stop()
+          .then(() => server.close())
+          .then(() => done());
       process.once('SIGTERM', shutdown);
       process.once('SIGINT', shutdown);
     });

@@ -16,15 +16,29 @@ export const smokeCommand: Command = {
   async run(args) {
     const { values } = parseArgs({ args, options });
     const events = Number(values.events);
-    if (!Number.isInteger(events) || events < 1 || events > 10_000_000) throw usageError(`--events takes a whole number from 1 to 10000000, got "${values.events}"`);
+    if (!Number.isInteger(events) || events < 1 || events > 10_000_000)
+      throw usageError(`--events takes a whole number from 1 to 10000000, got "${values.events}"`);
     const config = loadConfig();
     const ctx = createStackContext(config, projectRoot, (line) => console.log(`stack: ${line}`));
     const up = await stackUp(ctx);
     console.log(`stack: ${up.map((r) => `${r.name} ${r.action}`).join(', ')}`);
-    const result = await runSmokePipeline(config, projectRoot, { events, symbols: ['ACME', 'BOLT', 'CRUX', 'DYNA', 'ECHO', 'FLUX', 'GRID', 'HALO'], log: (line) => console.log(line) });
-    const ok = result.consumed === result.produced && result.clickhouseRows === result.perSymbol.length && result.redisKeys === result.perSymbol.length;
-    console.log(`smoke pipeline ${ok ? 'OK' : 'FAILED'}: produced ${result.produced}, consumed ${result.consumed}, ${result.redisKeys} Redis keys, ${result.clickhouseRows} ClickHouse rows`);
-    console.log(`timings (s): ${Object.entries(result.seconds).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    const result = await runSmokePipeline(config, projectRoot, {
+      events,
+      symbols: ['ACME', 'BOLT', 'CRUX', 'DYNA', 'ECHO', 'FLUX', 'GRID', 'HALO'],
+      log: (line) => console.log(line),
+    });
+    const ok =
+      result.consumed === result.produced &&
+      result.clickhouseRows === result.perSymbol.length &&
+      result.redisKeys === result.perSymbol.length;
+    console.log(
+      `smoke pipeline ${ok ? 'OK' : 'FAILED'}: produced ${result.produced}, consumed ${result.consumed}, ${result.redisKeys} Redis keys, ${result.clickhouseRows} ClickHouse rows`,
+    );
+    console.log(
+      `timings (s): ${Object.entries(result.seconds)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
     return ok ? 0 : 1;
   },
 };

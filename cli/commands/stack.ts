@@ -18,11 +18,17 @@ function parseServices(names: string[]): ServiceName[] {
   return names as ServiceName[];
 }
 
-const options = { lines: { type: 'string', short: 'n' }, brokers: { type: 'string' }, secure: { type: 'boolean' }, format: formatOption } as const;
+const options = {
+  lines: { type: 'string', short: 'n' },
+  brokers: { type: 'string' },
+  secure: { type: 'boolean' },
+  format: formatOption,
+} as const;
 
 export const stackCommand: Command = {
   summary: 'Run the local Kafka, schema registry, Redis and ClickHouse on 127.0.0.1 (up|down|status|logs|reset)',
-  usage: 'stack up [--brokers N] [--secure] [service…] | stack down|status|reset [service…] [--format table|json] | stack logs <service> [--lines N]',
+  usage:
+    'stack up [--brokers N] [--secure] [service…] | stack down|status|reset [service…] [--format table|json] | stack logs <service> [--lines N]',
   options,
   actions: ['up', 'down', 'status', 'logs', 'reset'],
   async run(args) {
@@ -33,10 +39,15 @@ export const stackCommand: Command = {
     let kafkaBrokers: number | undefined;
     if (values.brokers !== undefined) {
       kafkaBrokers = Number(values.brokers);
-      if (action !== 'up') throw usageError('--brokers goes with `stack up`; down, status and logs read the size the stack folder records');
-      if (!Number.isInteger(kafkaBrokers) || kafkaBrokers < 1 || kafkaBrokers > maxKafkaBrokers) throw usageError(`--brokers needs 1 to ${maxKafkaBrokers}, got "${values.brokers}"`);
+      if (action !== 'up')
+        throw usageError(
+          '--brokers goes with `stack up`; down, status and logs read the size the stack folder records',
+        );
+      if (!Number.isInteger(kafkaBrokers) || kafkaBrokers < 1 || kafkaBrokers > maxKafkaBrokers)
+        throw usageError(`--brokers needs 1 to ${maxKafkaBrokers}, got "${values.brokers}"`);
     }
-    if (values.secure && action !== 'up') throw usageError('--secure goes with `stack up`; a secure stack folder stays secure');
+    if (values.secure && action !== 'up')
+      throw usageError('--secure goes with `stack up`; a secure stack folder stays secure');
     const ctx = createStackContext(config, projectRoot, (line) => console.error(`stack: ${line}`), {
       ...(kafkaBrokers === undefined ? {} : { kafkaBrokers }),
       ...(values.secure ? { kafkaSecure: true } : {}),
@@ -45,14 +56,21 @@ export const stackCommand: Command = {
       case 'up': {
         const started = Date.now();
         const results = await stackUp(ctx, parseServices(rest));
-        for (const r of results) console.log(`${r.name.padEnd(11)} ${r.action}${r.action === 'started' ? ` (ready in ${r.seconds.toFixed(1)}s)` : ''}`);
+        for (const r of results)
+          console.log(
+            `${r.name.padEnd(11)} ${r.action}${r.action === 'started' ? ` (ready in ${r.seconds.toFixed(1)}s)` : ''}`,
+          );
         console.log(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
         if (ctx.kafkaBrokers > 1 && results.some((r) => r.name === 'kafka')) {
-          console.log(`kafka      ${ctx.kafkaBrokers} brokers; bootstrap: AS_KAFKA_BROKERS=${kafkaBootstrap(config.stack, ctx.kafkaBrokers).join(',')}`);
+          console.log(
+            `kafka      ${ctx.kafkaBrokers} brokers; bootstrap: AS_KAFKA_BROKERS=${kafkaBootstrap(config.stack, ctx.kafkaBrokers).join(',')}`,
+          );
         }
         if (ctx.kafkaSecure && results.some((r) => r.name === 'kafka')) {
           const env = `${kafkaSecurityFiles(ctx.serviceDir('kafka')).dir}/client.env`;
-          console.log(`kafka      SASL_SSL on ${kafkaSecureBootstrap(config.stack, ctx.kafkaBrokers).join(',')}; client settings: set -a; . ${env}; set +a`);
+          console.log(
+            `kafka      SASL_SSL on ${kafkaSecureBootstrap(config.stack, ctx.kafkaBrokers).join(',')}; client settings: set -a; . ${env}; set +a`,
+          );
         }
         return 0;
       }
@@ -63,11 +81,20 @@ export const stackCommand: Command = {
       case 'status': {
         const rows = await stackStatus(ctx, parseServices(rest));
         if (format === 'json') console.log(JSON.stringify(rows, null, 2));
-        else for (const r of rows) {
-          console.log(
-            [r.name.padEnd(11), r.state.padEnd(9), (r.version ?? '-').padEnd(15), r.endpoint.padEnd(44), r.pids ? `pids ${r.pids.join(',')}` : r.pid ? `pid ${r.pid}` : ''].join(' ').trimEnd(),
-          );
-        }
+        else
+          for (const r of rows) {
+            console.log(
+              [
+                r.name.padEnd(11),
+                r.state.padEnd(9),
+                (r.version ?? '-').padEnd(15),
+                r.endpoint.padEnd(44),
+                r.pids ? `pids ${r.pids.join(',')}` : r.pid ? `pid ${r.pid}` : '',
+              ]
+                .join(' ')
+                .trimEnd(),
+            );
+          }
         return rows.every((r) => r.state === 'healthy') ? 0 : 1;
       }
       case 'logs': {

@@ -16,8 +16,10 @@ import type { Command } from '../main.ts';
 const options = { format: { type: 'string' }, schemas: { type: 'string', default: 'schemas' } } as const;
 
 export const tableCommand: Command = {
-  summary: 'Load or show a shared table (e.g. portfolios) that processors read; rows are validated against their schema',
-  usage: 'table load <topology-file> <table> <rows.json> [--schemas DIR] | table show <topology-file> <table> [--format json|table]',
+  summary:
+    'Load or show a shared table (e.g. portfolios) that processors read; rows are validated against their schema',
+  usage:
+    'table load <topology-file> <table> <rows.json> [--schemas DIR] | table show <topology-file> <table> [--format json|table]',
   options,
   actions: ['load', 'show'],
   files: true,
@@ -25,14 +27,25 @@ export const tableCommand: Command = {
     const { positionals, values } = parseArgs({ args, allowPositionals: true, options });
     const [action] = positionals;
     if (action !== 'load' && action !== 'show') throw usageError(`table needs load or show, got "${action ?? ''}"`);
-    const [, file, name, rowsFile] = expectPositionals(`table ${action}`, positionals, action === 'load' ? ['load', 'topology-file', 'table', 'rows.json'] : ['show', 'topology-file', 'table']) as [string, string, string, string?];
+    const [, file, name, rowsFile] = expectPositionals(
+      `table ${action}`,
+      positionals,
+      action === 'load' ? ['load', 'topology-file', 'table', 'rows.json'] : ['show', 'topology-file', 'table'],
+    ) as [string, string, string, string?];
     // Rows are JSON documents: JSON stays the default here, the table is the overview.
     const format = checkFormat(values.format ?? 'json', dataFormats);
     const config = loadConfig();
     const topology = await loadTopology(file);
-    if (!topology.tables?.[name]) throw usageError(`topology ${topology.application} has no table "${name}"; it has ${Object.keys(topology.tables ?? {}).join(', ') || 'none'}`);
+    if (!topology.tables?.[name])
+      throw usageError(
+        `topology ${topology.application} has no table "${name}"; it has ${Object.keys(topology.tables ?? {}).join(', ') || 'none'}`,
+      );
     // One attempt to connect: a Redis that is not there is one line (cli/failure.ts), not endless reconnects.
-    const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2, retryStrategy: () => null });
+    const redis = new Redis(config.redis.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 2,
+      retryStrategy: () => null,
+    });
     let refused: unknown;
     redis.on('error', (error) => void (refused = error));
     try {
@@ -42,7 +55,11 @@ export const tableCommand: Command = {
       });
       if (action === 'show') {
         const rows = (await readTables(redis, topology, [name], cliKafka(config, 'table'))).get(name)!;
-        console.log(format === 'json' ? JSON.stringify([...rows.values()], null, 2) : formatRows([...rows.values()] as Row[], 'table'));
+        console.log(
+          format === 'json'
+            ? JSON.stringify([...rows.values()], null, 2)
+            : formatRows([...rows.values()] as Row[], 'table'),
+        );
         return 0;
       }
       let rows: unknown;
@@ -53,9 +70,14 @@ export const tableCommand: Command = {
       }
       if (!Array.isArray(rows)) throw usageError(`${rowsFile} must hold a JSON array of rows`);
       const schemasDir = resolve(values.schemas);
-      if (!existsSync(schemasDir) || !statSync(schemasDir).isDirectory()) throw usageError(`schemas folder ${values.schemas} does not exist (looked for ${schemasDir}); pass --schemas DIR with the rows' Avro schema`);
+      if (!existsSync(schemasDir) || !statSync(schemasDir).isDirectory())
+        throw usageError(
+          `schemas folder ${values.schemas} does not exist (looked for ${schemasDir}); pass --schemas DIR with the rows' Avro schema`,
+        );
       const count = await writeTable(redis, cliKafka(config, 'table'), topology, name, rows, loadSchemas(schemasDir));
-      console.log(`loaded ${count} rows into table ${name} of ${topology.application} (topic ${topology.tableTopic(name)}, cached in ${topology.tableKey(name)})`);
+      console.log(
+        `loaded ${count} rows into table ${name} of ${topology.application} (topic ${topology.tableTopic(name)}, cached in ${topology.tableKey(name)})`,
+      );
       return 0;
     } finally {
       redis.disconnect();

@@ -39,17 +39,30 @@ const options = {
   format: formatOption,
 } as const;
 
-const json = (value: unknown): string => JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('base64') : v));
+const json = (value: unknown): string =>
+  JSON.stringify(value, (_k, v: unknown) =>
+    typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('base64') : v,
+  );
 
 function tableLine(r: TailRecord): string {
   const value = r.error !== undefined ? `<undecodable: ${r.error}>` : json(r.value);
-  return [String(r.partition).padStart(3), r.offset.padStart(8), r.timestamp.padEnd(24), truncate(r.key ?? '', 16).padEnd(16), truncate(r.type ? r.type.slice(r.type.lastIndexOf('.') + 1) : '-', 20).padEnd(20), truncate(value, 100)].join('  ');
+  return [
+    String(r.partition).padStart(3),
+    r.offset.padStart(8),
+    r.timestamp.padEnd(24),
+    truncate(r.key ?? '', 16).padEnd(16),
+    truncate(r.type ? r.type.slice(r.type.lastIndexOf('.') + 1) : '-', 20).padEnd(20),
+    truncate(value, 100),
+  ].join('  ');
 }
 
-const TABLE_HEADER = ['  p', '  offset', 'timestamp'.padEnd(24), 'key'.padEnd(16), 'type'.padEnd(20), 'value'].join('  ');
+const TABLE_HEADER = ['  p', '  offset', 'timestamp'.padEnd(24), 'key'.padEnd(16), 'type'.padEnd(20), 'value'].join(
+  '  ',
+);
 
 export const tailCommand: Command = {
-  summary: 'Print the records of a topic decoded through the schema registry (last 10; --from-beginning, --follow, --max N)',
+  summary:
+    'Print the records of a topic decoded through the schema registry (last 10; --from-beginning, --follow, --max N)',
   usage: 'tail <topic> [--from-beginning] [--follow|-f] [--max N] [--format table|json]',
   options,
   async run(args) {
@@ -62,7 +75,8 @@ export const tailCommand: Command = {
     // Without --from-beginning or --follow, tail shows the last records, as tail(1) does (--max of them); --follow
     // alone starts at the end and prints what arrives, --max stopping it after that many.
     const last = !fromBeginning && !follow ? (max ?? DEFAULT_LAST) : undefined;
-    if (follow && fromBeginning && max === undefined && process.stdout.isTTY) console.error('tail: following from the beginning; Ctrl-C stops');
+    if (follow && fromBeginning && max === undefined && process.stdout.isTTY)
+      console.error('tail: following from the beginning; Ctrl-C stops');
 
     const config = loadConfig();
     const kafka = cliKafka(config, 'tail');
@@ -73,7 +87,10 @@ export const tailCommand: Command = {
     const groupId = `agent-streams-tail-${randomUUID()}`;
     try {
       if (!(await admin.listTopics()).includes(topic)) {
-        throw new AgentStreamsError(ErrorCode.TOPIC_NOT_FOUND, `topic ${topic} does not exist on ${config.kafka.brokers.join(',')}; check its name (\`agent-streams topology describe FILE\` lists an application's topics)`);
+        throw new AgentStreamsError(
+          ErrorCode.TOPIC_NOT_FOUND,
+          `topic ${topic} does not exist on ${config.kafka.brokers.join(',')}; check its name (\`agent-streams topology describe FILE\` lists an application's topics)`,
+        );
       }
       const offsets = await admin.fetchTopicOffsets(topic);
       ranges = offsets.map((o) => {
@@ -105,7 +122,13 @@ export const tailCommand: Command = {
       printed += 1;
     };
     const decode = async (partition: number, message: KafkaMessage): Promise<TailRecord> => {
-      const base = { topic, partition, offset: message.offset, timestamp: new Date(Number(message.timestamp)).toISOString(), key: message.key?.toString('utf8') ?? null };
+      const base = {
+        topic,
+        partition,
+        offset: message.offset,
+        timestamp: new Date(Number(message.timestamp)).toISOString(),
+        key: message.key?.toString('utf8') ?? null,
+      };
       try {
         // A registry that cannot be reached fails the command (one line); a record it cannot decode is shown as such.
         await serde.resolve([message.value]);
@@ -147,7 +170,9 @@ export const tailCommand: Command = {
           if (follow || finished) return;
           clearTimeout(idle);
           idle = setTimeout(() => {
-            console.error(`tail: nothing more arrived for ${IDLE_STOP_MS / 1000} s; stopping before the end offsets of partitions ${[...pending].join(', ')}`);
+            console.error(
+              `tail: nothing more arrived for ${IDLE_STOP_MS / 1000} s; stopping before the end offsets of partitions ${[...pending].join(', ')}`,
+            );
             finish();
           }, IDLE_STOP_MS);
         };
@@ -161,7 +186,8 @@ export const tailCommand: Command = {
         };
         // Batches of transaction markers alone reach no handler; this event reports how far they got.
         consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-          if (e.payload.topic === topic && e.payload.lastOffset !== null) reached(e.payload.partition, Number(e.payload.lastOffset));
+          if (e.payload.topic === topic && e.payload.lastOffset !== null)
+            reached(e.payload.partition, Number(e.payload.lastOffset));
         });
         consumer.on(consumer.events.CRASH, (e) => finish(e.payload.error));
         consumer
@@ -190,7 +216,9 @@ export const tailCommand: Command = {
             },
           })
           .then(() => {
-            for (const r of ranges) if (r.start > 0 || fromBeginning) consumer.seek({ topic, partition: r.partition, offset: String(r.start) });
+            for (const r of ranges)
+              if (r.start > 0 || fromBeginning)
+                consumer.seek({ topic, partition: r.partition, offset: String(r.start) });
           })
           .catch(finish);
       });
@@ -204,7 +232,10 @@ export const tailCommand: Command = {
         .finally(() => cleanup.disconnect().catch(() => undefined));
     }
     if (collectLast) {
-      collected.sort((a, b) => a.timestamp.localeCompare(b.timestamp) || a.partition - b.partition || Number(a.offset) - Number(b.offset));
+      collected.sort(
+        (a, b) =>
+          a.timestamp.localeCompare(b.timestamp) || a.partition - b.partition || Number(a.offset) - Number(b.offset),
+      );
       for (const r of collected.slice(-(last ?? DEFAULT_LAST))) emit(r);
     }
     if (printed === 0 && format === 'table') console.error(`tail: no records in ${topic}`);

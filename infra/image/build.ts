@@ -36,7 +36,11 @@ export interface ImageBuildResult {
 
 function git(args: string[]): string | undefined {
   try {
-    return execFileSync('git', args, { cwd: projectRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', args, {
+      cwd: projectRoot,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch {
     return undefined;
   }
@@ -61,9 +65,15 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Image
     const base = buildBaseImage({ log });
     baseImage = base.image;
     baseSeconds = base.seconds;
-    log(base.built ? `base image ${base.image} built in ${base.seconds.toFixed(1)} s` : `base image ${base.image} is up to date (inputs ${base.key})`);
+    log(
+      base.built
+        ? `base image ${base.image} built in ${base.seconds.toFixed(1)} s`
+        : `base image ${base.image} is up to date (inputs ${base.key})`,
+    );
   }
-  const version = options.version ?? (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  const version =
+    options.version ??
+    (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
   const labels = {
     VERSION: version,
     REVISION: git(['rev-parse', 'HEAD']) ?? 'unknown',
@@ -77,14 +87,23 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Image
     '--network=host',
     '--layers',
     ...(options.noCache ? ['--no-cache'] : []),
-    '--build-arg', `BASE_IMAGE=${baseImage}`,
+    '--build-arg',
+    `BASE_IMAGE=${baseImage}`,
     // The Containerfile's labels come from build args, but podman 4.3 (buildah 1.28) reuses a cached LABEL step
     // whatever the args' values: the labels that vary are given again with --label, which is always applied.
-    ...Object.entries(labels).flatMap(([name, value]) => ['--build-arg', `${name}=${value}`, '--label', `org.opencontainers.image.${name.toLowerCase()}=${value}`]),
-    '--label', `org.opencontainers.image.base.name=${baseImage}`,
+    ...Object.entries(labels).flatMap(([name, value]) => [
+      '--build-arg',
+      `${name}=${value}`,
+      '--label',
+      `org.opencontainers.image.${name.toLowerCase()}=${value}`,
+    ]),
+    '--label',
+    `org.opencontainers.image.base.name=${baseImage}`,
     ...(ca ? ['--secret', `id=ca-certificates,src=${ca}`] : []),
-    '--file', join(projectRoot, 'Containerfile'),
-    '--tag', tag,
+    '--file',
+    join(projectRoot, 'Containerfile'),
+    '--tag',
+    tag,
     projectRoot,
   ];
   const started = Date.now();
@@ -92,7 +111,8 @@ export async function buildImage(options: ImageBuildOptions = {}): Promise<Image
   log(`podman build ${tag} from ${baseImage}`);
   const code = await podmanStreaming(args, (line) => {
     output.push(line);
-    if (/^\[\d\/\d\] STEP|^STEP|Successfully tagged/.test(line)) log(line.length > 160 ? `${line.slice(0, 157)}...` : line);
+    if (/^\[\d\/\d\] STEP|^STEP|Successfully tagged/.test(line))
+      log(line.length > 160 ? `${line.slice(0, 157)}...` : line);
   });
   if (code !== 0) throw podmanError(args, output.join('\n'));
   const appSeconds = (Date.now() - started) / 1000;

@@ -31,7 +31,12 @@ const k8sDir = join(projectRoot, 'infra', 'k8s');
 export const PODMAN_OVERLAY = join(k8sDir, 'overlays', 'podman');
 export const CANARY_DEPLOYMENT_FILE = join(k8sDir, 'overlays', 'canary', 'router-canary.yaml');
 
-export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [key: string]: unknown };
+export type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  [key: string]: unknown;
+};
 type Container = {
   name: string;
   image: string;
@@ -41,7 +46,10 @@ type Container = {
 export type DeploymentManifest = Manifest & {
   spec: {
     replicas?: number;
-    template: { metadata: { labels: Record<string, string> }; spec: { terminationGracePeriodSeconds?: number; containers: Container[]; volumes?: Array<{ name: string }> } };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: { terminationGracePeriodSeconds?: number; containers: Container[]; volumes?: Array<{ name: string }> };
+    };
   };
 };
 
@@ -73,7 +81,11 @@ export function renderPodmanFleet(options: RenderOptions = {}, log: (line: strin
       kind: 'Kustomization',
       resources: [from(PODMAN_OVERLAY), ...(options.canary ? [from(CANARY_DEPLOYMENT_FILE)] : [])],
       ...(options.settings && Object.keys(options.settings).length > 0
-        ? { configMapGenerator: [{ name: 'agent-streams-config', behavior: 'merge', literals: literal(options.settings) }] }
+        ? {
+            configMapGenerator: [
+              { name: 'agent-streams-config', behavior: 'merge', literals: literal(options.settings) },
+            ],
+          }
         : {}),
       images: Object.entries(options.images ?? {}).map(([name, ref]) => {
         const at = ref.lastIndexOf(':');
@@ -81,18 +93,39 @@ export function renderPodmanFleet(options: RenderOptions = {}, log: (line: strin
       }),
       patches: [
         // The canary comes from outside the overlay: the same podman patch (a no-op on the others).
-        ...(options.canary ? [{ path: from(join(PODMAN_OVERLAY, 'on-podman.yaml')), target: { kind: 'Deployment' } }] : []),
+        ...(options.canary
+          ? [{ path: from(join(PODMAN_OVERLAY, 'on-podman.yaml')), target: { kind: 'Deployment' } }]
+          : []),
         ...(options.secrets && Object.keys(options.secrets).length > 0
-          ? [{ patch: JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'agent-streams-secrets' }, stringData: options.secrets }) }]
+          ? [
+              {
+                patch: JSON.stringify({
+                  apiVersion: 'v1',
+                  kind: 'Secret',
+                  metadata: { name: 'agent-streams-secrets' },
+                  stringData: options.secrets,
+                }),
+              },
+            ]
           : []),
       ],
     };
     writeFileSync(join(dir, 'kustomization.yaml'), stringify(kustomization));
-    const text = execFileSync(bin, ['build', '--load-restrictor', 'LoadRestrictionsNone', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
-    return parseAllDocuments(text).map((d) => d.toJSON() as Manifest).filter((m) => m !== null);
+    const text = execFileSync(bin, ['build', '--load-restrictor', 'LoadRestrictionsNone', dir], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return parseAllDocuments(text)
+      .map((d) => d.toJSON() as Manifest)
+      .filter((m) => m !== null);
   } catch (error) {
     const stderr = String((error as { stderr?: string }).stderr ?? '').trim();
-    throw new AgentStreamsError(ErrorCode.USAGE, `kustomize build of the podman overlay failed: ${stderr || String(error)}`, { cause: error });
+    throw new AgentStreamsError(
+      ErrorCode.USAGE,
+      `kustomize build of the podman overlay failed: ${stderr || String(error)}`,
+      { cause: error },
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -128,13 +161,16 @@ export class PodmanFleet {
     private readonly log: (line: string) => void = () => {},
   ) {
     const configMap = manifests.find((m) => m.kind === 'ConfigMap');
-    const secret = manifests.find((m) => m.kind === 'Secret') as (Manifest & { stringData?: Record<string, string>; data?: Record<string, string> }) | undefined;
-    if (!configMap || !secret) throw new AgentStreamsError(ErrorCode.USAGE, 'the rendered fleet has no ConfigMap or no Secret');
+    const secret = manifests.find((m) => m.kind === 'Secret') as
+      (Manifest & { stringData?: Record<string, string>; data?: Record<string, string> }) | undefined;
+    if (!configMap || !secret)
+      throw new AgentStreamsError(ErrorCode.USAGE, 'the rendered fleet has no ConfigMap or no Secret');
     this.configMap = configMap;
     this.secretName = `${secret.metadata.name}-${runId}`;
     // podman reads a secretRef as a JSON map of name to base64 bytes.
     const data: Record<string, string> = { ...(secret.data ?? {}) };
-    for (const [key, value] of Object.entries(secret.stringData ?? {})) data[key] = Buffer.from(value).toString('base64');
+    for (const [key, value] of Object.entries(secret.stringData ?? {}))
+      data[key] = Buffer.from(value).toString('base64');
     const file = join(this.dir, 'secret.json');
     writeFileSync(file, JSON.stringify(data), { mode: 0o600 });
     podman(['secret', 'create', this.secretName, file]);
@@ -169,11 +205,19 @@ export class PodmanFleet {
     }
     const file = join(this.dir, `${playedName}.yaml`);
     writeFileSync(file, [this.configMap, deployment].map((m) => stringify(m)).join('---\n'));
-    this.log(`podman kube play ${playedName} (${deployment.spec.replicas} × ${deployment.spec.template.spec.containers[0]!.image})`);
+    this.log(
+      `podman kube play ${playedName} (${deployment.spec.replicas} × ${deployment.spec.template.spec.containers[0]!.image})`,
+    );
     podman(['kube', 'play', file], { timeoutMs: 180_000 });
     const pods = Array.from({ length: deployment.spec.replicas }, (_, i) => `${playedName}-pod-${i}`);
     const containerName = deployment.spec.template.spec.containers[0]!.name;
-    const played: PlayedDeployment = { name: playedName, deployment, file, pods, containers: pods.map((pod) => `${pod}-${containerName}`) };
+    const played: PlayedDeployment = {
+      name: playedName,
+      deployment,
+      file,
+      pods,
+      containers: pods.map((pod) => `${pod}-${containerName}`),
+    };
     this.played.push(played);
     return played;
   }
@@ -199,7 +243,10 @@ export class PodmanFleet {
 
   exitCode(container: string): number | null {
     try {
-      const state = JSON.parse(podman(['inspect', '--format', '{{json .State}}', container])) as { Running: boolean; ExitCode: number };
+      const state = JSON.parse(podman(['inspect', '--format', '{{json .State}}', container])) as {
+        Running: boolean;
+        ExitCode: number;
+      };
       return state.Running ? null : state.ExitCode;
     } catch {
       return null;

@@ -61,16 +61,23 @@ export function podmanStreaming(args: string[], onLine: (line: string) => void):
 
 export function podmanError(args: string[], stderr: string, cause?: unknown): AgentStreamsError {
   const tail = stderr.trim().split('\n').slice(-6).join(' | ');
-  return new AgentStreamsError(ErrorCode.IMAGE_BUILD_FAILED, `podman ${args.slice(0, 3).join(' ')} failed: ${tail || 'no output'}`, {
-    cause,
-    details: { args },
-  });
+  return new AgentStreamsError(
+    ErrorCode.IMAGE_BUILD_FAILED,
+    `podman ${args.slice(0, 3).join(' ')} failed: ${tail || 'no output'}`,
+    {
+      cause,
+      details: { args },
+    },
+  );
 }
 
 /** The value of one label of a local image, or undefined when the image is not there. */
 export function imageLabel(image: string, label: string): string | undefined {
   try {
-    const out = execFileSync(podmanWrapper, ['image', 'inspect', '--format', `{{index .Labels "${label}"}}`, image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const out = execFileSync(podmanWrapper, ['image', 'inspect', '--format', `{{index .Labels "${label}"}}`, image], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
     return out === '' || out === '<no value>' ? undefined : out;
   } catch {
     return undefined;

@@ -54,17 +54,33 @@ interface Profile {
 
 const profiles = {
   /** Routes by record type without decoding whole payloads: cheap per record, high throughput. */
-  router: { resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 }, lagThreshold: 5000 },
+  router: {
+    resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 },
+    lagThreshold: 5000,
+  },
   /** Rule agents and windows: Redis round trips per batch. */
-  state: { resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 }, lagThreshold: 1000 },
+  state: {
+    resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 },
+    lagThreshold: 1000,
+  },
   /** Agents that call the LLM per record: seconds per record, so a few records of lag already justify a member. */
-  llm: { resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' }, heapMb: 384 }, lagThreshold: 20 },
+  llm: {
+    resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' }, heapMb: 384 },
+    lagThreshold: 20,
+  },
   /** The ClickHouse sink buffers thousands of rows per insert (≥ 100k rows/s per instance). */
-  sink: { resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' }, heapMb: 768 }, lagThreshold: 20000 },
+  sink: {
+    resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '1Gi' }, heapMb: 768 },
+    lagThreshold: 20000,
+  },
 } as const satisfies Record<string, Profile>;
 
 /** The ingest gateway is no consumer group: sized like a router, scaled by replica count. */
-const ingestResources: Resources = { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' }, heapMb: 384 };
+const ingestResources: Resources = {
+  requests: { cpu: '250m', memory: '256Mi' },
+  limits: { cpu: '1', memory: '512Mi' },
+  heapMb: 384,
+};
 
 function profileOf(spec: ProcessorSpec): Profile {
   if (spec.kind === 'router') return profiles.router;
@@ -101,7 +117,10 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
   const app = topology.application;
   const partitionsOf = (topics: string[], what: string): number => {
     const counts = [...new Set(topics.map((t) => topology.topics[t]?.partitions))];
-    if (counts.length !== 1 || counts[0] === undefined) throw new Error(`${what} reads ${topics.join(', ')}: expected declared topics with one partition count, got ${counts.join(', ')}`);
+    if (counts.length !== 1 || counts[0] === undefined)
+      throw new Error(
+        `${what} reads ${topics.join(', ')}: expected declared topics with one partition count, got ${counts.join(', ')}`,
+      );
     return counts[0];
   };
   const workloads: Workload[] = Object.entries(topology.processors).map(([processor, spec]) => {
@@ -111,7 +130,12 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
       component: processor,
       args: ['run', topologyFile, '--processor', processor, '--shutdown-timeout', String(SHUTDOWN_TIMEOUT_SECONDS)],
       resources: profile.resources,
-      scaling: { group: topology.groupId(processor), topics: [...spec.inputs], partitions: partitionsOf(spec.inputs, `processor "${processor}"`), lagThreshold: profile.lagThreshold },
+      scaling: {
+        group: topology.groupId(processor),
+        topics: [...spec.inputs],
+        partitions: partitionsOf(spec.inputs, `processor "${processor}"`),
+        lagThreshold: profile.lagThreshold,
+      },
     };
   });
   // The sink's group name is the one cli/commands/sink.ts gives runClickHouseSink.
@@ -121,7 +145,12 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
     component: 'clickhouse-sink',
     args: ['sink', topologyFile],
     resources: profiles.sink.resources,
-    scaling: { group: `${app}.clickhouse-sink`, topics: sinkTopics, partitions: Math.max(...sinkTopics.map((t) => topology.topics[t]?.partitions ?? 1)), lagThreshold: profiles.sink.lagThreshold },
+    scaling: {
+      group: `${app}.clickhouse-sink`,
+      topics: sinkTopics,
+      partitions: Math.max(...sinkTopics.map((t) => topology.topics[t]?.partitions ?? 1)),
+      lagThreshold: profiles.sink.lagThreshold,
+    },
   });
   // Ingest writes the topic the router reads; naming it here keeps both ends on one topic and partition count.
   const router = Object.values(topology.processors).find((p) => p.kind === 'router');
@@ -135,14 +164,19 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
       '0.0.0.0',
       '--port',
       String(INGEST_PORT),
-      ...(eventsTopic ? ['--topic', eventsTopic, '--partitions', String(topology.topics[eventsTopic]?.partitions ?? 1)] : []),
+      ...(eventsTopic
+        ? ['--topic', eventsTopic, '--partitions', String(topology.topics[eventsTopic]?.partitions ?? 1)]
+        : []),
     ],
     resources: ingestResources,
     replicas: 2,
     httpPort: INGEST_PORT,
   });
   for (const w of workloads) {
-    if (w.name.length > 63 || !dns1123.test(w.name)) throw new Error(`workload name "${w.name}" is not a Kubernetes DNS label (lower-case letters, digits, '-', at most 63): rename the processor or the application`);
+    if (w.name.length > 63 || !dns1123.test(w.name))
+      throw new Error(
+        `workload name "${w.name}" is not a Kubernetes DNS label (lower-case letters, digits, '-', at most 63): rename the processor or the application`,
+      );
   }
   return workloads;
 }
@@ -150,7 +184,11 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
 type Manifest = Record<string, unknown>;
 
 function labels(app: string, w: Workload): Record<string, string> {
-  return { 'app.kubernetes.io/name': w.name, 'app.kubernetes.io/component': w.component, 'agent-streams.dev/application': app };
+  return {
+    'app.kubernetes.io/name': w.name,
+    'app.kubernetes.io/component': w.component,
+    'agent-streams.dev/application': app,
+  };
 }
 
 /** The pod selector of a Deployment; the canary's Deployment has its own, so the two never claim each other's pods. */
@@ -158,9 +196,17 @@ function selector(w: Workload): Record<string, string> {
   return { 'app.kubernetes.io/name': w.name };
 }
 
-export function deployment(app: string, w: Workload, overrides: { name?: string; track?: string; image?: string; replicas?: number } = {}): Manifest {
+export function deployment(
+  app: string,
+  w: Workload,
+  overrides: { name?: string; track?: string; image?: string; replicas?: number } = {},
+): Manifest {
   const name = overrides.name ?? w.name;
-  const podLabels = { ...labels(app, w), 'app.kubernetes.io/name': name, 'agent-streams.dev/track': overrides.track ?? 'stable' };
+  const podLabels = {
+    ...labels(app, w),
+    'app.kubernetes.io/name': name,
+    'agent-streams.dev/track': overrides.track ?? 'stable',
+  };
   const probe = (path: string, periodSeconds: number, failureThreshold: number): Manifest => ({
     httpGet: { path, port: 'metrics' },
     periodSeconds,
@@ -275,7 +321,10 @@ function scaledObject(app: string, w: Workload, scaling: GroupScaling): Manifest
       advanced: {
         horizontalPodAutoscalerConfig: {
           behavior: {
-            scaleDown: { stabilizationWindowSeconds: SCALE_DOWN_STABILIZATION_SECONDS, policies: [{ type: 'Pods', value: 1, periodSeconds: 60 }] },
+            scaleDown: {
+              stabilizationWindowSeconds: SCALE_DOWN_STABILIZATION_SECONDS,
+              policies: [{ type: 'Pods', value: 1, periodSeconds: 60 }],
+            },
             scaleUp: { stabilizationWindowSeconds: 0, policies: [{ type: 'Pods', value: 2, periodSeconds: 30 }] },
           },
         },
@@ -303,7 +352,12 @@ function scaledObject(app: string, w: Workload, scaling: GroupScaling): Manifest
 /** The resources of one workload, in apply order. */
 export function workloadManifests(topology: Topology, w: Workload): Manifest[] {
   const app = topology.application;
-  return [deployment(app, w), service(app, w), podDisruptionBudget(app, w), ...(w.scaling ? [scaledObject(app, w, w.scaling)] : [])];
+  return [
+    deployment(app, w),
+    service(app, w),
+    podDisruptionBudget(app, w),
+    ...(w.scaling ? [scaledObject(app, w, w.scaling)] : []),
+  ];
 }
 
 const header = (what: string): string =>
@@ -320,14 +374,22 @@ export function toYaml(manifests: Manifest[]): string {
 export function renderFleet(topology: Topology, topologyFile = TOPOLOGY_FILE): Map<string, string> {
   const files = new Map<string, string>();
   const workloads = fleetWorkloads(topology, topologyFile);
-  for (const w of workloads) files.set(`base/generated/${w.component}.yaml`, header(w.component) + toYaml(workloadManifests(topology, w)));
+  for (const w of workloads)
+    files.set(`base/generated/${w.component}.yaml`, header(w.component) + toYaml(workloadManifests(topology, w)));
   files.set(
     'base/generated/kustomization.yaml',
     header('the list of workloads') +
-      stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: workloads.map((w) => `${w.component}.yaml`) }),
+      stringify({
+        apiVersion: 'kustomize.config.k8s.io/v1beta1',
+        kind: 'Kustomization',
+        resources: workloads.map((w) => `${w.component}.yaml`),
+      }),
   );
   // The application decides every group id and topic name: members and KEDA must agree on it.
-  files.set('base/generated/fleet.env', header('settings the topology decides') + `AS_FLEET_APP=${topology.application}\nAS_METRICS_PORT=${METRICS_PORT}\n`);
+  files.set(
+    'base/generated/fleet.env',
+    header('settings the topology decides') + `AS_FLEET_APP=${topology.application}\nAS_METRICS_PORT=${METRICS_PORT}\n`,
+  );
   const router = workloads.find((w) => topology.processors[w.component]?.kind === 'router');
   if (router) {
     const app = topology.application;
@@ -335,7 +397,10 @@ export function renderFleet(topology: Topology, topologyFile = TOPOLOGY_FILE): M
     files.set(
       'overlays/canary/router-canary.yaml',
       header('the canary: one router member of the new image in the same consumer group') +
-        toYaml([deployment(app, router, { name, track: 'canary', image: `${IMAGE}-canary`, replicas: 1 }), podDisruptionBudget(app, router, name)]),
+        toYaml([
+          deployment(app, router, { name, track: 'canary', image: `${IMAGE}-canary`, replicas: 1 }),
+          podDisruptionBudget(app, router, name),
+        ]),
     );
   }
   return files;

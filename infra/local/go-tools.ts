@@ -34,7 +34,11 @@ export function goCacheEnv(cacheDir = join(projectRoot, '.cache')): NodeJS.Proce
 }
 
 /** Returns the path of the tool's binary, building it first if this clone has not built it yet. */
-export function ensureGoTool(tool: GoTool, log: (line: string) => void = () => {}, cacheDir = join(projectRoot, '.cache')): string {
+export function ensureGoTool(
+  tool: GoTool,
+  log: (line: string) => void = () => {},
+  cacheDir = join(projectRoot, '.cache'),
+): string {
   const bin = resolve(cacheDir, 'go', 'bin', `${tool.name}@${tool.version}`);
   const path = join(bin, tool.name);
   if (existsSync(path)) return path;
@@ -47,9 +51,16 @@ export function ensureGoTool(tool: GoTool, log: (line: string) => void = () => {
   mkdirSync(bin, { recursive: true });
   log(`building ${tool.name} ${tool.version} from the Go module proxy (once per clone)`);
   try {
-    execFileSync('go', ['install', `${tool.pkg}@${tool.version}`], { env: { ...goCacheEnv(cacheDir), GOBIN: bin }, stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('go', ['install', `${tool.pkg}@${tool.version}`], {
+      env: { ...goCacheEnv(cacheDir), GOBIN: bin },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
   } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    const stderr = String((error as { stderr?: Buffer }).stderr ?? '')
+      .trim()
+      .split('\n')
+      .slice(-5)
+      .join(' | ');
     throw new AgentStreamsError(
       ErrorCode.STACK_TOOL_MISSING,
       `go install ${tool.pkg}@${tool.version} failed (${stderr}); check that the Go module proxy is reachable and retry.`,
@@ -72,10 +83,17 @@ export interface GoModuleBuild {
  * library modules rather than installed, such as the test OpenTelemetry Collector), building it first if this clone
  * has not. The binary is cached under a hash of the module's go.mod, go.sum and sources, so a change rebuilds it.
  */
-export function ensureGoModuleBuild(build: GoModuleBuild, log: (line: string) => void = () => {}, cacheDir = join(projectRoot, '.cache')): string {
+export function ensureGoModuleBuild(
+  build: GoModuleBuild,
+  log: (line: string) => void = () => {},
+  cacheDir = join(projectRoot, '.cache'),
+): string {
   const dir = resolve(projectRoot, build.dir);
   const hash = createHash('sha256');
-  for (const file of readdirSync(dir).filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go')).sort()) hash.update(file).update(readFileSync(join(dir, file)));
+  for (const file of readdirSync(dir)
+    .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
+    .sort())
+    hash.update(file).update(readFileSync(join(dir, file)));
   const bin = resolve(cacheDir, 'go', 'bin', `${build.name}@${hash.digest('hex').slice(0, 12)}`);
   const path = join(bin, build.name);
   if (existsSync(path)) return path;
@@ -90,10 +108,18 @@ export function ensureGoModuleBuild(build: GoModuleBuild, log: (line: string) =>
   log(`building ${build.name} from ${build.dir} with modules from the Go module proxy (once per clone)`);
   try {
     // Built to a temporary name and renamed, so that an interrupted build never leaves a binary that looks done.
-    execFileSync('go', ['build', '-trimpath', '-o', `${path}.partial`, '.'], { cwd: dir, env: goCacheEnv(cacheDir), stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('go', ['build', '-trimpath', '-o', `${path}.partial`, '.'], {
+      cwd: dir,
+      env: goCacheEnv(cacheDir),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     renameSync(`${path}.partial`, path);
   } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    const stderr = String((error as { stderr?: Buffer }).stderr ?? '')
+      .trim()
+      .split('\n')
+      .slice(-5)
+      .join(' | ');
     throw new AgentStreamsError(
       ErrorCode.STACK_TOOL_MISSING,
       `go build of ${build.dir} failed (${stderr}); check that the Go module proxy is reachable and retry.`,

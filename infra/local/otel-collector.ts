@@ -42,7 +42,11 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts a collector that writes every span it receives to `file` (OTLP JSON, one export request per line). */
-export async function startOtelCollector(options: { dir: string; file: string; log?: (line: string) => void }): Promise<RunningCollector> {
+export async function startOtelCollector(options: {
+  dir: string;
+  file: string;
+  log?: (line: string) => void;
+}): Promise<RunningCollector> {
   const binary = ensureOtelCollector(options.log);
   const port = await freePort();
   const config = join(options.dir, 'otelcol.yaml');
@@ -77,7 +81,10 @@ export async function startOtelCollector(options: { dir: string; file: string; l
   while (!output.includes('Everything is ready')) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new AgentStreamsError(ErrorCode.STACK_TOOL_MISSING, `The OpenTelemetry Collector did not start: ${output.trim().split('\n').slice(-3).join(' | ')}`);
+      throw new AgentStreamsError(
+        ErrorCode.STACK_TOOL_MISSING,
+        `The OpenTelemetry Collector did not start: ${output.trim().split('\n').slice(-3).join(' | ')}`,
+      );
     }
     await sleep(100);
   }

@@ -4,7 +4,16 @@
  * (so a pid the kernel has since reused for something else is left alone).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -64,7 +73,11 @@ export function findByWorkingDirectory(dir: string, command: string): number | u
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/cwd`) === dir && readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0]!.endsWith(command)) return Number(entry);
+      if (
+        readlinkSync(`/proc/${entry}/cwd`) === dir &&
+        readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0]!.endsWith(command)
+      )
+        return Number(entry);
     } catch {
       // gone, or not ours to read
     }
@@ -128,5 +141,8 @@ export async function tcpReachable(port: number, timeoutMs = 1000): Promise<bool
 export function tailFile(path: string, lines: number): string {
   if (!existsSync(path)) return '(no log yet)';
   const text = readFileSync(path, 'utf8');
-  return text.split('\n').slice(-lines - 1).join('\n');
+  return text
+    .split('\n')
+    .slice(-lines - 1)
+    .join('\n');
 }

@@ -9,8 +9,23 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
-import { findByWorkingDirectory, isOurs, portInUse, readPid, removeFile, startDetached, stopPid, tailFile } from './process.ts';
-import { serviceNames, type LocalService, type ServiceInstance, type ServiceName, type StackContext } from './service.ts';
+import {
+  findByWorkingDirectory,
+  isOurs,
+  portInUse,
+  readPid,
+  removeFile,
+  startDetached,
+  stopPid,
+  tailFile,
+} from './process.ts';
+import {
+  serviceNames,
+  type LocalService,
+  type ServiceInstance,
+  type ServiceName,
+  type StackContext,
+} from './service.ts';
 import { ensureTools } from './tools.ts';
 import { kafkaService, recordedKafkaBrokers } from './services/kafka.ts';
 import { recordedKafkaSecure } from './services/kafka-security.ts';
@@ -35,7 +50,12 @@ export interface StackOptions {
   kafkaSecure?: boolean;
 }
 
-export function createStackContext(config: Config, root: string, log: (line: string) => void = () => {}, options: StackOptions = {}): StackContext {
+export function createStackContext(
+  config: Config,
+  root: string,
+  log: (line: string) => void = () => {},
+  options: StackOptions = {},
+): StackContext {
   const stackDir = resolve(root, config.stack.dir);
   const cacheDir = resolve(root, config.stack.cacheDir);
   const serviceDir = (name: ServiceName): string => join(stackDir, name);
@@ -53,14 +73,24 @@ export function createStackContext(config: Config, root: string, log: (line: str
 
 function instancesOf(ctx: StackContext, service: LocalService): ServiceInstance[] {
   return (
-    service.instances?.(ctx) ?? [{ label: service.name, dir: ctx.serviceDir(service.name), ports: service.ports(ctx), launch: service.launch(ctx) }]
+    service.instances?.(ctx) ?? [
+      {
+        label: service.name,
+        dir: ctx.serviceDir(service.name),
+        ports: service.ports(ctx),
+        launch: service.launch(ctx),
+      },
+    ]
   );
 }
 
-const instancePidFile = (service: LocalService, instance: ServiceInstance): string => join(instance.dir, `${service.name}.pid`);
-const instanceLogFile = (service: LocalService, instance: ServiceInstance): string => join(instance.dir, `${service.name}.log`);
+const instancePidFile = (service: LocalService, instance: ServiceInstance): string =>
+  join(instance.dir, `${service.name}.pid`);
+const instanceLogFile = (service: LocalService, instance: ServiceInstance): string =>
+  join(instance.dir, `${service.name}.log`);
 /** The log of a service's (first) process. */
-export const logFile = (ctx: StackContext, name: ServiceName): string => instanceLogFile(services[name], instancesOf(ctx, services[name])[0]!);
+export const logFile = (ctx: StackContext, name: ServiceName): string =>
+  instanceLogFile(services[name], instancesOf(ctx, services[name])[0]!);
 
 function runningPid(ctx: StackContext, service: LocalService, instance: ServiceInstance): number | undefined {
   const file = instancePidFile(service, instance);
@@ -91,7 +121,10 @@ export interface UpResult {
 export async function stackUp(ctx: StackContext, names?: readonly ServiceName[]): Promise<UpResult[]> {
   const chosen = select(names);
   for (const service of chosen) service.checkLayout?.(ctx);
-  ensureTools(chosen.flatMap((s) => s.tools), ctx.log);
+  ensureTools(
+    chosen.flatMap((s) => s.tools),
+    ctx.log,
+  );
   mkdirSync(ctx.stackDir, { recursive: true });
   mkdirSync(ctx.cacheDir, { recursive: true });
 
@@ -125,12 +158,17 @@ export async function stackUp(ctx: StackContext, names?: readonly ServiceName[])
     ctx.log(`${service.name}: preparing`);
     await service.prepare(ctx);
   }
-  const started: Array<{ service: LocalService; pids: Array<{ instance: ServiceInstance; pid: number }>; at: number }> = [];
+  const started: Array<{ service: LocalService; pids: Array<{ instance: ServiceInstance; pid: number }>; at: number }> =
+    [];
   for (const [service, idle] of toStart) {
     const at = Date.now();
     const pids = idle.map((instance) => {
       mkdirSync(instance.dir, { recursive: true });
-      const pid = startDetached({ ...instance.launch, logFile: instanceLogFile(service, instance), pidFile: instancePidFile(service, instance) });
+      const pid = startDetached({
+        ...instance.launch,
+        logFile: instanceLogFile(service, instance),
+        pidFile: instancePidFile(service, instance),
+      });
       ctx.log(`${instance.label}: started pid ${pid}`);
       return { instance, pid };
     });
@@ -195,7 +233,11 @@ export async function stackDown(ctx: StackContext, names?: readonly ServiceName[
         return outcome;
       }),
     );
-    const action = outcomes.includes('killed') ? 'killed' : outcomes.some((o) => o === 'stopped' || o === 'gone') ? 'stopped' : 'not running';
+    const action = outcomes.includes('killed')
+      ? 'killed'
+      : outcomes.some((o) => o === 'stopped' || o === 'gone')
+        ? 'stopped'
+        : 'not running';
     results.push({ name: service.name, action });
   }
   return results.reverse();
@@ -219,8 +261,14 @@ export async function stackStatus(ctx: StackContext, names?: readonly ServiceNam
       const running = instances.map((instance) => runningPid(ctx, service, instance));
       const pids = running.filter((pid) => pid !== undefined);
       if (pids.length === 0) {
-        const taken = await Promise.all(instances.flatMap((instance) => instance.ports).map(({ port }) => portInUse(port)));
-        return { name: service.name, state: taken.some(Boolean) ? 'port taken by another process' : 'stopped', endpoint };
+        const taken = await Promise.all(
+          instances.flatMap((instance) => instance.ports).map(({ port }) => portInUse(port)),
+        );
+        return {
+          name: service.name,
+          state: taken.some(Boolean) ? 'port taken by another process' : 'stopped',
+          endpoint,
+        };
       }
       const ids = { pid: pids[0]!, ...(instances.length > 1 ? { pids } : {}) };
       const healthy = pids.length === instances.length && (await service.ready(ctx).catch(() => false));
@@ -239,5 +287,7 @@ export async function stackReset(ctx: StackContext): Promise<void> {
 export function stackLogs(ctx: StackContext, name: ServiceName, lines: number): string {
   const instances = instancesOf(ctx, services[name]);
   if (instances.length === 1) return tailFile(logFile(ctx, name), lines);
-  return instances.map((instance) => `== ${instance.label} ==\n${tailFile(instanceLogFile(services[name], instance), lines)}`).join('\n');
+  return instances
+    .map((instance) => `== ${instance.label} ==\n${tailFile(instanceLogFile(services[name], instance), lines)}`)
+    .join('\n');
 }

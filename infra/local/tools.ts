@@ -13,8 +13,16 @@ export interface HostTool {
 }
 
 export const hostTools = {
-  java: { command: 'java', aptPackages: ['openjdk-17-jre-headless'], why: 'Kafka and the schema registry run on a JVM' },
-  mvn: { command: 'mvn', aptPackages: ['maven'], why: 'Kafka and registry jars are fetched from Maven Central with Maven' },
+  java: {
+    command: 'java',
+    aptPackages: ['openjdk-17-jre-headless'],
+    why: 'Kafka and the schema registry run on a JVM',
+  },
+  mvn: {
+    command: 'mvn',
+    aptPackages: ['maven'],
+    why: 'Kafka and registry jars are fetched from Maven Central with Maven',
+  },
   redis: { command: 'redis-server', aptPackages: ['redis-server'], why: 'window and key-value state live in Redis' },
   clickhouse: {
     command: 'clickhouse-server',
@@ -22,10 +30,26 @@ export const hostTools = {
     why: 'findings, alerts, digests and the LLM audit are stored in ClickHouse',
   },
   // catatonit: podman builds its pods' pause image from it (kube play, pod create); Debian only recommends it.
-  podman: { command: 'podman', aptPackages: ['podman', 'runc', 'catatonit'], why: 'the container image is built and the Kubernetes manifests are played with podman' },
-  debootstrap: { command: 'debootstrap', aptPackages: ['debootstrap'], why: 'the base image is a Debian root filesystem built locally' },
-  openssl: { command: 'openssl', aptPackages: ['openssl'], why: '`stack up --secure` makes the CA and the Kafka certificates with openssl' },
-  prometheus: { command: 'prometheus', aptPackages: ['prometheus'], why: 'a real Prometheus scrapes the fleet and evaluates the alert rules (promtool checks them)' },
+  podman: {
+    command: 'podman',
+    aptPackages: ['podman', 'runc', 'catatonit'],
+    why: 'the container image is built and the Kubernetes manifests are played with podman',
+  },
+  debootstrap: {
+    command: 'debootstrap',
+    aptPackages: ['debootstrap'],
+    why: 'the base image is a Debian root filesystem built locally',
+  },
+  openssl: {
+    command: 'openssl',
+    aptPackages: ['openssl'],
+    why: '`stack up --secure` makes the CA and the Kafka certificates with openssl',
+  },
+  prometheus: {
+    command: 'prometheus',
+    aptPackages: ['prometheus'],
+    why: 'a real Prometheus scrapes the fleet and evaluates the alert rules (promtool checks them)',
+  },
 } as const satisfies Record<string, HostTool>;
 
 export function findCommand(command: string): string | undefined {
@@ -66,6 +90,9 @@ export function ensureTools(tools: HostTool[], log: (line: string) => void): voi
   }
   const still = missing.filter((tool) => findCommand(tool.command) === undefined);
   if (still.length > 0) {
-    throw new AgentStreamsError(ErrorCode.STACK_TOOL_MISSING, `apt-get ran but ${still.map((t) => t.command).join(', ')} is still missing.`);
+    throw new AgentStreamsError(
+      ErrorCode.STACK_TOOL_MISSING,
+      `apt-get ran but ${still.map((t) => t.command).join(', ')} is still missing.`,
+    );
   }
 }

@@ -6,7 +6,13 @@
 import { AgentStreamsError, ErrorCode, RULES_ONLY, type CompletionRequest, type Llm } from '../../runtime/index.ts';
 import type { Severity } from '../finding.ts';
 import { parseAnalysis, parseDigest } from './parse.ts';
-import { analysisPrompt, ANALYSIS_CORRECTION, DEFAULT_RULES_TEXT, digestPrompt, type PromptFinding } from './prompts.ts';
+import {
+  analysisPrompt,
+  ANALYSIS_CORRECTION,
+  DEFAULT_RULES_TEXT,
+  digestPrompt,
+  type PromptFinding,
+} from './prompts.ts';
 import { rulesOnlyAnalysis, rulesOnlyDigest, type Analysis, type DigestContent } from './rules-only.ts';
 import { clampSeverity, exceedsRules, isSeverity } from './severity.ts';
 import { defaultModelTiers, modelFor, type ModelTiers } from './tiers.ts';
@@ -58,26 +64,39 @@ export interface Analyst {
   readonly models: Readonly<ModelTiers>;
   analyzeFinding(finding: PromptFinding, context?: AnalyzeContext): Promise<Analysis>;
   /** One result per request, in request order. */
-  summarizeDigests(requests: readonly SummaryRequest[], options?: { signal?: AbortSignal; traces?: ReadonlyArray<Trace> }): Promise<DigestSummary[]>;
+  summarizeDigests(
+    requests: readonly SummaryRequest[],
+    options?: { signal?: AbortSignal; traces?: ReadonlyArray<Trace> },
+  ): Promise<DigestSummary[]>;
 }
 
 function validate(llm: Llm, options: AnalystOptions, models: ModelTiers): void {
   const problems: string[] = [];
   for (const name of ['maxTokens', 'digestMaxTokens'] as const) {
     const value = options[name];
-    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) problems.push(`${name} must be a whole number >= 1, got ${value}`);
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1))
+      problems.push(`${name} must be a whole number >= 1, got ${value}`);
   }
-  if (options.strongAt !== undefined && !isSeverity(options.strongAt)) problems.push(`strongAt must be a severity, got ${String(options.strongAt)}`);
-  if (options.digestTier !== undefined && options.digestTier !== 'triage' && options.digestTier !== 'strong') problems.push(`digestTier must be triage or strong`);
+  if (options.strongAt !== undefined && !isSeverity(options.strongAt))
+    problems.push(`strongAt must be a severity, got ${String(options.strongAt)}`);
+  if (options.digestTier !== undefined && options.digestTier !== 'triage' && options.digestTier !== 'strong')
+    problems.push(`digestTier must be triage or strong`);
   for (const tier of ['triage', 'strong'] as const) {
     const model = models[tier];
     if (typeof model !== 'string' || model === '') problems.push(`models.${tier} must be a model id`);
-    else if (llm.priceOf(model) === undefined) problems.push(`no price for model ${model} (models.${tier}): add it to prices so that cost and USD budgets can be estimated`);
+    else if (llm.priceOf(model) === undefined)
+      problems.push(
+        `no price for model ${model} (models.${tier}): add it to prices so that cost and USD budgets can be estimated`,
+      );
   }
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid analyst options: ${problems.join('; ')}. Fix the options passed to createAnalyst().`, {
-      details: { problems },
-    });
+    throw new AgentStreamsError(
+      ErrorCode.LLM_OPTIONS_INVALID,
+      `Invalid analyst options: ${problems.join('; ')}. Fix the options passed to createAnalyst().`,
+      {
+        details: { problems },
+      },
+    );
   }
 }
 
@@ -129,7 +148,9 @@ export function createAnalyst(llm: Llm, options: AnalystOptions = {}): Analyst {
           budgetKey: request.agent ?? 'digest',
           parse(text, reply) {
             const parsed = parseDigest(text);
-            return parsed.ok ? { ok: true, value: { id: request.id, summary: parsed.value.summary, model: reply.model } } : parsed;
+            return parsed.ok
+              ? { ok: true, value: { id: request.id, summary: parsed.value.summary, model: reply.model } }
+              : parsed;
           },
           fallback: (reason) => ({ id: request.id, summary: rulesOnlyDigest(request), model: RULES_ONLY, reason }),
         })),

@@ -28,7 +28,9 @@ export function parseAnalysis(reply: string): Parsed<AnalysisOutput> {
     exactKeys(v, ['summary', 'recommended_action', 'severity', 'confidence']) ??
     textProblem(v.summary, 'summary', MAX_SUMMARY) ??
     textProblem(v.recommended_action, 'recommended_action', MAX_ACTION) ??
-    (isSeverity(v.severity) ? undefined : `severity must be one of info, low, medium, high, critical (got ${JSON.stringify(v.severity)})`) ??
+    (isSeverity(v.severity)
+      ? undefined
+      : `severity must be one of info, low, medium, high, critical (got ${JSON.stringify(v.severity)})`) ??
     (typeof v.confidence === 'number' && Number.isFinite(v.confidence) && v.confidence >= 0 && v.confidence <= 1
       ? undefined
       : `confidence must be a number from 0 to 1 (got ${JSON.stringify(v.confidence)})`);

@@ -72,10 +72,14 @@ export function analysisPrompt(finding: PromptFinding, rulesText: string, portfo
   if (portfolioName) lines.push(`Portfolio: ${quoteUntrusted(portfolioName, MAX_FIELD_CHARS, true)}`);
   lines.push(`<${ANALYSIS_FENCE}>`, `Symbol: ${quoteUntrusted(finding.symbol, MAX_SYMBOL_CHARS, true)}`);
   if (finding.summary) lines.push(`Rule summary: ${quoteUntrusted(finding.summary, MAX_SUMMARY_CHARS, true)}`);
-  for (const [k, v] of textual) lines.push(`Evidence ${quoteUntrusted(k, MAX_SYMBOL_CHARS, true)}: ${quoteUntrusted(v, MAX_FIELD_CHARS, true)}`);
+  for (const [k, v] of textual)
+    lines.push(`Evidence ${quoteUntrusted(k, MAX_SYMBOL_CHARS, true)}: ${quoteUntrusted(v, MAX_FIELD_CHARS, true)}`);
   if (finding.untrustedText) lines.push('Third-party text:', quoteUntrusted(finding.untrustedText));
   lines.push(`</${ANALYSIS_FENCE}>`, 'Reply with the JSON object only.');
-  return { system: stablePrefix(ANALYSIS_SYSTEM_PROMPT, rulesText), messages: [{ role: 'user', content: lines.join('\n') }] };
+  return {
+    system: stablePrefix(ANALYSIS_SYSTEM_PROMPT, rulesText),
+    messages: [{ role: 'user', content: lines.join('\n') }],
+  };
 }
 
 export function digestPrompt(request: DigestContent, rulesText: string): Prompt {
@@ -97,5 +101,8 @@ export function digestPrompt(request: DigestContent, rulesText: string): Prompt 
     `</${DIGEST_FENCE}>`,
     'Reply with the JSON object only.',
   ];
-  return { system: stablePrefix(DIGEST_SYSTEM_PROMPT, rulesText), messages: [{ role: 'user', content: lines.join('\n') }] };
+  return {
+    system: stablePrefix(DIGEST_SYSTEM_PROMPT, rulesText),
+    messages: [{ role: 'user', content: lines.join('\n') }],
+  };
 }

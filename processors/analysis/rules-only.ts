@@ -40,7 +40,8 @@ export interface Analysis {
 }
 
 const actions: Record<string, string> = {
-  'price-move': 'Review the position against its stop levels; consider trimming or hedging until the move is explained.',
+  'price-move':
+    'Review the position against its stop levels; consider trimming or hedging until the move is explained.',
   'volume-spike': 'Check for news or filings behind the volume; watch for a follow-through price move.',
   news: 'Read the coverage and assess materiality for the thesis; confirm with a second source before acting.',
   filings: 'Read the filing items; reassess the position if guidance, leadership or insider activity changed.',

@@ -28,7 +28,15 @@ export function analysisService(options: AnalystOptions = {}) {
           const { finding, portfolioName } = raw as AnalysisRequest;
           const record = trace?.(offset);
           const answer = await analyst.analyzeFinding(
-            { id: finding.findingId, agent: finding.agent, rule: finding.rule, symbol: finding.symbol, severity: finding.severity, evidence: finding.evidence, summary: finding.summary },
+            {
+              id: finding.findingId,
+              agent: finding.agent,
+              rule: finding.rule,
+              symbol: finding.symbol,
+              severity: finding.severity,
+              evidence: finding.evidence,
+              summary: finding.summary,
+            },
             { agent: finding.agent, portfolioName, ...(record ? { trace: record } : {}) },
           );
           // One line per analysed finding, correlated by the finding, the alert it becomes, the input record and (under
@@ -63,7 +71,11 @@ export function digestService(options: AnalystOptions = {}) {
     const anthropic = deps.config.anthropic;
     const analyst = analystFor(deps, anthropic.digestApiKey || anthropic.apiKey, options);
     return async (requests, trace) => {
-      const entries = [...requests].map(([offset, raw], i) => ({ offset, id: `digest-${i}`, request: raw as DigestRequest }));
+      const entries = [...requests].map(([offset, raw], i) => ({
+        offset,
+        id: `digest-${i}`,
+        request: raw as DigestRequest,
+      }));
       const summaries = await analyst.summarizeDigests(
         entries.map(({ id, request }) => ({
           id,
@@ -80,7 +92,9 @@ export function digestService(options: AnalystOptions = {}) {
       return new Map(
         entries.flatMap(({ offset, id }) => {
           const s = byId.get(id);
-          return s && s.reason === undefined ? [[offset, { summary: s.summary, model: s.model } satisfies DigestAnswer] as const] : [];
+          return s && s.reason === undefined
+            ? [[offset, { summary: s.summary, model: s.model } satisfies DigestAnswer] as const]
+            : [];
         }),
       );
     };

@@ -1,2 +1,9 @@
 export { configSchema, type Config } from './schema.ts';
-export { loadConfig, redactConfig, describeSettings, secretSettingPaths, secretValues, type LoadConfigOptions } from './load.ts';
+export {
+  loadConfig,
+  redactConfig,
+  describeSettings,
+  secretSettingPaths,
+  secretValues,
+  type LoadConfigOptions,
+} from './load.ts';

@@ -79,16 +79,16 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   deriveConnectionDefaults(built, explicit);
 
   if (problems.length > 0) {
-    throw new AgentStreamsError(
-      ErrorCode.CONFIG_INVALID,
-      `Invalid configuration:\n  - ${problems.join('\n  - ')}`,
-      { details: { problems } },
-    );
+    throw new AgentStreamsError(ErrorCode.CONFIG_INVALID, `Invalid configuration:\n  - ${problems.join('\n  - ')}`, {
+      details: { problems },
+    });
   }
   return built as Config;
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] extends object ? (T[K] extends unknown[] ? T[K] : Mutable<T[K]>) : T[K] };
+type Mutable<T> = {
+  -readonly [K in keyof T]: T[K] extends object ? (T[K] extends unknown[] ? T[K] : Mutable<T[K]>) : T[K];
+};
 type MutableConfig = Mutable<Config>;
 
 /** Connection URLs follow the local stack's ports unless they were set explicitly. */
@@ -96,7 +96,8 @@ function deriveConnectionDefaults(config: MutableConfig, explicit: Set<string>):
   const { stack } = config;
   if (!explicit.has('kafka.brokers')) config.kafka.brokers = [`127.0.0.1:${stack.kafkaPort}`];
   if (!explicit.has('registry.url')) config.registry.url = `http://127.0.0.1:${stack.registryPort}/apis/ccompat/v7`;
-  if (!explicit.has('redis.url')) config.redis.url = config.redis.url.replace(/@127\.0\.0\.1:\d+$/, `@127.0.0.1:${stack.redisPort}`);
+  if (!explicit.has('redis.url'))
+    config.redis.url = config.redis.url.replace(/@127\.0\.0\.1:\d+$/, `@127.0.0.1:${stack.redisPort}`);
   if (!explicit.has('clickhouse.url')) config.clickhouse.url = `http://127.0.0.1:${stack.clickhouseHttpPort}`;
 }
 
@@ -165,7 +166,13 @@ export function describeSettings(): Array<{ name: string; env: string; doc: stri
   const rows: Array<{ name: string; env: string; doc: string; default: unknown }> = [];
   const walk = (schema: SchemaNode, path: string[]): void => {
     for (const [key, node] of Object.entries(schema)) {
-      if (isSetting(node)) rows.push({ name: [...path, key].join('.'), env: node.env, doc: node.doc, default: node.secret ? '' : node.default });
+      if (isSetting(node))
+        rows.push({
+          name: [...path, key].join('.'),
+          env: node.env,
+          doc: node.doc,
+          default: node.secret ? '' : node.default,
+        });
       else walk(node, [...path, key]);
     }
   };

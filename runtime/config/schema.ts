@@ -12,16 +12,31 @@ export const configSchema = {
       parse: parse.hostPorts,
       default: ['127.0.0.1:19092'],
     }),
-    clientId: setting({ env: 'AS_KAFKA_CLIENT_ID', doc: 'Kafka client id prefix', parse: parse.string, default: 'agent-streams' }),
+    clientId: setting({
+      env: 'AS_KAFKA_CLIENT_ID',
+      doc: 'Kafka client id prefix',
+      parse: parse.string,
+      default: 'agent-streams',
+    }),
     ssl: setting({ env: 'AS_KAFKA_SSL', doc: 'Use TLS to reach the brokers', parse: parse.bool, default: false }),
     sslCaFile: setting({
       env: 'AS_KAFKA_SSL_CA_FILE',
-      doc: 'PEM file of the CA(s) that signed the brokers\' certificates (empty: the system CAs); needs AS_KAFKA_SSL=true',
+      doc: "PEM file of the CA(s) that signed the brokers' certificates (empty: the system CAs); needs AS_KAFKA_SSL=true",
       parse: parse.string,
       default: '',
     }),
-    sslCertFile: setting({ env: 'AS_KAFKA_SSL_CERT_FILE', doc: 'PEM client certificate for mutual TLS (with AS_KAFKA_SSL_KEY_FILE)', parse: parse.string, default: '' }),
-    sslKeyFile: setting({ env: 'AS_KAFKA_SSL_KEY_FILE', doc: 'PEM private key of the client certificate (unencrypted; keep the file readable by the process only)', parse: parse.string, default: '' }),
+    sslCertFile: setting({
+      env: 'AS_KAFKA_SSL_CERT_FILE',
+      doc: 'PEM client certificate for mutual TLS (with AS_KAFKA_SSL_KEY_FILE)',
+      parse: parse.string,
+      default: '',
+    }),
+    sslKeyFile: setting({
+      env: 'AS_KAFKA_SSL_KEY_FILE',
+      doc: 'PEM private key of the client certificate (unencrypted; keep the file readable by the process only)',
+      parse: parse.string,
+      default: '',
+    }),
     saslMechanism: setting({
       env: 'AS_KAFKA_SASL_MECHANISM',
       doc: 'SASL mechanism: none, plain, scram-sha-256 or scram-sha-512',
@@ -29,7 +44,13 @@ export const configSchema = {
       default: 'none',
     }),
     saslUsername: setting({ env: 'AS_KAFKA_SASL_USERNAME', doc: 'SASL user name', parse: parse.string, default: '' }),
-    saslPassword: setting({ env: 'AS_KAFKA_SASL_PASSWORD', doc: 'SASL password', parse: parse.string, default: '', secret: true }),
+    saslPassword: setting({
+      env: 'AS_KAFKA_SASL_PASSWORD',
+      doc: 'SASL password',
+      parse: parse.string,
+      default: '',
+      secret: true,
+    }),
     outageToleranceMs: setting({
       env: 'AS_KAFKA_OUTAGE_TOLERANCE_MS',
       doc: 'How long producers outside a transaction (connectors, dead letters, re-drive) keep retrying a broker that cannot be reached before they fail with a clear error, in ms',
@@ -44,13 +65,24 @@ export const configSchema = {
       parse: parse.url('http:', 'https:'),
       default: 'http://127.0.0.1:18081/apis/ccompat/v7',
     }),
-    username: setting({ env: 'AS_REGISTRY_USERNAME', doc: 'Registry basic-auth user', parse: parse.string, default: '' }),
-    password: setting({ env: 'AS_REGISTRY_PASSWORD', doc: 'Registry basic-auth password', parse: parse.string, default: '', secret: true }),
+    username: setting({
+      env: 'AS_REGISTRY_USERNAME',
+      doc: 'Registry basic-auth user',
+      parse: parse.string,
+      default: '',
+    }),
+    password: setting({
+      env: 'AS_REGISTRY_PASSWORD',
+      doc: 'Registry basic-auth password',
+      parse: parse.string,
+      default: '',
+      secret: true,
+    }),
   },
   redis: {
     url: setting({
       env: 'AS_REDIS_URL',
-      doc: 'Redis URL (redis:// or rediss://) with the fleet\'s ACL user and password; the default is the local stack\'s user (stack up creates it)',
+      doc: "Redis URL (redis:// or rediss://) with the fleet's ACL user and password; the default is the local stack's user (stack up creates it)",
       parse: parse.url('redis:', 'rediss:'),
       default: 'redis://agent-streams:agent-streams-local@127.0.0.1:16379',
       secret: true,
@@ -64,26 +96,45 @@ export const configSchema = {
       default: 'http://127.0.0.1:18123',
     }),
     username: setting({ env: 'AS_CLICKHOUSE_USER', doc: 'ClickHouse user', parse: parse.string, default: 'default' }),
-    password: setting({ env: 'AS_CLICKHOUSE_PASSWORD', doc: 'ClickHouse password', parse: (raw) => raw, default: '', secret: true }),
+    password: setting({
+      env: 'AS_CLICKHOUSE_PASSWORD',
+      doc: 'ClickHouse password',
+      parse: (raw) => raw,
+      default: '',
+      secret: true,
+    }),
     sinkUser: setting({
       env: 'AS_CLICKHOUSE_SINK_USER',
       doc: 'ClickHouse user the sink and the LLM audit insert as (INSERT into the fleet database only); empty: AS_CLICKHOUSE_USER. With it set, `sink` does not migrate: run `migrate` as the admin user',
       parse: parse.string,
       default: '',
     }),
-    sinkPassword: setting({ env: 'AS_CLICKHOUSE_SINK_PASSWORD', doc: 'Password of AS_CLICKHOUSE_SINK_USER', parse: (raw) => raw, default: '', secret: true }),
+    sinkPassword: setting({
+      env: 'AS_CLICKHOUSE_SINK_PASSWORD',
+      doc: 'Password of AS_CLICKHOUSE_SINK_USER',
+      parse: (raw) => raw,
+      default: '',
+      secret: true,
+    }),
     readerUser: setting({
       env: 'AS_CLICKHOUSE_READER_USER',
       doc: 'ClickHouse user of the query commands (findings, alerts, digest): SELECT only; empty: AS_CLICKHOUSE_USER',
       parse: parse.string,
       default: '',
     }),
-    readerPassword: setting({ env: 'AS_CLICKHOUSE_READER_PASSWORD', doc: 'Password of AS_CLICKHOUSE_READER_USER', parse: (raw) => raw, default: '', secret: true }),
+    readerPassword: setting({
+      env: 'AS_CLICKHOUSE_READER_PASSWORD',
+      doc: 'Password of AS_CLICKHOUSE_READER_USER',
+      parse: (raw) => raw,
+      default: '',
+      secret: true,
+    }),
     database: setting({
       env: 'AS_CLICKHOUSE_DATABASE',
       doc: 'ClickHouse database for findings, alerts, digests and the LLM audit',
       parse: (raw) => {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw)) throw new Error(`expected an identifier ([A-Za-z_][A-Za-z0-9_]*), got "${raw}"`);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(raw))
+          throw new Error(`expected an identifier ([A-Za-z_][A-Za-z0-9_]*), got "${raw}"`);
         return raw;
       },
       default: 'agent_streams',
@@ -125,31 +176,76 @@ export const configSchema = {
       parse: parse.int(0, 1_000_000_000),
       default: 200_000,
     }),
-    concurrency: setting({ env: 'AS_LLM_CONCURRENCY', doc: 'LLM requests in flight per process', parse: parse.int(1, 64), default: 4 }),
-    timeoutMs: setting({ env: 'AS_LLM_TIMEOUT_MS', doc: 'How long one LLM request may take before it counts as timed out (and is retried or falls back)', parse: parse.int(100, 600_000), default: 30_000 }),
+    concurrency: setting({
+      env: 'AS_LLM_CONCURRENCY',
+      doc: 'LLM requests in flight per process',
+      parse: parse.int(1, 64),
+      default: 4,
+    }),
+    timeoutMs: setting({
+      env: 'AS_LLM_TIMEOUT_MS',
+      doc: 'How long one LLM request may take before it counts as timed out (and is retried or falls back)',
+      parse: parse.int(100, 600_000),
+      default: 30_000,
+    }),
   },
   stack: {
-    dir: setting({ env: 'AS_STACK_DIR', doc: 'Where the local stack keeps data, logs and pid files', parse: parse.string, default: '.stack' }),
-    cacheDir: setting({ env: 'AS_CACHE_DIR', doc: 'Where downloaded artefacts are cached', parse: parse.string, default: '.cache' }),
-    kafkaPort: setting({ env: 'AS_STACK_KAFKA_PORT', doc: 'Local Kafka client port', parse: parse.port, default: 19092 }),
-    kafkaControllerPort: setting({ env: 'AS_STACK_KAFKA_CONTROLLER_PORT', doc: 'Local KRaft controller port', parse: parse.port, default: 19093 }),
+    dir: setting({
+      env: 'AS_STACK_DIR',
+      doc: 'Where the local stack keeps data, logs and pid files',
+      parse: parse.string,
+      default: '.stack',
+    }),
+    cacheDir: setting({
+      env: 'AS_CACHE_DIR',
+      doc: 'Where downloaded artefacts are cached',
+      parse: parse.string,
+      default: '.cache',
+    }),
+    kafkaPort: setting({
+      env: 'AS_STACK_KAFKA_PORT',
+      doc: 'Local Kafka client port',
+      parse: parse.port,
+      default: 19092,
+    }),
+    kafkaControllerPort: setting({
+      env: 'AS_STACK_KAFKA_CONTROLLER_PORT',
+      doc: 'Local KRaft controller port',
+      parse: parse.port,
+      default: 19093,
+    }),
     kafkaSecurePort: setting({
       env: 'AS_STACK_KAFKA_SECURE_PORT',
       doc: 'Local Kafka SASL_SSL port, opened next to the plaintext one by `stack up --secure`',
       parse: parse.port,
       default: 19192,
     }),
-    registryPort: setting({ env: 'AS_STACK_REGISTRY_PORT', doc: 'Local schema registry port', parse: parse.port, default: 18081 }),
+    registryPort: setting({
+      env: 'AS_STACK_REGISTRY_PORT',
+      doc: 'Local schema registry port',
+      parse: parse.port,
+      default: 18081,
+    }),
     redisPort: setting({ env: 'AS_STACK_REDIS_PORT', doc: 'Local Redis port', parse: parse.port, default: 16379 }),
     redisAdminPassword: setting({
       env: 'AS_STACK_REDIS_ADMIN_PASSWORD',
-      doc: 'Password of the local Redis\'s `default` (admin) user; the fleet connects as the ACL user of AS_REDIS_URL instead',
+      doc: "Password of the local Redis's `default` (admin) user; the fleet connects as the ACL user of AS_REDIS_URL instead",
       parse: parse.string,
       default: 'agent-streams-admin-local',
       secret: true,
     }),
-    clickhouseHttpPort: setting({ env: 'AS_STACK_CLICKHOUSE_HTTP_PORT', doc: 'Local ClickHouse HTTP port', parse: parse.port, default: 18123 }),
-    clickhouseTcpPort: setting({ env: 'AS_STACK_CLICKHOUSE_TCP_PORT', doc: 'Local ClickHouse native port', parse: parse.port, default: 19000 }),
+    clickhouseHttpPort: setting({
+      env: 'AS_STACK_CLICKHOUSE_HTTP_PORT',
+      doc: 'Local ClickHouse HTTP port',
+      parse: parse.port,
+      default: 18123,
+    }),
+    clickhouseTcpPort: setting({
+      env: 'AS_STACK_CLICKHOUSE_TCP_PORT',
+      doc: 'Local ClickHouse native port',
+      parse: parse.port,
+      default: 19000,
+    }),
     readyTimeoutSeconds: setting({
       env: 'AS_STACK_READY_TIMEOUT',
       doc: 'Seconds `stack up` waits for each service to become ready',
@@ -215,7 +311,8 @@ export const configSchema = {
       doc: 'Address /metrics, /healthz and /readyz listen on: loopback by default so nothing is exposed off-host by accident; the container image sets 0.0.0.0 so Prometheus and the kubelet can reach it',
       parse: (raw) => {
         const value = raw.trim();
-        if (!/^(\[?[0-9a-fA-F:]+\]?|[A-Za-z0-9.-]+)$/.test(value)) throw new Error(`expected a host name or IP address, got "${raw}"`);
+        if (!/^(\[?[0-9a-fA-F:]+\]?|[A-Za-z0-9.-]+)$/.test(value))
+          throw new Error(`expected a host name or IP address, got "${raw}"`);
         return value.replace(/^\[(.*)\]$/, '$1');
       },
       default: '127.0.0.1',

@@ -71,7 +71,10 @@ export const parse = {
 
   /** A comma-separated list of host:port pairs, as Kafka clients take `bootstrap.servers`. */
   hostPorts(raw: string): string[] {
-    const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     if (items.length === 0) throw new Error('expected at least one host:port');
     for (const item of items) {
       const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(item);

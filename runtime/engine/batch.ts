@@ -14,7 +14,15 @@ import type { Output, ProcessorContext, StreamRecord } from '../topology/process
 import { forwarder, nameOf, type Store, type Table } from '../topology/handles.ts';
 import { storesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
 import { addRecord, closeWindows, nextCloseTime } from '../windows/index.ts';
-import { deadLetter, lateRecord, redriveHeader, redrivenForAnotherGroup, type DeadLetterStage, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
+import {
+  deadLetter,
+  lateRecord,
+  redriveHeader,
+  redrivenForAnotherGroup,
+  type DeadLetterStage,
+  type ProducedMessage,
+  type SourceRecord,
+} from './dead-letter.ts';
 
 /** One key's stored state: its value and, for windowed stores, when its earliest open window closes. */
 export interface StateEntry {
@@ -64,20 +72,20 @@ function defaultTimestamp(value: unknown, kafkaTimestamp: number): number {
   return typeof eventTime === 'number' && Number.isFinite(eventTime) ? eventTime : kafkaTimestamp;
 }
 
-
 function eventTimeAhead(eventTime: number, wallClock: number, maxAheadMs: number): AgentStreamsError {
   const iso = (t: number): string => (Math.abs(t) <= 8.64e15 ? new Date(t).toISOString() : String(t));
   return new AgentStreamsError(
     ErrorCode.RECORD_OUT_OF_RANGE,
     `Event time ${eventTime} (${iso(eventTime)}) is ${eventTime - wallClock} ms ahead of the wall clock (${iso(wallClock)}), more than records.maxEventTimeAheadMs = ${maxAheadMs}: ` +
-      'dead-lettered so that it cannot advance stream time. Fix the producer\'s clock or event-time field, or raise AS_MAX_EVENT_TIME_AHEAD_MS.',
+      "dead-lettered so that it cannot advance stream time. Fix the producer's clock or event-time field, or raise AS_MAX_EVENT_TIME_AHEAD_MS.",
     { details: { reason: 'event-time-ahead', eventTime, wallClock, maxAheadMs } },
   );
 }
 
 function headersOf(source: SourceRecord): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(source.headers ?? {})) if (value !== undefined) out[name] = value.toString();
+  for (const [name, value] of Object.entries(source.headers ?? {}))
+    if (value !== undefined) out[name] = value.toString();
   return out;
 }
 
@@ -86,7 +94,9 @@ export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBat
   const { spec, codec } = scope;
   // Records re-driven for another group were processed here already: skipped, they are consumed and committed only.
   const groupId = scope.topology.groupId(scope.processor);
-  const sources = all.some((s) => s.headers?.[redriveHeader.group] !== undefined) ? all.filter((s) => !redrivenForAnotherGroup(s.headers, groupId)) : all;
+  const sources = all.some((s) => s.headers?.[redriveHeader.group] !== undefined)
+    ? all.filter((s) => !redrivenForAnotherGroup(s.headers, groupId))
+    : all;
   const stores = storesOfSpec(spec);
   const keys = new Set<string>();
   let maxEventTime = Number.NEGATIVE_INFINITY;
@@ -101,8 +111,14 @@ export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBat
       try {
         const recordType = codec.recordTypeOf(source.value);
         const record: StreamRecord = {
-          topic: source.topic, partition: source.partition, offset: source.offset, key, value: source.value, recordType,
-          timestamp: Number(source.timestamp), headers: headersOf(source),
+          topic: source.topic,
+          partition: source.partition,
+          offset: source.offset,
+          key,
+          value: source.value,
+          recordType,
+          timestamp: Number(source.timestamp),
+          headers: headersOf(source),
         };
         return { ok: true, source, record, key };
       } catch (error) {
@@ -118,18 +134,45 @@ export function prepareBatch(scope: TaskScope, all: SourceRecord[]): PreparedBat
     const expected = spec.inputTypes?.[source.topic];
     if (expected && !expected.includes(decoded.recordType)) {
       const message = `A ${decoded.recordType} record on "${source.topic}", where processor "${scope.processor}" reads only ${expected.join(' | ')}: fix the producer, or add the type to the topic's handle.`;
-      return { ok: false, source, stage: 'deserialize', error: new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason: 'unexpected-record-type', recordType: decoded.recordType, expected } }) };
+      return {
+        ok: false,
+        source,
+        stage: 'deserialize',
+        error: new AgentStreamsError(ErrorCode.DESERIALIZE, message, {
+          details: { reason: 'unexpected-record-type', recordType: decoded.recordType, expected },
+        }),
+      };
     }
     const timestamp = (spec.timestamp ?? defaultTimestamp)(decoded.value, Number(source.timestamp));
-    if (timestamp > horizon) return { ok: false, source, stage: 'deserialize', error: eventTimeAhead(timestamp, wallClock!, bound!.maxAheadMs) };
+    if (timestamp > horizon)
+      return {
+        ok: false,
+        source,
+        stage: 'deserialize',
+        error: eventTimeAhead(timestamp, wallClock!, bound!.maxAheadMs),
+      };
     if (stores.length > 0 && key === null) {
-      return { ok: false, source, stage: 'process', error: new AgentStreamsError(ErrorCode.MISSING_KEY, 'Record has no key, but this processor keeps state by key.') };
+      return {
+        ok: false,
+        source,
+        stage: 'process',
+        error: new AgentStreamsError(
+          ErrorCode.MISSING_KEY,
+          'Record has no key, but this processor keeps state by key.',
+        ),
+      };
     }
     if (key !== null) for (const store of stores) keys.add(stateKey(store, key));
     if (timestamp > maxEventTime) maxEventTime = timestamp;
     const record: StreamRecord = {
-      topic: source.topic, partition: source.partition, offset: source.offset, key, value: decoded.value, recordType: decoded.recordType,
-      timestamp, headers: headersOf(source),
+      topic: source.topic,
+      partition: source.partition,
+      offset: source.offset,
+      key,
+      value: decoded.value,
+      recordType: decoded.recordType,
+      timestamp,
+      headers: headersOf(source),
     };
     return { ok: true, source, record, key };
   });
@@ -153,7 +196,11 @@ function tableView(scope: TaskScope) {
   return <T>(handle: Table<T> | string) => {
     const name = nameOf(handle);
     const tables = scope.spec.kind === 'process' ? (scope.spec.tables ?? []) : [];
-    if (!tables.includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${scope.processor}" read table "${name}" without declaring it.`);
+    if (!tables.includes(name))
+      throw new AgentStreamsError(
+        ErrorCode.PROCESS,
+        `Processor "${scope.processor}" read table "${name}" without declaring it.`,
+      );
     const rows = (scope.tables?.get(name) ?? new Map()) as ReadonlyMap<string, T>;
     return { get: (key: string) => rows.get(key), values: () => rows.values() };
   };
@@ -223,7 +270,10 @@ export function runBatch(
   const encodeOutput = (output: Output): ProducedMessage => {
     const types = declared[output.topic];
     if (!types || !types.includes(output.recordType)) {
-      throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" forwarded ${output.recordType} to "${output.topic}", which its outputs do not declare.`);
+      throw new AgentStreamsError(
+        ErrorCode.PROCESS,
+        `Processor "${processor}" forwarded ${output.recordType} to "${output.topic}", which its outputs do not declare.`,
+      );
     }
     return {
       topic: output.topic,
@@ -236,7 +286,8 @@ export function runBatch(
 
   const due: Due[] = [];
   if (spec.kind === 'windowed') {
-    for (const [key, entry] of entries) if (entry.c !== null && entry.c <= prepared.maxEventTime) insertDue(due, { at: entry.c, key });
+    for (const [key, entry] of entries)
+      if (entry.c !== null && entry.c <= prepared.maxEventTime) insertDue(due, { at: entry.c, key });
   }
 
   const setEntry = (key: string, entry: StateEntry | null, scratch: Map<string, StateEntry | null>): void => {
@@ -265,14 +316,23 @@ export function runBatch(
       const out: ProducedMessage[] = [];
       if (windowed.emit === 'close') {
         for (const window of result.closed) {
-          windowed.onResult({ ...window, final: true }, { key: recordKey, partition, streamTime: time, forward: forwarder((o) => out.push(encodeOutput(o))) });
+          windowed.onResult(
+            { ...window, final: true },
+            { key: recordKey, partition, streamTime: time, forward: forwarder((o) => out.push(encodeOutput(o))) },
+          );
         }
       }
       counts.closed += result.closed.length;
       messages.push(...out);
       counts.forwarded += out.length;
       const scratch = new Map<string, StateEntry | null>();
-      setEntry(key, result.state === undefined ? null : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null }, scratch);
+      setEntry(
+        key,
+        result.state === undefined
+          ? null
+          : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null },
+        scratch,
+      );
       commitScratch(scratch, true);
     }
   };
@@ -293,8 +353,20 @@ export function runBatch(
     try {
       if (spec.kind === 'router') {
         const topic = spec.routes[record.recordType];
-        if (!topic) throw new AgentStreamsError(ErrorCode.NO_ROUTE, `Router "${processor}" has no route for record type ${record.recordType}.`);
-        out.push({ topic, key: source.key, value: source.value, timestamp: source.timestamp, headers: Object.fromEntries(Object.entries(source.headers ?? {}).filter((e): e is [string, Buffer | string] => e[1] !== undefined)) });
+        if (!topic)
+          throw new AgentStreamsError(
+            ErrorCode.NO_ROUTE,
+            `Router "${processor}" has no route for record type ${record.recordType}.`,
+          );
+        out.push({
+          topic,
+          key: source.key,
+          value: source.value,
+          timestamp: source.timestamp,
+          headers: Object.fromEntries(
+            Object.entries(source.headers ?? {}).filter((e): e is [string, Buffer | string] => e[1] !== undefined),
+          ),
+        });
       } else if (spec.kind === 'process') {
         const ctx: ProcessorContext = {
           processor,
@@ -302,10 +374,15 @@ export function runBatch(
           streamTime,
           store: <S>(handle: Store<S> | string) => {
             const name = nameOf(handle);
-            if (!(spec.stores ?? []).includes(name)) throw new AgentStreamsError(ErrorCode.PROCESS, `Processor "${processor}" used store "${name}" without declaring it.`);
+            if (!(spec.stores ?? []).includes(name))
+              throw new AgentStreamsError(
+                ErrorCode.PROCESS,
+                `Processor "${processor}" used store "${name}" without declaring it.`,
+              );
             const full = stateKey(name, key!);
             return {
-              get: () => (scratch.has(full) ? (scratch.get(full)?.v as S | undefined) : (entries.get(full)?.v as S | undefined)),
+              get: () =>
+                scratch.has(full) ? (scratch.get(full)?.v as S | undefined) : (entries.get(full)?.v as S | undefined),
               set: (value: S) => setEntry(full, { v: value, c: null }, scratch),
               delete: () => setEntry(full, null, scratch),
             };
@@ -322,28 +399,58 @@ export function runBatch(
         // addRecord may update the state in place; work on a copy so that a record whose result handler throws
         // leaves no trace.
         const current = entries.get(full)?.v;
-        const result = addRecord(windowed.aggregation, (current === undefined ? undefined : structuredClone(current)) as never, value, record.timestamp, streamTime);
+        const result = addRecord(
+          windowed.aggregation,
+          (current === undefined ? undefined : structuredClone(current)) as never,
+          value,
+          record.timestamp,
+          streamTime,
+        );
         if (result.late) {
           messages.push(lateRecord(topology.lateTopic, processor, source, streamTime, record.timestamp));
           counts.late += 1;
           closeDue(streamTime);
           continue;
         }
-        setEntry(full, result.state === undefined ? null : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null }, scratch);
+        setEntry(
+          full,
+          result.state === undefined
+            ? null
+            : { v: result.state, c: nextCloseTime(windowed.aggregation, result.state) ?? null },
+          scratch,
+        );
         if (windowed.emit === 'update') {
           for (const window of result.updated) {
-            windowed.onResult({ ...window, final: false }, { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) });
+            windowed.onResult(
+              { ...window, final: false },
+              { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) },
+            );
           }
         }
         // A late record folded into a closed window kept for amendments: its final result, again, amended.
         for (const window of result.amended) {
-          windowed.onResult({ ...window, final: true, amended: true }, { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) });
+          windowed.onResult(
+            { ...window, final: true, amended: true },
+            { key: key!, partition, streamTime, forward: forwarder((o) => out.push(encodeOutput(o))) },
+          );
         }
         amendedRecord = result.amended.length > 0;
       }
     } catch (error) {
       // The record's effects are discarded as a whole: nothing it forwarded or changed survives.
-      messages.push(deadLetter(topology.deadLetterTopic, processor, error instanceof AgentStreamsError && error.code === ErrorCode.SERIALIZE ? 'serialize' : spec.kind === 'router' ? 'route' : 'process', source, error));
+      messages.push(
+        deadLetter(
+          topology.deadLetterTopic,
+          processor,
+          error instanceof AgentStreamsError && error.code === ErrorCode.SERIALIZE
+            ? 'serialize'
+            : spec.kind === 'router'
+              ? 'route'
+              : 'process',
+          source,
+          error,
+        ),
+      );
       counts.deadLettered += 1;
       continue;
     }
@@ -364,8 +471,15 @@ export function runBatch(
  * Wall-clock punctuation: closes windows due by `time` although no record arrived, so idle keys still emit.
  * `state` holds the keys due by `time`.
  */
-export function runPunctuation(scope: TaskScope, state: Map<string, StateEntry>, streamTime: number, time: number): BatchResult {
-  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time, requests: new Map() }, state, streamTime, { punctuateAt: time });
+export function runPunctuation(
+  scope: TaskScope,
+  state: Map<string, StateEntry>,
+  streamTime: number,
+  time: number,
+): BatchResult {
+  const result = runBatch(scope, { items: [], keys: [], maxEventTime: time, requests: new Map() }, state, streamTime, {
+    punctuateAt: time,
+  });
   // Windows closed by the wall clock have emitted their final result: stream time moves up to that time so that
   // a record arriving later for one of them is late instead of reopening it (and emitting it twice).
   return { ...result, streamTime: Math.max(streamTime, time) };

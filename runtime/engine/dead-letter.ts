@@ -59,7 +59,12 @@ export interface ProducedMessage {
 }
 
 /** The record, bytes and headers unchanged, re-addressed to `topic` with headers saying where it came from. */
-function forwardWithProvenance(topic: string, processor: string, record: SourceRecord, extra: Record<string, string>): ProducedMessage {
+function forwardWithProvenance(
+  topic: string,
+  processor: string,
+  record: SourceRecord,
+  extra: Record<string, string>,
+): ProducedMessage {
   const headers: Record<string, Buffer | string> = {};
   for (const [name, value] of Object.entries(record.headers ?? {})) if (value !== undefined) headers[name] = value;
   return {
@@ -79,9 +84,16 @@ function forwardWithProvenance(topic: string, processor: string, record: SourceR
   };
 }
 
-export function deadLetter(topic: string, processor: string, stage: DeadLetterStage, record: SourceRecord, error: unknown): ProducedMessage {
+export function deadLetter(
+  topic: string,
+  processor: string,
+  stage: DeadLetterStage,
+  record: SourceRecord,
+  error: unknown,
+): ProducedMessage {
   const err = error instanceof Error ? error : new Error(String(error));
-  const reason = err instanceof AgentStreamsError && typeof err.details.reason === 'string' ? err.details.reason : undefined;
+  const reason =
+    err instanceof AgentStreamsError && typeof err.details.reason === 'string' ? err.details.reason : undefined;
   return forwardWithProvenance(topic, processor, record, {
     ...(reason === undefined ? {} : { [deadLetterHeader.errorReason]: reason }),
     [deadLetterHeader.stage]: stage,
@@ -107,6 +119,15 @@ export function deadLetterLogFields(message: ProducedMessage): Record<string, st
 }
 
 /** A late record goes to the late-records topic with the same provenance headers. */
-export function lateRecord(topic: string, processor: string, record: SourceRecord, streamTime: number, eventTime: number): ProducedMessage {
-  return forwardWithProvenance(topic, processor, record, { 'as.late.event-time': String(eventTime), 'as.late.stream-time': String(streamTime) });
+export function lateRecord(
+  topic: string,
+  processor: string,
+  record: SourceRecord,
+  streamTime: number,
+  eventTime: number,
+): ProducedMessage {
+  return forwardWithProvenance(topic, processor, record, {
+    'as.late.event-time': String(eventTime),
+    'as.late.stream-time': String(streamTime),
+  });
 }

@@ -103,12 +103,25 @@ export class OutageClock {
   }
 }
 
-export function brokerUnavailable(what: string, downForMs: number, toleranceMs: number, cause: unknown): AgentStreamsError {
+export function brokerUnavailable(
+  what: string,
+  downForMs: number,
+  toleranceMs: number,
+  cause: unknown,
+): AgentStreamsError {
   return new AgentStreamsError(
     ErrorCode.BROKER_UNAVAILABLE,
     `Kafka could not be reached for ${(downForMs / 1000).toFixed(1)} s while ${what}, longer than ${OUTAGE_TOLERANCE_SETTING} = ${toleranceMs} ms ` +
       `(last error: ${(cause as Error)?.message ?? String(cause)}). Bring the broker back, or raise AS_KAFKA_OUTAGE_TOLERANCE_MS to ride out longer outages.`,
-    { cause, details: { setting: 'kafka.outageToleranceMs', env: 'AS_KAFKA_OUTAGE_TOLERANCE_MS', outageToleranceMs: toleranceMs, downForMs } },
+    {
+      cause,
+      details: {
+        setting: 'kafka.outageToleranceMs',
+        env: 'AS_KAFKA_OUTAGE_TOLERANCE_MS',
+        outageToleranceMs: toleranceMs,
+        downForMs,
+      },
+    },
   );
 }
 
@@ -116,7 +129,12 @@ export function brokerUnavailable(what: string, downForMs: number, toleranceMs: 
  * Runs `fn` until it succeeds; a broker outage is retried with the policy for up to `outageToleranceMs` (counted on
  * `clock` from the outage's first failure), then becomes `AS_BROKER_UNAVAILABLE`. Other errors are rethrown at once.
  */
-export async function rideOutage<T>(what: string, fn: () => Promise<T>, options: OutageOptions, clock = new OutageClock(options.now)): Promise<T> {
+export async function rideOutage<T>(
+  what: string,
+  fn: () => Promise<T>,
+  options: OutageOptions,
+  clock = new OutageClock(options.now),
+): Promise<T> {
   const log = options.log ?? (() => {});
   try {
     const result = await withRetry(fn, options.policy ?? OUTAGE_RETRY, {
@@ -126,7 +144,10 @@ export async function rideOutage<T>(what: string, fn: () => Promise<T>, options:
         return clock.downForMs < options.outageToleranceMs;
       },
       onRetry: (error, attempt, delayMs) => {
-        if (attempt === 1 || attempt % 10 === 0) log(`broker unavailable while ${what} (${(error as Error).message}); retrying for up to ${options.outageToleranceMs} ms (attempt ${attempt}, next in ${delayMs} ms)`);
+        if (attempt === 1 || attempt % 10 === 0)
+          log(
+            `broker unavailable while ${what} (${(error as Error).message}); retrying for up to ${options.outageToleranceMs} ms (attempt ${attempt}, next in ${delayMs} ms)`,
+          );
       },
     });
     if (clock.down) log(`broker back after ${clock.downForMs} ms; ${what} succeeded`);
@@ -151,7 +172,12 @@ export class IdempotentProducer {
     private readonly options: OutageOptions,
   ) {
     this.clock = new OutageClock(options.now);
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { ...ATTEMPT_RETRY } });
+    this.producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      retry: { ...ATTEMPT_RETRY },
+    });
   }
 
   connect(): Promise<void> {
@@ -164,7 +190,12 @@ export class IdempotentProducer {
    */
   send(record: ProducerRecord): Promise<RecordMetadata[]> {
     const records = record.messages.length;
-    return rideOutage(`producing ${records} records to ${record.topic}`, () => this.producer.send({ acks: -1, ...record }), this.options, this.clock);
+    return rideOutage(
+      `producing ${records} records to ${record.topic}`,
+      () => this.producer.send({ acks: -1, ...record }),
+      this.options,
+      this.clock,
+    );
   }
 
   disconnect(): Promise<void> {
@@ -259,7 +290,14 @@ export class TransactionalProducer {
       (error: unknown) => {
         this.recovering = undefined;
         this.current = 'failed';
-        this.failure = isAgentStreamsError(error) ? error : brokerUnavailable('initialising the transactional producer', this.clock.downForMs, this.options.outageToleranceMs, error);
+        this.failure = isAgentStreamsError(error)
+          ? error
+          : brokerUnavailable(
+              'initialising the transactional producer',
+              this.clock.downForMs,
+              this.options.outageToleranceMs,
+              error,
+            );
         for (const listener of this.failedListeners.splice(0)) listener(this.failure);
         throw this.failure;
       },
@@ -274,7 +312,9 @@ export class TransactionalProducer {
   private unavailable(committed: boolean | 'unknown', cause?: unknown): AgentStreamsError {
     return new AgentStreamsError(
       ErrorCode.BROKER_UNAVAILABLE,
-      committed === false ? 'Kafka is unavailable; nothing of this transaction was committed, so it is safe to retry.' : 'Kafka is unavailable; whether the transaction committed is not known yet.',
+      committed === false
+        ? 'Kafka is unavailable; nothing of this transaction was committed, so it is safe to retry.'
+        : 'Kafka is unavailable; whether the transaction committed is not known yet.',
       { retriable: committed === false, cause, details: { committed, retryAfterMs: this.retryAfterMs } },
     );
   }
@@ -283,7 +323,11 @@ export class TransactionalProducer {
    * Runs `work` in one transaction and commits it. `committed` must tell, after the broker is back, whether this
    * transaction committed (it is asked only when the commit itself failed).
    */
-  async run(work: (txn: Transaction) => Promise<void>, committed: () => Promise<boolean>, runOptions: TransactionRunOptions = {}): Promise<void> {
+  async run(
+    work: (txn: Transaction) => Promise<void>,
+    committed: () => Promise<boolean>,
+    runOptions: TransactionRunOptions = {},
+  ): Promise<void> {
     for (;;) {
       if (this.failure) throw this.failure;
       if (this.current !== 'ready' || !this.producer) {
@@ -320,10 +364,17 @@ export class TransactionalProducer {
         // Ambiguous: wait for the broker (the tolerance bounds it), then ask.
         try {
           await this.reinitialise();
-          const done = await rideOutage('checking whether a transaction committed', committed, this.options, this.clock);
+          const done = await rideOutage(
+            'checking whether a transaction committed',
+            committed,
+            this.options,
+            this.clock,
+          );
           if (done) return;
         } catch (failure) {
-          throw isAgentStreamsError(failure, ErrorCode.BROKER_UNAVAILABLE) ? failure : this.unavailable('unknown', failure);
+          throw isAgentStreamsError(failure, ErrorCode.BROKER_UNAVAILABLE)
+            ? failure
+            : this.unavailable('unknown', failure);
         }
         if (!runOptions.wait) throw this.unavailable(false, error);
       }

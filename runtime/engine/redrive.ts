@@ -42,7 +42,11 @@ export function viewOf(partition: number, message: KafkaMessage): DeadLetterView
     partition,
     offset: message.offset,
     key: message.key?.toString('utf8') ?? null,
-    source: { topic: header(message, deadLetterHeader.topic), partition: Number(header(message, deadLetterHeader.partition)), offset: header(message, deadLetterHeader.offset) },
+    source: {
+      topic: header(message, deadLetterHeader.topic),
+      partition: Number(header(message, deadLetterHeader.partition)),
+      offset: header(message, deadLetterHeader.offset),
+    },
     processor: header(message, deadLetterHeader.processor),
     stage: header(message, deadLetterHeader.stage),
     errorCode: header(message, deadLetterHeader.errorCode),
@@ -52,7 +56,12 @@ export function viewOf(partition: number, message: KafkaMessage): DeadLetterView
 }
 
 /** Reads a topic from `fromOffset`s to its current end with a throw-away group; `visit` sees every message. */
-async function readToEnd(kafka: Kafka, topic: string, groupId: string, visit: (partition: number, message: KafkaMessage) => Promise<boolean | void>): Promise<void> {
+async function readToEnd(
+  kafka: Kafka,
+  topic: string,
+  groupId: string,
+  visit: (partition: number, message: KafkaMessage) => Promise<boolean | void>,
+): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
@@ -60,7 +69,13 @@ async function readToEnd(kafka: Kafka, topic: string, groupId: string, visit: (p
   await admin.disconnect();
   // A committed position one short of the end is a transaction marker, not a record.
   const remaining = new Set(
-    [...ends].filter(([p, end]) => end - Math.max(Number(committed.find((c) => c.partition === p)?.offset ?? -1), 0) >= 2 || (end > 0 && !committed.some((c) => c.partition === p && Number(c.offset) >= 0))).map(([p]) => p),
+    [...ends]
+      .filter(
+        ([p, end]) =>
+          end - Math.max(Number(committed.find((c) => c.partition === p)?.offset ?? -1), 0) >= 2 ||
+          (end > 0 && !committed.some((c) => c.partition === p && Number(c.offset) >= 0)),
+      )
+      .map(([p]) => p),
   );
   if (remaining.size === 0) return;
   const consumer = kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 200 });
@@ -115,8 +130,16 @@ export async function listDeadLetters(kafka: Kafka, topic: string, limit: number
 }
 
 /** Re-drives every dead letter not yet re-driven by `redriveGroup`; returns how many were sent back. */
-export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGroup: string, options: RedriveOptions): Promise<number> {
-  const outage = { outageToleranceMs: options.outageToleranceMs ?? 60_000, ...(options.log ? { log: options.log } : {}) };
+export async function redriveDeadLetters(
+  kafka: Kafka,
+  topic: string,
+  redriveGroup: string,
+  options: RedriveOptions,
+): Promise<number> {
+  const outage = {
+    outageToleranceMs: options.outageToleranceMs ?? 60_000,
+    ...(options.log ? { log: options.log } : {}),
+  };
   const producer = new TransactionalProducer(kafka, `${redriveGroup}-${topic}`, outage);
   await producer.connect();
   const position = async (partition: number): Promise<number> => {
@@ -135,7 +158,9 @@ export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGro
       const origin = header(message, deadLetterHeader.topic);
       if (!origin) return;
       const headers = Object.fromEntries(
-        Object.entries(message.headers ?? {}).filter(([name, value]) => value !== undefined && !name.startsWith('as.dlq.')),
+        Object.entries(message.headers ?? {}).filter(
+          ([name, value]) => value !== undefined && !name.startsWith('as.dlq.'),
+        ),
       ) as Record<string, Buffer | string>;
       headers[redriveHeader.from] = `${topic}/${partition}/${message.offset}`;
       const processor = header(message, deadLetterHeader.processor);
@@ -144,7 +169,10 @@ export async function redriveDeadLetters(kafka: Kafka, topic: string, redriveGro
       await producer.run(
         async (txn) => {
           await txn.send({ topic: origin, acks: -1, messages: [{ key: message.key, value: message.value, headers }] });
-          await txn.sendOffsets({ consumerGroupId: redriveGroup, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
+          await txn.sendOffsets({
+            consumerGroupId: redriveGroup,
+            topics: [{ topic, partitions: [{ partition, offset: String(next) }] }],
+          });
         },
         async () => (await position(partition)) >= next,
         { wait: true },

@@ -17,10 +17,24 @@ import type { createMetrics } from '../observability/metrics.ts';
 import { AvroSerde, registryClient } from '../serde/avro.ts';
 import { readerSchemasOf } from '../serde/readers.ts';
 import { processorSpec, tablesOfSpec, type ProcessorSpec, type Topology } from '../topology/topology.ts';
-import { prepareBatch, runBatch, runPunctuation, type BatchResult, type Codec, type StateEntry, type TaskScope } from './batch.ts';
+import {
+  prepareBatch,
+  runBatch,
+  runPunctuation,
+  type BatchResult,
+  type Codec,
+  type StateEntry,
+  type TaskScope,
+} from './batch.ts';
 import { deadLetterLogFields, type ProducedMessage, type SourceRecord } from './dead-letter.ts';
 import { RedisTaskStore } from '../state/redis-store.ts';
-import { assertChangelogIntact, changelogMessages, changelogRegressed, readChangelogRange, STREAM_TIME_KEY } from '../state/changelog.ts';
+import {
+  assertChangelogIntact,
+  changelogMessages,
+  changelogRegressed,
+  readChangelogRange,
+  STREAM_TIME_KEY,
+} from '../state/changelog.ts';
 import { ensureTopics } from './topics.ts';
 import { consumerHealth, watchConsumerHealth } from './consumer-health.ts';
 import { readTables } from '../state/tables.ts';
@@ -57,7 +71,10 @@ export interface RunProcessorOptions {
  * Answers a batch's enrichment requests (keyed by record offset). It should answer every request, falling back
  * where it must; a throw is taken as an outage and the batch waits and retries.
  */
-export type EnrichmentService = (requests: ReadonlyMap<string, unknown>, trace?: EnrichmentTrace) => Promise<Map<string, unknown>>;
+export type EnrichmentService = (
+  requests: ReadonlyMap<string, unknown>,
+  trace?: EnrichmentTrace,
+) => Promise<Map<string, unknown>>;
 
 /** While tracing: the trace context of each request's record (by offset), so the service's spans join its trace. */
 export type EnrichmentTrace = (offset: string) => Context;
@@ -91,7 +108,15 @@ export interface ProcessorHandle {
   /** Resolves once the member has joined the group and has an assignment (possibly empty). */
   readonly joined: Promise<void>;
   /** Numbers since start, for tests and the CLI. */
-  readonly stats: { batches: number; records: number; deadLettered: number; late: number; amended: number; recoveries: number; replayedChangelog: number };
+  readonly stats: {
+    batches: number;
+    records: number;
+    deadLettered: number;
+    late: number;
+    amended: number;
+    recoveries: number;
+    replayedChangelog: number;
+  };
 }
 
 interface Task {
@@ -109,7 +134,12 @@ interface Task {
   ready: Promise<void>;
 }
 
-const fencedErrors = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING', 'TRANSACTIONAL_ID_NOT_FOUND']);
+const fencedErrors = new Set([
+  'INVALID_PRODUCER_EPOCH',
+  'PRODUCER_FENCED',
+  'INVALID_PRODUCER_ID_MAPPING',
+  'TRANSACTIONAL_ID_NOT_FOUND',
+]);
 
 function isFenced(error: unknown): boolean {
   const type = (error as { type?: string }).type;
@@ -127,13 +157,14 @@ function changelogEndOf(metadata: string | null): number | undefined {
   }
 }
 
-
 /** Recovery retries everything but a lost changelog, which no retry can bring back. */
 function unlessStateLost(error: unknown): boolean {
   return !isAgentStreamsError(error, ErrorCode.STATE_LOST);
 }
 
-function groupMessages(messages: ProducedMessage[]): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
+function groupMessages(
+  messages: ProducedMessage[],
+): Array<{ topic: string; messages: Array<Omit<ProducedMessage, 'topic'>> }> {
   const byTopic = new Map<string, Array<Omit<ProducedMessage, 'topic'>>>();
   for (const { topic, ...message } of messages) {
     let list = byTopic.get(topic);
@@ -164,7 +195,15 @@ type Offsets = Array<{ topic: string; offset: string }>;
 class ProcessorMember implements ProcessorHandle {
   readonly instanceId: string;
   readonly joined: Promise<void>;
-  readonly stats = { batches: 0, records: 0, deadLettered: 0, late: 0, amended: 0, recoveries: 0, replayedChangelog: 0 };
+  readonly stats = {
+    batches: 0,
+    records: 0,
+    deadLettered: 0,
+    late: 0,
+    amended: 0,
+    recoveries: 0,
+    replayedChangelog: 0,
+  };
 
   private readonly config: Config;
   private readonly topology: Topology;
@@ -217,7 +256,12 @@ class ProcessorMember implements ProcessorHandle {
     this.spec = processorSpec(topology, processor);
     this.metrics = options.metrics;
     this.log = options.log ?? (() => {});
-    this.clock = options.clock ?? ((offset: number) => () => Date.now() + offset)(config.clock.offsetMs);
+    this.clock =
+      options.clock ??
+      (
+        (offset: number) => () =>
+          Date.now() + offset
+      )(config.clock.offsetMs);
     this.eventTimeBound = { maxAheadMs: config.records.maxEventTimeAheadMs, wallClock: this.clock };
     this.instanceId = options.instanceId ?? randomUUID().slice(0, 8);
     this.groupId = topology.groupId(processor);
@@ -230,7 +274,10 @@ class ProcessorMember implements ProcessorHandle {
     this.tableNames = tablesOfSpec(spec);
     this.enrichment = spec.kind === 'process' && spec.enrich ? options.services?.[spec.enrich.service] : undefined;
     if (spec.kind === 'process' && spec.enrich && !this.enrichment) {
-      throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Processor "${processor}" enriches through service "${spec.enrich.service}", which this process was not given.`);
+      throw new AgentStreamsError(
+        ErrorCode.TOPOLOGY_INVALID,
+        `Processor "${processor}" enriches through service "${spec.enrich.service}", which this process was not given.`,
+      );
     }
     this.kafka = kafkaClient(config, `${processor}-${this.instanceId}`);
     this.admin = this.kafka.admin();
@@ -242,7 +289,10 @@ class ProcessorMember implements ProcessorHandle {
       recordTypeOf: (buffer) => serde.recordTypeOf(buffer),
       encode: (type, value) => serde.encode(type, value),
     };
-    this.redis = this.stores.length > 0 || this.tableNames.length > 0 ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 }) : undefined;
+    this.redis =
+      this.stores.length > 0 || this.tableNames.length > 0
+        ? new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 2 })
+        : undefined;
     this.redis?.on('error', (error: Error) => this.log('redis.error', { message: error.message }));
   }
 
@@ -253,7 +303,10 @@ class ProcessorMember implements ProcessorHandle {
     this.inputPartitions = await ensureTopics(admin, topology, processor);
     for (const types of Object.values(spec.outputs ?? {})) for (const type of types) await this.serde.writerFor(type);
     await redis?.connect();
-    if (redis) this.tables = await withRetry(() => readTables(redis, topology, tableNames, kafka), this.transient, { isRetriable: () => true });
+    if (redis)
+      this.tables = await withRetry(() => readTables(redis, topology, tableNames, kafka), this.transient, {
+        isRetriable: () => true,
+      });
   }
 
   /** Step 2: join the group and run: batches go to `onBatch`; wall-clock punctuation, table refresh and lag monitoring start. */
@@ -277,7 +330,8 @@ class ProcessorMember implements ProcessorHandle {
       // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.
       for (const partition of [...this.tasks.keys()]) if (!mine.has(partition)) void this.dropTask(partition);
       // Windows closed by the wall clock need their task even when no record comes: start every assigned one now.
-      if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs) for (const partition of mine) void this.taskFor(partition).catch(() => undefined);
+      if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs)
+        for (const partition of mine) void this.taskFor(partition).catch(() => undefined);
       this.resolveJoined();
     });
 
@@ -292,16 +346,33 @@ class ProcessorMember implements ProcessorHandle {
           await this.onBatch(payload);
         } catch (error) {
           // kafkajs restarts the consumer from the last resolved offset; say why, once per failure.
-          log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), code: (error as { code?: string }).code, message: (error as Error).message });
+          log('batch.error', {
+            topic: payload.batch.topic,
+            partition: payload.batch.partition,
+            offset: payload.batch.firstOffset(),
+            lastOffset: payload.batch.lastOffset(),
+            code: (error as { code?: string }).code,
+            message: (error as Error).message,
+          });
           throw error;
         }
       },
     });
 
-    if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs) this.timers.push(setInterval(() => void this.punctuate(), spec.wallClockCloseIntervalMs));
-    if (this.tableNames.length > 0) this.timers.push(setInterval(() => void this.refreshTables(), this.options.tableRefreshMs ?? 5_000));
+    if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs)
+      this.timers.push(setInterval(() => void this.punctuate(), spec.wallClockCloseIntervalMs));
+    if (this.tableNames.length > 0)
+      this.timers.push(setInterval(() => void this.refreshTables(), this.options.tableRefreshMs ?? 5_000));
     if (this.metrics) {
-      this.lagMonitor = startLagMonitor({ admin: this.admin, groupId: this.groupId, topics: spec.inputs, processor, metrics: this.metrics, intervalMs: config.metrics.lagIntervalMs, log });
+      this.lagMonitor = startLagMonitor({
+        admin: this.admin,
+        groupId: this.groupId,
+        topics: spec.inputs,
+        processor,
+        metrics: this.metrics,
+        intervalMs: config.metrics.lagIntervalMs,
+        log,
+      });
     }
   }
 
@@ -311,12 +382,17 @@ class ProcessorMember implements ProcessorHandle {
     if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
     if (health.commitFailures >= 5) problems.push(`${health.commitFailures} commits in a row failed`);
     const idleMs = Date.now() - health.lastProgress;
-    if (health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+    if (health.lag > 0 && idleMs > stallMs)
+      problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
     const now = Date.now();
-    const stuck = [...this.producerWork.values()].filter((w) => now - w.since > producerStuckMs).sort((a, b) => a.since - b.since);
+    const stuck = [...this.producerWork.values()]
+      .filter((w) => now - w.since > producerStuckMs)
+      .sort((a, b) => a.since - b.since);
     if (stuck.length > 0) {
       const { partition, what, since } = stuck[0]!;
-      problems.push(`the transactional producer of partition ${partition} has been ${what} for ${Math.round((now - since) / 1000)} s (bound ${producerStuckMs / 1000} s)${stuck.length > 1 ? `; ${stuck.length - 1} more stuck` : ''}`);
+      problems.push(
+        `the transactional producer of partition ${partition} has been ${what} for ${Math.round((now - since) / 1000)} s (bound ${producerStuckMs / 1000} s)${stuck.length > 1 ? `; ${stuck.length - 1} more stuck` : ''}`,
+      );
     }
     const live = problems.length === 0;
     if (!health.joined) problems.push('not joined to the group yet');
@@ -359,10 +435,14 @@ class ProcessorMember implements ProcessorHandle {
    * stable: initialising a transactional id completes or aborts the previous owner's open transaction first.
    * (The offsets the consumer fetched when it joined may predate that transaction's markers.)
    */
-  private async committedOffsets(partition: number): Promise<Array<{ topic: string; offset: string; metadata: string | null }>> {
+  private async committedOffsets(
+    partition: number,
+  ): Promise<Array<{ topic: string; offset: string; metadata: string | null }>> {
     const committed = await this.admin.fetchOffsets({ groupId: this.groupId, topics: this.spec.inputs });
     return committed.flatMap(({ topic, partitions }) =>
-      partitions.filter((p) => p.partition === partition).map((p) => ({ topic, offset: p.offset, metadata: p.metadata })),
+      partitions
+        .filter((p) => p.partition === partition)
+        .map((p) => ({ topic, offset: p.offset, metadata: p.metadata })),
     );
   }
 
@@ -387,7 +467,10 @@ class ProcessorMember implements ProcessorHandle {
     }
     const { checkpoint } = await store.read([]);
     // A recreated changelog topic would otherwise freeze the state (every apply fenced as a replay): fail loudly.
-    await assertChangelogIntact(kafka, changelogTopic, task.partition, { checkpoint: checkpoint?.changelog ?? -1, committed: target });
+    await assertChangelogIntact(kafka, changelogTopic, task.partition, {
+      checkpoint: checkpoint?.changelog ?? -1,
+      committed: target,
+    });
     const from = checkpoint ? checkpoint.changelog + 1 : 0;
     task.changelog = Math.max(checkpoint?.changelog ?? -1, target);
     task.streamTime = checkpoint?.streamTime ?? Number.NEGATIVE_INFINITY;
@@ -398,16 +481,28 @@ class ProcessorMember implements ProcessorHandle {
     this.healthState.recovering += 1;
     this.log('state.recover', { partition: task.partition, reason, from, to: target });
     try {
-      const replayed = await readChangelogRange(kafka, changelogTopic, task.partition, from, target, async (records) => {
-        const changes = new Map<string, StateEntry | null>();
-        let streamTime = task.streamTime;
-        for (const r of records) {
-          if (r.key === STREAM_TIME_KEY) streamTime = r.streamTime ?? streamTime;
-          else changes.set(r.key, r.entry);
-        }
-        await store.apply([...changes].map(([key, entry]) => ({ key, entry })), records[records.length - 1]!.offset, streamTime, checkpoint?.offset ?? '0');
-        task.streamTime = streamTime;
-      });
+      const replayed = await readChangelogRange(
+        kafka,
+        changelogTopic,
+        task.partition,
+        from,
+        target,
+        async (records) => {
+          const changes = new Map<string, StateEntry | null>();
+          let streamTime = task.streamTime;
+          for (const r of records) {
+            if (r.key === STREAM_TIME_KEY) streamTime = r.streamTime ?? streamTime;
+            else changes.set(r.key, r.entry);
+          }
+          await store.apply(
+            [...changes].map(([key, entry]) => ({ key, entry })),
+            records[records.length - 1]!.offset,
+            streamTime,
+            checkpoint?.offset ?? '0',
+          );
+          task.streamTime = streamTime;
+        },
+      );
       this.stats.replayedChangelog += replayed;
     } finally {
       this.healthState.recovering -= 1;
@@ -426,7 +521,17 @@ class ProcessorMember implements ProcessorHandle {
     const task: Task = {
       partition,
       producer,
-      ...(redis && stores.length > 0 ? { store: new RedisTaskStore(redis, groupId, partition, options.stateTtlMs ?? 7 * 24 * 3600_000, options.metrics) } : {}),
+      ...(redis && stores.length > 0
+        ? {
+            store: new RedisTaskStore(
+              redis,
+              groupId,
+              partition,
+              options.stateTtlMs ?? 7 * 24 * 3600_000,
+              options.metrics,
+            ),
+          }
+        : {}),
       streamTime: Number.NEGATIVE_INFINITY,
       changelog: -1,
       nextOffset: new Map(),
@@ -441,14 +546,19 @@ class ProcessorMember implements ProcessorHandle {
         const init = await producer.transaction();
         await init.abort();
       });
-      for (const c of await this.committedOffsets(partition)) if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
+      for (const c of await this.committedOffsets(partition))
+        if (Number(c.offset) >= 0) task.startOffset.set(c.topic, c.offset);
       for (const [topic, offset] of this.committedByUs.get(partition) ?? []) {
         if (Number(offset) > Number(task.startOffset.get(topic) ?? -1)) task.startOffset.set(topic, offset);
       }
       // Punctuation commits at these offsets until a batch moves them: windows of a partition that gets no new
       // record after a restart still close by the wall clock.
       for (const [topic, offset] of task.startOffset) task.nextOffset.set(topic, offset);
-      if (task.store) await withRetry(() => this.restore(task, 'assigned'), this.transient, { isRetriable: unlessStateLost, onRetry: (e) => this.log('state.retry', { partition, message: (e as Error).message }) });
+      if (task.store)
+        await withRetry(() => this.restore(task, 'assigned'), this.transient, {
+          isRetriable: unlessStateLost,
+          onRetry: (e) => this.log('state.retry', { partition, message: (e as Error).message }),
+        });
     })();
     return task;
   }
@@ -486,22 +596,34 @@ class ProcessorMember implements ProcessorHandle {
 
   /** One transaction: the batch's outputs, its state changes to the changelog, and the consumed offsets. */
   private commit(task: Task, result: BatchResult, offsets: Offsets, isStale: () => boolean): Promise<number> {
-    return this.timedProducerWork(task.partition, 'committing a transaction', () => this.commitTransaction(task, result, offsets, isStale));
+    return this.timedProducerWork(task.partition, 'committing a transaction', () =>
+      this.commitTransaction(task, result, offsets, isStale),
+    );
   }
 
-  private async commitTransaction(task: Task, result: BatchResult, offsets: Offsets, isStale: () => boolean): Promise<number> {
+  private async commitTransaction(
+    task: Task,
+    result: BatchResult,
+    offsets: Offsets,
+    isStale: () => boolean,
+  ): Promise<number> {
     const { changelogTopic, processor } = this;
     const txn: Transaction = await task.producer.transaction();
     try {
       // In sends of at most SEND_CHUNK messages and SEND_BYTES bytes: kafkajs groups a send's messages by partition
       // in time quadratic in their number (bench/, BENCHMARKS.md), and the broker refuses record batches above
       // message.max.bytes.
-      for (const chunk of sendChunks(result.messages)) await txn.sendBatch({ topicMessages: groupMessages(chunk), acks: -1 });
+      for (const chunk of sendChunks(result.messages))
+        await txn.sendBatch({ topicMessages: groupMessages(chunk), acks: -1 });
       let changelogEnd = task.changelog;
       if (task.store) {
         const messages = changelogMessages(changelogTopic, task.partition, result.changes, result.streamTime);
         for (const chunk of sendChunks(messages)) {
-          const [meta] = await txn.send({ topic: changelogTopic, acks: -1, messages: chunk.map(({ topic: _t, ...m }) => m) });
+          const [meta] = await txn.send({
+            topic: changelogTopic,
+            acks: -1,
+            messages: chunk.map(({ topic: _t, ...m }) => m),
+          });
           changelogEnd = Number(meta!.baseOffset) + chunk.length - 1;
         }
         const regressed = changelogRegressed(changelogTopic, task.partition, changelogEnd, task.changelog);
@@ -509,9 +631,20 @@ class ProcessorMember implements ProcessorHandle {
       }
       if (offsets.length > 0) {
         const metadata = JSON.stringify({ c: changelogEnd, i: this.instanceId });
-        await txn.sendOffsets({ consumerGroupId: this.groupId, topics: offsets.map(({ topic, offset }) => ({ topic, partitions: [{ partition: task.partition, offset, metadata }] })) });
+        await txn.sendOffsets({
+          consumerGroupId: this.groupId,
+          topics: offsets.map(({ topic, offset }) => ({
+            topic,
+            partitions: [{ partition: task.partition, offset, metadata }],
+          })),
+        });
       }
-      if (isStale()) throw new AgentStreamsError(ErrorCode.TASK_FENCED, `Partition ${task.partition} was reassigned during the batch; aborting it.`, { retriable: true });
+      if (isStale())
+        throw new AgentStreamsError(
+          ErrorCode.TASK_FENCED,
+          `Partition ${task.partition} was reassigned during the batch; aborting it.`,
+          { retriable: true },
+        );
       await txn.commit();
       this.metrics?.transactionsCommitted.inc({ processor });
       return changelogEnd;
@@ -523,22 +656,35 @@ class ProcessorMember implements ProcessorHandle {
   }
 
   /** After the commit: the state changes applied to Redis, fenced by the changelog offset the batch ended at. */
-  private async afterCommit(task: Task, result: BatchResult, changelogEnd: number, nextOffset: string, heartbeat: () => Promise<void> = async () => {}): Promise<void> {
+  private async afterCommit(
+    task: Task,
+    result: BatchResult,
+    changelogEnd: number,
+    nextOffset: string,
+    heartbeat: () => Promise<void> = async () => {},
+  ): Promise<void> {
     if (task.store) {
       const changes = [...result.changes].map(([key, entry]) => ({ key, entry }));
       // Kafka has the batch already; Redis must get it too. While Redis is away the partition waits here
       // (heartbeating, so the group keeps it) rather than moving on with stale state.
-      const outcome = await withRetry(() => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset, task.changelog), this.transient, {
-        isRetriable: () => true,
-        onRetry: (e) => {
-          this.log('state.retry', { partition: task.partition, message: (e as Error).message });
-          void heartbeat().catch(() => undefined);
+      const outcome = await withRetry(
+        () => task.store!.apply(changes, changelogEnd, result.streamTime, nextOffset, task.changelog),
+        this.transient,
+        {
+          isRetriable: () => true,
+          onRetry: (e) => {
+            this.log('state.retry', { partition: task.partition, message: (e as Error).message });
+            void heartbeat().catch(() => undefined);
+          },
         },
-      });
+      );
       if (outcome === 'lost') {
         // Redis lost state between this batch's read and its apply. The batch is committed in Kafka, so
         // rebuilding from the changelog up to the committed position includes it.
-        await withRetry(() => this.restore(task, 'redis lost state during the batch'), this.transient, { isRetriable: unlessStateLost, onRetry: () => void heartbeat().catch(() => undefined) });
+        await withRetry(() => this.restore(task, 'redis lost state during the batch'), this.transient, {
+          isRetriable: unlessStateLost,
+          onRetry: () => void heartbeat().catch(() => undefined),
+        });
         return;
       }
     }
@@ -555,85 +701,131 @@ class ProcessorMember implements ProcessorHandle {
     health.lag = Number(batch.offsetLag()) + batch.messages.length;
     const task = await this.taskFor(batch.partition);
     // Tracing (when on): a batch span linked to the records' producers, a span per sampled record; see docs/tracing.md.
-    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: this.groupId }) : undefined;
-    const job = this.serialize(task, async () => {
-      if (!isRunning() || isStale()) return;
-      const started = performance.now();
-      // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
-      // completed: skip what that transaction already covered.
-      const floor = Math.max(Number(task.startOffset.get(batch.topic) ?? -1), Number(task.nextOffset.get(batch.topic) ?? -1));
-      const fresh = batch.messages.filter((m) => Number(m.offset) >= floor);
-      if (fresh.length === 0) {
-        resolveOffset(batch.lastOffset());
-        return;
-      }
-      const sources: SourceRecord[] = fresh.map((m) => ({
-        topic: batch.topic, partition: batch.partition, offset: m.offset, timestamp: m.timestamp, key: m.key, value: m.value,
-        headers: m.headers as Record<string, Buffer | string | undefined>,
-      }));
-      await withRetry(() => this.serde.resolve(sources.map((s) => s.value)), transient, { onRetry: () => void heartbeat().catch(() => undefined) });
-      const scope: TaskScope = { topology, processor, spec, partition: batch.partition, codec, tables: this.tables, eventTimeBound };
-      const prepared = prepareBatch(scope, sources);
-      let entries = new Map<string, StateEntry>();
-      if (task.store) {
-        entries = await this.readState(task, prepared.keys, prepared.maxEventTime, () => void heartbeat().catch(() => undefined));
-      }
-      // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
-      // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
-      const answers =
-        enrichment && prepared.requests.size > 0
-          ? await keepingAlive(heartbeat, () => withRetry(() => enrichment(prepared.requests, traced ? (offset) => traced.contextOf(offset) : undefined), transient, { isRetriable: () => true }))
-          : undefined;
-      const result = runBatch(scope, prepared, entries, task.streamTime, { answers });
-      if (traced) {
-        // Each output carries the context of the record that caused it; headers already there stay.
-        for (const [i, message] of result.messages.entries()) {
-          const origin = result.origins[i]!;
-          message.headers = traced.stamp(message.headers, origin < 0 ? undefined : prepared.items[origin]!.source.offset);
+    const traced = tracingActive()
+      ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: this.groupId })
+      : undefined;
+    const job = this.serialize(
+      task,
+      async () => {
+        if (!isRunning() || isStale()) return;
+        const started = performance.now();
+        // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
+        // completed: skip what that transaction already covered.
+        const floor = Math.max(
+          Number(task.startOffset.get(batch.topic) ?? -1),
+          Number(task.nextOffset.get(batch.topic) ?? -1),
+        );
+        const fresh = batch.messages.filter((m) => Number(m.offset) >= floor);
+        if (fresh.length === 0) {
+          resolveOffset(batch.lastOffset());
+          return;
         }
-      }
-      const nextOffset = String(Number(batch.lastOffset()) + 1);
-      let changelogEnd: number;
-      try {
-        changelogEnd = await this.commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
-      } catch (error) {
-        // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
-        // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
-        // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
-        log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', { topic: batch.topic, partition: batch.partition, offset: fresh[0]!.offset, lastOffset: batch.lastOffset(), message: (error as Error).message });
-        if (!isFenced(error)) health.commitFailures += 1;
-        // Not awaited: dropping waits for this very job to finish.
-        void this.dropTask(batch.partition);
-        throw error;
-      }
-      for (const message of result.messages) if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
-      task.nextOffset.set(batch.topic, nextOffset);
-      this.rememberCommit(batch.partition, batch.topic, nextOffset);
-      resolveOffset(batch.lastOffset());
-      await this.afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
-      stats.batches += 1;
-      health.commitFailures = 0;
-      health.lastProgress = Date.now();
-      health.lag = Number(batch.offsetLag());
-      stats.records += sources.length;
-      stats.deadLettered += result.counts.deadLettered;
-      stats.late += result.counts.late;
-      stats.amended += result.counts.amended;
-      const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
-      metrics?.recordsConsumed.inc(labels, sources.length);
-      metrics?.recordsProduced.inc(labels, result.counts.forwarded);
-      metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
-      metrics?.recordsLate.inc(labels, result.counts.late);
-      metrics?.recordsAmended.inc(labels, result.counts.amended);
-      metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
-      if (metrics) {
-        // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
-        const committedAt = Date.now();
-        const endToEnd = metrics.endToEndLatency.labels({ processor });
-        for (const item of prepared.items) if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
-      }
-      await heartbeat();
-    }, traced);
+        const sources: SourceRecord[] = fresh.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          timestamp: m.timestamp,
+          key: m.key,
+          value: m.value,
+          headers: m.headers as Record<string, Buffer | string | undefined>,
+        }));
+        await withRetry(() => this.serde.resolve(sources.map((s) => s.value)), transient, {
+          onRetry: () => void heartbeat().catch(() => undefined),
+        });
+        const scope: TaskScope = {
+          topology,
+          processor,
+          spec,
+          partition: batch.partition,
+          codec,
+          tables: this.tables,
+          eventTimeBound,
+        };
+        const prepared = prepareBatch(scope, sources);
+        let entries = new Map<string, StateEntry>();
+        if (task.store) {
+          entries = await this.readState(
+            task,
+            prepared.keys,
+            prepared.maxEventTime,
+            () => void heartbeat().catch(() => undefined),
+          );
+        }
+        // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
+        // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
+        const answers =
+          enrichment && prepared.requests.size > 0
+            ? await keepingAlive(heartbeat, () =>
+                withRetry(
+                  () => enrichment(prepared.requests, traced ? (offset) => traced.contextOf(offset) : undefined),
+                  transient,
+                  { isRetriable: () => true },
+                ),
+              )
+            : undefined;
+        const result = runBatch(scope, prepared, entries, task.streamTime, { answers });
+        if (traced) {
+          // Each output carries the context of the record that caused it; headers already there stay.
+          for (const [i, message] of result.messages.entries()) {
+            const origin = result.origins[i]!;
+            message.headers = traced.stamp(
+              message.headers,
+              origin < 0 ? undefined : prepared.items[origin]!.source.offset,
+            );
+          }
+        }
+        const nextOffset = String(Number(batch.lastOffset()) + 1);
+        let changelogEnd: number;
+        try {
+          changelogEnd = await this.commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
+        } catch (error) {
+          // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
+          // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
+          // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
+          log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: fresh[0]!.offset,
+            lastOffset: batch.lastOffset(),
+            message: (error as Error).message,
+          });
+          if (!isFenced(error)) health.commitFailures += 1;
+          // Not awaited: dropping waits for this very job to finish.
+          void this.dropTask(batch.partition);
+          throw error;
+        }
+        for (const message of result.messages)
+          if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
+        task.nextOffset.set(batch.topic, nextOffset);
+        this.rememberCommit(batch.partition, batch.topic, nextOffset);
+        resolveOffset(batch.lastOffset());
+        await this.afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
+        stats.batches += 1;
+        health.commitFailures = 0;
+        health.lastProgress = Date.now();
+        health.lag = Number(batch.offsetLag());
+        stats.records += sources.length;
+        stats.deadLettered += result.counts.deadLettered;
+        stats.late += result.counts.late;
+        stats.amended += result.counts.amended;
+        const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
+        metrics?.recordsConsumed.inc(labels, sources.length);
+        metrics?.recordsProduced.inc(labels, result.counts.forwarded);
+        metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
+        metrics?.recordsLate.inc(labels, result.counts.late);
+        metrics?.recordsAmended.inc(labels, result.counts.amended);
+        metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
+        if (metrics) {
+          // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
+          const committedAt = Date.now();
+          const endToEnd = metrics.endToEndLatency.labels({ processor });
+          for (const item of prepared.items)
+            if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
+        }
+        await heartbeat();
+      },
+      traced,
+    );
     await (traced ? traced.around(job) : job);
   }
 
@@ -642,7 +834,12 @@ class ProcessorMember implements ProcessorHandle {
    * its last writes (flushed, replaced, restarted without them, expired), it is rebuilt from the changelog first:
    * for batches and for wall-clock punctuation alike, or an idle window whose state was lost would never close.
    */
-  private async readState(task: Task, keys: string[], dueBy: number, onRetry: () => void = () => {}): Promise<Map<string, StateEntry>> {
+  private async readState(
+    task: Task,
+    keys: string[],
+    dueBy: number,
+    onRetry: () => void = () => {},
+  ): Promise<Map<string, StateEntry>> {
     const store = task.store!;
     let read = await withRetry(() => store.read(keys, dueBy), this.transient, {
       isRetriable: () => true,

@@ -33,12 +33,14 @@ export function defaultMinInsyncReplicas(replicationFactor: number): number {
 
 function plan(t: TopicSpec, defaultReplicationFactor: number | undefined, strictPartitions: boolean): TopicPlan {
   const replicationFactor = t.replicationFactor ?? defaultReplicationFactor;
-  const minInsyncReplicas = t.minInsyncReplicas ?? (replicationFactor === undefined ? undefined : defaultMinInsyncReplicas(replicationFactor));
+  const minInsyncReplicas =
+    t.minInsyncReplicas ?? (replicationFactor === undefined ? undefined : defaultMinInsyncReplicas(replicationFactor));
   const cleanupPolicy = t.cleanupPolicy ?? (t.compact ? 'compact' : undefined);
   const configEntries: TopicPlan['configEntries'] = [];
   if (cleanupPolicy !== undefined) configEntries.push({ name: 'cleanup.policy', value: cleanupPolicy });
   if (t.retentionMs !== undefined) configEntries.push({ name: 'retention.ms', value: String(t.retentionMs) });
-  if (minInsyncReplicas !== undefined) configEntries.push({ name: 'min.insync.replicas', value: String(minInsyncReplicas) });
+  if (minInsyncReplicas !== undefined)
+    configEntries.push({ name: 'min.insync.replicas', value: String(minInsyncReplicas) });
   return {
     partitions: t.partitions,
     configEntries,
@@ -59,12 +61,18 @@ export function topicPlans(topology: Topology, processor: string): Map<string, T
   const inputPartitions = topology.topics[spec.inputs[0]!]?.partitions ?? 1;
   // Dead letters come from every processor's inputs: as many partitions as the widest of them, so that a flood of
   // bad records spreads like the input did.
-  const widestInput = Math.max(1, ...Object.values(topology.processors).flatMap((p) => p.inputs.map((input) => topology.topics[input]?.partitions ?? 1)));
+  const widestInput = Math.max(
+    1,
+    ...Object.values(topology.processors).flatMap((p) =>
+      p.inputs.map((input) => topology.topics[input]?.partitions ?? 1),
+    ),
+  );
   const plans = new Map<string, TopicPlan>();
   for (const [topic, t] of Object.entries(topology.topics)) plans.set(topic, plan(t, rf, true));
   plans.set(topology.deadLetterTopic, plan(runtimeTopic(topology.deadLetters, widestInput), rf, false));
   plans.set(topology.lateTopic, plan(runtimeTopic(topology.lateRecords, widestInput), rf, false));
-  if (topology.storesOf(processor).length > 0) plans.set(topology.changelogTopic(processor), plan({ partitions: inputPartitions, compact: true }, rf, true));
+  if (topology.storesOf(processor).length > 0)
+    plans.set(topology.changelogTopic(processor), plan({ partitions: inputPartitions, compact: true }, rf, true));
   return plans;
 }
 
@@ -108,18 +116,26 @@ export async function ensureTopics(admin: Admin, topology: Topology, processor: 
   const problems: string[] = [];
   for (const t of metadata.topics) {
     const want = wanted.get(t.name)!;
-    if (want.strictPartitions && t.partitions.length !== want.partitions) problems.push(`${t.name} has ${t.partitions.length} partitions, the topology declares ${want.partitions}`);
+    if (want.strictPartitions && t.partitions.length !== want.partitions)
+      problems.push(`${t.name} has ${t.partitions.length} partitions, the topology declares ${want.partitions}`);
     // Metadata carries the replica list, so the replication factor costs no extra request.
     const replicas = Math.max(...t.partitions.map((p) => p.replicas.length));
     if (want.replicationFactor !== undefined && replicas !== want.replicationFactor) {
-      problems.push(`${t.name} has replication factor ${replicas}, the topology declares ${want.replicationFactor} (reassign its partitions with kafka-reassign-partitions, or fix the declaration)`);
+      problems.push(
+        `${t.name} has replication factor ${replicas}, the topology declares ${want.replicationFactor} (reassign its partitions with kafka-reassign-partitions, or fix the declaration)`,
+      );
     }
     if (want.minInsyncReplicas !== undefined && want.minInsyncReplicas > replicas) {
-      problems.push(`${t.name} wants min.insync.replicas ${want.minInsyncReplicas} but has only ${replicas} replicas, so no acks=all write could succeed`);
+      problems.push(
+        `${t.name} wants min.insync.replicas ${want.minInsyncReplicas} but has only ${replicas} replicas, so no acks=all write could succeed`,
+      );
     }
   }
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Topics do not match topology "${topology.application}": ${problems.join('; ')}. Repartition or fix the declaration.`);
+    throw new AgentStreamsError(
+      ErrorCode.TOPOLOGY_INVALID,
+      `Topics do not match topology "${topology.application}": ${problems.join('; ')}. Repartition or fix the declaration.`,
+    );
   }
   return inputPartitions;
 }
@@ -139,12 +155,20 @@ function errorTypes(error: unknown, into = new Set<string>(), depth = 0): Set<st
  * Topic metadata once every partition has a leader: right after a topic is created (by us or by another member
  * starting at the same time) the broker may not know it yet.
  */
-export async function topicMetadataWithLeaders(admin: Admin, topics: string[]): ReturnType<Admin['fetchTopicMetadata']> {
+export async function topicMetadataWithLeaders(
+  admin: Admin,
+  topics: string[],
+): ReturnType<Admin['fetchTopicMetadata']> {
   return withRetry(
     async () => {
       const m = await admin.fetchTopicMetadata({ topics });
-      const leaderless = m.topics.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0)).map((t) => t.name);
-      if (leaderless.length > 0) throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Topics ${leaderless.join(', ')} have no leader yet.`, { retriable: true });
+      const leaderless = m.topics
+        .filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))
+        .map((t) => t.name);
+      if (leaderless.length > 0)
+        throw new AgentStreamsError(ErrorCode.TOPOLOGY_INVALID, `Topics ${leaderless.join(', ')} have no leader yet.`, {
+          retriable: true,
+        });
       return m;
     },
     retry({ initialMs: 200, maxMs: 2_000, maxAttempts: 30 }),

@@ -29,27 +29,47 @@ function readPem(file: string, env: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new AgentStreamsError(ErrorCode.CONFIG_INVALID, `${env}=${file}: cannot read the ${what} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`, {
-      cause: error,
-    });
+    throw new AgentStreamsError(
+      ErrorCode.CONFIG_INVALID,
+      `${env}=${file}: cannot read the ${what} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
 /** The TLS options, with the CA and client certificate read once, at start: a missing file fails here, naming its setting. */
 function tls(config: Config): ConnectionOptions | undefined {
   const { ssl, sslCaFile, sslCertFile, sslKeyFile } = config.kafka;
-  const files = { AS_KAFKA_SSL_CA_FILE: sslCaFile, AS_KAFKA_SSL_CERT_FILE: sslCertFile, AS_KAFKA_SSL_KEY_FILE: sslKeyFile };
+  const files = {
+    AS_KAFKA_SSL_CA_FILE: sslCaFile,
+    AS_KAFKA_SSL_CERT_FILE: sslCertFile,
+    AS_KAFKA_SSL_KEY_FILE: sslKeyFile,
+  };
   if (!ssl) {
     const set = Object.entries(files).filter(([, file]) => file !== '');
-    if (set.length > 0) throw new AgentStreamsError(ErrorCode.CONFIG_INVALID, `${set.map(([env]) => env).join(' and ')} only apply with TLS: set AS_KAFKA_SSL=true.`);
+    if (set.length > 0)
+      throw new AgentStreamsError(
+        ErrorCode.CONFIG_INVALID,
+        `${set.map(([env]) => env).join(' and ')} only apply with TLS: set AS_KAFKA_SSL=true.`,
+      );
     return undefined;
   }
   if ((sslCertFile === '') !== (sslKeyFile === '')) {
-    throw new AgentStreamsError(ErrorCode.CONFIG_INVALID, 'AS_KAFKA_SSL_CERT_FILE and AS_KAFKA_SSL_KEY_FILE go together: set both for mutual TLS, or neither.');
+    throw new AgentStreamsError(
+      ErrorCode.CONFIG_INVALID,
+      'AS_KAFKA_SSL_CERT_FILE and AS_KAFKA_SSL_KEY_FILE go together: set both for mutual TLS, or neither.',
+    );
   }
   return {
     ...(sslCaFile ? { ca: readPem(sslCaFile, 'AS_KAFKA_SSL_CA_FILE', 'CA certificate') } : {}),
-    ...(sslCertFile ? { cert: readPem(sslCertFile, 'AS_KAFKA_SSL_CERT_FILE', 'client certificate'), key: readPem(sslKeyFile, 'AS_KAFKA_SSL_KEY_FILE', 'client key') } : {}),
+    ...(sslCertFile
+      ? {
+          cert: readPem(sslCertFile, 'AS_KAFKA_SSL_CERT_FILE', 'client certificate'),
+          key: readPem(sslKeyFile, 'AS_KAFKA_SSL_KEY_FILE', 'client key'),
+        }
+      : {}),
   };
 }
 
@@ -67,10 +87,18 @@ const tlsVerifyCodes = new Set([
 
 /** Turns a TLS or SASL failure into a one-line error naming the setting to fix; anything else is not ours to explain. */
 export function explainKafkaSecurityError(config: Config, error: unknown): AgentStreamsError | undefined {
-  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = (e as { cause?: unknown; originalError?: unknown }).cause ?? (e as { originalError?: unknown }).originalError, depth++) {
+  for (
+    let e: unknown = error, depth = 0;
+    e instanceof Error && depth < 8;
+    e = (e as { cause?: unknown; originalError?: unknown }).cause ?? (e as { originalError?: unknown }).originalError,
+      depth++
+  ) {
     const code = (e as NodeJS.ErrnoException).code;
     // OpenSSL's messages end in a newline and a source location: one line, without the location.
-    const message = e.message.replace(/:\.\.\/deps\/openssl\S*/g, '').replace(/\s+/g, ' ').trim();
+    const message = e.message
+      .replace(/:\.\.\/deps\/openssl\S*/g, '')
+      .replace(/\s+/g, ' ')
+      .trim();
     if (e.name === 'KafkaJSSASLAuthenticationError') {
       return new AgentStreamsError(
         ErrorCode.KAFKA_AUTH_FAILED,
@@ -78,7 +106,10 @@ export function explainKafkaSecurityError(config: Config, error: unknown): Agent
         { cause: error },
       );
     }
-    if ((code !== undefined && tlsVerifyCodes.has(code)) || /self[- ]signed certificate|unable to verify|unable to get (local )?issuer/i.test(e.message)) {
+    if (
+      (code !== undefined && tlsVerifyCodes.has(code)) ||
+      /self[- ]signed certificate|unable to verify|unable to get (local )?issuer/i.test(e.message)
+    ) {
       return new AgentStreamsError(
         ErrorCode.KAFKA_TLS_FAILED,
         `The broker's TLS certificate was not accepted (${message}): AS_KAFKA_SSL_CA_FILE must name the CA that signed it${config.kafka.sslCaFile ? ` (now ${config.kafka.sslCaFile})` : ' (unset: only the system CAs are trusted)'}.`,
@@ -112,7 +143,13 @@ async function tlsPreflight(config: Config, options: ConnectionOptions): Promise
   request.writeInt16BE(clientId.length, 12);
   clientId.copy(request, 14);
   await new Promise<void>((done, fail) => {
-    const socket = tlsConnect({ host, port, servername: /^[\d.]+$|:/.test(host) ? undefined : host, ...options, timeout: 10_000 } as ConnectionOptions);
+    const socket = tlsConnect({
+      host,
+      port,
+      servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+      ...options,
+      timeout: 10_000,
+    } as ConnectionOptions);
     const finish = (error?: Error): void => {
       socket.destroy();
       if (error && explainKafkaSecurityError(config, error)) fail(explainKafkaSecurityError(config, error));
@@ -132,7 +169,11 @@ function splitHostPort(broker: string): [string, number] {
 }
 
 /** Wraps `connect` of a producer, consumer or admin: TLS checked first, security failures explained. */
-function explainingConnect<T extends { connect(): Promise<void> }>(config: Config, client: T, preflight: () => Promise<void>): T {
+function explainingConnect<T extends { connect(): Promise<void> }>(
+  config: Config,
+  client: T,
+  preflight: () => Promise<void>,
+): T {
   const connect = client.connect.bind(client);
   client.connect = async () => {
     await preflight();

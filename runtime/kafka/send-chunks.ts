@@ -12,9 +12,14 @@ export const SEND_CHUNK = 2000;
  */
 export const SEND_BYTES = 512 * 1024;
 
-function messageBytes(message: { key?: Buffer | string | null; value: Buffer | string | null; headers?: Record<string, Buffer | string | undefined> }): number {
+function messageBytes(message: {
+  key?: Buffer | string | null;
+  value: Buffer | string | null;
+  headers?: Record<string, Buffer | string | undefined>;
+}): number {
   let bytes = 64 + Buffer.byteLength(message.key ?? '') + Buffer.byteLength(message.value ?? '');
-  for (const [name, value] of Object.entries(message.headers ?? {})) bytes += Buffer.byteLength(name) + Buffer.byteLength(value ?? '');
+  for (const [name, value] of Object.entries(message.headers ?? {}))
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value ?? '');
   return bytes;
 }
 

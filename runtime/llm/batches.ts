@@ -20,7 +20,14 @@ import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, with
 import { costUsd, maxCostUsd, noTokens, totalTokens, type ModelPrice, type TokenUsage } from './models.ts';
 import type { Parsed } from './output.ts';
 import { inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
-import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context, type Span } from '../observability/tracing.ts';
+import {
+  context as otelContext,
+  traceHeadersOf,
+  traceIdOf,
+  tracingActive,
+  type Context,
+  type Span,
+} from '../observability/tracing.ts';
 import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
 
 /** One request of a batch: what `complete` takes, less the model and max_tokens, which the batch sets for all. */
@@ -87,7 +94,11 @@ function outcomeOfBatchError(error: BatchErrorObject): LlmOutcome {
   }
 }
 
-export async function completeWithBatches<T>(core: LlmCore, requests: readonly BatchRequest<T>[], options: BatchOptions): Promise<T[]> {
+export async function completeWithBatches<T>(
+  core: LlmCore,
+  requests: readonly BatchRequest<T>[],
+  options: BatchOptions,
+): Promise<T[]> {
   const { model, maxTokens, signal } = options;
   const out: T[] = [];
   if (requests.length === 0) return out;
@@ -107,7 +118,21 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
   const answer = (item: Item<T>, outcome: LlmOutcome, value: T, usage: TokenUsage = noTokens, cost = 0): void => {
     const traceId = traceIdOf(item.chat?.context ?? traceOf(item));
     const served = item.request.recordId !== undefined ? { recordId: item.request.recordId } : {};
-    core.audit({ agent: item.agent, model, usage, costUsd: cost, latencyMs: performance.now() - t0, promptHash: item.hash, outcome, startedAtMs, traceId, ...served }, false);
+    core.audit(
+      {
+        agent: item.agent,
+        model,
+        usage,
+        costUsd: cost,
+        latencyMs: performance.now() - t0,
+        promptHash: item.hash,
+        outcome,
+        startedAtMs,
+        traceId,
+        ...served,
+      },
+      false,
+    );
     out[item.index] = value;
   };
   const fallBack = (item: Item<T>, outcome: LlmOutcome, reason: string): void => {
@@ -117,7 +142,8 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
 
   const permit = core.circuit.tryAcquire();
   if (permit === undefined) {
-    for (const item of items) fallBack(item, LlmOutcome.CIRCUIT_OPEN, 'circuit open: recent Anthropic API calls failed');
+    for (const item of items)
+      fallBack(item, LlmOutcome.CIRCUIT_OPEN, 'circuit open: recent Anthropic API calls failed');
     return out;
   }
 
@@ -140,26 +166,30 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
   }
   // Traced: each request sent is a GenAI span, child of its record's context, ended with its result. The batch's HTTP
   // requests serve several traces at once; they carry the first request's span context.
-  if (tracingActive()) for (const item of sent) item.chat = startChatSpan(model, maxTokens, traceOf(item), core.client.baseURL);
+  if (tracingActive())
+    for (const item of sent) item.chat = startChatSpan(model, maxTokens, traceOf(item), core.client.baseURL);
   const headers = sent[0]!.chat ? { headers: traceHeadersOf(sent[0]!.chat.context) } : {};
 
   /** Every request still open falls back with the batch's failure; `maybeBilled` keeps its worst case charged. */
   const failAll = async (error: LlmCallError, maybeBilled: boolean, pending: Array<Item<T>>): Promise<void> => {
     for (const item of pending) {
-      if (item.reservation) await settleSafely(core, item.reservation, maybeBilled ? item.reservation.amount : nothingUsed);
+      if (item.reservation)
+        await settleSafely(core, item.reservation, maybeBilled ? item.reservation.amount : nothingUsed);
       fallBack(item, error.outcome, error.reason);
     }
   };
   const rethrowIfCallerAborted = (error: unknown): void => {
     if (options.callerSignal?.aborted) throw error;
   };
-  const classified = <T>(fn: () => Promise<T>) => async (): Promise<T> => {
-    try {
-      return await fn();
-    } catch (error) {
-      throw core.classify(error);
-    }
-  };
+  const classified =
+    <T>(fn: () => Promise<T>) =>
+    async (): Promise<T> => {
+      try {
+        return await fn();
+      } catch (error) {
+        throw core.classify(error);
+      }
+    };
 
   let batch: MessageBatch;
   try {
@@ -179,7 +209,11 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
       ),
       core.retryPolicy,
       // Only errors that prove the batch was not created (429, 529, 5xx answers) may be retried.
-      { isRetriable: (error) => isRetriableLlmError(error) && !(error as LlmCallError).maybeBilled, sleep: core.sleep, signal },
+      {
+        isRetriable: (error) => isRetriableLlmError(error) && !(error as LlmCallError).maybeBilled,
+        sleep: core.sleep,
+        signal,
+      },
     );
   } catch (raw) {
     const error = core.classify(raw);
@@ -207,14 +241,26 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
     await core.sleep(backoffMs(options.pollPolicy, poll), signal);
     if (signal.aborted) {
       core.circuit.release(permit);
-      rethrowIfCallerAborted(new AgentStreamsError(ErrorCode.ABORTED, `Aborted while waiting for message batch ${batch.id}.`, { cause: signal.reason }));
-      await failAll(new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'closed: the LLM service has shut down'), true, sent);
+      rethrowIfCallerAborted(
+        new AgentStreamsError(ErrorCode.ABORTED, `Aborted while waiting for message batch ${batch.id}.`, {
+          cause: signal.reason,
+        }),
+      );
+      await failAll(
+        new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'closed: the LLM service has shut down'),
+        true,
+        sent,
+      );
       return out;
     }
     const id = batch.id;
     try {
       batch = await withRetry(
-        classified(() => withSlot(core, signal, () => core.client.messages.batches.retrieve(id, {}, { signal, timeout: core.timeoutMs, ...headers }))),
+        classified(() =>
+          withSlot(core, signal, () =>
+            core.client.messages.batches.retrieve(id, {}, { signal, timeout: core.timeoutMs, ...headers }),
+          ),
+        ),
         core.retryPolicy,
         { isRetriable: isRetriableLlmError, sleep: core.sleep, signal },
       );
@@ -231,7 +277,11 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
   const pending = new Map<number, Item<T>>(sent.map((item) => [item.index, item]));
   try {
     await withSlot(core, signal, async () => {
-      const results = await core.client.messages.batches.results(batch.id, {}, { signal, timeout: core.timeoutMs, ...headers });
+      const results = await core.client.messages.batches.results(
+        batch.id,
+        {},
+        { signal, timeout: core.timeoutMs, ...headers },
+      );
       for await (const line of results as AsyncIterable<MessageBatchIndividualResponse>) {
         const item = pending.get(indexOf(line.custom_id));
         if (item === undefined) continue;
@@ -242,11 +292,23 @@ export async function completeWithBatches<T>(core: LlmCore, requests: readonly B
   } catch (raw) {
     rethrowIfCallerAborted(raw);
     const error = core.classify(raw);
-    await failAll(new LlmCallError(error.code, error.outcome, `${error.reason} (reading the results of batch ${batch.id})`), true, [...pending.values()]);
+    await failAll(
+      new LlmCallError(error.code, error.outcome, `${error.reason} (reading the results of batch ${batch.id})`),
+      true,
+      [...pending.values()],
+    );
     return out;
   }
   if (pending.size > 0) {
-    await failAll(new LlmCallError(ErrorCode.LLM_BATCH_FAILED, LlmOutcome.ERROR, `error: message batch ${batch.id} returned no result for this request`), true, [...pending.values()]);
+    await failAll(
+      new LlmCallError(
+        ErrorCode.LLM_BATCH_FAILED,
+        LlmOutcome.ERROR,
+        `error: message batch ${batch.id} returned no result for this request`,
+      ),
+      true,
+      [...pending.values()],
+    );
   }
   return out;
 }
@@ -270,9 +332,18 @@ async function settleResult<T>(
       await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
       const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
       const parsed: Parsed<T> =
-        message.stop_reason === 'max_tokens' ? { ok: false, problem: 'the reply was cut off at max_tokens' } : item.request.parse(text, { model: message.model });
+        message.stop_reason === 'max_tokens'
+          ? { ok: false, problem: 'the reply was cut off at max_tokens' }
+          : item.request.parse(text, { model: message.model });
       if (parsed.ok) answer(item, LlmOutcome.OK, parsed.value, usage, cost);
-      else answer(item, LlmOutcome.INVALID_OUTPUT, item.request.fallback(`invalid output: ${parsed.problem}`), usage, cost);
+      else
+        answer(
+          item,
+          LlmOutcome.INVALID_OUTPUT,
+          item.request.fallback(`invalid output: ${parsed.problem}`),
+          usage,
+          cost,
+        );
       return;
     }
     case 'errored': {
@@ -280,8 +351,13 @@ async function settleResult<T>(
       await settleSafely(core, reservation, nothingUsed);
       const error = result.error.error as BatchErrorObject;
       const outcome = outcomeOfBatchError(error);
-      if (outcome === LlmOutcome.SPEND_LIMIT) core.circuit.trip(`spend limit reached: ${error.message ?? ''}`, core.spendLimitCooldownMs);
-      fallBack(item, outcome, `${outcome === LlmOutcome.SPEND_LIMIT ? 'spend limit reached' : outcome}: ${error.type ?? 'error'} ${error.message ?? ''}`.trim());
+      if (outcome === LlmOutcome.SPEND_LIMIT)
+        core.circuit.trip(`spend limit reached: ${error.message ?? ''}`, core.spendLimitCooldownMs);
+      fallBack(
+        item,
+        outcome,
+        `${outcome === LlmOutcome.SPEND_LIMIT ? 'spend limit reached' : outcome}: ${error.type ?? 'error'} ${error.message ?? ''}`.trim(),
+      );
       return;
     }
     case 'expired':

@@ -56,7 +56,8 @@ export class InMemoryBudgetStore implements BudgetStore {
     this.#prune(bucket.hourStartMs);
     const entry = this.#entry(bucket);
     // Check and add happen in one synchronous step: nothing can interleave between them in one process.
-    if (entry.used.tokens + amount.tokens > limit.tokens || entry.used.microUsd + amount.microUsd > limit.microUsd) return false;
+    if (entry.used.tokens + amount.tokens > limit.tokens || entry.used.microUsd + amount.microUsd > limit.microUsd)
+      return false;
     entry.used.tokens += amount.tokens;
     entry.used.microUsd += amount.microUsd;
     return true;
@@ -84,7 +85,8 @@ export class InMemoryBudgetStore implements BudgetStore {
   }
 
   #prune(currentHourMs: number): void {
-    for (const [key, entry] of this.#buckets) if (entry.bucket.hourStartMs < currentHourMs - HOUR_MS) this.#buckets.delete(key);
+    for (const [key, entry] of this.#buckets)
+      if (entry.bucket.hourStartMs < currentHourMs - HOUR_MS) this.#buckets.delete(key);
   }
 }
 
@@ -118,11 +120,14 @@ export interface Budget {
 }
 
 export function validateBudgets(budgets: Budgets | undefined): string[] {
-  if (budgets === undefined || typeof budgets !== 'object') return ['budgets is required: { default: { tokensPerHour } }'];
+  if (budgets === undefined || typeof budgets !== 'object')
+    return ['budgets is required: { default: { tokensPerHour } }'];
   const problems: string[] = [];
   const check = (name: string, limit: BudgetLimit | undefined): void => {
-    if (limit === undefined || typeof limit !== 'object') return void problems.push(`budgets.${name} must be { tokensPerHour, usdPerHour? }`);
-    if (!(Number.isInteger(limit.tokensPerHour) && limit.tokensPerHour >= 0)) problems.push(`budgets.${name}.tokensPerHour must be a whole number >= 0, got ${limit.tokensPerHour}`);
+    if (limit === undefined || typeof limit !== 'object')
+      return void problems.push(`budgets.${name} must be { tokensPerHour, usdPerHour? }`);
+    if (!(Number.isInteger(limit.tokensPerHour) && limit.tokensPerHour >= 0))
+      problems.push(`budgets.${name}.tokensPerHour must be a whole number >= 0, got ${limit.tokensPerHour}`);
     if (limit.usdPerHour !== undefined && !(Number.isFinite(limit.usdPerHour) && limit.usdPerHour >= 0)) {
       problems.push(`budgets.${name}.usdPerHour must be a finite number >= 0, got ${limit.usdPerHour}`);
     }
@@ -135,7 +140,9 @@ export function validateBudgets(budgets: Budgets | undefined): string[] {
 export function createBudget(options: { budgets: Budgets; store?: BudgetStore; now?: () => number }): Budget {
   const problems = validateBudgets(options.budgets);
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid LLM budgets: ${problems.join('; ')}.`, { details: { problems } });
+    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid LLM budgets: ${problems.join('; ')}.`, {
+      details: { problems },
+    });
   }
   const store = options.store ?? new InMemoryBudgetStore();
   const now = options.now ?? Date.now;
@@ -143,7 +150,10 @@ export function createBudget(options: { budgets: Budgets; store?: BudgetStore; n
 
   const limitFor = (agent: string): BudgetAmount => {
     const limit = options.budgets.perAgent?.[agent] ?? options.budgets.default;
-    return { tokens: limit.tokensPerHour, microUsd: limit.usdPerHour === undefined ? Infinity : Math.floor(limit.usdPerHour * 1_000_000) };
+    return {
+      tokens: limit.tokensPerHour,
+      microUsd: limit.usdPerHour === undefined ? Infinity : Math.floor(limit.usdPerHour * 1_000_000),
+    };
   };
 
   return {
@@ -151,9 +161,12 @@ export function createBudget(options: { budgets: Budgets; store?: BudgetStore; n
     async reserve(agent, amount) {
       const bucket = { agent, hourStartMs: hourStart(now()) };
       const limit = limitFor(agent);
-      if (await store.tryReserve(bucket, amount, limit)) return { ok: true, reservation: Object.freeze({ bucket, amount: { ...amount } }) };
+      if (await store.tryReserve(bucket, amount, limit))
+        return { ok: true, reservation: Object.freeze({ bucket, amount: { ...amount } }) };
       const used = await store.usage(bucket);
-      const usd = Number.isFinite(limit.microUsd) ? `, $${(used.microUsd / 1e6).toFixed(4)} of $${(limit.microUsd / 1e6).toFixed(4)}` : '';
+      const usd = Number.isFinite(limit.microUsd)
+        ? `, $${(used.microUsd / 1e6).toFixed(4)} of $${(limit.microUsd / 1e6).toFixed(4)}`
+        : '';
       return {
         ok: false,
         reason: `budget exhausted: agent ${agent} has used ${used.tokens} of ${limit.tokens} tokens${usd} this hour (${new Date(bucket.hourStartMs).toISOString()}); this request needs up to ${amount.tokens} tokens`,

@@ -21,7 +21,14 @@ export class LlmCallError extends AgentStreamsError {
     code: ErrorCode,
     outcome: LlmOutcome,
     reason: string,
-    options: { retriable?: boolean; retryAfterMs?: number; replyText?: string; maybeBilled?: boolean; cause?: unknown; details?: Record<string, unknown> } = {},
+    options: {
+      retriable?: boolean;
+      retryAfterMs?: number;
+      replyText?: string;
+      maybeBilled?: boolean;
+      cause?: unknown;
+      details?: Record<string, unknown>;
+    } = {},
   ) {
     super(code, reason, {
       retriable: options.retriable ?? false,
@@ -58,7 +65,9 @@ export function isSpendLimit(error: APIError): boolean {
   if (error.errorCode !== null && SPEND_LIMIT_CODES.has(error.errorCode)) return true;
   if (error.type === 'billing_error') return true;
   const status = error.status;
-  return (status === 429 || status === 400 || status === 402) && SPEND_LIMIT_MESSAGE.test(error.apiMessage ?? error.message);
+  return (
+    (status === 429 || status === 400 || status === 402) && SPEND_LIMIT_MESSAGE.test(error.apiMessage ?? error.message)
+  );
 }
 
 /** Parses `retry-after-ms`, or `retry-after` as seconds or an HTTP date; undefined when absent or unreadable. */
@@ -101,42 +110,72 @@ function withRetryAfter(
 export function classifyApiError(error: unknown, options: ClassifyOptions): LlmCallError {
   if (error instanceof LlmCallError) return error;
   if (error instanceof AgentStreamsError && error.code === ErrorCode.ABORTED) {
-    return new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'aborted: the LLM request was cancelled before it was sent', { cause: error });
+    return new LlmCallError(
+      ErrorCode.ABORTED,
+      LlmOutcome.ERROR,
+      'aborted: the LLM request was cancelled before it was sent',
+      { cause: error },
+    );
   }
   if (error instanceof APIUserAbortError) {
-    return new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'aborted: the LLM request was cancelled', { maybeBilled: true, cause: error });
+    return new LlmCallError(ErrorCode.ABORTED, LlmOutcome.ERROR, 'aborted: the LLM request was cancelled', {
+      maybeBilled: true,
+      cause: error,
+    });
   }
   if (error instanceof APIConnectionTimeoutError) {
-    return new LlmCallError(ErrorCode.LLM_TIMEOUT, LlmOutcome.TIMEOUT, `timeout: no answer from the Anthropic API in time`, {
-      retriable: true,
-      maybeBilled: true,
-      cause: error,
-    });
+    return new LlmCallError(
+      ErrorCode.LLM_TIMEOUT,
+      LlmOutcome.TIMEOUT,
+      `timeout: no answer from the Anthropic API in time`,
+      {
+        retriable: true,
+        maybeBilled: true,
+        cause: error,
+      },
+    );
   }
   if (error instanceof APIConnectionError) {
-    return new LlmCallError(ErrorCode.LLM_API_ERROR, LlmOutcome.ERROR, `API error: cannot reach the Anthropic API (${error.message})`, {
-      retriable: true,
-      maybeBilled: true,
-      cause: error,
-    });
+    return new LlmCallError(
+      ErrorCode.LLM_API_ERROR,
+      LlmOutcome.ERROR,
+      `API error: cannot reach the Anthropic API (${error.message})`,
+      {
+        retriable: true,
+        maybeBilled: true,
+        cause: error,
+      },
+    );
   }
   if (error instanceof APIError) {
     const status = error.status ?? 0;
     if (isSpendLimit(error)) {
-      return new LlmCallError(ErrorCode.LLM_SPEND_LIMIT, LlmOutcome.SPEND_LIMIT, `spend limit reached: ${error.apiMessage ?? error.message}`, {
-        cause: error,
-        details: { status, errorCode: error.errorCode, requestId: error.requestID ?? null },
-      });
+      return new LlmCallError(
+        ErrorCode.LLM_SPEND_LIMIT,
+        LlmOutcome.SPEND_LIMIT,
+        `spend limit reached: ${error.apiMessage ?? error.message}`,
+        {
+          cause: error,
+          details: { status, errorCode: error.errorCode, requestId: error.requestID ?? null },
+        },
+      );
     }
-    if (status === 429) return withRetryAfter(ErrorCode.LLM_RATE_LIMITED, LlmOutcome.RATE_LIMITED, 'rate limited', error, options);
-    if (status === 529) return withRetryAfter(ErrorCode.LLM_OVERLOADED, LlmOutcome.OVERLOADED, 'overloaded', error, options);
+    if (status === 429)
+      return withRetryAfter(ErrorCode.LLM_RATE_LIMITED, LlmOutcome.RATE_LIMITED, 'rate limited', error, options);
+    if (status === 529)
+      return withRetryAfter(ErrorCode.LLM_OVERLOADED, LlmOutcome.OVERLOADED, 'overloaded', error, options);
     // 408 and 409 are the API's own "try again"; 5xx are server faults. Other 4xx are our request's fault.
     const retriable = status === 408 || status === 409 || status >= 500;
-    return new LlmCallError(ErrorCode.LLM_API_ERROR, LlmOutcome.ERROR, `API error: ${status} ${error.apiMessage ?? error.message}`, {
-      retriable,
-      cause: error,
-      details: { status, type: error.type, requestId: error.requestID ?? null },
-    });
+    return new LlmCallError(
+      ErrorCode.LLM_API_ERROR,
+      LlmOutcome.ERROR,
+      `API error: ${status} ${error.apiMessage ?? error.message}`,
+      {
+        retriable,
+        cause: error,
+        details: { status, type: error.type, requestId: error.requestID ?? null },
+      },
+    );
   }
   const message = error instanceof Error ? error.message : String(error);
   return new LlmCallError(ErrorCode.LLM_API_ERROR, LlmOutcome.ERROR, `API error: ${message}`, { cause: error });

@@ -63,7 +63,10 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   const threshold = options.failureThreshold ?? 5;
   const defaultCooldownMs = options.cooldownMs ?? 30_000;
   const now = options.now ?? Date.now;
-  if (!(Number.isInteger(threshold) && threshold >= 1) || !(Number.isFinite(defaultCooldownMs) && defaultCooldownMs >= 0)) {
+  if (
+    !(Number.isInteger(threshold) && threshold >= 1) ||
+    !(Number.isFinite(defaultCooldownMs) && defaultCooldownMs >= 0)
+  ) {
     throw new AgentStreamsError(
       ErrorCode.LLM_OPTIONS_INVALID,
       `Invalid circuit breaker options: failureThreshold must be a whole number >= 1 (got ${threshold}) and cooldownMs a finite number >= 0 (got ${defaultCooldownMs}).`,
@@ -80,9 +83,13 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   function transition(to: CircuitState, reason: string, cooldownMs = defaultCooldownMs): void {
     if (to === state && to !== CircuitState.OPEN) return;
     if (!circuitTransitions[state].includes(to)) {
-      throw new AgentStreamsError(ErrorCode.LLM_CIRCUIT_TRANSITION, `Circuit breaker cannot go from ${state} to ${to} (${reason}); this is a bug in the LLM service.`, {
-        details: { from: state, to, reason },
-      });
+      throw new AgentStreamsError(
+        ErrorCode.LLM_CIRCUIT_TRANSITION,
+        `Circuit breaker cannot go from ${state} to ${to} (${reason}); this is a bug in the LLM service.`,
+        {
+          details: { from: state, to, reason },
+        },
+      );
     }
     const from = state;
     state = to;
@@ -100,7 +107,8 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
   }
 
   function current(): CircuitState {
-    if (state === CircuitState.OPEN && openUntilMs !== undefined && now() >= openUntilMs) transition(CircuitState.HALF_OPEN, 'cool-down over');
+    if (state === CircuitState.OPEN && openUntilMs !== undefined && now() >= openUntilMs)
+      transition(CircuitState.HALF_OPEN, 'cool-down over');
     return state;
   }
 
@@ -133,7 +141,8 @@ export function createCircuitBreaker(options: CircuitBreakerOptions = {}): Circu
     },
     failure(permit, reason) {
       if (!fresh(permit)) return;
-      if (state === CircuitState.HALF_OPEN && permit.probe) return transition(CircuitState.OPEN, `probe failed: ${reason}`);
+      if (state === CircuitState.HALF_OPEN && permit.probe)
+        return transition(CircuitState.OPEN, `probe failed: ${reason}`);
       if (state !== CircuitState.CLOSED) return;
       failures += 1;
       if (failures >= threshold) transition(CircuitState.OPEN, `${failures} consecutive failures, last: ${reason}`);

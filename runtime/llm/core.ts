@@ -43,13 +43,22 @@ export function usageOf(usage: Usage): TokenUsage {
 export const nothingUsed: Readonly<BudgetAmount> = Object.freeze({ tokens: 0, microUsd: 0 });
 
 /** A budget store that fails must not let a call through unaccounted: the call is refused instead. */
-export async function reserveSafely(core: LlmCore, agent: string, amount: BudgetAmount): Promise<ReserveResult | LlmCallError> {
+export async function reserveSafely(
+  core: LlmCore,
+  agent: string,
+  amount: BudgetAmount,
+): Promise<ReserveResult | LlmCallError> {
   try {
     return await core.budget.reserve(agent, amount);
   } catch (error) {
-    return new LlmCallError(ErrorCode.LLM_API_ERROR, LlmOutcome.ERROR, `budget store unavailable: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    return new LlmCallError(
+      ErrorCode.LLM_API_ERROR,
+      LlmOutcome.ERROR,
+      `budget store unavailable: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -66,7 +75,9 @@ export async function settleSafely(core: LlmCore, reservation: Reservation, actu
   try {
     await core.budget.settle(reservation, actual);
   } catch (error) {
-    core.log(`llm: could not settle a budget reservation (${error instanceof Error ? error.message : String(error)}); it stays reserved`);
+    core.log(
+      `llm: could not settle a budget reservation (${error instanceof Error ? error.message : String(error)}); it stays reserved`,
+    );
   }
 }
 

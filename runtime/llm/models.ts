@@ -55,7 +55,11 @@ export function totalTokens(usage: TokenUsage): number {
 }
 
 export function costUsd(price: ModelPrice, usage: TokenUsage, options: { batch?: boolean } = {}): number {
-  const perMTok = usage.input * price.input + usage.output * price.output + usage.cacheWrite * price.cacheWrite + usage.cacheRead * price.cacheRead;
+  const perMTok =
+    usage.input * price.input +
+    usage.output * price.output +
+    usage.cacheWrite * price.cacheWrite +
+    usage.cacheRead * price.cacheRead;
   return (perMTok / 1_000_000) * (options.batch ? BATCH_PRICE_FACTOR : 1);
 }
 
@@ -63,7 +67,12 @@ export function costUsd(price: ModelPrice, usage: TokenUsage, options: { batch?:
  * The most a request can cost: every input token at the dearer of the input and cache-write prices (we cannot know
  * in advance which prefix is cached) and the full `max_tokens` of output.
  */
-export function maxCostUsd(price: ModelPrice, inputTokens: number, maxTokens: number, options: { batch?: boolean } = {}): number {
+export function maxCostUsd(
+  price: ModelPrice,
+  inputTokens: number,
+  maxTokens: number,
+  options: { batch?: boolean } = {},
+): number {
   const perMTok = inputTokens * Math.max(price.input, price.cacheWrite, price.cacheRead) + maxTokens * price.output;
   return (perMTok / 1_000_000) * (options.batch ? BATCH_PRICE_FACTOR : 1);
 }

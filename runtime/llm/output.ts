@@ -13,14 +13,19 @@ export function parseJsonObject(text: string): Parsed<Record<string, unknown>> {
   const trimmed = text.trim();
   const fenced = /^```(?:json)?[ \t]*\n([\s\S]*?)\n?```$/.exec(trimmed);
   const body = fenced?.[1] ?? trimmed;
-  if (!body.startsWith('{')) return { ok: false, problem: 'the reply is not a JSON object (it does not start with "{")' };
+  if (!body.startsWith('{'))
+    return { ok: false, problem: 'the reply is not a JSON object (it does not start with "{")' };
   let value: unknown;
   try {
     value = JSON.parse(body);
   } catch (error) {
-    return { ok: false, problem: `the reply is not valid JSON (${error instanceof Error ? error.message : String(error)})` };
+    return {
+      ok: false,
+      problem: `the reply is not valid JSON (${error instanceof Error ? error.message : String(error)})`,
+    };
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, problem: 'the reply is not a JSON object' };
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return { ok: false, problem: 'the reply is not a JSON object' };
   return { ok: true, value: value as Record<string, unknown> };
 }
 

@@ -15,8 +15,9 @@ import type { MessageParam, TextBlockParam } from '@anthropic-ai/sdk/resources/m
 export const MAX_UNTRUSTED_CHARS = 4_000;
 export const TRUNCATED = ' [truncated]';
 // Controls (except tab and newline), zero-width and bidirectional overrides: invisible text that can hide a tag.
-// eslint-disable-next-line no-control-regex -- matching control characters is this pattern's purpose
-const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
+const INVISIBLE =
+  // eslint-disable-next-line no-control-regex -- matching control characters is this pattern's purpose
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 // Any tag of our fences, however spelled once normalised, with or without its closing bracket.
 const FENCE_TAG = /<\s*\/?\s*untrusted[\s_-]*\w*(?:[^<>]{0,200}>)?/gi;
@@ -47,7 +48,10 @@ export function quoteUntrusted(text: string, max = MAX_UNTRUSTED_CHARS, oneLine 
 
 /** Normalising and escaping can lengthen quoted text; cut it again, never inside an escape or a surrogate pair. */
 export function cutQuoted(quoted: string, max: number): string {
-  return quoted.slice(0, max).replace(/&[a-z]{0,3}$/, '').replace(/[\ud800-\udbff]$/, '');
+  return quoted
+    .slice(0, max)
+    .replace(/&[a-z]{0,3}$/, '')
+    .replace(/[\ud800-\udbff]$/, '');
 }
 
 export interface Prompt {
@@ -97,7 +101,9 @@ function texts(prompt: Prompt): string[] {
 
 /** sha256 of the prompt as sent (system blocks and messages, cache markers included), hex. */
 export function promptHash(prompt: Prompt): string {
-  return createHash('sha256').update(JSON.stringify({ system: prompt.system, messages: prompt.messages })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ system: prompt.system, messages: prompt.messages }))
+    .digest('hex');
 }
 
 // Framing the API adds around the request, each message and each block; generous on purpose.

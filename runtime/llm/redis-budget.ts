@@ -105,10 +105,13 @@ export class RedisBudgetStore implements BudgetStore {
 
   constructor(options: RedisBudgetStoreOptions) {
     const problems: string[] = [];
-    if (typeof options.application !== 'string' || options.application === '') problems.push('application must be a non-empty string');
-    if (options.keyPrefix !== undefined && (typeof options.keyPrefix !== 'string' || options.keyPrefix === '')) problems.push('keyPrefix must be a non-empty string');
+    if (typeof options.application !== 'string' || options.application === '')
+      problems.push('application must be a non-empty string');
+    if (options.keyPrefix !== undefined && (typeof options.keyPrefix !== 'string' || options.keyPrefix === ''))
+      problems.push('keyPrefix must be a non-empty string');
     const wholeAtLeast = (name: string, value: number | undefined, min: number): void => {
-      if (value !== undefined && !(Number.isSafeInteger(value) && value >= min)) problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
+      if (value !== undefined && !(Number.isSafeInteger(value) && value >= min))
+        problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
     };
     wholeAtLeast('retentionMs', options.retentionMs, 1);
     wholeAtLeast('commandTimeoutMs', options.commandTimeoutMs, 1);
@@ -120,7 +123,11 @@ export class RedisBudgetStore implements BudgetStore {
       problems.push('url must be a redis:// or rediss:// URL');
     }
     if (problems.length > 0) {
-      throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid Redis budget store options: ${problems.join('; ')}.`, { details: { problems } });
+      throw new AgentStreamsError(
+        ErrorCode.LLM_OPTIONS_INVALID,
+        `Invalid Redis budget store options: ${problems.join('; ')}.`,
+        { details: { problems } },
+      );
     }
     this.application = options.application;
     this.#keyPrefix = options.keyPrefix ?? DEFAULT_BUDGET_KEY_PREFIX;
@@ -141,7 +148,9 @@ export class RedisBudgetStore implements BudgetStore {
     this.#redis.on('error', (error: unknown) => {
       if (down || this.#closed) return;
       down = true;
-      log?.(`llm: budget store Redis ${endpoint} unreachable (${error instanceof Error ? error.message : String(error)}); LLM calls are refused until it answers`);
+      log?.(
+        `llm: budget store Redis ${endpoint} unreachable (${error instanceof Error ? error.message : String(error)}); LLM calls are refused until it answers`,
+      );
     });
     this.#redis.on('ready', () => {
       if (down) log?.(`llm: budget store Redis ${endpoint} is back`);
@@ -161,7 +170,17 @@ export class RedisBudgetStore implements BudgetStore {
     const tokenLimit = wholeNumber('limit.tokens', limit.tokens, 0);
     const usdLimit = limit.microUsd === Infinity ? '-1' : wholeNumber('limit.microUsd', limit.microUsd, 0);
     const reserved = await this.#retrying('reserve', () =>
-      this.#redis.eval(RESERVE, 1, this.keyOf(bucket), tokens, microUsd, tokenLimit, usdLimit, this.#expireAt(bucket), String(this.#retentionMs)),
+      this.#redis.eval(
+        RESERVE,
+        1,
+        this.keyOf(bucket),
+        tokens,
+        microUsd,
+        tokenLimit,
+        usdLimit,
+        this.#expireAt(bucket),
+        String(this.#retentionMs),
+      ),
     );
     return reserved === 1;
   }
@@ -172,14 +191,24 @@ export class RedisBudgetStore implements BudgetStore {
     if (tokens === '0' && microUsd === '0') return;
     try {
       await this.#connected();
-      await this.#redis.eval(ADJUST, 1, this.keyOf(bucket), tokens, microUsd, this.#expireAt(bucket), String(this.#retentionMs));
+      await this.#redis.eval(
+        ADJUST,
+        1,
+        this.keyOf(bucket),
+        tokens,
+        microUsd,
+        this.#expireAt(bucket),
+        String(this.#retentionMs),
+      );
     } catch (error) {
       throw this.#unavailable('adjust', error);
     }
   }
 
   async usage(bucket: BudgetBucket): Promise<BudgetAmount> {
-    const [tokens, microUsd] = await this.#retrying('usage', () => this.#redis.hmget(this.keyOf(bucket), 'tokens', 'micro_usd'));
+    const [tokens, microUsd] = await this.#retrying('usage', () =>
+      this.#redis.hmget(this.keyOf(bucket), 'tokens', 'micro_usd'),
+    );
     return { tokens: Number(tokens ?? 0), microUsd: Number(microUsd ?? 0) };
   }
 
@@ -226,18 +255,25 @@ export class RedisBudgetStore implements BudgetStore {
   #unavailable(operation: string, error: unknown): AgentStreamsError {
     if (error instanceof AgentStreamsError) return error;
     const cause = error instanceof Error ? error.message : String(error);
-    return new AgentStreamsError(ErrorCode.LLM_API_ERROR, `Redis ${this.#endpoint} did not answer the budget ${operation} (${cause})`, {
-      retriable: false,
-      cause: error,
-      details: { store: 'redis', endpoint: this.#endpoint, operation },
-    });
+    return new AgentStreamsError(
+      ErrorCode.LLM_API_ERROR,
+      `Redis ${this.#endpoint} did not answer the budget ${operation} (${cause})`,
+      {
+        retriable: false,
+        cause: error,
+        details: { store: 'redis', endpoint: this.#endpoint, operation },
+      },
+    );
   }
 }
 
 /** Whole numbers only, as decimal strings: the scripts use HINCRBY and must never see `1e+21`. */
 function wholeNumber(name: string, value: number, min = Number.MIN_SAFE_INTEGER): string {
   if (!Number.isSafeInteger(value) || value < min) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Budget ${name} must be a safe whole number${min === 0 ? ' >= 0' : ''}, got ${value}.`);
+    throw new AgentStreamsError(
+      ErrorCode.LLM_OPTIONS_INVALID,
+      `Budget ${name} must be a safe whole number${min === 0 ? ' >= 0' : ''}, got ${value}.`,
+    );
   }
   return String(value);
 }

@@ -14,7 +14,10 @@ export interface Semaphore {
 
 export function createSemaphore(limit: number): Semaphore {
   if (!(Number.isInteger(limit) && limit >= 1)) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `LLM concurrency must be a whole number >= 1, got ${limit}.`);
+    throw new AgentStreamsError(
+      ErrorCode.LLM_OPTIONS_INVALID,
+      `LLM concurrency must be a whole number >= 1, got ${limit}.`,
+    );
   }
   let active = 0;
   const waiters: Array<() => void> = [];
@@ -39,7 +42,12 @@ export function createSemaphore(limit: number): Semaphore {
       return waiters.length;
     },
     acquire(signal) {
-      if (signal?.aborted) return Promise.reject(new AgentStreamsError(ErrorCode.ABORTED, 'Aborted while waiting for an LLM request slot.', { cause: signal.reason }));
+      if (signal?.aborted)
+        return Promise.reject(
+          new AgentStreamsError(ErrorCode.ABORTED, 'Aborted while waiting for an LLM request slot.', {
+            cause: signal.reason,
+          }),
+        );
       if (active < limit) {
         active += 1;
         return Promise.resolve(release());
@@ -53,7 +61,11 @@ export function createSemaphore(limit: number): Semaphore {
         const onAbort = (): void => {
           const index = waiters.indexOf(grant);
           if (index >= 0) waiters.splice(index, 1);
-          reject(new AgentStreamsError(ErrorCode.ABORTED, 'Aborted while waiting for an LLM request slot.', { cause: signal?.reason }));
+          reject(
+            new AgentStreamsError(ErrorCode.ABORTED, 'Aborted while waiting for an LLM request slot.', {
+              cause: signal?.reason,
+            }),
+          );
         };
         waiters.push(grant);
         signal?.addEventListener('abort', onAbort, { once: true });

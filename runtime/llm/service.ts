@@ -14,7 +14,15 @@ import Anthropic from '@anthropic-ai/sdk';
 import type { Message } from '@anthropic-ai/sdk/resources/messages';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { abortableSleep, retry, withRetry, type RetryPolicy, type Sleep } from '../retry.ts';
-import { auditRecord, LlmOutcome, recordMetrics, RULES_ONLY, type AuditFields, type LlmCallRecord, type LlmMetrics } from './audit.ts';
+import {
+  auditRecord,
+  LlmOutcome,
+  recordMetrics,
+  RULES_ONLY,
+  type AuditFields,
+  type LlmCallRecord,
+  type LlmMetrics,
+} from './audit.ts';
 import { completeWithBatches, type BatchRequest } from './batches.ts';
 import { createBudget, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
 import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
@@ -24,7 +32,13 @@ import { costUsd, defaultPrices, maxCostUsd, noTokens, totalTokens, type ModelPr
 import type { Parsed } from './output.ts';
 import { correctivePrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import { createSemaphore } from './semaphore.ts';
-import { context as otelContext, traceHeadersOf, traceIdOf, tracingActive, type Context } from '../observability/tracing.ts';
+import {
+  context as otelContext,
+  traceHeadersOf,
+  traceIdOf,
+  tracingActive,
+  type Context,
+} from '../observability/tracing.ts';
 import { endChatSpan, failChatSpan, startChatSpan } from './tracing.ts';
 
 export const LlmMode = {
@@ -149,7 +163,8 @@ export const NO_API_KEY_REASON = 'rules-only mode: no Anthropic API key is confi
 function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>): void {
   const problems = validateBudgets(options.budgets);
   const wholeAtLeast = (name: string, value: number | undefined, min: number): void => {
-    if (value !== undefined && !(Number.isInteger(value) && value >= min)) problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
+    if (value !== undefined && !(Number.isInteger(value) && value >= min))
+      problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
   };
   wholeAtLeast('maxTokens', options.maxTokens, 1);
   wholeAtLeast('timeoutMs', options.timeoutMs, 1);
@@ -160,16 +175,23 @@ function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>)
   wholeAtLeast('circuit.spendLimitCooldownMs', options.circuit?.spendLimitCooldownMs, 0);
   wholeAtLeast('batches.maxPolls', options.batches?.maxPolls, 1);
   for (const model of options.models ?? []) {
-    if (typeof model !== 'string' || model === '') problems.push(`models must be model ids, got ${JSON.stringify(model)}`);
-    else if (prices[model] === undefined) problems.push(`no price for model ${model}: add it to prices so that cost and USD budgets can be estimated`);
+    if (typeof model !== 'string' || model === '')
+      problems.push(`models must be model ids, got ${JSON.stringify(model)}`);
+    else if (prices[model] === undefined)
+      problems.push(`no price for model ${model}: add it to prices so that cost and USD budgets can be estimated`);
   }
   for (const [model, price] of Object.entries(prices)) {
-    if (![price.input, price.output, price.cacheWrite, price.cacheRead].every((p) => Number.isFinite(p) && p >= 0)) problems.push(`prices.${model} must have four finite prices >= 0`);
+    if (![price.input, price.output, price.cacheWrite, price.cacheRead].every((p) => Number.isFinite(p) && p >= 0))
+      problems.push(`prices.${model} must have four finite prices >= 0`);
   }
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `Invalid LLM options: ${problems.join('; ')}. Fix the options passed to createLlm().`, {
-      details: { problems },
-    });
+    throw new AgentStreamsError(
+      ErrorCode.LLM_OPTIONS_INVALID,
+      `Invalid LLM options: ${problems.join('; ')}. Fix the options passed to createLlm().`,
+      {
+        details: { problems },
+      },
+    );
   }
 }
 
@@ -177,9 +199,13 @@ function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>)
 function priced(prices: Readonly<Record<string, ModelPrice>>, model: string): ModelPrice {
   const price = prices[model];
   if (price === undefined) {
-    throw new AgentStreamsError(ErrorCode.LLM_OPTIONS_INVALID, `No price for model ${model}: add it to createLlm({ prices }) (and to models, to check it at start-up).`, {
-      details: { model },
-    });
+    throw new AgentStreamsError(
+      ErrorCode.LLM_OPTIONS_INVALID,
+      `No price for model ${model}: add it to createLlm({ prices }) (and to models, to check it at start-up).`,
+      {
+        details: { model },
+      },
+    );
   }
   return price;
 }
@@ -196,7 +222,9 @@ export function createLlm(options: CreateLlmOptions): Llm {
     try {
       options.onAudit?.(record);
     } catch (error) {
-      log(`llm: onAudit failed for call ${record.call_id} (${error instanceof Error ? error.message : String(error)}); the record is dropped`);
+      log(
+        `llm: onAudit failed for call ${record.call_id} (${error instanceof Error ? error.message : String(error)}); the record is dropped`,
+      );
     }
     recordMetrics(options.metrics, record, sent);
     return record;
@@ -219,12 +247,19 @@ export function createLlm(options: CreateLlmOptions): Llm {
   const maxRetryAfterMs = options.maxRetryAfterMs ?? DEFAULTS.maxRetryAfterMs;
   const core: LlmCore = {
     client,
-    budget: createBudget({ budgets: options.budgets, ...(options.budgetStore ? { store: options.budgetStore } : {}), now }),
+    budget: createBudget({
+      budgets: options.budgets,
+      ...(options.budgetStore ? { store: options.budgetStore } : {}),
+      now,
+    }),
     circuit: createCircuitBreaker({
       failureThreshold: options.circuit?.failureThreshold ?? DEFAULTS.failureThreshold,
       cooldownMs: options.circuit?.cooldownMs ?? DEFAULTS.cooldownMs,
       now,
-      onTransition: (t) => log(`llm: circuit ${t.from} → ${t.to} (${t.reason})${t.openUntilMs === undefined ? '' : ` until ${new Date(t.openUntilMs).toISOString()}`}`),
+      onTransition: (t) =>
+        log(
+          `llm: circuit ${t.from} → ${t.to} (${t.reason})${t.openUntilMs === undefined ? '' : ` until ${new Date(t.openUntilMs).toISOString()}`}`,
+        ),
     }),
     semaphore: createSemaphore(options.concurrency ?? DEFAULTS.concurrency),
     prices,
@@ -239,13 +274,29 @@ export function createLlm(options: CreateLlmOptions): Llm {
   };
   const shutdown = new AbortController();
   const stopSampling = sampleBudgetAndCircuit(core, options);
-  log(`llm: mode=llm — ${options.baseUrl ?? 'https://api.anthropic.com'}${options.models?.length ? `, models ${options.models.join(', ')}` : ''}`);
+  log(
+    `llm: mode=llm — ${options.baseUrl ?? 'https://api.anthropic.com'}${options.models?.length ? `, models ${options.models.join(', ')}` : ''}`,
+  );
 
   // A signal of its own per call: listeners then attach to it, not to one shared signal that every call would load.
-  const signalFor = (signal: AbortSignal | undefined): AbortSignal => AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
+  const signalFor = (signal: AbortSignal | undefined): AbortSignal =>
+    AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
   /** After close(): answered without a call, and still audited, so every answer leaves a row. */
   const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
-    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
+    void emit(
+      {
+        agent,
+        model: RULES_ONLY,
+        usage: noTokens,
+        costUsd: 0,
+        latencyMs: 0,
+        promptHash: '',
+        outcome: LlmOutcome.RULES_ONLY,
+        startedAtMs: now(),
+        ...served,
+      },
+      false,
+    );
 
   async function complete<T>(request: CompletionRequest<T>): Promise<T> {
     const { model, budgetKey: agent } = request;
@@ -263,15 +314,29 @@ export function createLlm(options: CreateLlmOptions): Llm {
     // At most two rounds: the question, and one corrective turn if the first reply was unusable and the caller said how.
     for (let round = 1; ; round += 1) {
       try {
-        return await withRetry(() => callMessages(core, { agent, model, prompt, maxTokens, ...served, trace }, request.parse, signal), core.retryPolicy, {
-          isRetriable: isRetriableLlmError,
-          sleep: core.sleep,
-          signal,
-        });
+        return await withRetry(
+          () => callMessages(core, { agent, model, prompt, maxTokens, ...served, trace }, request.parse, signal),
+          core.retryPolicy,
+          {
+            isRetriable: isRetriableLlmError,
+            sleep: core.sleep,
+            signal,
+          },
+        );
       } catch (error) {
         if (request.signal?.aborted) throw error;
-        if (error instanceof LlmCallError && error.outcome === LlmOutcome.INVALID_OUTPUT && round === 1 && request.correction !== undefined) {
-          prompt = correctivePrompt(first, error.replyText ?? '', error.reason.replace(/^invalid output: /, ''), request.correction);
+        if (
+          error instanceof LlmCallError &&
+          error.outcome === LlmOutcome.INVALID_OUTPUT &&
+          round === 1 &&
+          request.correction !== undefined
+        ) {
+          prompt = correctivePrompt(
+            first,
+            error.replyText ?? '',
+            error.reason.replace(/^invalid output: /, ''),
+            request.correction,
+          );
           continue;
         }
         return request.fallback(reasonOf(error));
@@ -297,7 +362,8 @@ export function createLlm(options: CreateLlmOptions): Llm {
       return completeWithBatches(core, requests, {
         model: batchOptions.model,
         maxTokens: batchOptions.maxTokens ?? defaultMaxTokens,
-        pollPolicy: options.batches?.pollPolicy ?? retry({ initialMs: 10_000, maxMs: 300_000, factor: 1.5, jitter: 0.1 }),
+        pollPolicy:
+          options.batches?.pollPolicy ?? retry({ initialMs: 10_000, maxMs: 300_000, factor: 1.5, jitter: 0.1 }),
         maxPolls: options.batches?.maxPolls ?? DEFAULTS.maxPolls,
         signal: signalFor(batchOptions.signal),
         callerSignal: batchOptions.signal,
@@ -306,7 +372,8 @@ export function createLlm(options: CreateLlmOptions): Llm {
     },
     close() {
       stopSampling();
-      if (!shutdown.signal.aborted) shutdown.abort(new AgentStreamsError(ErrorCode.ABORTED, 'The LLM service was closed.'));
+      if (!shutdown.signal.aborted)
+        shutdown.abort(new AgentStreamsError(ErrorCode.ABORTED, 'The LLM service was closed.'));
     },
   };
 }
@@ -342,11 +409,13 @@ function sampleBudgetAndCircuit(core: LlmCore, options: CreateLlmOptions): () =>
       for (const [agent, used] of await readUsage()) metrics.llmBudgetUsed!.set({ agent }, used);
     }),
     metrics.llmBudgetRemaining?.sampleWith(async () => {
-      for (const [agent, used] of await readUsage()) metrics.llmBudgetRemaining!.set({ agent }, Math.max(0, core.budget.limitFor(agent).tokens - used));
+      for (const [agent, used] of await readUsage())
+        metrics.llmBudgetRemaining!.set({ agent }, Math.max(0, core.budget.limitFor(agent).tokens - used));
     }),
     metrics.llmCircuitState?.sampleWith(() => {
       const current = core.circuit.state;
-      for (const state of Object.values(CircuitState)) metrics.llmCircuitState!.set({ state }, state === current ? 1 : 0);
+      for (const state of Object.values(CircuitState))
+        metrics.llmCircuitState!.set({ state }, state === current ? 1 : 0);
     }),
   ];
   return () => {
@@ -376,15 +445,37 @@ interface MessagesCall {
  * way it can fail, including a reply that `parse` rejects (not retriable here: the caller decides on a corrective
  * turn).
  */
-async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: string, reply: { model: string }) => Parsed<T>, signal: AbortSignal): Promise<T> {
+async function callMessages<T>(
+  core: LlmCore,
+  call: MessagesCall,
+  parse: (text: string, reply: { model: string }) => Parsed<T>,
+  signal: AbortSignal,
+): Promise<T> {
   const { agent, model, prompt, maxTokens } = call;
   const hash = promptHash(prompt);
-  const served: Pick<AuditFields, 'traceId' | 'recordId'> = { traceId: traceIdOf(call.trace), ...(call.recordId !== undefined ? { recordId: call.recordId } : {}) };
+  const served: Pick<AuditFields, 'traceId' | 'recordId'> = {
+    traceId: traceIdOf(call.trace),
+    ...(call.recordId !== undefined ? { recordId: call.recordId } : {}),
+  };
   const release = await core.semaphore.acquire(signal);
   try {
     const startedAtMs = core.now();
     const audit = (outcome: LlmOutcome, extra: Partial<AuditFields> = {}, sent = false): void =>
-      void core.audit({ agent, model, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: hash, outcome, startedAtMs, ...served, ...extra }, sent);
+      void core.audit(
+        {
+          agent,
+          model,
+          usage: noTokens,
+          costUsd: 0,
+          latencyMs: 0,
+          promptHash: hash,
+          outcome,
+          startedAtMs,
+          ...served,
+          ...extra,
+        },
+        sent,
+      );
 
     const permit = core.circuit.tryAcquire();
     if (permit === undefined) {
@@ -415,7 +506,9 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
     const { reservation } = reserved;
 
     // Traced: the request is a GenAI span, child of the record's context, and carries that span's traceparent.
-    const chat = tracingActive() ? startChatSpan(model, maxTokens, call.trace ?? otelContext.active(), core.client.baseURL) : undefined;
+    const chat = tracingActive()
+      ? startChatSpan(model, maxTokens, call.trace ?? otelContext.active(), core.client.baseURL)
+      : undefined;
     if (chat) served.traceId = traceIdOf(chat.context);
     const t0 = performance.now();
     let message: Message;
@@ -449,7 +542,12 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
           : parse(text, { model: message.model });
     audit(parsed.ok ? LlmOutcome.OK : LlmOutcome.INVALID_OUTPUT, { usage, costUsd: cost, latencyMs }, true);
     if (!parsed.ok) {
-      throw new LlmCallError(ErrorCode.LLM_INVALID_OUTPUT, LlmOutcome.INVALID_OUTPUT, `invalid output: ${parsed.problem}`, { replyText: text });
+      throw new LlmCallError(
+        ErrorCode.LLM_INVALID_OUTPUT,
+        LlmOutcome.INVALID_OUTPUT,
+        `invalid output: ${parsed.problem}`,
+        { replyText: text },
+      );
     }
     return parsed.value;
   } finally {
@@ -457,9 +555,26 @@ async function callMessages<T>(core: LlmCore, call: MessagesCall, parse: (text: 
   }
 }
 
-function rulesOnlyLlm(prices: Readonly<Record<string, ModelPrice>>, emit: (fields: AuditFields, sent: boolean) => LlmCallRecord, now: () => number): Llm {
+function rulesOnlyLlm(
+  prices: Readonly<Record<string, ModelPrice>>,
+  emit: (fields: AuditFields, sent: boolean) => LlmCallRecord,
+  now: () => number,
+): Llm {
   const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
-    void emit({ agent, model: RULES_ONLY, usage: noTokens, costUsd: 0, latencyMs: 0, promptHash: '', outcome: LlmOutcome.RULES_ONLY, startedAtMs: now(), ...served }, false);
+    void emit(
+      {
+        agent,
+        model: RULES_ONLY,
+        usage: noTokens,
+        costUsd: 0,
+        latencyMs: 0,
+        promptHash: '',
+        outcome: LlmOutcome.RULES_ONLY,
+        startedAtMs: now(),
+        ...served,
+      },
+      false,
+    );
   return {
     mode: LlmMode.RULES_ONLY,
     reason: NO_API_KEY_REASON,
@@ -467,7 +582,10 @@ function rulesOnlyLlm(prices: Readonly<Record<string, ModelPrice>>, emit: (field
     priceOf: (model) => prices[model],
     async complete(request) {
       priced(prices, request.model);
-      audit(request.budgetKey, { ...(request.recordId !== undefined ? { recordId: request.recordId } : {}), traceId: traceIdOf(request.trace ?? otelContext.active()) });
+      audit(request.budgetKey, {
+        ...(request.recordId !== undefined ? { recordId: request.recordId } : {}),
+        traceId: traceIdOf(request.trace ?? otelContext.active()),
+      });
       return request.fallback(NO_API_KEY_REASON);
     },
     async completeBatch(requests, batchOptions) {

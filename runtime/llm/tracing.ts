@@ -10,7 +10,12 @@ import type { TokenUsage } from './models.ts';
 export const GEN_AI_PROVIDER = 'anthropic';
 
 /** Starts the span of one Messages request; `parent` is the record's context (or the active one). */
-export function startChatSpan(model: string, maxTokens: number, parent: Context, baseUrl: string): { span: Span; context: Context } {
+export function startChatSpan(
+  model: string,
+  maxTokens: number,
+  parent: Context,
+  baseUrl: string,
+): { span: Span; context: Context } {
   let server: { address: string; port: number } | undefined;
   try {
     const url = new URL(baseUrl);

@@ -38,7 +38,11 @@ export interface LagMonitor {
   stop(): void;
 }
 
-export async function readGroupLag(admin: LagMonitorOptions['admin'], groupId: string, topics: readonly string[]): Promise<PartitionLag[]> {
+export async function readGroupLag(
+  admin: LagMonitorOptions['admin'],
+  groupId: string,
+  topics: readonly string[],
+): Promise<PartitionLag[]> {
   const committed = new Map<string, number>();
   for (const { topic, partitions } of await admin.fetchOffsets({ groupId, topics: [...topics] })) {
     for (const { partition, offset } of partitions) committed.set(`${topic}:${partition}`, Number(offset));
@@ -63,7 +67,8 @@ export function startLagMonitor(options: LagMonitorOptions): LagMonitor {
     running ??= (async () => {
       try {
         const lags = await readGroupLag(admin, groupId, topics);
-        for (const { topic, partition, lag } of lags) metrics.consumerLag.set({ processor, topic, partition: String(partition) }, lag);
+        for (const { topic, partition, lag } of lags)
+          metrics.consumerLag.set({ processor, topic, partition: String(partition) }, lag);
         metrics.consumerLagSampled.set({ processor }, Date.now() / 1000);
         if (failing) log?.('lag.recovered');
         failing = false;

@@ -57,7 +57,11 @@ export function stderrDestination(): DestinationStream {
 /** Replaces every secret (raw and as it appears inside a JSON string) and every password in a URL by `***`. */
 export function secretScrubber(secrets: readonly string[]): (text: string) => string {
   // Short values would censor ordinary words; a secret that short is not a secret anyway.
-  const needles = [...new Set(secrets.filter((s) => s.length >= 4).flatMap((s) => [s, JSON.stringify(s).slice(1, -1), encodeURIComponent(s)]))].sort((a, b) => b.length - a.length);
+  const needles = [
+    ...new Set(
+      secrets.filter((s) => s.length >= 4).flatMap((s) => [s, JSON.stringify(s).slice(1, -1), encodeURIComponent(s)]),
+    ),
+  ].sort((a, b) => b.length - a.length);
   return (text) => {
     let out = text.replace(/([a-z][a-z0-9+.-]*:\/\/[^\s:/@"]*):([^\s/@"]+)@/gi, `$1:${CENSOR}@`);
     for (const needle of needles) if (out.includes(needle)) out = out.split(needle).join(CENSOR);
@@ -82,12 +86,23 @@ export function createLogger(options: CreateLoggerOptions): Logger {
   return pino(
     {
       level: options.level ?? options.config?.log.level ?? 'info',
-      base: { application: options.application, processor: options.processor, instance: options.instance ?? `${hostname()}-${process.pid}` },
+      base: {
+        application: options.application,
+        processor: options.processor,
+        instance: options.instance ?? `${hostname()}-${process.pid}`,
+      },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       mixin: traceFields,
       redact: {
-        paths: [...SECRET_FIELDS, ...SECRET_FIELDS.map((f) => `*.${f}`), 'headers["x-api-key"]', '*.headers["x-api-key"]', '*.headers.authorization', ...configPaths],
+        paths: [
+          ...SECRET_FIELDS,
+          ...SECRET_FIELDS.map((f) => `*.${f}`),
+          'headers["x-api-key"]',
+          '*.headers["x-api-key"]',
+          '*.headers.authorization',
+          ...configPaths,
+        ],
         censor: CENSOR,
       },
       hooks: { streamWrite: scrub },
@@ -97,7 +112,8 @@ export function createLogger(options: CreateLoggerOptions): Logger {
 }
 
 const ERROR_EVENT = /crash|error|fail/;
-const WARN_EVENT = /retry|fenced|dead-letter|timeout|unavailable|rejected|refused|stall|deadline|lost|stuck|stopping-late/;
+const WARN_EVENT =
+  /retry|fenced|dead-letter|timeout|unavailable|rejected|refused|stall|deadline|lost|stuck|stopping-late/;
 
 /** The level an event is logged at, read from its name: failures are errors, retries and fencing warnings. */
 export function levelOfEvent(event: string): Level {
@@ -132,7 +148,13 @@ const KAFKA_LEVELS: Record<number, Level> = {
 export function kafkaLogCreator(logger: () => Logger = processLogger): logCreator {
   return () =>
     ({ namespace, level, log }) => {
-      const { message, timestamp: _timestamp, logger: _logger, stack: _stack, ...extra } = log as { message: string; timestamp?: string; logger?: string; stack?: string } & LogFields;
+      const {
+        message,
+        timestamp: _timestamp,
+        logger: _logger,
+        stack: _stack,
+        ...extra
+      } = log as { message: string; timestamp?: string; logger?: string; stack?: string } & LogFields;
       // Every producer here uses kafkajs' default (Java-compatible murmur2) partitioner on purpose: its once-per-process
       // migration notice says nothing an operator can act on.
       if (message.startsWith('KafkaJS v2.0.0 switched default partitioner')) return;
@@ -140,7 +162,10 @@ export function kafkaLogCreator(logger: () => Logger = processLogger): logCreato
       // while a topic is created, "rebalancing" while a group joins) is handled by kafkajs' retries or reaches our
       // code as an error that is logged there: at `error` it would cry wolf in every start-up.
       const answered = level === KafkaLogLevel.ERROR && namespace === 'Connection' && message.startsWith('Response ');
-      logger()[answered ? 'warn' : (KAFKA_LEVELS[level] ?? 'error')]({ event: 'kafka.log', kafka: { namespace, ...extra } }, message);
+      logger()[answered ? 'warn' : (KAFKA_LEVELS[level] ?? 'error')](
+        { event: 'kafka.log', kafka: { namespace, ...extra } },
+        message,
+      );
     };
 }
 
@@ -151,7 +176,14 @@ export function kafkaLogCreator(logger: () => Logger = processLogger): logCreato
 export class ClickHouseLogger {
   #write(level: Level, params: { module: string; message: string; args?: Record<string, unknown>; err?: Error }): void {
     const { query: _query, ...args } = params.args ?? {};
-    processLogger()[level]({ event: 'clickhouse.log', clickhouse: { module: params.module, ...args }, ...(params.err ? { err: params.err } : {}) }, params.message);
+    processLogger()[level](
+      {
+        event: 'clickhouse.log',
+        clickhouse: { module: params.module, ...args },
+        ...(params.err ? { err: params.err } : {}),
+      },
+      params.message,
+    );
   }
   trace(params: { module: string; message: string; args?: Record<string, unknown> }): void {
     this.#write('trace', params);
@@ -190,7 +222,12 @@ export function processLogger(): Logger {
       // An invalid configuration is reported by whoever loads it; the logger still scrubs URL passwords.
     }
     // On stderr: a command that installed no logger prints its own output (a table, JSON) on stdout.
-    fallback = createLogger({ application: 'agent-streams', processor: process.argv[2] ?? 'agent-streams', ...(config ? { config } : {}), destination: stderrDestination() });
+    fallback = createLogger({
+      application: 'agent-streams',
+      processor: process.argv[2] ?? 'agent-streams',
+      ...(config ? { config } : {}),
+      destination: stderrDestination(),
+    });
   }
   return fallback;
 }

@@ -190,7 +190,7 @@ export function createMetrics(options: CreateMetricsOptions = {}) {
     }),
     stateBytes: new Gauge({
       name: `${PREFIX}state_bytes`,
-      help: "Bytes of state values a task holds in Redis (JSON; counted like agent_streams_state_keys)",
+      help: 'Bytes of state values a task holds in Redis (JSON; counted like agent_streams_state_keys)',
       labelNames: ['processor', 'partition'] as const,
       registers,
     }),

@@ -50,12 +50,19 @@ export function startObservabilityServer(options: ObservabilityServerOptions): P
   const { port, host = '127.0.0.1', metrics, health, ready } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     return Promise.reject(
-      new AgentStreamsError(ErrorCode.OBSERVABILITY_LISTEN_FAILED, `Observability port must be a whole number from 0 to 65535, got ${port}.`),
+      new AgentStreamsError(
+        ErrorCode.OBSERVABILITY_LISTEN_FAILED,
+        `Observability port must be a whole number from 0 to 65535, got ${port}.`,
+      ),
     );
   }
 
   const routes: Record<string, () => Promise<Reply>> = {
-    '/metrics': async () => ({ status: 200, contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    '/metrics': async () => ({
+      status: 200,
+      contentType: metrics.registry.contentType,
+      body: await metrics.registry.metrics(),
+    }),
     '/healthz': async () => {
       let report: HealthReport;
       try {
@@ -67,7 +74,11 @@ export function startObservabilityServer(options: ObservabilityServerOptions): P
         .filter(([, check]) => !check.healthy)
         .map(([name, check]) => (check.detail ? `${name}: ${check.detail}` : name));
       if (report.healthy) return json(200, { status: 'ok', checks: report.checks ?? {} });
-      return json(503, { status: 'unhealthy', reason: failing.length > 0 ? failing.join('; ') : 'reported unhealthy', checks: report.checks ?? {} });
+      return json(503, {
+        status: 'unhealthy',
+        reason: failing.length > 0 ? failing.join('; ') : 'reported unhealthy',
+        checks: report.checks ?? {},
+      });
     },
     '/readyz': async () => {
       try {
@@ -81,10 +92,16 @@ export function startObservabilityServer(options: ObservabilityServerOptions): P
   async function route(request: IncomingMessage): Promise<Reply> {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
     const handler = Object.hasOwn(routes, path) ? routes[path] : undefined;
-    if (!handler) return { status: 404, contentType: TEXT_TYPE, body: `Not found: ${path}. Try /metrics, /healthz or /readyz.\n` };
+    if (!handler)
+      return { status: 404, contentType: TEXT_TYPE, body: `Not found: ${path}. Try /metrics, /healthz or /readyz.\n` };
     // HEAD is answered like GET without a body, as HTTP requires of any server that supports GET.
     if (request.method !== 'GET' && request.method !== 'HEAD') {
-      return { status: 405, contentType: TEXT_TYPE, body: `Method ${request.method} not allowed; use GET.\n`, headers: { allow: 'GET, HEAD' } };
+      return {
+        status: 405,
+        contentType: TEXT_TYPE,
+        body: `Method ${request.method} not allowed; use GET.\n`,
+        headers: { allow: 'GET, HEAD' },
+      };
     }
     return handler();
   }
@@ -102,7 +119,12 @@ export function startObservabilityServer(options: ObservabilityServerOptions): P
   const server = createServer((request, response) => {
     route(request).then(
       (reply) => respond(request, response, reply),
-      (error: unknown) => respond(request, response, { status: 500, contentType: TEXT_TYPE, body: `Internal error: ${messageOf(error)}\n` }),
+      (error: unknown) =>
+        respond(request, response, {
+          status: 500,
+          contentType: TEXT_TYPE,
+          body: `Internal error: ${messageOf(error)}\n`,
+        }),
     );
   });
 

@@ -34,10 +34,15 @@ export const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 /** Why tracing is on or off, from the standard OTEL_* environment (nothing of our own to configure). */
 export function tracingSettings(env: NodeJS.ProcessEnv = process.env): { enabled: boolean; reason: string } {
   if (/^true$/i.test(env.OTEL_SDK_DISABLED ?? '')) return { enabled: false, reason: 'OTEL_SDK_DISABLED=true' };
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (exporters.includes('none')) return { enabled: false, reason: 'OTEL_TRACES_EXPORTER=none' };
-  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return { enabled: true, reason: `OTLP traces to ${env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT}` };
-  if (env.OTEL_EXPORTER_OTLP_ENDPOINT) return { enabled: true, reason: `OTLP traces to ${env.OTEL_EXPORTER_OTLP_ENDPOINT}` };
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+    return { enabled: true, reason: `OTLP traces to ${env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT}` };
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT)
+    return { enabled: true, reason: `OTLP traces to ${env.OTEL_EXPORTER_OTLP_ENDPOINT}` };
   if (exporters.length > 0) return { enabled: true, reason: `OTEL_TRACES_EXPORTER=${exporters.join(',')}` };
   return { enabled: false, reason: 'no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set' };
 }
@@ -70,7 +75,10 @@ export async function startTracing(
   if (!settings.enabled) return undefined;
   env.OTEL_METRICS_EXPORTER ??= 'none';
   env.OTEL_LOGS_EXPORTER ??= 'none';
-  const [{ NodeSDK }, { OTLPTraceExporter }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/exporter-trace-otlp-proto')]);
+  const [{ NodeSDK }, { OTLPTraceExporter }] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('@opentelemetry/exporter-trace-otlp-proto'),
+  ]);
   const explicit = (env.OTEL_TRACES_EXPORTER ?? '').trim() !== '';
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME || serviceName,
@@ -105,7 +113,11 @@ const TRACER_NAME = 'agent-streams';
  * Returns undefined while tracing is off. `end` records the status the response went out with.
  */
 export function traceHttpServer(
-  request: { method?: string | undefined; url?: string | undefined; headers: Record<string, string | string[] | undefined> },
+  request: {
+    method?: string | undefined;
+    url?: string | undefined;
+    headers: Record<string, string | string[] | undefined>;
+  },
   route: string,
 ): { context: Context; end(status: number): void } | undefined {
   if (!active) return undefined;
@@ -113,7 +125,14 @@ export function traceHttpServer(
   const method = request.method ?? 'GET';
   const span = tracer().startSpan(
     `${method} ${route}`,
-    { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route, 'url.path': new URL(request.url ?? '/', 'http://server').pathname } },
+    {
+      kind: SpanKind.SERVER,
+      attributes: {
+        'http.request.method': method,
+        'http.route': route,
+        'url.path': new URL(request.url ?? '/', 'http://server').pathname,
+      },
+    },
     parent,
   );
   return {
@@ -163,9 +182,16 @@ function withTraceCarrier<H extends RecordHeaders>(headers: H | undefined, carri
  * A producer's send as a span (kind producer, `send {topic}`), child of the active context: `messages` come back
  * carrying its context; `settle` ends it with the send's outcome. Untouched (and no span) while tracing is off.
  */
-export function traceSend<M extends { headers?: RecordHeaders }>(topic: string, messages: M[], fields: { clientId?: string } = {}): { messages: M[]; settle: (error?: unknown) => void } {
+export function traceSend<M extends { headers?: RecordHeaders }>(
+  topic: string,
+  messages: M[],
+  fields: { clientId?: string } = {},
+): { messages: M[]; settle: (error?: unknown) => void } {
   if (!active) return { messages, settle: () => {} };
-  const span = tracer().startSpan(`send ${topic}`, { kind: SpanKind.PRODUCER, attributes: messagingAttributes('send', { topic, count: messages.length, ...fields }) });
+  const span = tracer().startSpan(`send ${topic}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: messagingAttributes('send', { topic, count: messages.length, ...fields }),
+  });
   const ctx = trace.setSpan(context.active(), span);
   return {
     messages: messages.map((m) => ({ ...m, headers: withTraceHeaders(m.headers, ctx) })),
@@ -192,7 +218,15 @@ export const MAX_BATCH_LINKS = 128;
 /** Messaging attributes (OTel messaging semantic conventions) shared by Kafka spans. */
 export function messagingAttributes(
   operation: 'create' | 'send' | 'receive' | 'process' | 'settle',
-  fields: { topic: string; partition?: number; offset?: string; group?: string; count?: number; clientId?: string; operationName?: string },
+  fields: {
+    topic: string;
+    partition?: number;
+    offset?: string;
+    group?: string;
+    count?: number;
+    clientId?: string;
+    operationName?: string;
+  },
 ): Attributes {
   const attributes: Attributes = {
     'messaging.system': 'kafka',
@@ -211,7 +245,10 @@ export function messagingAttributes(
 export function endWithError(span: Span, error: unknown): void {
   span.recordException(error instanceof Error ? error : String(error));
   span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
-  span.setAttribute('error.type', (error as { code?: string })?.code ?? (error instanceof Error ? error.name : 'Error'));
+  span.setAttribute(
+    'error.type',
+    (error as { code?: string })?.code ?? (error instanceof Error ? error.name : 'Error'),
+  );
   span.end();
 }
 
@@ -250,7 +287,11 @@ export class BatchTrace {
     const name = `process ${fields.topic}`;
     this.span = t.startSpan(
       name,
-      { kind: SpanKind.CONSUMER, links, attributes: messagingAttributes('process', { ...fields, count: records.length }) },
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: messagingAttributes('process', { ...fields, count: records.length }),
+      },
       ROOT_CONTEXT,
     );
     this.context = trace.setSpan(ROOT_CONTEXT, this.span);
@@ -261,7 +302,11 @@ export class BatchTrace {
       } else if (this.perRecord && (spanContext.traceFlags & 1) === 1) {
         const span = t.startSpan(
           name,
-          { kind: SpanKind.CONSUMER, links: batchLink, attributes: messagingAttributes('process', { ...fields, offset: record.offset }) },
+          {
+            kind: SpanKind.CONSUMER,
+            links: batchLink,
+            attributes: messagingAttributes('process', { ...fields, offset: record.offset }),
+          },
           ctx,
         );
         this.records.set(record.offset, { context: trace.setSpan(ctx, span), span });

@@ -22,17 +22,28 @@ export interface DecodedRecord<T = unknown> {
 
 export type DeserializeReason = 'empty' | 'magic-byte' | 'unknown-schema' | 'body' | 'range' | 'incompatible';
 
-export function deserializeError(reason: DeserializeReason, message: string, details: Record<string, unknown> = {}, cause?: unknown): AgentStreamsError {
+export function deserializeError(
+  reason: DeserializeReason,
+  message: string,
+  details: Record<string, unknown> = {},
+  cause?: unknown,
+): AgentStreamsError {
   return new AgentStreamsError(ErrorCode.DESERIALIZE, message, { details: { reason, ...details }, cause });
 }
 
 /** Reads the schema id from the wire header without touching the body. */
 export function schemaIdOf(buffer: Buffer | null): number {
   if (!buffer || buffer.length < WIRE_HEADER_BYTES) {
-    throw deserializeError('empty', `Record value is ${buffer ? `${buffer.length} bytes` : 'null'}: too short for the Confluent wire format (magic byte + 4-byte schema id + body).`);
+    throw deserializeError(
+      'empty',
+      `Record value is ${buffer ? `${buffer.length} bytes` : 'null'}: too short for the Confluent wire format (magic byte + 4-byte schema id + body).`,
+    );
   }
   if (buffer[0] !== 0) {
-    throw deserializeError('magic-byte', `Record value starts with byte 0x${buffer[0]!.toString(16).padStart(2, '0')}, not the Confluent magic byte 0x00: it was not written by a schema-registry serializer.`);
+    throw deserializeError(
+      'magic-byte',
+      `Record value starts with byte 0x${buffer[0]!.toString(16).padStart(2, '0')}, not the Confluent magic byte 0x00: it was not written by a schema-registry serializer.`,
+    );
   }
   return buffer.readInt32BE(1);
 }
@@ -56,13 +67,20 @@ export function compileWriterChecks(schema: unknown): WriterChecks {
  * value ranges. Every failure is a deserialize error, which the runtime dead-letters. With a `resolution` the body
  * (bounded by its writer's checks) is read into the reader's schema, and the reader's ranges are checked.
  */
-export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, schemaId: number, recordType: string, resolution?: Resolution): unknown {
+export function decodeBody(
+  type: avro.Type,
+  checks: WriterChecks,
+  body: Buffer,
+  schemaId: number,
+  recordType: string,
+  resolution?: Resolution,
+): unknown {
   if (resolution && 'error' in resolution) {
     const { reader } = resolution;
     throw deserializeError(
       'incompatible',
       `${recordType} written with schema id ${schemaId} cannot be read as ${reader.recordType} (the reader schema from ${reader.source}): ${resolution.error.message}. ` +
-        'The writer and the reader are not compatible: deploy readers and writers in the order docs/schemas.md gives for the subject\'s compatibility, or give the field a default.',
+        "The writer and the reader are not compatible: deploy readers and writers in the order docs/schemas.md gives for the subject's compatibility, or give the field a default.",
       { schemaId, recordType, readerRecordType: reader.recordType },
       resolution.error,
     );
@@ -72,7 +90,12 @@ export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, 
     checks.bounds(body);
     value = resolution ? resolution.reader.type.fromBuffer(body, resolution.resolver) : type.fromBuffer(body);
   } catch (error) {
-    throw deserializeError('body', `Avro body does not match schema id ${schemaId} (${recordType}): ${(error as Error).message}`, { schemaId, recordType }, error);
+    throw deserializeError(
+      'body',
+      `Avro body does not match schema id ${schemaId} (${recordType}): ${(error as Error).message}`,
+      { schemaId, recordType },
+      error,
+    );
   }
   const ranges = resolution ? resolution.reader.ranges : checks.ranges;
   if (ranges) {
@@ -80,18 +103,35 @@ export function decodeBody(type: avro.Type, checks: WriterChecks, body: Buffer, 
       ranges(value);
     } catch (error) {
       if (!(error instanceof RangeViolation)) throw error;
-      const as = resolution ? ` read as ${resolution.reader.recordType} (reader schema from ${resolution.reader.source})` : '';
-      throw deserializeError('range', `${recordType} (schema id ${schemaId})${as} is out of range: ${error.message}. Fix the producer; the record is dead-lettered.`, {
-        schemaId, recordType, field: error.field, value: String(error.value), rule: error.rule,
-      }, error);
+      const as = resolution
+        ? ` read as ${resolution.reader.recordType} (reader schema from ${resolution.reader.source})`
+        : '';
+      throw deserializeError(
+        'range',
+        `${recordType} (schema id ${schemaId})${as} is out of range: ${error.message}. Fix the producer; the record is dead-lettered.`,
+        {
+          schemaId,
+          recordType,
+          field: error.field,
+          value: String(error.value),
+          rule: error.rule,
+        },
+        error,
+      );
     }
   }
   return value;
 }
 
 export function registryClient(config: Config): SchemaRegistry {
-  const auth = config.registry.username ? { username: config.registry.username, password: config.registry.password } : undefined;
-  return new SchemaRegistry({ host: config.registry.url, ...(auth ? { auth } : {}), retry: { retries: 3, initialRetryTimeInSecs: 0.2, maxRetryTimeInSecs: 2 } });
+  const auth = config.registry.username
+    ? { username: config.registry.username, password: config.registry.password }
+    : undefined;
+  return new SchemaRegistry({
+    host: config.registry.url,
+    ...(auth ? { auth } : {}),
+    retry: { retries: 3, initialRetryTimeInSecs: 0.2, maxRetryTimeInSecs: 2 },
+  });
 }
 
 export interface WriterEntry {
@@ -138,10 +178,14 @@ export class AvroSerde {
           // An id the registry does not know is the record's problem (it will be dead-lettered); a registry that
           // cannot be reached is ours, and must be retried, never turned into dead letters.
           if ((error as { status?: number }).status === 404) return;
-          throw new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, `Schema registry lookup of id ${id} failed: ${(error as Error).message}`, {
-            retriable: true,
-            cause: error,
-          });
+          throw new AgentStreamsError(
+            ErrorCode.REGISTRY_UNAVAILABLE,
+            `Schema registry lookup of id ${id} failed: ${(error as Error).message}`,
+            {
+              retriable: true,
+              cause: error,
+            },
+          );
         }),
       ),
     );
@@ -157,7 +201,7 @@ export class AvroSerde {
     const found = (await origin.getSchemaOriginRequest(id)).data();
     let type: avro.Type;
     let json: unknown;
-    if ((found.schemaType ?? 'AVRO') === 'AVRO' && !(found.references?.length)) {
+    if ((found.schemaType ?? 'AVRO') === 'AVRO' && !found.references?.length) {
       json = JSON.parse(found.schema);
       type = avro.Type.forSchema(json as avro.Schema);
     } else {
@@ -180,7 +224,12 @@ export class AvroSerde {
       try {
         await this.fetchId(id);
       } catch (error) {
-        throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry: ${(error as Error).message}`, { schemaId: id }, error);
+        throw deserializeError(
+          'unknown-schema',
+          `Schema id ${id} is not known to the registry: ${(error as Error).message}`,
+          { schemaId: id },
+          error,
+        );
       }
     }
     return this.decodeResolved<T>(buffer, readers);
@@ -190,10 +239,22 @@ export class AvroSerde {
   decodeResolved<T = unknown>(buffer: Buffer | null, readers?: ReaderSchemas): DecodedRecord<T> {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
-    if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the registry (or the registry could not be reached when the batch was resolved).`, { schemaId: id });
+    if (!entry)
+      throw deserializeError(
+        'unknown-schema',
+        `Schema id ${id} is not known to the registry (or the registry could not be reached when the batch was resolved).`,
+        { schemaId: id },
+      );
     const reader = readers?.byWriterType.get(entry.recordType);
     const resolution = reader ? this.resolvers.resolve(reader, id, entry.type) : undefined;
-    const value = decodeBody(entry.type, entry.checks, (buffer as Buffer).subarray(WIRE_HEADER_BYTES), id, entry.recordType, resolution) as T;
+    const value = decodeBody(
+      entry.type,
+      entry.checks,
+      (buffer as Buffer).subarray(WIRE_HEADER_BYTES),
+      id,
+      entry.recordType,
+      resolution,
+    ) as T;
     return { schemaId: id, recordType: reader ? reader.recordType : entry.recordType, value };
   }
 
@@ -214,7 +275,11 @@ export class AvroSerde {
     try {
       id = await this.registry.getLatestSchemaId(subject);
     } catch (error) {
-      throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Subject "${subject}" has no schema in the registry: run \`agent-streams schemas register\` first.`, { cause: error, details: { subject } });
+      throw new AgentStreamsError(
+        ErrorCode.SCHEMA_INVALID,
+        `Subject "${subject}" has no schema in the registry: run \`agent-streams schemas register\` first.`,
+        { cause: error, details: { subject } },
+      );
     }
     const { type } = await this.fetchId(id);
     const entry = { id, type };
@@ -224,12 +289,20 @@ export class AvroSerde {
 
   encode(subject: string, value: unknown): Buffer {
     const writer = this.bySubject.get(subject);
-    if (!writer) throw new AgentStreamsError(ErrorCode.SERIALIZE, `No writer schema loaded for "${subject}": await writerFor("${subject}") first.`);
+    if (!writer)
+      throw new AgentStreamsError(
+        ErrorCode.SERIALIZE,
+        `No writer schema loaded for "${subject}": await writerFor("${subject}") first.`,
+      );
     const errors: string[] = [];
     if (!writer.type.isValid(value, { errorHook: (path) => errors.push(path.join('.') || '(root)') })) {
-      throw new AgentStreamsError(ErrorCode.SERIALIZE, `Value does not match ${subject} (schema id ${writer.id}); invalid at: ${errors.join(', ')}.`, {
-        details: { subject, paths: errors },
-      });
+      throw new AgentStreamsError(
+        ErrorCode.SERIALIZE,
+        `Value does not match ${subject} (schema id ${writer.id}); invalid at: ${errors.join(', ')}.`,
+        {
+          details: { subject, paths: errors },
+        },
+      );
     }
     const body = writer.type.toBuffer(value);
     const out = Buffer.allocUnsafe(WIRE_HEADER_BYTES + body.length);

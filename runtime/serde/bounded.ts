@@ -60,9 +60,14 @@ function schemaError(message: string): Error {
 /** Parses Avro schema JSON into a graph of nodes; named types are shared, so recursive schemas become cycles. */
 export function parseSchemaGraph(schema: unknown): SchemaNode {
   const named = new Map<string, SchemaNode>();
-  const fullName = (name: string, namespace: string | undefined): string => (name.includes('.') || !namespace ? name : `${namespace}.${name}`);
+  const fullName = (name: string, namespace: string | undefined): string =>
+    name.includes('.') || !namespace ? name : `${namespace}.${name}`;
   const namespaceOf = (name: string, declared: unknown, enclosing: string | undefined): string | undefined =>
-    name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : typeof declared === 'string' ? declared || undefined : enclosing;
+    name.includes('.')
+      ? name.slice(0, name.lastIndexOf('.'))
+      : typeof declared === 'string'
+        ? declared || undefined
+        : enclosing;
 
   const parse = (s: unknown, namespace: string | undefined): SchemaNode => {
     if (typeof s === 'string') {
@@ -87,7 +92,8 @@ export function parseSchemaGraph(schema: unknown): SchemaNode {
         return node;
       }
       if (type === 'fixed') {
-        if (typeof o.size !== 'number' || !Number.isInteger(o.size) || o.size < 0) throw schemaError(`fixed ${name} has no valid size.`);
+        if (typeof o.size !== 'number' || !Number.isInteger(o.size) || o.size < 0)
+          throw schemaError(`fixed ${name} has no valid size.`);
         const node: SchemaNode = { kind: 'fixed', name, size: o.size };
         named.set(name, node);
         return node;
@@ -160,8 +166,16 @@ function readVarint(buf: Buffer, start: number, maxBytes: number, what: string, 
   let scale = 1;
   let b: number;
   do {
-    if (pos >= buf.length) throw new BoundsViolation(`${what} at offset ${start} runs past the end of the ${buf.length}-byte body${where(label)}`, start);
-    if (pos - start === maxBytes) throw new BoundsViolation(`${what} at offset ${start} is a varint longer than ${maxBytes} bytes${where(label)}`, start);
+    if (pos >= buf.length)
+      throw new BoundsViolation(
+        `${what} at offset ${start} runs past the end of the ${buf.length}-byte body${where(label)}`,
+        start,
+      );
+    if (pos - start === maxBytes)
+      throw new BoundsViolation(
+        `${what} at offset ${start} is a varint longer than ${maxBytes} bytes${where(label)}`,
+        start,
+      );
     b = buf[pos++]!;
     n += (b & 0x7f) * scale;
     scale *= 128;
@@ -172,19 +186,25 @@ function readVarint(buf: Buffer, start: number, maxBytes: number, what: string, 
 
 function readInt(buf: Buffer, start: number, what: string, label: string): number {
   const pos = readVarint(buf, start, 5, what, label);
-  if (varintValue > 2147483647 || varintValue < -2147483648) throw new BoundsViolation(`${what} ${varintValue} at offset ${start} does not fit a 32-bit int${where(label)}`, start);
+  if (varintValue > 2147483647 || varintValue < -2147483648)
+    throw new BoundsViolation(
+      `${what} ${varintValue} at offset ${start} does not fit a 32-bit int${where(label)}`,
+      start,
+    );
   return pos;
 }
 
 function skipFixed(buf: Buffer, pos: number, bytes: number, what: string, label: string): number {
   const left = buf.length - pos;
-  if (bytes > left) throw new BoundsViolation(`${what} needs ${bytes} bytes but ${left} are left at offset ${pos}${where(label)}`, pos);
+  if (bytes > left)
+    throw new BoundsViolation(`${what} needs ${bytes} bytes but ${left} are left at offset ${pos}${where(label)}`, pos);
   return pos + bytes;
 }
 
 function skipBoolean(buf: Buffer, pos: number, label: string): number {
   const b = buf[pos];
-  if (b === undefined) throw new BoundsViolation(`boolean needs 1 byte but 0 are left at offset ${pos}${where(label)}`, pos);
+  if (b === undefined)
+    throw new BoundsViolation(`boolean needs 1 byte but 0 are left at offset ${pos}${where(label)}`, pos);
   if (b > 1) throw new BoundsViolation(`boolean byte ${b} at offset ${pos} is neither 0 nor 1${where(label)}`, pos);
   return pos + 1;
 }
@@ -194,13 +214,18 @@ function skipLength(buf: Buffer, at: number, what: string, label: string): numbe
   const length = varintValue;
   const left = buf.length - pos;
   if (length < 0) throw new BoundsViolation(`${what} ${length} at offset ${at} is negative${where(label)}`, at);
-  if (length > left) throw new BoundsViolation(`${what} ${length} exceeds the ${left} bytes left at offset ${at}${where(label)}`, at);
+  if (length > left)
+    throw new BoundsViolation(`${what} ${length} exceeds the ${left} bytes left at offset ${at}${where(label)}`, at);
   return pos + length;
 }
 
 function readIndex(buf: Buffer, at: number, count: number, what: string, label: string): number {
   const pos = readInt(buf, at, what, label);
-  if (varintValue < 0 || varintValue >= count) throw new BoundsViolation(`${what} ${varintValue} at offset ${at} is not one of the ${count} ${what === 'union branch index' ? 'branches' : 'symbols'}${where(label)}`, at);
+  if (varintValue < 0 || varintValue >= count)
+    throw new BoundsViolation(
+      `${what} ${varintValue} at offset ${at} is not one of the ${count} ${what === 'union branch index' ? 'branches' : 'symbols'}${where(label)}`,
+      at,
+    );
   return pos;
 }
 
@@ -220,16 +245,27 @@ function readBlock(buf: Buffer, at: number, kind: string, min: number, label: st
     const sizeAt = pos;
     pos = readVarint(buf, pos, 10, `${kind} block byte size`, label);
     const left = buf.length - pos;
-    if (varintValue < 0 || varintValue > left) throw new BoundsViolation(`${kind} block byte size ${varintValue} at offset ${sizeAt} is not within the ${left} bytes left${where(label)}`, sizeAt);
+    if (varintValue < 0 || varintValue > left)
+      throw new BoundsViolation(
+        `${kind} block byte size ${varintValue} at offset ${sizeAt} is not within the ${left} bytes left${where(label)}`,
+        sizeAt,
+      );
     blockEnd = pos + varintValue;
   }
   const left = (blockEnd >= 0 ? blockEnd : buf.length) - pos;
   if (min > 0) {
-    if (count * min > left) throw new BoundsViolation(`${kind} block count ${count} exceeds the ${left} bytes left at offset ${at}${where(label)}`, at);
+    if (count * min > left)
+      throw new BoundsViolation(
+        `${kind} block count ${count} exceeds the ${left} bytes left at offset ${at}${where(label)}`,
+        at,
+      );
   } else {
     zeroItems += count;
     if (zeroItems > zeroLimit) {
-      throw new BoundsViolation(`${kind} block count ${count} at offset ${at} takes the items that can be 0 bytes long past the limit of ${zeroLimit} per record${where(label)}`, at);
+      throw new BoundsViolation(
+        `${kind} block count ${count} at offset ${at} takes the items that can be 0 bytes long past the limit of ${zeroLimit} per record${where(label)}`,
+        at,
+      );
     }
   }
   varintValue = count;
@@ -237,14 +273,30 @@ function readBlock(buf: Buffer, at: number, kind: string, min: number, label: st
 }
 
 function checkBlockEnd(pos: number, end: number, start: number, at: number, kind: string, label: string): void {
-  if (end >= 0 && pos !== end) throw new BoundsViolation(`${kind} block at offset ${at} declares ${end - start} bytes but its items take ${pos - start}${where(label)}`, at);
+  if (end >= 0 && pos !== end)
+    throw new BoundsViolation(
+      `${kind} block at offset ${at} declares ${end - start} bytes but its items take ${pos - start}${where(label)}`,
+      at,
+    );
 }
 
 function tooDeep(pos: number, limit: number, label: string): never {
   throw new BoundsViolation(`records nest deeper than ${limit} levels at offset ${pos}${where(label)}`, pos);
 }
 
-const helpers = { readVarint, readInt, skipFixed, skipBoolean, skipLength, readIndex, readBlock, checkBlockEnd, tooDeep, value: () => varintValue, blockEnd: () => blockEnd };
+const helpers = {
+  readVarint,
+  readInt,
+  skipFixed,
+  skipBoolean,
+  skipLength,
+  readIndex,
+  readBlock,
+  checkBlockEnd,
+  tooDeep,
+  value: () => varintValue,
+  blockEnd: () => blockEnd,
+};
 
 type Skipper = (buf: Buffer) => number;
 
@@ -272,7 +324,8 @@ function compileSkip(root: SchemaNode, limits: BoundsLimits): Skipper {
       case 'int':
       case 'long': {
         const u = unique++;
-        const slow = node.kind === 'int' ? `h.readInt(buf, pos, 'int', ${L})` : `h.readVarint(buf, pos, 10, 'long', ${L})`;
+        const slow =
+          node.kind === 'int' ? `h.readInt(buf, pos, 'int', ${L})` : `h.readVarint(buf, pos, 10, 'long', ${L})`;
         // Up to 4 bytes (28 bits) is safe for both; longer ones go through the helper's full check.
         return `{ let k${u} = pos; const m${u} = pos + 4 < len ? pos + 4 : len; while (k${u} < m${u} && buf[k${u}] & 0x80) k${u} += 1;\nif (k${u} < m${u}) pos = k${u} + 1; else pos = ${slow}; }\n`;
       }
@@ -319,7 +372,9 @@ function compileSkip(root: SchemaNode, limits: BoundsLimits): Skipper {
           fn = `r${recordFns.size}`;
           recordFns.set(node, fn);
           const body = node.fields.map((f) => emit(f.type, label ? `${label}.${f.name}` : f.name)).join('');
-          functions.push(`function ${fn}(buf, pos, depth) {\nconst len = buf.length;\nif (depth > ${limits.maxDepth}) h.tooDeep(pos, ${limits.maxDepth}, ${L});\ndepth += 1;\n${body}return pos;\n}\n`);
+          functions.push(
+            `function ${fn}(buf, pos, depth) {\nconst len = buf.length;\nif (depth > ${limits.maxDepth}) h.tooDeep(pos, ${limits.maxDepth}, ${L});\ndepth += 1;\n${body}return pos;\n}\n`,
+          );
         }
         return `pos = ${fn}(buf, pos, depth);\n`;
       }
@@ -342,12 +397,34 @@ export function compileBoundsCheck(schema: unknown, limits: BoundsLimits = defau
     zeroItems = 0;
     zeroLimit = limit;
     const pos = skip(body);
-    if (pos !== body.length) throw new BoundsViolation(`${body.length - pos} trailing bytes after the record at offset ${pos}`, pos);
+    if (pos !== body.length)
+      throw new BoundsViolation(`${body.length - pos} trailing bytes after the record at offset ${pos}`, pos);
   };
 }
 
-const nodeKinds = new Set(['null', 'boolean', 'int', 'long', 'float', 'double', 'bytes', 'string', 'record', 'enum', 'fixed', 'array', 'map', 'union']);
+const nodeKinds = new Set([
+  'null',
+  'boolean',
+  'int',
+  'long',
+  'float',
+  'double',
+  'bytes',
+  'string',
+  'record',
+  'enum',
+  'fixed',
+  'array',
+  'map',
+  'union',
+]);
 
 function isNode(value: unknown): value is SchemaNode {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && nodeKinds.has((value as { kind?: string }).kind ?? '') && !('type' in value);
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    nodeKinds.has((value as { kind?: string }).kind ?? '') &&
+    !('type' in value)
+  );
 }

@@ -35,14 +35,19 @@ export function rangeRuleOf(field: FieldNode, recordName: string): RangeRule | u
   const raw = field.attributes.range;
   if (raw === undefined) return undefined;
   const at = `${recordName}.${field.name}`;
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`range of ${at} must be an object like {"min": 0}.`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new Error(`range of ${at} must be an object like {"min": 0}.`);
   const rule = raw as Record<string, unknown>;
   for (const [key, value] of Object.entries(rule)) {
-    if (!ruleKeys.has(key)) throw new Error(`range of ${at} has an unknown key "${key}" (known: ${[...ruleKeys].join(', ')}).`);
-    if ((key === 'min' || key === 'max') && (typeof value !== 'number' || !Number.isFinite(value))) throw new Error(`range.${key} of ${at} must be a finite number.`);
-    if (key !== 'min' && key !== 'max' && typeof value !== 'boolean') throw new Error(`range.${key} of ${at} must be true or false.`);
+    if (!ruleKeys.has(key))
+      throw new Error(`range of ${at} has an unknown key "${key}" (known: ${[...ruleKeys].join(', ')}).`);
+    if ((key === 'min' || key === 'max') && (typeof value !== 'number' || !Number.isFinite(value)))
+      throw new Error(`range.${key} of ${at} must be a finite number.`);
+    if (key !== 'min' && key !== 'max' && typeof value !== 'boolean')
+      throw new Error(`range.${key} of ${at} must be true or false.`);
   }
-  if (typeof rule.min === 'number' && typeof rule.max === 'number' && rule.min > rule.max) throw new Error(`range of ${at} has min ${rule.min} above max ${rule.max}.`);
+  if (typeof rule.min === 'number' && typeof rule.max === 'number' && rule.min > rule.max)
+    throw new Error(`range of ${at} has min ${rule.min} above max ${rule.max}.`);
   if (!numericLeaves(field.type)) throw new Error(`range of ${at} is on a field that holds no numbers.`);
   return rule as RangeRule;
 }
@@ -86,12 +91,18 @@ function numberCheck(field: string, rule: RangeRule, floating: boolean): Check |
     const v = value as number;
     // NaN fails every comparison, so it is caught by `!(…)` whenever a bound or finiteness is asked for.
     if (finite && !Number.isFinite(v)) throw new RangeViolation(field, v, text);
-    if (!(exclusiveMin ? v > lo : v >= lo) || !(exclusiveMax ? v < hi : v <= hi)) throw new RangeViolation(field, v, text);
+    if (!(exclusiveMin ? v > lo : v >= lo) || !(exclusiveMax ? v < hi : v <= hi))
+      throw new RangeViolation(field, v, text);
   };
 }
 
 /** Checks of the numbers `node` holds under field path `path`, or null when nothing there needs checking. */
-function compileNode(node: SchemaNode, path: string, rule: RangeRule, records: Map<SchemaNode, { check?: Check | null }>): Check | null {
+function compileNode(
+  node: SchemaNode,
+  path: string,
+  rule: RangeRule,
+  records: Map<SchemaNode, { check?: Check | null }>,
+): Check | null {
   switch (node.kind) {
     case 'int':
     case 'long':
@@ -100,8 +111,18 @@ function compileNode(node: SchemaNode, path: string, rule: RangeRule, records: M
     case 'double':
       return numberCheck(path, rule, true);
     case 'union': {
-      const numeric = node.branches.filter((b) => b.kind === 'int' || b.kind === 'long' || b.kind === 'float' || b.kind === 'double');
-      const numberBranch = numeric.length === 0 ? null : compileNode(numeric.some((b) => b.kind === 'float' || b.kind === 'double') ? { kind: 'double' } : { kind: 'long' }, path, rule, records);
+      const numeric = node.branches.filter(
+        (b) => b.kind === 'int' || b.kind === 'long' || b.kind === 'float' || b.kind === 'double',
+      );
+      const numberBranch =
+        numeric.length === 0
+          ? null
+          : compileNode(
+              numeric.some((b) => b.kind === 'float' || b.kind === 'double') ? { kind: 'double' } : { kind: 'long' },
+              path,
+              rule,
+              records,
+            );
       const others = node.branches.filter((b) => b.kind === 'record' || b.kind === 'array' || b.kind === 'map');
       // Unwrapped unions (avsc's default) hold at most one record, array or map branch, so the value says which.
       const objectBranch = others.length === 1 ? compileNode(others[0]!, path, rule, records) : null;
@@ -157,6 +178,9 @@ export type RangeCheck = (value: unknown) => void;
 
 /** Compiles the range checks of a schema (its JSON, or a parsed graph); null when the schema holds no checked number. */
 export function compileRangeCheck(schema: unknown): RangeCheck | null {
-  const graph = typeof schema === 'object' && schema !== null && 'kind' in schema && !('type' in schema) ? (schema as SchemaNode) : parseSchemaGraph(schema);
+  const graph =
+    typeof schema === 'object' && schema !== null && 'kind' in schema && !('type' in schema)
+      ? (schema as SchemaNode)
+      : parseSchemaGraph(schema);
   return compileNode(graph, '', {}, new Map());
 }

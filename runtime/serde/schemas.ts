@@ -12,7 +12,15 @@ import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { compileRangeCheck } from './ranges.ts';
 
-export const compatibilityLevels = ['BACKWARD', 'BACKWARD_TRANSITIVE', 'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE', 'NONE'] as const;
+export const compatibilityLevels = [
+  'BACKWARD',
+  'BACKWARD_TRANSITIVE',
+  'FORWARD',
+  'FORWARD_TRANSITIVE',
+  'FULL',
+  'FULL_TRANSITIVE',
+  'NONE',
+] as const;
 export type Compatibility = (typeof compatibilityLevels)[number];
 
 export interface SchemaFile {
@@ -42,16 +50,25 @@ export function parseSchema(text: string, file: string): SchemaFile {
   try {
     type = avro.Type.forSchema(schema);
   } catch (error) {
-    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${file} is not a valid Avro schema: ${(error as Error).message}`);
+    throw new AgentStreamsError(
+      ErrorCode.SCHEMA_INVALID,
+      `${file} is not a valid Avro schema: ${(error as Error).message}`,
+    );
   }
   if (type.typeName !== 'record' || !type.name) {
-    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${file} must define a named record (topics carry records, and the record name is the subject).`);
+    throw new AgentStreamsError(
+      ErrorCode.SCHEMA_INVALID,
+      `${file} must define a named record (topics carry records, and the record name is the subject).`,
+    );
   }
   try {
     // The decoder's checks (bounds and `range` rules) compile here first, so a malformed rule fails at the edge.
     compileRangeCheck(schema);
   } catch (error) {
-    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${file} has an invalid range rule: ${(error as Error).message}`);
+    throw new AgentStreamsError(
+      ErrorCode.SCHEMA_INVALID,
+      `${file} has an invalid range rule: ${(error as Error).message}`,
+    );
   }
   return { file, subject: type.name, schema, text };
 }
@@ -62,25 +79,43 @@ export function loadSchemas(dir: string): SchemaFile[] {
   const seen = new Map<string, string>();
   for (const s of schemas) {
     const other = seen.get(s.subject);
-    if (other) throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${s.file} and ${other} both define ${s.subject}.`);
+    if (other)
+      throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `${s.file} and ${other} both define ${s.subject}.`);
     seen.set(s.subject, s.file);
   }
   return schemas;
 }
 
-export async function registryHttp(config: Config, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const headers: Record<string, string> = { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/vnd.schemaregistry.v1+json, application/json' };
+export async function registryHttp(
+  config: Config,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown }> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/vnd.schemaregistry.v1+json',
+    accept: 'application/vnd.schemaregistry.v1+json, application/json',
+  };
   if (config.registry.username) {
     headers.authorization = `Basic ${Buffer.from(`${config.registry.username}:${config.registry.password}`).toString('base64')}`;
   }
   let response: Response;
   try {
-    response = await fetch(`${config.registry.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
-  } catch (error) {
-    throw new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, `Schema registry at ${config.registry.url} cannot be reached (${(error as Error).message}). Is the stack up? \`agent-streams stack status\``, {
-      retriable: true,
-      cause: error,
+    response = await fetch(`${config.registry.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
     });
+  } catch (error) {
+    throw new AgentStreamsError(
+      ErrorCode.REGISTRY_UNAVAILABLE,
+      `Schema registry at ${config.registry.url} cannot be reached (${(error as Error).message}). Is the stack up? \`agent-streams stack status\``,
+      {
+        retriable: true,
+        cause: error,
+      },
+    );
   }
   const text = await response.text();
   let json: unknown = text;
@@ -95,9 +130,11 @@ export async function registryHttp(config: Config, method: string, path: string,
 /** What a refusal under each level means, in the words of who could not read what. */
 const incompatibilityMeaning: Record<Compatibility, string> = {
   BACKWARD: 'A processor built against the new version could not read records written with the registered one.',
-  BACKWARD_TRANSITIVE: 'A processor built against the new version could not read records written with some registered version.',
+  BACKWARD_TRANSITIVE:
+    'A processor built against the new version could not read records written with some registered version.',
   FORWARD: 'A processor built against the registered version could not read records written with the new one.',
-  FORWARD_TRANSITIVE: 'A processor built against some registered version could not read records written with the new one.',
+  FORWARD_TRANSITIVE:
+    'A processor built against some registered version could not read records written with the new one.',
   FULL: 'The new and the registered version could not each read records written with the other.',
   FULL_TRANSITIVE: 'The new version and some registered version could not each read records written with the other.',
   NONE: 'The registry refused it although the rule is NONE.',
@@ -128,8 +165,15 @@ export async function registerSchemas(
       // The subject exists: set its rule explicitly (a registry may report NONE for subjects others created),
       // then ask for a verdict before registering.
       const set = await registryHttp(config, 'PUT', `/config/${subject}`, { compatibility });
-      if (set.status !== 200) throw new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, `Setting ${compatibility} on ${s.subject} failed: HTTP ${set.status} ${JSON.stringify(set.json)}`);
-      const verdict = await registryHttp(config, 'POST', `/compatibility/subjects/${subject}/versions/latest`, { schemaType: 'AVRO', schema: JSON.stringify(s.schema) });
+      if (set.status !== 200)
+        throw new AgentStreamsError(
+          ErrorCode.REGISTRY_UNAVAILABLE,
+          `Setting ${compatibility} on ${s.subject} failed: HTTP ${set.status} ${JSON.stringify(set.json)}`,
+        );
+      const verdict = await registryHttp(config, 'POST', `/compatibility/subjects/${subject}/versions/latest`, {
+        schemaType: 'AVRO',
+        schema: JSON.stringify(s.schema),
+      });
       const compatible = (verdict.json as { is_compatible?: boolean }).is_compatible;
       if (verdict.status !== 200 || compatible !== true) {
         throw new AgentStreamsError(
@@ -142,15 +186,22 @@ export async function registerSchemas(
       }
     }
     try {
-      const { id } = await registry.register({ type: SchemaType.AVRO, schema: JSON.stringify(s.schema) }, { subject: s.subject, compatibility: COMPATIBILITY[compatibility] });
+      const { id } = await registry.register(
+        { type: SchemaType.AVRO, schema: JSON.stringify(s.schema) },
+        { subject: s.subject, compatibility: COMPATIBILITY[compatibility] },
+      );
       outcomes.push({ subject: s.subject, id, file: s.file });
     } catch (error) {
       const status = (error as { status?: number }).status;
       if (status === 409) {
-        throw new AgentStreamsError(ErrorCode.SCHEMA_INCOMPATIBLE, `The registry refused ${s.file} as incompatible with ${s.subject}: ${(error as Error).message}`, {
-          cause: error,
-          details: { subject: s.subject, file: s.file },
-        });
+        throw new AgentStreamsError(
+          ErrorCode.SCHEMA_INCOMPATIBLE,
+          `The registry refused ${s.file} as incompatible with ${s.subject}: ${(error as Error).message}`,
+          {
+            cause: error,
+            details: { subject: s.subject, file: s.file },
+          },
+        );
       }
       throw error;
     }

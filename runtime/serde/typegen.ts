@@ -38,25 +38,36 @@ export function generateTypes(schemas: SchemaFile[], header: string): string {
         default: {
           const full = node.includes('.') ? node : namespace ? `${namespace}.${node}` : node;
           const known = fullNames.get(full) ?? fullNames.get(node);
-          if (!known) throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Type ${node} is referenced before it is defined.`);
+          if (!known)
+            throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Type ${node} is referenced before it is defined.`);
           return known;
         }
       }
     }
     if (Array.isArray(node)) return node.map((branch) => typeOf(branch, namespace)).join(' | ');
     const t = node.type;
-    if (t === 'record' || t === 'enum' || t === 'fixed') return declare(node as unknown as Named & { type: string }, namespace);
+    if (t === 'record' || t === 'enum' || t === 'fixed')
+      return declare(node as unknown as Named & { type: string }, namespace);
     if (t === 'array') return `Array<${typeOf(node.items as AvroNode, namespace)}>`;
     if (t === 'map') return `Record<string, ${typeOf(node.values as AvroNode, namespace)}>`;
     return typeOf(t, namespace);
   };
 
-  const declare = (node: Named & { type: string; symbols?: string[]; fields?: Array<{ name: string; type: AvroNode; doc?: string }> }, outer: string | undefined): string => {
-    const namespace = node.name.includes('.') ? node.name.slice(0, node.name.lastIndexOf('.')) : (node.namespace ?? outer);
+  const declare = (
+    node: Named & { type: string; symbols?: string[]; fields?: Array<{ name: string; type: AvroNode; doc?: string }> },
+    outer: string | undefined,
+  ): string => {
+    const namespace = node.name.includes('.')
+      ? node.name.slice(0, node.name.lastIndexOf('.'))
+      : (node.namespace ?? outer);
     const full = namespace ? `${namespace}.${shortName(node.name)}` : node.name;
     const name = shortName(node.name);
     const clash = [...fullNames].find(([f, n]) => n === name && f !== full);
-    if (clash) throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Two schema types are both called ${name} (${clash[0]} and ${full}); rename one.`);
+    if (clash)
+      throw new AgentStreamsError(
+        ErrorCode.SCHEMA_INVALID,
+        `Two schema types are both called ${name} (${clash[0]} and ${full}); rename one.`,
+      );
     fullNames.set(full, name);
     const doc = node.doc ? `/** ${node.doc} */\n` : '';
     if (node.type === 'enum') {
@@ -64,8 +75,13 @@ export function generateTypes(schemas: SchemaFile[], header: string): string {
     } else if (node.type === 'fixed') {
       declarations.set(full, `${doc}export type ${name} = Buffer;`);
     } else {
-      const fields = (node.fields ?? []).map((f) => `${f.doc ? `  /** ${f.doc} */\n` : ''}  ${f.name}: ${typeOf(f.type, namespace)};`);
-      declarations.set(full, `${doc}export interface ${name} {\n${fields.join('\n')}\n}\n\n/** Subject and record type name of ${name}. */\nexport const ${name}Type = '${full}';`);
+      const fields = (node.fields ?? []).map(
+        (f) => `${f.doc ? `  /** ${f.doc} */\n` : ''}  ${f.name}: ${typeOf(f.type, namespace)};`,
+      );
+      declarations.set(
+        full,
+        `${doc}export interface ${name} {\n${fields.join('\n')}\n}\n\n/** Subject and record type name of ${name}. */\nexport const ${name}Type = '${full}';`,
+      );
     }
     return name;
   };

@@ -12,9 +12,15 @@ import type { ProducedMessage } from '../engine/dead-letter.ts';
 
 export const STREAM_TIME_KEY = '\u0000stream-time';
 
-export function changelogMessages(topic: string, partition: number, changes: Map<string, StateEntry | null>, streamTime: number): ProducedMessage[] {
+export function changelogMessages(
+  topic: string,
+  partition: number,
+  changes: Map<string, StateEntry | null>,
+  streamTime: number,
+): ProducedMessage[] {
   const messages: ProducedMessage[] = [];
-  for (const [key, entry] of changes) messages.push({ topic, partition, key, value: entry === null ? null : Buffer.from(JSON.stringify(entry)) });
+  for (const [key, entry] of changes)
+    messages.push({ topic, partition, key, value: entry === null ? null : Buffer.from(JSON.stringify(entry)) });
   messages.push({ topic, partition, key: STREAM_TIME_KEY, value: Buffer.from(JSON.stringify(streamTime)) });
   return messages;
 }
@@ -32,7 +38,12 @@ export interface ChangelogClaims {
  * and the state would silently stop changing. Rebuilding is no answer either: the changes it would need are gone
  * with the old topic, so Kafka no longer holds the truth for this task. Not retriable: an operator must act.
  */
-export async function assertChangelogIntact(kafka: Kafka, topic: string, partition: number, claims: ChangelogClaims): Promise<void> {
+export async function assertChangelogIntact(
+  kafka: Kafka,
+  topic: string,
+  partition: number,
+  claims: ChangelogClaims,
+): Promise<void> {
   const claimed = Math.max(claims.checkpoint, claims.committed);
   if (claimed < 0) return;
   const admin = kafka.admin();
@@ -52,7 +63,10 @@ export async function assertChangelogIntact(kafka: Kafka, topic: string, partiti
       `(Redis checkpoint ${claims.checkpoint}, committed offset metadata ${claims.committed}): the changelog topic was deleted and recreated, or truncated, ` +
       `so the state it backed is lost and new changes would be fenced as replays. Processing stops. To start this processor's state afresh, ` +
       `stop its members, delete its Redis keys (as:{<group>:<partition>}:*) and reset its consumer group offsets; or restore the changelog topic.`,
-    { retriable: false, details: { topic, partition, changelogEnd: end, checkpoint: claims.checkpoint, committed: claims.committed } },
+    {
+      retriable: false,
+      details: { topic, partition, changelogEnd: end, checkpoint: claims.checkpoint, committed: claims.committed },
+    },
   );
 }
 
@@ -60,7 +74,12 @@ export async function assertChangelogIntact(kafka: Kafka, topic: string, partiti
  * True when a batch's changelog writes ended at or below the last offset the task had applied: the topic was
  * recreated while the task ran. The caller aborts the transaction with `changelogRegressed`'s error.
  */
-export function changelogRegressed(topic: string, partition: number, batchEnd: number, applied: number): AgentStreamsError | undefined {
+export function changelogRegressed(
+  topic: string,
+  partition: number,
+  batchEnd: number,
+  applied: number,
+): AgentStreamsError | undefined {
   if (batchEnd > applied) return undefined;
   return new AgentStreamsError(
     ErrorCode.STATE_LOST,
@@ -99,7 +118,13 @@ export async function readChangelogRange(
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`changelog ${topic}[${partition}] replay of ${from}..${to} did not finish in ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`changelog ${topic}[${partition}] replay of ${from}..${to} did not finish in ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
       consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
         const mine = payload.memberAssignment[topic] ?? [];
         const others = mine.filter((p) => p !== partition);
@@ -122,9 +147,18 @@ export async function readChangelogRange(
               }
               const key = message.key?.toString('utf8') ?? '';
               if (key === STREAM_TIME_KEY) {
-                records.push({ offset, key, entry: null, streamTime: JSON.parse(message.value!.toString('utf8')) as number });
+                records.push({
+                  offset,
+                  key,
+                  entry: null,
+                  streamTime: JSON.parse(message.value!.toString('utf8')) as number,
+                });
               } else {
-                records.push({ offset, key, entry: message.value === null ? null : (JSON.parse(message.value.toString('utf8')) as StateEntry) });
+                records.push({
+                  offset,
+                  key,
+                  entry: message.value === null ? null : (JSON.parse(message.value.toString('utf8')) as StateEntry),
+                });
               }
               if (offset === to) done = true;
             }

@@ -128,12 +128,9 @@ export class RedisTaskStore {
   /** One round trip: the checkpoint, the given keys, and every windowed key due to close by `closeUpTo`. */
   async read(keys: string[], closeUpTo?: number): Promise<ReadResult> {
     const closeArg = closeUpTo === undefined || !Number.isFinite(closeUpTo) ? '' : String(closeUpTo);
-    const [ckptRaw, values, due, windowsOpen] = (await this.timed('read', () => this.redis.eval(READ, 2, this.ckptKey, this.dueKey, this.prefix, closeArg, ...keys))) as [
-      string[],
-      Array<string | null>,
-      Array<string | null>,
-      number,
-    ];
+    const [ckptRaw, values, due, windowsOpen] = (await this.timed('read', () =>
+      this.redis.eval(READ, 2, this.ckptKey, this.dueKey, this.prefix, closeArg, ...keys),
+    )) as [string[], Array<string | null>, Array<string | null>, number];
     const entries = new Map<string, StateEntry>();
     keys.forEach((key, i) => {
       const raw = values[i];
@@ -147,9 +144,17 @@ export class RedisTaskStore {
     const fields: Record<string, string> = {};
     if (ckptRaw.length > 0) {
       for (let i = 0; i < ckptRaw.length; i += 2) fields[ckptRaw[i]!] = ckptRaw[i + 1]!;
-      checkpoint = { changelog: Number(fields.changelog ?? -1), streamTime: Number(fields.streamTime ?? Number.NEGATIVE_INFINITY), offset: fields.offset ?? '0' };
+      checkpoint = {
+        changelog: Number(fields.changelog ?? -1),
+        streamTime: Number(fields.streamTime ?? Number.NEGATIVE_INFINITY),
+        offset: fields.offset ?? '0',
+      };
     }
-    return { checkpoint, entries, size: { keys: Number(fields.keys ?? 0), bytes: Number(fields.bytes ?? 0), windowsOpen: Number(windowsOpen ?? 0) } };
+    return {
+      checkpoint,
+      entries,
+      size: { keys: Number(fields.keys ?? 0), bytes: Number(fields.bytes ?? 0), windowsOpen: Number(windowsOpen ?? 0) },
+    };
   }
 
   /**
@@ -157,22 +162,31 @@ export class RedisTaskStore {
    * `lost`: Redis is not at `expectedPrevious` (it lost state since the batch read it) and must be rebuilt from
    * the changelog. Replays pass no `expectedPrevious`: they are fenced by offset alone.
    */
-  async apply(changes: StateChange[], changelogOffset: number, streamTime: number, inputOffset: string, expectedPrevious?: number): Promise<'applied' | 'fenced' | 'lost'> {
+  async apply(
+    changes: StateChange[],
+    changelogOffset: number,
+    streamTime: number,
+    inputOffset: string,
+    expectedPrevious?: number,
+  ): Promise<'applied' | 'fenced' | 'lost'> {
     const args: string[] = [];
-    for (const { key, entry } of changes) args.push(key, entry === null ? '' : JSON.stringify(entry), entry?.c == null ? '' : String(entry.c));
-    const applied = (await this.timed('apply', () => this.redis.eval(
-      APPLY,
-      2,
-      this.ckptKey,
-      this.dueKey,
-      this.prefix,
-      String(changelogOffset),
-      String(Number.isFinite(streamTime) ? streamTime : -1),
-      inputOffset,
-      String(this.ttlMs),
-      expectedPrevious === undefined ? '' : String(expectedPrevious),
-      ...args,
-    ))) as number;
+    for (const { key, entry } of changes)
+      args.push(key, entry === null ? '' : JSON.stringify(entry), entry?.c == null ? '' : String(entry.c));
+    const applied = (await this.timed('apply', () =>
+      this.redis.eval(
+        APPLY,
+        2,
+        this.ckptKey,
+        this.dueKey,
+        this.prefix,
+        String(changelogOffset),
+        String(Number.isFinite(streamTime) ? streamTime : -1),
+        inputOffset,
+        String(this.ttlMs),
+        expectedPrevious === undefined ? '' : String(expectedPrevious),
+        ...args,
+      ),
+    )) as number;
     return applied === 1 ? 'applied' : applied === 0 ? 'fenced' : 'lost';
   }
 

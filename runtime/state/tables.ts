@@ -20,7 +20,11 @@ import type { Topology } from '../topology/topology.ts';
 
 function tableSpec(topology: Topology, name: string) {
   const spec = topology.tables?.[name];
-  if (!spec) throw new AgentStreamsError(ErrorCode.USAGE, `Topology "${topology.application}" has no table "${name}"; it has ${Object.keys(topology.tables ?? {}).join(', ') || 'none'}.`);
+  if (!spec)
+    throw new AgentStreamsError(
+      ErrorCode.USAGE,
+      `Topology "${topology.application}" has no table "${name}"; it has ${Object.keys(topology.tables ?? {}).join(', ') || 'none'}.`,
+    );
   return spec;
 }
 
@@ -28,10 +32,18 @@ function tableSpec(topology: Topology, name: string) {
  * Validates every row first, then replaces the table: in its topic (tombstones for the rows it no longer has), then
  * in Redis. A bad file changes nothing.
  */
-export async function writeTable(redis: Redis, kafka: Kafka, topology: Topology, name: string, rows: unknown[], schemas: SchemaFile[]): Promise<number> {
+export async function writeTable(
+  redis: Redis,
+  kafka: Kafka,
+  topology: Topology,
+  name: string,
+  rows: unknown[],
+  schemas: SchemaFile[],
+): Promise<number> {
   const spec = tableSpec(topology, name);
   const schema = schemas.find((s) => s.subject === spec.recordType);
-  if (!schema) throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `No schema for ${spec.recordType} in the schema folder.`);
+  if (!schema)
+    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `No schema for ${spec.recordType} in the schema folder.`);
   const type = avro.Type.forSchema(schema.schema);
   const problems: string[] = [];
   const entries: string[] = [];
@@ -61,7 +73,11 @@ export async function writeTable(redis: Redis, kafka: Kafka, topology: Topology,
     entries.push(key, JSON.stringify(filled));
   });
   if (problems.length > 0) {
-    throw new AgentStreamsError(ErrorCode.SCHEMA_INVALID, `Table "${name}" was not changed:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+    throw new AgentStreamsError(
+      ErrorCode.SCHEMA_INVALID,
+      `Table "${name}" was not changed:\n  - ${problems.join('\n  - ')}`,
+      { details: { problems } },
+    );
   }
   // Kafka first: the topic is the table. Rows the new table no longer has are deleted by tombstones.
   const topic = topology.tableTopic(name);
@@ -103,7 +119,14 @@ async function ensureTableTopic(kafka: Kafka, topic: string, replicationFactor: 
       await admin
         .createTopics({
           waitForLeaders: false,
-          topics: [{ topic, numPartitions: 1, ...(replicationFactor ? { replicationFactor } : {}), configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
+          topics: [
+            {
+              topic,
+              numPartitions: 1,
+              ...(replicationFactor ? { replicationFactor } : {}),
+              configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+            },
+          ],
         })
         .catch((error: Error & { type?: string }) => {
           if (error.type !== 'TOPIC_ALREADY_EXISTS') throw error;
@@ -119,25 +142,48 @@ async function ensureTableTopic(kafka: Kafka, topic: string, replicationFactor: 
  * A table's rows as its topic holds them now (the latest value per key, tombstoned keys left out), or `undefined`
  * when the topic does not exist (the table was never loaded). Reads from the beginning to the end offsets taken first.
  */
-export async function readTableTopic(kafka: Kafka, topic: string, timeoutMs = 60_000): Promise<Map<string, string> | undefined> {
+export async function readTableTopic(
+  kafka: Kafka,
+  topic: string,
+  timeoutMs = 60_000,
+): Promise<Map<string, string> | undefined> {
   const admin = kafka.admin();
   await admin.connect();
   let ends: Map<number, number>;
   try {
     if (!(await admin.listTopics()).includes(topic)) return undefined;
-    ends = new Map((await admin.fetchTopicOffsets(topic)).filter((o) => Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)]));
+    ends = new Map(
+      (await admin.fetchTopicOffsets(topic))
+        .filter((o) => Number(o.high) > Number(o.low))
+        .map((o) => [o.partition, Number(o.high)]),
+    );
   } finally {
     await admin.disconnect();
   }
   const rows = new Map<string, string>();
   if (ends.size === 0) return rows;
   const groupId = `as-table-read-${randomUUID()}`;
-  const consumer = kafka.consumer({ groupId, readUncommitted: false, maxWaitTimeInMs: 100, maxBytesPerPartition: 8 * 1024 * 1024 });
+  const consumer = kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 8 * 1024 * 1024,
+  });
   await consumer.connect();
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new AgentStreamsError(ErrorCode.STATE_LOST, `Table topic ${topic} could not be read to its end within ${timeoutMs} ms.`, { retriable: true })), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new AgentStreamsError(
+              ErrorCode.STATE_LOST,
+              `Table topic ${topic} could not be read to its end within ${timeoutMs} ms.`,
+              { retriable: true },
+            ),
+          ),
+        timeoutMs,
+      );
       consumer
         .run({
           eachBatch: async ({ batch }) => {
@@ -172,7 +218,12 @@ export async function readTableTopic(kafka: Kafka, topic: string, timeoutMs = 60
  * Reads whole tables from Redis. A table whose Redis copy is gone (no loaded mark) is rebuilt from its topic when
  * `kafka` is given, and cached again; without `kafka`, or when the topic does not exist, it reads as empty.
  */
-export async function readTables(redis: Redis, topology: Topology, names: string[], kafka?: Kafka): Promise<Map<string, Map<string, unknown>>> {
+export async function readTables(
+  redis: Redis,
+  topology: Topology,
+  names: string[],
+  kafka?: Kafka,
+): Promise<Map<string, Map<string, unknown>>> {
   const out = new Map<string, Map<string, unknown>>();
   if (names.length === 0) return out;
   const pipeline = redis.pipeline();

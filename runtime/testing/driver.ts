@@ -6,12 +6,38 @@
 import avro from 'avsc';
 import { Partitioners } from 'kafkajs';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
-import { compileWriterChecks, decodeBody, deserializeError, schemaIdOf, WIRE_HEADER_BYTES, type WriterChecks } from '../serde/avro.ts';
+import {
+  compileWriterChecks,
+  decodeBody,
+  deserializeError,
+  schemaIdOf,
+  WIRE_HEADER_BYTES,
+  type WriterChecks,
+} from '../serde/avro.ts';
 import type { SchemaFile } from '../serde/schemas.ts';
 import { readerSchemasOf, ResolverCache, type ReaderSchemas } from '../serde/readers.ts';
 import type { Topology } from '../topology/topology.ts';
-import { isTopic, nameOf, outputOf, type Outgoing, type RecordTypeMap, type Store, type Table, type Topic, type ValueOf } from '../topology/handles.ts';
-import { prepareBatch, runBatch, runPunctuation, stateKey, type BatchResult, type Codec, type StateEntry, type TaskScope } from '../engine/batch.ts';
+import {
+  isTopic,
+  nameOf,
+  outputOf,
+  type Outgoing,
+  type RecordTypeMap,
+  type Store,
+  type Table,
+  type Topic,
+  type ValueOf,
+} from '../topology/handles.ts';
+import {
+  prepareBatch,
+  runBatch,
+  runPunctuation,
+  stateKey,
+  type BatchResult,
+  type Codec,
+  type StateEntry,
+  type TaskScope,
+} from '../engine/batch.ts';
 import type { ProducedMessage, SourceRecord } from '../engine/dead-letter.ts';
 import { configSchema } from '../config/schema.ts';
 
@@ -51,7 +77,8 @@ export class LocalCodec implements Codec {
   decode(buffer: Buffer | null, readers?: ReaderSchemas) {
     const id = schemaIdOf(buffer);
     const entry = this.byId.get(id);
-    if (!entry) throw deserializeError('unknown-schema', `Schema id ${id} is not known to the test driver.`, { schemaId: id });
+    if (!entry)
+      throw deserializeError('unknown-schema', `Schema id ${id} is not known to the test driver.`, { schemaId: id });
     // The same bounded, range-checked decoding (and writer → reader resolution) as the engine's serde.
     const reader = readers?.byWriterType.get(entry.name);
     const resolution = reader ? this.resolvers.resolve(reader, id, entry.type) : undefined;
@@ -67,11 +94,15 @@ export class LocalCodec implements Codec {
 
   encode(recordType: string, value: unknown): Buffer {
     const id = this.byName.get(recordType);
-    if (id === undefined) throw new AgentStreamsError(ErrorCode.SERIALIZE, `The test driver has no schema for ${recordType}.`);
+    if (id === undefined)
+      throw new AgentStreamsError(ErrorCode.SERIALIZE, `The test driver has no schema for ${recordType}.`);
     const { type } = this.byId.get(id)!;
     const paths: string[] = [];
     if (!type.isValid(value, { errorHook: (path) => paths.push(path.join('.') || '(root)') })) {
-      throw new AgentStreamsError(ErrorCode.SERIALIZE, `Value does not match ${recordType}; invalid at: ${paths.join(', ')}.`);
+      throw new AgentStreamsError(
+        ErrorCode.SERIALIZE,
+        `Value does not match ${recordType}; invalid at: ${paths.join(', ')}.`,
+      );
     }
     const body = type.toBuffer(value);
     const out = Buffer.alloc(WIRE_HEADER_BYTES + body.length);
@@ -113,7 +144,9 @@ export class TopologyTestDriver {
     this.codec = new LocalCodec(schemas);
     this.wallClock = options.wallClock ?? 0;
     this.services = options.services ?? {};
-    const maxAheadMs = options.maxEventTimeAheadMs ?? (options.wallClock === undefined ? 0 : (configSchema.records.maxEventTimeAheadMs.default ?? 0));
+    const maxAheadMs =
+      options.maxEventTimeAheadMs ??
+      (options.wallClock === undefined ? 0 : (configSchema.records.maxEventTimeAheadMs.default ?? 0));
     this.eventTimeBound = { maxAheadMs, wallClock: () => this.wallClock };
   }
 
@@ -130,7 +163,13 @@ export class TopologyTestDriver {
     const partitions = this.partitionsOf(topic);
     return this.partitioner({
       topic,
-      partitionMetadata: Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] })),
+      partitionMetadata: Array.from({ length: partitions }, (_, i) => ({
+        partitionId: i,
+        leader: 0,
+        partitionErrorCode: 0,
+        replicas: [0],
+        isr: [0],
+      })),
       message: { key: key ?? null, value: null },
     });
   }
@@ -143,7 +182,13 @@ export class TopologyTestDriver {
     if (!codec) {
       const readers = readerSchemasOf(processor, this.topology.processors[processor]!.readerSchemas);
       const local = this.codec;
-      codec = readers ? { decode: (buffer) => local.decode(buffer, readers), recordTypeOf: (buffer) => local.recordTypeOf(buffer), encode: (type, value) => local.encode(type, value) } : local;
+      codec = readers
+        ? {
+            decode: (buffer) => local.decode(buffer, readers),
+            recordTypeOf: (buffer) => local.recordTypeOf(buffer),
+            encode: (type, value) => local.encode(type, value),
+          }
+        : local;
       this.codecs.set(processor, codec);
     }
     return codec;
@@ -172,14 +217,29 @@ export class TopologyTestDriver {
   pipe<V>(topic: string, record: TestRecord<V>): void;
   pipe(topic: Topic | string, record: TestRecord): void {
     const out = isTopic(topic) ? outputOf(topic, record) : { ...record, topic };
-    if (!out.recordType) throw new AgentStreamsError(ErrorCode.USAGE, 'pipe() needs a recordType to encode the value with.');
+    if (!out.recordType)
+      throw new AgentStreamsError(ErrorCode.USAGE, 'pipe() needs a recordType to encode the value with.');
     const value = this.codec.encode(out.recordType, out.value);
-    this.pipeRaw(out.topic, { key: out.key, value, timestamp: out.timestamp ?? this.wallClock, headers: out.headers ?? {} });
+    this.pipeRaw(out.topic, {
+      key: out.key,
+      value,
+      timestamp: out.timestamp ?? this.wallClock,
+      headers: out.headers ?? {},
+    });
   }
 
   /** Pipes bytes as they are: for testing what happens to records that are not valid Avro. */
-  pipeRaw(topic: string, record: { key: string | null; value: Buffer | null; timestamp?: number; headers?: Record<string, string> }): void {
-    this.deliver({ topic, key: record.key, value: record.value, timestamp: String(record.timestamp ?? this.wallClock), headers: record.headers ?? {} });
+  pipeRaw(
+    topic: string,
+    record: { key: string | null; value: Buffer | null; timestamp?: number; headers?: Record<string, string> },
+  ): void {
+    this.deliver({
+      topic,
+      key: record.key,
+      value: record.value,
+      timestamp: String(record.timestamp ?? this.wallClock),
+      headers: record.headers ?? {},
+    });
   }
 
   private deliver(message: ProducedMessage): void {
@@ -189,17 +249,45 @@ export class TopologyTestDriver {
     this.offsets.set(offsetKey, offset + 1);
     const key = message.key === null ? null : Buffer.isBuffer(message.key) ? message.key : Buffer.from(message.key);
     const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, v.toString()]));
-    this.outputs.push({ topic: message.topic, partition, key: key?.toString('utf8') ?? null, value: undefined, recordType: undefined, raw: message.value, headers });
-    const source: SourceRecord = { topic: message.topic, partition, offset: String(offset), timestamp: message.timestamp ?? String(this.wallClock), key, value: message.value, headers };
+    this.outputs.push({
+      topic: message.topic,
+      partition,
+      key: key?.toString('utf8') ?? null,
+      value: undefined,
+      recordType: undefined,
+      raw: message.value,
+      headers,
+    });
+    const source: SourceRecord = {
+      topic: message.topic,
+      partition,
+      offset: String(offset),
+      timestamp: message.timestamp ?? String(this.wallClock),
+      key,
+      value: message.value,
+      headers,
+    };
     for (const [name, spec] of Object.entries(this.topology.processors)) {
       if (!spec.inputs.includes(message.topic)) continue;
-      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition, codec: this.codecOf(name), tables: this.tables, eventTimeBound: this.eventTimeBound };
+      const scope: TaskScope = {
+        topology: this.topology,
+        processor: name,
+        spec,
+        partition,
+        codec: this.codecOf(name),
+        tables: this.tables,
+        eventTimeBound: this.eventTimeBound,
+      };
       const task = this.task(name, partition);
       const prepared = prepareBatch(scope, [source]);
       let answers: Map<string, unknown> | undefined;
       if (spec.kind === 'process' && spec.enrich && prepared.requests.size > 0) {
         const service = this.services[spec.enrich.service];
-        if (!service) throw new AgentStreamsError(ErrorCode.USAGE, `The test driver has no service "${spec.enrich.service}": pass it in options.services.`);
+        if (!service)
+          throw new AgentStreamsError(
+            ErrorCode.USAGE,
+            `The test driver has no service "${spec.enrich.service}": pass it in options.services.`,
+          );
         answers = service(prepared.requests);
       }
       this.apply(task, runBatch(scope, prepared, task.state, task.streamTime, { answers }));
@@ -222,7 +310,13 @@ export class TopologyTestDriver {
       const [name, partition] = id.split('/') as [string, string];
       const spec = this.topology.processors[name]!;
       if (spec.kind !== 'windowed' || !spec.wallClockCloseIntervalMs) continue;
-      const scope: TaskScope = { topology: this.topology, processor: name, spec, partition: Number(partition), codec: this.codec };
+      const scope: TaskScope = {
+        topology: this.topology,
+        processor: name,
+        spec,
+        partition: Number(partition),
+        codec: this.codec,
+      };
       this.apply(task, runPunctuation(scope, task.state, task.streamTime, this.wallClock));
     }
   }
@@ -255,7 +349,8 @@ export class TopologyTestDriver {
     for (const [id, task] of this.tasks) {
       const [name, partition] = id.split('/');
       if (name !== processor) continue;
-      for (const [key, entry] of task.state) if (key.startsWith(`${store}:`)) out.set(`${partition}/${key}`, JSON.stringify(entry.v));
+      for (const [key, entry] of task.state)
+        if (key.startsWith(`${store}:`)) out.set(`${partition}/${key}`, JSON.stringify(entry.v));
     }
     return out;
   }

@@ -50,7 +50,9 @@ export type TopicOf<T> = Topic<{ [recordType: string]: T }>;
 export type ValueOf<M extends RecordTypeMap> = M[keyof M & string];
 
 /** A record read from a topic: for several record types, a union discriminated by `recordType`. */
-export type InputRecord<M extends RecordTypeMap> = { [K in keyof M & string]: StreamRecord<M[K]> & { readonly recordType: K } }[keyof M & string];
+export type InputRecord<M extends RecordTypeMap> = {
+  [K in keyof M & string]: StreamRecord<M[K]> & { readonly recordType: K };
+}[keyof M & string];
 
 /** The record a processor receives from one of its inputs (a topic handle, or a bare topic name: untyped). */
 export type RecordOf<H> = H extends Topic<infer M> ? InputRecord<M> : StreamRecord<unknown>;
@@ -63,9 +65,12 @@ export type InputValueOf<H> = H extends Topic<infer M> ? ValueOf<M> : unknown;
  * the record type is the handle's; on a topic of several, `recordType` says which, and types `value`.
  */
 export type Outgoing<M extends RecordTypeMap> = {
-  [K in keyof M & string]: { key: string | null; value: M[K]; timestamp?: number; headers?: Record<string, string> } & (string extends K
-    ? { recordType?: string }
-    : { recordType: K });
+  [K in keyof M & string]: {
+    key: string | null;
+    value: M[K];
+    timestamp?: number;
+    headers?: Record<string, string>;
+  } & (string extends K ? { recordType?: string } : { recordType: K });
 }[keyof M & string];
 
 /** `Outgoing` with the value's type forgotten: what the runtime receives. */
@@ -94,9 +99,17 @@ export function topic<M extends RecordTypeMap>(name: string, recordTypes: readon
 export function topic(name: string, recordTypes: string | readonly string[]): Topic {
   const types = typeof recordTypes === 'string' ? [recordTypes] : [...(recordTypes ?? [])];
   const problems: string[] = [];
-  if (typeof name !== 'string' || !topicPattern.test(name)) problems.push(`its name ${JSON.stringify(name)} is not a Kafka topic name (letters, digits, '.', '_', '-'; 1–249 characters)`);
-  if (types.length === 0) problems.push('it declares no record type; give the full Avro name of what it holds, e.g. topic<Trade>(name, "agentstreams.market.Trade")');
-  for (const type of types) if (typeof type !== 'string' || !recordTypePattern.test(type)) problems.push(`record type ${JSON.stringify(type)} is not a full Avro name like "agentstreams.market.Trade"`);
+  if (typeof name !== 'string' || !topicPattern.test(name))
+    problems.push(
+      `its name ${JSON.stringify(name)} is not a Kafka topic name (letters, digits, '.', '_', '-'; 1–249 characters)`,
+    );
+  if (types.length === 0)
+    problems.push(
+      'it declares no record type; give the full Avro name of what it holds, e.g. topic<Trade>(name, "agentstreams.market.Trade")',
+    );
+  for (const type of types)
+    if (typeof type !== 'string' || !recordTypePattern.test(type))
+      problems.push(`record type ${JSON.stringify(type)} is not a full Avro name like "agentstreams.market.Trade"`);
   if (new Set(types).size !== types.length) problems.push(`it lists a record type twice: ${types.join(', ')}`);
   if (problems.length > 0) throw invalid(`Invalid topic ${JSON.stringify(name)}: ${problems.join('; ')}.`);
   return Object.freeze({ kind: 'topic', name, recordTypes: Object.freeze(types) });
@@ -104,13 +117,15 @@ export function topic(name: string, recordTypes: string | readonly string[]): To
 
 /** Declares a state store holding one `S` per record key. */
 export function store<S>(name: string): Store<S> {
-  if (typeof name !== 'string' || !namePattern.test(name)) throw invalid(`Invalid store name ${JSON.stringify(name)}: it must match ${namePattern}.`);
+  if (typeof name !== 'string' || !namePattern.test(name))
+    throw invalid(`Invalid store name ${JSON.stringify(name)}: it must match ${namePattern}.`);
   return Object.freeze({ kind: 'store', name });
 }
 
 /** Names a shared table of `T` rows, declared in the topology's `tables` under the same name. */
 export function table<T>(name: string): Table<T> {
-  if (typeof name !== 'string' || name.length === 0) throw invalid(`Invalid table name ${JSON.stringify(name)}: give the name it has under the topology's tables.`);
+  if (typeof name !== 'string' || name.length === 0)
+    throw invalid(`Invalid table name ${JSON.stringify(name)}: give the name it has under the topology's tables.`);
   return Object.freeze({ kind: 'table', name });
 }
 
@@ -125,10 +140,16 @@ export function isTopic(value: unknown): value is Topic {
 export function outputOf(target: Topic, record: OutgoingRecord): Output {
   const recordType = record.recordType ?? (target.recordTypes.length === 1 ? target.recordTypes[0]! : undefined);
   if (recordType === undefined) {
-    throw new AgentStreamsError(ErrorCode.PROCESS, `A record for "${target.name}" needs a recordType: the topic holds ${target.recordTypes.join(', ')}.`);
+    throw new AgentStreamsError(
+      ErrorCode.PROCESS,
+      `A record for "${target.name}" needs a recordType: the topic holds ${target.recordTypes.join(', ')}.`,
+    );
   }
   if (!target.recordTypes.includes(recordType)) {
-    throw new AgentStreamsError(ErrorCode.PROCESS, `A ${recordType} record cannot go to "${target.name}": its handle holds only ${target.recordTypes.join(', ')}.`);
+    throw new AgentStreamsError(
+      ErrorCode.PROCESS,
+      `A ${recordType} record cannot go to "${target.name}": its handle holds only ${target.recordTypes.join(', ')}.`,
+    );
   }
   return {
     topic: target.name,
@@ -142,12 +163,16 @@ export function outputOf(target: Topic, record: OutgoingRecord): Output {
 
 /** The runtime's `ctx.forward`: both forms, reduced to the wire-level output `emit` encodes. */
 export function forwarder(emit: (output: Output) => void): Forward {
-  const forward = (target: Topic | Output, record?: OutgoingRecord): void => emit(isTopic(target) ? outputOf(target, record ?? missingRecord(target)) : target);
+  const forward = (target: Topic | Output, record?: OutgoingRecord): void =>
+    emit(isTopic(target) ? outputOf(target, record ?? missingRecord(target)) : target);
   return forward as Forward;
 }
 
 function missingRecord(target: Topic): never {
-  throw new AgentStreamsError(ErrorCode.PROCESS, `forward() to "${target.name}" needs a record: forward(topic, { key, value }).`);
+  throw new AgentStreamsError(
+    ErrorCode.PROCESS,
+    `forward() to "${target.name}" needs a record: forward(topic, { key, value }).`,
+  );
 }
 
 /** The name a store or table is used by: handles and (low-level) names alike. */

@@ -6,7 +6,15 @@
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { compileReaderSchemas, type ReaderSchemaSource } from '../serde/readers.ts';
 import type { WindowedAggregation, WindowResult } from '../windows/index.ts';
-import { isTopic, type InputValueOf, type RecordOf, type RecordTypeMap, type Store, type Table, type Topic } from './handles.ts';
+import {
+  isTopic,
+  type InputValueOf,
+  type RecordOf,
+  type RecordTypeMap,
+  type Store,
+  type Table,
+  type Topic,
+} from './handles.ts';
 import type { Forward, ProcessorContext, StreamRecord } from './processor.ts';
 import type { ServiceFactory, SinkDeclaration } from './services.ts';
 
@@ -31,7 +39,9 @@ export interface TopicSpec {
 }
 
 /** Settings of a topic the runtime names itself (dead letters, late records). */
-export type RuntimeTopicSpec = Partial<Pick<TopicSpec, 'partitions' | 'replicationFactor' | 'minInsyncReplicas' | 'retentionMs'>>;
+export type RuntimeTopicSpec = Partial<
+  Pick<TopicSpec, 'partitions' | 'replicationFactor' | 'minInsyncReplicas' | 'retentionMs'>
+>;
 
 export interface BaseProcessorSpec {
   inputs: string[];
@@ -122,20 +132,34 @@ function wiring(what: string, inputs: readonly Input[], outputs: Outputs | undef
     else if (isTopic(input)) {
       names.push(input.name);
       inputTypes[input.name] = [...new Set([...(inputTypes[input.name] ?? []), ...input.recordTypes])];
-    } else throw invalid(`${what}: an input is ${JSON.stringify(input)}; give a topic handle (topic<T>(name, recordType)) or a topic name`);
+    } else
+      throw invalid(
+        `${what}: an input is ${JSON.stringify(input)}; give a topic handle (topic<T>(name, recordType)) or a topic name`,
+      );
   }
   let out: Record<string, string[]> | undefined;
   if (Array.isArray(outputs)) {
     out = {};
     for (const output of outputs as readonly unknown[]) {
-      if (!isTopic(output)) throw invalid(`${what}: an output is ${JSON.stringify(output)}; give a topic handle (topic<T>(name, recordType))`);
+      if (!isTopic(output))
+        throw invalid(
+          `${what}: an output is ${JSON.stringify(output)}; give a topic handle (topic<T>(name, recordType))`,
+        );
       out[output.name] = [...new Set([...(out[output.name] ?? []), ...output.recordTypes])];
     }
   } else if (outputs !== undefined) out = outputs as Record<string, string[]>;
-  return { inputs: names, ...(Object.keys(inputTypes).length > 0 ? { inputTypes } : {}), ...(out ? { outputs: out } : {}) };
+  return {
+    inputs: names,
+    ...(Object.keys(inputTypes).length > 0 ? { inputTypes } : {}),
+    ...(out ? { outputs: out } : {}),
+  };
 }
 
-function names(what: string, kind: 'store' | 'table', list: readonly (Store | Table | string)[] | undefined): string[] | undefined {
+function names(
+  what: string,
+  kind: 'store' | 'table',
+  list: readonly (Store | Table | string)[] | undefined,
+): string[] | undefined {
   if (list === undefined) return undefined;
   return list.map((item) => {
     if (typeof item === 'string') return item;
@@ -152,7 +176,10 @@ export interface ProcessOptions<H extends Input> extends CommonOptions {
   tables?: readonly (Table | string)[];
   timestamp?: (value: InputValueOf<H>, kafkaTimestamp: number) => number;
   /** See `ProcessSpec.enrich`. */
-  enrich?: { service: string; request: (record: RecordOf<H>, ctx: Pick<ProcessorContext, 'table' | 'partition'>) => unknown };
+  enrich?: {
+    service: string;
+    request: (record: RecordOf<H>, ctx: Pick<ProcessorContext, 'table' | 'partition'>) => unknown;
+  };
   process: (record: RecordOf<H>, ctx: ProcessorContext) => void;
 }
 
@@ -193,8 +220,12 @@ export interface WindowedOptions<H extends Input, V, A> extends CommonOptions {
  * Declares a windowed aggregation. The input handles type the values folded in (or `value` maps records to
  * them), the aggregation types the accumulator, and `onResult` receives it typed.
  */
-export function windowed<H extends Input, V, A>(options: WindowedOptions<H, V, A> & { value: (record: RecordOf<H>) => V }): ProcessorSpec;
-export function windowed<H extends Input, A>(options: WindowedOptions<H, InputValueOf<H>, A> & { value?: undefined }): ProcessorSpec;
+export function windowed<H extends Input, V, A>(
+  options: WindowedOptions<H, V, A> & { value: (record: RecordOf<H>) => V },
+): ProcessorSpec;
+export function windowed<H extends Input, A>(
+  options: WindowedOptions<H, InputValueOf<H>, A> & { value?: undefined },
+): ProcessorSpec;
 export function windowed<V, A>(options: WindowedOptions<Input, V, A>): ProcessorSpec {
   const { inputs, outputs, store, timestamp, value, ...rest } = options;
   const [storeName] = names('windowed', 'store', [store])!;
@@ -216,9 +247,17 @@ export type Routes<M extends RecordTypeMap> = { [K in keyof M & string]?: Topic<
  * Declares a router: records pass through as bytes to the topic of their record type. With handles, the outputs
  * follow from the routes; the low-level form names routes and outputs.
  */
-export function router<M extends RecordTypeMap>(options: CommonOptions & { inputs: readonly Topic<M>[]; routes: Routes<M> }): ProcessorSpec;
+export function router<M extends RecordTypeMap>(
+  options: CommonOptions & { inputs: readonly Topic<M>[]; routes: Routes<M> },
+): ProcessorSpec;
 export function router(options: Omit<RouterSpec, 'kind'>): ProcessorSpec;
-export function router(options: CommonOptions & { inputs: readonly Input[]; routes: Record<string, Topic | string | undefined>; outputs?: Record<string, string[]> }): ProcessorSpec {
+export function router(
+  options: CommonOptions & {
+    inputs: readonly Input[];
+    routes: Record<string, Topic | string | undefined>;
+    outputs?: Record<string, string[]>;
+  },
+): ProcessorSpec {
   const { inputs, routes, outputs, ...common } = options;
   const byName: Record<string, string> = {};
   const handles: Topic[] = [];
@@ -226,13 +265,20 @@ export function router(options: CommonOptions & { inputs: readonly Input[]; rout
     if (target === undefined) continue;
     if (typeof target === 'string') byName[recordType] = target;
     else if (isTopic(target)) {
-      if (!target.recordTypes.includes(recordType)) throw invalid(`router: routes ${recordType} to "${target.name}", whose handle holds only ${target.recordTypes.join(', ')}`);
+      if (!target.recordTypes.includes(recordType))
+        throw invalid(
+          `router: routes ${recordType} to "${target.name}", whose handle holds only ${target.recordTypes.join(', ')}`,
+        );
       byName[recordType] = target.name;
       handles.push(topicOfOne(target, recordType));
-    } else throw invalid(`router: the route of ${recordType} is ${JSON.stringify(target)}; give a topic handle or a topic name`);
+    } else
+      throw invalid(
+        `router: the route of ${recordType} is ${JSON.stringify(target)}; give a topic handle or a topic name`,
+      );
   }
   const wired = wiring('router', inputs, handles.length > 0 ? handles : outputs);
-  if (handles.length > 0 && outputs !== undefined) throw invalid('router: with topic handles as routes the outputs follow from them; remove outputs');
+  if (handles.length > 0 && outputs !== undefined)
+    throw invalid('router: with topic handles as routes the outputs follow from them; remove outputs');
   return { kind: 'router', ...common, ...wired, routes: byName };
 }
 
@@ -300,24 +346,37 @@ const maxReplicationFactor = 32_767; // an int16 on the wire
 /** What is wrong with a topic's settings (`what` names it in the messages); none if they are valid. */
 export function topicSpecProblems(what: string, t: Partial<TopicSpec>, defaultReplicationFactor?: number): string[] {
   const problems: string[] = [];
-  if (t.partitions !== undefined && (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000)) problems.push(`${what} needs 1–1000 partitions, got ${t.partitions}`);
-  if (t.replicationFactor !== undefined && (!Number.isInteger(t.replicationFactor) || t.replicationFactor < 1 || t.replicationFactor > maxReplicationFactor)) {
+  if (t.partitions !== undefined && (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000))
+    problems.push(`${what} needs 1–1000 partitions, got ${t.partitions}`);
+  if (
+    t.replicationFactor !== undefined &&
+    (!Number.isInteger(t.replicationFactor) || t.replicationFactor < 1 || t.replicationFactor > maxReplicationFactor)
+  ) {
     problems.push(`${what} needs a replication factor of at least 1 (an integer), got ${t.replicationFactor}`);
   }
   if (t.minInsyncReplicas !== undefined) {
     const rf = t.replicationFactor ?? defaultReplicationFactor;
-    if (!Number.isInteger(t.minInsyncReplicas) || t.minInsyncReplicas < 1) problems.push(`${what} needs minInsyncReplicas of at least 1 (an integer), got ${t.minInsyncReplicas}`);
+    if (!Number.isInteger(t.minInsyncReplicas) || t.minInsyncReplicas < 1)
+      problems.push(`${what} needs minInsyncReplicas of at least 1 (an integer), got ${t.minInsyncReplicas}`);
     else if (rf !== undefined && Number.isInteger(rf) && t.minInsyncReplicas > rf) {
-      problems.push(`${what} has minInsyncReplicas ${t.minInsyncReplicas} above its replication factor ${rf}: no acks=all write could ever succeed`);
+      problems.push(
+        `${what} has minInsyncReplicas ${t.minInsyncReplicas} above its replication factor ${rf}: no acks=all write could ever succeed`,
+      );
     }
   }
-  if (t.retentionMs !== undefined && !(Number.isSafeInteger(t.retentionMs) && (t.retentionMs >= 1 || t.retentionMs === -1))) {
+  if (
+    t.retentionMs !== undefined &&
+    !(Number.isSafeInteger(t.retentionMs) && (t.retentionMs >= 1 || t.retentionMs === -1))
+  ) {
     problems.push(`${what} needs retentionMs of at least 1 ms, or -1 to keep records forever, got ${t.retentionMs}`);
   }
   if (t.cleanupPolicy !== undefined && !(cleanupPolicies as readonly string[]).includes(t.cleanupPolicy)) {
-    problems.push(`${what} has cleanup policy "${t.cleanupPolicy}"; use one of ${cleanupPolicies.map((c) => `'${c}'`).join(', ')}`);
+    problems.push(
+      `${what} has cleanup policy "${t.cleanupPolicy}"; use one of ${cleanupPolicies.map((c) => `'${c}'`).join(', ')}`,
+    );
   }
-  if (t.compact === true && t.cleanupPolicy === 'delete') problems.push(`${what} says compact: true and cleanupPolicy: 'delete'; keep one`);
+  if (t.compact === true && t.cleanupPolicy === 'delete')
+    problems.push(`${what} says compact: true and cleanupPolicy: 'delete'; keep one`);
   return problems;
 }
 
@@ -333,47 +392,71 @@ export function defineTopology(spec: TopologySpec): Topology {
   const lateTopic = `${spec.application}.late-records`;
   const topics = new Set(Object.keys(spec.topics));
   const rf = spec.replicationFactor;
-  if (rf !== undefined && (!Number.isInteger(rf) || rf < 1 || rf > maxReplicationFactor)) problems.push(`the topology's replicationFactor must be an integer of at least 1, got ${rf}`);
+  if (rf !== undefined && (!Number.isInteger(rf) || rf < 1 || rf > maxReplicationFactor))
+    problems.push(`the topology's replicationFactor must be an integer of at least 1, got ${rf}`);
   for (const [topic, t] of Object.entries(spec.topics)) {
     if (!topicPattern.test(topic)) problems.push(`topic "${topic}" has characters Kafka does not allow`);
-    if (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000) problems.push(`topic "${topic}" needs 1–1000 partitions, got ${t.partitions}`);
+    if (!Number.isInteger(t.partitions) || t.partitions < 1 || t.partitions > 1000)
+      problems.push(`topic "${topic}" needs 1–1000 partitions, got ${t.partitions}`);
     problems.push(...topicSpecProblems(`topic "${topic}"`, { ...t, partitions: undefined }, rf));
   }
-  problems.push(...topicSpecProblems('deadLetters', spec.deadLetters ?? {}, rf), ...topicSpecProblems('lateRecords', spec.lateRecords ?? {}, rf));
+  problems.push(
+    ...topicSpecProblems('deadLetters', spec.deadLetters ?? {}, rf),
+    ...topicSpecProblems('lateRecords', spec.lateRecords ?? {}, rf),
+  );
   const known = (topic: string): boolean => topics.has(topic) || topic === deadLetterTopic || topic === lateTopic;
   const writtenTo = new Map<string, Set<string>>();
   for (const p of Object.values(spec.processors)) {
-    for (const [topic, types] of Object.entries(p.outputs ?? {})) for (const type of types) writtenTo.set(topic, (writtenTo.get(topic) ?? new Set()).add(type));
+    for (const [topic, types] of Object.entries(p.outputs ?? {}))
+      for (const type of types) writtenTo.set(topic, (writtenTo.get(topic) ?? new Set()).add(type));
   }
   for (const [name, p] of Object.entries(spec.processors)) {
     if (!namePattern.test(name)) problems.push(`processor "${name}" must match ${namePattern}`);
     if (p.inputs.length === 0) problems.push(`processor "${name}" has no inputs`);
-    for (const input of p.inputs) if (!known(input)) problems.push(`processor "${name}" reads unknown topic "${input}"; declare it under topics`);
-    for (const output of Object.keys(p.outputs ?? {})) if (!known(output)) problems.push(`processor "${name}" writes unknown topic "${output}"; declare it under topics`);
+    for (const input of p.inputs)
+      if (!known(input)) problems.push(`processor "${name}" reads unknown topic "${input}"; declare it under topics`);
+    for (const output of Object.keys(p.outputs ?? {}))
+      if (!known(output))
+        problems.push(`processor "${name}" writes unknown topic "${output}"; declare it under topics`);
     const counts = new Set(p.inputs.map((input) => spec.topics[input]?.partitions));
-    if (counts.size > 1) problems.push(`processor "${name}" reads ${p.inputs.join(', ')} which have different partition counts; co-partitioned inputs need the same count`);
+    if (counts.size > 1)
+      problems.push(
+        `processor "${name}" reads ${p.inputs.join(', ')} which have different partition counts; co-partitioned inputs need the same count`,
+      );
     if (p.kind === 'router') {
       for (const [type, topic] of Object.entries(p.routes)) {
-        if (!(p.outputs?.[topic] ?? []).includes(type)) problems.push(`router "${name}" routes ${type} to ${topic} but does not declare it in outputs`);
+        if (!(p.outputs?.[topic] ?? []).includes(type))
+          problems.push(`router "${name}" routes ${type} to ${topic} but does not declare it in outputs`);
       }
     }
     if (p.kind === 'process') {
-      for (const table of p.tables ?? []) if (!spec.tables?.[table]) problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
+      for (const table of p.tables ?? [])
+        if (!spec.tables?.[table])
+          problems.push(`processor "${name}" reads table "${table}", which the topology does not declare under tables`);
     }
-    for (const store of storesOfSpec(p)) if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
+    for (const store of storesOfSpec(p))
+      if (!namePattern.test(store)) problems.push(`processor "${name}" store "${store}" must match ${namePattern}`);
     // A typed input is a promise about what arrives: no processor of this topology may write another type there.
     for (const [input, expected] of Object.entries(p.inputTypes ?? {})) {
       for (const [writer, w] of Object.entries(spec.processors)) {
         const stray = (w.outputs?.[input] ?? []).filter((type) => !expected.includes(type));
-        if (stray.length > 0) problems.push(`processor "${writer}" writes ${stray.join(', ')} to "${input}", but processor "${name}" reads it as ${expected.join(' | ')}; use one topic handle for both`);
+        if (stray.length > 0)
+          problems.push(
+            `processor "${writer}" writes ${stray.join(', ')} to "${input}", but processor "${name}" reads it as ${expected.join(' | ')}; use one topic handle for both`,
+          );
       }
     }
-    if (p.readerSchemas && p.kind === 'router') problems.push(`router "${name}" declares readerSchemas, but a router never decodes a record body; remove them`);
+    if (p.readerSchemas && p.kind === 'router')
+      problems.push(`router "${name}" declares readerSchemas, but a router never decodes a record body; remove them`);
     else if (p.readerSchemas) {
       // The types it can receive: what its typed input handles declare, else what this topology's processors write
       // to the input. An untyped topic fed from outside (producers, connectors) may carry any type.
-      const perInput = p.inputs.map((input) => p.inputTypes?.[input] ?? (writtenTo.has(input) ? [...writtenTo.get(input)!] : undefined));
-      const receives = perInput.some((types) => types === undefined) ? undefined : new Set(perInput.flatMap((types) => types ?? []));
+      const perInput = p.inputs.map(
+        (input) => p.inputTypes?.[input] ?? (writtenTo.has(input) ? [...writtenTo.get(input)!] : undefined),
+      );
+      const receives = perInput.some((types) => types === undefined)
+        ? undefined
+        : new Set(perInput.flatMap((types) => types ?? []));
       try {
         compileReaderSchemas(name, p.readerSchemas, receives);
       } catch (error) {
@@ -381,7 +464,8 @@ export function defineTopology(spec: TopologySpec): Topology {
       }
     }
   }
-  for (const topic of spec.sink?.clickhouse?.topics ?? []) if (!known(topic)) problems.push(`sink.clickhouse reads unknown topic "${topic}"; declare it under topics`);
+  for (const topic of spec.sink?.clickhouse?.topics ?? [])
+    if (!known(topic)) problems.push(`sink.clickhouse reads unknown topic "${topic}"; declare it under topics`);
   if (problems.length > 0) throw invalid(`Invalid topology "${spec.application}":\n  - ${problems.join('\n  - ')}`);
 
   return {
@@ -394,7 +478,10 @@ export function defineTopology(spec: TopologySpec): Topology {
     changelogTopic: (processor) => `${spec.application}.${processor}.changelog`,
     storesOf(processor) {
       const p = spec.processors[processor];
-      if (!p) throw invalid(`Topology "${spec.application}" has no processor "${processor}"; it has ${Object.keys(spec.processors).join(', ')}`);
+      if (!p)
+        throw invalid(
+          `Topology "${spec.application}" has no processor "${processor}"; it has ${Object.keys(spec.processors).join(', ')}`,
+        );
       return storesOfSpec(p);
     },
   };
@@ -402,6 +489,9 @@ export function defineTopology(spec: TopologySpec): Topology {
 
 export function processorSpec(topology: Topology, name: string): ProcessorSpec {
   const spec = topology.processors[name];
-  if (!spec) throw invalid(`Topology "${topology.application}" has no processor "${name}"; it has ${Object.keys(topology.processors).join(', ')}`);
+  if (!spec)
+    throw invalid(
+      `Topology "${topology.application}" has no processor "${name}"; it has ${Object.keys(topology.processors).join(', ')}`,
+    );
   return spec;
 }

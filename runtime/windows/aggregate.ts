@@ -12,7 +12,14 @@
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { addToSession } from './session.ts';
 import { addToSlidingWindows, closeSlidingWindows, slidingRetentionMs } from './sliding.ts';
-import { WindowKind, windowCloseTime, windowsProblem, type HoppingWindows, type TumblingWindows, type Windows } from './windows.ts';
+import {
+  WindowKind,
+  windowCloseTime,
+  windowsProblem,
+  type HoppingWindows,
+  type TumblingWindows,
+  type Windows,
+} from './windows.ts';
 
 /**
  * What to compute per window. `add` folds one record into an accumulator; `merge` combines two sessions' accumulators
@@ -97,7 +104,8 @@ export function windowedAggregation<V, A>(spec: WindowedAggregation<V, A>): Wind
   if (window !== undefined) problems.push(window);
   if (typeof spec?.init !== 'function') problems.push('init must be a function returning the empty accumulator');
   if (typeof spec?.add !== 'function') problems.push('add must be a function (acc, value, timestamp) => acc');
-  if (spec?.merge !== undefined && typeof spec.merge !== 'function') problems.push('merge must be a function (a, b) => acc');
+  if (spec?.merge !== undefined && typeof spec.merge !== 'function')
+    problems.push('merge must be a function (a, b) => acc');
   if (window === undefined && spec.window.kind === WindowKind.SESSION && spec.merge === undefined) {
     problems.push('session windows need merge(a, b), to combine two sessions that a record bridges');
   }
@@ -109,10 +117,16 @@ export function windowedAggregation<V, A>(spec: WindowedAggregation<V, A>): Wind
 
 function checkTimes(timestamp: number, streamTime: number): void {
   if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
-    throw invalid(`A windowed record needs an event time in whole milliseconds >= 0, got ${timestamp}. Fix the record's timestamp or the timestamp extractor.`, { timestamp });
+    throw invalid(
+      `A windowed record needs an event time in whole milliseconds >= 0, got ${timestamp}. Fix the record's timestamp or the timestamp extractor.`,
+      { timestamp },
+    );
   }
   if (!Number.isSafeInteger(streamTime) || streamTime < timestamp) {
-    throw invalid(`Stream time ${streamTime} must be whole milliseconds and include the record's own time ${timestamp}: pass the stream time after observing the record.`, { timestamp, streamTime });
+    throw invalid(
+      `Stream time ${streamTime} must be whole milliseconds and include the record's own time ${timestamp}: pass the stream time after observing the record.`,
+      { timestamp, streamTime },
+    );
   }
 }
 
@@ -120,7 +134,12 @@ function checkTimes(timestamp: number, streamTime: number): void {
 export function timeWindowStarts(windows: TumblingWindows | HoppingWindows, timestamp: number): number[] {
   const advance = windows.kind === WindowKind.TUMBLING ? windows.sizeMs : windows.advanceMs;
   const starts: number[] = [];
-  for (let start = timestamp - (timestamp % advance); start > timestamp - windows.sizeMs && start >= 0; start -= advance) starts.unshift(start);
+  for (
+    let start = timestamp - (timestamp % advance);
+    start > timestamp - windows.sizeMs && start >= 0;
+    start -= advance
+  )
+    starts.unshift(start);
   return starts;
 }
 
@@ -151,12 +170,18 @@ function addToTimeWindows<V, A>(
       continue;
     }
     const acc = spec.add(existing ? existing.acc : spec.init(), value, timestamp);
-    const entry: StoredWindow<A> = { start, end, acc, latest: existing ? Math.max(existing.latest, timestamp) : timestamp };
+    const entry: StoredWindow<A> = {
+      start,
+      end,
+      acc,
+      latest: existing ? Math.max(existing.latest, timestamp) : timestamp,
+    };
     if (existing) next[at] = entry;
     else next.splice(at < 0 ? next.length : at, 0, entry);
     updated.push({ start, end, value: acc });
   }
-  if (updated.length === 0 && amended.length === 0) return { state, updated, amended, late: true, droppedFrom, removed: [] };
+  if (updated.length === 0 && amended.length === 0)
+    return { state, updated, amended, late: true, droppedFrom, removed: [] };
   return { state: { windows: next }, updated, amended, late: false, droppedFrom, removed: [] };
 }
 
@@ -181,7 +206,10 @@ export function addRecord<V, A>(
       return addToSlidingWindows(spec, windows, state, value, timestamp, streamTime);
     case WindowKind.SESSION: {
       const merge = spec.merge;
-      if (typeof merge !== 'function') throw invalid('Session windows need merge(a, b) in the aggregation, to combine two sessions that a record bridges.');
+      if (typeof merge !== 'function')
+        throw invalid(
+          'Session windows need merge(a, b) in the aggregation, to combine two sessions that a record bridges.',
+        );
       return addToSession(spec, merge, windows, state, value, timestamp, streamTime);
     }
     default:
@@ -194,7 +222,11 @@ export function addRecord<V, A>(
  * caller decides) and returns their final results, sorted by start. Closed windows leave the state, except that
  * sliding windows stay a while longer (flagged closed) because later windows are derived from them.
  */
-export function closeWindows<A>(spec: WindowedAggregation<unknown, A>, state: KeyWindowState<A> | undefined, time: number): CloseWindowsResult<A> {
+export function closeWindows<A>(
+  spec: WindowedAggregation<unknown, A>,
+  state: KeyWindowState<A> | undefined,
+  time: number,
+): CloseWindowsResult<A> {
   if (Number.isNaN(time)) throw invalid('closeWindows needs a time, got NaN.');
   if (state === undefined) return { state, closed: [] };
   const windows = spec.window;
@@ -225,7 +257,10 @@ export function closeWindows<A>(spec: WindowedAggregation<unknown, A>, state: Ke
  * for sliding windows kept after closing, the time they may be dropped. `undefined` when there is nothing left.
  * Index the key by it, and keep the key stored at least until then.
  */
-export function nextCloseTime<A>(spec: WindowedAggregation<unknown, A>, state: KeyWindowState<A> | undefined): number | undefined {
+export function nextCloseTime<A>(
+  spec: WindowedAggregation<unknown, A>,
+  state: KeyWindowState<A> | undefined,
+): number | undefined {
   let next: number | undefined;
   for (const w of state?.windows ?? []) {
     const closeTime = windowCloseTime(spec.window, w.end);

@@ -24,12 +24,15 @@ export type DurationParse = { ok: true; ms: number } | { ok: false; reason: stri
 
 /** Parses without throwing, for callers that collect every problem of an options object before failing. */
 export function parseDuration(value: unknown): DurationParse {
-  const shown = typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
+  const shown =
+    typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? String(value));
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 0) return { ok: false, reason: `${shown} is not a whole number of milliseconds >= 0; ${EXPECTED}` };
+    if (!Number.isSafeInteger(value) || value < 0)
+      return { ok: false, reason: `${shown} is not a whole number of milliseconds >= 0; ${EXPECTED}` };
     return { ok: true, ms: value };
   }
-  if (typeof value !== 'string') return { ok: false, reason: `${shown} (${value === null ? 'null' : typeof value}) is not a duration; ${EXPECTED}` };
+  if (typeof value !== 'string')
+    return { ok: false, reason: `${shown} (${value === null ? 'null' : typeof value}) is not a duration; ${EXPECTED}` };
   const match = PATTERN.exec(value.trim());
   if (!match) {
     const hint = /^\s*\d+(\.\d+)?\s*$/.test(value) ? ' (a string needs a unit; pass a number for milliseconds)' : '';
@@ -48,7 +51,11 @@ export function parseDuration(value: unknown): DurationParse {
 export function duration(value: Duration, name?: string): number {
   const parsed = parseDuration(value);
   if (parsed.ok) return parsed.ms;
-  throw new AgentStreamsError(ErrorCode.DURATION_INVALID, `Invalid duration${name === undefined ? '' : ` for ${name}`}: ${parsed.reason}.`, {
-    details: { value, ...(name === undefined ? {} : { name }) },
-  });
+  throw new AgentStreamsError(
+    ErrorCode.DURATION_INVALID,
+    `Invalid duration${name === undefined ? '' : ` for ${name}`}: ${parsed.reason}.`,
+    {
+      details: { value, ...(name === undefined ? {} : { name }) },
+    },
+  );
 }

@@ -46,6 +46,15 @@ export function addToSession<V, A>(
   const session: StoredWindow<A> = { start, end, acc, latest: end };
   const at = kept.findIndex((w) => w.start > start);
   kept.splice(at < 0 ? kept.length : at, 0, session);
-  const removed: WindowBounds[] = joined.filter((w) => w.start !== start || w.end !== end).map((w) => ({ start: w.start, end: w.end }));
-  return { state: { windows: kept }, updated: [{ start, end, value: acc }], amended: [], late: false, droppedFrom: 0, removed };
+  const removed: WindowBounds[] = joined
+    .filter((w) => w.start !== start || w.end !== end)
+    .map((w) => ({ start: w.start, end: w.end }));
+  return {
+    state: { windows: kept },
+    updated: [{ start, end, value: acc }],
+    amended: [],
+    late: false,
+    droppedFrom: 0,
+    removed,
+  };
 }

@@ -17,7 +17,14 @@
  * A record is late when even the last window that could hold it, `[t, t + d]`, is closed:
  * `streamTime >= t + d + 1 + grace`.
  */
-import type { AddRecordResult, CloseWindowsResult, KeyWindowState, StoredWindow, WindowedAggregation, WindowResult } from './aggregate.ts';
+import type {
+  AddRecordResult,
+  CloseWindowsResult,
+  KeyWindowState,
+  StoredWindow,
+  WindowedAggregation,
+  WindowResult,
+} from './aggregate.ts';
 import { windowCloseTime, type SlidingWindows } from './windows.ts';
 
 /**
@@ -39,7 +46,8 @@ export function addToSlidingWindows<V, A>(
   const d = windows.timeDifferenceMs;
   const t = timestamp;
   const stored = state?.windows ?? [];
-  const isClosed = (w: { end: number; closed?: true }): boolean => w.closed === true || windowCloseTime(windows, w.end) <= streamTime;
+  const isClosed = (w: { end: number; closed?: true }): boolean =>
+    w.closed === true || windowCloseTime(windows, w.end) <= streamTime;
 
   if (windowCloseTime(windows, t + d) <= streamTime) {
     const holding = stored.filter((w) => w.start <= t && t <= w.end).length;
@@ -62,7 +70,8 @@ export function addToSlidingWindows<V, A>(
   const fold = (w: StoredWindow<A>): StoredWindow<A> => {
     const closed = isClosed(w);
     const entry: StoredWindow<A> = { start: w.start, end: w.end, acc: w.acc, latest: Math.max(w.latest, t) };
-    if (w.closed === true) entry.closed = true; // its result is out already
+    if (w.closed === true)
+      entry.closed = true; // its result is out already
     else if ('finalAcc' in w) entry.finalAcc = w.finalAcc as A;
     else if (closed) entry.finalAcc = structuredClone(w.acc); // closing now: keep what it closed with
     entry.acc = spec.add(w.acc, value, t);
@@ -107,7 +116,10 @@ export function addToSlidingWindows<V, A>(
   }
   // When the previous record is exactly d + 1 back, its right window is this record's left window: made once.
   if (!leftExists && !starts.has(t - d)) {
-    const base = leftSource !== undefined && previousRecord !== undefined && previousRecord >= t - d ? structuredClone(leftSource.acc) : spec.init();
+    const base =
+      leftSource !== undefined && previousRecord !== undefined && previousRecord >= t - d
+        ? structuredClone(leftSource.acc)
+        : spec.init();
     create(t - d, spec.add(base, value, t), t, true);
   }
   if (!rightExists && rightSource !== undefined && rightSource.latest > t) {
@@ -118,7 +130,11 @@ export function addToSlidingWindows<V, A>(
   return { state: { windows: next }, updated, amended: [], late: false, droppedFrom, removed: [] };
 }
 
-export function closeSlidingWindows<A>(windows: SlidingWindows, state: KeyWindowState<A>, time: number): CloseWindowsResult<A> {
+export function closeSlidingWindows<A>(
+  windows: SlidingWindows,
+  state: KeyWindowState<A>,
+  time: number,
+): CloseWindowsResult<A> {
   const closed: WindowResult<A>[] = [];
   const kept: StoredWindow<A>[] = [];
   let changed = false;

@@ -122,9 +122,13 @@ function readOptions<K extends string>(
 }
 
 function invalid(kind: WindowKind, problems: string[], options: unknown): AgentStreamsError {
-  return new AgentStreamsError(ErrorCode.WINDOW_INVALID, `Invalid ${kind} windows: ${problems.join('; ')}. Fix the options passed to ${kind}().`, {
-    details: { kind, problems, options },
-  });
+  return new AgentStreamsError(
+    ErrorCode.WINDOW_INVALID,
+    `Invalid ${kind} windows: ${problems.join('; ')}. Fix the options passed to ${kind}().`,
+    {
+      details: { kind, problems, options },
+    },
+  );
 }
 
 export function tumbling(options: TumblingOptions): TumblingWindows {
@@ -133,11 +137,26 @@ export function tumbling(options: TumblingOptions): TumblingWindows {
 }
 
 export function hopping(options: HoppingOptions): HoppingWindows {
-  const { size, advance, grace, amendWithin } = readOptions(WindowKind.HOPPING, options, ['size', 'advance'], ['grace', 'amendWithin']);
+  const { size, advance, grace, amendWithin } = readOptions(
+    WindowKind.HOPPING,
+    options,
+    ['size', 'advance'],
+    ['grace', 'amendWithin'],
+  );
   if (advance > size) {
-    throw invalid(WindowKind.HOPPING, [`advance (${advance} ms) must not exceed size (${size} ms), or records would fall between windows`], options);
+    throw invalid(
+      WindowKind.HOPPING,
+      [`advance (${advance} ms) must not exceed size (${size} ms), or records would fall between windows`],
+      options,
+    );
   }
-  return Object.freeze({ kind: WindowKind.HOPPING, sizeMs: size, advanceMs: advance, graceMs: grace, amendWithinMs: amendWithin });
+  return Object.freeze({
+    kind: WindowKind.HOPPING,
+    sizeMs: size,
+    advanceMs: advance,
+    graceMs: grace,
+    amendWithinMs: amendWithin,
+  });
 }
 
 export function sliding(options: SlidingOptions): SlidingWindows {
@@ -158,7 +177,8 @@ const isDurationMs = (value: unknown, positive: boolean): boolean =>
  * is wrong; returns nothing when it is valid.
  */
 export function windowsProblem(value: unknown): string | undefined {
-  if (typeof value !== 'object' || value === null) return 'window must be a value made by tumbling(), hopping(), sliding() or session()';
+  if (typeof value !== 'object' || value === null)
+    return 'window must be a value made by tumbling(), hopping(), sliding() or session()';
   const w = value as Record<string, unknown>;
   const fields: Record<WindowKind, readonly string[]> = {
     tumbling: ['sizeMs'],
@@ -171,13 +191,20 @@ export function windowsProblem(value: unknown): string | undefined {
     return `window kind ${JSON.stringify(kind)} is not one of ${Object.values(WindowKind).join(', ')}; make windows with tumbling(), hopping(), sliding() or session()`;
   }
   for (const field of fields[kind as WindowKind]) {
-    if (!isDurationMs(w[field], true)) return `${kind} window ${field} must be whole milliseconds > 0, got ${JSON.stringify(w[field])}`;
+    if (!isDurationMs(w[field], true))
+      return `${kind} window ${field} must be whole milliseconds > 0, got ${JSON.stringify(w[field])}`;
   }
-  if (!isDurationMs(w.graceMs, false)) return `${kind} window graceMs must be whole milliseconds >= 0, got ${JSON.stringify(w.graceMs)}`;
-  if ((kind === WindowKind.TUMBLING || kind === WindowKind.HOPPING) && w.amendWithinMs !== undefined && !isDurationMs(w.amendWithinMs, false)) {
+  if (!isDurationMs(w.graceMs, false))
+    return `${kind} window graceMs must be whole milliseconds >= 0, got ${JSON.stringify(w.graceMs)}`;
+  if (
+    (kind === WindowKind.TUMBLING || kind === WindowKind.HOPPING) &&
+    w.amendWithinMs !== undefined &&
+    !isDurationMs(w.amendWithinMs, false)
+  ) {
     return `${kind} window amendWithinMs must be whole milliseconds >= 0, got ${JSON.stringify(w.amendWithinMs)}`;
   }
-  if (kind === WindowKind.HOPPING && (w.advanceMs as number) > (w.sizeMs as number)) return 'hopping window advanceMs must not exceed sizeMs';
+  if (kind === WindowKind.HOPPING && (w.advanceMs as number) > (w.sizeMs as number))
+    return 'hopping window advanceMs must not exceed sizeMs';
   return undefined;
 }
 

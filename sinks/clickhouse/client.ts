@@ -17,7 +17,10 @@ export interface ClickHouseOptions {
   role?: 'admin' | 'sink' | 'reader';
 }
 
-function credentials(config: Config, role: NonNullable<ClickHouseOptions['role']>): { username: string; password: string } {
+function credentials(
+  config: Config,
+  role: NonNullable<ClickHouseOptions['role']>,
+): { username: string; password: string } {
   const { username, password, sinkUser, sinkPassword, readerUser, readerPassword } = config.clickhouse;
   if (role === 'sink' && sinkUser !== '') return { username: sinkUser, password: sinkPassword };
   if (role === 'reader' && readerUser !== '') return { username: readerUser, password: readerPassword };

@@ -23,7 +23,10 @@ export function fleetClickHouseSink(topics: readonly string[]): ClickHouseSinkDe
  * One `alert.sunk` line per alert the sink writes (alerts are few: each costs an LLM call), with its id, findings
  * and source offset, so an alert in ClickHouse can be found in the logs and, through its trace, back to its input.
  */
-export function loggedAlerts(mappings: Readonly<Record<string, RecordMapping>>, log: EventLog): Record<string, RecordMapping> {
+export function loggedAlerts(
+  mappings: Readonly<Record<string, RecordMapping>>,
+  log: EventLog,
+): Record<string, RecordMapping> {
   const alerts = mappings['agentstreams.fleet.Alert'];
   if (!alerts) return { ...mappings };
   return {
@@ -33,7 +36,15 @@ export function loggedAlerts(mappings: Readonly<Record<string, RecordMapping>>, 
       toRows(value, meta) {
         const rows = alerts.toRows(value, meta);
         const alert = value as Alert;
-        log('alert.sunk', { alertId: alert.alertId, findingIds: alert.findingIds, severity: alert.severity, table: alerts.table, topic: meta.topic, partition: meta.partition, offset: meta.offset });
+        log('alert.sunk', {
+          alertId: alert.alertId,
+          findingIds: alert.findingIds,
+          severity: alert.severity,
+          table: alerts.table,
+          topic: meta.topic,
+          partition: meta.partition,
+          offset: meta.offset,
+        });
         return rows;
       },
     } satisfies RecordMapping,
@@ -42,7 +53,10 @@ export function loggedAlerts(mappings: Readonly<Record<string, RecordMapping>>, 
 
 export type FleetResultMetrics = Pick<Metrics, 'findings' | 'alerts' | 'digestLastHour'>;
 
-export function observedFleetMappings(metrics: FleetResultMetrics, mappings: Readonly<Record<string, RecordMapping>> = fleetMappings): Record<string, RecordMapping> {
+export function observedFleetMappings(
+  metrics: FleetResultMetrics,
+  mappings: Readonly<Record<string, RecordMapping>> = fleetMappings,
+): Record<string, RecordMapping> {
   const newestHour = new Map<string, number>();
   const observe: Record<string, (value: unknown) => void> = {
     'agentstreams.fleet.Finding': (value) => {

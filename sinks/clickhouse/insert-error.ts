@@ -58,7 +58,18 @@ const dataCodes = new Set([
 ]);
 
 /** Node and undici socket errors: the request may or may not have reached the server. */
-const networkErrnos = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED', 'ENOTFOUND']);
+const networkErrnos = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'ENOTFOUND',
+]);
 
 export function clickHouseCodeOf(error: unknown): number | undefined {
   if (!(error instanceof Error)) return undefined;
@@ -89,7 +100,13 @@ export function classifyInsertError(error: unknown): InsertFailureKind {
     return 'fatal';
   }
   // Mistakes in our own code must surface, not loop forever.
-  if (error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError || error instanceof ReferenceError) return 'fatal';
+  if (
+    error instanceof TypeError ||
+    error instanceof RangeError ||
+    error instanceof SyntaxError ||
+    error instanceof ReferenceError
+  )
+    return 'fatal';
   const errno = error instanceof Error ? (error as { code?: unknown }).code : undefined;
   if (typeof errno === 'string' && (networkErrnos.has(errno) || errno.startsWith('UND_ERR'))) return 'retriable';
   // Anything else without a ClickHouse code came from between us and the server (a proxy's 502/503 page, a socket

@@ -33,7 +33,10 @@ export function loadMigrations(dir: string): Migration[] {
     .map((file) => {
       const match = /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file);
       if (!match) {
-        throw new AgentStreamsError(ErrorCode.MIGRATION_FAILED, `Migration file ${file} must be named NNNN_name.sql (lower case).`);
+        throw new AgentStreamsError(
+          ErrorCode.MIGRATION_FAILED,
+          `Migration file ${file} must be named NNNN_name.sql (lower case).`,
+        );
       }
       const text = readFileSync(join(dir, file), 'utf8');
       return {
@@ -45,7 +48,10 @@ export function loadMigrations(dir: string): Migration[] {
     });
   migrations.forEach((m, i) => {
     if (m.version !== i + 1) {
-      throw new AgentStreamsError(ErrorCode.MIGRATION_FAILED, `Migrations must be numbered 0001, 0002, … without gaps; found ${String(m.version).padStart(4, '0')} at position ${i + 1}.`);
+      throw new AgentStreamsError(
+        ErrorCode.MIGRATION_FAILED,
+        `Migrations must be numbered 0001, 0002, … without gaps; found ${String(m.version).padStart(4, '0')} at position ${i + 1}.`,
+      );
     }
   });
   return migrations;
@@ -62,16 +68,19 @@ export interface MigrateResult {
   alreadyApplied: string[];
 }
 
-export async function migrate(engine: SqlEngine, migrations: Migration[], now: () => Date = () => new Date()): Promise<MigrateResult> {
+export async function migrate(
+  engine: SqlEngine,
+  migrations: Migration[],
+  now: () => Date = () => new Date(),
+): Promise<MigrateResult> {
   const [bootstrap] = migrations;
   if (!bootstrap) return { applied: [], alreadyApplied: [] };
   // The first migration creates schema_migrations itself (IF NOT EXISTS), so it is safe to run every time.
   for (const statement of bootstrap.statements) await engine.exec(statement);
   const recorded = new Map(
-    (await engine.rows<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations FINAL')).map((r) => [
-      Number(r.version),
-      r.checksum,
-    ]),
+    (
+      await engine.rows<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations FINAL')
+    ).map((r) => [Number(r.version), r.checksum]),
   );
   const result: MigrateResult = { applied: [], alreadyApplied: [] };
   for (const migration of migrations) {
@@ -92,7 +101,11 @@ export async function migrate(engine: SqlEngine, migrations: Migration[], now: (
       try {
         await engine.exec(statement);
       } catch (error) {
-        throw new AgentStreamsError(ErrorCode.MIGRATION_FAILED, `Migration ${label} failed: ${(error as Error).message}`, { cause: error });
+        throw new AgentStreamsError(
+          ErrorCode.MIGRATION_FAILED,
+          `Migration ${label} failed: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
     }
     const appliedAt = Math.floor(now().getTime() / 1000);

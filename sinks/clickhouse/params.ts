@@ -16,12 +16,23 @@ const intRanges: Record<string, readonly [bigint, bigint]> = {
   Int64: [-9223372036854775808n, 9223372036854775807n],
 };
 
-const escapes: Record<string, string> = { '\\': '\\\\', "'": "\\'", '\n': '\\n', '\r': '\\r', '\t': '\\t', '\0': '\\0', '\b': '\\b', '\f': '\\f' };
+const escapes: Record<string, string> = {
+  '\\': '\\\\',
+  "'": "\\'",
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '\0': '\\0',
+  '\b': '\\b',
+  '\f': '\\f',
+};
 
 export type ParamValue = string | number | bigint | boolean | Date | ParamValue[];
 
 function invalid(name: string, type: string, why: string): AgentStreamsError {
-  return new AgentStreamsError(ErrorCode.QUERY_PARAM_INVALID, `Query parameter "${name}" (${type}): ${why}.`, { details: { name, type } });
+  return new AgentStreamsError(ErrorCode.QUERY_PARAM_INVALID, `Query parameter "${name}" (${type}): ${why}.`, {
+    details: { name, type },
+  });
 }
 
 export function quoteString(value: string): string {
@@ -76,7 +87,9 @@ export function renderQuery(sql: string, params: Record<string, unknown>): strin
   });
   const unused = Object.keys(params).filter((key) => !used.has(key));
   if (unused.length > 0) {
-    throw new AgentStreamsError(ErrorCode.QUERY_PARAM_INVALID, `Unknown query parameter(s): ${unused.join(', ')}.`, { details: { unused } });
+    throw new AgentStreamsError(ErrorCode.QUERY_PARAM_INVALID, `Unknown query parameter(s): ${unused.join(', ')}.`, {
+      details: { unused },
+    });
   }
   return rendered;
 }

@@ -27,10 +27,22 @@ import { retry, withRetry } from '../../runtime/retry.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
 import { startLagMonitor, type LagMonitor } from '../../runtime/observability/lag.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
-import { deadLetter, deadLetterLogFields, type DeadLetterStage, type ProducedMessage, type SourceRecord } from '../../runtime/engine/dead-letter.ts';
+import {
+  deadLetter,
+  deadLetterLogFields,
+  type DeadLetterStage,
+  type ProducedMessage,
+  type SourceRecord,
+} from '../../runtime/engine/dead-letter.ts';
 import { BatchTrace, tracingActive } from '../../runtime/observability/tracing.ts';
 import { openClickHouse } from './client.ts';
-import { ClickHouseWriter, isSinkBackpressure, type ClickHouseWriterTuning, type RejectedRow, type Row } from './writer.ts';
+import {
+  ClickHouseWriter,
+  isSinkBackpressure,
+  type ClickHouseWriterTuning,
+  type RejectedRow,
+  type Row,
+} from './writer.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { consumerHealth, watchConsumerHealth } from '../../runtime/engine/consumer-health.ts';
 
@@ -143,17 +155,21 @@ export interface ClickHouseSinkHandle {
 
 function problemsOf(options: ClickHouseSinkOptions): string[] {
   const problems: string[] = [];
-  if (!/^[A-Za-z0-9._-]+$/.test(options.name)) problems.push(`name must be a non-empty [A-Za-z0-9._-] string, got "${options.name}"`);
+  if (!/^[A-Za-z0-9._-]+$/.test(options.name))
+    problems.push(`name must be a non-empty [A-Za-z0-9._-] string, got "${options.name}"`);
   if (options.topics.length === 0) problems.push('topics must name at least one topic');
-  if (options.topics.includes(options.deadLetterTopic)) problems.push(`deadLetterTopic "${options.deadLetterTopic}" must not be one of the input topics`);
-  if (Object.keys(options.mappings).length === 0) problems.push('mappings must map at least one record type to a table');
+  if (options.topics.includes(options.deadLetterTopic))
+    problems.push(`deadLetterTopic "${options.deadLetterTopic}" must not be one of the input topics`);
+  if (Object.keys(options.mappings).length === 0)
+    problems.push('mappings must map at least one record type to a table');
   for (const [name, value] of [
     ['commitIntervalMs', options.commitIntervalMs],
     ['stopTimeoutMs', options.stopTimeoutMs],
     ['partitionsConsumedConcurrently', options.partitionsConsumedConcurrently],
     ['maxBytesPerPartition', options.maxBytesPerPartition],
   ] as const) {
-    if (value !== undefined && !(Number.isInteger(value) && value > 0)) problems.push(`${name} must be a positive whole number, got ${value}`);
+    if (value !== undefined && !(Number.isInteger(value) && value > 0))
+      problems.push(`${name} must be a positive whole number, got ${value}`);
   }
   return problems;
 }
@@ -220,7 +236,11 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   constructor(private readonly options: ClickHouseSinkOptions) {
     const problems = problemsOf(options);
     if (problems.length > 0) {
-      throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, `Invalid ClickHouse sink options: ${problems.join('; ')}.`, { details: { problems } });
+      throw new AgentStreamsError(
+        ErrorCode.SINK_OPTIONS_INVALID,
+        `Invalid ClickHouse sink options: ${problems.join('; ')}.`,
+        { details: { problems } },
+      );
     }
     const { config, name } = options;
     this.config = config;
@@ -293,12 +313,24 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     await this.producer.connect();
     if (metrics) {
       this.stopSampling = [
-        metrics.sinkBufferedRows.sampleWith(() => metrics.sinkBufferedRows.set({ processor: name }, writer.buffered.rows)),
-        metrics.sinkBufferedBytes.sampleWith(() => metrics.sinkBufferedBytes.set({ processor: name }, writer.buffered.bytes)),
+        metrics.sinkBufferedRows.sampleWith(() =>
+          metrics.sinkBufferedRows.set({ processor: name }, writer.buffered.rows),
+        ),
+        metrics.sinkBufferedBytes.sampleWith(() =>
+          metrics.sinkBufferedBytes.set({ processor: name }, writer.buffered.bytes),
+        ),
       ];
       this.lagAdmin = kafka.admin();
       await this.lagAdmin.connect();
-      this.lagMonitor = startLagMonitor({ admin: this.lagAdmin, groupId: name, topics, processor: name, metrics, intervalMs: config.metrics.lagIntervalMs, log });
+      this.lagMonitor = startLagMonitor({
+        admin: this.lagAdmin,
+        groupId: name,
+        topics,
+        processor: name,
+        metrics,
+        intervalMs: config.metrics.lagIntervalMs,
+        log,
+      });
     }
   }
 
@@ -327,8 +359,20 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
         try {
           await job;
         } catch (error) {
-          if (this.current === 'running' && isAgentStreamsError(error) && (error.code === ErrorCode.SINK_INSERT_FAILED || error.code === ErrorCode.SINK_CLOSED)) this.fail(error);
-          else log('batch.error', { topic: payload.batch.topic, partition: payload.batch.partition, offset: payload.batch.firstOffset(), lastOffset: payload.batch.lastOffset(), message: (error as Error).message });
+          if (
+            this.current === 'running' &&
+            isAgentStreamsError(error) &&
+            (error.code === ErrorCode.SINK_INSERT_FAILED || error.code === ErrorCode.SINK_CLOSED)
+          )
+            this.fail(error);
+          else
+            log('batch.error', {
+              topic: payload.batch.topic,
+              partition: payload.batch.partition,
+              offset: payload.batch.firstOffset(),
+              lastOffset: payload.batch.lastOffset(),
+              message: (error as Error).message,
+            });
           // kafkajs fetches again from the last resolved offset: nothing after it was acknowledged.
           throw error;
         } finally {
@@ -354,10 +398,12 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   health(): SinkHealth {
     const { current: state, failure, healthState: health, stallMs } = this;
     const problems: string[] = [];
-    if (state === 'failed' || (state !== 'running' && failure)) problems.push(`the sink failed: ${failure?.message ?? 'unknown error'}`);
+    if (state === 'failed' || (state !== 'running' && failure))
+      problems.push(`the sink failed: ${failure?.message ?? 'unknown error'}`);
     if (health.crashed !== undefined) problems.push(`the consumer crashed and will not restart: ${health.crashed}`);
     const idleMs = Date.now() - health.lastProgress;
-    if (state === 'running' && health.lag > 0 && idleMs > stallMs) problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
+    if (state === 'running' && health.lag > 0 && idleMs > stallMs)
+      problems.push(`no batch completed for ${Math.round(idleMs / 1000)} s while ${health.lag} records wait`);
     const live = problems.length === 0;
     if (!health.joined) problems.push('not joined to the group yet');
     if (health.rebalancing) problems.push('rebalancing');
@@ -370,7 +416,10 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   }
 
   checkpoint(): Promise<void> {
-    if (this.current !== 'running') return Promise.reject(new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouse sink "${this.name}" is ${this.current}.`));
+    if (this.current !== 'running')
+      return Promise.reject(
+        new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouse sink "${this.name}" is ${this.current}.`),
+      );
     return this.commit();
   }
 
@@ -383,7 +432,8 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   }
 
   private transition(to: SinkState): void {
-    if (!sinkTransitions[this.current].includes(to)) throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${this.current} to ${to}.`);
+    if (!sinkTransitions[this.current].includes(to))
+      throw new AgentStreamsError(ErrorCode.USAGE, `ClickHouse sink cannot go from ${this.current} to ${to}.`);
     this.current = to;
   }
 
@@ -393,7 +443,11 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     this.pendingDeadLetters.push(letter);
     this.log('record.dead-lettered', deadLetterLogFields(letter));
     this.stats.deadLettered += 1;
-    this.metrics?.recordsDeadLettered.inc({ processor: this.name, topic: source.topic, partition: String(source.partition) });
+    this.metrics?.recordsDeadLettered.inc({
+      processor: this.name,
+      topic: source.topic,
+      partition: String(source.partition),
+    });
     // Dead letters wait for the next checkpoint; when nearly everything is bad, do not let them pile up.
     if (this.pendingDeadLetters.length >= 10_000) void this.commit().catch(() => undefined);
   }
@@ -402,7 +456,11 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     if (this.current !== 'running') return;
     const failure = isAgentStreamsError(error)
       ? error
-      : new AgentStreamsError(ErrorCode.SINK_INSERT_FAILED, `ClickHouse sink "${this.name}" failed: ${(error as Error).message}`, { cause: error });
+      : new AgentStreamsError(
+          ErrorCode.SINK_INSERT_FAILED,
+          `ClickHouse sink "${this.name}" failed: ${(error as Error).message}`,
+          { cause: error },
+        );
     this.failure = failure;
     this.log('sink.failed', { code: failure.code, message: failure.message });
     this.transition('failed');
@@ -441,7 +499,9 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     let paused = false;
     // Traced (when on): a batch span linked to the records' producers and a span per sampled record, so each row's
     // arrival is the last hop of its record's trace (docs/tracing.md). Spans of a batch that throws are not exported.
-    const traced = tracingActive() ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: name }) : undefined;
+    const traced = tracingActive()
+      ? new BatchTrace(batch.messages, { topic: batch.topic, partition: batch.partition, group: name })
+      : undefined;
     for (let i = 0; i < batch.messages.length; i += 1) {
       const message = batch.messages[i]!;
       // isStale() walks kafkajs's seek table: cheap once, not 300k times a second.
@@ -469,7 +529,11 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     // resolveOffset of the last message also covers trailing transaction markers (kafkajs maps it to lastOffset).
     resolveOffset(done);
     const next = String(Number(all ? batch.lastOffset() : done) + 1);
-    this.pending.set(`${batch.topic}:${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: next });
+    this.pending.set(`${batch.topic}:${batch.partition}`, {
+      topic: batch.topic,
+      partition: batch.partition,
+      offset: next,
+    });
     const count = batch.messages.findIndex((m) => m.offset === done) + 1;
     stats.batches += 1;
     stats.records += count;
@@ -481,7 +545,11 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   }
 
   /** Decodes, maps and buffers one record; anything wrong with the record itself becomes a dead letter. */
-  private writeRecord(record: SourceRecord, pause: EachBatchPayload['pause'], traced: BatchTrace | undefined): 'written' | 'dead-lettered' | 'backpressure' {
+  private writeRecord(
+    record: SourceRecord,
+    pause: EachBatchPayload['pause'],
+    traced: BatchTrace | undefined,
+  ): 'written' | 'dead-lettered' | 'backpressure' {
     const { mappings, name } = this;
     let table: string;
     let rows: readonly Row[];
@@ -498,13 +566,23 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
       this.toDeadLetter(
         'route',
         record,
-        new AgentStreamsError(ErrorCode.NO_ROUTE, `Sink "${name}" has no mapping for record type ${recordType}; it maps ${Object.keys(mappings).join(', ')}.`),
+        new AgentStreamsError(
+          ErrorCode.NO_ROUTE,
+          `Sink "${name}" has no mapping for record type ${recordType}; it maps ${Object.keys(mappings).join(', ')}.`,
+        ),
         traced,
       );
       return 'dead-lettered';
     }
     try {
-      const mapped = mapping.toRows(value, { topic: record.topic, partition: record.partition, offset: record.offset, timestamp: record.timestamp, key: record.key, recordType });
+      const mapped = mapping.toRows(value, {
+        topic: record.topic,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: record.timestamp,
+        key: record.key,
+        recordType,
+      });
       rows = mapped === null ? [] : Array.isArray(mapped) ? (mapped as readonly Row[]) : [mapped as Row];
       table = mapping.table;
     } catch (error) {
@@ -540,7 +618,9 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     if (this.current === 'stopped') return;
     const { pending, committed, pendingDeadLetters, stats } = this;
     // Noted before the flush: every record below these offsets has its rows in the writer already.
-    const offsets = [...pending.entries()].filter(([key, p]) => committed.get(key) !== p.offset).map(([key, p]) => ({ key, ...p }));
+    const offsets = [...pending.entries()]
+      .filter(([key, p]) => committed.get(key) !== p.offset)
+      .map(([key, p]) => ({ key, ...p }));
     await this.writer.flush();
     const letters = pendingDeadLetters.splice(0);
     if (letters.length > 0) {
@@ -549,7 +629,12 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
           this.producer.send({
             topic: this.deadLetterTopic,
             acks: -1,
-            messages: letters.map(({ key, value, timestamp, headers }) => ({ key, value, ...(timestamp === undefined ? {} : { timestamp }), ...(headers ? { headers } : {}) })),
+            messages: letters.map(({ key, value, timestamp, headers }) => ({
+              key,
+              value,
+              ...(timestamp === undefined ? {} : { timestamp }),
+              ...(headers ? { headers } : {}),
+            })),
           }),
         this.transient,
         { isRetriable: () => true, signal: this.shutdownSignal.signal },
@@ -568,7 +653,10 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     } catch (error) {
       // A rebalance or coordinator move: the rows are in ClickHouse, so whoever reads these records again only
       // re-inserts rows FINAL already collapses. The next checkpoint commits again.
-      this.log('sink.commit-failed', { offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })), message: (error as Error).message });
+      this.log('sink.commit-failed', {
+        offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })),
+        message: (error as Error).message,
+      });
     }
   }
 
@@ -588,7 +676,10 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
         consumer.pause(topics.map((topic) => ({ topic })));
         // A batch stuck on a dependency (a registry that does not answer is retried without end) must not hold the
         // shutdown past its deadline: its retries are stopped, and what it did not write is read again by the next owner.
-        const settled = await Promise.race([Promise.allSettled([...inflight]).then(() => true), sleep(stopTimeoutMs, false, { ref: false })]);
+        const settled = await Promise.race([
+          Promise.allSettled([...inflight]).then(() => true),
+          sleep(stopTimeoutMs, false, { ref: false }),
+        ]);
         if (!settled) {
           log('sink.stop-batch-timeout', { stopTimeoutMs, batches: inflight.size });
           this.shutdownSignal.abort();

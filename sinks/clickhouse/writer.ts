@@ -145,7 +145,10 @@ const writerTransitions: Record<WriterState, readonly WriterState[]> = {
 function sampleOf(value: unknown): string {
   let text: string;
   try {
-    text = typeof value === 'string' ? value : JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+    text =
+      typeof value === 'string'
+        ? value
+        : JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
   } catch {
     text = String(value);
   }
@@ -153,19 +156,26 @@ function sampleOf(value: unknown): string {
 }
 
 function rowInvalid(table: string, row: unknown, why: string): AgentStreamsError {
-  return new AgentStreamsError(ErrorCode.SINK_ROW_INVALID, `Row for ClickHouse table "${table}" is invalid: ${why}. Fix the mapping that built it; the row was not buffered.`, {
-    details: { table, sample: sampleOf(row) },
-  });
+  return new AgentStreamsError(
+    ErrorCode.SINK_ROW_INVALID,
+    `Row for ClickHouse table "${table}" is invalid: ${why}. Fix the mapping that built it; the row was not buffered.`,
+    {
+      details: { table, sample: sampleOf(row) },
+    },
+  );
 }
 
 function positive(name: string, value: number, integer = true): string | undefined {
-  return Number.isFinite(value) && value > 0 && (!integer || Number.isInteger(value)) ? undefined : `${name} must be a positive ${integer ? 'whole ' : ''}number, got ${value}`;
+  return Number.isFinite(value) && value > 0 && (!integer || Number.isInteger(value))
+    ? undefined
+    : `${name} must be a positive ${integer ? 'whole ' : ''}number, got ${value}`;
 }
 
 export class ClickHouseWriter<Tag = undefined> {
   /** Reads the tables' columns (to check every row against them) and returns a writer ready for `write()`. */
   static async open<Tag = undefined>(options: ClickHouseWriterOptions<Tag>): Promise<ClickHouseWriter<Tag>> {
-    if (options.tables.length === 0) throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, 'ClickHouseWriter needs at least one table.');
+    if (options.tables.length === 0)
+      throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, 'ClickHouseWriter needs at least one table.');
     // Column order is irrelevant (the INSERT names the columns and JSONEachRow matches by key), which is as well:
     // 18.16's system.columns has no `position`, and no `IN [array]` either, hence has().
     const sql = renderQuery(
@@ -173,12 +183,18 @@ export class ClickHouseWriter<Tag = undefined> {
 WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND default_kind NOT IN ('MATERIALIZED', 'ALIAS')`,
       { tables: [...new Set(options.tables)] },
     );
-    const rows = await (await options.client.query({ query: sql, format: 'JSONEachRow' })).json<{ table: string; name: string; type: string }>();
+    const rows = await (
+      await options.client.query({ query: sql, format: 'JSONEachRow' })
+    ).json<{ table: string; name: string; type: string }>();
     const columns = new Map<string, Column[]>();
     for (const row of rows) {
       let list = columns.get(row.table);
       if (!list) columns.set(row.table, (list = []));
-      list.push({ name: row.name, dateTime: /^DateTime(?!64)/.test(row.type), nullable: row.type.startsWith('Nullable(') });
+      list.push({
+        name: row.name,
+        dateTime: /^DateTime(?!64)/.test(row.type),
+        nullable: row.type.startsWith('Nullable('),
+      });
     }
     const missing = options.tables.filter((table) => !columns.has(table));
     if (missing.length > 0) {
@@ -251,7 +267,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       positive('missingTableGraceMs', t.missingTableGraceMs, false),
     ].filter((p): p is string => p !== undefined);
     if (problems.length > 0) {
-      throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, `Invalid ClickHouseWriter options: ${problems.join('; ')}.`, { details: { problems } });
+      throw new AgentStreamsError(
+        ErrorCode.SINK_OPTIONS_INVALID,
+        `Invalid ClickHouseWriter options: ${problems.join('; ')}.`,
+        { details: { problems } },
+      );
     }
     this.policy = options.retry ?? defaultRetry;
     for (const [table, cols] of columns) {
@@ -287,10 +307,14 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     this.assertWritable();
     const buffer = this.buffers.get(table);
     if (!buffer) {
-      throw new AgentStreamsError(ErrorCode.USAGE, `Table "${table}" was not opened by this writer; it writes ${[...this.buffers.keys()].join(', ')}.`);
+      throw new AgentStreamsError(
+        ErrorCode.USAGE,
+        `Table "${table}" was not opened by this writer; it writes ${[...this.buffers.keys()].join(', ')}.`,
+      );
     }
     if (rows.length === 0) return;
-    if (this.bufferedRowCount > 0 && this.bufferedRowCount + rows.length > this.tuning.maxBufferedRows) throw this.backpressure(table, rows.length);
+    if (this.bufferedRowCount > 0 && this.bufferedRowCount + rows.length > this.tuning.maxBufferedRows)
+      throw this.backpressure(table, rows.length);
     const lines = new Array<string>(rows.length);
     let bytes = 0;
     for (let i = 0; i < rows.length; i += 1) {
@@ -298,7 +322,8 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       lines[i] = line;
       bytes += line.length;
     }
-    if (this.bufferedByteCount > 0 && this.bufferedByteCount + bytes > this.tuning.maxBufferedBytes) throw this.backpressure(table, rows.length);
+    if (this.bufferedByteCount > 0 && this.bufferedByteCount + bytes > this.tuning.maxBufferedBytes)
+      throw this.backpressure(table, rows.length);
     for (const line of lines) {
       buffer.lines.push(line);
       buffer.tags.push(tag);
@@ -337,7 +362,12 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       throw new AgentStreamsError(
         ErrorCode.SINK_ROW_REJECTED,
         `ClickHouse refused ${rows.length} row(s) as bad data; the other rows were inserted. First: table "${first.table}", ${first.error.message}`,
-        { details: { tables: [...new Set(rows.map((r) => r.table))], rows: rows.map((r) => ({ table: r.table, sample: sampleOf(r.json), reason: r.error.message })) } },
+        {
+          details: {
+            tables: [...new Set(rows.map((r) => r.table))],
+            rows: rows.map((r) => ({ table: r.table, sample: sampleOf(r.json), reason: r.error.message })),
+          },
+        },
       );
     }
   }
@@ -364,7 +394,9 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     this.abortController.abort(new AgentStreamsError(ErrorCode.ABORTED, 'ClickHouseWriter aborted.'));
     this.stopTimers();
     this.transition('closed');
-    const error = this.failure ?? new AgentStreamsError(ErrorCode.SINK_CLOSED, 'ClickHouseWriter was aborted before these rows were inserted.');
+    const error =
+      this.failure ??
+      new AgentStreamsError(ErrorCode.SINK_CLOSED, 'ClickHouseWriter was aborted before these rows were inserted.');
     for (const waiter of this.waiters.splice(0)) waiter.reject(error);
   }
 
@@ -377,7 +409,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
 
   private assertWritable(): void {
     if (this.failure) throw this.failure;
-    if (this.state !== 'open') throw new AgentStreamsError(ErrorCode.SINK_CLOSED, `ClickHouseWriter is ${this.state}; write() needs an open writer.`);
+    if (this.state !== 'open')
+      throw new AgentStreamsError(
+        ErrorCode.SINK_CLOSED,
+        `ClickHouseWriter is ${this.state}; write() needs an open writer.`,
+      );
   }
 
   private stopTimers(): void {
@@ -391,7 +427,9 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     this.stats.backpressureSignals += 1;
     const now = Date.now();
     // While an insert is failing, nothing frees up before its next attempt; otherwise about one insert's time.
-    const retryAfterMs = Math.round(this.retryingUntil > now ? this.retryingUntil - now + 10 : Math.min(1_000, Math.max(10, this.insertMsAverage)));
+    const retryAfterMs = Math.round(
+      this.retryingUntil > now ? this.retryingUntil - now + 10 : Math.min(1_000, Math.max(10, this.insertMsAverage)),
+    );
     return new SinkBackpressureError(
       `ClickHouse writer buffer is full (${this.bufferedRowCount} rows, ${this.bufferedByteCount} bytes held; limits ${this.tuning.maxBufferedRows} rows, ${this.tuning.maxBufferedBytes} bytes). Pause the input and write these ${rows} row(s) again in ${retryAfterMs} ms.`,
       retryAfterMs,
@@ -400,7 +438,8 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   }
 
   private encode(buffer: TableBuffer<Tag>, row: Row): string {
-    if (typeof row !== 'object' || row === null || Array.isArray(row)) throw rowInvalid(buffer.table, row, 'expected an object keyed by column name');
+    if (typeof row !== 'object' || row === null || Array.isArray(row))
+      throw rowInvalid(buffer.table, row, 'expected an object keyed by column name');
     const fields = row as Readonly<Record<string, unknown>>;
     // Object.keys().length is ~6x cheaper than a for-in with hasOwn, and this runs for every row.
     const keys = Object.keys(fields).length;
@@ -410,9 +449,17 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
         // 18.16 fills an omitted column with the type's zero value, not its DEFAULT: a silent wrong row.
         throw rowInvalid(buffer.table, row, `column "${column.name}" is missing (every column must be sent)`);
       }
-      if (value === null && !column.nullable) throw rowInvalid(buffer.table, row, `column "${column.name}" is null but not Nullable`);
-      if (column.dateTime && !(typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 4_294_967_295)) {
-        throw rowInvalid(buffer.table, row, `column "${column.name}" is a DateTime: send whole epoch seconds, got ${sampleOf(value)}`);
+      if (value === null && !column.nullable)
+        throw rowInvalid(buffer.table, row, `column "${column.name}" is null but not Nullable`);
+      if (
+        column.dateTime &&
+        !(typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 4_294_967_295)
+      ) {
+        throw rowInvalid(
+          buffer.table,
+          row,
+          `column "${column.name}" is a DateTime: send whole epoch seconds, got ${sampleOf(value)}`,
+        );
       }
     }
     if (keys !== buffer.columns.length) {
@@ -442,7 +489,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   }
 
   private pump(): void {
-    while (this.inflight < this.tuning.maxConcurrentInserts && this.queue.length > 0 && (this.state === 'open' || this.state === 'closing')) {
+    while (
+      this.inflight < this.tuning.maxConcurrentInserts &&
+      this.queue.length > 0 &&
+      (this.state === 'open' || this.state === 'closing')
+    ) {
       const batch = this.takeMerged();
       this.inflight += 1;
       void this.send(batch).finally(() => {
@@ -455,7 +506,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   /** The next batch, with later queued batches of the same table folded in while they fit: fewer, larger inserts. */
   private takeMerged(): Batch<Tag> {
     const first = this.queue.shift()!;
-    for (let i = 0; i < this.queue.length; ) {
+    for (let i = 0; i < this.queue.length;) {
       const next = this.queue[i]!;
       if (
         next.buffer === first.buffer &&
@@ -479,7 +530,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       const rejected = await this.insertOrIsolate(batch.buffer, batch.lines, batch.tags);
       if (rejected.length > 0) {
         this.stats.rowsRejected += rejected.length;
-        this.options.log?.('clickhouse.rows-rejected', { table: batch.buffer.table, rows: rejected.length, first: rejected[0]!.error.message });
+        this.options.log?.('clickhouse.rows-rejected', {
+          table: batch.buffer.table,
+          rows: rejected.length,
+          first: rejected[0]!.error.message,
+        });
         if (this.options.onRejected) await this.options.onRejected(batch.buffer.table, rejected);
         else this.rejectedWithoutHandler.push({ table: batch.buffer.table, rows: rejected });
       }
@@ -498,10 +553,14 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     this.failure ??=
       error instanceof AgentStreamsError && error.code === ErrorCode.SINK_INSERT_FAILED
         ? error
-        : new AgentStreamsError(ErrorCode.SINK_INSERT_FAILED, `Insert into ClickHouse table "${table}" failed and cannot succeed by retrying: ${(error as Error).message}`, {
-            details: { table },
-            cause: error,
-          });
+        : new AgentStreamsError(
+            ErrorCode.SINK_INSERT_FAILED,
+            `Insert into ClickHouse table "${table}" failed and cannot succeed by retrying: ${(error as Error).message}`,
+            {
+              details: { table },
+              cause: error,
+            },
+          );
     this.options.log?.('clickhouse.writer-failed', { table, message: this.failure.message });
     if (this.state !== 'failed') this.transition('failed');
     this.stopTimers();
@@ -511,7 +570,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   private settleWaiters(): void {
     let lowest = Number.POSITIVE_INFINITY;
     for (const seq of this.outstanding) if (seq < lowest) lowest = seq;
-    for (let i = 0; i < this.waiters.length; ) {
+    for (let i = 0; i < this.waiters.length;) {
       const waiter = this.waiters[i]!;
       if (waiter.target < lowest) {
         this.waiters.splice(i, 1);
@@ -526,7 +585,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
    * Inserts `lines`; on a data error, finds the refused rows and inserts the rest. Returns the refused rows; throws
    * on a fatal error (or when aborted).
    */
-  private async insertOrIsolate(buffer: TableBuffer<Tag>, lines: string[], tags: Array<Tag | undefined>): Promise<Array<RejectedRow<Tag>>> {
+  private async insertOrIsolate(
+    buffer: TableBuffer<Tag>,
+    lines: string[],
+    tags: Array<Tag | undefined>,
+  ): Promise<Array<RejectedRow<Tag>>> {
     const failure = await this.insert(buffer, lines);
     if (!failure) return [];
     if (lines.length === 1) return [{ json: lines[0]!.trimEnd(), tag: tags[0], error: failure }];
@@ -535,7 +598,11 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       // Trust but verify: the hinted row alone must fail too, or it was fine (and is now inserted).
       const i = hint - 1;
       const alone = await this.insertOrIsolate(buffer, [lines[i]!], [tags[i]]);
-      const rest = await this.insertOrIsolate(buffer, [...lines.slice(0, i), ...lines.slice(i + 1)], [...tags.slice(0, i), ...tags.slice(i + 1)]);
+      const rest = await this.insertOrIsolate(
+        buffer,
+        [...lines.slice(0, i), ...lines.slice(i + 1)],
+        [...tags.slice(0, i), ...tags.slice(i + 1)],
+      );
       return [...alone, ...rest];
     }
     const mid = lines.length >> 1;
@@ -570,12 +637,17 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
             const why: Record<InsertFailureKind, string> = {
               retriable: 'failed; retrying with backoff',
               data: 'was refused as bad data',
-              fatal: 'failed and cannot succeed by retrying (check that the table and its columns exist and the user may insert)',
+              fatal:
+                'failed and cannot succeed by retrying (check that the table and its columns exist and the user may insert)',
             };
             throw new AgentStreamsError(
               kind === 'data' ? ErrorCode.SINK_ROW_REJECTED : ErrorCode.SINK_INSERT_FAILED,
               `Insert of ${lines.length} row(s) into ClickHouse table "${buffer.table}" ${why[kind]}: ${(error as Error).message.trim()}`,
-              { retriable: kind === 'retriable', details: { table: buffer.table, kind, rows: lines.length, sample: sampleOf(lines[0]!.trimEnd()) }, cause: error },
+              {
+                retriable: kind === 'retriable',
+                details: { table: buffer.table, kind, rows: lines.length, sample: sampleOf(lines[0]!.trimEnd()) },
+                cause: error,
+              },
             );
           }
           const ms = performance.now() - started;
@@ -593,7 +665,12 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
           onRetry: (error, attempt, delayMs) => {
             this.stats.insertRetries += 1;
             this.retryingUntil = Date.now() + delayMs;
-            this.options.log?.('clickhouse.insert-retry', { table: buffer.table, attempt, delayMs, message: (error as Error).message });
+            this.options.log?.('clickhouse.insert-retry', {
+              table: buffer.table,
+              attempt,
+              delayMs,
+              message: (error as Error).message,
+            });
           },
         },
       );
@@ -602,7 +679,10 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       if (error instanceof AgentStreamsError && error.code === ErrorCode.SINK_ROW_REJECTED) {
         // The batch error names the first row; a rejected row's own error should name that row.
         return new AgentStreamsError(ErrorCode.SINK_ROW_REJECTED, error.message, {
-          details: { ...error.details, sample: lines.length === 1 ? sampleOf(lines[0]!.trimEnd()) : error.details.sample },
+          details: {
+            ...error.details,
+            sample: lines.length === 1 ? sampleOf(lines[0]!.trimEnd()) : error.details.sample,
+          },
           cause: error.cause,
         });
       }

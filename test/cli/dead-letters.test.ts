@@ -15,7 +15,10 @@ describe('agent-streams dead-letters list', () => {
     const kafka = kafkaClient();
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: `${application}.dead-letters`, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [{ topic: `${application}.dead-letters`, numPartitions: 1 }],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
     const producer = kafka.producer();
     await producer.connect();
@@ -39,10 +42,20 @@ describe('agent-streams dead-letters list', () => {
     });
     await producer.disconnect();
 
-    const json = await runCli(['dead-letters', 'list', 'test/fixtures/topologies/window-count.ts', '--format', 'json'], { env });
+    const json = await runCli(
+      ['dead-letters', 'list', 'test/fixtures/topologies/window-count.ts', '--format', 'json'],
+      { env },
+    );
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toEqual([
-      expect.objectContaining({ key: 'k1', source: { topic: `${application}.input`, partition: 3, offset: '42' }, processor: 'counter', stage: 'deserialize', errorCode: 'AS_DESERIALIZE', errorMessage: reason }),
+      expect.objectContaining({
+        key: 'k1',
+        source: { topic: `${application}.input`, partition: 3, offset: '42' },
+        processor: 'counter',
+        stage: 'deserialize',
+        errorCode: 'AS_DESERIALIZE',
+        errorMessage: reason,
+      }),
     ]);
 
     const table = await runCli(['dead-letters', 'list', 'test/fixtures/topologies/window-count.ts'], { env });
@@ -50,7 +63,11 @@ describe('agent-streams dead-letters list', () => {
     const [summary, header, row] = lines(table.stdout);
     expect(summary).toBe(`1 dead letters in ${application}.dead-letters`);
     expect(header).toMatch(/^source\s+processor\s+stage\s+code\s+reason$/);
-    expect(row).toMatch(new RegExp(`^${application}\\.input\\[3\\]@42\\s+counter\\s+deserialize\\s+AS_DESERIALIZE\\s+because0 because1 .*because\\d+…$`));
+    expect(row).toMatch(
+      new RegExp(
+        `^${application}\\.input\\[3\\]@42\\s+counter\\s+deserialize\\s+AS_DESERIALIZE\\s+because0 because1 .*because\\d+…$`,
+      ),
+    );
     const shown = row!.slice(header!.indexOf('reason'), -1);
     expect(reason.startsWith(shown)).toBe(true);
     expect(reason[shown.length]).toBe(' ');

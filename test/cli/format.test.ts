@@ -17,8 +17,17 @@ describe('truncate', () => {
   });
 
   it('cuts JSON between fields, and a single long word inside it', () => {
-    const json = JSON.stringify({ id: '0005559151-26-1000003', symbol: 'UMBR', formType: '8-K', items: ['2.02', '5.07', '9.01'], eventTime: 1767623403000, title: 'x'.repeat(50) });
-    expect(truncate(json)).toBe('{"id":"0005559151-26-1000003","symbol":"UMBR","formType":"8-K","items":["2.02","5.07","9.01"]…');
+    const json = JSON.stringify({
+      id: '0005559151-26-1000003',
+      symbol: 'UMBR',
+      formType: '8-K',
+      items: ['2.02', '5.07', '9.01'],
+      eventTime: 1767623403000,
+      title: 'x'.repeat(50),
+    });
+    expect(truncate(json)).toBe(
+      '{"id":"0005559151-26-1000003","symbol":"UMBR","formType":"8-K","items":["2.02","5.07","9.01"]…',
+    );
     expect(truncate('x'.repeat(300))).toBe(`${'x'.repeat(MAX_CELL - 1)}…`);
   });
 });

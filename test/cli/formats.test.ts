@@ -41,8 +41,22 @@ describe('query commands: --format and the digest column', () => {
         format: 'JSONEachRow',
         values: [
           {
-            finding_id: `${portfolio}:1`, agent: 'cli-test', rule: 'format', symbol: 'ACME', portfolio_id: portfolio, severity: 'high', window_start: OLD, window_end: OLD + 60,
-            event_time: OLD, event_time_ms: OLD * 1000, evidence, source_topic: 't', source_partition: 0, source_offset: 0, created_at: OLD, version: 1,
+            finding_id: `${portfolio}:1`,
+            agent: 'cli-test',
+            rule: 'format',
+            symbol: 'ACME',
+            portfolio_id: portfolio,
+            severity: 'high',
+            window_start: OLD,
+            window_end: OLD + 60,
+            event_time: OLD,
+            event_time_ms: OLD * 1000,
+            evidence,
+            source_topic: 't',
+            source_partition: 0,
+            source_offset: 0,
+            created_at: OLD,
+            version: 1,
           },
         ],
       });
@@ -74,7 +88,19 @@ describe('query commands: --format and the digest column', () => {
       await ch.insert({
         table: 'digests',
         format: 'JSONEachRow',
-        values: [{ digest_id: `${portfolio}:1`, portfolio_id: portfolio, hour_start: OLD, summary: 'quiet hour', finding_count: 2, alert_count: 1, model: 'rules-only', created_at: OLD, version: 1 }],
+        values: [
+          {
+            digest_id: `${portfolio}:1`,
+            portfolio_id: portfolio,
+            hour_start: OLD,
+            summary: 'quiet hour',
+            finding_count: 2,
+            alert_count: 1,
+            model: 'rules-only',
+            created_at: OLD,
+            version: 1,
+          },
+        ],
       });
     } finally {
       await ch.close();
@@ -82,7 +108,11 @@ describe('query commands: --format and the digest column', () => {
     const json = await runCli(['digest', '--portfolio', portfolio, ...SINCE, '--format', 'json']);
     expect(json.code, json.stderr).toBe(0);
     const [digest] = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
-    expect(digest).toMatchObject({ digest_id: `${portfolio}:1`, window_start: '2001-09-09 01:46:40', finding_count: 2 });
+    expect(digest).toMatchObject({
+      digest_id: `${portfolio}:1`,
+      window_start: '2001-09-09 01:46:40',
+      finding_count: 2,
+    });
     expect(digest).not.toHaveProperty('hour_start');
     const table = await runCli(['digest', '--portfolio', portfolio, ...SINCE]);
     expect(lines(table.stdout)[0]).toMatch(/^digest_id\s+window_start\s+summary/);
@@ -91,15 +121,20 @@ describe('query commands: --format and the digest column', () => {
   it('the other data commands take --format json: stack status, schemas register, config --settings', async () => {
     const status = await runCli(['stack', 'status', '--format', 'json']);
     expect(status.code, status.stderr).toBe(0);
-    expect((JSON.parse(status.stdout) as Array<{ name: string; state: string }>).map((s) => [s.name, s.state])).toEqual([
-      ['kafka', 'healthy'],
-      ['registry', 'healthy'],
-      ['redis', 'healthy'],
-      ['clickhouse', 'healthy'],
-    ]);
+    expect((JSON.parse(status.stdout) as Array<{ name: string; state: string }>).map((s) => [s.name, s.state])).toEqual(
+      [
+        ['kafka', 'healthy'],
+        ['registry', 'healthy'],
+        ['redis', 'healthy'],
+        ['clickhouse', 'healthy'],
+      ],
+    );
     const schemas = await runCli(['schemas', 'register', '--dir', 'test/fixtures/schemas', '--format', 'json']);
     expect(schemas.code, schemas.stderr).toBe(0);
-    expect((JSON.parse(schemas.stdout) as Array<{ subject: string }>).map((s) => s.subject).sort()).toEqual(['agentstreams.test.Event', 'agentstreams.test.WindowCount']);
+    expect((JSON.parse(schemas.stdout) as Array<{ subject: string }>).map((s) => s.subject).sort()).toEqual([
+      'agentstreams.test.Event',
+      'agentstreams.test.WindowCount',
+    ]);
     const settings = await runCli(['config', '--settings', '--format', 'json']);
     expect((JSON.parse(settings.stdout) as Array<{ env: string }>).map((s) => s.env)).toContain('AS_KAFKA_BROKERS');
     const bad = await runCli(['stack', 'status', '--format', 'xml']);
@@ -110,12 +145,21 @@ describe('query commands: --format and the digest column', () => {
 describe('agent-streams table', () => {
   it('load, then show as JSON (its default) and as a table; an unknown table is a usage error', async () => {
     const env = { AS_FLEET_APP: uniqueName('tbl').replaceAll('_', '-') };
-    const loaded = await runCli(['table', 'load', 'topologies/market-signals.ts', 'portfolios', 'topologies/portfolios.json'], { env });
+    const loaded = await runCli(
+      ['table', 'load', 'topologies/market-signals.ts', 'portfolios', 'topologies/portfolios.json'],
+      { env },
+    );
     expect(loaded.code, loaded.stderr).toBe(0);
     expect(loaded.stdout).toMatch(/^loaded 3 rows into table portfolios/);
     const json = await runCli(['table', 'show', 'topologies/market-signals.ts', 'portfolios'], { env });
-    expect((JSON.parse(json.stdout) as Array<{ portfolioId: string }>).map((p) => p.portfolioId).sort()).toEqual(['balanced', 'growth', 'income']);
-    const table = await runCli(['table', 'show', 'topologies/market-signals.ts', 'portfolios', '--format', 'table'], { env });
+    expect((JSON.parse(json.stdout) as Array<{ portfolioId: string }>).map((p) => p.portfolioId).sort()).toEqual([
+      'balanced',
+      'growth',
+      'income',
+    ]);
+    const table = await runCli(['table', 'show', 'topologies/market-signals.ts', 'portfolios', '--format', 'table'], {
+      env,
+    });
     const [header, ...rows] = lines(table.stdout);
     expect(header).toMatch(/^portfolioId\s+name\s+holdings/);
     expect(rows).toHaveLength(3);
@@ -133,7 +177,8 @@ describe('agent-streams smoke', () => {
     expect(runId).toBeDefined();
     const ch = openClickHouse(config);
     try {
-      const count = async (sql: string): Promise<number> => Number((await (await ch.query({ query: sql, format: 'JSONEachRow' })).json<{ n: number | string }>())[0]!.n);
+      const count = async (sql: string): Promise<number> =>
+        Number((await (await ch.query({ query: sql, format: 'JSONEachRow' })).json<{ n: number | string }>())[0]!.n);
       expect(await count(`SELECT count() AS n FROM smoke_price_ranges FINAL WHERE run_id = '${runId}'`)).toBe(8);
       expect(await count(`SELECT count() AS n FROM findings WHERE portfolio_id = '${runId}'`)).toBe(0);
     } finally {

@@ -34,11 +34,21 @@ describe('ingest gateway health', () => {
       }
     }
     await admin.disconnect();
-    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'ingest', '--port', String(port), '--topic', topic, '--partitions', '1'], {
-      cwd: root,
-      env: { ...process.env, AS_KAFKA_BROKERS: broker.config.kafka.brokers.join(','), AS_INGEST_API_KEYS: KEY, AS_METRICS_PORT: '0', AS_LIVENESS_PRODUCER_STUCK_MS: '1500' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(root, 'cli/bin.mjs'), 'ingest', '--port', String(port), '--topic', topic, '--partitions', '1'],
+      {
+        cwd: root,
+        env: {
+          ...process.env,
+          AS_KAFKA_BROKERS: broker.config.kafka.brokers.join(','),
+          AS_INGEST_API_KEYS: KEY,
+          AS_METRICS_PORT: '0',
+          AS_LIVENESS_PRODUCER_STUCK_MS: '1500',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const events: Array<Record<string, unknown>> = [];
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -64,7 +74,14 @@ describe('ingest gateway health', () => {
         fetch(`http://127.0.0.1:${port}/v1/events/Trade`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-          body: JSON.stringify({ symbol: 'ACME', eventTime: 1_767_225_600_000, price: 10.5, quantity: 100, side: 'BUY', tradeId: id }),
+          body: JSON.stringify({
+            symbol: 'ACME',
+            eventTime: 1_767_225_600_000,
+            price: 10.5,
+            quantity: 100,
+            side: 'BUY',
+            tradeId: id,
+          }),
         });
       expect((await post('before')).status).toBe(202);
       expect((await probe('/healthz')).status).toBe(200);

@@ -50,12 +50,20 @@ interface Started {
 
 /** Starts `agent-streams <args>` and keeps every line of its stdout and stderr. */
 function start(args: string[], env: Record<string, string>): Started {
-  const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out: string[] = [];
   const err: string[] = [];
   child.stdout!.on('data', (chunk: Buffer) => out.push(chunk.toString('utf8')));
   child.stderr!.on('data', (chunk: Buffer) => err.push(chunk.toString('utf8')));
-  const split = (parts: string[]): string[] => parts.join('').split('\n').filter((l) => l.trim() !== '');
+  const split = (parts: string[]): string[] =>
+    parts
+      .join('')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
   return {
     pid: child.pid!,
     exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
@@ -74,7 +82,8 @@ function start(args: string[], env: Record<string, string>): Started {
 async function until(what: string, check: () => boolean, p: Started, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; its last lines:\n${p.lines().slice(-10).join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; its last lines:\n${p.lines().slice(-10).join('\n')}`);
     await sleep(50);
   }
 }
@@ -107,12 +116,27 @@ describe('secrets in the logs of real processes', () => {
     const ingestPort = await freePort();
     const started: Started[] = [];
     try {
-      const member = start(['run', 'test/fixtures/topologies/window-count.ts', '--processor', 'counter'], { ...secretEnv, AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input });
+      const member = start(['run', 'test/fixtures/topologies/window-count.ts', '--processor', 'counter'], {
+        ...secretEnv,
+        AS_FIXTURE_APP: application,
+        AS_FIXTURE_INPUT: input,
+      });
       // Its own database: the test's alert row stays out of the shared one.
-      const sink = start(['sink', 'topologies/market-signals.ts'], { ...secretEnv, AS_FLEET_APP: application, AS_CLICKHOUSE_DATABASE: application.replaceAll('-', '_') });
-      const ingest = start(['ingest', '--port', String(ingestPort), '--topic', `${application}.events`, '--partitions', '2'], { ...secretEnv, AS_INGEST_API_KEYS: `${secret.ingestA},${secret.ingestB}` });
+      const sink = start(['sink', 'topologies/market-signals.ts'], {
+        ...secretEnv,
+        AS_FLEET_APP: application,
+        AS_CLICKHOUSE_DATABASE: application.replaceAll('-', '_'),
+      });
+      const ingest = start(
+        ['ingest', '--port', String(ingestPort), '--topic', `${application}.events`, '--partitions', '2'],
+        { ...secretEnv, AS_INGEST_API_KEYS: `${secret.ingestA},${secret.ingestB}` },
+      );
       // The ClickHouse password is wrong for the local ClickHouse: this sink fails at start, and says why.
-      const failing = start(['sink', 'topologies/market-signals.ts'], { ...secretEnv, AS_FLEET_APP: application, AS_CLICKHOUSE_PASSWORD: secret.clickhouse });
+      const failing = start(['sink', 'topologies/market-signals.ts'], {
+        ...secretEnv,
+        AS_FLEET_APP: application,
+        AS_CLICKHOUSE_PASSWORD: secret.clickhouse,
+      });
       started.push(member, sink, ingest, failing);
 
       await until('the member to start', () => member.events().some((e) => e.event === 'started'), member);
@@ -120,7 +144,14 @@ describe('secrets in the logs of real processes', () => {
       await producer.connect();
       await producer.send({
         topic: input,
-        messages: Array.from({ length: 200 }, (_, i) => ({ key: `k${i % 5}`, value: serde.encode('agentstreams.test.Event', { key: `k${i % 5}`, eventTime: 1_767_225_600_000 + i * 100, amount: 1 }) })),
+        messages: Array.from({ length: 200 }, (_, i) => ({
+          key: `k${i % 5}`,
+          value: serde.encode('agentstreams.test.Event', {
+            key: `k${i % 5}`,
+            eventTime: 1_767_225_600_000 + i * 100,
+            amount: 1,
+          }),
+        })),
       });
       await producer.disconnect();
 
@@ -146,16 +177,33 @@ describe('secrets in the logs of real processes', () => {
       };
       const alertProducer = kafkaClient().producer();
       await alertProducer.connect();
-      await alertProducer.send({ topic: `${application}.alerts`, messages: [{ key: 'ACME', value: fleetSerde.encode(AlertType, alert) }] });
+      await alertProducer.send({
+        topic: `${application}.alerts`,
+        messages: [{ key: 'ACME', value: fleetSerde.encode(AlertType, alert) }],
+      });
       await alertProducer.disconnect();
       await until('the sink to log the alert', () => sink.events().some((e) => e.event === 'alert.sunk'), sink);
-      expect(sink.events().find((e) => e.event === 'alert.sunk')).toMatchObject({ level: 'info', alertId: alert.alertId, findingIds: alert.findingIds, topic: `${application}.alerts`, partition: expect.any(Number), offset: '0' });
+      expect(sink.events().find((e) => e.event === 'alert.sunk')).toMatchObject({
+        level: 'info',
+        alertId: alert.alertId,
+        findingIds: alert.findingIds,
+        topic: `${application}.alerts`,
+        partition: expect.any(Number),
+        offset: '0',
+      });
       await until('the gateway to listen', () => ingest.events().some((e) => e.event === 'listening'), ingest);
       const post = (key: string): Promise<Response> =>
         fetch(`http://127.0.0.1:${ingestPort}/v1/events/Trade`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-          body: JSON.stringify({ symbol: 'ACME', eventTime: 1_767_225_600_000, price: 10.5, quantity: 100, side: 'BUY', tradeId: 't1' }),
+          body: JSON.stringify({
+            symbol: 'ACME',
+            eventTime: 1_767_225_600_000,
+            price: 10.5,
+            quantity: 100,
+            side: 'BUY',
+            tradeId: 't1',
+          }),
         });
       expect((await post(secret.ingestA)).status).toBe(202);
       expect((await post(`${secret.ingestB}-wrong`)).status).toBe(401);
@@ -180,17 +228,27 @@ describe('secrets in the logs of real processes', () => {
       expect(await ingest.exited).toBe(0);
       expect(member.events().find((e) => e.event === 'stopped')).toMatchObject({ records: 200 });
 
-      for (const [name, p] of [['member', member], ['sink', sink], ['ingest', ingest], ['failing sink', failing]] as const) {
+      for (const [name, p] of [
+        ['member', member],
+        ['sink', sink],
+        ['ingest', ingest],
+        ['failing sink', failing],
+      ] as const) {
         const lines = p.lines();
         expect(lines.length, name).toBeGreaterThan(2);
         expectNoSecrets(name, lines);
       }
       // The JSON lines have the shape the platform indexes.
       for (const p of [member, sink, ingest]) {
-        for (const event of p.events()) expect(Object.keys(event)).toEqual(expect.arrayContaining(['level', 'time', 'application', 'processor', 'instance', 'event']));
+        for (const event of p.events())
+          expect(Object.keys(event)).toEqual(
+            expect.arrayContaining(['level', 'time', 'application', 'processor', 'instance', 'event']),
+          );
       }
       // The configuration is logged at start, with its secrets masked.
-      const startup = member.events().find((e) => e.event === 'starting') as { config: { kafka: { saslPassword: string }; redis: { url: string } } };
+      const startup = member.events().find((e) => e.event === 'starting') as {
+        config: { kafka: { saslPassword: string }; redis: { url: string } };
+      };
       expect(startup.config.kafka.saslPassword).toBe('***');
       expect(startup.config.redis.url).toMatch(/^redis:\/\/(:)?\*\*\*@127\.0\.0\.1/);
     } finally {

@@ -4,7 +4,11 @@ import { chunks } from '../../cli/commands/produce.ts';
 
 describe('produce chunks', () => {
   it('keeps order, bounds each request by bytes and count, never drops or splits a message', () => {
-    const messages = Array.from({ length: 2500 }, (_, i) => ({ key: `k${i}`, value: Buffer.alloc(i % 7 === 0 ? 100_000 : 100), i }));
+    const messages = Array.from({ length: 2500 }, (_, i) => ({
+      key: `k${i}`,
+      value: Buffer.alloc(i % 7 === 0 ? 100_000 : 100),
+      i,
+    }));
     const groups = [...chunks(messages)];
     expect(groups.flat().map((m) => m.i)).toEqual(messages.map((m) => m.i));
     for (const g of groups) {

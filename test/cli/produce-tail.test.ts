@@ -27,7 +27,9 @@ async function createTopic(partitions: number): Promise<string> {
 }
 
 /** Committed records of a topic, by reading it to its end offsets with a throw-away group (no timers). */
-async function committedRecords(topic: string): Promise<Array<{ partition: number; offset: number; key: string | null }>> {
+async function committedRecords(
+  topic: string,
+): Promise<Array<{ partition: number; offset: number; key: string | null }>> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topic);
@@ -54,7 +56,8 @@ async function committedRecords(topic: string): Promise<Array<{ partition: numbe
   return out;
 }
 
-const event = (key: string, amount: number): string => JSON.stringify({ key, eventTime: 1_767_225_600_000 + amount, amount });
+const event = (key: string, amount: number): string =>
+  JSON.stringify({ key, eventTime: 1_767_225_600_000 + amount, amount });
 
 beforeAll(async () => {
   await registerSchemas(config, registryClient(config), loadSchemas(join(root, 'test/fixtures/schemas')));
@@ -66,7 +69,9 @@ describe('agent-streams produce', () => {
     const input = Array.from({ length: 20 }, (_, i) => event(`k${i % 4}`, i)).join('\n') + '\n';
     const result = await runCli(['produce', topic, '--type', 'Event', '--key', 'key'], { stdin: input });
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`^produced 20 agentstreams\\.test\\.Event records to ${topic} in one transaction`));
+    expect(result.stdout).toMatch(
+      new RegExp(`^produced 20 agentstreams\\.test\\.Event records to ${topic} in one transaction`),
+    );
     const records = await committedRecords(topic);
     expect(records).toHaveLength(20);
     expect(new Set(records.map((r) => r.key))).toEqual(new Set(['k0', 'k1', 'k2', 'k3']));
@@ -74,14 +79,23 @@ describe('agent-streams produce', () => {
 
   it('reports each bad line by number and sends nothing', async () => {
     const topic = await createTopic(1);
-    const input = [event('a', 1), '{"key":"b","eventTime":2,"amount":"lots"}', 'not json', '', event('c', 3), '{"key":"d","eventTime":4}'].join('\n');
+    const input = [
+      event('a', 1),
+      '{"key":"b","eventTime":2,"amount":"lots"}',
+      'not json',
+      '',
+      event('c', 3),
+      '{"key":"d","eventTime":4}',
+    ].join('\n');
     const result = await runCli(['produce', topic, '--type', 'agentstreams.test.Event'], { stdin: input });
     expect(result.code).toBe(1);
     const errors = lines(result.stderr);
     expect(errors[0]).toMatch(/^line 2: does not match agentstreams\.test\.Event \(schema id \d+\): amount = "lots"$/);
     expect(errors[1]).toMatch(/^line 3: not JSON/);
     expect(errors[2]).toMatch(/^line 6: does not match .*amount = missing/);
-    expect(errors[3]).toBe(`agent-streams produce: AS_RECORD_INVALID: nothing sent to ${topic}: 3 of 5 records are invalid (lines 2, 3, 6); fix them, or pass --skip-invalid to send the 2 valid ones`);
+    expect(errors[3]).toBe(
+      `agent-streams produce: AS_RECORD_INVALID: nothing sent to ${topic}: 3 of 5 records are invalid (lines 2, 3, 6); fix them, or pass --skip-invalid to send the 2 valid ones`,
+    );
     expect(errors).toHaveLength(4);
     expect(await committedRecords(topic)).toHaveLength(0);
   });
@@ -91,7 +105,9 @@ describe('agent-streams produce', () => {
     const input = [event('a', 1), 'not json', event('c', 3)].join('\n');
     const result = await runCli(['produce', topic, '--type', 'Event', '--skip-invalid'], { stdin: input });
     expect(result.code).toBe(3);
-    expect(result.stdout).toMatch(/^produced 2 agentstreams\.test\.Event records to .* in one transaction \(lines 1, 3\); first offsets p0@0; skipped 1 invalid lines \(2\)$/m);
+    expect(result.stdout).toMatch(
+      /^produced 2 agentstreams\.test\.Event records to .* in one transaction \(lines 1, 3\); first offsets p0@0; skipped 1 invalid lines \(2\)$/m,
+    );
     expect(await committedRecords(topic)).toHaveLength(2);
   });
 
@@ -99,10 +115,16 @@ describe('agent-streams produce', () => {
     const topic = await createTopic(1);
     const noType = await runCli(['produce', topic, '--type', 'NoSuchType'], { stdin: `${event('a', 1)}\n` });
     expect(noType.code).toBe(1);
-    expect(lines(noType.stderr)).toEqual([expect.stringMatching(/^agent-streams produce: AS_SCHEMA_INVALID: record type NoSuchType has no schema in the registry/)]);
+    expect(lines(noType.stderr)).toEqual([
+      expect.stringMatching(
+        /^agent-streams produce: AS_SCHEMA_INVALID: record type NoSuchType has no schema in the registry/,
+      ),
+    ]);
     const noTopic = await runCli(['produce', `${topic}-nope`, '--type', 'Event'], { stdin: `${event('a', 1)}\n` });
     expect(noTopic.code).toBe(1);
-    expect(lines(noTopic.stderr)).toEqual([expect.stringMatching(/AS_TOPIC_NOT_FOUND: topic .*-nope does not exist .*nothing sent/)]);
+    expect(lines(noTopic.stderr)).toEqual([
+      expect.stringMatching(/AS_TOPIC_NOT_FOUND: topic .*-nope does not exist .*nothing sent/),
+    ]);
     const noInput = await runCli(['produce', topic, '--type', 'Event'], { stdin: '' });
     expect(noInput.code).toBe(2);
   });
@@ -121,7 +143,9 @@ describe('agent-streams tail', () => {
 
     const all = await runCli(['tail', topic, '--from-beginning', '--format', 'json']);
     expect(all.code, all.stderr).toBe(0);
-    const records = lines(all.stdout).map((l) => JSON.parse(l) as { key: string; type?: string; value?: { amount: number }; error?: string });
+    const records = lines(all.stdout).map(
+      (l) => JSON.parse(l) as { key: string; type?: string; value?: { amount: number }; error?: string },
+    );
     expect(records).toHaveLength(31);
     const decoded = records.filter((r) => r.type === 'agentstreams.test.Event');
     expect(decoded.map((r) => r.value!.amount).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i));
@@ -148,7 +172,11 @@ describe('agent-streams tail', () => {
   it('--follow prints records produced after it started, and --max stops it', async () => {
     const topic = await createTopic(2);
     expect((await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event('old', 1)}\n` })).code).toBe(0);
-    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'tail', topic, '--follow', '--max', '4', '--format', 'json'], { cwd: root, env: process.env });
+    const child = spawn(
+      process.execPath,
+      [join(root, 'cli/bin.mjs'), 'tail', topic, '--follow', '--max', '4', '--format', 'json'],
+      { cwd: root, env: process.env },
+    );
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -157,12 +185,16 @@ describe('agent-streams tail', () => {
       let sent = 0;
       const deadline = Date.now() + 150_000;
       while (lines(stdout).length < 4 && Date.now() < deadline && child.exitCode === null) {
-        expect((await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`new${sent}`, 100 + sent)}\n` })).code).toBe(0);
+        expect(
+          (await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`new${sent}`, 100 + sent)}\n` })).code,
+        ).toBe(0);
         sent += 1;
         await sleep(500);
       }
       expect(await exited).toBe(0);
-      const keys = lines(stdout).map((l) => (JSON.parse(l) as { key: string | null; value: { key: string } }).value.key);
+      const keys = lines(stdout).map(
+        (l) => (JSON.parse(l) as { key: string | null; value: { key: string } }).value.key,
+      );
       expect(keys).toHaveLength(4);
       expect(keys).not.toContain('old');
       expect(keys.every((k) => k.startsWith('new'))).toBe(true);
@@ -173,7 +205,10 @@ describe('agent-streams tail', () => {
 
   it('--follow without --max runs until SIGINT, then exits 0', async () => {
     const topic = await createTopic(1);
-    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'tail', topic, '--follow', '--format', 'json'], { cwd: root, env: process.env });
+    const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), 'tail', topic, '--follow', '--format', 'json'], {
+      cwd: root,
+      env: process.env,
+    });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -181,7 +216,9 @@ describe('agent-streams tail', () => {
       const deadline = Date.now() + 150_000;
       let sent = 0;
       while (lines(stdout).length === 0 && Date.now() < deadline && child.exitCode === null) {
-        expect((await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`f${sent}`, sent)}\n` })).code).toBe(0);
+        expect(
+          (await runCli(['produce', topic, '--type', 'Event'], { stdin: `${event(`f${sent}`, sent)}\n` })).code,
+        ).toBe(0);
         sent += 1;
         await sleep(500);
       }

@@ -22,7 +22,11 @@ describe('agent-streams run', () => {
     const serde = new AvroSerde(registry);
     await serde.writerFor('agentstreams.test.Event');
 
-    const member = startMember(join(root, 'test/fixtures/topologies/window-count.ts'), 'counter', { AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_METRICS_PORT: '0' });
+    const member = startMember(join(root, 'test/fixtures/topologies/window-count.ts'), 'counter', {
+      AS_FIXTURE_APP: application,
+      AS_FIXTURE_INPUT: input,
+      AS_METRICS_PORT: '0',
+    });
     const { child, events } = member;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
@@ -36,7 +40,14 @@ describe('agent-streams run', () => {
       await producer.connect();
       await producer.send({
         topic: input,
-        messages: Array.from({ length: 1000 }, (_, i) => ({ key: `k${i % 10}`, value: serde.encode('agentstreams.test.Event', { key: `k${i % 10}`, eventTime: 1_767_225_600_000 + i * 100, amount: 1 }) })),
+        messages: Array.from({ length: 1000 }, (_, i) => ({
+          key: `k${i % 10}`,
+          value: serde.encode('agentstreams.test.Event', {
+            key: `k${i % 10}`,
+            eventTime: 1_767_225_600_000 + i * 100,
+            amount: 1,
+          }),
+        })),
       });
       await producer.disconnect();
 

@@ -43,23 +43,46 @@ const analysisRequest: AnalysisRequest = {
 } as AnalysisRequest;
 
 const digestRequest: DigestRequest = {
-  draft: { digestId: 'd1', portfolioId: 'growth', hourStart: HOUR, findingCount: 1, alertCount: 1, bySeverity: { high: 1 }, topFindings: ['ACME fell 6% in 2 minutes'], summary: '', model: '' },
+  draft: {
+    digestId: 'd1',
+    portfolioId: 'growth',
+    hourStart: HOUR,
+    findingCount: 1,
+    alertCount: 1,
+    bySeverity: { high: 1 },
+    topFindings: ['ACME fell 6% in 2 minutes'],
+    summary: '',
+    model: '',
+  },
   portfolioName: 'Growth',
 };
 
 /** The key of each request the analyst (and the digest agent, whose batch takes a while) made, given these key settings. */
-async function keysUsed(keys: Pick<Config['anthropic'], 'apiKey' | 'analystApiKey' | 'digestApiKey'>, askDigest = true): Promise<{ analyst: string[]; digest: string[] }> {
+async function keysUsed(
+  keys: Pick<Config['anthropic'], 'apiKey' | 'analystApiKey' | 'digestApiKey'>,
+  askDigest = true,
+): Promise<{ analyst: string[]; digest: string[] }> {
   const fake = await startAnthropicFake({ responder: fleetResponder });
   const database = uniqueName('scoped_keys');
-  const memberConfig: Config = { ...config, anthropic: { ...config.anthropic, ...keys, baseUrl: fake.url }, clickhouse: { ...config.clickhouse, database } };
+  const memberConfig: Config = {
+    ...config,
+    anthropic: { ...config.anthropic, ...keys, baseUrl: fake.url },
+    clickhouse: { ...config.clickhouse, database },
+  };
   await migrateDatabase(memberConfig, root);
-  const fleet = await memberServices(memberConfig, marketSignals({ application: database.replaceAll('_', '-') }), ['analysis', 'digest'], () => {});
+  const fleet = await memberServices(
+    memberConfig,
+    marketSignals({ application: database.replaceAll('_', '-') }),
+    ['analysis', 'digest'],
+    () => {},
+  );
   try {
     await fleet.services.analysis!(new Map([['0', analysisRequest]]));
     const afterAnalysis = fake.calls.length;
     if (askDigest) await fleet.services.digest!(new Map([['0', digestRequest]]));
     // The SDK sends the key as x-api-key or as a bearer token, depending on its version.
-    const key = (i: number): string => fake.calls[i]!.headers['x-api-key'] ?? fake.calls[i]!.headers.authorization?.replace(/^Bearer /, '') ?? '';
+    const key = (i: number): string =>
+      fake.calls[i]!.headers['x-api-key'] ?? fake.calls[i]!.headers.authorization?.replace(/^Bearer /, '') ?? '';
     return {
       analyst: fake.calls.slice(0, afterAnalysis).map((_, i) => key(i)),
       digest: fake.calls.slice(afterAnalysis).map((_, i) => key(afterAnalysis + i)),
@@ -75,7 +98,11 @@ async function keysUsed(keys: Pick<Config['anthropic'], 'apiKey' | 'analystApiKe
 
 describe('Anthropic keys scoped per agent type', () => {
   it('the analyst and the digest agent each send their own key', async () => {
-    const used = await keysUsed({ apiKey: 'sk-ant-fleet', analystApiKey: 'sk-ant-analyst', digestApiKey: 'sk-ant-digest' });
+    const used = await keysUsed({
+      apiKey: 'sk-ant-fleet',
+      analystApiKey: 'sk-ant-analyst',
+      digestApiKey: 'sk-ant-digest',
+    });
     expect(used.analyst.length).toBeGreaterThan(0);
     expect(used.digest.length).toBeGreaterThan(0);
     expect(new Set(used.analyst)).toEqual(new Set(['sk-ant-analyst']));
@@ -95,14 +122,18 @@ describe('services a topology declares', () => {
     defineTopology({
       application: 't',
       topics: { [input.name]: { partitions: 1 } },
-      processors: { p: processor({ inputs: [input], enrich: { service: 'lookup', request: () => 1 }, process: () => {} }) },
+      processors: {
+        p: processor({ inputs: [input], enrich: { service: 'lookup', request: () => 1 }, process: () => {} }),
+      },
       ...(services ? { services } : {}),
     });
 
   it('an enrich.service the topology does not declare is an error that says how to declare it', async () => {
     const topology = enriching({ other: () => async () => new Map() });
     expect(servicesOf(topology, 'p')).toEqual(['lookup']);
-    const failure = await memberServices(config, topology, servicesOf(topology, 'p'), () => {}).catch((error: unknown) => error);
+    const failure = await memberServices(config, topology, servicesOf(topology, 'p'), () => {}).catch(
+      (error: unknown) => error,
+    );
     expect(failure).toBeInstanceOf(AgentStreamsError);
     expect((failure as AgentStreamsError).code).toBe(ErrorCode.TOPOLOGY_INVALID);
     expect((failure as Error).message).toBe(
@@ -111,7 +142,10 @@ describe('services a topology declares', () => {
   });
 
   it('builds a declared service without an LLM, opening nothing for it, and answers through it', async () => {
-    const topology = enriching({ lookup: (deps) => async (requests) => new Map([...requests.keys()].map((offset) => [offset, `${deps.application}:${offset}`])) });
+    const topology = enriching({
+      lookup: (deps) => async (requests) =>
+        new Map([...requests.keys()].map((offset) => [offset, `${deps.application}:${offset}`])),
+    });
     const member = await memberServices(config, topology, ['lookup'], () => {});
     try {
       expect(await member.services.lookup!(new Map([['7', 1]]))).toEqual(new Map([['7', 't:7']]));
@@ -121,7 +155,12 @@ describe('services a topology declares', () => {
   });
 
   it('a processor that enriches nothing gets no services, whatever the topology declares', async () => {
-    const member = await memberServices(config, marketSignals({ application: 'm' }), servicesOf(marketSignals({ application: 'm' }), 'router'), () => {});
+    const member = await memberServices(
+      config,
+      marketSignals({ application: 'm' }),
+      servicesOf(marketSignals({ application: 'm' }), 'router'),
+      () => {},
+    );
     expect(member.services).toEqual({});
     await member.close();
   });

@@ -45,21 +45,36 @@ describe('agent-streams topology describe', () => {
     expect(graph).toContain('  p2_counter -->|"WindowCount"| t1_describe_app_counts');
     expect(graph).toContain('  p2_counter <-.-> s3_counter_counts');
     const json = await runCli([...fixture, '--format', 'json'], { env });
-    expect(JSON.parse(json.stdout)).toMatchObject({ application: 'describe-app', processors: [{ name: 'counter', group: 'describe-app.counter', sources: ['describe-app.input'], stores: [{ name: 'counts' }], sinks: [{ topic: 'describe-app.counts' }] }] });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      application: 'describe-app',
+      processors: [
+        {
+          name: 'counter',
+          group: 'describe-app.counter',
+          sources: ['describe-app.input'],
+          stores: [{ name: 'counts' }],
+          sinks: [{ topic: 'describe-app.counts' }],
+        },
+      ],
+    });
   });
 
   it('describes the market fleet: every processor, the router routes, the tables', async () => {
     const result = await runCli(['topology', 'describe', 'topologies/market-signals.ts']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('Sub-topology: 0 router (group market.router)');
-    expect(result.stdout).toContain('Sink: router-sink-market.signals.price (topic: market.signals.price; routes PriceTick)');
+    expect(result.stdout).toContain(
+      'Sink: router-sink-market.signals.price (topic: market.signals.price; routes PriceTick)',
+    );
     expect(result.stdout).toMatch(/Table: portfolios \(topic market\.table\.portfolios\)/);
   });
 
   it('rejects a format it does not draw', async () => {
     const result = await runCli([...fixture, '--format', 'dot'], { env });
     expect(result.code).toBe(2);
-    expect(lines(result.stderr)).toEqual(["agent-streams topology: --format takes text, table, mermaid, json, got \"dot\"; see 'agent-streams topology --help'"]);
+    expect(lines(result.stderr)).toEqual([
+      'agent-streams topology: --format takes text, table, mermaid, json, got "dot"; see \'agent-streams topology --help\'',
+    ]);
   });
 });
 
@@ -78,7 +93,9 @@ describe('agent-streams completion', () => {
     const script = result.stdout;
     expect(bashComplete(script, ['agent-streams', 'fi'])).toEqual(['findings']);
     expect(bashComplete(script, ['agent-streams', 'findings', '--po'])).toEqual(['--portfolio']);
-    expect(bashComplete(script, ['agent-streams', 'dead-letters', ''])).toEqual(expect.arrayContaining(['list', 'redrive', '--limit', '--format']));
+    expect(bashComplete(script, ['agent-streams', 'dead-letters', ''])).toEqual(
+      expect.arrayContaining(['list', 'redrive', '--limit', '--format']),
+    );
     expect(bashComplete(script, ['agent-streams', 'topology', 'de'])).toEqual(['describe']);
     for (const [name, command] of Object.entries(commands)) {
       expect(bashComplete(script, ['agent-streams', name.slice(0, -1)])).toContain(name);
@@ -93,7 +110,8 @@ describe('agent-streams completion', () => {
     expect(result.stdout.startsWith('#compdef agent-streams')).toBe(true);
     for (const [name, command] of Object.entries(commands)) {
       expect(result.stdout).toMatch(new RegExp(`^    '${name}:`, 'm'));
-      for (const flag of Object.keys(command.options ?? {})) expect(result.stdout).toMatch(new RegExp(`^    ${name}\\) _arguments .*'--${flag}[=\\[]`, 'm'));
+      for (const flag of Object.keys(command.options ?? {}))
+        expect(result.stdout).toMatch(new RegExp(`^    ${name}\\) _arguments .*'--${flag}[=\\[]`, 'm'));
     }
     // Where zsh is installed, the script must at least parse.
     const zsh = spawnSync('zsh', ['-n'], { input: result.stdout, encoding: 'utf8' });

@@ -27,7 +27,9 @@ async function readCommitted(topic: string): Promise<string[]> {
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(topic);
   await admin.disconnect();
-  const remaining = new Map(offsets.filter((o) => Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)]));
+  const remaining = new Map(
+    offsets.filter((o) => Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)]),
+  );
   const out: string[] = [];
   if (remaining.size === 0) return out;
   const consumer = kafka.consumer({ groupId: uniqueName('outage-read'), readUncommitted: false, maxWaitTimeInMs: 100 });
@@ -68,7 +70,12 @@ describe('broker outage', () => {
   it('feed rides out a SIGKILL + restart of the broker: every event in the topic exactly once', async () => {
     const topic = uniqueName('outage-feed');
     const log: string[] = [];
-    const producer = await openMarketProducer(config, { topic, partitions: 3, clientId: 'outage-feed', log: (l) => log.push(l) });
+    const producer = await openMarketProducer(config, {
+      topic,
+      partitions: 3,
+      clientId: 'outage-feed',
+      log: (l) => log.push(l),
+    });
     const sent: string[] = [];
     const recording: MarketProducer = Object.create(producer, {
       send: {
@@ -98,7 +105,9 @@ describe('broker outage', () => {
     const got = multiset(read);
     expect(got.size).toBe(wanted.size);
     for (const [item, n] of wanted) expect(got.get(item)).toBe(n);
-    console.info(`feed: outage ${outageMs} ms ridden out; ${read.length} records read back read_committed, each exactly once`);
+    console.info(
+      `feed: outage ${outageMs} ms ridden out; ${read.length} records read back read_committed, each exactly once`,
+    );
   }, 180_000);
 
   it('feed fails with AS_BROKER_UNAVAILABLE naming the setting when the broker stays away past the tolerance', async () => {
@@ -118,14 +127,21 @@ describe('broker outage', () => {
     expect((error as Error).message).toContain('4000 ms');
     expect(failedAfterMs).toBeGreaterThanOrEqual(4000);
     expect(failedAfterMs).toBeLessThan(60_000); // the 4 s setting decided, not kafkajs' own retries or a default
-    console.info(`feed: failed ${failedAfterMs} ms after the broker died (tolerance 4000 ms): ${(error as Error).message}`);
+    console.info(
+      `feed: failed ${failedAfterMs} ms after the broker died (tolerance 4000 ms): ${(error as Error).message}`,
+    );
     await broker.restart();
   }, 120_000);
 
   it('ingest answers 503 + Retry-After while the broker is away; accepted requests are in Kafka exactly once', async () => {
     const topic = uniqueName('outage-ingest');
     const key = randomBytes(24).toString('hex');
-    const producer = await openMarketProducer(config, { topic, partitions: 3, clientId: 'outage-ingest', transactional: true });
+    const producer = await openMarketProducer(config, {
+      topic,
+      partitions: 3,
+      clientId: 'outage-ingest',
+      transactional: true,
+    });
     let gateway: IngestGateway | undefined;
     try {
       gateway = await startIngestGateway({ producer, apiKeys: [key], port: 0, ratePerSecond: 1_000_000 });
@@ -136,16 +152,34 @@ describe('broker outage', () => {
       const client = async (worker: number): Promise<void> => {
         for (let i = 0; !stop; i += 1) {
           const ids = [0, 1, 2].map((j) => `w${worker}-r${i}-${j}`);
-          const body = JSON.stringify(ids.map((tradeId, j) => ({ symbol: ['ACME', 'BOLT', 'CRUX'][j], eventTime: Date.UTC(2026, 0, 5) + i, price: 10, quantity: 1, side: 'BUY', tradeId })));
+          const body = JSON.stringify(
+            ids.map((tradeId, j) => ({
+              symbol: ['ACME', 'BOLT', 'CRUX'][j],
+              eventTime: Date.UTC(2026, 0, 5) + i,
+              price: 10,
+              quantity: 1,
+              side: 'BUY',
+              tradeId,
+            })),
+          );
           // The same request again until it is accepted, as a client honouring 503 would.
           for (;;) {
-            const response = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } });
+            const response = await fetch(url, {
+              method: 'POST',
+              body,
+              headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+            });
             const reply = (await response.json()) as { error?: { code: string; message: string } };
             if (response.status === 202) {
               accepted.push(...ids);
               break;
             }
-            unavailable.push({ status: response.status, retryAfter: response.headers.get('retry-after'), code: reply.error!.code, message: reply.error!.message });
+            unavailable.push({
+              status: response.status,
+              retryAfter: response.headers.get('retry-after'),
+              code: reply.error!.code,
+              message: reply.error!.message,
+            });
             await sleep(300);
           }
         }
@@ -181,7 +215,9 @@ describe('broker outage', () => {
       }
       for (const id of accepted) expect(seen.get(id)).toBe(1);
       expect(seen.size).toBe(accepted.length);
-      console.info(`ingest: outage ${outageMs} ms; ${unavailable.length} answers 503 with retry-after; ${accepted.length} accepted records read back read_committed, each exactly once`);
+      console.info(
+        `ingest: outage ${outageMs} ms; ${unavailable.length} answers 503 with retry-after; ${accepted.length} accepted records read back read_committed, each exactly once`,
+      );
     } finally {
       await gateway?.close();
       await producer.close();

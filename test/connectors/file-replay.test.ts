@@ -23,13 +23,39 @@ function file(name: string, text: string): string {
 
 const jsonl = [
   JSON.stringify({ type: 'PriceTick', symbol: 'ACME', eventTime: T0, price: 101.25, bid: 101.2, ask: 101.3 }),
-  JSON.stringify({ type: 'Trade', symbol: 'ACME', eventTime: '2026-01-05T14:30:01Z', price: 101.3, quantity: 200, side: 'BUY', tradeId: 'r-1' }),
+  JSON.stringify({
+    type: 'Trade',
+    symbol: 'ACME',
+    eventTime: '2026-01-05T14:30:01Z',
+    price: 101.3,
+    quantity: 200,
+    side: 'BUY',
+    tradeId: 'r-1',
+  }),
   '',
   '{"type": "Trade", "symbol": "ACME", "eventTime": 1767623402000, "price": 101.3, }',
-  JSON.stringify({ type: 'Trade', symbol: 'ACME', eventTime: T0 + 3000, price: 'high', quantity: 1.5, tradeId: 'r-bad' }),
-  JSON.stringify({ type: 'NewsItem', id: 'r-news-1', symbols: ['ACME', 'BOLT'], headline: 'Acme Corp wins contract', source: 'Reuters', eventTime: T0 + 4000 }),
   JSON.stringify({
-    type: 'Filing', id: 'r-filing-1', symbol: 'BOLT', formType: '4', eventTime: T0 + 5000,
+    type: 'Trade',
+    symbol: 'ACME',
+    eventTime: T0 + 3000,
+    price: 'high',
+    quantity: 1.5,
+    tradeId: 'r-bad',
+  }),
+  JSON.stringify({
+    type: 'NewsItem',
+    id: 'r-news-1',
+    symbols: ['ACME', 'BOLT'],
+    headline: 'Acme Corp wins contract',
+    source: 'Reuters',
+    eventTime: T0 + 4000,
+  }),
+  JSON.stringify({
+    type: 'Filing',
+    id: 'r-filing-1',
+    symbol: 'BOLT',
+    formType: '4',
+    eventTime: T0 + 5000,
     insider: { name: 'Sam Patel', role: 'CFO', shares: 1200, price: 55.5, direction: 'SELL' },
   }),
 ].join('\n');
@@ -38,25 +64,45 @@ describe('file replay', () => {
   it('replays JSON Lines: bad lines reported with line numbers and field paths, good lines produced', async () => {
     const topic = uniqueName('replay-jsonl');
     const rejects = join(dir, 'rejects.jsonl');
-    const summary = await replayFile(config, { file: file('events.jsonl', `${jsonl}\n`), topic, rejectsFile: rejects, progress: false });
+    const summary = await replayFile(config, {
+      file: file('events.jsonl', `${jsonl}\n`),
+      topic,
+      rejectsFile: rejects,
+      progress: false,
+    });
     expect(summary.rows).toBe(6);
     expect(summary.produced).toBe(4);
     expect(summary.messages).toBe(5); // the story about ACME and BOLT is one record per symbol
     expect(summary.invalidCount).toBe(2);
     expect(summary.invalid.map((r) => r.line)).toEqual([4, 5]);
-    expect(summary.invalid[0]!.problems[0]!.message).toMatch(/not valid JSON: unexpected character "}", expected a property name .* at line 4, column 81 \(position 80\)$/);
+    expect(summary.invalid[0]!.problems[0]!.message).toMatch(
+      /not valid JSON: unexpected character "}", expected a property name .* at line 4, column 81 \(position 80\)$/,
+    );
     expect(summary.invalid[1]!.problems.map((p) => p.path)).toEqual(['price', 'quantity']);
     expect(summary.byType).toEqual({ PriceTick: 1, Trade: 1, NewsItem: 1, Filing: 1 });
     // Every rejected row is kept, with its raw text, for fixing and replaying.
-    const rejected = readFileSync(rejects, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; raw: string });
+    const rejected = readFileSync(rejects, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; raw: string });
     expect(rejected.map((r) => r.line)).toEqual([4, 5]);
     expect(rejected[1]!.raw).toContain('r-bad');
 
     const records = await readTopic(kafkaClient(), topic);
-    expect(records.map((r) => `${r.recordType.split('.').pop()}:${r.key}`).sort()).toEqual(['Filing:BOLT', 'NewsItem:ACME', 'NewsItem:BOLT', 'PriceTick:ACME', 'Trade:ACME']);
+    expect(records.map((r) => `${r.recordType.split('.').pop()}:${r.key}`).sort()).toEqual([
+      'Filing:BOLT',
+      'NewsItem:ACME',
+      'NewsItem:BOLT',
+      'PriceTick:ACME',
+      'Trade:ACME',
+    ]);
     const trade = records.find((r) => r.recordType.endsWith('Trade'))!;
     expect(trade.value).toMatchObject({ tradeId: 'r-1', eventTime: T0 + 1000, quantity: 200 });
-    expect(records.find((r) => r.recordType.endsWith('Filing'))!.value.insider).toMatchObject({ name: 'Sam Patel', shares: 1200, direction: 'SELL' });
+    expect(records.find((r) => r.recordType.endsWith('Filing'))!.value.insider).toMatchObject({
+      name: 'Sam Patel',
+      shares: 1200,
+      direction: 'SELL',
+    });
   });
 
   it('replays CSV with quoted cells, array and nested columns; a bad row is reported with its line', async () => {
@@ -84,16 +130,30 @@ describe('file replay', () => {
     const values = records.map((r) => r.value);
     expect(values.map((v) => v.tradeId ?? v.id).sort()).toEqual(['c-1', 'c-3, "quoted"', 'f-1', 'f-2']);
     expect(values.find((v) => v.id === 'f-1')).toMatchObject({ items: ['2.02', '5.02'], insider: null });
-    expect(values.find((v) => v.id === 'f-2')!.insider).toMatchObject({ name: 'Riley\nChen', shares: 5000, direction: 'BUY', price: null });
+    expect(values.find((v) => v.id === 'f-2')!.insider).toMatchObject({
+      name: 'Riley\nChen',
+      shares: 5000,
+      direction: 'BUY',
+      price: null,
+    });
   });
 
   it('in fail mode checks the whole file first and produces nothing when a row is invalid', async () => {
     const topic = uniqueName('replay-fail');
-    const error = await replayFile(config, { file: file('fail.jsonl', jsonl), topic, onInvalid: 'fail', progress: false }).catch((e: unknown) => e);
+    const error = await replayFile(config, {
+      file: file('fail.jsonl', jsonl),
+      topic,
+      onInvalid: 'fail',
+      progress: false,
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AgentStreamsError);
     expect((error as AgentStreamsError).code).toBe(ErrorCode.RECORD_INVALID);
-    expect((error as AgentStreamsError).message).toMatch(/^2 of 6 rows of .* are invalid \(first: line 4: .*\); nothing was produced\.$/);
-    expect(((error as AgentStreamsError).details.invalid as Array<{ line: number }>).map((r) => r.line)).toEqual([4, 5]);
+    expect((error as AgentStreamsError).message).toMatch(
+      /^2 of 6 rows of .* are invalid \(first: line 4: .*\); nothing was produced\.$/,
+    );
+    expect(((error as AgentStreamsError).details.invalid as Array<{ line: number }>).map((r) => r.line)).toEqual([
+      4, 5,
+    ]);
     const admin = kafkaClient().admin();
     await admin.connect();
     expect(await admin.listTopics()).not.toContain(topic);
@@ -106,7 +166,12 @@ describe('file replay', () => {
       JSON.stringify({ type: 'Trade', symbol: 'ACME', eventTime: T0, price: 1.5 }),
       JSON.stringify({ symbol: 'acme', eventTime: T0, price: 1.5 }),
     ].join('\n');
-    const summary = await replayFile(config, { file: file('ticks.ndjson', rows), type: 'PriceTick', dryRun: true, progress: false });
+    const summary = await replayFile(config, {
+      file: file('ticks.ndjson', rows),
+      type: 'PriceTick',
+      dryRun: true,
+      progress: false,
+    });
     expect(summary.produced).toBe(1);
     expect(summary.topic).toBeUndefined();
     expect(summary.invalid.map((r) => [r.line, r.problems[0]!.path, r.problems[0]!.message])).toEqual([

@@ -28,23 +28,50 @@ const expected: string[] = [];
 /** Markers of records sent in refused requests: none may be in Kafka. */
 const refused = new Set<string>();
 
-const trade = (marker: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ symbol: 'ACME', eventTime: T0, price: 10.5, quantity: 100, side: 'BUY', tradeId: marker, ...extra });
+const trade = (marker: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  symbol: 'ACME',
+  eventTime: T0,
+  price: 10.5,
+  quantity: 100,
+  side: 'BUY',
+  tradeId: marker,
+  ...extra,
+});
 
 interface Response {
   status: number;
   headers: Headers;
-  body: { error?: { code: string; message: string; details: Record<string, unknown> }; accepted?: number; records?: number; status?: string };
+  body: {
+    error?: { code: string; message: string; details: Record<string, unknown> };
+    accepted?: number;
+    records?: number;
+    status?: string;
+  };
 }
 
 async function post(path: string, body: string, headers: Record<string, string> = {}): Promise<Response> {
-  const response = await fetch(`${gateway.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${keyA}`, ...headers } });
+  const response = await fetch(`${gateway.url}${path}`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${keyA}`, ...headers },
+  });
   return { status: response.status, headers: response.headers, body: (await response.json()) as Response['body'] };
 }
 
 describe('HTTP ingest gateway', () => {
   beforeAll(async () => {
     producer = await openMarketProducer(config, { topic, clientId: 'ingest-test', transactional: true });
-    gateway = await startIngestGateway({ producer, apiKeys: [keyA, keyB, keyC], port: 0, ratePerSecond: 5, burst: 100, maxEventsPerRequest: 50, maxBodyBytes: 8192, maxSymbolsPerStory: 10, now: () => clock });
+    gateway = await startIngestGateway({
+      producer,
+      apiKeys: [keyA, keyB, keyC],
+      port: 0,
+      ratePerSecond: 5,
+      burst: 100,
+      maxEventsPerRequest: 50,
+      maxBodyBytes: 8192,
+      maxSymbolsPerStory: 10,
+      now: () => clock,
+    });
   });
   afterAll(async () => {
     await gateway?.close();
@@ -57,20 +84,39 @@ describe('HTTP ingest gateway', () => {
     expect(one.body).toEqual({ accepted: 1, records: 1, type: 'Trade', topic });
     expected.push('ACME:good-1');
 
-    const ticks = ['good-tick-1', 'good-tick-2', 'good-tick-3'].map((venue, i) => ({ type: 'PriceTick', symbol: 'BOLT', eventTime: new Date(T0 + i).toISOString(), price: 20 + i, venue }));
+    const ticks = ['good-tick-1', 'good-tick-2', 'good-tick-3'].map((venue, i) => ({
+      type: 'PriceTick',
+      symbol: 'BOLT',
+      eventTime: new Date(T0 + i).toISOString(),
+      price: 20 + i,
+      venue,
+    }));
     const many = await post('/v1/events/PriceTick', JSON.stringify(ticks), { authorization: '', 'x-api-key': keyA });
     expect(many.status).toBe(202);
     expect(many.body.accepted).toBe(3);
     expected.push('BOLT:good-tick-1', 'BOLT:good-tick-2', 'BOLT:good-tick-3');
 
-    const story = await post('/v1/events/agentstreams.market.NewsItem', JSON.stringify({ id: 'good-news', symbols: ['ACME', 'CRUX'], headline: 'Acme and Crux merge', source: 'Wire', eventTime: T0 }));
+    const story = await post(
+      '/v1/events/agentstreams.market.NewsItem',
+      JSON.stringify({
+        id: 'good-news',
+        symbols: ['ACME', 'CRUX'],
+        headline: 'Acme and Crux merge',
+        source: 'Wire',
+        eventTime: T0,
+      }),
+    );
     expect(story.status).toBe(202);
     expect(story.body).toMatchObject({ accepted: 1, records: 2 });
     expected.push('ACME:good-news', 'CRUX:good-news');
   });
 
   it('accepts concurrent requests', async () => {
-    const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => post('/v1/events/Trade', JSON.stringify([trade(`good-c${i}a`), trade(`good-c${i}b`, { symbol: 'DYNA' })]))));
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        post('/v1/events/Trade', JSON.stringify([trade(`good-c${i}a`), trade(`good-c${i}b`, { symbol: 'DYNA' })])),
+      ),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(10).fill(202));
     for (let i = 0; i < 10; i += 1) expected.push(`ACME:good-c${i}a`, `DYNA:good-c${i}b`);
   });
@@ -79,17 +125,35 @@ describe('HTTP ingest gateway', () => {
     refused.add('bad-json');
     const r = await post('/v1/events/Trade', '{"symbol": "ACME",\n  "tradeId": "bad-json" "price": 1}');
     expect(r.status).toBe(400);
-    expect(r.body.error).toMatchObject({ code: ErrorCode.INGEST_BAD_JSON, details: { line: 2, column: 25, position: 43 } });
+    expect(r.body.error).toMatchObject({
+      code: ErrorCode.INGEST_BAD_JSON,
+      details: { line: 2, column: 25, position: 43 },
+    });
     expect(r.body.error!.message).toContain("expected ',' or '}' after a property value at line 2, column 25");
   });
 
   it('refuses a schema-invalid request with 400 listing the field paths, producing none of its events', async () => {
     refused.add('bad-schema-ok').add('bad-schema-1');
-    const r = await post('/v1/events/Trade', JSON.stringify([trade('bad-schema-ok'), { ...trade('bad-schema-1', { price: 'cheap', quantity: 2.5 }), venue: 'X' }, { symbol: 'ACME' }]));
+    const r = await post(
+      '/v1/events/Trade',
+      JSON.stringify([
+        trade('bad-schema-ok'),
+        { ...trade('bad-schema-1', { price: 'cheap', quantity: 2.5 }), venue: 'X' },
+        { symbol: 'ACME' },
+      ]),
+    );
     expect(r.status).toBe(400);
     expect(r.body.error!.code).toBe(ErrorCode.RECORD_INVALID);
     const fields = r.body.error!.details.fields as Array<{ path: string; message: string }>;
-    expect(fields.map((f) => f.path)).toEqual(['[1].venue', '[1].price', '[1].quantity', '[2].eventTime', '[2].price', '[2].quantity', '[2].tradeId']);
+    expect(fields.map((f) => f.path)).toEqual([
+      '[1].venue',
+      '[1].price',
+      '[1].quantity',
+      '[2].eventTime',
+      '[2].price',
+      '[2].quantity',
+      '[2].tradeId',
+    ]);
     expect(fields[1]!.message).toBe('expected a number, got the string "cheap"');
     expect(fields[3]!.message).toBe('is missing; expected a whole number (long)');
     expect(r.body.error!.message).toMatch(/^2 of 3 Trade events are invalid; nothing was produced/);
@@ -117,7 +181,10 @@ describe('HTTP ingest gateway', () => {
     expect(streamed.status).toBe(413);
     expect(streamed.headers.get('transfer-encoding')).toBeNull();
     refused.add('bad-many-0');
-    const many = await post('/v1/events/Trade', JSON.stringify(Array.from({ length: 51 }, (_, i) => ({ tradeId: `bad-many-${i}` }))));
+    const many = await post(
+      '/v1/events/Trade',
+      JSON.stringify(Array.from({ length: 51 }, (_, i) => ({ tradeId: `bad-many-${i}` }))),
+    );
     expect(many.status).toBe(413);
     expect(many.body.error!.details).toMatchObject({ events: 51, maxEventsPerRequest: 50 });
   });
@@ -127,15 +194,21 @@ describe('HTTP ingest gateway', () => {
     const anonymous = await post('/v1/events/Trade', JSON.stringify(trade('bad-anon')), { authorization: '' });
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect(anonymous.body.error).toMatchObject({ code: ErrorCode.INGEST_UNAUTHENTICATED, details: { reason: 'missing' } });
-    const wrong = await post('/v1/events/Trade', JSON.stringify(trade('bad-key')), { authorization: `Bearer ${keyA.slice(0, -1)}x` });
+    expect(anonymous.body.error).toMatchObject({
+      code: ErrorCode.INGEST_UNAUTHENTICATED,
+      details: { reason: 'missing' },
+    });
+    const wrong = await post('/v1/events/Trade', JSON.stringify(trade('bad-key')), {
+      authorization: `Bearer ${keyA.slice(0, -1)}x`,
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.body.error).toMatchObject({ code: ErrorCode.INGEST_UNAUTHENTICATED, details: { reason: 'invalid' } });
   });
 
   it('rate-limits per key with 429 and a retry-after that is enough', async () => {
     const asB = { authorization: `Bearer ${keyB}` };
-    const batch = (prefix: string, n: number): string => JSON.stringify(Array.from({ length: n }, (_, i) => trade(`${prefix}-${i}`, { symbol: 'ECHO' })));
+    const batch = (prefix: string, n: number): string =>
+      JSON.stringify(Array.from({ length: n }, (_, i) => trade(`${prefix}-${i}`, { symbol: 'ECHO' })));
     expect((await post('/v1/events/Trade', batch('good-b1', 50), asB)).status).toBe(202);
     expect((await post('/v1/events/Trade', batch('good-b2', 50), asB)).status).toBe(202);
     for (let i = 0; i < 50; i += 1) expected.push(`ECHO:good-b1-${i}`, `ECHO:good-b2-${i}`);
@@ -146,7 +219,7 @@ describe('HTTP ingest gateway', () => {
     // An empty bucket refuses before reading the body: one token at 5/s is 200 ms away, rounded up to a second.
     expect(limited.headers.get('retry-after')).toBe('1');
     // Key A has its own bucket.
-    expect((await post('/v1/events/Trade', JSON.stringify(trade('good-a-after'))))).toMatchObject({ status: 202 });
+    expect(await post('/v1/events/Trade', JSON.stringify(trade('good-a-after')))).toMatchObject({ status: 202 });
     expected.push('ACME:good-a-after');
     clock += 1000; // 5 tokens back
     const partly = await post('/v1/events/Trade', batch('bad-partly', 10), asB);
@@ -164,11 +237,16 @@ describe('HTTP ingest gateway', () => {
     const text = await post('/v1/events/Trade', JSON.stringify(trade('bad-type')), { 'content-type': 'text/plain' });
     expect(text.status).toBe(415);
     expect(text.body.error!.code).toBe(ErrorCode.INGEST_UNSUPPORTED_MEDIA_TYPE);
-    const form = await post('/v1/events/Trade', 'tradeId=bad-type', { 'content-type': 'application/x-www-form-urlencoded' });
+    const form = await post('/v1/events/Trade', 'tradeId=bad-type', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
     expect(form.status).toBe(415);
     const unknown = await post('/v1/events/Quote', JSON.stringify(trade('bad-type')));
     expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toMatchObject({ code: ErrorCode.INGEST_NOT_FOUND, details: { types: ['PriceTick', 'Trade', 'NewsItem', 'Filing'] } });
+    expect(unknown.body.error).toMatchObject({
+      code: ErrorCode.INGEST_NOT_FOUND,
+      details: { types: ['PriceTick', 'Trade', 'NewsItem', 'Filing'] },
+    });
     const mismatch = await post('/v1/events/Trade', JSON.stringify({ type: 'PriceTick', ...trade('bad-type') }));
     expect(mismatch.status).toBe(400);
     const health = await fetch(`${gateway.url}/healthz`);
@@ -180,7 +258,13 @@ describe('HTTP ingest gateway', () => {
 
   it('charges the rate limit per Kafka record: a story about n symbols costs n', async () => {
     const asC = { authorization: `Bearer ${keyC}` };
-    const story = (id: string, n: number): Record<string, unknown> => ({ id, symbols: Array.from({ length: n }, (_, i) => `S${String.fromCharCode(65 + i)}`), headline: 'h', source: 'Wire', eventTime: T0 });
+    const story = (id: string, n: number): Record<string, unknown> => ({
+      id,
+      symbols: Array.from({ length: n }, (_, i) => `S${String.fromCharCode(65 + i)}`),
+      headline: 'h',
+      source: 'Wire',
+      eventTime: T0,
+    });
     const symbolsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `S${String.fromCharCode(65 + i)}`);
     const first = await post('/v1/events/NewsItem', JSON.stringify(story('good-rs-0', 10)), asC);
     expect(first).toMatchObject({ status: 202, body: { accepted: 1, records: 10 } });
@@ -188,7 +272,8 @@ describe('HTTP ingest gateway', () => {
     // 8 stories of 10 symbols and one of 9: 89 records, 99 of the 100-record burst spent (per event it would be 10).
     const nine = [...Array.from({ length: 8 }, (_, i) => story(`good-rs-${i + 1}`, 10)), story('good-rs-9', 9)];
     expect((await post('/v1/events/NewsItem', JSON.stringify(nine), asC)).status).toBe(202);
-    for (const [i, n] of [10, 10, 10, 10, 10, 10, 10, 10, 9].entries()) for (const s of symbolsOf(n)) expected.push(`${s}:good-rs-${i + 1}`);
+    for (const [i, n] of [10, 10, 10, 10, 10, 10, 10, 10, 9].entries())
+      for (const s of symbolsOf(n)) expected.push(`${s}:good-rs-${i + 1}`);
     refused.add('bad-rs');
     const over = await post('/v1/events/NewsItem', JSON.stringify(story('bad-rs', 2)), asC);
     expect(over.status).toBe(429);
@@ -198,10 +283,21 @@ describe('HTTP ingest gateway', () => {
   it('refuses a story above the symbol cap with 400, naming the cap', async () => {
     refused.add('bad-cap');
     clock += 60_000;
-    const r = await post('/v1/events/NewsItem', JSON.stringify({ id: 'bad-cap', symbols: Array.from({ length: 11 }, (_, i) => `T${String.fromCharCode(65 + i)}`), headline: 'h', source: 'Wire', eventTime: T0 }));
+    const r = await post(
+      '/v1/events/NewsItem',
+      JSON.stringify({
+        id: 'bad-cap',
+        symbols: Array.from({ length: 11 }, (_, i) => `T${String.fromCharCode(65 + i)}`),
+        headline: 'h',
+        source: 'Wire',
+        eventTime: T0,
+      }),
+    );
     expect(r.status).toBe(400);
     expect(r.body.error!.code).toBe(ErrorCode.RECORD_INVALID);
-    expect(r.body.error!.details.fields).toEqual([{ path: 'symbols', message: 'has 11 symbols; at most 10 per story (each symbol is a Kafka record)' }]);
+    expect(r.body.error!.details.fields).toEqual([
+      { path: 'symbols', message: 'has 11 symbols; at most 10 per story (each symbol is a Kafka record)' },
+    ]);
   });
 
   it('bounds the send queue (503 + Retry-After beyond it) and answers 503 without internal text while Kafka fails', async () => {
@@ -220,23 +316,39 @@ describe('HTTP ingest gateway', () => {
       },
       available: { get: () => available },
     }) as MarketProducer;
-    const small = await startIngestGateway({ producer: gated, apiKeys: [keyA], port: 0, maxPendingRequests: 1, maxConnections: 4 });
+    const small = await startIngestGateway({
+      producer: gated,
+      apiKeys: [keyA],
+      port: 0,
+      maxPendingRequests: 1,
+      maxConnections: 4,
+    });
     try {
       const at = (body: unknown): Promise<globalThis.Response> =>
-        fetch(`${small.url}/v1/events/Trade`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', authorization: `Bearer ${keyA}` } });
+        fetch(`${small.url}/v1/events/Trade`, {
+          method: 'POST',
+          body: JSON.stringify(body),
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${keyA}` },
+        });
       const waiting = at(trade('good-queued'));
       await new Promise((done) => setTimeout(done, 200));
       refused.add('bad-queue-full');
       const full = await at(trade('bad-queue-full'));
       expect(full.status).toBe(503);
       expect(full.headers.get('retry-after')).toBe('2');
-      expect(((await full.json()) as Response['body']).error).toMatchObject({ code: ErrorCode.INGEST_UNAVAILABLE, details: { reason: 'queue-full', maxPendingRequests: 1 } });
+      expect(((await full.json()) as Response['body']).error).toMatchObject({
+        code: ErrorCode.INGEST_UNAVAILABLE,
+        details: { reason: 'queue-full', maxPendingRequests: 1 },
+      });
       release();
       expect((await waiting).status).toBe(202);
       expected.push('ACME:good-queued');
 
       refused.add('bad-unavailable').add('bad-internal').add('bad-down');
-      failWith = new AgentStreamsError(ErrorCode.BROKER_UNAVAILABLE, 'connect ECONNREFUSED 10.1.2.3:9092', { retriable: true, details: { committed: false } });
+      failWith = new AgentStreamsError(ErrorCode.BROKER_UNAVAILABLE, 'connect ECONNREFUSED 10.1.2.3:9092', {
+        retriable: true,
+        details: { committed: false },
+      });
       const down = await at(trade('bad-unavailable'));
       expect(down.status).toBe(503);
       expect(down.headers.get('retry-after')).toBe('2');
@@ -254,11 +366,22 @@ describe('HTTP ingest gateway', () => {
       available = false;
       const away = await at(trade('bad-down'));
       expect(away.status).toBe(503);
-      expect(((await away.json()) as Response['body']).error).toMatchObject({ code: ErrorCode.INGEST_UNAVAILABLE, details: { reason: 'broker-unavailable' } });
+      expect(((await away.json()) as Response['body']).error).toMatchObject({
+        code: ErrorCode.INGEST_UNAVAILABLE,
+        details: { reason: 'broker-unavailable' },
+      });
       available = true;
 
       // Connections beyond maxConnections are dropped by the server.
-      const sockets = await Promise.all(Array.from({ length: 4 }, () => new Promise<ReturnType<typeof connect>>((done) => { const s = connect(small.port, '127.0.0.1', () => done(s)); })));
+      const sockets = await Promise.all(
+        Array.from(
+          { length: 4 },
+          () =>
+            new Promise<ReturnType<typeof connect>>((done) => {
+              const s = connect(small.port, '127.0.0.1', () => done(s));
+            }),
+        ),
+      );
       await new Promise((done) => setTimeout(done, 100));
       const opened = Date.now();
       const fifth = connect(small.port, '127.0.0.1');
@@ -272,9 +395,20 @@ describe('HTTP ingest gateway', () => {
   });
 
   it('validates the queue and connection bounds at start', async () => {
-    await expect(startIngestGateway({ producer, apiKeys: [keyA], port: 0, maxPendingRequests: 0, maxConnections: 1.5, maxSymbolsPerStory: 0 })).rejects.toMatchObject({
+    await expect(
+      startIngestGateway({
+        producer,
+        apiKeys: [keyA],
+        port: 0,
+        maxPendingRequests: 0,
+        maxConnections: 1.5,
+        maxSymbolsPerStory: 0,
+      }),
+    ).rejects.toMatchObject({
       code: ErrorCode.CONNECTOR_OPTIONS_INVALID,
-      message: expect.stringMatching(/maxSymbolsPerStory must be .*maxPendingRequests must be a whole number >= 1, got 0; maxConnections must be a whole number >= 1, got 1.5/),
+      message: expect.stringMatching(
+        /maxSymbolsPerStory must be .*maxPendingRequests must be a whole number >= 1, got 0; maxConnections must be a whole number >= 1, got 1.5/,
+      ),
     });
   });
 

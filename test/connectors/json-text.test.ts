@@ -3,7 +3,10 @@ import { locateJsonError, parseJson } from '../../connectors/json-text.ts';
 
 describe('JSON errors with their position', () => {
   it('parses valid JSON as JSON.parse does', () => {
-    expect(parseJson('{"a": [1, -2.5e3, "\\u00e9\\n", true, null]}')).toEqual({ ok: true, value: { a: [1, -2500, 'é\n', true, null] } });
+    expect(parseJson('{"a": [1, -2.5e3, "\\u00e9\\n", true, null]}')).toEqual({
+      ok: true,
+      value: { a: [1, -2500, 'é\n', true, null] },
+    });
   });
 
   it.each([

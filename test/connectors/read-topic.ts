@@ -20,7 +20,9 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(topic);
   await admin.disconnect();
-  const remaining = new Map(offsets.filter((o) => Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)]));
+  const remaining = new Map(
+    offsets.filter((o) => Number(o.high) > Number(o.low)).map((o) => [o.partition, Number(o.high)]),
+  );
   const out: ReadRecord[] = [];
   if (remaining.size === 0) return out;
   const serde = new AvroSerde(registryClient(config));
@@ -37,7 +39,13 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
         for (const m of batch.messages) {
           // Every record must decode: an undecodable one fails the read (and the test).
           const decoded = serde.decodeResolved<Record<string, unknown>>(m.value);
-          out.push({ partition: batch.partition, offset: Number(m.offset), key: m.key?.toString() ?? '', recordType: decoded.recordType, value: { ...decoded.value } });
+          out.push({
+            partition: batch.partition,
+            offset: Number(m.offset),
+            key: m.key?.toString() ?? '',
+            recordType: decoded.recordType,
+            value: { ...decoded.value },
+          });
           const high = remaining.get(batch.partition);
           if (high !== undefined && Number(m.offset) >= high - 1) remaining.delete(batch.partition);
         }
@@ -54,6 +62,9 @@ export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000)
   while (remaining.size > 0 && failure === undefined && Date.now() < deadline && !quiet()) await sleep(50);
   await consumer.disconnect();
   if (failure) throw failure;
-  if (remaining.size > 0 && !quiet()) throw new Error(`readTopic(${topic}): partitions ${[...remaining.keys()].join(', ')} not read to their end within ${timeoutMs} ms`);
+  if (remaining.size > 0 && !quiet())
+    throw new Error(
+      `readTopic(${topic}): partitions ${[...remaining.keys()].join(', ')} not read to their end within ${timeoutMs} ms`,
+    );
   return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }

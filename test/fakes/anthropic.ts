@@ -130,7 +130,8 @@ export function fakeTokens(text: string): number {
   return Math.ceil(text.length / 4);
 }
 
-const MALFORMED_TEXT = 'The finding looks significant. I would keep an eye on it, but I cannot say more without further data.';
+const MALFORMED_TEXT =
+  'The finding looks significant. I would keep an eye on it, but I cannot say more without further data.';
 // Framing tokens the real API adds around each message and the request; they keep counts from being exact text sums.
 const REQUEST_OVERHEAD_TOKENS = 3;
 const MESSAGE_OVERHEAD_TOKENS = 4;
@@ -156,7 +157,14 @@ interface Usage {
 
 type BatchResult =
   | { type: 'succeeded'; message: Record<string, unknown> }
-  | { type: 'errored'; error: { type: 'error'; error: { type: string; message: string; details?: Record<string, string> }; request_id: string } }
+  | {
+      type: 'errored';
+      error: {
+        type: 'error';
+        error: { type: string; message: string; details?: Record<string, string> };
+        request_id: string;
+      };
+    }
   | { type: 'expired' };
 
 interface Batch {
@@ -178,11 +186,14 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function validTextBlock(value: unknown, where: string): string | undefined {
   if (!isRecord(value)) return `${where}: Input should be a valid dictionary`;
   if (value.type !== 'text') return `${where}.type: only 'text' blocks are supported by this stand-in`;
-  if (typeof value.text !== 'string' || value.text.length === 0) return `${where}.text: text content blocks must be non-empty`;
+  if (typeof value.text !== 'string' || value.text.length === 0)
+    return `${where}.text: text content blocks must be non-empty`;
   if (value.cache_control !== undefined && value.cache_control !== null) {
-    if (!isRecord(value.cache_control) || value.cache_control.type !== 'ephemeral') return `${where}.cache_control.type: Input should be 'ephemeral'`;
+    if (!isRecord(value.cache_control) || value.cache_control.type !== 'ephemeral')
+      return `${where}.cache_control.type: Input should be 'ephemeral'`;
     const ttl = value.cache_control.ttl;
-    if (ttl !== undefined && ttl !== '5m' && ttl !== '1h') return `${where}.cache_control.ttl: Input should be '5m' or '1h'`;
+    if (ttl !== undefined && ttl !== '5m' && ttl !== '1h')
+      return `${where}.cache_control.ttl: Input should be '5m' or '1h'`;
   }
   return undefined;
 }
@@ -192,7 +203,8 @@ export function validateMessagesRequest(body: unknown): string | undefined {
   if (!isRecord(body)) return 'body: Input should be a valid dictionary';
   if (typeof body.model !== 'string' || body.model.length === 0) return 'model: Field required';
   if (body.max_tokens === undefined) return 'max_tokens: Field required';
-  if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens)) return 'max_tokens: Input should be a valid integer';
+  if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens))
+    return 'max_tokens: Input should be a valid integer';
   if (body.max_tokens < 1) return 'max_tokens: Input should be greater than or equal to 1';
   if (body.stream === true) return 'stream: streaming is not implemented by this stand-in';
   if (body.messages === undefined) return 'messages: Field required';
@@ -215,9 +227,11 @@ export function validateMessagesRequest(body: unknown): string | undefined {
   }
   for (const [i, message] of body.messages.entries()) {
     if (!isRecord(message)) return `messages.${i}: Input should be a valid dictionary`;
-    if (message.role !== 'user' && message.role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
+    if (message.role !== 'user' && message.role !== 'assistant')
+      return `messages.${i}.role: Input should be 'user' or 'assistant'`;
     if (typeof message.content === 'string') {
-      if (message.content.length === 0 && i < body.messages.length - 1) return `messages.${i}: all messages must have non-empty content`;
+      if (message.content.length === 0 && i < body.messages.length - 1)
+        return `messages.${i}: all messages must have non-empty content`;
     } else if (Array.isArray(message.content)) {
       for (const [j, block] of message.content.entries()) {
         const problem = validTextBlock(block, `messages.${i}.content.${j}`);
@@ -229,7 +243,8 @@ export function validateMessagesRequest(body: unknown): string | undefined {
     }
   }
   if (body.messages[0]?.role !== 'user') return 'messages: first message must use the "user" role';
-  if (breakpoints > MAX_CACHE_BREAKPOINTS) return `A maximum of ${MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found ${breakpoints}.`;
+  if (breakpoints > MAX_CACHE_BREAKPOINTS)
+    return `A maximum of ${MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found ${breakpoints}.`;
   return undefined;
 }
 
@@ -400,18 +415,32 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
   function batchItem(request: unknown): { result: BatchResult; behaviour?: BehaviourKind } {
     const problem = validateMessagesRequest(request);
     if (problem !== undefined) {
-      return { result: { type: 'errored', error: { type: 'error', error: { type: 'invalid_request_error', message: problem }, request_id: id('req_') } } };
+      return {
+        result: {
+          type: 'errored',
+          error: { type: 'error', error: { type: 'invalid_request_error', message: problem }, request_id: id('req_') },
+        },
+      };
     }
     const params = request as FakeMessagesRequest;
     const behaviour = batchQueue.shift() ?? { kind: 'ok' };
     if (behaviour.kind === 'timeout') return { result: { type: 'expired' }, behaviour: behaviour.kind };
     const error = errorFor(behaviour);
     if (error !== undefined) {
-      const body: { type: string; message: string; details?: Record<string, string> } = { type: error.type, message: error.message };
+      const body: { type: string; message: string; details?: Record<string, string> } = {
+        type: error.type,
+        message: error.message,
+      };
       if (error.details) body.details = error.details;
-      return { result: { type: 'errored', error: { type: 'error', error: body, request_id: id('req_') } }, behaviour: behaviour.kind };
+      return {
+        result: { type: 'errored', error: { type: 'error', error: body, request_id: id('req_') } },
+        behaviour: behaviour.kind,
+      };
     }
-    return { result: { type: 'succeeded', message: message(params, replyText(params, behaviour), 'batch') }, behaviour: behaviour.kind };
+    return {
+      result: { type: 'succeeded', message: message(params, replyText(params, behaviour), 'batch') },
+      behaviour: behaviour.kind,
+    };
   }
 
   function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
@@ -451,7 +480,8 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
       const error = errorFor(behaviour);
       if (error !== undefined) return sendError(res, error);
       const reply = message(request, replyText(request, behaviour), 'standard');
-      if (behaviour.kind === 'ok' && behaviour.delayMs !== undefined) return void setTimeout(() => send(res, 200, reply), behaviour.delayMs);
+      if (behaviour.kind === 'ok' && behaviour.delayMs !== undefined)
+        return void setTimeout(() => send(res, 200, reply), behaviour.delayMs);
       return send(res, 200, reply);
     }
 
@@ -463,7 +493,8 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
         if (!isRecord(item) || typeof item.custom_id !== 'string' || !CUSTOM_ID.test(item.custom_id)) {
           return invalid(res, `requests.${i}.custom_id: String should match pattern '^[a-zA-Z0-9_-]{1,64}$'`);
         }
-        if (seen.has(item.custom_id)) return invalid(res, `requests.${i}.custom_id: custom_id '${item.custom_id}' is not unique`);
+        if (seen.has(item.custom_id))
+          return invalid(res, `requests.${i}.custom_id: custom_id '${item.custom_id}' is not unique`);
         seen.add(item.custom_id);
         if (!isRecord(item.params)) return invalid(res, `requests.${i}.params: Field required`);
       }
@@ -481,13 +512,19 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
     const match = /^\/v1\/messages\/batches\/([A-Za-z0-9_]+)(\/results)?$/.exec(path);
     if (method === 'GET' && match) {
       const batch = batches.get(match[1] ?? '');
-      if (batch === undefined) return sendError(res, { status: 404, type: 'not_found_error', message: `No message batch with id ${match[1]}` });
+      if (batch === undefined)
+        return sendError(res, {
+          status: 404,
+          type: 'not_found_error',
+          message: `No message batch with id ${match[1]}`,
+        });
       if (match[2] === undefined) {
         batch.polls += 1;
         if (batch.endedAt === null && batch.polls >= pollsToComplete) batch.endedAt = new Date();
         return send(res, 200, batchView(batch));
       }
-      if (batch.endedAt === null) return invalid(res, `Message batch ${batch.id} is still processing; results are available once it has ended.`);
+      if (batch.endedAt === null)
+        return invalid(res, `Message batch ${batch.id} is still processing; results are available once it has ended.`);
       // Results come in no particular order in the API; reversed here so clients must match on custom_id.
       const lines = [...batch.results].reverse().map((r) => JSON.stringify(r));
       call.status = 200;

@@ -39,10 +39,17 @@ const SESSION_TIMEOUT_MS = 6_000;
 const HOUR = 60 * MINUTE;
 const TOPOLOGY_FILE = join(projectRoot, 'topologies/market-signals.ts');
 export const schemas = loadSchemas(join(projectRoot, 'schemas'));
-export const portfolios = JSON.parse(readFileSync(join(projectRoot, 'topologies/portfolios.json'), 'utf8')) as Portfolio[];
+export const portfolios = JSON.parse(
+  readFileSync(join(projectRoot, 'topologies/portfolios.json'), 'utf8'),
+) as Portfolio[];
 
 /** The planted events: a 6% drop over two minutes, a 7× volume spike (planted 7×, it measures between the high (5×) and critical (10×) thresholds at every hour), a burst of four negative stories, an 8-K. */
-export const GOLDEN_SCENARIOS = ['drop:ACME:6%:2m@1m', 'newsBurst:CRUX:4:1m@3m', 'filing:DYNA:8-K:5.02@4m', 'volumeSpike:BOLT:7x:1m@6m'];
+export const GOLDEN_SCENARIOS = [
+  'drop:ACME:6%:2m@1m',
+  'newsBurst:CRUX:4:1m@3m',
+  'filing:DYNA:8-K:5.02@4m',
+  'volumeSpike:BOLT:7x:1m@6m',
+];
 export const PLANTED_SYMBOLS = ['ACME', 'CRUX', 'DYNA', 'BOLT'];
 
 /** The planted findings and their documented severities (docs/agents.md): market-wide, before exposure. */
@@ -69,9 +76,12 @@ export interface FindingSummary {
 export function plantedDifferences(findings: readonly FindingSummary[]): string[] {
   const problems: string[] = [];
   for (const planted of PLANTED) {
-    const found = findings.filter((f) => f.portfolioId === '' && f.symbol === planted.symbol && f.agent === planted.agent);
+    const found = findings.filter(
+      (f) => f.portfolioId === '' && f.symbol === planted.symbol && f.agent === planted.agent,
+    );
     const highest = found.length === 0 ? 'none' : severities[Math.max(...found.map((f) => severityRank(f.severity)))];
-    if (highest !== planted.severity) problems.push(`${planted.agent} on ${planted.symbol}: expected ${planted.severity}, got ${highest}`);
+    if (highest !== planted.severity)
+      problems.push(`${planted.agent} on ${planted.symbol}: expected ${planted.severity}, got ${highest}`);
   }
   for (const f of findings) {
     if (!PLANTED_SYMBOLS.includes(f.symbol) && severityRank(f.severity) >= severityRank('high')) {
@@ -86,7 +96,16 @@ const GRACE_MS = 30_000;
 
 /** The feed: eight minutes of a quiet 12-symbol market plus the planted scenarios, ending one minute before `hour`. */
 export function goldenFeed(hour: number) {
-  return { seed: 11, symbols: 12, rate: 40, duration: '8m', start: hour - 9 * MINUTE, newsPerMinute: 2, filingsPerHour: 20, scenarios: GOLDEN_SCENARIOS } as const;
+  return {
+    seed: 11,
+    symbols: 12,
+    rate: 40,
+    duration: '8m',
+    start: hour - 9 * MINUTE,
+    newsPerMinute: 2,
+    filingsPerHour: 20,
+    scenarios: GOLDEN_SCENARIOS,
+  } as const;
 }
 
 /** The last hour boundary: the feed then lies in the past, where the broker accepts its timestamps. */
@@ -105,10 +124,14 @@ export interface ExpectedOutput {
 /** What a crash-free fleet computes from the golden feed: the test driver, with the LLM answering nothing (rules-only). */
 export function expectedFleetOutput(hour: number): ExpectedOutput {
   const application = 'expected';
-  const driver = new TopologyTestDriver(marketSignals({ application, digestSize: '1h', digestGrace: DIGEST_GRACE }), schemas, {
-    wallClock: hour - 10 * MINUTE,
-    services: { analysis: () => new Map(), digest: () => new Map() },
-  });
+  const driver = new TopologyTestDriver(
+    marketSignals({ application, digestSize: '1h', digestGrace: DIGEST_GRACE }),
+    schemas,
+    {
+      wallClock: hour - 10 * MINUTE,
+      services: { analysis: () => new Map(), digest: () => new Map() },
+    },
+  );
   driver.setTable('portfolios', portfolios);
   for (const event of marketFeed(goldenFeed(hour))) driver.pipe<FeedEvent['value']>('market.events', event);
   driver.advanceWallClock(10 * MINUTE + GRACE_MS + 1_000);
@@ -202,12 +225,27 @@ export function clickhouseConfig(database: string): Config {
 async function digestsBehindClickHouse(query: (sql: string) => Promise<Row[]>, hourStart: number): Promise<string[]> {
   const hour = `toUnixTimestamp(window_start) >= ${hourStart} AND toUnixTimestamp(window_start) < ${hourStart + 3600}`;
   const countBy = async (table: string): Promise<Map<string, number>> =>
-    new Map((await query(`SELECT portfolio_id, count() AS n FROM ${table} FINAL WHERE portfolio_id != '' AND ${hour} GROUP BY portfolio_id`)).map((r) => [String(r.portfolio_id), Number(r.n)]));
+    new Map(
+      (
+        await query(
+          `SELECT portfolio_id, count() AS n FROM ${table} FINAL WHERE portfolio_id != '' AND ${hour} GROUP BY portfolio_id`,
+        )
+      ).map((r) => [String(r.portfolio_id), Number(r.n)]),
+    );
   const [findings, alerts] = [await countBy('findings'), await countBy('alerts')];
-  const digests = await query(`SELECT portfolio_id, finding_count, alert_count FROM digests FINAL WHERE toUnixTimestamp(hour_start) = ${hourStart}`);
+  const digests = await query(
+    `SELECT portfolio_id, finding_count, alert_count FROM digests FINAL WHERE toUnixTimestamp(hour_start) = ${hourStart}`,
+  );
   return digests
-    .filter((d) => Number(d.finding_count) !== (findings.get(String(d.portfolio_id)) ?? 0) || Number(d.alert_count) !== (alerts.get(String(d.portfolio_id)) ?? 0))
-    .map((d) => `digest ${d.portfolio_id} counts ${d.finding_count}/${d.alert_count}, ClickHouse ${findings.get(String(d.portfolio_id)) ?? 0}/${alerts.get(String(d.portfolio_id)) ?? 0}`);
+    .filter(
+      (d) =>
+        Number(d.finding_count) !== (findings.get(String(d.portfolio_id)) ?? 0) ||
+        Number(d.alert_count) !== (alerts.get(String(d.portfolio_id)) ?? 0),
+    )
+    .map(
+      (d) =>
+        `digest ${d.portfolio_id} counts ${d.finding_count}/${d.alert_count}, ClickHouse ${findings.get(String(d.portfolio_id)) ?? 0}/${alerts.get(String(d.portfolio_id)) ?? 0}`,
+    );
 }
 
 export interface PreparedFleet {
@@ -222,7 +260,10 @@ export interface PreparedFleet {
  * A fleet's own ClickHouse database, migrated; the schemas registered; the portfolios table loaded; every
  * processor's topics created. Application and database share one unique name, so runs never see each other.
  */
-export async function prepareFleet(label: string, topologyOptions: Omit<MarketSignalsOptions, 'application' | 'eventsTopic'> = {}): Promise<PreparedFleet> {
+export async function prepareFleet(
+  label: string,
+  topologyOptions: Omit<MarketSignalsOptions, 'application' | 'eventsTopic'> = {},
+): Promise<PreparedFleet> {
   const database = uniqueName(label);
   const application = database.replaceAll('_', '-');
   const eventsTopic = `${application}.market.events`;
@@ -242,13 +283,17 @@ export async function prepareFleet(label: string, topologyOptions: Omit<MarketSi
 
 export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
   const log = options.log ?? (() => {});
-  const { database, application, eventsTopic, topology, chConfig } = await prepareFleet(`golden_${options.label}`, { digestSize: '1h', digestGrace: DIGEST_GRACE });
+  const { database, application, eventsTopic, topology, chConfig } = await prepareFleet(`golden_${options.label}`, {
+    digestSize: '1h',
+    digestGrace: DIGEST_GRACE,
+  });
   // The sink and the members' LLM audit write as the run's least-privilege sink user (docs/security.md).
   const clickhouseUsers = await fleetClickHouseUsers(database);
 
   const feed = goldenFeed(options.hour);
   const launcher = options.launcher;
-  if (launcher && (options.chaos || options.holdBack)) throw new Error('runFleet: a launcher runs neither chaos nor holdBack');
+  if (launcher && (options.chaos || options.holdBack))
+    throw new Error('runFleet: a launcher runs neither chaos nor holdBack');
   const startLeadMs = options.startLeadMs ?? 2 * MINUTE;
   let produced: { events: number; seconds: number } | undefined;
   if (options.catchUp) produced = await runFeed(config, { ...feed, topic: eventsTopic, pace: false });
@@ -269,8 +314,12 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   };
   const names = [...Object.keys(topology.processors), 'clickhouse-sink'];
   const start = (name: string): Member =>
-    name === 'clickhouse-sink' ? startMember(TOPOLOGY_FILE, name, env, { command: ['sink', TOPOLOGY_FILE] }) : startMember(TOPOLOGY_FILE, name, env);
-  const members = new Map<string, Member>(launcher ? [] : names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]));
+    name === 'clickhouse-sink'
+      ? startMember(TOPOLOGY_FILE, name, env, { command: ['sink', TOPOLOGY_FILE] })
+      : startMember(TOPOLOGY_FILE, name, env);
+  const members = new Map<string, Member>(
+    launcher ? [] : names.filter((name) => name !== options.holdBack?.processor).map((name) => [name, start(name)]),
+  );
   const kills: string[] = [];
   const zombies: string[] = [];
   let wipedKeys = 0;
@@ -278,16 +327,22 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
   const extras: Member[] = [];
   const crashed: Array<{ processor: string; code: number | null }> = [];
   const ch = openClickHouse(chConfig);
-  const query = async (sql: string): Promise<Row[]> => (await ch.query({ query: sql, format: 'JSONEachRow' })).json<Row>();
+  const query = async (sql: string): Promise<Row[]> =>
+    (await ch.query({ query: sql, format: 'JSONEachRow' })).json<Row>();
   try {
     if (launcher) await launcher.start(env, names);
     else await waitUntilStarted([...members.values()], 120_000);
     // The feed ends 45 s (members' clock) before H, whatever the start-up took; the hour closes at H + grace.
     const membersNow = Date.now() + offsetMs;
     const wallMs = options.hour - 45_000 - membersNow;
-    if (!options.catchUp && wallMs < 15_000) throw new Error(`the members took too long to start: ${Math.round((membersNow - (options.hour - startLeadMs)) / 1000)} s`);
+    if (!options.catchUp && wallMs < 15_000)
+      throw new Error(
+        `the members took too long to start: ${Math.round((membersNow - (options.hour - startLeadMs)) / 1000)} s`,
+      );
     const speed = (8 * MINUTE) / wallMs;
-    log(`${application}: fleet of ${launcher ? names.length : members.size} started; ${options.catchUp ? 'catching up on the feed produced before' : `feed of 8 min at ${speed.toFixed(1)}× real time`}`);
+    log(
+      `${application}: fleet of ${launcher ? names.length : members.size} started; ${options.catchUp ? 'catching up on the feed produced before' : `feed of 8 min at ${speed.toFixed(1)}× real time`}`,
+    );
 
     let chaos: Promise<void> = Promise.resolve();
     const feedDone = { at: Number.POSITIVE_INFINITY };
@@ -333,9 +388,14 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
         }
       })();
     }
-    const feeding = produced ? Promise.resolve(produced) : runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
+    const feeding = produced
+      ? Promise.resolve(produced)
+      : runFeed(config, { ...feed, topic: eventsTopic, pace: true, speed });
     // Whatever the launcher does while the feed runs, its failure is the run's (and never an unhandled rejection).
-    const during = launcher?.duringFeed?.({ done: feeding.catch(() => undefined) }).then(() => undefined, (error: unknown) => ({ error }));
+    const during = launcher?.duringFeed?.({ done: feeding.catch(() => undefined) }).then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
     produced = await feeding;
     const duringResult = await during;
     if (duringResult) throw duringResult.error;
@@ -343,8 +403,15 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       const { processor, untilDigestOf } = options.holdBack;
       const hourStartS = Math.floor((options.hour - HOUR) / 1000);
       const until = Date.now() + options.timeoutMs;
-      while ((await query(`SELECT digest_id FROM digests FINAL WHERE portfolio_id = '${untilDigestOf}' AND toUnixTimestamp(hour_start) = ${hourStartS}`)).length === 0) {
-        if (Date.now() > until) throw new Error(`${application}: no digest of ${untilDigestOf} within ${options.timeoutMs} ms`);
+      while (
+        (
+          await query(
+            `SELECT digest_id FROM digests FINAL WHERE portfolio_id = '${untilDigestOf}' AND toUnixTimestamp(hour_start) = ${hourStartS}`,
+          )
+        ).length === 0
+      ) {
+        if (Date.now() > until)
+          throw new Error(`${application}: no digest of ${untilDigestOf} within ${options.timeoutMs} ms`);
         await sleep(1_000);
       }
       log(`${application}: ${untilDigestOf}'s digest is written; starting ${processor}`);
@@ -354,23 +421,33 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
     }
     feedDone.at = Date.now();
     await chaos;
-    log(`${application}: feed produced ${produced.events} events in ${produced.seconds.toFixed(1)} s; ${kills.length} kills: ${kills.join(', ')}`);
+    log(
+      `${application}: feed produced ${produced.events} events in ${produced.seconds.toFixed(1)} s; ${kills.length} kills: ${kills.join(', ')}`,
+    );
 
     const hourStart = Math.floor((options.hour - HOUR) / 1000);
     const deadline = Date.now() + options.timeoutMs;
     for (;;) {
-      for (const [name, member] of members) if (member.child.exitCode !== null && !crashed.some((c) => c.processor === name)) crashed.push({ processor: name, code: member.child.exitCode });
+      for (const [name, member] of members)
+        if (member.child.exitCode !== null && !crashed.some((c) => c.processor === name))
+          crashed.push({ processor: name, code: member.child.exitCode });
       for (const c of launcher?.crashed() ?? []) if (!crashed.some((k) => k.processor === c.processor)) crashed.push(c);
       const alerts = await query(`SELECT alert_id FROM alerts FINAL`);
       const digests = await query(`SELECT portfolio_id FROM digests FINAL WHERE hour_start = ${hourStart}`);
       const haveAlerts = new Set(alerts.map((a) => String(a.alert_id)));
       const haveDigests = new Set(digests.map((d) => String(d.portfolio_id)));
-      const missing = [...options.awaitAlerts.filter((id) => !haveAlerts.has(id)), ...options.awaitDigests.filter((p) => !haveDigests.has(p)).map((p) => `digest ${p}`)];
+      const missing = [
+        ...options.awaitAlerts.filter((id) => !haveAlerts.has(id)),
+        ...options.awaitDigests.filter((p) => !haveDigests.has(p)).map((p) => `digest ${p}`),
+      ];
       // In a catch-up, a digest may be written before findings that arrive late for its hour: wait for its amended
       // versions, until every digest counts what ClickHouse holds (or the deadline fails the run).
       if (options.catchUp && missing.length === 0) missing.push(...(await digestsBehindClickHouse(query, hourStart)));
       if (missing.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`${application}: after ${options.timeoutMs} ms still missing ${missing.length}: ${missing.slice(0, 5).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `${application}: after ${options.timeoutMs} ms still missing ${missing.length}: ${missing.slice(0, 5).join(', ')}`,
+        );
       await sleep(2_000);
     }
     // Everything awaited is in; a moment more for anything that should not be there (a duplicate, a second digest).
@@ -382,8 +459,12 @@ export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult
       findings: await query(
         `SELECT finding_id, agent, rule, symbol, portfolio_id, severity, toUnixTimestamp(window_start) AS window_start, evidence FROM findings FINAL WHERE window_start >= ${from} ORDER BY finding_id`,
       ),
-      alerts: await query(`SELECT alert_id, finding_ids, symbol, portfolio_id, severity, toUnixTimestamp(window_start) AS window_start, analysis, recommended_action, model FROM alerts FINAL ORDER BY alert_id`),
-      digests: await query(`SELECT digest_id, portfolio_id, toUnixTimestamp(hour_start) AS hour_start, finding_count, alert_count, summary, model FROM digests FINAL ORDER BY portfolio_id, hour_start`),
+      alerts: await query(
+        `SELECT alert_id, finding_ids, symbol, portfolio_id, severity, toUnixTimestamp(window_start) AS window_start, analysis, recommended_action, model FROM alerts FINAL ORDER BY alert_id`,
+      ),
+      digests: await query(
+        `SELECT digest_id, portfolio_id, toUnixTimestamp(hour_start) AS hour_start, finding_count, alert_count, summary, model FROM digests FINAL ORDER BY portfolio_id, hour_start`,
+      ),
       llmCalls: await query(`SELECT * FROM llm_calls FINAL`),
       kills,
       zombies,

@@ -65,7 +65,8 @@ interface Target {
 
 function targets(node: SchemaNode, path: string, depth = 0): Target[] {
   if (depth > 8) return [];
-  const under = (list: Target[], lead: Buffer): Target[] => list.map((t) => ({ ...t, prefix: Buffer.concat([lead, t.prefix]) }));
+  const under = (list: Target[], lead: Buffer): Target[] =>
+    list.map((t) => ({ ...t, prefix: Buffer.concat([lead, t.prefix]) }));
   switch (node.kind) {
     case 'string':
     case 'bytes':
@@ -73,7 +74,10 @@ function targets(node: SchemaNode, path: string, depth = 0): Target[] {
     case 'enum':
       return [{ path, kind: 'enum', size: node.symbols, prefix: Buffer.alloc(0) }];
     case 'array':
-      return [{ path, kind: 'array', size: 0, prefix: Buffer.alloc(0) }, ...under(targets(node.items, `${path}[]`, depth + 1), varint(1))];
+      return [
+        { path, kind: 'array', size: 0, prefix: Buffer.alloc(0) },
+        ...under(targets(node.items, `${path}[]`, depth + 1), varint(1)),
+      ];
     case 'map':
       return [
         { path, kind: 'map', size: 0, prefix: Buffer.alloc(0) },
@@ -81,10 +85,16 @@ function targets(node: SchemaNode, path: string, depth = 0): Target[] {
         ...under(targets(node.values, `${path}{}`, depth + 1), Buffer.concat([varint(1), varint(0)])),
       ];
     case 'union':
-      return [{ path, kind: 'union', size: node.branches.length, prefix: Buffer.alloc(0) }, ...node.branches.flatMap((b, i) => under(targets(b, path, depth + 1), varint(i)))];
+      return [
+        { path, kind: 'union', size: node.branches.length, prefix: Buffer.alloc(0) },
+        ...node.branches.flatMap((b, i) => under(targets(b, path, depth + 1), varint(i))),
+      ];
     case 'record':
       return node.fields.flatMap((f, i) =>
-        under(targets(f.type, path ? `${path}.${f.name}` : f.name, depth + 1), Buffer.concat(node.fields.slice(0, i).map((g) => minimal(g.type)))),
+        under(
+          targets(f.type, path ? `${path}.${f.name}` : f.name, depth + 1),
+          Buffer.concat(node.fields.slice(0, i).map((g) => minimal(g.type))),
+        ),
       );
     default:
       return [];
@@ -103,8 +113,10 @@ interface Range {
 }
 
 const numericKinds = new Set(['int', 'long', 'float', 'double']);
-const typeName = (t: unknown): string => (typeof t === 'string' ? t : Array.isArray(t) ? 'union' : String((t as Json).type));
-const isTimestamp = (t: unknown): boolean => typeof t === 'object' && t !== null && (t as Json).logicalType === 'timestamp-millis';
+const typeName = (t: unknown): string =>
+  typeof t === 'string' ? t : Array.isArray(t) ? 'union' : String((t as Json).type);
+const isTimestamp = (t: unknown): boolean =>
+  typeof t === 'object' && t !== null && (t as Json).logicalType === 'timestamp-millis';
 
 /** A valid value of `type`: optional unions filled (first non-null branch), numbers inside their field's range. */
 function baseValue(type: unknown, range: Range | undefined, eventTime: number): unknown {
@@ -138,7 +150,8 @@ function baseValue(type: unknown, range: Range | undefined, eventTime: number): 
       return Buffer.alloc((type as Json).size as number);
     case 'record': {
       const out: Json = {};
-      for (const f of (type as Json).fields as Json[]) out[f.name as string] = baseValue(f.type, f.range as Range | undefined, eventTime);
+      for (const f of (type as Json).fields as Json[])
+        out[f.name as string] = baseValue(f.type, f.range as Range | undefined, eventTime);
       return out;
     }
     default:
@@ -159,7 +172,12 @@ function numberFields(record: Json, path: string[] = []): NumberField[] {
     const branches = Array.isArray(f.type) ? (f.type as unknown[]) : [f.type];
     const at = [...path, f.name as string];
     const numeric = branches.map(typeName).filter((n) => numericKinds.has(n));
-    if (numeric.length > 0) out.push({ path: at, floating: numeric.some((n) => n === 'float' || n === 'double'), range: (f.range as Range | undefined) ?? {} });
+    if (numeric.length > 0)
+      out.push({
+        path: at,
+        floating: numeric.some((n) => n === 'float' || n === 'double'),
+        range: (f.range as Range | undefined) ?? {},
+      });
     for (const b of branches) if (typeName(b) === 'record') out.push(...numberFields(b as Json, at));
   }
   return out;
@@ -209,11 +227,21 @@ function buildBadFrames(input: CorpusInput): Frame[] {
   const { topology, schemaIds, now, eventTime } = input;
   const router = topology.processors.router!;
   if (router.kind !== 'router') throw new Error('fuzz: the topology has no router named "router"');
-  const consumersOf = (topic: string): string[] => Object.entries(topology.processors).filter(([, spec]) => spec.inputs.includes(topic)).map(([name]) => name);
+  const consumersOf = (topic: string): string[] =>
+    Object.entries(topology.processors)
+      .filter(([, spec]) => spec.inputs.includes(topic))
+      .map(([name]) => name);
   const random = mulberry32(SEED);
   const frames: Frame[] = [];
   let n = 0;
-  const add = (schema: string, kind: string, value: Buffer | null, at: 'router' | 'agent', expected: Expected, key: string | null = input.symbols[Math.floor(random() * input.symbols.length)]!): void => {
+  const add = (
+    schema: string,
+    kind: string,
+    value: Buffer | null,
+    at: 'router' | 'agent',
+    expected: Expected,
+    key: string | null = input.symbols[Math.floor(random() * input.symbols.length)]!,
+  ): void => {
     const route = at === 'router' ? null : router.routes[schema]!;
     const deadLetters = new Map<string, Expected>();
     if (route === null) deadLetters.set('router', expected);
@@ -239,11 +267,19 @@ function buildBadFrames(input: CorpusInput): Frame[] {
     add(s.subject, 'unknown-schema', frameBytes(-1, valid), 'router', deserialize('unknown-schema'));
     add(s.subject, 'empty', good.subarray(0, 3), 'router', deserialize('empty'));
     // Body faults: the header routes it, the agents cannot decode it.
-    for (const cut of new Set([0, 1, valid.length >> 1, valid.length - 1])) add(s.subject, 'truncated', frameBytes(id, valid.subarray(0, cut)), 'agent', deserialize('body'));
-    add(s.subject, 'trailing-bytes', frameBytes(id, Buffer.concat([valid, Buffer.from([0])])), 'agent', deserialize('body'));
+    for (const cut of new Set([0, 1, valid.length >> 1, valid.length - 1]))
+      add(s.subject, 'truncated', frameBytes(id, valid.subarray(0, cut)), 'agent', deserialize('body'));
+    add(
+      s.subject,
+      'trailing-bytes',
+      frameBytes(id, Buffer.concat([valid, Buffer.from([0])])),
+      'agent',
+      deserialize('body'),
+    );
     const pad = Buffer.alloc(64);
     for (const t of targets(parseSchemaGraph(s.schema), '')) {
-      const body = (kind: string, bytes: Buffer): void => add(s.subject, kind, frameBytes(id, Buffer.concat([t.prefix, bytes, pad])), 'agent', deserialize('body'));
+      const body = (kind: string, bytes: Buffer): void =>
+        add(s.subject, kind, frameBytes(id, Buffer.concat([t.prefix, bytes, pad])), 'agent', deserialize('body'));
       if (t.kind === 'array' || t.kind === 'map') {
         body('count-bomb', varint(500_000_000));
         body('negative-count', Buffer.concat([varint(-500_000_000), varint(2)]));
@@ -259,16 +295,44 @@ function buildBadFrames(input: CorpusInput): Frame[] {
     const encoded = (value: Json): Buffer => frameBytes(id, type.toBuffer(value));
     for (const f of numberFields(json)) {
       const { min, max, exclusiveMin, exclusiveMax } = f.range;
-      if (f.floating && f.range.finite !== false) for (const v of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) add(s.subject, 'non-finite', encoded(withField(base, f.path, v)), 'agent', deserialize('range'));
-      if (min !== undefined) add(s.subject, 'out-of-range', encoded(withField(base, f.path, exclusiveMin ? min : min - 1)), 'agent', deserialize('range'));
-      if (max !== undefined) add(s.subject, 'out-of-range', encoded(withField(base, f.path, exclusiveMax ? max : max + 1)), 'agent', deserialize('range'));
+      if (f.floating && f.range.finite !== false)
+        for (const v of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])
+          add(s.subject, 'non-finite', encoded(withField(base, f.path, v)), 'agent', deserialize('range'));
+      if (min !== undefined)
+        add(
+          s.subject,
+          'out-of-range',
+          encoded(withField(base, f.path, exclusiveMin ? min : min - 1)),
+          'agent',
+          deserialize('range'),
+        );
+      if (max !== undefined)
+        add(
+          s.subject,
+          'out-of-range',
+          encoded(withField(base, f.path, exclusiveMax ? max : max + 1)),
+          'agent',
+          deserialize('range'),
+        );
     }
     if (!('eventTime' in base)) throw new Error(`fuzz: ${s.subject} has no eventTime field`);
-    add(s.subject, 'event-time-ahead', encoded({ ...base, eventTime: now + 3 * DAY }), 'agent', { stage: 'deserialize', code: ErrorCode.RECORD_OUT_OF_RANGE, reason: 'event-time-ahead' });
+    add(s.subject, 'event-time-ahead', encoded({ ...base, eventTime: now + 3 * DAY }), 'agent', {
+      stage: 'deserialize',
+      code: ErrorCode.RECORD_OUT_OF_RANGE,
+      reason: 'event-time-ahead',
+    });
     // A null key fails only where state is kept by key; a stateless agent processes the record.
     const route = router.routes[s.subject]!;
     const keyed = consumersOf(route).filter((name) => topology.storesOf(name).length > 0);
-    const nullKey: Frame = { id: `bad-${String(n++).padStart(4, '0')}-null-key`, kind: 'null-key', schema: s.subject, key: null, value: good, route, deadLetters: new Map() };
+    const nullKey: Frame = {
+      id: `bad-${String(n++).padStart(4, '0')}-null-key`,
+      kind: 'null-key',
+      schema: s.subject,
+      key: null,
+      value: good,
+      route,
+      deadLetters: new Map(),
+    };
     for (const name of keyed) nullKey.deadLetters.set(name, { stage: 'process', code: ErrorCode.MISSING_KEY });
     if (nullKey.deadLetters.size === 0) nullKey.id = nullKey.id.replace('bad-', 'good-');
     frames.push(nullKey);
@@ -295,7 +359,9 @@ async function readTopics(kafka: Kafka, topics: string[], timeoutMs = 60_000): P
   const admin = kafka.admin();
   await admin.connect();
   const ends = new Map<string, number>();
-  for (const topic of topics) for (const o of await admin.fetchTopicOffsets(topic)) if (Number(o.high) > Number(o.low)) ends.set(`${topic}:${o.partition}`, Number(o.high));
+  for (const topic of topics)
+    for (const o of await admin.fetchTopicOffsets(topic))
+      if (Number(o.high) > Number(o.low)) ends.set(`${topic}:${o.partition}`, Number(o.high));
   await admin.disconnect();
   const out: ReadRecord[] = [];
   if (ends.size === 0) return out;
@@ -311,8 +377,16 @@ async function readTopics(kafka: Kafka, topics: string[], timeoutMs = 60_000): P
     eachBatch: async ({ batch }) => {
       for (const m of batch.messages) {
         const headers: Record<string, string> = {};
-        for (const [name, value] of Object.entries(m.headers ?? {})) if (value !== undefined) headers[name] = String(value);
-        out.push({ topic: batch.topic, partition: batch.partition, offset: Number(m.offset), key: m.key === null ? null : m.key.toString(), size: m.value?.length ?? -1, headers });
+        for (const [name, value] of Object.entries(m.headers ?? {}))
+          if (value !== undefined) headers[name] = String(value);
+        out.push({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: Number(m.offset),
+          key: m.key === null ? null : m.key.toString(),
+          size: m.value?.length ?? -1,
+          headers,
+        });
       }
     },
   });
@@ -326,7 +400,8 @@ async function readTopics(kafka: Kafka, topics: string[], timeoutMs = 60_000): P
 /** Processors in waves: a wave's inputs are written only by earlier waves (or by the test). */
 function waves(topology: Topology, eventsTopic: string): string[][] {
   const producers = new Map<string, string[]>();
-  for (const [name, spec] of Object.entries(topology.processors)) for (const topic of Object.keys(spec.outputs ?? {})) producers.set(topic, [...(producers.get(topic) ?? []), name]);
+  for (const [name, spec] of Object.entries(topology.processors))
+    for (const topic of Object.keys(spec.outputs ?? {})) producers.set(topic, [...(producers.get(topic) ?? []), name]);
   const depth = new Map<string, number>();
   const depthOf = (name: string, seen: Set<string> = new Set()): number => {
     const known = depth.get(name);
@@ -334,7 +409,9 @@ function waves(topology: Topology, eventsTopic: string): string[][] {
     if (seen.has(name)) throw new Error(`fuzz: topology cycle through ${name}`);
     seen.add(name);
     const inputs = topology.processors[name]!.inputs;
-    const d = inputs.includes(eventsTopic) ? 0 : 1 + Math.max(0, ...inputs.flatMap((t) => producers.get(t) ?? []).map((p) => depthOf(p, seen)));
+    const d = inputs.includes(eventsTopic)
+      ? 0
+      : 1 + Math.max(0, ...inputs.flatMap((t) => producers.get(t) ?? []).map((p) => depthOf(p, seen)));
     depth.set(name, d);
     return d;
   };
@@ -369,20 +446,53 @@ describe('fuzz corpus through the fleet on the real stack', () => {
 
     // Good records: a seeded minute of the synthetic feed, ending four minutes before now (inside every bound).
     const now = Date.now();
-    const feed = [...marketFeed({ seed: SEED, symbols: 8, rate: 8, duration: '60s', start: now - 5 * MINUTE, newsPerMinute: 6, filingsPerHour: 300, intraday: false })];
+    const feed = [
+      ...marketFeed({
+        seed: SEED,
+        symbols: 8,
+        rate: 8,
+        duration: '60s',
+        start: now - 5 * MINUTE,
+        newsPerMinute: 6,
+        filingsPerHour: 300,
+        intraday: false,
+      }),
+    ];
     const symbols = [...new Set(feed.map((e) => e.key))].sort();
     const router = topology.processors.router!;
     if (router.kind !== 'router') throw new Error('fuzz: no router');
     const goodFrames: Frame[] = feed.map((e, i) => ({
-      id: `good-${String(i).padStart(4, '0')}`, kind: 'good', schema: e.recordType, key: e.key, value: serde.encode(e.recordType, e.value), route: router.routes[e.recordType]!, deadLetters: new Map(),
+      id: `good-${String(i).padStart(4, '0')}`,
+      kind: 'good',
+      schema: e.recordType,
+      key: e.key,
+      value: serde.encode(e.recordType, e.value),
+      route: router.routes[e.recordType]!,
+      deadLetters: new Map(),
     }));
     expect(new Set(goodFrames.map((f) => f.schema))).toEqual(new Set(marketSchemas.map((s) => s.subject)));
     // One valid record close to the broker's 1 MiB message.max.bytes default: a NewsItem with a 900 KB body.
     const newsType = 'agentstreams.market.NewsItem';
-    const big = serde.encode(newsType, { id: 'fuzz-big', symbols: [symbols[0]!], headline: 'A very long story', body: 'x'.repeat(900_000), source: 'fuzz', eventTime: now - 3 * MINUTE, url: null });
+    const big = serde.encode(newsType, {
+      id: 'fuzz-big',
+      symbols: [symbols[0]!],
+      headline: 'A very long story',
+      body: 'x'.repeat(900_000),
+      source: 'fuzz',
+      eventTime: now - 3 * MINUTE,
+      url: null,
+    });
     expect(big.length).toBeGreaterThan(900_000);
     expect(big.length).toBeLessThan(1_000_000);
-    goodFrames.push({ id: 'good-big-news', kind: 'oversized-valid', schema: newsType, key: symbols[0]!, value: big, route: router.routes[newsType]!, deadLetters: new Map() });
+    goodFrames.push({
+      id: 'good-big-news',
+      kind: 'oversized-valid',
+      schema: newsType,
+      key: symbols[0]!,
+      value: big,
+      route: router.routes[newsType]!,
+      deadLetters: new Map(),
+    });
 
     const badFrames = buildBadFrames({ topology, schemaIds, eventTime: now - 3 * MINUTE, now, symbols });
     goodFrames.push(...badFrames.filter((f) => f.deadLetters.size === 0));
@@ -436,7 +546,10 @@ describe('fuzz corpus through the fleet on the real stack', () => {
     };
     const names = Object.keys(topology.processors);
     const members: Member[] = names.map((name) => startMember(TOPOLOGY_FILE, name, env));
-    const down = (): string[] => members.filter((m) => m.child.exitCode !== null || m.child.signalCode !== null).map((m) => `${m.processor} (${m.child.exitCode ?? m.child.signalCode})`);
+    const down = (): string[] =>
+      members
+        .filter((m) => m.child.exitCode !== null || m.child.signalCode !== null)
+        .map((m) => `${m.processor} (${m.child.exitCode ?? m.child.signalCode})`);
     const read = new Map<string, ReadRecord[]>();
     let codes: Array<number | null>;
     try {
@@ -449,23 +562,33 @@ describe('fuzz corpus through the fleet on the real stack', () => {
       for (const wave of waves(topology, eventsTopic)) {
         const inputs = [...new Set(wave.flatMap((name) => topology.processors[name]!.inputs))];
         const records = await readTopics(kafka, inputs);
-        for (const topic of inputs) read.set(topic, records.filter((r) => r.topic === topic));
+        for (const topic of inputs)
+          read.set(
+            topic,
+            records.filter((r) => r.topic === topic),
+          );
         const last = new Map<string, number>();
-        for (const r of records) last.set(`${r.topic}:${r.partition}`, Math.max(last.get(`${r.topic}:${r.partition}`) ?? -1, r.offset));
+        for (const r of records)
+          last.set(`${r.topic}:${r.partition}`, Math.max(last.get(`${r.topic}:${r.partition}`) ?? -1, r.offset));
         for (;;) {
           expect(down(), 'members that exited').toEqual([]);
           const behind: string[] = [];
           for (const name of wave) {
-            const committed = await admin.fetchOffsets({ groupId: topology.groupId(name), topics: topology.processors[name]!.inputs });
+            const committed = await admin.fetchOffsets({
+              groupId: topology.groupId(name),
+              topics: topology.processors[name]!.inputs,
+            });
             for (const { topic, partitions } of committed) {
               for (const { partition, offset } of partitions) {
                 const lastOffset = last.get(`${topic}:${partition}`);
-                if (lastOffset !== undefined && Number(offset) <= lastOffset) behind.push(`${name} ${topic}:${partition} at ${offset}, last record ${lastOffset}`);
+                if (lastOffset !== undefined && Number(offset) <= lastOffset)
+                  behind.push(`${name} ${topic}:${partition} at ${offset}, last record ${lastOffset}`);
               }
             }
           }
           if (behind.length === 0) break;
-          if (Date.now() > deadline) throw new Error(`fuzz: consumer groups behind after 120 s: ${behind.slice(0, 5).join('; ')}`);
+          if (Date.now() > deadline)
+            throw new Error(`fuzz: consumer groups behind after 120 s: ${behind.slice(0, 5).join('; ')}`);
           await sleep(250);
         }
       }
@@ -477,8 +600,17 @@ describe('fuzz corpus through the fleet on the real stack', () => {
 
       // The router forwarded exactly the good records and the frames it could route, once each, by type.
       for (const topic of new Set(Object.values(router.routes))) {
-        const expected = frames.filter((f) => f.route === topic).map((f) => f.id).sort();
-        expect(read.get(topic)!.map((r) => r.headers[FUZZ_ID]).sort(), topic).toEqual(expected);
+        const expected = frames
+          .filter((f) => f.route === topic)
+          .map((f) => f.id)
+          .sort();
+        expect(
+          read
+            .get(topic)!
+            .map((r) => r.headers[FUZZ_ID])
+            .sort(),
+          topic,
+        ).toEqual(expected);
       }
       const bigForwarded = read.get(router.routes[newsType]!)!.find((r) => r.headers[FUZZ_ID] === 'good-big-news');
       expect(bigForwarded?.size).toBe(big.length);
@@ -487,7 +619,8 @@ describe('fuzz corpus through the fleet on the real stack', () => {
       const deadLetters = await readTopics(kafka, [topology.deadLetterTopic]);
       const byId = new Map(frames.map((f) => [f.id, f]));
       const origin = new Map<string, string | undefined>();
-      for (const records of read.values()) for (const r of records) origin.set(`${r.topic}:${r.partition}:${r.offset}`, r.headers[FUZZ_ID]);
+      for (const records of read.values())
+        for (const r of records) origin.set(`${r.topic}:${r.partition}:${r.offset}`, r.headers[FUZZ_ID]);
       const problems: string[] = [];
       for (const d of deadLetters) {
         const id = d.headers[FUZZ_ID];
@@ -496,20 +629,32 @@ describe('fuzz corpus through the fleet on the real stack', () => {
         const expected = frame?.deadLetters.get(processor);
         const at = `${d.headers[deadLetterHeader.topic]}:${d.headers[deadLetterHeader.partition]}:${d.headers[deadLetterHeader.offset]}`;
         if (!frame || !expected) {
-          problems.push(`unexpected dead letter ${id ?? '(no fuzz-id)'} from ${processor}: ${d.headers[deadLetterHeader.errorMessage]}`);
+          problems.push(
+            `unexpected dead letter ${id ?? '(no fuzz-id)'} from ${processor}: ${d.headers[deadLetterHeader.errorMessage]}`,
+          );
           continue;
         }
-        const seen = { stage: d.headers[deadLetterHeader.stage], code: d.headers[deadLetterHeader.errorCode], reason: d.headers[deadLetterHeader.errorReason] };
+        const seen = {
+          stage: d.headers[deadLetterHeader.stage],
+          code: d.headers[deadLetterHeader.errorCode],
+          reason: d.headers[deadLetterHeader.errorReason],
+        };
         if (seen.stage !== expected.stage || seen.code !== expected.code || seen.reason !== expected.reason) {
-          problems.push(`${id} from ${processor}: ${JSON.stringify(seen)}, expected ${JSON.stringify(expected)}: ${d.headers[deadLetterHeader.errorMessage]}`);
+          problems.push(
+            `${id} from ${processor}: ${JSON.stringify(seen)}, expected ${JSON.stringify(expected)}: ${d.headers[deadLetterHeader.errorMessage]}`,
+          );
         }
         const from = processor === 'router' ? eventsTopic : frame.route;
-        if (d.headers[deadLetterHeader.topic] !== from || origin.get(at) !== id) problems.push(`${id} from ${processor}: provenance ${at} does not hold it`);
-        if (d.size !== (frame.value?.length ?? -1)) problems.push(`${id} from ${processor}: value of ${d.size} bytes, sent ${frame.value?.length ?? -1}`);
+        if (d.headers[deadLetterHeader.topic] !== from || origin.get(at) !== id)
+          problems.push(`${id} from ${processor}: provenance ${at} does not hold it`);
+        if (d.size !== (frame.value?.length ?? -1))
+          problems.push(`${id} from ${processor}: value of ${d.size} bytes, sent ${frame.value?.length ?? -1}`);
       }
       expect(problems).toEqual([]);
       const expectedDead = bad.flatMap((f) => [...f.deadLetters.keys()].map((p) => `${f.id} @ ${p}`)).sort();
-      expect(deadLetters.map((d) => `${d.headers[FUZZ_ID]} @ ${d.headers[deadLetterHeader.processor]}`).sort()).toEqual(expectedDead);
+      expect(deadLetters.map((d) => `${d.headers[FUZZ_ID]} @ ${d.headers[deadLetterHeader.processor]}`).sort()).toEqual(
+        expectedDead,
+      );
       expect(down(), 'members that exited').toEqual([]);
 
       const count = (items: string[]): string =>

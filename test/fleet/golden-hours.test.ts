@@ -21,23 +21,28 @@ function shape(output: ExpectedOutput): { alerts: string[]; digests: string[] } 
 }
 
 describe('the golden scenario at every hour of the day', () => {
-  it.each(DATES)('%s: the planted findings at their documented severities, nothing else high, the same alerts and digests at all 24 hours', (date) => {
-    const midnight = Date.parse(`${date}T00:00:00Z`);
-    const differences: string[] = [];
-    const shapes = new Map<string, number[]>();
-    for (let h = 0; h < 24; h += 1) {
-      const output = expectedFleetOutput(midnight + (h + 1) * HOUR);
-      const findings = [...output.findings, ...output.portfolioFindings];
-      for (const difference of plantedDifferences(findings)) differences.push(`${String(h).padStart(2, '0')}:00 UTC: ${difference}`);
-      const key = JSON.stringify(shape(output));
-      shapes.set(key, [...(shapes.get(key) ?? []), h]);
-    }
-    expect(differences).toEqual([]);
-    // One shape for all 24 hours: the golden run's alerts and digests do not depend on when it runs.
-    expect([...shapes.entries()].map(([key, hours]) => `${hours.join(',')}: ${key}`)).toHaveLength(1);
-    const [only] = shapes.keys();
-    const { alerts, digests } = JSON.parse(only!) as { alerts: string[]; digests: string[] };
-    expect(alerts.length).toBeGreaterThan(0);
-    expect(digests.length).toBeGreaterThan(0);
-  }, 120_000);
+  it.each(DATES)(
+    '%s: the planted findings at their documented severities, nothing else high, the same alerts and digests at all 24 hours',
+    (date) => {
+      const midnight = Date.parse(`${date}T00:00:00Z`);
+      const differences: string[] = [];
+      const shapes = new Map<string, number[]>();
+      for (let h = 0; h < 24; h += 1) {
+        const output = expectedFleetOutput(midnight + (h + 1) * HOUR);
+        const findings = [...output.findings, ...output.portfolioFindings];
+        for (const difference of plantedDifferences(findings))
+          differences.push(`${String(h).padStart(2, '0')}:00 UTC: ${difference}`);
+        const key = JSON.stringify(shape(output));
+        shapes.set(key, [...(shapes.get(key) ?? []), h]);
+      }
+      expect(differences).toEqual([]);
+      // One shape for all 24 hours: the golden run's alerts and digests do not depend on when it runs.
+      expect([...shapes.entries()].map(([key, hours]) => `${hours.join(',')}: ${key}`)).toHaveLength(1);
+      const [only] = shapes.keys();
+      const { alerts, digests } = JSON.parse(only!) as { alerts: string[]; digests: string[] };
+      expect(alerts.length).toBeGreaterThan(0);
+      expect(digests.length).toBeGreaterThan(0);
+    },
+    120_000,
+  );
 });

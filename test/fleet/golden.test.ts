@@ -19,7 +19,14 @@ import { fleetExpectations } from './fleet-expect.ts';
 
 const hour = lastHourBoundary();
 const expected = expectedFleetOutput(hour);
-const { expectedAlertIds, expectedDigestPortfolios, expectFindingsAsComputed, expectPlanted, expectAlertsAndDigests, expectAuditMatchesCalls } = fleetExpectations(hour, expected);
+const {
+  expectedAlertIds,
+  expectedDigestPortfolios,
+  expectFindingsAsComputed,
+  expectPlanted,
+  expectAlertsAndDigests,
+  expectAuditMatchesCalls,
+} = fleetExpectations(hour, expected);
 const log = (line: string): void => console.log(line);
 
 describe('the market-monitoring fleet, end to end on the real stack', () => {
@@ -34,9 +41,19 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
   });
 
   it('golden scenario: exactly the planted findings, LLM-analysed alerts for the high ones, one hourly digest per affected portfolio', async () => {
-    const run = await runFleet({ label: 'a', hour, anthropic: { baseUrl: fake.url }, awaitAlerts: expectedAlertIds, awaitDigests: expectedDigestPortfolios, timeoutMs: 240_000, log });
+    const run = await runFleet({
+      label: 'a',
+      hour,
+      anthropic: { baseUrl: fake.url },
+      awaitAlerts: expectedAlertIds,
+      awaitDigests: expectedDigestPortfolios,
+      timeoutMs: 240_000,
+      log,
+    });
     golden = run;
-    log(`golden: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests, ${run.llmCalls.length} LLM calls audited`);
+    log(
+      `golden: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests, ${run.llmCalls.length} LLM calls audited`,
+    );
     expect(run.crashed).toEqual([]);
     expect(run.exitCodes.every((c) => c === 0)).toBe(true);
     expectFindingsAsComputed(run);
@@ -58,7 +75,9 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
         timeoutMs: 300_000,
         log,
       });
-      log(`crash run: ${run.kills.length} members killed (${run.kills.join(', ')}), ${run.zombies.length} frozen past the session timeout and thawed as zombies (${run.zombies.join(', ')}), ${run.wipedKeys} Redis keys wiped`);
+      log(
+        `crash run: ${run.kills.length} members killed (${run.kills.join(', ')}), ${run.zombies.length} frozen past the session timeout and thawed as zombies (${run.zombies.join(', ')}), ${run.wipedKeys} Redis keys wiped`,
+      );
       expect(run.kills.length).toBeGreaterThanOrEqual(5);
       expect(run.zombies.length).toBeGreaterThanOrEqual(1);
       expect(run.wipedKeys).toBeGreaterThan(0); // the portfolio table and window state among them: rebuilt from Kafka
@@ -91,8 +110,12 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
         timeoutMs: 300_000,
         log,
       });
-      const batchItems = catchUpFake.calls.filter((c) => c.method === 'POST' && c.path === '/v1/messages/batches').reduce((n, c) => n + ((c.body as { requests: unknown[] }).requests?.length ?? 0), 0);
-      log(`catch-up: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests from ${batchItems} digest summaries (more than the digests: amended by late findings)`);
+      const batchItems = catchUpFake.calls
+        .filter((c) => c.method === 'POST' && c.path === '/v1/messages/batches')
+        .reduce((n, c) => n + ((c.body as { requests: unknown[] }).requests?.length ?? 0), 0);
+      log(
+        `catch-up: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests from ${batchItems} digest summaries (more than the digests: amended by late findings)`,
+      );
       expect(run.crashed).toEqual([]);
       expect(run.exitCodes.every((c) => c === 0)).toBe(true);
       expect(batchItems).toBeGreaterThan(run.digests.length); // growth's digest was written, then amended and re-summarised
@@ -154,10 +177,13 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
         log,
       });
       const outcomes = run.llmCalls.map((r) => String(r.outcome));
-      log(`LLM failure run: outcomes ${JSON.stringify(Object.fromEntries([...new Set(outcomes)].map((o) => [o, outcomes.filter((x) => x === o).length])))}`);
+      log(
+        `LLM failure run: outcomes ${JSON.stringify(Object.fromEntries([...new Set(outcomes)].map((o) => [o, outcomes.filter((x) => x === o).length])))}`,
+      );
       expect(run.exitCodes.every((c) => c === 0)).toBe(true);
       // Every failure kind was met, and the fleet went on.
-      for (const outcome of ['rate-limited', 'overloaded', 'timeout', 'invalid-output', 'ok']) expect(outcomes, outcome).toContain(outcome);
+      for (const outcome of ['rate-limited', 'overloaded', 'timeout', 'invalid-output', 'ok'])
+        expect(outcomes, outcome).toContain(outcome);
       // Every high finding still became its alert, with the LLM's analysis or rules-only.
       expect([...new Set(run.alerts.map((a) => String(a.alert_id)))].sort()).toEqual([...expectedAlertIds].sort());
       expect(run.alerts.some((a) => a.model === 'rules-only')).toBe(true);
@@ -167,7 +193,14 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
       const spent = new Map<string, number>();
       for (const r of run.llmCalls) {
         const key = `${r.agent} ${String(r.created_at).slice(0, 13)}`;
-        spent.set(key, (spent.get(key) ?? 0) + Number(r.input_tokens) + Number(r.output_tokens) + Number(r.cache_read_tokens) + Number(r.cache_write_tokens));
+        spent.set(
+          key,
+          (spent.get(key) ?? 0) +
+            Number(r.input_tokens) +
+            Number(r.output_tokens) +
+            Number(r.cache_read_tokens) +
+            Number(r.cache_write_tokens),
+        );
       }
       for (const [key, tokens] of spent) expect(tokens, key).toBeLessThanOrEqual(tokensPerHour);
       expect(outcomes).toContain('budget-exhausted');
@@ -177,4 +210,3 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
     }
   }, 420_000);
 });
-

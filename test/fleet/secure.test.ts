@@ -56,9 +56,17 @@ function secureSettings(env: Record<string, string>): Partial<Config['kafka']> {
 }
 
 /** Runs the CLI to its end; resolves with its exit code, output and how long it took. */
-function cli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function cli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   const started = Date.now();
-  const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(projectRoot, 'cli/bin.mjs'), ...args], {
+    cwd: projectRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -88,7 +96,12 @@ afterAll(async () => {
 describe('Kafka over SASL_SSL (stack up --secure)', () => {
   it('`stack up --secure` starts a broker with both listeners and writes the client settings; the stack folder stays secure', async () => {
     const [kafkaPort, controllerPort, securePort] = [await freePort(), await freePort(), await freePort()];
-    const stackEnv = { AS_STACK_DIR: `.stack/secure-cli-${Date.now().toString(36)}`, AS_STACK_KAFKA_PORT: String(kafkaPort), AS_STACK_KAFKA_CONTROLLER_PORT: String(controllerPort), AS_STACK_KAFKA_SECURE_PORT: String(securePort) };
+    const stackEnv = {
+      AS_STACK_DIR: `.stack/secure-cli-${Date.now().toString(36)}`,
+      AS_STACK_KAFKA_PORT: String(kafkaPort),
+      AS_STACK_KAFKA_CONTROLLER_PORT: String(controllerPort),
+      AS_STACK_KAFKA_SECURE_PORT: String(securePort),
+    };
     try {
       const up = await cli(['stack', 'up', '--secure', 'kafka'], stackEnv, 120_000);
       expect(up.code, up.stderr).toBe(0);
@@ -99,7 +112,12 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
           .split('\n')
           .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
       );
-      expect(clientEnv).toMatchObject({ AS_KAFKA_BROKERS: `127.0.0.1:${securePort}`, AS_KAFKA_SSL: 'true', AS_KAFKA_SASL_MECHANISM: 'scram-sha-512', AS_KAFKA_SASL_USERNAME: 'agent-streams' });
+      expect(clientEnv).toMatchObject({
+        AS_KAFKA_BROKERS: `127.0.0.1:${securePort}`,
+        AS_KAFKA_SSL: 'true',
+        AS_KAFKA_SASL_MECHANISM: 'scram-sha-512',
+        AS_KAFKA_SASL_USERNAME: 'agent-streams',
+      });
       const secure = { ...broker.config, kafka: { ...broker.config.kafka, ...secureSettings(clientEnv) } };
       const admin = kafkaClient(secure, 'secure-test').admin();
       await admin.connect();
@@ -118,7 +136,10 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
 
   it('PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 log in with the client certificate; the plaintext listener stays', async () => {
     for (const saslMechanism of ['plain', 'scram-sha-256', 'scram-sha-512'] as const) {
-      const admin = kafkaClient({ ...broker.config, kafka: { ...broker.config.kafka, saslMechanism } }, 'secure-test').admin();
+      const admin = kafkaClient(
+        { ...broker.config, kafka: { ...broker.config.kafka, saslMechanism } },
+        'secure-test',
+      ).admin();
       await admin.connect();
       expect(Array.isArray(await admin.listTopics())).toBe(true);
       await admin.disconnect();
@@ -135,28 +156,62 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
     await migrateDatabase({ ...broker.config, clickhouse: { ...broker.config.clickhouse, database } }, projectRoot);
     // Migrations as the admin; the sink (and the analyst's LLM audit) insert as the sink user, `findings` reads as the reader.
     const users = await fleetClickHouseUsers(database);
-    const env = { ...kafkaEnv(broker.config), ...users.env, AS_FLEET_APP: application, AS_FLEET_EVENTS_TOPIC: eventsTopic, ANTHROPIC_API_KEY: '' };
+    const env = {
+      ...kafkaEnv(broker.config),
+      ...users.env,
+      AS_FLEET_APP: application,
+      AS_FLEET_EVENTS_TOPIC: eventsTopic,
+      ANTHROPIC_API_KEY: '',
+    };
 
-    const loaded = await cli(['table', 'load', TOPOLOGY, 'portfolios', join(projectRoot, 'topologies/portfolios.json')], env);
+    const loaded = await cli(
+      ['table', 'load', TOPOLOGY, 'portfolios', join(projectRoot, 'topologies/portfolios.json')],
+      env,
+    );
     expect(loaded.stderr + loaded.stdout).toMatch(/loaded \d+ rows into table portfolios/);
     expect(loaded.code).toBe(0);
 
     const members: Member[] = [
-      ...['router', 'price-move', 'portfolio-exposure', 'alert-analyst'].map((name) => startMember(TOPOLOGY, name, env)),
+      ...['router', 'price-move', 'portfolio-exposure', 'alert-analyst'].map((name) =>
+        startMember(TOPOLOGY, name, env),
+      ),
       startMember(TOPOLOGY, 'clickhouse-sink', env, { command: ['sink', TOPOLOGY] }),
     ];
     const ch = openClickHouse({ ...broker.config, clickhouse: { ...broker.config.clickhouse, database } });
     try {
       await waitUntilStarted(members, 120_000);
-      const feed = await cli(['feed', '--topic', eventsTopic, '--symbols', 'ACME,BOLT', '--rate', '20', '--duration', '4m', '--scenario', 'drop:ACME:6%:2m@1m', '--fast'], env);
+      const feed = await cli(
+        [
+          'feed',
+          '--topic',
+          eventsTopic,
+          '--symbols',
+          'ACME,BOLT',
+          '--rate',
+          '20',
+          '--duration',
+          '4m',
+          '--scenario',
+          'drop:ACME:6%:2m@1m',
+          '--fast',
+        ],
+        env,
+      );
       expect(feed.code, feed.stderr).toBe(0);
 
       const deadline = Date.now() + 120_000;
       let findings: Array<Record<string, unknown>> = [];
       let alerts: Array<Record<string, unknown>> = [];
       while (Date.now() < deadline) {
-        findings = await (await ch.query({ query: "SELECT symbol, agent FROM findings FINAL WHERE symbol = 'ACME'", format: 'JSONEachRow' })).json();
-        alerts = await (await ch.query({ query: "SELECT symbol FROM alerts FINAL WHERE symbol = 'ACME'", format: 'JSONEachRow' })).json();
+        findings = await (
+          await ch.query({
+            query: "SELECT symbol, agent FROM findings FINAL WHERE symbol = 'ACME'",
+            format: 'JSONEachRow',
+          })
+        ).json();
+        alerts = await (
+          await ch.query({ query: "SELECT symbol FROM alerts FINAL WHERE symbol = 'ACME'", format: 'JSONEachRow' })
+        ).json();
         if (findings.length > 0 && alerts.length > 0) break;
         await sleep(1_000);
       }
@@ -181,10 +236,16 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
   }, 240_000);
 
   it('a wrong password fails in seconds, naming AS_KAFKA_SASL_PASSWORD — the CLI and a member alike', async () => {
-    const env = { ...kafkaEnv(broker.config), AS_KAFKA_SASL_PASSWORD: 'not-the-password', AS_FLEET_APP: uniqueName('wrong').replaceAll('_', '-') };
+    const env = {
+      ...kafkaEnv(broker.config),
+      AS_KAFKA_SASL_PASSWORD: 'not-the-password',
+      AS_FLEET_APP: uniqueName('wrong').replaceAll('_', '-'),
+    };
     const listed = await cli(['dead-letters', 'list', TOPOLOGY], env);
     expect(listed.code).toBe(1);
-    expect(errorLines(listed.stderr)).toEqual([expect.stringMatching(/AS_KAFKA_AUTH_FAILED: .*AS_KAFKA_SASL_USERNAME and AS_KAFKA_SASL_PASSWORD\.$/)]);
+    expect(errorLines(listed.stderr)).toEqual([
+      expect.stringMatching(/AS_KAFKA_AUTH_FAILED: .*AS_KAFKA_SASL_USERNAME and AS_KAFKA_SASL_PASSWORD\.$/),
+    ]);
     expect(listed.ms).toBeLessThan(20_000);
 
     const member = await cli(['run', TOPOLOGY, '--processor', 'router'], { ...env, AS_METRICS_PORT: '0' });
@@ -195,19 +256,49 @@ describe('Kafka over SASL_SSL (stack up --secure)', () => {
 
   it('a CA that did not sign the broker names AS_KAFKA_SSL_CA_FILE; no client certificate names AS_KAFKA_SSL_CERT_FILE; a missing file is refused at start', async () => {
     const otherCa = join(tmp, 'other-ca.pem');
-    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(tmp, 'other-ca.key'), '-subj', '/CN=other', '-days', '2', '-out', otherCa]);
+    const made = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(tmp, 'other-ca.key'),
+      '-subj',
+      '/CN=other',
+      '-days',
+      '2',
+      '-out',
+      otherCa,
+    ]);
     expect(made.status).toBe(0);
-    const wrongCa = await cli(['dead-letters', 'list', TOPOLOGY], { ...kafkaEnv(broker.config), AS_KAFKA_SSL_CA_FILE: otherCa });
+    const wrongCa = await cli(['dead-letters', 'list', TOPOLOGY], {
+      ...kafkaEnv(broker.config),
+      AS_KAFKA_SSL_CA_FILE: otherCa,
+    });
     expect(wrongCa.code).toBe(1);
-    expect(errorLines(wrongCa.stderr)).toEqual([expect.stringMatching(/AS_KAFKA_TLS_FAILED: .*AS_KAFKA_SSL_CA_FILE must name the CA that signed it/)]);
+    expect(errorLines(wrongCa.stderr)).toEqual([
+      expect.stringMatching(/AS_KAFKA_TLS_FAILED: .*AS_KAFKA_SSL_CA_FILE must name the CA that signed it/),
+    ]);
     expect(wrongCa.ms).toBeLessThan(20_000);
 
-    const noCert = await cli(['dead-letters', 'list', TOPOLOGY], { ...kafkaEnv(broker.config), AS_KAFKA_SSL_CERT_FILE: '', AS_KAFKA_SSL_KEY_FILE: '' });
+    const noCert = await cli(['dead-letters', 'list', TOPOLOGY], {
+      ...kafkaEnv(broker.config),
+      AS_KAFKA_SSL_CERT_FILE: '',
+      AS_KAFKA_SSL_KEY_FILE: '',
+    });
     expect(noCert.code).toBe(1);
     expect(errorLines(noCert.stderr)).toEqual([expect.stringMatching(/AS_KAFKA_TLS_FAILED: .*AS_KAFKA_SSL_CERT_FILE/)]);
 
-    const missing = await cli(['dead-letters', 'list', TOPOLOGY], { ...kafkaEnv(broker.config), AS_KAFKA_SSL_CA_FILE: join(tmp, 'nope.pem') });
+    const missing = await cli(['dead-letters', 'list', TOPOLOGY], {
+      ...kafkaEnv(broker.config),
+      AS_KAFKA_SSL_CA_FILE: join(tmp, 'nope.pem'),
+    });
     expect(missing.code).toBe(1);
-    expect(errorLines(missing.stderr)).toEqual([expect.stringMatching(/AS_KAFKA_SSL_CA_FILE=.*nope\.pem: cannot read the CA certificate \(ENOENT\)/)]);
+    expect(errorLines(missing.stderr)).toEqual([
+      expect.stringMatching(/AS_KAFKA_SSL_CA_FILE=.*nope\.pem: cannot read the CA certificate \(ENOENT\)/),
+    ]);
   });
 });

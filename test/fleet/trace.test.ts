@@ -44,16 +44,25 @@ interface Span extends OtlpSpan {
 /** Every span in the collector's file (OTLP JSON, one export request per line), with its service name. */
 function readSpans(file: string): Span[] {
   const spans: Span[] = [];
-  const value = (v: OtlpValue): string | number | undefined => v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : v.doubleValue);
+  const value = (v: OtlpValue): string | number | undefined =>
+    v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : v.doubleValue);
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (line.trim() === '') continue;
     const request = JSON.parse(line) as {
-      resourceSpans: Array<{ resource: { attributes: Array<{ key: string; value: OtlpValue }> }; scopeSpans: Array<{ spans?: OtlpSpan[] }> }>;
+      resourceSpans: Array<{
+        resource: { attributes: Array<{ key: string; value: OtlpValue }> };
+        scopeSpans: Array<{ spans?: OtlpSpan[] }>;
+      }>;
     };
     for (const rs of request.resourceSpans) {
       const service = String(value(rs.resource.attributes.find((a) => a.key === 'service.name')!.value));
       for (const ss of rs.scopeSpans) {
-        for (const span of ss.spans ?? []) spans.push({ ...span, service, attrs: Object.fromEntries((span.attributes ?? []).map((a) => [a.key, value(a.value)])) });
+        for (const span of ss.spans ?? [])
+          spans.push({
+            ...span,
+            service,
+            attrs: Object.fromEntries((span.attributes ?? []).map((a) => [a.key, value(a.value)])),
+          });
       }
     }
   }
@@ -99,8 +108,12 @@ describe('tracing across the fleet', () => {
     });
     const processors = ['router', 'price-move', 'portfolio-exposure', 'alert-analyst'];
     for (const name of processors) members.push(startMember(TOPOLOGY_FILE, name, env(name)));
-    members.push(startMember(TOPOLOGY_FILE, 'clickhouse-sink', env('clickhouse-sink'), { command: ['sink', TOPOLOGY_FILE] }));
-    const ingest = startMember(TOPOLOGY_FILE, 'ingest', env('ingest'), { command: ['ingest', '--port', '0', '--topic', eventsTopic, '--partitions', '6'] });
+    members.push(
+      startMember(TOPOLOGY_FILE, 'clickhouse-sink', env('clickhouse-sink'), { command: ['sink', TOPOLOGY_FILE] }),
+    );
+    const ingest = startMember(TOPOLOGY_FILE, 'ingest', env('ingest'), {
+      command: ['ingest', '--port', '0', '--topic', eventsTopic, '--partitions', '6'],
+    });
     members.push(ingest);
     await waitUntilStarted(members.slice(0, -1), 120_000);
     const deadline = Date.now() + 120_000;
@@ -116,7 +129,14 @@ describe('tracing across the fleet', () => {
     // a high move, exposure grades it per portfolio, the analyst asks the LLM and raises alerts.
     const now = Date.now();
     const prices = [100, 99.8, 99.5, 98, 96.5, 95, 93.5];
-    const ticks = prices.map((price, i) => ({ symbol: 'ACME', eventTime: now - (prices.length - i) * 8_000, price, bid: null, ask: null, currency: 'USD' }));
+    const ticks = prices.map((price, i) => ({
+      symbol: 'ACME',
+      eventTime: now - (prices.length - i) * 8_000,
+      price,
+      bid: null,
+      ask: null,
+      currency: 'USD',
+    }));
     const response = await fetch(`${url}/v1/events/PriceTick`, {
       method: 'POST',
       body: JSON.stringify(ticks),
@@ -125,7 +145,8 @@ describe('tracing across the fleet', () => {
     expect(response.status).toBe(202);
 
     const ch = openClickHouse(chConfig);
-    const query = async (sql: string): Promise<Array<Record<string, unknown>>> => (await ch.query({ query: sql, format: 'JSONEachRow' })).json();
+    const query = async (sql: string): Promise<Array<Record<string, unknown>>> =>
+      (await ch.query({ query: sql, format: 'JSONEachRow' })).json();
     try {
       let alerts: Array<Record<string, unknown>> = [];
       let calls: Array<Record<string, unknown>> = [];
@@ -135,12 +156,18 @@ describe('tracing across the fleet', () => {
         calls.filter((c) => alerts.some((a) => (a.finding_ids as string[]).includes(String(c.finding_id))));
       while (served().length === 0) {
         if (Date.now() > deadline + 30_000) {
-          const exited = members.filter((m) => m.child.exitCode !== null).map((m) => `${m.processor} exited ${m.child.exitCode}`);
-          throw new Error(`no alert/llm call in ClickHouse: ${alerts.length} alerts, ${calls.length} calls; ${exited.join(', ') || 'every member still running'}`);
+          const exited = members
+            .filter((m) => m.child.exitCode !== null)
+            .map((m) => `${m.processor} exited ${m.child.exitCode}`);
+          throw new Error(
+            `no alert/llm call in ClickHouse: ${alerts.length} alerts, ${calls.length} calls; ${exited.join(', ') || 'every member still running'}`,
+          );
         }
         await sleep(1_000);
         alerts = await query(`SELECT alert_id, finding_ids, model FROM alerts FINAL`);
-        calls = await query(`SELECT call_id, trace_id, finding_id, outcome, input_tokens, output_tokens FROM llm_calls FINAL WHERE outcome = 'ok'`);
+        calls = await query(
+          `SELECT call_id, trace_id, finding_id, outcome, input_tokens, output_tokens FROM llm_calls FINAL WHERE outcome = 'ok'`,
+        );
       }
       // Every member drains on SIGTERM and its SDK flushes its spans on the way out; then the collector flushes the file.
       expect(await stopMembers(members.splice(0), 30_000)).toEqual([0, 0, 0, 0, 0, 0]);
@@ -155,23 +182,37 @@ describe('tracing across the fleet', () => {
       const chat = found!;
       expect(chat.service).toBe('alert-analyst');
       expect(chat.kind).toBe(3); // client
-      expect(chat.attrs).toMatchObject({ 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': 'anthropic', 'gen_ai.system': 'anthropic' });
+      expect(chat.attrs).toMatchObject({
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.provider.name': 'anthropic',
+        'gen_ai.system': 'anthropic',
+      });
       expect(chat.name).toBe(`chat ${chat.attrs['gen_ai.request.model']}`);
       expect(chat.attrs['gen_ai.response.model']).toBe(chat.attrs['gen_ai.request.model']);
-      for (const key of ['gen_ai.usage.input_tokens', 'gen_ai.usage.output_tokens', 'gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_creation.input_tokens']) {
+      for (const key of [
+        'gen_ai.usage.input_tokens',
+        'gen_ai.usage.output_tokens',
+        'gen_ai.usage.cache_read.input_tokens',
+        'gen_ai.usage.cache_creation.input_tokens',
+      ]) {
         expect(typeof chat.attrs[key], key).toBe('number');
       }
       expect(Number(chat.attrs['gen_ai.usage.output_tokens'])).toBeGreaterThan(0);
 
       // The request to the Anthropic stand-in carried the chat span's context.
       const traceparents = anthropic.calls.map((c) => c.headers.traceparent);
-      expect(traceparents, JSON.stringify({ traceparents, chat: [chat.traceId, chat.spanId] })).toContain(`00-${chat.traceId}-${chat.spanId}-01`);
+      expect(traceparents, JSON.stringify({ traceparents, chat: [chat.traceId, chat.spanId] })).toContain(
+        `00-${chat.traceId}-${chat.spanId}-01`,
+      );
 
       const trace = spans.filter((s) => s.traceId === chat.traceId);
       const describe = (): string => [...new Set(trace.map((s) => `${s.service}: ${s.name}`))].join('; ');
       const parentOf = (span: Span): Span => {
         const parent = trace.find((s) => s.spanId === span.parentSpanId);
-        expect(parent, `the parent of ${span.service}: ${span.name} in trace ${chat.traceId} (${describe()})`).toBeDefined();
+        expect(
+          parent,
+          `the parent of ${span.service}: ${span.name} in trace ${chat.traceId} (${describe()})`,
+        ).toBeDefined();
         return parent!;
       };
       // Walking up from the LLM call, parent by parent: each hop is the child of the record context the previous
@@ -192,9 +233,16 @@ describe('tracing across the fleet', () => {
       ]);
       expect(received.parentSpanId ?? '').toBe('');
       // The alert that record became reached the sink, in the same trace.
-      const sunk = trace.find((s) => s.service === 'clickhouse-sink' && s.name === `process ${application}.alerts` && s.parentSpanId === analyst.spanId);
+      const sunk = trace.find(
+        (s) =>
+          s.service === 'clickhouse-sink' &&
+          s.name === `process ${application}.alerts` &&
+          s.parentSpanId === analyst.spanId,
+      );
       expect(sunk, `the sink's span of the alert in trace ${chat.traceId} (${describe()})`).toBeDefined();
-      expect(new Set(trace.map((s) => s.service))).toEqual(new Set(['ingest', 'router', 'price-move', 'portfolio-exposure', 'alert-analyst', 'clickhouse-sink']));
+      expect(new Set(trace.map((s) => s.service))).toEqual(
+        new Set(['ingest', 'router', 'price-move', 'portfolio-exposure', 'alert-analyst', 'clickhouse-sink']),
+      );
 
       // Messaging conventions on the record spans, and the batch spans linked to their records' producers.
       expect(analyst.kind).toBe(5); // consumer
@@ -206,8 +254,17 @@ describe('tracing across the fleet', () => {
       });
       expect(typeof analyst.attrs['messaging.kafka.offset']).toBe('number');
       expect(sent.kind).toBe(4); // producer
-      expect(sent.attrs).toMatchObject({ 'messaging.system': 'kafka', 'messaging.operation.type': 'send', 'messaging.destination.name': eventsTopic });
-      const batch = spans.find((s) => s.service === 'router' && s.name === `process ${eventsTopic}` && (s.links ?? []).some((l) => l.traceId === chat.traceId && l.spanId === sent.spanId));
+      expect(sent.attrs).toMatchObject({
+        'messaging.system': 'kafka',
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': eventsTopic,
+      });
+      const batch = spans.find(
+        (s) =>
+          s.service === 'router' &&
+          s.name === `process ${eventsTopic}` &&
+          (s.links ?? []).some((l) => l.traceId === chat.traceId && l.spanId === sent.spanId),
+      );
       expect(batch, 'the router batch span links to the ingest send span').toBeDefined();
       expect(batch!.parentSpanId ?? '').toBe('');
       expect(batch!.attrs['messaging.batch.message_count']).toBe(ticks.length);

@@ -41,7 +41,9 @@ describe('the container image', () => {
   beforeAll(async () => {
     // CI built it already (.ci/run): this finds every layer cached but the sources'.
     const result = await buildImage({ log });
-    log(`${result.image}: ${(result.sizeBytes / 1e6).toFixed(0)} MB; base ${result.baseSeconds.toFixed(1)} s, image ${result.appSeconds.toFixed(1)} s`);
+    log(
+      `${result.image}: ${(result.sizeBytes / 1e6).toFixed(0)} MB; base ${result.baseSeconds.toFixed(1)} s, image ${result.appSeconds.toFixed(1)} s`,
+    );
   }, 900_000);
 
   afterAll(() => {
@@ -63,12 +65,20 @@ describe('the container image', () => {
     );
     expect(debianSource(dir)).toEqual({ mirror: 'http://mirror.example/debian', suite: 'bookworm' });
     const listDir = mkdtempSync(join(tmpdir(), 'apt-'));
-    writeFileSync(join(listDir, 'sources.list'), '# comment\ndeb [arch=amd64] http://snapshot.example/archive/debian/20250520T000000Z trixie main contrib\n');
-    expect(debianSource(listDir)).toEqual({ mirror: 'http://snapshot.example/archive/debian/20250520T000000Z', suite: 'trixie' });
+    writeFileSync(
+      join(listDir, 'sources.list'),
+      '# comment\ndeb [arch=amd64] http://snapshot.example/archive/debian/20250520T000000Z trixie main contrib\n',
+    );
+    expect(debianSource(listDir)).toEqual({
+      mirror: 'http://snapshot.example/archive/debian/20250520T000000Z',
+      suite: 'trixie',
+    });
   });
 
   it('runs as uid 1000 with production dependencies only, tini as PID 1, metrics on 0.0.0.0, OCI labels', () => {
-    const inspect = JSON.parse(podman(['image', 'inspect', APP_IMAGE]))[0] as { Config: { User: string; Env: string[]; Entrypoint: string[]; Labels: Record<string, string> } };
+    const inspect = JSON.parse(podman(['image', 'inspect', APP_IMAGE]))[0] as {
+      Config: { User: string; Env: string[]; Entrypoint: string[]; Labels: Record<string, string> };
+    };
     expect(inspect.Config.User).toBe('1000:1000');
     expect(inspect.Config.Env).toContain('AS_METRICS_HOST=0.0.0.0');
     expect(inspect.Config.Entrypoint.slice(0, 2)).toEqual(['tini', '--']);
@@ -77,7 +87,15 @@ describe('the container image', () => {
     }
     expect(inspect.Config.Labels['org.opencontainers.image.revision']).toMatch(/^[0-9a-f]{40}$/);
     // Dev dependencies and the tests stay out; tsx (the CLI runs TypeScript through it) is in.
-    const listing = podman(['run', '--rm', '--entrypoint', 'sh', APP_IMAGE, '-c', 'id -u; for p in tsx kafkajs vitest typescript chdb testcontainers; do test -e node_modules/$p/package.json && echo "has $p"; done; ls /app']);
+    const listing = podman([
+      'run',
+      '--rm',
+      '--entrypoint',
+      'sh',
+      APP_IMAGE,
+      '-c',
+      'id -u; for p in tsx kafkajs vitest typescript chdb testcontainers; do test -e node_modules/$p/package.json && echo "has $p"; done; ls /app',
+    ]);
     expect(listing).toMatch(/^1000\n/);
     expect(listing).toContain('has tsx');
     expect(listing).toContain('has kafkajs');
@@ -100,9 +118,25 @@ describe('the container image', () => {
       containers.push(name);
       // AS_METRICS_PORT=0: on the host network a fixed port may be taken by a member of another test.
       podman([
-        'run', '--detach', '--name', name, '--network', 'host',
-        '--env', `AS_FLEET_APP=${application}`, '--env', `AS_FLEET_EVENTS_TOPIC=${eventsTopic}`, '--env', 'AS_METRICS_PORT=0',
-        APP_IMAGE, 'run', 'topologies/market-signals.ts', '--processor', 'router', '--shutdown-timeout', '30',
+        'run',
+        '--detach',
+        '--name',
+        name,
+        '--network',
+        'host',
+        '--env',
+        `AS_FLEET_APP=${application}`,
+        '--env',
+        `AS_FLEET_EVENTS_TOPIC=${eventsTopic}`,
+        '--env',
+        'AS_METRICS_PORT=0',
+        APP_IMAGE,
+        'run',
+        'topologies/market-signals.ts',
+        '--processor',
+        'router',
+        '--shutdown-timeout',
+        '30',
       ]);
       const deadline = Date.now() + 120_000;
       while (!containerEvents(name).some((e) => e.event === 'started')) {
@@ -112,10 +146,20 @@ describe('the container image', () => {
       expect(podman(['exec', name, 'cat', '/proc/1/cmdline']).split('\0')[0]).toBe('tini');
 
       // A live feed, stopped (abandoned) only after the member has gone: the member stops mid-stream.
-      const feed = runFeed(config, { seed: 3, symbols: 12, rate: 400, duration: '20s', start: Date.now(), topic: eventsTopic, pace: true });
+      const feed = runFeed(config, {
+        seed: 3,
+        symbols: 12,
+        rate: 400,
+        duration: '20s',
+        start: Date.now(),
+        topic: eventsTopic,
+        pace: true,
+      });
       const groupId = topology.groupId('router');
       const committed = async (): Promise<number> =>
-        (await admin.fetchOffsets({ groupId, topics: [eventsTopic] })).flatMap((t) => t.partitions).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
+        (await admin.fetchOffsets({ groupId, topics: [eventsTopic] }))
+          .flatMap((t) => t.partitions)
+          .reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
       while ((await committed()) < 1000) {
         if (Date.now() > deadline) throw new Error('the member committed nothing while the feed ran');
         await sleep(500);
@@ -129,7 +173,9 @@ describe('the container image', () => {
       const stopping = events.find((e) => e.event === 'stopping');
       const stopped = events.find((e) => e.event === 'stopped') as { records?: number; batches?: number } | undefined;
       const group = (await admin.describeGroups([groupId])).groups[0]!;
-      log(`member stopped in ${stopSeconds.toFixed(1)} s with exit code ${state.ExitCode} after ${stopped?.batches} batches / ${stopped?.records} records; group ${group.state} with ${group.members.length} members`);
+      log(
+        `member stopped in ${stopSeconds.toFixed(1)} s with exit code ${state.ExitCode} after ${stopped?.batches} batches / ${stopped?.records} records; group ${group.state} with ${group.members.length} members`,
+      );
 
       expect(stopping?.signal).toBe('SIGTERM'); // the signal reached node, through tini
       expect(stopped).toBeDefined(); // handle.stop() finished: batch done, committed, consumer disconnected

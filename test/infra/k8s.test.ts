@@ -10,7 +10,16 @@ import { parseAllDocuments } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import { renderFleet, SHUTDOWN_TIMEOUT_SECONDS, toYaml } from '../../infra/k8s/fleet.ts';
-import { buildOverlay, ensureSchemas, k8sDir, kafkaScalerKeys, kubeconform, kustomize, listOverlays, validateManifests } from '../../infra/k8s/validate.ts';
+import {
+  buildOverlay,
+  ensureSchemas,
+  k8sDir,
+  kafkaScalerKeys,
+  kubeconform,
+  kustomize,
+  listOverlays,
+  validateManifests,
+} from '../../infra/k8s/validate.ts';
 import { ensureGoTool } from '../../infra/local/go-tools.ts';
 import { configSchema, type SchemaNode } from '../../runtime/config/schema.ts';
 
@@ -25,7 +34,10 @@ type Doc = {
   stringData?: Record<string, string>;
 };
 
-const docsOf = (yamlText: string): Doc[] => parseAllDocuments(yamlText).map((d) => d.toJS() as Doc).filter((d) => d !== null);
+const docsOf = (yamlText: string): Doc[] =>
+  parseAllDocuments(yamlText)
+    .map((d) => d.toJS() as Doc)
+    .filter((d) => d !== null);
 const ofKind = (docs: Doc[], kind: string): Doc[] => docs.filter((d) => d.kind === kind);
 const named = (docs: Doc[], kind: string, name: string): Doc => {
   const found = docs.find((d) => d.kind === kind && d.metadata.name === name);
@@ -43,7 +55,14 @@ const container = (deployment: Doc): Record<string, any> => deployment.spec!.tem
 /** Settings that configure the local stack or the tests' clock: no pod needs them. */
 const LOCAL_ONLY = /^(AS_STACK_|AS_CACHE_DIR$|AS_WALL_CLOCK_OFFSET_MS$)/;
 /** Variables the pods carry that are not settings of runtime/config/schema.ts, each read by name elsewhere. */
-const EXTRAS = new Set(['AS_FLEET_APP', 'AS_INGEST_API_KEYS', 'KEDA_KAFKA_SASL', 'KEDA_KAFKA_TLS', 'OTEL_TRACES_EXPORTER', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+const EXTRAS = new Set([
+  'AS_FLEET_APP',
+  'AS_INGEST_API_KEYS',
+  'KEDA_KAFKA_SASL',
+  'KEDA_KAFKA_TLS',
+  'OTEL_TRACES_EXPORTER',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+]);
 
 /** Every setting's variable and whether it is secret, from the one config schema. */
 function settingsOf(node: SchemaNode = configSchema as unknown as SchemaNode): Array<{ env: string; secret: boolean }> {
@@ -78,10 +97,16 @@ describe('Kubernetes manifests (infra/k8s)', () => {
   it('committed generated files equal a fresh render of topologies/market-signals.ts', () => {
     const files = renderFleet(topology);
     expect(files.size).toBeGreaterThan(0);
-    for (const [path, content] of files) expect(readFileSync(join(k8sDir, path), 'utf8'), `${path}: run 'agent-streams k8s render'`).toBe(content);
+    for (const [path, content] of files)
+      expect(readFileSync(join(k8sDir, path), 'utf8'), `${path}: run 'agent-streams k8s render'`).toBe(content);
     // Every generated workload is listed in the generated kustomization, so none is left out of a build.
     const listed = docsOf(files.get('base/generated/kustomization.yaml')!)[0] as unknown as { resources: string[] };
-    expect(listed.resources.sort()).toEqual([...files.keys()].filter((p) => p.startsWith('base/generated/') && p.endsWith('.yaml') && !p.endsWith('kustomization.yaml')).map((p) => p.slice('base/generated/'.length)).sort());
+    expect(listed.resources.sort()).toEqual(
+      [...files.keys()]
+        .filter((p) => p.startsWith('base/generated/') && p.endsWith('.yaml') && !p.endsWith('kustomization.yaml'))
+        .map((p) => p.slice('base/generated/'.length))
+        .sort(),
+    );
   });
 
   it('gives every processor a Deployment and a ScaledObject on its own consumer group, capped at its input partitions', () => {
@@ -96,7 +121,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       expect(so.spec!.minReplicaCount).toBeGreaterThanOrEqual(1);
       const partitions = Math.min(...spec.inputs.map((t) => topology.topics[t]!.partitions));
       expect(so.spec!.maxReplicaCount).toBe(partitions);
-      expect(so.spec!.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds).toBeGreaterThan(0);
+      expect(
+        so.spec!.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds,
+      ).toBeGreaterThan(0);
       const triggers = so.spec!.triggers as Array<{ type: string; metadata: Record<string, string> }>;
       expect(triggers.map((t) => t.metadata.topic).sort()).toEqual([...spec.inputs].sort());
       for (const t of triggers) {
@@ -106,26 +133,46 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       }
     }
     // Plus the sink (a consumer group too); ingest has a fixed count.
-    expect(scaled.map((s) => s.metadata.name).sort()).toEqual([...Object.keys(topology.processors).map((p) => `market-${p}`), 'market-clickhouse-sink'].sort());
-    expect(named(docs, 'ScaledObject', 'market-clickhouse-sink').spec!.triggers[0].metadata.consumerGroup).toBe('market.clickhouse-sink');
-    expect(container(named(docs, 'Deployment', 'market-clickhouse-sink')).args).toEqual(['sink', 'topologies/market-signals.ts']);
-    expect(container(named(docs, 'Deployment', 'market-ingest')).args).toEqual(expect.arrayContaining(['ingest', '--topic', 'market.events', '--partitions', '6']));
+    expect(scaled.map((s) => s.metadata.name).sort()).toEqual(
+      [...Object.keys(topology.processors).map((p) => `market-${p}`), 'market-clickhouse-sink'].sort(),
+    );
+    expect(named(docs, 'ScaledObject', 'market-clickhouse-sink').spec!.triggers[0].metadata.consumerGroup).toBe(
+      'market.clickhouse-sink',
+    );
+    expect(container(named(docs, 'Deployment', 'market-clickhouse-sink')).args).toEqual([
+      'sink',
+      'topologies/market-signals.ts',
+    ]);
+    expect(container(named(docs, 'Deployment', 'market-ingest')).args).toEqual(
+      expect.arrayContaining(['ingest', '--topic', 'market.events', '--partitions', '6']),
+    );
   });
 
   it('follows the topology: another application and partition count render other groups and caps', () => {
     const other = marketSignals({ application: 'desk', partitions: 3 });
-    const docs = docsOf([...renderFleet(other).entries()].filter(([p]) => p.startsWith('base/generated/') && p.endsWith('.yaml')).map(([, c]) => c).join('\n'));
+    const docs = docsOf(
+      [...renderFleet(other).entries()]
+        .filter(([p]) => p.startsWith('base/generated/') && p.endsWith('.yaml'))
+        .map(([, c]) => c)
+        .join('\n'),
+    );
     const router = named(docs, 'ScaledObject', 'desk-router');
     expect(router.spec!.maxReplicaCount).toBe(3);
     expect(router.spec!.triggers[0].metadata.consumerGroup).toBe('desk.router');
-    expect(named(docs, 'ScaledObject', 'desk-alert-analyst').spec!.triggers[0].metadata.topic).toBe('desk.portfolio-findings');
+    expect(named(docs, 'ScaledObject', 'desk-alert-analyst').spec!.triggers[0].metadata.topic).toBe(
+      'desk.portfolio-findings',
+    );
   });
 
   it('renders and validates every overlay strictly', () => {
     expect([...rendered.keys()]).toEqual(expect.arrayContaining(CLUSTER_OVERLAYS));
     for (const [overlay, text] of rendered) {
       const result = validateManifests(text);
-      console.log(`k8s: ${overlay}: ${result.resources} resources (${Object.entries(result.kinds).map(([k, n]) => `${n} ${k}`).join(', ')})`);
+      console.log(
+        `k8s: ${overlay}: ${result.resources} resources (${Object.entries(result.kinds)
+          .map(([k, n]) => `${n} ${k}`)
+          .join(', ')})`,
+      );
       expect(result.problems, overlay).toEqual([]);
       expect(result.resources, overlay).toBeGreaterThan(0);
     }
@@ -145,16 +192,32 @@ describe('Kubernetes manifests (infra/k8s)', () => {
         expect(c.livenessProbe.httpGet, where).toEqual({ path: '/healthz', port: 'metrics' });
         expect(c.readinessProbe.httpGet, where).toEqual({ path: '/readyz', port: 'metrics' });
         expect(c.ports.find((p: { name: string }) => p.name === 'metrics').containerPort, where).toBe(9464);
-        const timeout = c.args.includes('--shutdown-timeout') ? Number(c.args[c.args.indexOf('--shutdown-timeout') + 1]) : SHUTDOWN_TIMEOUT_SECONDS;
+        const timeout = c.args.includes('--shutdown-timeout')
+          ? Number(c.args[c.args.indexOf('--shutdown-timeout') + 1])
+          : SHUTDOWN_TIMEOUT_SECONDS;
         expect(pod.terminationGracePeriodSeconds, where).toBeGreaterThan(timeout);
-        for (const kind of ['requests', 'limits']) for (const r of ['cpu', 'memory']) expect(c.resources[kind][r], `${where} ${kind}.${r}`).toBeDefined();
+        for (const kind of ['requests', 'limits'])
+          for (const r of ['cpu', 'memory']) expect(c.resources[kind][r], `${where} ${kind}.${r}`).toBeDefined();
         expect(pod.securityContext.runAsNonRoot, where).toBe(true);
-        expect(c.securityContext, where).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(c.securityContext, where).toMatchObject({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+        });
         // A PodDisruptionBudget and a metrics Service select this Deployment's pods.
         const labels: Record<string, string> = d.spec!.template.metadata.labels;
-        const selects = (selector: Record<string, string>): boolean => Object.entries(selector).every(([k, v]) => labels[k] === v);
-        expect(pdbs.some((p) => selects(p.spec!.selector.matchLabels)), `${where} PDB`).toBe(true);
-        expect(services.some((s) => selects(s.spec!.selector) && s.spec!.ports.some((p: { name: string }) => p.name === 'metrics')), `${where} Service`).toBe(true);
+        const selects = (selector: Record<string, string>): boolean =>
+          Object.entries(selector).every(([k, v]) => labels[k] === v);
+        expect(
+          pdbs.some((p) => selects(p.spec!.selector.matchLabels)),
+          `${where} PDB`,
+        ).toBe(true);
+        expect(
+          services.some(
+            (s) => selects(s.spec!.selector) && s.spec!.ports.some((p: { name: string }) => p.name === 'metrics'),
+          ),
+          `${where} Service`,
+        ).toBe(true);
       }
       expect(ofKind(docs, 'ServiceMonitor').length, overlay).toBe(1);
     }
@@ -167,19 +230,37 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     const settings = settingsOf();
     const secretNames = new Set(settings.filter((s) => s.secret && !LOCAL_ONLY.test(s.env)).map((s) => s.env));
     const known = new Set([...settings.map((s) => s.env), ...EXTRAS]);
-    const missing = settings.filter((s) => !LOCAL_ONLY.test(s.env) && !config.has(s.env) && !(s.env in secret)).map((s) => s.env);
+    const missing = settings
+      .filter((s) => !LOCAL_ONLY.test(s.env) && !config.has(s.env) && !(s.env in secret))
+      .map((s) => s.env);
     expect(missing, 'settings in neither base/config.env nor base/secret.yaml').toEqual([]);
-    expect([...config.keys()].filter((k) => secretNames.has(k)), 'secrets in the ConfigMap').toEqual([]);
-    expect([...secretNames].filter((k) => !(k in secret)), 'secrets missing from the Secret').toEqual([]);
-    expect([...config.keys(), ...Object.keys(secret)].filter((k) => !known.has(k)), 'unknown variables').toEqual([]);
+    expect(
+      [...config.keys()].filter((k) => secretNames.has(k)),
+      'secrets in the ConfigMap',
+    ).toEqual([]);
+    expect(
+      [...secretNames].filter((k) => !(k in secret)),
+      'secrets missing from the Secret',
+    ).toEqual([]);
+    expect(
+      [...config.keys(), ...Object.keys(secret)].filter((k) => !known.has(k)),
+      'unknown variables',
+    ).toEqual([]);
     expect(config.get('AS_METRICS_HOST')).toBe('0.0.0.0');
   });
 
   it("keeps KEDA's spelling of the Kafka security settings in step with the members' in every overlay", () => {
-    const sasl: Record<string, string> = { none: 'none', plain: 'plaintext', 'scram-sha-256': 'scram_sha256', 'scram-sha-512': 'scram_sha512' };
+    const sasl: Record<string, string> = {
+      none: 'none',
+      plain: 'plaintext',
+      'scram-sha-256': 'scram_sha256',
+      'scram-sha-512': 'scram_sha512',
+    };
     for (const overlay of CLUSTER_OVERLAYS) {
       const text = rendered.get(overlay)!;
-      const data = ofKind(docsOf(text), 'ConfigMap').find((c) => c.metadata.name.startsWith('agent-streams-config'))!.data!;
+      const data = ofKind(docsOf(text), 'ConfigMap').find((c) =>
+        c.metadata.name.startsWith('agent-streams-config'),
+      )!.data!;
       expect(data.KEDA_KAFKA_SASL, overlay).toBe(sasl[data.AS_KAFKA_SASL_MECHANISM!]);
       expect(data.KEDA_KAFKA_TLS, overlay).toBe(data.AS_KAFKA_SSL === 'true' ? 'enable' : 'disable');
     }
@@ -199,8 +280,13 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     // Same settings (so the same group, market.router), its own selector, not scaled by the stable ScaledObject.
     expect(container(canary).envFrom).toEqual(container(stable).envFrom);
     expect(canary.spec!.selector.matchLabels).not.toEqual(stable.spec!.selector.matchLabels);
-    expect(ofKind(docs, 'ScaledObject').some((s) => s.spec!.scaleTargetRef.name === 'market-router-canary')).toBe(false);
-    expect(named(docs, 'Service', 'market-router').spec!.selector).toEqual({ 'agent-streams.dev/application': 'market', 'app.kubernetes.io/component': 'router' });
+    expect(ofKind(docs, 'ScaledObject').some((s) => s.spec!.scaleTargetRef.name === 'market-router-canary')).toBe(
+      false,
+    );
+    expect(named(docs, 'Service', 'market-router').spec!.selector).toEqual({
+      'agent-streams.dev/application': 'market',
+      'app.kubernetes.io/component': 'router',
+    });
     expect(canary.spec!.template.metadata.labels['app.kubernetes.io/component']).toBe('router');
   });
 
@@ -222,18 +308,34 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     });
 
     it('lagTreshold in a KEDA Kafka trigger (a map of strings to the CRD schema, so checked against the scaler)', () => {
-      const problems = mutate((docs) => rename(named(docs, 'ScaledObject', 'market-volatility').spec!.triggers[0].metadata, 'lagThreshold', 'lagTreshold'));
-      expect(problems).toEqual([expect.stringMatching(/^ScaledObject\/market-volatility: \/spec\/triggers\/0\/metadata: unknown Kafka scaler key "lagTreshold"/)]);
+      const problems = mutate((docs) =>
+        rename(
+          named(docs, 'ScaledObject', 'market-volatility').spec!.triggers[0].metadata,
+          'lagThreshold',
+          'lagTreshold',
+        ),
+      );
+      expect(problems).toEqual([
+        expect.stringMatching(
+          /^ScaledObject\/market-volatility: \/spec\/triggers\/0\/metadata: unknown Kafka scaler key "lagTreshold"/,
+        ),
+      ]);
     });
 
     it('a misspelled probe field and a misspelled probe', () => {
       const problems = mutate((docs) => {
-        rename(container(named(docs, 'Deployment', 'market-news')).livenessProbe, 'failureThreshold', 'failureTreshold');
+        rename(
+          container(named(docs, 'Deployment', 'market-news')).livenessProbe,
+          'failureThreshold',
+          'failureTreshold',
+        );
         rename(container(named(docs, 'Deployment', 'market-ingest')), 'readinessProbe', 'readinesProbe');
       });
       expect(problems.sort()).toEqual([
         expect.stringMatching(/^Deployment\/market-ingest: \/spec\/template\/spec\/containers\/0: .*'readinesProbe'/),
-        expect.stringMatching(/^Deployment\/market-news: \/spec\/template\/spec\/containers\/0\/livenessProbe: .*'failureTreshold'/),
+        expect.stringMatching(
+          /^Deployment\/market-news: \/spec\/template\/spec\/containers\/0\/livenessProbe: .*'failureTreshold'/,
+        ),
       ]);
     });
 
@@ -244,7 +346,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
         container(named(docs, 'Deployment', 'market-filings')).readinessProbe.periodSeconds = 'five';
       });
       expect(problems.sort()).toEqual([
-        expect.stringMatching(/^Deployment\/market-filings: \/spec\/template\/spec\/containers\/0\/readinessProbe\/periodSeconds: .*string.*integer/),
+        expect.stringMatching(
+          /^Deployment\/market-filings: \/spec\/template\/spec\/containers\/0\/readinessProbe\/periodSeconds: .*string.*integer/,
+        ),
         expect.stringMatching(/^ScaledObject\/market-router: \/spec: .*'maxReplicas'/),
         expect.stringMatching(/^ServiceMonitor\/agent-streams: \/spec\/endpoints\/0: .*'scrapeTimout'/),
       ]);
@@ -261,8 +365,18 @@ describe('Kubernetes manifests (infra/k8s)', () => {
   });
 
   it("reads the Kafka scaler's keys from KEDA's source tags", () => {
-    const source = 'LagThreshold int64 `keda:"name=lagThreshold,order=triggerMetadata,default=10"`\nB []string `keda:"name=bootstrapServers,order=triggerMetadata;resolvedEnv"`\nP string `keda:"name=password,order=authParams,optional"`';
+    const source =
+      'LagThreshold int64 `keda:"name=lagThreshold,order=triggerMetadata,default=10"`\nB []string `keda:"name=bootstrapServers,order=triggerMetadata;resolvedEnv"`\nP string `keda:"name=password,order=authParams,optional"`';
     expect(kafkaScalerKeys(source)).toEqual(['bootstrapServers', 'bootstrapServersFromEnv', 'lagThreshold']);
-    expect(ensureSchemas().kafkaKeys).toEqual(expect.arrayContaining(['lagThreshold', 'consumerGroup', 'topic', 'bootstrapServersFromEnv', 'activationLagThreshold', 'offsetResetPolicy']));
+    expect(ensureSchemas().kafkaKeys).toEqual(
+      expect.arrayContaining([
+        'lagThreshold',
+        'consumerGroup',
+        'topic',
+        'bootstrapServersFromEnv',
+        'activationLagThreshold',
+        'offsetResetPolicy',
+      ]),
+    );
   });
 });

@@ -18,7 +18,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../runtime/config/index.ts';
 import { marketSignals } from '../../topologies/market-signals.ts';
 import { APP_IMAGE, buildImage } from '../../infra/image/build.ts';
-import { PodmanFleet, renderPodmanFleet, type PlayedDeployment, type StoppedMember } from '../../infra/image/kube-play.ts';
+import {
+  PodmanFleet,
+  renderPodmanFleet,
+  type PlayedDeployment,
+  type StoppedMember,
+} from '../../infra/image/kube-play.ts';
 import { podman } from '../../infra/image/podman.ts';
 import { fleetResponder, startAnthropicFake, type AnthropicFake } from '../fakes/anthropic.ts';
 import { expectedFleetOutput, lastHourBoundary, runFleet, type FleetLauncher } from '../fleet/fleet-run.ts';
@@ -29,7 +34,14 @@ const CANARY_IMAGE = 'localhost/agent-streams:canary';
 const log = (line: string): void => console.log(`podman-fleet: ${line}`);
 const hour = lastHourBoundary();
 const expected = expectedFleetOutput(hour);
-const { expectedAlertIds, expectedDigestPortfolios, expectFindingsAsComputed, expectPlanted, expectAlertsAndDigests, expectAuditMatchesCalls } = fleetExpectations(hour, expected);
+const {
+  expectedAlertIds,
+  expectedDigestPortfolios,
+  expectFindingsAsComputed,
+  expectPlanted,
+  expectAlertsAndDigests,
+  expectAuditMatchesCalls,
+} = fleetExpectations(hour, expected);
 
 /** Environment names of the settings the schema marks secret: they go into the Secret, the rest into the ConfigMap. */
 function secretEnvNames(node: unknown = configSchema, names = new Set<string>()): Set<string> {
@@ -42,7 +54,11 @@ function secretEnvNames(node: unknown = configSchema, names = new Set<string>())
   return names;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -55,7 +71,9 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 /** The members as podman pods from the manifests, with the router's scaling and the canary while the feed runs. */
 class PodmanLauncher implements FleetLauncher {
   fleet: PodmanFleet | undefined;
-  readonly runId = uniqueName('r').slice(-6).replace(/[^a-z0-9]/g, 'x');
+  readonly runId = uniqueName('r')
+    .slice(-6)
+    .replace(/[^a-z0-9]/g, 'x');
   /** Processor (or sink) → its played Deployment. */
   readonly deployments = new Map<string, PlayedDeployment>();
   readonly stopped: Array<StoppedMember & { deployment: string }> = [];
@@ -88,17 +106,31 @@ class PodmanLauncher implements FleetLauncher {
       ...env,
     };
     const secretNames = secretEnvNames();
-    const settings = Object.fromEntries(Object.entries(all).filter(([k]) => !secretNames.has(k) && k !== 'ANTHROPIC_API_KEY'));
-    const secrets = Object.fromEntries(Object.entries(all).filter(([k]) => secretNames.has(k) || k === 'ANTHROPIC_API_KEY'));
-    const manifests = renderPodmanFleet({ settings, secrets, canary: true, images: { 'agent-streams': APP_IMAGE, 'agent-streams-canary': CANARY_IMAGE } }, log);
+    const settings = Object.fromEntries(
+      Object.entries(all).filter(([k]) => !secretNames.has(k) && k !== 'ANTHROPIC_API_KEY'),
+    );
+    const secrets = Object.fromEntries(
+      Object.entries(all).filter(([k]) => secretNames.has(k) || k === 'ANTHROPIC_API_KEY'),
+    );
+    const manifests = renderPodmanFleet(
+      { settings, secrets, canary: true, images: { 'agent-streams': APP_IMAGE, 'agent-streams-canary': CANARY_IMAGE } },
+      log,
+    );
     this.fleet = new PodmanFleet(manifests, this.runId, log);
     // Every processor and the sink is a Deployment of the manifests, found by its component label.
     const byComponent = new Map(
-      manifests.filter((m) => m.kind === 'Deployment' && m.metadata.labels?.['agent-streams.dev/track'] !== 'canary').map((m) => [m.metadata.labels?.['app.kubernetes.io/component'], m.metadata.name]),
+      manifests
+        .filter((m) => m.kind === 'Deployment' && m.metadata.labels?.['agent-streams.dev/track'] !== 'canary')
+        .map((m) => [m.metadata.labels?.['app.kubernetes.io/component'], m.metadata.name]),
     );
     const missing = names.filter((n) => !byComponent.has(n));
     if (missing.length > 0) throw new Error(`the manifests have no Deployment for ${missing.join(', ')}`);
-    log(`not played: ${[...byComponent.entries()].filter(([c]) => !names.includes(String(c))).map(([, n]) => n).join(', ')} (the feed produces to Kafka itself)`);
+    log(
+      `not played: ${[...byComponent.entries()]
+        .filter(([c]) => !names.includes(String(c)))
+        .map(([, n]) => n)
+        .join(', ')} (the feed produces to Kafka itself)`,
+    );
     for (const name of names) this.deployments.set(name, this.fleet.play(byComponent.get(name)!));
     await Promise.all([...this.deployments.values()].map((d) => this.started(d)));
     this.mark('fleet started, every member ready');
@@ -117,17 +149,28 @@ class PodmanLauncher implements FleetLauncher {
     try {
       const members = async (): Promise<number> => (await admin.describeGroups([groupId])).groups[0]!.members.length;
       const committed = async (): Promise<number> =>
-        (await admin.fetchOffsets({ groupId, topics: [this.eventsTopic] })).flatMap((t) => t.partitions).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
+        (await admin.fetchOffsets({ groupId, topics: [this.eventsTopic] }))
+          .flatMap((t) => t.partitions)
+          .reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
       /** Partitions of the input that have records (some get none: see mustRoute). */
       const withData = async (): Promise<Set<number>> =>
-        new Set((await admin.fetchTopicOffsets(this.eventsTopic)).filter((p) => Number(p.high) > 0).map((p) => p.partition));
+        new Set(
+          (await admin.fetchTopicOffsets(this.eventsTopic)).filter((p) => Number(p.high) > 0).map((p) => p.partition),
+        );
       /**
        * The group has `n` members and has committed `records` more since then, and each of `joined` holds partitions
        * and has consumed records itself (its own /metrics) when one of them carries data; or the feed is over (the
        * checks after the run then say what was missed).
        */
-      const serve = async (n: number, records: number, what: string, joined: PlayedDeployment[] = []): Promise<void> => {
-        await until(`${what}: ${n} members in ${groupId}`, 180_000, async () => ((await members()) === n ? true : undefined));
+      const serve = async (
+        n: number,
+        records: number,
+        what: string,
+        joined: PlayedDeployment[] = [],
+      ): Promise<void> => {
+        await until(`${what}: ${n} members in ${groupId}`, 180_000, async () =>
+          (await members()) === n ? true : undefined,
+        );
         const from = await committed();
         const containers = joined.flatMap((d) => d.containers);
         await until(`${what}: ${records} more records routed`, 180_000, async () => {
@@ -145,8 +188,12 @@ class PodmanLauncher implements FleetLauncher {
           }
           return true;
         });
-        const own = await Promise.all(containers.map(async (c) => `${c.replace(/-agent-streams$/, '')} ${await this.consumed(c)}`));
-        this.mark(`${what}: ${n} members routed ${(await committed()) - from} records${own.length > 0 ? ` (consumed by the new ones: ${own.join(', ')})` : ''}`);
+        const own = await Promise.all(
+          containers.map(async (c) => `${c.replace(/-agent-streams$/, '')} ${await this.consumed(c)}`),
+        );
+        this.mark(
+          `${what}: ${n} members routed ${(await committed()) - from} records${own.length > 0 ? ` (consumed by the new ones: ${own.join(', ')})` : ''}`,
+        );
       };
 
       // 1 → 3: the router's Deployment spec played again with 2 replicas.
@@ -220,7 +267,10 @@ class PodmanLauncher implements FleetLauncher {
     for (const container of played.containers) {
       const port = await until(`${container} started`, 180_000, () => {
         const code = fleet.exitCode(container);
-        if (code !== null) throw new Error(`${container} exited with ${code} before it started: ${podman(['logs', '--tail', '20', container]).slice(-2000)}`);
+        if (code !== null)
+          throw new Error(
+            `${container} exited with ${code} before it started: ${podman(['logs', '--tail', '20', container]).slice(-2000)}`,
+          );
         const started = fleet.events(container).find((e) => e.event === 'started');
         return started ? Number(started.metricsPort) : undefined;
       });
@@ -267,7 +317,9 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
         timeoutMs: 240_000,
         log,
       });
-      log(`run of ${((Date.now() - started) / 1000).toFixed(0)} s: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests, ${run.llmCalls.length} LLM calls; ${launcher.stopped.length} members stopped`);
+      log(
+        `run of ${((Date.now() - started) / 1000).toFixed(0)} s: ${run.findings.length} findings, ${run.alerts.length} alerts, ${run.digests.length} digests, ${run.llmCalls.length} LLM calls; ${launcher.stopped.length} members stopped`,
+      );
       for (const line of launcher.timeline) log(`  ${line}`);
 
       expect(run.crashed).toEqual([]);
@@ -277,18 +329,31 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
       expectAuditMatchesCalls(run, fake);
 
       // Every member, the scaled-out ones and the canary included, drained on SIGTERM: `stopped` logged, exit code 0.
-      const stats = (m: StoppedMember): { records?: number } | undefined => m.events.find((e) => e.event === 'stopped') as { records?: number } | undefined;
+      const stats = (m: StoppedMember): { records?: number } | undefined =>
+        m.events.find((e) => e.event === 'stopped') as { records?: number } | undefined;
       for (const member of launcher.stopped) {
-        expect({ container: member.container, code: member.code, stopped: stats(member) !== undefined }).toEqual({ container: member.container, code: 0, stopped: true });
+        expect({ container: member.container, code: member.code, stopped: stats(member) !== undefined }).toEqual({
+          container: member.container,
+          code: 0,
+          stopped: true,
+        });
       }
       const routerMembers = launcher.stopped.filter((m) => /market-router/.test(m.deployment));
-      expect(routerMembers.map((m) => m.deployment.replace(/-[a-z0-9]{6}$/, '')).sort()).toEqual(['market-router', 'market-router-canary', 'market-router-scale', 'market-router-scale']);
+      expect(routerMembers.map((m) => m.deployment.replace(/-[a-z0-9]{6}$/, '')).sort()).toEqual([
+        'market-router',
+        'market-router-canary',
+        'market-router-scale',
+        'market-router-scale',
+      ]);
       // The scaled-out members and the canary took partitions and routed records of this stream (each one that was
       // given a partition carrying records; the stable member always is).
       for (const member of routerMembers) {
         const joins = member.events.filter((e) => e.event === 'group.join');
         expect(joins.length, member.container).toBeGreaterThan(0);
-        expect(joins.some((e) => (e.partitions as number[]).length > 0), member.container).toBe(true);
+        expect(
+          joins.some((e) => (e.partitions as number[]).length > 0),
+          member.container,
+        ).toBe(true);
         if (launcher.mustRoute.has(member.container) || /^market-router-[a-z0-9]{6}$/.test(member.deployment)) {
           expect(stats(member)?.records, member.container).toBeGreaterThan(0);
         }
@@ -296,13 +361,26 @@ describe('the fleet deployed from its Kubernetes manifests with podman kube play
       log(`router members that had to route records: ${[...launcher.mustRoute].join(', ')}`);
       expect(launcher.mustRoute.size).toBeGreaterThanOrEqual(2); // the canary (3 of 6 partitions) and one scaled-out member at least
       // The canary ran the new image, the others the stable one.
-      for (const member of routerMembers) expect(member.image, member.container).toBe(member.deployment.startsWith('market-router-canary') ? CANARY_IMAGE : APP_IMAGE);
+      for (const member of routerMembers)
+        expect(member.image, member.container).toBe(
+          member.deployment.startsWith('market-router-canary') ? CANARY_IMAGE : APP_IMAGE,
+        );
       const imageId = (ref: string): string => podman(['image', 'inspect', '--format', '{{.Id}}', ref]).trim();
       expect(imageId(CANARY_IMAGE)).not.toBe(imageId(APP_IMAGE));
-      expect(podman(['image', 'inspect', '--format', '{{index .Config.Labels "org.opencontainers.image.version"}}', CANARY_IMAGE]).trim()).toBe('0.0.0-canary');
+      expect(
+        podman([
+          'image',
+          'inspect',
+          '--format',
+          '{{index .Config.Labels "org.opencontainers.image.version"}}',
+          CANARY_IMAGE,
+        ]).trim(),
+      ).toBe('0.0.0-canary');
     } finally {
       launcher.close();
-      log(`pods left by this run: ${podman(['pod', 'ps', '--filter', `name=${launcher.runId}`, '--format', '{{.Name}}']).trim() || 'none'}`);
+      log(
+        `pods left by this run: ${podman(['pod', 'ps', '--filter', `name=${launcher.runId}`, '--format', '{{.Name}}']).trim() || 'none'}`,
+      );
     }
   }, 480_000);
 });

@@ -42,7 +42,12 @@ async function freePort(): Promise<number> {
 }
 
 /** Polls `probe` until it gives a value; `fatal` is checked first on every round and ends the wait at once. */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, fatal: () => void = () => {}): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  fatal: () => void = () => {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -53,7 +58,8 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`);
     await sleep(250);
   }
 }
@@ -80,7 +86,8 @@ describe('a real Prometheus scraping a running fleet', () => {
     if (body.status !== 'success') throw new Error(`${path}: ${body.error ?? body.status}`);
     return body.data;
   }
-  const query = (expr: string): Promise<Sample[]> => api<{ result: Sample[] }>(`/api/v1/query?query=${encodeURIComponent(expr)}`).then((d) => d.result);
+  const query = (expr: string): Promise<Sample[]> =>
+    api<{ result: Sample[] }>(`/api/v1/query?query=${encodeURIComponent(expr)}`).then((d) => d.result);
 
   beforeAll(async () => {
     ensureTools([hostTools.prometheus], (line) => console.log(line));
@@ -91,7 +98,8 @@ describe('a real Prometheus scraping a running fleet', () => {
   afterAll(async () => {
     producing = false;
     await producerLoop?.catch(() => undefined);
-    for (const { child } of members) if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGCONT');
+    for (const { child } of members)
+      if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGCONT');
     await stopMembers(members, 20_000);
     if (prometheus?.pid !== undefined && prometheus.exitCode === null) {
       process.kill(prometheus.pid, 'SIGTERM');
@@ -107,24 +115,46 @@ describe('a real Prometheus scraping a running fleet', () => {
     // and the ingest gateway. Each gets a free metrics port from the launcher and logs it.
     const admin = kafkaClient().admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: `${application}-sink.findings`, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [{ topic: `${application}-sink.findings`, numPartitions: 1 }],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
-    const memberEnv = { AS_FIXTURE_APP: application, AS_FIXTURE_INPUT: input, AS_CONSUMER_SESSION_TIMEOUT_MS: '60000', AS_METRICS_LAG_INTERVAL_MS: '1000' };
+    const memberEnv = {
+      AS_FIXTURE_APP: application,
+      AS_FIXTURE_INPUT: input,
+      AS_CONSUMER_SESSION_TIMEOUT_MS: '60000',
+      AS_METRICS_LAG_INTERVAL_MS: '1000',
+    };
     members.push(startMember(TOPOLOGY, 'counter', memberEnv), startMember(TOPOLOGY, 'counter', memberEnv));
     const apiKey = 'prometheus-test-key-0123456789';
     members.push(
-      startMember(TOPOLOGY, 'ingest', { AS_INGEST_API_KEYS: apiKey }, { command: ['ingest', '--port', '0', '--topic', `${application}.ingest`, '--partitions', '1'] }),
-      startMember(SINK_TOPOLOGY, 'sink', { AS_FIXTURE_APP: `${application}-sink` }, { command: ['sink', SINK_TOPOLOGY] }),
+      startMember(
+        TOPOLOGY,
+        'ingest',
+        { AS_INGEST_API_KEYS: apiKey },
+        { command: ['ingest', '--port', '0', '--topic', `${application}.ingest`, '--partitions', '1'] },
+      ),
+      startMember(
+        SINK_TOPOLOGY,
+        'sink',
+        { AS_FIXTURE_APP: `${application}-sink` },
+        { command: ['sink', SINK_TOPOLOGY] },
+      ),
     );
     const ports = await until(
       'every process serving /metrics',
       90_000,
       async () => {
-      const found = members.map((m) => m.events.find((e) => e.event === 'started' || e.event === 'listening')?.metricsPort as number | undefined);
-      return found.every((p) => typeof p === 'number' && p > 0) ? (found as number[]) : undefined;
+        const found = members.map(
+          (m) =>
+            m.events.find((e) => e.event === 'started' || e.event === 'listening')?.metricsPort as number | undefined,
+        );
+        return found.every((p) => typeof p === 'number' && p > 0) ? (found as number[]) : undefined;
       },
       () => {
-        for (const m of members) if (m.child.exitCode !== null) throw new Error(`${m.processor} exited with ${m.child.exitCode}`);
+        for (const m of members)
+          if (m.child.exitCode !== null) throw new Error(`${m.processor} exited with ${m.child.exitCode}`);
       },
     );
     const [portA, portB, portIngest, portSink] = ports as [number, number, number, number];
@@ -133,7 +163,10 @@ describe('a real Prometheus scraping a running fleet', () => {
     const promConfig = parseYaml(readFileSync(join(root, 'infra/prometheus/prometheus.yml'), 'utf8')) as {
       global: Record<string, string>;
       rule_files: string[];
-      scrape_configs: Array<{ job_name: string; file_sd_configs: Array<{ files: string[]; refresh_interval: string }> }>;
+      scrape_configs: Array<{
+        job_name: string;
+        file_sd_configs: Array<{ files: string[]; refresh_interval: string }>;
+      }>;
     };
     promConfig.global = { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' };
     writeFileSync(join(dir, 'rules.yml'), rulesForTest(readFileSync(RULES_FILE, 'utf8')));
@@ -143,14 +176,24 @@ describe('a real Prometheus scraping a running fleet', () => {
     const target = (port: number, labels: Record<string, string>) => ({ targets: [`127.0.0.1:${port}`], labels });
     writeFileSync(
       join(dir, 'targets.json'),
-      JSON.stringify([target(portA, { member: 'a' }), target(portB, { member: 'b' }), target(portIngest, { member: 'ingest' }), target(portSink, { member: 'sink' })]),
+      JSON.stringify([
+        target(portA, { member: 'a' }),
+        target(portB, { member: 'b' }),
+        target(portIngest, { member: 'ingest' }),
+        target(portSink, { member: 'sink' }),
+      ]),
     );
     writeFileSync(join(dir, 'prometheus.yml'), stringifyYaml(promConfig));
     const promPort = await freePort();
     base = `http://127.0.0.1:${promPort}`;
     prometheus = spawn(
       'prometheus',
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+        '--log.level=warn',
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     prometheusExit = new Promise((resolve) => prometheus!.once('exit', resolve));
@@ -160,7 +203,9 @@ describe('a real Prometheus scraping a running fleet', () => {
       return activeTargets.length === 4 && activeTargets.every((t) => t.health === 'up') ? true : undefined;
     });
     const rules = await api<{ groups: Array<{ rules: Array<{ name: string }> }> }>('/api/v1/rules');
-    expect(rules.groups.flatMap((g) => g.rules.map((r) => r.name))).toEqual(expect.arrayContaining(['AgentStreamsConsumerLagGrowing', 'AgentStreamsMemberNotReady']));
+    expect(rules.groups.flatMap((g) => g.rules.map((r) => r.name))).toEqual(
+      expect.arrayContaining(['AgentStreamsConsumerLagGrowing', 'AgentStreamsMemberNotReady']),
+    );
 
     // Input keeps arriving for the rest of the test, about 125 records a second over the 6 partitions.
     const registry = registryClient(config);
@@ -184,7 +229,14 @@ describe('a real Prometheus scraping a running fleet', () => {
     })();
 
     // The ingest gateway counts what it answers by status.
-    expect((await fetch(`${members[2]!.events.find((e) => e.event === 'listening')!.url as string}/v1/events/Trade`, { method: 'POST', body: '[]' })).status).toBe(401);
+    expect(
+      (
+        await fetch(`${members[2]!.events.find((e) => e.event === 'listening')!.url as string}/v1/events/Trade`, {
+          method: 'POST',
+          body: '[]',
+        })
+      ).status,
+    ).toBe(401);
     await until('ingest requests by status in Prometheus', 20_000, async () => {
       const [sample] = await query('agent_streams_ingest_requests_total{status="401"}');
       return sample && Number(sample.value[1]) >= 1 ? true : undefined;
@@ -216,30 +268,53 @@ describe('a real Prometheus scraping a running fleet', () => {
     let firedAfterMs = 0;
     let notReadyFiring: Alert | undefined;
     // Both alerts are looked for on every round: the frozen member cannot be scraped, so it is not ready either.
-    const firing = await until('AgentStreamsConsumerLagGrowing and AgentStreamsMemberNotReady firing', 90_000, async () => {
-      readings.push(await lagNow());
-      const { alerts } = await api<{ alerts: Alert[] }>('/api/v1/alerts');
-      if (!lagFiring) {
-        lagFiring = alerts.find((a) => a.labels.alertname === 'AgentStreamsConsumerLagGrowing' && a.labels.application === application && a.state === 'firing');
-        if (lagFiring) firedAfterMs = Date.now() - frozenAt;
-      }
-      notReadyFiring ??= alerts.find((a) => a.labels.alertname === 'AgentStreamsMemberNotReady' && a.labels.member === 'b' && a.state === 'firing');
-      return lagFiring && notReadyFiring ? lagFiring : undefined;
-    });
+    const firing = await until(
+      'AgentStreamsConsumerLagGrowing and AgentStreamsMemberNotReady firing',
+      90_000,
+      async () => {
+        readings.push(await lagNow());
+        const { alerts } = await api<{ alerts: Alert[] }>('/api/v1/alerts');
+        if (!lagFiring) {
+          lagFiring = alerts.find(
+            (a) =>
+              a.labels.alertname === 'AgentStreamsConsumerLagGrowing' &&
+              a.labels.application === application &&
+              a.state === 'firing',
+          );
+          if (lagFiring) firedAfterMs = Date.now() - frozenAt;
+        }
+        notReadyFiring ??= alerts.find(
+          (a) => a.labels.alertname === 'AgentStreamsMemberNotReady' && a.labels.member === 'b' && a.state === 'firing',
+        );
+        return lagFiring && notReadyFiring ? lagFiring : undefined;
+      },
+    );
     expect(firing.labels).toMatchObject({ processor: 'counter', severity: 'warning' });
     const valid = readings.filter(Number.isFinite);
     expect(valid.at(-1)!).toBeGreaterThan(100);
     expect(valid.at(-1)!).toBeGreaterThan(before);
     // Only the frozen member is not ready.
     const { alerts } = await api<{ alerts: Alert[] }>('/api/v1/alerts');
-    expect(alerts.filter((a) => a.labels.alertname === 'AgentStreamsMemberNotReady' && a.state === 'firing').map((a) => a.labels.member)).toEqual(['b']);
-    console.log(`prometheus test: lag ${before} before the freeze, ${valid.at(-1)} when the lag alert fired ${firedAfterMs} ms after it; ${sent} records sent`);
+    expect(
+      alerts
+        .filter((a) => a.labels.alertname === 'AgentStreamsMemberNotReady' && a.state === 'firing')
+        .map((a) => a.labels.member),
+    ).toEqual(['b']);
+    console.log(
+      `prometheus test: lag ${before} before the freeze, ${valid.at(-1)} when the lag alert fired ${firedAfterMs} ms after it; ${sent} records sent`,
+    );
 
     // Every dashboard query runs on this Prometheus; the ones about what this fleet does return data.
     const dashboard = JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')) as unknown;
     const results = new Map<string, Sample[]>();
     for (const q of dashboardQueries(dashboard)) results.set(`${q.panel}/${q.refId}`, await query(concrete(q.expr)));
-    for (const key of ['Throughput: records in and out/A', 'Consumer lag per processor/A', 'Ready members per processor/A', 'Ingest requests by status/A', 'Transactions committed and aborted/A']) {
+    for (const key of [
+      'Throughput: records in and out/A',
+      'Consumer lag per processor/A',
+      'Ready members per processor/A',
+      'Ingest requests by status/A',
+      'Transactions committed and aborted/A',
+    ]) {
       expect(results.get(key)?.length ?? 0, key).toBeGreaterThan(0);
     }
   }, 240_000);

@@ -7,7 +7,11 @@ import { TopologyTestDriver } from '../../runtime/testing/index.ts';
 import { writeTable } from '../../runtime/state/tables.ts';
 import { marketSignals, marketTopics, type MarketEvents } from '../../topologies/market-signals.ts';
 import type { Finding } from '../../processors/finding.ts';
-import { portfolioProblems, portfolios as portfoliosTable, type Portfolio } from '../../processors/portfolio-exposure.ts';
+import {
+  portfolioProblems,
+  portfolios as portfoliosTable,
+  type Portfolio,
+} from '../../processors/portfolio-exposure.ts';
 import { PriceTickType, TradeType } from '../../schemas/generated/types.ts';
 import { defaultPriceMoveOptions } from '../../processors/price-move.ts';
 
@@ -35,21 +39,32 @@ const tick = (second: number, price: number): Outgoing<MarketEvents> => ({
  * return ends at `move`, while no single tick jumps far enough to be a gap.
  */
 function run(portfolios: Portfolio[], move: number): { market: Finding[]; byPortfolio: Map<string, Finding[]> } {
-  const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+  const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+    services: { analysis: () => new Map() },
+  });
   d.setTable(portfoliosTable, portfolios);
   for (let s = 0; s <= 120; s += 5) d.pipe(t.events, tick(s, 100));
   for (let s = 125; s <= 240; s += 5) d.pipe(t.events, tick(s, 100 * (1 + (move * (s - 120)) / 120)));
-  const priceMoves = (topic: TopicOf<Finding>) => d.readOutput(topic).map((r) => r.value).filter((f) => f.agent === 'price-move');
+  const priceMoves = (topic: TopicOf<Finding>) =>
+    d
+      .readOutput(topic)
+      .map((r) => r.value)
+      .filter((f) => f.agent === 'price-move');
   const byPortfolio = new Map<string, Finding[]>();
-  for (const f of priceMoves(t.portfolioFindings)) byPortfolio.set(f.portfolioId, [...(byPortfolio.get(f.portfolioId) ?? []), f]);
+  for (const f of priceMoves(t.portfolioFindings))
+    byPortfolio.set(f.portfolioId, [...(byPortfolio.get(f.portfolioId) ?? []), f]);
   return { market: priceMoves(t.findings), byPortfolio };
 }
 
-const severities = (findings: Finding[] | undefined, rule: string) => (findings ?? []).filter((f) => f.rule === rule).map((f) => f.severity);
+const severities = (findings: Finding[] | undefined, rule: string) =>
+  (findings ?? []).filter((f) => f.rule === rule).map((f) => f.severity);
 
 describe('per-portfolio price-move thresholds', () => {
   it('grades the same 3% two-minute move medium by default, high at scale 0.6, and not at all at scale 2', () => {
-    const { market, byPortfolio } = run([portfolio('plain', 1), portfolio('sensitive', 0.6), portfolio('relaxed', 2)], 0.031);
+    const { market, byPortfolio } = run(
+      [portfolio('plain', 1), portfolio('sensitive', 0.6), portfolio('relaxed', 2)],
+      0.031,
+    );
     expect(severities(byPortfolio.get('plain'), 'move-2m')).toEqual(['medium']);
     // Reported first when it crossed the sensitive medium (1.8%), again when it crossed the sensitive high (3%).
     expect(severities(byPortfolio.get('sensitive'), 'move-2m')).toEqual(['medium', 'high']);
@@ -59,7 +74,10 @@ describe('per-portfolio price-move thresholds', () => {
     const last = market.filter((f) => f.rule === 'move-2m').at(-1)!;
     const { medium, high, critical } = defaultPriceMoveOptions.lookbacks.find((l) => l.name === '2m')!;
     expect(last.evidence).toMatchObject({ medium, high, critical, thresholdScale: 0.6 });
-    const sensitive = byPortfolio.get('sensitive')!.filter((f) => f.rule === 'move-2m').at(-1)!;
+    const sensitive = byPortfolio
+      .get('sensitive')!
+      .filter((f) => f.rule === 'move-2m')
+      .at(-1)!;
     expect(sensitive.evidence.thresholdScale).toBe(0.6);
     expect(sensitive.summary).toContain('thresholds ×0.6');
   });
@@ -100,7 +118,10 @@ describe('per-portfolio price-move thresholds', () => {
   });
 
   it('still raises a heavy holding one level on top of its own grade', () => {
-    const { byPortfolio } = run([portfolio('plain', 1, 0.2), portfolio('sensitive', 0.6, 0.2), portfolio('relaxed', 2, 0.2)], 0.031);
+    const { byPortfolio } = run(
+      [portfolio('plain', 1, 0.2), portfolio('sensitive', 0.6, 0.2), portfolio('relaxed', 2, 0.2)],
+      0.031,
+    );
     expect(severities(byPortfolio.get('plain'), 'move-2m')).toEqual(['high']);
     expect(severities(byPortfolio.get('sensitive'), 'move-2m')).toEqual(['high', 'critical']);
     expect(byPortfolio.has('relaxed')).toBe(false);
@@ -114,7 +135,9 @@ describe('per-portfolio price-move thresholds', () => {
   });
 
   it('leaves findings of other agents to every holder at their own severity', () => {
-    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+      services: { analysis: () => new Map() },
+    });
     d.setTable(portfoliosTable, [portfolio('relaxed', 2), portfolio('sensitive', 0.5)]);
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
@@ -122,11 +145,21 @@ describe('per-portfolio price-move thresholds', () => {
         d.pipe(t.events, {
           key: 'ACME',
           recordType: TradeType,
-          value: { symbol: 'ACME', eventTime: T0 + (minute * 60 + i * 5) * 1000, price: 10, quantity: minute === 8 ? 600 : 100, side: 'BUY', tradeId: `t${id++}` },
+          value: {
+            symbol: 'ACME',
+            eventTime: T0 + (minute * 60 + i * 5) * 1000,
+            price: 10,
+            quantity: minute === 8 ? 600 : 100,
+            side: 'BUY',
+            tradeId: `t${id++}`,
+          },
         });
       }
     }
-    const spikes = d.readOutput(t.portfolioFindings).map((r) => r.value).filter((f) => f.agent === 'volume-spike');
+    const spikes = d
+      .readOutput(t.portfolioFindings)
+      .map((r) => r.value)
+      .filter((f) => f.agent === 'volume-spike');
     expect(spikes.map((f) => [f.portfolioId, f.severity]).sort()).toEqual([
       ['relaxed', 'high'],
       ['sensitive', 'high'],
@@ -139,14 +172,30 @@ describe('moveThresholdScale validation', () => {
     expect(portfolioProblems(portfolio('a', 1))).toEqual([]);
     expect(portfolioProblems(portfolio('a', 0.5))).toEqual([]);
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
-      expect(portfolioProblems(portfolio('a', bad))).toEqual([expect.stringContaining(`moveThresholdScale must be a finite number > 0`)]);
+      expect(portfolioProblems(portfolio('a', bad))).toEqual([
+        expect.stringContaining(`moveThresholdScale must be a finite number > 0`),
+      ]);
     }
   });
 
   it('makes `table load` refuse the whole file before anything is written', async () => {
-    const untouched = new Proxy({}, { get: (_, name) => { throw new Error(`Redis was used (${String(name)})`); } }) as unknown as Redis;
+    const untouched = new Proxy(
+      {},
+      {
+        get: (_, name) => {
+          throw new Error(`Redis was used (${String(name)})`);
+        },
+      },
+    ) as unknown as Redis;
     const rows = [portfolio('good', 0.75), portfolio('bad', 0), portfolio('worse', -2)];
-    const error = await writeTable(untouched, untouched as unknown as Kafka, marketSignals({ application: 'm' }), 'portfolios', rows, schemas).then(
+    const error = await writeTable(
+      untouched,
+      untouched as unknown as Kafka,
+      marketSignals({ application: 'm' }),
+      'portfolios',
+      rows,
+      schemas,
+    ).then(
       () => new Error('writeTable accepted the rows'),
       (e: unknown) => e as Error,
     );

@@ -6,7 +6,21 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-const forbidden = ['kafkajs', 'ioredis', '@clickhouse/client', '@anthropic-ai/sdk', 'node:fs', 'node:net', 'node:http', 'node:https', 'node:child_process', 'fs', 'net', 'http', 'https'];
+const forbidden = [
+  'kafkajs',
+  'ioredis',
+  '@clickhouse/client',
+  '@anthropic-ai/sdk',
+  'node:fs',
+  'node:net',
+  'node:http',
+  'node:https',
+  'node:child_process',
+  'fs',
+  'net',
+  'http',
+  'https',
+];
 const dir = join(import.meta.dirname, '../../processors');
 
 describe('processors are pure', () => {

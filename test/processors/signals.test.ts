@@ -5,14 +5,23 @@ import { TopologyTestDriver } from '../../runtime/testing/index.ts';
 import { marketSignals, marketTopics, type MarketEvents } from '../../topologies/market-signals.ts';
 import { findingId } from '../../processors/finding.ts';
 import { portfolios as portfoliosTable } from '../../processors/portfolio-exposure.ts';
-import { FilingType, NewsItemType, PriceTickType, TradeType, type Filing, type Finding } from '../../schemas/generated/types.ts';
+import {
+  FilingType,
+  NewsItemType,
+  PriceTickType,
+  TradeType,
+  type Filing,
+  type Finding,
+} from '../../schemas/generated/types.ts';
 
 const schemas = loadSchemas(join(import.meta.dirname, '../../schemas'));
 const T0 = Date.UTC(2026, 0, 5, 14, 30);
 const t = marketTopics({ application: 'm' });
 
 function driver(): TopologyTestDriver {
-  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+    services: { analysis: () => new Map() },
+  });
 }
 
 const tick = (symbol: string, second: number, price: number): Outgoing<MarketEvents> => ({
@@ -59,10 +68,15 @@ describe('price-move', () => {
     d.pipe(t.events, tick('GAPY', 0, 20));
     d.pipe(t.events, tick('GAPY', 60, 21));
     d.pipe(t.events, tick('GAPY', 61, -1));
-    const gap = d.readOutput(t.findings).map((f) => f.value).filter((f) => f.rule === 'gap');
+    const gap = d
+      .readOutput(t.findings)
+      .map((f) => f.value)
+      .filter((f) => f.rule === 'gap');
     expect(gap).toHaveLength(1);
     expect(gap[0]!.evidence.return).toBeCloseTo(0.05);
-    expect(d.readDeadLetters()[0]!.headers['as.dlq.error.message']).toContain('field price is -1, outside its documented range (> 0, finite)') // the schema's range rule, before the processor;
+    expect(d.readDeadLetters()[0]!.headers['as.dlq.error.message']).toContain(
+      'field price is -1, outside its documented range (> 0, finite)',
+    ); // the schema's range rule, before the processor;
   });
 });
 
@@ -72,11 +86,17 @@ describe('volume-spike', () => {
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
       const spike = minute === 8;
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, spike ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, spike ? 600 : 100, `t${id++}`));
     }
     const findings = d.readOutput(t.findings).map((f) => f.value);
     expect(findings).toHaveLength(1);
-    expect(findings[0]).toMatchObject({ agent: 'volume-spike', symbol: 'BOLT', severity: 'high', windowStart: T0 + 8 * 60_000 });
+    expect(findings[0]).toMatchObject({
+      agent: 'volume-spike',
+      symbol: 'BOLT',
+      severity: 'high',
+      windowStart: T0 + 8 * 60_000,
+    });
     expect(findings[0]!.evidence.multiple).toBeCloseTo(6, 5);
   });
 
@@ -93,15 +113,38 @@ describe('volume-spike', () => {
     // After its warm-up the new baseline judges again: a 6× minute is a spike.
     minuteOfTrades(140, 600);
     minuteOfTrades(141, 100);
-    expect(d.readOutput(t.findings).map((f) => [f.value.severity, f.value.windowStart])).toEqual([['high', T0 + 140 * 60_000]]);
+    expect(d.readOutput(t.findings).map((f) => [f.value.severity, f.value.windowStart])).toEqual([
+      ['high', T0 + 140 * 60_000],
+    ]);
   });
 });
 
 describe('portfolio-exposure', () => {
   const portfolios = [
-    { portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' },
-    { portfolioId: 'income', name: 'Income', holdings: [{ symbol: 'BOLT', weight: 0.02 }, { symbol: 'ACME', weight: 0.5 }], raiseAtWeight: 0.1, alertAt: 'high' },
-    { portfolioId: 'other', name: 'Other', holdings: [{ symbol: 'ZZZ', weight: 1 }], raiseAtWeight: 0.1, alertAt: 'high' },
+    {
+      portfolioId: 'growth',
+      name: 'Growth',
+      holdings: [{ symbol: 'BOLT', weight: 0.25 }],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
+    {
+      portfolioId: 'income',
+      name: 'Income',
+      holdings: [
+        { symbol: 'BOLT', weight: 0.02 },
+        { symbol: 'ACME', weight: 0.5 },
+      ],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
+    {
+      portfolioId: 'other',
+      name: 'Other',
+      holdings: [{ symbol: 'ZZZ', weight: 1 }],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
   ];
 
   it('fans a market finding out to every holder, raising severity for heavy holdings', () => {
@@ -109,7 +152,8 @@ describe('portfolio-exposure', () => {
     d.setTable(portfoliosTable, portfolios);
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
     }
     const out = d.readOutput(t.portfolioFindings).map((f) => f.value);
     expect(out.map((f) => [f.portfolioId, f.severity]).sort()).toEqual([
@@ -119,14 +163,20 @@ describe('portfolio-exposure', () => {
     const growth = out.find((f) => f.portfolioId === 'growth')!;
     expect(growth.evidence.weight).toBe(0.25);
     expect(growth.findingId).toBe(findingId('volume-spike', 'volume-multiple', 'BOLT', 'growth', growth.windowStart));
-    expect(d.readOutput(t.portfolioFindings).map((r) => r.key).sort()).toEqual(['growth', 'income']);
+    expect(
+      d
+        .readOutput(t.portfolioFindings)
+        .map((r) => r.key)
+        .sort(),
+    ).toEqual(['growth', 'income']);
   });
 
   it('emits nothing for a symbol no portfolio holds, and nothing without portfolios', () => {
     const d = driver();
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
     }
     expect(d.readOutput(t.findings)).toHaveLength(1);
     expect(d.readOutput(t.portfolioFindings)).toEqual([]);
@@ -135,13 +185,26 @@ describe('portfolio-exposure', () => {
 
 describe('alert-analyst', () => {
   const portfolios = [
-    { portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' },
-    { portfolioId: 'calm', name: 'Calm', holdings: [{ symbol: 'BOLT', weight: 0.01 }], raiseAtWeight: 0.1, alertAt: 'critical' },
+    {
+      portfolioId: 'growth',
+      name: 'Growth',
+      holdings: [{ symbol: 'BOLT', weight: 0.25 }],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
+    {
+      portfolioId: 'calm',
+      name: 'Calm',
+      holdings: [{ symbol: 'BOLT', weight: 0.01 }],
+      raiseAtWeight: 0.1,
+      alertAt: 'critical',
+    },
   ];
   const spike = (d: TopologyTestDriver): void => {
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
     }
   };
 
@@ -151,7 +214,12 @@ describe('alert-analyst', () => {
       services: {
         analysis: (requests) => {
           asked.push(...requests.values());
-          return new Map([...requests.keys()].map((k) => [k, { analysis: 'Unusual volume ahead of news.', recommendedAction: 'Watch.', model: 'claude-test' }]));
+          return new Map(
+            [...requests.keys()].map((k) => [
+              k,
+              { analysis: 'Unusual volume ahead of news.', recommendedAction: 'Watch.', model: 'claude-test' },
+            ]),
+          );
         },
       },
     });
@@ -160,11 +228,18 @@ describe('alert-analyst', () => {
     const alerts = d.readOutput(t.alerts).map((a) => a.value);
     expect(asked).toHaveLength(1);
     expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ portfolioId: 'growth', severity: 'critical', model: 'claude-test', analysis: 'Unusual volume ahead of news.' });
+    expect(alerts[0]).toMatchObject({
+      portfolioId: 'growth',
+      severity: 'critical',
+      model: 'claude-test',
+      analysis: 'Unusual volume ahead of news.',
+    });
   });
 
   it('still alerts, rules-only and saying why, when the service has no answer', () => {
-    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+      services: { analysis: () => new Map() },
+    });
     d.setTable(portfoliosTable, portfolios);
     spike(d);
     const [alert] = d.readOutput(t.alerts).map((a) => a.value);
@@ -175,15 +250,30 @@ describe('alert-analyst', () => {
 });
 
 describe('digests', () => {
-  const portfolios = [{ portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }, { symbol: 'ACME', weight: 0.2 }], raiseAtWeight: 0.1, alertAt: 'high' }];
+  const portfolios = [
+    {
+      portfolioId: 'growth',
+      name: 'Growth',
+      holdings: [
+        { symbol: 'BOLT', weight: 0.25 },
+        { symbol: 'ACME', weight: 0.2 },
+      ],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
+  ];
 
   it('writes exactly one digest per portfolio and hour once the hour is over, rules-only without a summary service answer', () => {
     const T = Date.UTC(2026, 0, 5, 14, 0);
-    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { wallClock: T, services: { analysis: () => new Map(), digest: () => new Map() } });
+    const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+      wallClock: T,
+      services: { analysis: () => new Map(), digest: () => new Map() },
+    });
     d.setTable(portfoliosTable, portfolios);
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
     }
     d.advanceWallClock(30 * 60_000);
     expect(d.readOutput(t.digests)).toEqual([]);
@@ -191,7 +281,13 @@ describe('digests', () => {
     d.advanceWallClock(60_000);
     const digests = d.readOutput(t.digests).map((r) => r.value);
     expect(digests).toHaveLength(1);
-    expect(digests[0]).toMatchObject({ portfolioId: 'growth', hourStart: T, findingCount: 1, alertCount: 1, model: 'rules-only' });
+    expect(digests[0]).toMatchObject({
+      portfolioId: 'growth',
+      hourStart: T,
+      findingCount: 1,
+      alertCount: 1,
+      model: 'rules-only',
+    });
     expect(digests[0]!.summary).toContain('Growth, from 2026-01-05 14:00 UTC: 1 findings (1 critical), 1 alerting.');
   });
 
@@ -199,37 +295,71 @@ describe('digests', () => {
     const T = Date.UTC(2026, 0, 5, 14, 0);
     const d = new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
       wallClock: T,
-      services: { analysis: () => new Map(), digest: (requests) => new Map([...requests.keys()].map((k) => [k, { summary: 'A busy hour for BOLT.', model: 'claude-batch' }])) },
+      services: {
+        analysis: () => new Map(),
+        digest: (requests) =>
+          new Map([...requests.keys()].map((k) => [k, { summary: 'A busy hour for BOLT.', model: 'claude-batch' }])),
+      },
     });
     d.setTable(portfoliosTable, portfolios);
     let id = 0;
     for (let minute = 0; minute < 10; minute += 1) {
-      for (let i = 0; i < 10; i += 1) d.pipe(t.events, trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
+      for (let i = 0; i < 10; i += 1)
+        d.pipe(t.events, trade('BOLT', (T - T0) / 1000 + minute * 60 + i * 5, minute === 8 ? 600 : 100, `t${id++}`));
     }
     d.advanceWallClock(70 * 60_000);
-    expect(d.readOutput(t.digests).map((r) => r.value)).toMatchObject([{ summary: 'A busy hour for BOLT.', model: 'claude-batch' }]);
+    expect(d.readOutput(t.digests).map((r) => r.value)).toMatchObject([
+      { summary: 'A busy hour for BOLT.', model: 'claude-batch' },
+    ]);
   });
 });
 
 describe('digests amended by late findings', () => {
-  const portfolios = [{ portfolioId: 'growth', name: 'Growth', holdings: [{ symbol: 'BOLT', weight: 0.25 }], raiseAtWeight: 0.1, alertAt: 'high' }];
+  const portfolios = [
+    {
+      portfolioId: 'growth',
+      name: 'Growth',
+      holdings: [{ symbol: 'BOLT', weight: 0.25 }],
+      raiseAtWeight: 0.1,
+      alertAt: 'high',
+    },
+  ];
   const T = Date.UTC(2026, 0, 5, 14, 0);
-  const portfolioFinding = (rule: string, minute: number, severity: Finding['severity']): { key: string; value: Finding } => {
+  const portfolioFinding = (
+    rule: string,
+    minute: number,
+    severity: Finding['severity'],
+  ): { key: string; value: Finding } => {
     const windowStart = T + minute * 60_000;
     return {
       key: 'growth',
       value: {
         findingId: findingId('volume-spike', rule, 'BOLT', 'growth', windowStart),
-        agent: 'volume-spike', rule, symbol: 'BOLT', portfolioId: 'growth', severity, windowStart, windowEnd: windowStart + 60_000, eventTime: windowStart + 60_000,
-        evidence: {}, summary: `BOLT ${rule} at minute ${minute}`, sourceTopic: 'm.findings', sourcePartition: 0, sourceOffset: minute,
+        agent: 'volume-spike',
+        rule,
+        symbol: 'BOLT',
+        portfolioId: 'growth',
+        severity,
+        windowStart,
+        windowEnd: windowStart + 60_000,
+        eventTime: windowStart + 60_000,
+        evidence: {},
+        summary: `BOLT ${rule} at minute ${minute}`,
+        sourceTopic: 'm.findings',
+        sourcePartition: 0,
+        sourceOffset: minute,
       },
     };
   };
   const run = (amendWithin?: string) => {
-    const d = new TopologyTestDriver(marketSignals({ application: 'm', ...(amendWithin ? { digestAmendWithin: amendWithin } : {}) }), schemas, {
-      wallClock: T,
-      services: { analysis: () => new Map(), digest: () => new Map() },
-    });
+    const d = new TopologyTestDriver(
+      marketSignals({ application: 'm', ...(amendWithin ? { digestAmendWithin: amendWithin } : {}) }),
+      schemas,
+      {
+        wallClock: T,
+        services: { analysis: () => new Map(), digest: () => new Map() },
+      },
+    );
     d.setTable(portfoliosTable, portfolios);
     d.pipe(t.portfolioFindings, portfolioFinding('a', 10, 'critical'));
     d.advanceWallClock(63 * 60_000); // the hour and its 2 min grace are over: the digest is written
@@ -262,7 +392,13 @@ const news = (symbol: string, second: number, id: string, headline: string): Out
   recordType: NewsItemType,
   value: { id, symbols: [symbol], headline, body: '', source: 'Wire', eventTime: T0 + second * 1000, url: null },
 });
-const filing = (symbol: string, second: number, formType: string, items: string[], insider: Filing['insider'] = null): Outgoing<MarketEvents> => ({
+const filing = (
+  symbol: string,
+  second: number,
+  formType: string,
+  items: string[],
+  insider: Filing['insider'] = null,
+): Outgoing<MarketEvents> => ({
   key: symbol,
   recordType: FilingType,
   value: { id: `f-${symbol}-${second}`, symbol, formType, items, eventTime: T0 + second * 1000, insider, url: null },
@@ -299,8 +435,14 @@ describe('filings', () => {
     d.pipe(t.events, filing('DYNA', 0, '8-K', ['2.02', '5.02']));
     d.pipe(t.events, filing('DYNA', 10, '8-K', ['4.02']));
     d.pipe(t.events, filing('DYNA', 20, '8-K', ['9.99']));
-    d.pipe(t.events, filing('DYNA', 30, '4', [], { name: 'A', role: 'CEO', shares: 200_000, price: 50, direction: 'SELL' }));
-    d.pipe(t.events, filing('DYNA', 40, '4', [], { name: 'B', role: 'Director', shares: 1_000, price: 50, direction: 'SELL' }));
+    d.pipe(
+      t.events,
+      filing('DYNA', 30, '4', [], { name: 'A', role: 'CEO', shares: 200_000, price: 50, direction: 'SELL' }),
+    );
+    d.pipe(
+      t.events,
+      filing('DYNA', 40, '4', [], { name: 'B', role: 'Director', shares: 1_000, price: 50, direction: 'SELL' }),
+    );
     d.pipe(t.events, filing('DYNA', 50, '10-Q', []));
     const found = d.readOutput(t.findings).map((f) => [f.value.rule, f.value.severity]);
     expect(found).toEqual([

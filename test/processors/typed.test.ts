@@ -45,8 +45,12 @@ describe('the fleet on the public typed API', () => {
     const problems = [
       ...[...text.matchAll(/\.value\s+as\s+[\w<{[]/g)].map((m) => `cast of a record value: "${m[0]}"`),
       ...[...text.matchAll(/\bas\s+unknown\s+as\b/g)].map((m) => `double cast: "${m[0]}"`),
-      ...[...text.matchAll(/\bforward\(\s*\{/g)].map(() => 'forward({ topic, recordType, … }) instead of forward(handle, { key, value })'),
-      ...[...text.matchAll(/\bctx\.(store|table)(<[^>(]*>)?\(\s*['"`]/g)].map((m) => `ctx.${m[1]}('name') instead of ctx.${m[1]}(handle)`),
+      ...[...text.matchAll(/\bforward\(\s*\{/g)].map(
+        () => 'forward({ topic, recordType, … }) instead of forward(handle, { key, value })',
+      ),
+      ...[...text.matchAll(/\bctx\.(store|table)(<[^>(]*>)?\(\s*['"`]/g)].map(
+        (m) => `ctx.${m[1]}('name') instead of ctx.${m[1]}(handle)`,
+      ),
       ...[...text.matchAll(/recordType:\s*['"`\w]/g)].map((m) => `a record type written out: "${m[0]}"`),
       ...[...text.matchAll(/record:\s*StreamRecord\s*[,)]/g)].map(() => 'an untyped StreamRecord parameter'),
     ];

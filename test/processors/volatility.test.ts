@@ -17,7 +17,9 @@ const T0 = Date.UTC(2026, 0, 5, 14, 30);
 const MINUTE = 60_000;
 
 function driver(): TopologyTestDriver {
-  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, { services: { analysis: () => new Map() } });
+  return new TopologyTestDriver(marketSignals({ application: 'm' }), schemas, {
+    services: { analysis: () => new Map() },
+  });
 }
 
 const tick = (symbol: string, time: number, price: number) => ({
@@ -47,14 +49,19 @@ function normals(seed: number): () => number {
 }
 
 /** One tick a second along the segments, from T0 (or `from`), as geometric Brownian motion. */
-function path(symbol: string, segments: Segment[], options: { seed: number; price?: number; from?: number }): Array<ReturnType<typeof tick>> {
+function path(
+  symbol: string,
+  segments: Segment[],
+  options: { seed: number; price?: number; from?: number },
+): Array<ReturnType<typeof tick>> {
   const normal = normals(options.seed);
   const ticks: Array<ReturnType<typeof tick>> = [];
   let logPrice = Math.log(options.price ?? 100);
   let time = options.from ?? T0;
   for (const segment of segments) {
     for (let s = 0; s < segment.minutes * 60; s += 1) {
-      logPrice += (segment.driftPerMinute ?? 0) / 60 + segment.volatility * Math.sqrt(1000 / TRADING_YEAR_MS) * normal();
+      logPrice +=
+        (segment.driftPerMinute ?? 0) / 60 + segment.volatility * Math.sqrt(1000 / TRADING_YEAR_MS) * normal();
       ticks.push(tick(symbol, time, Math.exp(logPrice)));
       time += 1000;
     }
@@ -75,7 +82,16 @@ const strictlyIncreasing = (values: number[]): boolean => values.every((v, i) =>
 describe('volatility', () => {
   it('reports a 4× volatility burst after a calm stretch as one episode that reaches critical', () => {
     const d = driver();
-    for (const t of path('WILD', [{ minutes: 15, volatility: 0.3 }, { minutes: 2, volatility: 1.2 }, { minutes: 5, volatility: 0.3 }], { seed: 1 })) d.pipe('market.events', t);
+    for (const t of path(
+      'WILD',
+      [
+        { minutes: 15, volatility: 0.3 },
+        { minutes: 2, volatility: 1.2 },
+        { minutes: 5, volatility: 0.3 },
+      ],
+      { seed: 1 },
+    ))
+      d.pipe('market.events', t);
     const burstStart = T0 + 15 * MINUTE;
     const findings = volatilityFindings(d);
     expect(findings.length).toBeGreaterThan(0);
@@ -111,9 +127,19 @@ describe('volatility', () => {
   it('does not take a steady trend for volatility, even one steep enough for price-move', () => {
     const d = driver();
     // Calm, then the same noise on a trend that builds to 1% a minute and holds; and a trend with no noise at all.
-    const ramp = Array.from({ length: 10 }, (_, i) => ({ minutes: 0.5, volatility: 0.3, driftPerMinute: (i + 1) * 0.001 }));
-    for (const t of path('TRND', [{ minutes: 10, volatility: 0.3 }, ...ramp, { minutes: 5, volatility: 0.3, driftPerMinute: 0.01 }], { seed: 3 })) d.pipe('market.events', t);
-    for (const t of path('SMTH', [{ minutes: 20, volatility: 0, driftPerMinute: 0.002 }], { seed: 4 })) d.pipe('market.events', t);
+    const ramp = Array.from({ length: 10 }, (_, i) => ({
+      minutes: 0.5,
+      volatility: 0.3,
+      driftPerMinute: (i + 1) * 0.001,
+    }));
+    for (const t of path(
+      'TRND',
+      [{ minutes: 10, volatility: 0.3 }, ...ramp, { minutes: 5, volatility: 0.3, driftPerMinute: 0.01 }],
+      { seed: 3 },
+    ))
+      d.pipe('market.events', t);
+    for (const t of path('SMTH', [{ minutes: 20, volatility: 0, driftPerMinute: 0.002 }], { seed: 4 }))
+      d.pipe('market.events', t);
     expect(volatilityFindings(d)).toEqual([]);
     const all = d.readOutput<Finding>('m.findings').map((f) => f.value);
     expect(all.some((f) => f.agent === 'price-move' && f.symbol === 'TRND')).toBe(true);
@@ -123,8 +149,16 @@ describe('volatility', () => {
   it('reports a burst that persists for ten minutes once, and ends the episode when it calms down', () => {
     const d = driver();
     const calm = path('LONG', [{ minutes: 15, volatility: 0.3 }], { seed: 5 });
-    const burst = path('LONG', [{ minutes: 10, volatility: 0.9 }], { seed: 10, from: T0 + 15 * MINUTE, price: calm.at(-1)!.value.price });
-    const after = path('LONG', [{ minutes: 5, volatility: 0.3 }], { seed: 11, from: T0 + 25 * MINUTE, price: burst.at(-1)!.value.price });
+    const burst = path('LONG', [{ minutes: 10, volatility: 0.9 }], {
+      seed: 10,
+      from: T0 + 15 * MINUTE,
+      price: calm.at(-1)!.value.price,
+    });
+    const after = path('LONG', [{ minutes: 5, volatility: 0.3 }], {
+      seed: 11,
+      from: T0 + 25 * MINUTE,
+      price: burst.at(-1)!.value.price,
+    });
     for (const t of [...calm, ...burst]) d.pipe('market.events', t);
     const during = volatilityFindings(d);
     expect(during.length).toBeGreaterThan(0);
@@ -140,7 +174,13 @@ describe('volatility', () => {
 
   it('reports an escalating burst again at each higher severity, under the same finding id', () => {
     const d = driver();
-    const segments = [{ minutes: 15, volatility: 0.3 }, { minutes: 2, volatility: 0.55 }, { minutes: 2, volatility: 0.8 }, { minutes: 2, volatility: 1.5 }, { minutes: 3, volatility: 0.3 }];
+    const segments = [
+      { minutes: 15, volatility: 0.3 },
+      { minutes: 2, volatility: 0.55 },
+      { minutes: 2, volatility: 0.8 },
+      { minutes: 2, volatility: 1.5 },
+      { minutes: 3, volatility: 0.3 },
+    ];
     for (const t of path('RISE', segments, { seed: 8 })) d.pipe('market.events', t);
     const findings = volatilityFindings(d, 'RISE');
     expect(findings.length).toBeGreaterThanOrEqual(2);
@@ -163,16 +203,19 @@ describe('volatility', () => {
     d.pipe('market.events', tick('OOPS', T0 + 300_500, 0));
     const dead = d.readDeadLetters().filter((r) => r.headers[deadLetterHeader.processor] === 'volatility');
     expect(dead).toHaveLength(1);
-    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toContain('field price is 0, outside its documented range (> 0, finite)') // the schema's range rule, before the processor;
+    expect(dead[0]!.headers[deadLetterHeader.errorMessage]).toContain(
+      'field price is 0, outside its documented range (> 0, finite)',
+    ); // the schema's range rule, before the processor;
     for (const t of ticks.slice(300)) d.pipe('market.events', t);
     expect(d.stateOf<{ count: number }>('volatility', 'volatility', 'OOPS')!.count).toBeGreaterThan(before);
     expect(volatilityFindings(d)).toEqual([]);
   });
 
-  it('finds the synthetic feed\'s planted volatility burst on its symbol, and nothing on the others', () => {
+  it("finds the synthetic feed's planted volatility burst on its symbol, and nothing on the others", () => {
     const d = driver();
     const label = 'volatility:ACME:4x:3m@8m';
-    for (const event of marketFeed({ seed: 7, symbols: 12, rate: 200, duration: '12m', scenarios: [label] })) d.pipe<FeedEvent['value']>('market.events', event);
+    for (const event of marketFeed({ seed: 7, symbols: 12, rate: 200, duration: '12m', scenarios: [label] }))
+      d.pipe<FeedEvent['value']>('market.events', event);
     const findings = volatilityFindings(d);
     const burstStart = T0 + 8 * MINUTE;
     expect(findings.filter((f) => f.symbol !== 'ACME')).toEqual([]);

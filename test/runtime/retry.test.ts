@@ -55,7 +55,9 @@ describe('retry policy', () => {
 describe('backoffMs', () => {
   it('grows exponentially and stops at maxMs', () => {
     const policy = retry({ initialMs: 100, maxMs: 1_000, factor: 2, jitter: 0 });
-    expect([1, 2, 3, 4, 5, 6, 50].map((attempt) => backoffMs(policy, attempt))).toEqual([100, 200, 400, 800, 1_000, 1_000, 1_000]);
+    expect([1, 2, 3, 4, 5, 6, 50].map((attempt) => backoffMs(policy, attempt))).toEqual([
+      100, 200, 400, 800, 1_000, 1_000, 1_000,
+    ]);
   });
 
   it('keeps jitter within ±jitter of the base and never above maxMs', () => {
@@ -84,7 +86,10 @@ describe('withRetry', () => {
     const { sleep, delays } = recordingSleep();
     const { fn, attempts } = failing([transient(), transient()]);
     const retries: Array<[number, number]> = [];
-    const result = await withRetry(fn, policy, { sleep, onRetry: (_error, attempt, delayMs) => retries.push([attempt, delayMs]) });
+    const result = await withRetry(fn, policy, {
+      sleep,
+      onRetry: (_error, attempt, delayMs) => retries.push([attempt, delayMs]),
+    });
     expect(result).toBe('ok');
     expect(attempts).toEqual([1, 2, 3]);
     expect(retries).toEqual([
@@ -110,7 +115,9 @@ describe('withRetry', () => {
   it('lets a custom isRetriable decide', async () => {
     const { sleep } = recordingSleep();
     const { fn, attempts } = failing([new Error('ECONNRESET')]);
-    await expect(withRetry(fn, policy, { sleep, isRetriable: (e) => e instanceof Error && e.message === 'ECONNRESET' })).resolves.toBe('ok');
+    await expect(
+      withRetry(fn, policy, { sleep, isRetriable: (e) => e instanceof Error && e.message === 'ECONNRESET' }),
+    ).resolves.toBe('ok');
     expect(attempts).toEqual([1, 2]);
   });
 
@@ -126,9 +133,15 @@ describe('withRetry', () => {
   it('throws the last error with its cause chain when attempts run out', async () => {
     const { sleep, delays } = recordingSleep();
     const root = new Error('socket hang up');
-    const errors = [transient('first'), transient('second'), new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, 'third', { retriable: true, cause: root })];
+    const errors = [
+      transient('first'),
+      transient('second'),
+      new AgentStreamsError(ErrorCode.REGISTRY_UNAVAILABLE, 'third', { retriable: true, cause: root }),
+    ];
     const { fn, attempts } = failing([...errors, transient('never reached')]);
-    const error = await withRetry(fn, retry({ initialMs: 10, jitter: 0, maxAttempts: 3 }), { sleep }).catch((e: unknown) => e);
+    const error = await withRetry(fn, retry({ initialMs: 10, jitter: 0, maxAttempts: 3 }), { sleep }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBe(errors[2]);
     expect((error as Error).cause).toBe(root);
     expect(attempts).toEqual([1, 2, 3]);

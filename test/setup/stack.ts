@@ -39,7 +39,10 @@ export default async function setup(): Promise<() => Promise<void>> {
   }
   // Users and ACL as the configuration wants them (the tests connect as the fleet's Redis user), also on a stack that
   // was already running.
-  await stackProvision(ctx, before.filter((row) => row.state === 'healthy').map((row) => row.name));
+  await stackProvision(
+    ctx,
+    before.filter((row) => row.state === 'healthy').map((row) => row.name),
+  );
   return async () => {
     if (started.length > 0) await stackDown(ctx, started);
   };

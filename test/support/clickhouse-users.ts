@@ -27,17 +27,28 @@ export async function fleetClickHouseUsers(database: string, base: Config = shar
   writeFleetUsers(dir, database, { database, sink, reader });
   const config: Config = {
     ...base,
-    clickhouse: { ...base.clickhouse, database, sinkUser: sink.name, sinkPassword: sink.password, readerUser: reader.name, readerPassword: reader.password },
+    clickhouse: {
+      ...base.clickhouse,
+      database,
+      sinkUser: sink.name,
+      sinkPassword: sink.password,
+      readerUser: reader.name,
+      readerPassword: reader.password,
+    },
   };
   // The server rereads users.d every few seconds.
   const deadline = Date.now() + 20_000;
   for (const role of ['sink', 'reader'] as const) {
     for (;;) {
       const client = openClickHouse(config, { role, database: null });
-      const ok = await client.query({ query: 'SELECT 1', format: 'JSONEachRow' }).then(() => true, () => false);
+      const ok = await client.query({ query: 'SELECT 1', format: 'JSONEachRow' }).then(
+        () => true,
+        () => false,
+      );
       await client.close();
       if (ok) break;
-      if (Date.now() > deadline) throw new Error(`ClickHouse did not load the ${role} user of ${database} from ${dir}/etc/users.d within 20 s`);
+      if (Date.now() > deadline)
+        throw new Error(`ClickHouse did not load the ${role} user of ${database} from ${dir}/etc/users.d within 20 s`);
       await sleep(250);
     }
   }

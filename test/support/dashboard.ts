@@ -32,11 +32,19 @@ const PANEL_TYPES = new Set(['timeseries', 'stat', 'gauge', 'table', 'bargauge',
 /** Shape problems, in words; empty when the dashboard is one Grafana can import. */
 export function dashboardProblems(dashboard: unknown): string[] {
   const problems: string[] = [];
-  const d = dashboard as { title?: unknown; uid?: unknown; schemaVersion?: unknown; panels?: unknown; templating?: { list?: unknown } };
+  const d = dashboard as {
+    title?: unknown;
+    uid?: unknown;
+    schemaVersion?: unknown;
+    panels?: unknown;
+    templating?: { list?: unknown };
+  };
   if (typeof d !== 'object' || d === null) return ['the dashboard is not a JSON object'];
   if (typeof d.title !== 'string' || d.title === '') problems.push('title must be a non-empty string');
-  if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid)) problems.push('uid must be 1-40 characters [A-Za-z0-9_-]');
-  if (!Number.isInteger(d.schemaVersion) || (d.schemaVersion as number) < 30) problems.push('schemaVersion must be a whole number >= 30');
+  if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid))
+    problems.push('uid must be 1-40 characters [A-Za-z0-9_-]');
+  if (!Number.isInteger(d.schemaVersion) || (d.schemaVersion as number) < 30)
+    problems.push('schemaVersion must be a whole number >= 30');
   if (!Array.isArray(d.templating?.list)) problems.push('templating.list must be an array');
   if (!Array.isArray(d.panels) || d.panels.length === 0) return [...problems, 'panels must be a non-empty array'];
   const ids = new Set<unknown>();
@@ -46,10 +54,18 @@ export function dashboardProblems(dashboard: unknown): string[] {
     if (!Number.isInteger(panel.id)) problems.push(`${name}: id must be a whole number`);
     else if (ids.has(panel.id)) problems.push(`${name}: id ${String(panel.id)} is used twice`);
     ids.add(panel.id);
-    if (typeof panel.type !== 'string' || !PANEL_TYPES.has(panel.type)) problems.push(`${name}: type must be one of ${[...PANEL_TYPES].join(', ')}`);
-    if (typeof panel.title !== 'string' || panel.title === '') problems.push(`${name}: title must be a non-empty string`);
+    if (typeof panel.type !== 'string' || !PANEL_TYPES.has(panel.type))
+      problems.push(`${name}: type must be one of ${[...PANEL_TYPES].join(', ')}`);
+    if (typeof panel.title !== 'string' || panel.title === '')
+      problems.push(`${name}: title must be a non-empty string`);
     const { x, y, w, h } = panel.gridPos ?? {};
-    if (![x, y, w, h].every(Number.isInteger) || (x as number) < 0 || (w as number) < 1 || (x as number) + (w as number) > 24 || (h as number) < 1) {
+    if (
+      ![x, y, w, h].every(Number.isInteger) ||
+      (x as number) < 0 ||
+      (w as number) < 1 ||
+      (x as number) + (w as number) > 24 ||
+      (h as number) < 1
+    ) {
       problems.push(`${name}: gridPos needs whole x, y, w, h within the 24-column grid`);
     } else {
       for (let row = y as number; row < (y as number) + (h as number); row += 1) {
@@ -64,12 +80,15 @@ export function dashboardProblems(dashboard: unknown): string[] {
       }
     }
     if (panel.type === 'row' || panel.type === 'text') continue;
-    if (!Array.isArray(panel.targets) || panel.targets.length === 0) problems.push(`${name}: needs at least one target`);
+    if (!Array.isArray(panel.targets) || panel.targets.length === 0)
+      problems.push(`${name}: needs at least one target`);
     const refIds = new Set<unknown>();
     for (const target of panel.targets ?? []) {
-      if (typeof target.refId !== 'string' || refIds.has(target.refId)) problems.push(`${name}: each target needs its own refId`);
+      if (typeof target.refId !== 'string' || refIds.has(target.refId))
+        problems.push(`${name}: each target needs its own refId`);
       refIds.add(target.refId);
-      if (typeof target.expr !== 'string' || target.expr.trim() === '') problems.push(`${name}: target ${String(target.refId)} has no PromQL expr`);
+      if (typeof target.expr !== 'string' || target.expr.trim() === '')
+        problems.push(`${name}: target ${String(target.refId)} has no PromQL expr`);
     }
   }
   return problems;
@@ -78,7 +97,9 @@ export function dashboardProblems(dashboard: unknown): string[] {
 export function dashboardQueries(dashboard: unknown): PanelQuery[] {
   const panels = ((dashboard as { panels?: Panel[] }).panels ?? []) as Panel[];
   return panels.flatMap((panel) =>
-    (panel.targets ?? []).flatMap((t) => (typeof t.expr === 'string' ? [{ panel: String(panel.title), refId: String(t.refId), expr: t.expr }] : [])),
+    (panel.targets ?? []).flatMap((t) =>
+      typeof t.expr === 'string' ? [{ panel: String(panel.title), refId: String(t.refId), expr: t.expr }] : [],
+    ),
   );
 }
 
@@ -89,7 +110,21 @@ export function concrete(expr: string): string {
     .replaceAll(/\$application|\$\{application(:[a-z]+)?\}/g, '.*');
 }
 
-const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
+const KEYWORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'inf',
+  'nan',
+]);
 
 /** Metric names an expression selects (everything that is not a function, keyword, label or literal). */
 export function metricNamesIn(expr: string): string[] {
@@ -130,7 +165,9 @@ export function exportedMetricNames(): Set<string> {
 export function promtoolParseProblems(queries: PanelQuery[]): string | undefined {
   const dir = mkdtempSync(join(tmpdir(), 'dashboard-promql-'));
   try {
-    const rules = queries.map((q, i) => `      - record: dashboard:query_${i}\n        expr: ${JSON.stringify(concrete(q.expr))}\n`).join('');
+    const rules = queries
+      .map((q, i) => `      - record: dashboard:query_${i}\n        expr: ${JSON.stringify(concrete(q.expr))}\n`)
+      .join('');
     const file = join(dir, 'dashboard.rules.yml');
     writeFileSync(file, `groups:\n  - name: dashboard\n    rules:\n${rules}`);
     execFileSync('promtool', ['check', 'rules', file], { stdio: 'pipe', encoding: 'utf8' });

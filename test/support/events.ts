@@ -25,6 +25,10 @@ export function seededEvents(count: number, keys: number, seed: number, start = 
   return Array.from({ length: count }, (_, i) => {
     const r = random();
     const shift = r < 0.005 ? -120_000 : r < 0.025 ? -Math.floor(random() * 5_000) : 0;
-    return { key: `k${Math.floor(random() * keys)}`, eventTime: start + i * 10 + shift, amount: Math.floor(random() * 100) };
+    return {
+      key: `k${Math.floor(random() * keys)}`,
+      eventTime: start + i * 10 + shift,
+      amount: Math.floor(random() * 100),
+    };
   });
 }

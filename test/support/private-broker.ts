@@ -55,19 +55,36 @@ export interface PrivateBrokerOptions {
   secure?: boolean;
 }
 
-export async function startPrivateBroker(label: string, overrides: Partial<Config['kafka']> = {}, options: PrivateBrokerOptions = {}): Promise<PrivateBroker & { plaintextConfig: Config }> {
+export async function startPrivateBroker(
+  label: string,
+  overrides: Partial<Config['kafka']> = {},
+  options: PrivateBrokerOptions = {},
+): Promise<PrivateBroker & { plaintextConfig: Config }> {
   const kafkaPort = await freePort();
   const kafkaControllerPort = await freePort();
   const kafkaSecurePort = await freePort();
   const plaintextConfig: Config = {
     ...shared,
     kafka: { ...shared.kafka, brokers: [`127.0.0.1:${kafkaPort}`], ...overrides },
-    stack: { ...shared.stack, dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`, kafkaPort, kafkaControllerPort, kafkaSecurePort },
+    stack: {
+      ...shared.stack,
+      dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+      kafkaPort,
+      kafkaControllerPort,
+      kafkaSecurePort,
+    },
   };
   const ctx = createStackContext(plaintextConfig, root, () => {}, options.secure ? { kafkaSecure: true } : {});
   await stackUp(ctx, ['kafka']);
   const config: Config = options.secure
-    ? { ...plaintextConfig, kafka: { ...plaintextConfig.kafka, ...secureClientSettings(ctx.serviceDir('kafka'), [`127.0.0.1:${kafkaSecurePort}`]), ...overrides } }
+    ? {
+        ...plaintextConfig,
+        kafka: {
+          ...plaintextConfig.kafka,
+          ...secureClientSettings(ctx.serviceDir('kafka'), [`127.0.0.1:${kafkaSecurePort}`]),
+          ...overrides,
+        },
+      }
     : plaintextConfig;
   const pid = (): number => readPid(join(ctx.serviceDir('kafka'), 'kafka.pid'))!;
   return {
@@ -140,15 +157,28 @@ async function freeClusterPorts(brokers: number): Promise<{ kafkaPort: number; k
     const kafkaPort = 20_000 + 2 * Math.floor(Math.random() * 10_000);
     const stack = { ...shared.stack, kafkaPort, kafkaControllerPort: kafkaPort + 1 };
     const ports = Array.from({ length: brokers }, (_, i) => Object.values(kafkaNodePorts(stack, i))).flat();
-    if ((await Promise.all(ports.map((port) => portInUse(port)))).every((taken) => !taken)) return { kafkaPort, kafkaControllerPort: kafkaPort + 1 };
+    if ((await Promise.all(ports.map((port) => portInUse(port)))).every((taken) => !taken))
+      return { kafkaPort, kafkaControllerPort: kafkaPort + 1 };
   }
 }
 
 /** `brokers` combined broker+controller nodes with internal topics replicated to 3 (min ISR 2). */
-export async function startPrivateCluster(label: string, brokers = 3, overrides: Partial<Config['kafka']> = {}): Promise<PrivateCluster> {
+export async function startPrivateCluster(
+  label: string,
+  brokers = 3,
+  overrides: Partial<Config['kafka']> = {},
+): Promise<PrivateCluster> {
   const ports = await freeClusterPorts(brokers);
-  const stack = { ...shared.stack, dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`, ...ports };
-  const config: Config = { ...shared, kafka: { ...shared.kafka, brokers: kafkaBootstrap(stack, brokers), ...overrides }, stack };
+  const stack = {
+    ...shared.stack,
+    dir: `.stack/${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+    ...ports,
+  };
+  const config: Config = {
+    ...shared,
+    kafka: { ...shared.kafka, brokers: kafkaBootstrap(stack, brokers), ...overrides },
+    stack,
+  };
   const ctx = createStackContext(config, root, () => {}, { kafkaBrokers: brokers });
   const started = Date.now();
   try {

@@ -40,7 +40,8 @@ function userXml(user: ClickHouseUser, profile: string, database: string): strin
 /** The users.d document for one fleet database. */
 export function fleetUsersXml(users: FleetClickHouseUsers): string {
   for (const user of [users.sink, users.reader]) {
-    if (user && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(user.name)) throw new Error(`ClickHouse user name "${user.name}" must be an identifier ([A-Za-z_][A-Za-z0-9_]*)`);
+    if (user && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(user.name))
+      throw new Error(`ClickHouse user name "${user.name}" must be an identifier ([A-Za-z_][A-Za-z0-9_]*)`);
   }
   return [
     '<?xml version="1.0"?>',

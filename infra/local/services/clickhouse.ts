@@ -7,7 +7,9 @@ import type { LocalService, StackContext } from '../service.ts';
 import { writeFleetUsers } from './clickhouse-users.ts';
 
 async function get(ctx: StackContext, path: string): Promise<string> {
-  const response = await fetch(`http://127.0.0.1:${ctx.config.stack.clickhouseHttpPort}${path}`, { signal: AbortSignal.timeout(2000) });
+  const response = await fetch(`http://127.0.0.1:${ctx.config.stack.clickhouseHttpPort}${path}`, {
+    signal: AbortSignal.timeout(2000),
+  });
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
   return response.text();
 }
@@ -21,8 +23,13 @@ export const clickhouseService: LocalService = {
   ],
   async prepare(ctx) {
     const dir = ctx.serviceDir('clickhouse');
-    for (const sub of ['etc', 'logs', 'tmp', 'user_files', 'format_schemas']) mkdirSync(join(dir, sub), { recursive: true });
-    const values = { HTTP_PORT: ctx.config.stack.clickhouseHttpPort, TCP_PORT: ctx.config.stack.clickhouseTcpPort, DATA_DIR: dir };
+    for (const sub of ['etc', 'logs', 'tmp', 'user_files', 'format_schemas'])
+      mkdirSync(join(dir, sub), { recursive: true });
+    const values = {
+      HTTP_PORT: ctx.config.stack.clickhouseHttpPort,
+      TCP_PORT: ctx.config.stack.clickhouseTcpPort,
+      DATA_DIR: dir,
+    };
     const templates = join(ctx.root, 'infra/local/clickhouse');
     renderTemplate(join(templates, 'config.xml.template'), join(dir, 'etc/config.xml'), values);
     renderTemplate(join(templates, 'users.xml.template'), join(dir, 'etc/users.xml'), values);
@@ -36,7 +43,9 @@ export const clickhouseService: LocalService = {
       ...(sinkUser ? { sink: { name: sinkUser, password: sinkPassword } } : {}),
       ...(readerUser ? { reader: { name: readerUser, password: readerPassword } } : {}),
     });
-    ctx.log(`clickhouse: users ${[sinkUser, readerUser].filter(Boolean).join(', ')} of database ${database} in ${file}`);
+    ctx.log(
+      `clickhouse: users ${[sinkUser, readerUser].filter(Boolean).join(', ')} of database ${database} in ${file}`,
+    );
   },
   launch(ctx) {
     const dir = ctx.serviceDir('clickhouse');

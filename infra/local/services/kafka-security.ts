@@ -57,7 +57,10 @@ export function readKafkaCredentials(kafkaDir: string): Credentials {
 function openssl(args: string[], cwd: string): void {
   const result = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
   if (result.status !== 0) {
-    throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `openssl ${args.slice(0, 2).join(' ')} failed in ${cwd}:\n${result.stdout}${result.stderr}`);
+    throw new AgentStreamsError(
+      ErrorCode.STACK_START_FAILED,
+      `openssl ${args.slice(0, 2).join(' ')} failed in ${cwd}:\n${result.stdout}${result.stderr}`,
+    );
   }
 }
 
@@ -66,7 +69,27 @@ function issue(dir: string, name: string, subject: string, extensions: string): 
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`], dir);
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   writeFileSync(join(dir, `${name}.ext`), extensions);
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '825', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.pem`], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '825',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.pem`,
+    ],
+    dir,
+  );
   chmodSync(join(dir, `${name}.key`), 0o600);
 }
 
@@ -76,14 +99,44 @@ export function ensureKafkaSecurity(kafkaDir: string): KafkaSecurityFiles {
   if (existsSync(files.credentials) && existsSync(files.brokerStore)) return files;
   ensureTools([hostTools.openssl], () => {});
   mkdirSync(files.dir, { recursive: true, mode: 0o700 });
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-subj', '/CN=agent-streams local CA', '-days', '825', '-sha256', '-out', 'ca.pem'], files.dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-subj',
+      '/CN=agent-streams local CA',
+      '-days',
+      '825',
+      '-sha256',
+      '-out',
+      'ca.pem',
+    ],
+    files.dir,
+  );
   chmodSync(join(files.dir, 'ca.key'), 0o600);
-  issue(files.dir, 'broker', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  issue(
+    files.dir,
+    'broker',
+    '/CN=localhost',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+  );
   issue(files.dir, 'client', `/CN=${kafkaUser}`, 'extendedKeyUsage=clientAuth\n');
   // Kafka's PEM keystore wants the PKCS#8 key followed by the certificate chain.
   openssl(['pkcs8', '-topk8', '-nocrypt', '-in', 'broker.key', '-out', 'broker.pk8'], files.dir);
-  writeFileSync(files.brokerStore, `${readFileSync(join(files.dir, 'broker.pk8'), 'utf8')}${readFileSync(join(files.dir, 'broker.pem'), 'utf8')}${readFileSync(files.caCert, 'utf8')}`, { mode: 0o600 });
-  for (const scratch of ['broker.csr', 'broker.ext', 'broker.pk8', 'client.csr', 'client.ext', 'ca.srl']) rmSync(join(files.dir, scratch), { force: true });
+  writeFileSync(
+    files.brokerStore,
+    `${readFileSync(join(files.dir, 'broker.pk8'), 'utf8')}${readFileSync(join(files.dir, 'broker.pem'), 'utf8')}${readFileSync(files.caCert, 'utf8')}`,
+    { mode: 0o600 },
+  );
+  for (const scratch of ['broker.csr', 'broker.ext', 'broker.pk8', 'client.csr', 'client.ext', 'ca.srl'])
+    rmSync(join(files.dir, scratch), { force: true });
   const credentials: Credentials = { username: kafkaUser, password: randomBytes(18).toString('base64url') };
   writeFileSync(files.credentials, `${JSON.stringify(credentials)}\n`, { mode: 0o600 });
   return files;
@@ -92,7 +145,10 @@ export function ensureKafkaSecurity(kafkaDir: string): KafkaSecurityFiles {
 /** `kafka-storage format --add-scram` arguments: the user for both SCRAM mechanisms. */
 export function scramFormatArgs(kafkaDir: string): string[] {
   const { username, password } = readKafkaCredentials(kafkaDir);
-  return ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => ['--add-scram', `${mechanism}=[name=${username},password=${password}]`]);
+  return ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => [
+    '--add-scram',
+    `${mechanism}=[name=${username},password=${password}]`,
+  ]);
 }
 
 /** The server.properties lines of the SASL_SSL listener (the listener itself is added to `listeners`). */
@@ -117,12 +173,28 @@ export function secureListenerProperties(kafkaDir: string): string {
 }
 
 /** The client settings for the secure listener(s), as a config overlay and as the env file users source. */
-export type SecureKafkaSettings = Pick<Config['kafka'], 'brokers' | 'ssl' | 'sslCaFile' | 'sslCertFile' | 'sslKeyFile' | 'saslMechanism' | 'saslUsername' | 'saslPassword'>;
+export type SecureKafkaSettings = Pick<
+  Config['kafka'],
+  'brokers' | 'ssl' | 'sslCaFile' | 'sslCertFile' | 'sslKeyFile' | 'saslMechanism' | 'saslUsername' | 'saslPassword'
+>;
 
-export function secureClientSettings(kafkaDir: string, brokers: string[], mechanism: Config['kafka']['saslMechanism'] = 'scram-sha-512'): SecureKafkaSettings {
+export function secureClientSettings(
+  kafkaDir: string,
+  brokers: string[],
+  mechanism: Config['kafka']['saslMechanism'] = 'scram-sha-512',
+): SecureKafkaSettings {
   const files = kafkaSecurityFiles(kafkaDir);
   const { username, password } = readKafkaCredentials(kafkaDir);
-  return { brokers, ssl: true, sslCaFile: files.caCert, sslCertFile: files.clientCert, sslKeyFile: files.clientKey, saslMechanism: mechanism, saslUsername: username, saslPassword: password };
+  return {
+    brokers,
+    ssl: true,
+    sslCaFile: files.caCert,
+    sslCertFile: files.clientCert,
+    sslKeyFile: files.clientKey,
+    saslMechanism: mechanism,
+    saslUsername: username,
+    saslPassword: password,
+  };
 }
 
 export function writeClientEnv(kafkaDir: string, brokers: string[]): string {

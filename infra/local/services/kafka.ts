@@ -16,7 +16,14 @@ import { mavenRun } from '../maven.ts';
 import { renderTemplate } from '../templates.ts';
 import { hostTools } from '../tools.ts';
 import type { LocalService, ServiceInstance, StackContext } from '../service.ts';
-import { ensureKafkaSecurity, recordedKafkaSecure, scramFormatArgs, secureListenerName, secureListenerProperties, writeClientEnv } from './kafka-security.ts';
+import {
+  ensureKafkaSecurity,
+  recordedKafkaSecure,
+  scramFormatArgs,
+  secureListenerName,
+  secureListenerProperties,
+  writeClientEnv,
+} from './kafka-security.ts';
 
 const libDir = (ctx: StackContext): string => join(ctx.cacheDir, 'kafka', 'lib');
 const templates = (ctx: StackContext): string => join(ctx.root, 'infra/local/kafka');
@@ -101,7 +108,9 @@ function instance(ctx: StackContext, node: number): ServiceInstance {
     ports: [
       { port: client, env: 'AS_STACK_KAFKA_PORT' },
       { port: controller, env: 'AS_STACK_KAFKA_CONTROLLER_PORT' },
-      ...(ctx.kafkaSecure ? [{ port: kafkaNodeSecurePort(ctx.config.stack, node), env: 'AS_STACK_KAFKA_SECURE_PORT' }] : []),
+      ...(ctx.kafkaSecure
+        ? [{ port: kafkaNodeSecurePort(ctx.config.stack, node), env: 'AS_STACK_KAFKA_SECURE_PORT' }]
+        : []),
     ],
     launch: { command: 'java', args: [...jvmArgs(ctx, dir), 'kafka.Kafka', join(dir, 'server.properties')], cwd: dir },
   };
@@ -116,7 +125,10 @@ export const kafkaService: LocalService = {
     const dir = ctx.serviceDir('kafka');
     const recorded = recordedKafkaBrokers(dir) ?? (existsSync(join(dir, 'data', 'meta.properties')) ? 1 : undefined);
     if (!Number.isInteger(ctx.kafkaBrokers) || ctx.kafkaBrokers < 1 || ctx.kafkaBrokers > maxKafkaBrokers) {
-      throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `The local stack runs 1 to ${maxKafkaBrokers} Kafka brokers, not ${ctx.kafkaBrokers}.`);
+      throw new AgentStreamsError(
+        ErrorCode.STACK_START_FAILED,
+        `The local stack runs 1 to ${maxKafkaBrokers} Kafka brokers, not ${ctx.kafkaBrokers}.`,
+      );
     }
     if (recorded !== undefined && recorded !== ctx.kafkaBrokers) {
       throw new AgentStreamsError(
@@ -137,7 +149,12 @@ export const kafkaService: LocalService = {
   },
   async prepare(ctx) {
     if (!existsSync(libDir(ctx)) || !readdirSync(libDir(ctx)).some((f) => /^kafka_2\.13-.*\.jar$/.test(f))) {
-      mavenRun(ctx, 'Apache Kafka', ['-f', join(templates(ctx), 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${libDir(ctx)}`]);
+      mavenRun(ctx, 'Apache Kafka', [
+        '-f',
+        join(templates(ctx), 'pom.xml'),
+        'dependency:copy-dependencies',
+        `-DoutputDirectory=${libDir(ctx)}`,
+      ]);
     }
     const cluster = ctx.kafkaBrokers > 1;
     const kafkaDir = ctx.serviceDir('kafka');
@@ -145,13 +162,20 @@ export const kafkaService: LocalService = {
     if (ctx.kafkaSecure) {
       ensureKafkaSecurity(kafkaDir);
       const env = writeClientEnv(kafkaDir, kafkaSecureBootstrap(ctx.config.stack, ctx.kafkaBrokers));
-      ctx.log(`kafka: SASL_SSL on ${kafkaSecureBootstrap(ctx.config.stack, ctx.kafkaBrokers).join(',')}; client settings in ${env}`);
+      ctx.log(
+        `kafka: SASL_SSL on ${kafkaSecureBootstrap(ctx.config.stack, ctx.kafkaBrokers).join(',')}; client settings in ${env}`,
+      );
     }
     // Every node of a cluster is formatted with the same id, so it is chosen once and kept with the data.
     let id = clusterId();
     if (cluster) {
-      if (existsSync(clusterFile(kafkaDir))) id = (JSON.parse(readFileSync(clusterFile(kafkaDir), 'utf8')) as ClusterRecord).clusterId;
-      else writeFileSync(clusterFile(kafkaDir), `${JSON.stringify({ brokers: ctx.kafkaBrokers, clusterId: id } satisfies ClusterRecord)}\n`);
+      if (existsSync(clusterFile(kafkaDir)))
+        id = (JSON.parse(readFileSync(clusterFile(kafkaDir), 'utf8')) as ClusterRecord).clusterId;
+      else
+        writeFileSync(
+          clusterFile(kafkaDir),
+          `${JSON.stringify({ brokers: ctx.kafkaBrokers, clusterId: id } satisfies ClusterRecord)}\n`,
+        );
     }
     const voters = nodes(ctx)
       .map((node) => `${node + 1}@127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).controller}`)
@@ -169,15 +193,26 @@ export const kafkaService: LocalService = {
         VOTERS: voters,
         REPLICATION: Math.min(3, ctx.kafkaBrokers),
         MIN_ISR: ctx.kafkaBrokers >= 3 ? 2 : 1,
-        SECURE_LISTENER: ctx.kafkaSecure ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}` : '',
-        SECURE_ADVERTISED: ctx.kafkaSecure ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}` : '',
+        SECURE_LISTENER: ctx.kafkaSecure
+          ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}`
+          : '',
+        SECURE_ADVERTISED: ctx.kafkaSecure
+          ? `,${secureListenerName}://127.0.0.1:${kafkaNodeSecurePort(ctx.config.stack, node)}`
+          : '',
         SECURE_PROPERTIES: ctx.kafkaSecure ? secureListenerProperties(kafkaDir) : '',
       });
       if (!existsSync(join(dir, 'data', 'meta.properties'))) {
         const scram = ctx.kafkaSecure ? scramFormatArgs(kafkaDir) : [];
-        const result = spawnSync('java', [...jvmArgs(ctx, dir), 'kafka.tools.StorageTool', 'format', '-g', '-t', id, '-c', properties, ...scram], { encoding: 'utf8' });
+        const result = spawnSync(
+          'java',
+          [...jvmArgs(ctx, dir), 'kafka.tools.StorageTool', 'format', '-g', '-t', id, '-c', properties, ...scram],
+          { encoding: 'utf8' },
+        );
         if (result.status !== 0) {
-          throw new AgentStreamsError(ErrorCode.STACK_START_FAILED, `Formatting Kafka storage in ${dir}/data failed:\n${result.stdout}${result.stderr}`);
+          throw new AgentStreamsError(
+            ErrorCode.STACK_START_FAILED,
+            `Formatting Kafka storage in ${dir}/data failed:\n${result.stdout}${result.stderr}`,
+          );
         }
       }
     }
@@ -190,12 +225,27 @@ export const kafkaService: LocalService = {
     const answers = await Promise.all(
       nodes(ctx).map(async (node) => {
         // The stack's own plaintext listener, whatever security the configured clients use.
-        const plaintext = { ...ctx.config.kafka, brokers: [`127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).client}`], ssl: false, sslCaFile: '', sslCertFile: '', sslKeyFile: '', saslMechanism: 'none' as const };
-        const admin = kafkaClient({ ...ctx.config, kafka: plaintext }, 'stack', { connectionTimeout: 1000, retry: { retries: 0 }, logLevel: logLevel.NOTHING }).admin();
+        const plaintext = {
+          ...ctx.config.kafka,
+          brokers: [`127.0.0.1:${kafkaNodePorts(ctx.config.stack, node).client}`],
+          ssl: false,
+          sslCaFile: '',
+          sslCertFile: '',
+          sslKeyFile: '',
+          saslMechanism: 'none' as const,
+        };
+        const admin = kafkaClient({ ...ctx.config, kafka: plaintext }, 'stack', {
+          connectionTimeout: 1000,
+          retry: { retries: 0 },
+          logLevel: logLevel.NOTHING,
+        }).admin();
         try {
           await admin.connect();
           const cluster = await admin.describeCluster();
-          return cluster.brokers.length >= ctx.kafkaBrokers && (ctx.kafkaBrokers === 1 || cluster.brokers.some((b) => b.nodeId === node + 1));
+          return (
+            cluster.brokers.length >= ctx.kafkaBrokers &&
+            (ctx.kafkaBrokers === 1 || cluster.brokers.some((b) => b.nodeId === node + 1))
+          );
         } catch {
           return false;
         } finally {
@@ -209,5 +259,6 @@ export const kafkaService: LocalService = {
     const jar = readdirSync(libDir(ctx)).find((f) => /^kafka_2\.13-[\d.]+\.jar$/.test(f));
     return jar?.replace(/^kafka_2\.13-/, '').replace(/\.jar$/, '') ?? 'unknown';
   },
-  endpoint: (ctx) => (ctx.kafkaBrokers === 1 ? ctx.config.kafka.brokers : kafkaBootstrap(ctx.config.stack, ctx.kafkaBrokers)).join(','),
+  endpoint: (ctx) =>
+    (ctx.kafkaBrokers === 1 ? ctx.config.kafka.brokers : kafkaBootstrap(ctx.config.stack, ctx.kafkaBrokers)).join(','),
 };

@@ -19,7 +19,17 @@ import type { LocalService, StackContext } from '../service.ts';
  * What the fleet's user may do: every command but the admin and dangerous ones, on the project's keys only; back are
  * INFO (the client's ready check) and KEYS (inside scripts that rebuild a partition's keys).
  */
-export const fleetRedisRules = ['resetkeys', '~as:*', '~smoke:*', 'resetchannels', '+@all', '-@admin', '-@dangerous', '+info', '+keys'];
+export const fleetRedisRules = [
+  'resetkeys',
+  '~as:*',
+  '~smoke:*',
+  'resetchannels',
+  '+@all',
+  '-@admin',
+  '-@dangerous',
+  '+info',
+  '+keys',
+];
 
 /** The fleet's user and password, from AS_REDIS_URL; none when the URL names no user (or the default user). */
 export function fleetRedisUser(config: Config): { name: string; password: string } | undefined {
@@ -36,7 +46,9 @@ function aclUsers(config: Config): Array<{ name: string; rules: string[] }> {
   const fleet = fleetRedisUser(config);
   return [
     { name: 'default', rules: ['on', 'resetpass', `#${sha256(config.stack.redisAdminPassword)}`, '~*', '&*', '+@all'] },
-    ...(fleet ? [{ name: fleet.name, rules: ['on', 'resetpass', `#${sha256(fleet.password)}`, ...fleetRedisRules] }] : []),
+    ...(fleet
+      ? [{ name: fleet.name, rules: ['on', 'resetpass', `#${sha256(fleet.password)}`, ...fleetRedisRules] }]
+      : []),
   ];
 }
 
@@ -69,23 +81,39 @@ export const redisService: LocalService = {
   ports: (ctx) => [{ port: ctx.config.stack.redisPort, env: 'AS_STACK_REDIS_PORT' }],
   async prepare(ctx) {
     // Password hashes only; readable by the stack's user alone.
-    writeFileSync(aclFile(ctx), aclUsers(ctx.config).map((u) => `user ${u.name} ${u.rules.filter((r) => r !== 'resetpass').join(' ')}\n`).join(''), { mode: 0o600 });
+    writeFileSync(
+      aclFile(ctx),
+      aclUsers(ctx.config)
+        .map((u) => `user ${u.name} ${u.rules.filter((r) => r !== 'resetpass').join(' ')}\n`)
+        .join(''),
+      { mode: 0o600 },
+    );
   },
   launch(ctx) {
     const dir = ctx.serviceDir('redis');
     return {
       command: 'redis-server',
       args: [
-        '--bind', '127.0.0.1',
-        '--port', String(ctx.config.stack.redisPort),
-        '--dir', dir,
-        '--daemonize', 'no',
-        '--protected-mode', 'yes',
-        '--appendonly', 'yes',
-        '--appendfsync', 'everysec',
-        '--save', '',
-        '--logfile', '',
-        '--aclfile', aclFile(ctx),
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(ctx.config.stack.redisPort),
+        '--dir',
+        dir,
+        '--daemonize',
+        'no',
+        '--protected-mode',
+        'yes',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'everysec',
+        '--save',
+        '',
+        '--logfile',
+        '',
+        '--aclfile',
+        aclFile(ctx),
       ],
       cwd: dir,
     };
@@ -96,7 +124,9 @@ export const redisService: LocalService = {
       for (const user of aclUsers(ctx.config).reverse()) await redis.call('ACL', 'SETUSER', user.name, ...user.rules);
     });
     const fleet = fleetRedisUser(ctx.config);
-    ctx.log(`redis: ACL users default (AS_STACK_REDIS_ADMIN_PASSWORD)${fleet ? ` and ${fleet.name} (AS_REDIS_URL)` : ''}`);
+    ctx.log(
+      `redis: ACL users default (AS_STACK_REDIS_ADMIN_PASSWORD)${fleet ? ` and ${fleet.name} (AS_REDIS_URL)` : ''}`,
+    );
   },
   ready: (ctx) => withAdminRedis(ctx, async (redis) => (await redis.ping()) === 'PONG'),
   version: (ctx) =>

@@ -11,7 +11,8 @@ import type { LocalService, StackContext } from '../service.ts';
 
 export const apicurioVersion = '3.0.9';
 const appDir = (ctx: StackContext): string => join(ctx.cacheDir, 'registry', `apicurio-${apicurioVersion}`);
-const runnerJar = (ctx: StackContext): string => join(appDir(ctx), `apicurio-registry-app-${apicurioVersion}-runner.jar`);
+const runnerJar = (ctx: StackContext): string =>
+  join(appDir(ctx), `apicurio-registry-app-${apicurioVersion}-runner.jar`);
 const base = (ctx: StackContext): string => `http://127.0.0.1:${ctx.config.stack.registryPort}`;
 
 export const registryService: LocalService = {

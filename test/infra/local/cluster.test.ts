@@ -29,16 +29,21 @@ describe.runIf(testStackKind === 'local')('a three-broker local cluster', () => 
   afterAll(async () => {
     await cluster?.remove();
   });
-  const ctx = (kafkaBrokers?: number) => createStackContext(cluster.config, root, () => {}, kafkaBrokers === undefined ? {} : { kafkaBrokers });
+  const ctx = (kafkaBrokers?: number) =>
+    createStackContext(cluster.config, root, () => {}, kafkaBrokers === undefined ? {} : { kafkaBrokers });
 
   it('runs three combined broker+controller nodes, each on its own ports and folder, in one 3-voter quorum', async () => {
     const pids = cluster.pids();
     expect(pids.every((pid) => pid !== undefined)).toBe(true);
     expect(new Set(pids).size).toBe(3);
     const listening = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' }).split('\n');
-    const voters = [0, 1, 2].map((i) => `${i + 1}@127.0.0.1:${kafkaNodePorts(cluster.config.stack, i).controller}`).join(',');
+    const voters = [0, 1, 2]
+      .map((i) => `${i + 1}@127.0.0.1:${kafkaNodePorts(cluster.config.stack, i).controller}`)
+      .join(',');
     for (const [i, pid] of pids.entries()) {
-      const ports = listening.filter((line) => line.includes(`pid=${pid},`)).map((line) => Number(line.split(/\s+/)[3]!.split(':').pop()));
+      const ports = listening
+        .filter((line) => line.includes(`pid=${pid},`))
+        .map((line) => Number(line.split(/\s+/)[3]!.split(':').pop()));
       const { client, controller } = kafkaNodePorts(cluster.config.stack, i);
       expect(ports.sort()).toEqual([client, controller].sort());
       const properties = readFileSync(join(ctx().serviceDir('kafka'), `node-${i}`, 'server.properties'), 'utf8');
@@ -50,7 +55,9 @@ describe.runIf(testStackKind === 'local')('a three-broker local cluster', () => 
     await admin.connect();
     try {
       const described = await admin.describeCluster();
-      expect(described.brokers.map((b) => [b.nodeId, b.port]).sort()).toEqual([0, 1, 2].map((i) => [i + 1, kafkaNodePorts(cluster.config.stack, i).client]));
+      expect(described.brokers.map((b) => [b.nodeId, b.port]).sort()).toEqual(
+        [0, 1, 2].map((i) => [i + 1, kafkaNodePorts(cluster.config.stack, i).client]),
+      );
     } finally {
       await admin.disconnect();
     }
@@ -80,11 +87,17 @@ describe.runIf(testStackKind === 'local')('a three-broker local cluster', () => 
       }
       const internal = ['__consumer_offsets', '__transaction_state'];
       let metadata = await admin.fetchTopicMetadata({ topics: internal }).catch(() => undefined);
-      for (let i = 0; i < 50 && !metadata; i++) metadata = await admin.fetchTopicMetadata({ topics: internal }).catch(() => undefined);
-      for (const t of metadata!.topics) for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
+      for (let i = 0; i < 50 && !metadata; i++)
+        metadata = await admin.fetchTopicMetadata({ topics: internal }).catch(() => undefined);
+      for (const t of metadata!.topics)
+        for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
       const configs = await admin.describeConfigs({
         includeSynonyms: false,
-        resources: [...internal, 'probe'].map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
+        resources: [...internal, 'probe'].map((name) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name,
+          configNames: ['min.insync.replicas'],
+        })),
       });
       expect(configs.resources.map((r) => [r.resourceName, r.configEntries[0]?.configValue]).sort()).toEqual([
         ['__consumer_offsets', '2'],
@@ -98,7 +111,11 @@ describe.runIf(testStackKind === 'local')('a three-broker local cluster', () => 
 
   it('status lists all three; a killed node is seen and restarted alone; another size is refused; down stops exactly its pids', async () => {
     const [row] = await stackStatus(ctx(), ['kafka']);
-    expect(row).toMatchObject({ state: 'healthy', endpoint: cluster.config.kafka.brokers.join(','), pids: cluster.pids() });
+    expect(row).toMatchObject({
+      state: 'healthy',
+      endpoint: cluster.config.kafka.brokers.join(','),
+      pids: cluster.pids(),
+    });
     expect(cluster.config.kafka.brokers).toHaveLength(3);
 
     const [first, second, third] = cluster.pids();

@@ -18,7 +18,12 @@ const root = resolve(import.meta.dirname, '../../..');
 /** The reply to one command, or the error message. */
 async function reply(url: string, ...command: [string, ...Array<string | number>]): Promise<unknown> {
   // No ready check (it would send INFO before the command), no retries: the server's own answer is the result.
-  const redis = new Redis(url, { lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   const errors: string[] = [];
   redis.on('error', (error: Error) => errors.push(error.message));
   try {
@@ -36,9 +41,18 @@ describe('Redis ACL (local stack)', () => {
   it('the fleet user works on as:* keys, with scripts, and is refused other keys and admin commands', async () => {
     const key = `as:acl-test:{${randomBytes(4).toString('hex')}}`;
     expect(await reply(config.redis.url, 'SET', key, '1', 'PX', '60000')).toBe('OK');
-    expect(await reply(config.redis.url, 'EVAL', "redis.call('TIME') return redis.call('INCR', KEYS[1])", 1, key)).toBe(2);
+    expect(await reply(config.redis.url, 'EVAL', "redis.call('TIME') return redis.call('INCR', KEYS[1])", 1, key)).toBe(
+      2,
+    );
     expect(await reply(config.redis.url, 'SET', 'elsewhere', '1')).toMatch(/^NOPERM .*keys/);
-    for (const command of [['FLUSHALL'], ['CONFIG', 'GET', 'appendonly'], ['ACL', 'LIST'], ['SHUTDOWN'], ['REPLICAOF', 'NO', 'ONE'], ['MIGRATE', '127.0.0.1', '1', 'k', '0', '1']] as Array<[string, ...string[]]>) {
+    for (const command of [
+      ['FLUSHALL'],
+      ['CONFIG', 'GET', 'appendonly'],
+      ['ACL', 'LIST'],
+      ['SHUTDOWN'],
+      ['REPLICAOF', 'NO', 'ONE'],
+      ['MIGRATE', '127.0.0.1', '1', 'k', '0', '1'],
+    ] as Array<[string, ...string[]]>) {
       expect(await reply(config.redis.url, ...command)).toMatch(/^NOPERM /);
     }
   });
@@ -58,7 +72,10 @@ describe('Redis ACL (local stack)', () => {
       await stackProvision(ctx, ['redis']);
       expect(await reply(url, 'PING')).toBe('PONG');
       expect(await reply(url, 'FLUSHALL')).toMatch(/^NOPERM /);
-      expect((await stackStatus(ctx, ['redis']))[0]).toMatchObject({ state: 'healthy', endpoint: `redis://${name}:***@127.0.0.1:${config.stack.redisPort}` });
+      expect((await stackStatus(ctx, ['redis']))[0]).toMatchObject({
+        state: 'healthy',
+        endpoint: `redis://${name}:***@127.0.0.1:${config.stack.redisPort}`,
+      });
     } finally {
       await reply(adminRedisUrl(), 'ACL', 'DELUSER', name);
     }
@@ -69,14 +86,21 @@ describe('Redis ACL (local stack)', () => {
     const own: Config = {
       ...config,
       redis: { url: `redis://agent-streams:fleet-pw@127.0.0.1:${redisPort}` },
-      stack: { ...config.stack, dir: `.stack/redis-acl-${Date.now().toString(36)}`, redisPort, redisAdminPassword: 'admin-pw' },
+      stack: {
+        ...config.stack,
+        dir: `.stack/redis-acl-${Date.now().toString(36)}`,
+        redisPort,
+        redisAdminPassword: 'admin-pw',
+      },
     };
     const ctx = createStackContext(own, root);
     try {
       await stackUp(ctx, ['redis']);
       const file = readFileSync(resolve(ctx.serviceDir('redis'), 'users.acl'), 'utf8');
       expect(file).toMatch(/^user default on #[0-9a-f]{64} ~\* &\* \+@all$/m);
-      expect(file).toMatch(/^user agent-streams on #[0-9a-f]{64} resetkeys ~as:\* ~smoke:\* resetchannels \+@all -@admin -@dangerous \+info \+keys$/m);
+      expect(file).toMatch(
+        /^user agent-streams on #[0-9a-f]{64} resetkeys ~as:\* ~smoke:\* resetchannels \+@all -@admin -@dangerous \+info \+keys$/m,
+      );
       expect(file).not.toContain('fleet-pw');
       expect(await reply(`redis://127.0.0.1:${redisPort}`, 'PING')).toMatch(/NOAUTH/);
       expect(await reply(own.redis.url, 'SET', 'as:k', '1')).toBe('OK');

@@ -42,11 +42,24 @@ describe.runIf(testStackKind === 'local')('the local stack', () => {
 
   it('is idempotent: up again starts nothing', async () => {
     const results = await stackUp(ctx);
-    expect(results.map((r) => r.action)).toEqual(['already running', 'already running', 'already running', 'already running']);
+    expect(results.map((r) => r.action)).toEqual([
+      'already running',
+      'already running',
+      'already running',
+      'already running',
+    ]);
   });
 
   it('names the port and the setting when a port is taken by someone else', async () => {
-    const other = createStackContext(loadConfig({ env: { AS_STACK_DIR: join(ctx.stackDir, 'other'), AS_STACK_REDIS_PORT: String(config.stack.clickhouseHttpPort) } }), root);
+    const other = createStackContext(
+      loadConfig({
+        env: {
+          AS_STACK_DIR: join(ctx.stackDir, 'other'),
+          AS_STACK_REDIS_PORT: String(config.stack.clickhouseHttpPort),
+        },
+      }),
+      root,
+    );
     const error = await stackUp(other, ['redis']).catch((e: unknown) => e);
     expect((error as { code: string }).code).toBe(ErrorCode.STACK_PORT_TAKEN);
     expect((error as Error).message).toContain(`port ${config.stack.clickhouseHttpPort}`);

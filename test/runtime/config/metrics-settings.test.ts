@@ -11,7 +11,10 @@ import { startMember, stopMembers } from '../../../cli/fleet.ts';
 describe('metrics settings', () => {
   it('default to 127.0.0.1:9464, and take AS_METRICS_HOST, AS_METRICS_PORT and AS_METRICS_LAG_INTERVAL_MS', () => {
     expect(loadConfig({ env: {} }).metrics).toEqual({ host: '127.0.0.1', port: 9464, lagIntervalMs: 10_000 });
-    expect(loadConfig({ env: { AS_METRICS_HOST: '0.0.0.0', AS_METRICS_PORT: '9100', AS_METRICS_LAG_INTERVAL_MS: '500' } }).metrics).toEqual({
+    expect(
+      loadConfig({ env: { AS_METRICS_HOST: '0.0.0.0', AS_METRICS_PORT: '9100', AS_METRICS_LAG_INTERVAL_MS: '500' } })
+        .metrics,
+    ).toEqual({
       host: '0.0.0.0',
       port: 9100,
       lagIntervalMs: 500,
@@ -23,7 +26,12 @@ describe('metrics settings', () => {
 
   it('the server listens on the configured host', async () => {
     const { metrics } = loadConfig({ env: { AS_METRICS_PORT: '0', AS_METRICS_HOST: '127.0.0.1' } });
-    const server = await startObservabilityServer({ ...metrics, metrics: createMetrics({ processMetrics: false }), health: () => ({ healthy: true }), ready: () => true });
+    const server = await startObservabilityServer({
+      ...metrics,
+      metrics: createMetrics({ processMetrics: false }),
+      health: () => ({ healthy: true }),
+      ready: () => true,
+    });
     try {
       expect(server.host).toBe('127.0.0.1');
       expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(200);

@@ -46,7 +46,14 @@ describe('a broker restart under a running member', () => {
       await producer.send({
         topic: input,
         acks: -1,
-        messages: Array.from({ length: 5_000 }, (_, j) => ({ key: `k${(i + j) % 60}`, value: serde.encode('agentstreams.test.Event', { key: `k${(i + j) % 60}`, eventTime: 1_767_225_600_000 + i + j, amount: i + j }) })),
+        messages: Array.from({ length: 5_000 }, (_, j) => ({
+          key: `k${(i + j) % 60}`,
+          value: serde.encode('agentstreams.test.Event', {
+            key: `k${(i + j) % 60}`,
+            eventTime: 1_767_225_600_000 + i + j,
+            amount: i + j,
+          }),
+        })),
       });
     }
     await producer.disconnect();
@@ -58,7 +65,8 @@ describe('a broker restart under a running member', () => {
       config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 16 * 1024 } },
       topology,
       processor: 'checker',
-      log: (event, fields) => (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
+      log: (event, fields) =>
+        (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
     });
     try {
       while (member.stats.records < count / 30) await sleep(5);
@@ -77,7 +85,10 @@ describe('a broker restart under a running member', () => {
       const deadline = Date.now() + 150_000;
       const behind = async (): Promise<number> => {
         const [committed] = await watcher.fetchOffsets({ groupId: topology.groupId('checker'), topics: [input] });
-        return (committed?.partitions ?? []).reduce((n, p) => n + Math.max(0, (ends.get(p.partition) ?? 0) - Number(p.offset)), 0);
+        return (committed?.partitions ?? []).reduce(
+          (n, p) => n + Math.max(0, (ends.get(p.partition) ?? 0) - Number(p.offset)),
+          0,
+        );
       };
       while ((await behind()) > 0 && Date.now() < deadline) await sleep(500);
       const left = await behind();
@@ -89,7 +100,9 @@ describe('a broker restart under a running member', () => {
     }
     // The broker died mid-stream: work was left when it came back, and it was done (the committed offsets above).
     expect(processedAtRestart).toBeLessThan(count);
-    console.log(`broker restart: ${errors.length} errors, e.g. ${[...new Set(errors.map((e) => e.slice(0, 120)))].slice(0, 4).join(' / ')}`);
+    console.log(
+      `broker restart: ${errors.length} errors, e.g. ${[...new Set(errors.map((e) => e.slice(0, 120)))].slice(0, 4).join(' / ')}`,
+    );
 
     // The output, read_committed: each input amount exactly once.
     const amounts = new Map<number, number>();

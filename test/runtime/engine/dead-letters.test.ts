@@ -41,7 +41,7 @@ describe('dead letters on the real stack', () => {
       const key = `k${i % 50}`;
       const event = { key, eventTime: 1_767_225_600_000 + i, amount: Math.floor(random() * 10) };
       if (i % 100 === 37) {
-        const kind = kinds[(i / 100) % 4 | 0]!;
+        const kind = kinds[((i / 100) % 4) | 0]!;
         expectedBad.set(`${key}#${i}`, kind);
         const headers = { marker: `${key}#${i}` };
         if (kind === 'magic-byte') return { key, value: Buffer.from(JSON.stringify(event)), headers };
@@ -50,7 +50,8 @@ describe('dead letters on the real stack', () => {
           value.writeInt32BE(2_000_000_000, 1);
           return { key, value, headers };
         }
-        if (kind === 'body') return { key, value: serde.encode('agentstreams.test.Event', event).subarray(0, 6), headers };
+        if (kind === 'body')
+          return { key, value: serde.encode('agentstreams.test.Event', event).subarray(0, 6), headers };
         return { key, value: serde.encode('agentstreams.test.Event', { ...event, amount: -1 }), headers };
       }
       good += 1;
@@ -60,7 +61,8 @@ describe('dead letters on the real stack', () => {
     expect(id).toBeGreaterThan(0);
     const producer = kafka.producer({ idempotent: true });
     await producer.connect();
-    for (let i = 0; i < messages.length; i += 5000) await producer.send({ topic: input, acks: -1, messages: messages.slice(i, i + 5000) });
+    for (let i = 0; i < messages.length; i += 5000)
+      await producer.send({ topic: input, acks: -1, messages: messages.slice(i, i + 5000) });
     await producer.disconnect();
 
     const handle = await runProcessor({ config, topology, processor: 'checker' });
@@ -71,14 +73,20 @@ describe('dead letters on the real stack', () => {
     expect(handle.stats.deadLettered).toBe(expectedBad.size);
 
     // Read the dead letters and the output back.
-    const read = async (topic: string, count: number): Promise<Array<{ key: string; headers: Record<string, string> }>> => {
+    const read = async (
+      topic: string,
+      count: number,
+    ): Promise<Array<{ key: string; headers: Record<string, string> }>> => {
       const out: Array<{ key: string; headers: Record<string, string> }> = [];
       const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
       await consumer.connect();
       await consumer.subscribe({ topic, fromBeginning: true });
       await consumer.run({
         eachMessage: async ({ message }) => {
-          out.push({ key: message.key!.toString(), headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+          out.push({
+            key: message.key!.toString(),
+            headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+          });
         },
       });
       const until = Date.now() + 30_000;
@@ -131,11 +139,16 @@ describe('dead letters on the real stack', () => {
     // The re-driven records went back to the input, which another consumer group reads too: that group skips them
     // (it dead-letters the bad records once, as they first came, never the re-driven copies a second time), while
     // the group that dead-lettered them gets them again.
-    const other = await runProcessor({ config, topology: checkedSumTopology(`${application}-other`, input), processor: 'checker' });
+    const other = await runProcessor({
+      config,
+      topology: checkedSumTopology(`${application}-other`, input),
+      processor: 'checker',
+    });
     const again = await runProcessor({ config, topology, processor: 'checker' });
     const total = messages.length + expectedBad.size;
     const until = Date.now() + 120_000;
-    while ((other.stats.records < total || again.stats.records < expectedBad.size) && Date.now() < until) await sleep(200);
+    while ((other.stats.records < total || again.stats.records < expectedBad.size) && Date.now() < until)
+      await sleep(200);
     await other.stop();
     await again.stop();
     expect(other.stats.records).toBe(total);

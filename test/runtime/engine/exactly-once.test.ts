@@ -38,7 +38,13 @@ async function produceEvents(kafka: Kafka, topic: string, events: TestEvent[], p
   const chunk = Math.max(1, Math.floor(perSecond / 4));
   for (let i = 0; i < events.length; i += chunk) {
     const started = Date.now();
-    await producer.send({ topic, acks: -1, messages: events.slice(i, i + chunk).map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })) });
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: events
+        .slice(i, i + chunk)
+        .map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })),
+    });
     await sleep(Math.max(0, 250 - (Date.now() - started)));
   }
   await producer.disconnect();
@@ -122,7 +128,9 @@ async function windowState(application: string): Promise<Map<string, string>> {
       const prefix = `as:{${application}.counter:${p}}:s:`;
       const keys = await redis.keys(`${prefix}*`);
       const values = keys.length > 0 ? await redis.mget(keys) : [];
-      keys.forEach((k, i) => out.set(`${p}/${k.slice(prefix.length)}`, JSON.stringify((JSON.parse(values[i]!) as { v: unknown }).v)));
+      keys.forEach((k, i) =>
+        out.set(`${p}/${k.slice(prefix.length)}`, JSON.stringify((JSON.parse(values[i]!) as { v: unknown }).v)),
+      );
     }
   } finally {
     redis.disconnect();
@@ -140,7 +148,11 @@ function member(application: string, input: string): Member {
 }
 
 /** What the test driver computes for the same input: the crash-free reference, with no broker involved. */
-function driverReference(events: TestEvent[], application: string, input: string): { output: Map<string, string[]>; state: Map<string, string> } {
+function driverReference(
+  events: TestEvent[],
+  application: string,
+  input: string,
+): { output: Map<string, string[]>; state: Map<string, string> } {
   const schemas = loadSchemas(join(root, 'test/fixtures/schemas'));
   const driver = new TopologyTestDriver(windowCountTopology(application, input), schemas);
   for (const e of events) driver.pipe(input, { key: e.key, value: e, recordType: 'agentstreams.test.Event' });
@@ -176,7 +188,11 @@ describe('exactly-once results under crashes, Redis loss and scale-out', () => {
     const members = [member(chaos, input), member(chaos, input)];
     children.push(...members);
     const scaledTopology = windowCountTopology(scaled, input);
-    const scaledOptions = { config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 8192, sessionTimeoutMs: 6000 } }, topology: scaledTopology, processor: 'counter' };
+    const scaledOptions = {
+      config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 8192, sessionTimeoutMs: 6000 } },
+      topology: scaledTopology,
+      processor: 'counter',
+    };
     const scaledMembers = [await runProcessor(scaledOptions), await runProcessor(scaledOptions)];
 
     // Input arrives over ~40 s while the members work, so every kill lands mid-stream.

@@ -41,7 +41,8 @@ describe('member health on the real stack', () => {
           inputs: [input],
           outputs: { [output]: ['agentstreams.test.Event'] },
           enrich: { service: 'maybe-hangs', request: () => 1 },
-          process: (record, ctx) => ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
+          process: (record, ctx) =>
+            ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
         }),
       },
     });
@@ -75,7 +76,13 @@ describe('member health on the real stack', () => {
       expect(first.health()).toEqual({ live: true, ready: true, problems: [] });
 
       // A second member joins: the first one is not ready while the group rebalances, then ready again.
-      const second = await runProcessor({ config, topology, processor: 'worker', services: { 'maybe-hangs': service }, stallMs: 2_000 });
+      const second = await runProcessor({
+        config,
+        topology,
+        processor: 'worker',
+        services: { 'maybe-hangs': service },
+        stallMs: 2_000,
+      });
       members.push(second);
       await second.joined;
       await until('the first member to hear of the rebalance', () => atRebalance.length > 0);
@@ -85,7 +92,13 @@ describe('member health on the real stack', () => {
       // Records arrive and the enrichment hangs: after stallMs the member handling them is not live.
       const producer = kafka.producer();
       await producer.connect();
-      await producer.send({ topic: input, messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+      await producer.send({
+        topic: input,
+        messages: Array.from({ length: 10 }, (_, i) => ({
+          key: `k${i}`,
+          value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }),
+        })),
+      });
       await producer.disconnect();
       await until('a member to report the stall', () => members.some((m) => !m.health().live), 20_000);
       const stalled = members.find((m) => !m.health().live)!;
@@ -119,7 +132,8 @@ describe('member health on the real stack', () => {
           inputs: [input],
           outputs: { [output]: ['agentstreams.test.Event'] },
           enrich: { service: 'gate', request: () => 1 },
-          process: (record, ctx) => ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
+          process: (record, ctx) =>
+            ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
         }),
       },
     });
@@ -136,13 +150,26 @@ describe('member health on the real stack', () => {
     let member: ProcessorHandle | undefined;
     try {
       // The stall check is out of the way (an hour): only the stuck producer can make it not live here.
-      member = await runProcessor({ config: broker.config, topology, processor: 'worker', services: { gate: service }, stallMs: 3_600_000, producerStuckMs: 1_500 });
+      member = await runProcessor({
+        config: broker.config,
+        topology,
+        processor: 'worker',
+        services: { gate: service },
+        stallMs: 3_600_000,
+        producerStuckMs: 1_500,
+      });
       const m = member;
       await m.joined;
       await until('the member to be ready', () => m.health().ready);
       const producer = broker.kafka.producer();
       await producer.connect();
-      await producer.send({ topic: input, messages: Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+      await producer.send({
+        topic: input,
+        messages: Array.from({ length: 5 }, (_, i) => ({
+          key: `k${i}`,
+          value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }),
+        })),
+      });
       await producer.disconnect();
       await until('the batch to reach the enrichment', () => waiting.length > 0);
       expect(m.health().live).toBe(true);
@@ -152,7 +179,9 @@ describe('member health on the real stack', () => {
       gate = false;
       release();
       await until('liveness to fail on the stuck transaction', () => !m.health().live, 30_000);
-      expect(m.health().problems.join()).toMatch(/the transactional producer of partition 0 has been committing a transaction for \d+ s \(bound 1\.5 s\)/);
+      expect(m.health().problems.join()).toMatch(
+        /the transactional producer of partition 0 has been committing a transaction for \d+ s \(bound 1\.5 s\)/,
+      );
       expect(m.health().ready).toBe(false);
 
       // The broker answers again: the transaction completes and the member is live.
@@ -180,7 +209,17 @@ describe('member health on the real stack', () => {
     const send = async (from: number, count: number): Promise<void> => {
       const producer = kafka.producer();
       await producer.connect();
-      await producer.send({ topic: input, messages: Array.from({ length: count }, (_, i) => ({ key: `k${(from + i) % 6}`, value: serde.encode('agentstreams.test.Event', { key: `k${(from + i) % 6}`, eventTime: 1_767_225_600_000 + (from + i) * 100, amount: 1 }) })) });
+      await producer.send({
+        topic: input,
+        messages: Array.from({ length: count }, (_, i) => ({
+          key: `k${(from + i) % 6}`,
+          value: serde.encode('agentstreams.test.Event', {
+            key: `k${(from + i) % 6}`,
+            eventTime: 1_767_225_600_000 + (from + i) * 100,
+            amount: 1,
+          }),
+        })),
+      });
       await producer.disconnect();
     };
     // Health as it stands when the member starts restoring (read inside its own log call).
@@ -208,7 +247,11 @@ describe('member health on the real stack', () => {
       await redis.del(...keys);
       await send(60, 60);
       await until('the member to restore its state', () => atRecover.length > 0);
-      expect(atRecover[0]).toMatchObject({ live: true, ready: false, problems: ['restoring state from the changelog'] });
+      expect(atRecover[0]).toMatchObject({
+        live: true,
+        ready: false,
+        problems: ['restoring state from the changelog'],
+      });
       await until('the records to be processed', () => member.stats.records >= 120);
       await until('the member to be ready again', () => member.health().ready);
     } finally {

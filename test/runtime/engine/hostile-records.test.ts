@@ -18,14 +18,21 @@ import { config, kafkaClient, uniqueName } from '../../support/stack.ts';
 const root = join(import.meta.dirname, '../../..');
 const types = ['agentstreams.market.PriceTick', 'agentstreams.market.NewsItem', 'agentstreams.market.Trade'];
 
-async function read(kafka: Kafka, topic: string, count: number): Promise<Array<{ key: string; headers: Record<string, string> }>> {
+async function read(
+  kafka: Kafka,
+  topic: string,
+  count: number,
+): Promise<Array<{ key: string; headers: Record<string, string> }>> {
   const out: Array<{ key: string; headers: Record<string, string> }> = [];
   const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ message }) => {
-      out.push({ key: message.key!.toString(), headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+      out.push({
+        key: message.key!.toString(),
+        headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+      });
     },
   });
   const until = Date.now() + 30_000;
@@ -51,7 +58,13 @@ describe('hostile records on the real stack', () => {
           stores: ['last'],
           process: (record, ctx) => {
             ctx.store<number>('last').set(record.timestamp);
-            ctx.forward({ topic: seen, key: record.key, value: record.value, recordType: record.recordType, headers: record.headers });
+            ctx.forward({
+              topic: seen,
+              key: record.key,
+              value: record.value,
+              recordType: record.recordType,
+              headers: record.headers,
+            });
           },
         }),
       },
@@ -72,9 +85,25 @@ describe('hostile records on the real stack', () => {
       const kind = i % 3;
       const value =
         kind === 0
-          ? serde.encode(types[0]!, { symbol, eventTime, price: 100 + i, bid: null, ask: null, currency: 'USD', venue: '' })
+          ? serde.encode(types[0]!, {
+              symbol,
+              eventTime,
+              price: 100 + i,
+              bid: null,
+              ask: null,
+              currency: 'USD',
+              venue: '',
+            })
           : kind === 1
-            ? serde.encode(types[1]!, { id: `n${i}`, symbols: [symbol], headline: 'h', body: '', source: 's', eventTime, url: null })
+            ? serde.encode(types[1]!, {
+                id: `n${i}`,
+                symbols: [symbol],
+                headline: 'h',
+                body: '',
+                source: 's',
+                eventTime,
+                url: null,
+              })
             : serde.encode(types[2]!, { symbol, eventTime, price: 50, quantity: 10, side: 'BUY', tradeId: `t${i}` });
       return { key: symbol, value, headers: { marker: `good-${i}` } };
     };
@@ -84,7 +113,16 @@ describe('hostile records on the real stack', () => {
     bomb.writeInt32BE(newsId, 1);
     const tick = (marker: string, fields: Record<string, unknown>) => ({
       key: 'ACME',
-      value: serde.encode(types[0]!, { symbol: 'ACME', eventTime: now, price: 100, bid: null, ask: null, currency: 'USD', venue: '', ...fields }),
+      value: serde.encode(types[0]!, {
+        symbol: 'ACME',
+        eventTime: now,
+        price: 100,
+        bid: null,
+        ask: null,
+        currency: 'USD',
+        venue: '',
+        ...fields,
+      }),
       headers: { marker },
     });
     const bad = new Map<string, { reason: string; code: string }>();
@@ -126,10 +164,16 @@ describe('hostile records on the real stack', () => {
       expect(d.headers[deadLetterHeader.errorReason], d.headers.marker).toBe(expected.reason);
     }
     const byMarker = new Map(dead.map((d) => [d.headers.marker!, d.headers[deadLetterHeader.errorMessage]!]));
-    expect(byMarker.get('bomb')).toContain('array block count 500000000 exceeds the 0 bytes left at offset 2 (field symbols)');
+    expect(byMarker.get('bomb')).toContain(
+      'array block count 500000000 exceeds the 0 bytes left at offset 2 (field symbols)',
+    );
     expect(byMarker.get('infinity')).toContain('field price is Infinity, outside its documented range (> 0, finite)');
-    expect(byMarker.get('year-3000')).toContain(`field eventTime is ${Date.UTC(3000, 0, 1)}, outside its documented range`);
-    expect(byMarker.get('days-ahead')).toMatch(/ms ahead of the wall clock .* more than records.maxEventTimeAheadMs = 86400000/);
+    expect(byMarker.get('year-3000')).toContain(
+      `field eventTime is ${Date.UTC(3000, 0, 1)}, outside its documented range`,
+    );
+    expect(byMarker.get('days-ahead')).toMatch(
+      /ms ahead of the wall clock .* more than records.maxEventTimeAheadMs = 86400000/,
+    );
 
     const output = await read(kafka, seen, goodCount);
     expect(output).toHaveLength(goodCount);

@@ -18,7 +18,10 @@ const PAD = 'x'.repeat(60_000);
 
 describe('sends split by bytes', () => {
   it('keep order, count and every message, at most SEND_BYTES a chunk unless one message alone is bigger', () => {
-    const messages = Array.from({ length: 30 }, (_, i) => ({ key: `k${i}`, value: Buffer.alloc(i === 7 ? SEND_BYTES * 2 : 50_000) }));
+    const messages = Array.from({ length: 30 }, (_, i) => ({
+      key: `k${i}`,
+      value: Buffer.alloc(i === 7 ? SEND_BYTES * 2 : 50_000),
+    }));
     const chunks = sendChunks(messages);
     expect(chunks.flat()).toEqual(messages);
     for (const chunk of chunks) {
@@ -26,7 +29,9 @@ describe('sends split by bytes', () => {
       expect(bytes <= SEND_BYTES || chunk.length === 1).toBe(true);
     }
     expect(chunks.find((c) => c.some((m) => m.key === 'k7'))).toHaveLength(1);
-    expect(sendChunks(Array.from({ length: 4500 }, (_, i) => ({ key: null, value: `${i}` }))).map((c) => c.length)).toEqual([2000, 2000, 500]);
+    expect(
+      sendChunks(Array.from({ length: 4500 }, (_, i) => ({ key: null, value: `${i}` }))).map((c) => c.length),
+    ).toEqual([2000, 2000, 500]);
   });
 
   it('a batch with 3.6 MB of outputs and 3.6 MB of changelog on one partition commits, and every output is there', async () => {
@@ -45,7 +50,12 @@ describe('sends split by bytes', () => {
           process: (record, ctx) => {
             const event = record.value as { key: string; eventTime: number; amount: number };
             ctx.store<{ pad: string; amount: number }>('padded').set({ pad: PAD, amount: event.amount });
-            ctx.forward({ topic: output, key: `${record.key}:${PAD}`, recordType: 'agentstreams.test.Event', value: event });
+            ctx.forward({
+              topic: output,
+              key: `${record.key}:${PAD}`,
+              recordType: 'agentstreams.test.Event',
+              value: event,
+            });
           },
         }),
       },
@@ -56,15 +66,33 @@ describe('sends split by bytes', () => {
     await serde.writerFor('agentstreams.test.Event');
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: input, numPartitions: 1 }, { topic: output, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: input, numPartitions: 1 },
+        { topic: output, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     const producer = kafka.producer({ idempotent: true });
     await producer.connect();
     const count = 60;
-    await producer.send({ topic: input, acks: -1, messages: Array.from({ length: count }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+    await producer.send({
+      topic: input,
+      acks: -1,
+      messages: Array.from({ length: count }, (_, i) => ({
+        key: `k${i}`,
+        value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }),
+      })),
+    });
     await producer.disconnect();
 
     const errors: string[] = [];
-    const handle = await runProcessor({ config, topology, processor: 'padder', log: (event, fields) => event.includes('error') && errors.push(String(fields?.message)) });
+    const handle = await runProcessor({
+      config,
+      topology,
+      processor: 'padder',
+      log: (event, fields) => event.includes('error') && errors.push(String(fields?.message)),
+    });
     try {
       const deadline = Date.now() + 60_000;
       while (handle.stats.records < count && Date.now() < deadline) await sleep(200);
@@ -75,7 +103,12 @@ describe('sends split by bytes', () => {
     // All of it is on the output topic, committed.
     await admin.disconnect();
     const seen = new Set<string>();
-    const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100, maxBytesPerPartition: 8 * 1024 * 1024 });
+    const consumer = kafka.consumer({
+      groupId: uniqueName('reader'),
+      readUncommitted: false,
+      maxWaitTimeInMs: 100,
+      maxBytesPerPartition: 8 * 1024 * 1024,
+    });
     await consumer.connect();
     await consumer.subscribe({ topic: output, fromBeginning: true });
     await consumer.run({ eachMessage: async ({ message }) => void seen.add(message.key!.toString().split(':')[0]!) });

@@ -21,7 +21,12 @@ const { ConfigResourceTypes } = kafkajs;
 const root = join(import.meta.dirname, '../../..');
 
 /** Every amount in `topic`, read read_committed, with how many times it occurs. */
-async function readAmounts(kafka: Kafka, serde: AvroSerde, topic: string, expected: number): Promise<Map<number, number>> {
+async function readAmounts(
+  kafka: Kafka,
+  serde: AvroSerde,
+  topic: string,
+  expected: number,
+): Promise<Map<number, number>> {
   const amounts = new Map<number, number>();
   const reader = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
   await reader.connect();
@@ -62,7 +67,9 @@ describe('a replicated cluster losing a partition leader under a running member'
     const topology = defineTopology({
       ...base,
       replicationFactor: 3,
-      topics: Object.fromEntries(Object.entries(base.topics).map(([topic, spec]) => [topic, { ...spec, minInsyncReplicas: 2 }])),
+      topics: Object.fromEntries(
+        Object.entries(base.topics).map(([topic, spec]) => [topic, { ...spec, minInsyncReplicas: 2 }]),
+      ),
     });
     const registry = registryClient(config);
     await registerSchemas(config, registry, loadSchemas(join(root, 'test/fixtures/schemas')));
@@ -73,11 +80,18 @@ describe('a replicated cluster losing a partition leader under a running member'
     await admin.connect();
     try {
       await ensureTopics(admin, topology, 'checker');
-      const metadata = await admin.fetchTopicMetadata({ topics: [input, output, topology.changelogTopic('checker'), topology.deadLetterTopic] });
-      for (const t of metadata.topics) for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
+      const metadata = await admin.fetchTopicMetadata({
+        topics: [input, output, topology.changelogTopic('checker'), topology.deadLetterTopic],
+      });
+      for (const t of metadata.topics)
+        for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
       const configs = await admin.describeConfigs({
         includeSynonyms: false,
-        resources: [input, output].map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
+        resources: [input, output].map((name) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name,
+          configNames: ['min.insync.replicas'],
+        })),
       });
       expect(configs.resources.map((r) => r.configEntries[0]?.configValue)).toEqual(['2', '2']);
     } finally {
@@ -90,7 +104,11 @@ describe('a replicated cluster losing a partition leader under a running member'
     let produced = 0;
     // Idempotent with retries long enough to outlast a leader election: a send that throws could not be retried
     // without risking a duplicate input, so it must not throw.
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 3_000 } });
+    const producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      retry: { retries: 30, initialRetryTime: 200, maxRetryTime: 3_000 },
+    });
     await producer.connect();
     const producing = (async () => {
       for (let i = 0; i < count; i += chunk) {
@@ -99,7 +117,11 @@ describe('a replicated cluster losing a partition leader under a running member'
           acks: -1,
           messages: Array.from({ length: chunk }, (_, j) => ({
             key: `k${(i + j) % 60}`,
-            value: serde.encode('agentstreams.test.Event', { key: `k${(i + j) % 60}`, eventTime: 1_767_225_600_000 + i + j, amount: i + j }),
+            value: serde.encode('agentstreams.test.Event', {
+              key: `k${(i + j) % 60}`,
+              eventTime: 1_767_225_600_000 + i + j,
+              amount: i + j,
+            }),
           })),
         });
         produced = i + chunk;
@@ -113,12 +135,15 @@ describe('a replicated cluster losing a partition leader under a running member'
       config: { ...config, consumer: { ...config.consumer, maxBytesPerPartition: 64 * 1024 } },
       topology,
       processor: 'checker',
-      log: (event, fields) => (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
+      log: (event, fields) =>
+        (event.endsWith('error') || event.startsWith('task.')) && errors.push(`${event}: ${String(fields?.message)}`),
     });
     const started = Date.now();
     let inputTotal: number;
     let caughtUp: boolean;
-    let kill: { node: number; partition: number; at: number; processed: number; produced: number; resumedAfterMs?: number } | undefined;
+    let kill:
+      | { node: number; partition: number; at: number; processed: number; produced: number; resumedAfterMs?: number }
+      | undefined;
     try {
       while (member.stats.records < count / 8 && Date.now() - started < 60_000) await sleep(5);
       // The leader of the partition that has taken the most records so far.
@@ -130,7 +155,13 @@ describe('a replicated cluster losing a partition leader under a running member'
       const busiest = offsets.sort((a, b) => Number(b.high) - Number(a.high))[0]!;
       const leader = metadata.topics[0]!.partitions.find((p) => p.partitionId === busiest.partition)!.leader;
       const node = cluster.nodeIndex(leader);
-      kill = { node, partition: busiest.partition, at: Date.now() - started, processed: member.stats.records, produced };
+      kill = {
+        node,
+        partition: busiest.partition,
+        at: Date.now() - started,
+        processed: member.stats.records,
+        produced,
+      };
       await cluster.killNode(node);
       const killedAt = Date.now();
       const processedAtKill = member.stats.records;
@@ -151,7 +182,13 @@ describe('a replicated cluster losing a partition leader under a running member'
       const deadline = Date.now() + 90_000;
       const behind = async (): Promise<number> => {
         const [committed] = await a0.fetchOffsets({ groupId: topology.groupId('checker'), topics: [input] });
-        return high.reduce((sum, p) => sum + Number(p.high) - Math.max(0, Number(committed!.partitions.find((c) => c.partition === p.partition)?.offset ?? 0)), 0);
+        return high.reduce(
+          (sum, p) =>
+            sum +
+            Number(p.high) -
+            Math.max(0, Number(committed!.partitions.find((c) => c.partition === p.partition)?.offset ?? 0)),
+          0,
+        );
       };
       while ((await behind()) > 0 && Date.now() < deadline) await sleep(500);
       caughtUp = (await behind()) === 0;
@@ -163,7 +200,22 @@ describe('a replicated cluster losing a partition leader under a running member'
         const high = await a.fetchTopicOffsets(input);
         const meta = await a.fetchTopicMetadata({ topics: [input] });
         await a.disconnect();
-        console.log('stalled', JSON.stringify({ kill, stats: member.stats, health: member.health(), committed, high, meta: meta.topics[0]!.partitions, errors: [...new Set(errors)].slice(0, 30) }, null, 1));
+        console.log(
+          'stalled',
+          JSON.stringify(
+            {
+              kill,
+              stats: member.stats,
+              health: member.health(),
+              committed,
+              high,
+              meta: meta.topics[0]!.partitions,
+              errors: [...new Set(errors)].slice(0, 30),
+            },
+            null,
+            1,
+          ),
+        );
       }
       expect(kill.processed).toBeLessThan(count);
       expect(caughtUp).toBe(true);
@@ -187,7 +239,9 @@ describe('a replicated cluster losing a partition leader under a running member'
     const missing = Array.from({ length: count }, (_, i) => i).filter((amount) => !inputs.has(amount));
     console.log(
       `replicated: input holds ${inputs.size} of the ${count} records the producer sent with acks=all` +
-        (missing.length > 0 ? `; missing ${missing.length}, amounts ${missing[0]}…${missing.at(-1)} (keys ${[...new Set(missing.map((m) => `k${m % 60}`))].slice(0, 12).join(',')})` : ''),
+        (missing.length > 0
+          ? `; missing ${missing.length}, amounts ${missing[0]}…${missing.at(-1)} (keys ${[...new Set(missing.map((m) => `k${m % 60}`))].slice(0, 12).join(',')})`
+          : ''),
     );
     const outputs = await readAmounts(kafka, serde, output, inputs.size);
     expect(outputs.size).toBe(inputs.size);

@@ -32,7 +32,12 @@ describe('slow enrichment on the real stack', () => {
           enrich: { service: 'slow', request: (record) => (record.value as { amount: number }).amount },
           process: (record, ctx) => {
             const event = record.value as { key: string; eventTime: number; amount: number };
-            ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: { ...event, amount: ctx.answer<number>() ?? -1 } });
+            ctx.forward({
+              topic: output,
+              key: record.key,
+              recordType: 'agentstreams.test.Event',
+              value: { ...event, amount: ctx.answer<number>() ?? -1 },
+            });
           },
         }),
       },
@@ -55,12 +60,25 @@ describe('slow enrichment on the real stack', () => {
 
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic: input, numPartitions: 1 }, { topic: output, numPartitions: 1 }], waitForLeaders: true });
+    await admin.createTopics({
+      topics: [
+        { topic: input, numPartitions: 1 },
+        { topic: output, numPartitions: 1 },
+      ],
+      waitForLeaders: true,
+    });
     await admin.disconnect();
     const producer = kafka.producer({ idempotent: true });
     await producer.connect();
     const count = 20;
-    await producer.send({ topic: input, acks: -1, messages: Array.from({ length: count }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }) })) });
+    await producer.send({
+      topic: input,
+      acks: -1,
+      messages: Array.from({ length: count }, (_, i) => ({
+        key: `k${i}`,
+        value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: 1_767_225_600_000 + i, amount: i }),
+      })),
+    });
     await producer.disconnect();
 
     const joins: number[] = [];
@@ -89,7 +107,10 @@ describe('slow enrichment on the real stack', () => {
     const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
     await consumer.connect();
     await consumer.subscribe({ topic: output, fromBeginning: true });
-    await consumer.run({ eachMessage: async ({ message }) => void seen.push(serde.decodeResolved<{ amount: number }>(message.value).value.amount) });
+    await consumer.run({
+      eachMessage: async ({ message }) =>
+        void seen.push(serde.decodeResolved<{ amount: number }>(message.value).value.amount),
+    });
     const readDeadline = Date.now() + 30_000;
     while (seen.length < count && Date.now() < readDeadline) await sleep(100);
     await sleep(1_000);

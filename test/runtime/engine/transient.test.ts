@@ -47,7 +47,13 @@ describe.runIf(testStackKind === 'local')('transient Redis outage', () => {
     const ctx = createStackContext(config, root);
     try {
       for (let i = 0; i < events.length; i += 1000) {
-        await producer.send({ topic: input, acks: -1, messages: events.slice(i, i + 1000).map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })) });
+        await producer.send({
+          topic: input,
+          acks: -1,
+          messages: events
+            .slice(i, i + 1000)
+            .map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })),
+        });
         if (i === 8000) {
           await stackDown(ctx, ['redis']);
           await sleep(3000);

@@ -31,7 +31,13 @@ async function setUp(prefix: string, key: string, amounts: number[]) {
   const windowStart = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000;
   const producer = kafka.producer();
   await producer.connect();
-  await producer.send({ topic: input, messages: amounts.map((n) => ({ key, value: serde.encode('agentstreams.test.Event', { key, eventTime: windowStart + n * 1000, amount: n }) })) });
+  await producer.send({
+    topic: input,
+    messages: amounts.map((n) => ({
+      key,
+      value: serde.encode('agentstreams.test.Event', { key, eventTime: windowStart + n * 1000, amount: n }),
+    })),
+  });
   await producer.disconnect();
   return { kafka, application, topology, windowStart };
 }
@@ -43,7 +49,10 @@ async function readCounts(kafka: Kafka, application: string): Promise<Array<Reco
   await consumer.connect();
   await consumer.subscribe({ topic: `${application}.counts`, fromBeginning: true });
   const reader = new AvroSerde(registryClient(config));
-  await consumer.run({ eachMessage: async ({ message }) => void received.push((await reader.decode<Record<string, unknown>>(message.value)).value) });
+  await consumer.run({
+    eachMessage: async ({ message }) =>
+      void received.push((await reader.decode<Record<string, unknown>>(message.value)).value),
+  });
   const deadline = Date.now() + 30_000;
   while (received.length === 0 && Date.now() < deadline) await sleep(200);
   await sleep(1500);
@@ -57,7 +66,9 @@ describe('wall-clock window closing on the real stack', () => {
     const handle = await runProcessor({ config, topology, processor: 'counter' });
     const received = await readCounts(kafka, application);
     await handle.stop();
-    expect(received).toEqual([{ key: 'idle', windowStart, windowEnd: windowStart + 60_000, count: 3, sum: 6, final: true }]);
+    expect(received).toEqual([
+      { key: 'idle', windowStart, windowEnd: windowStart + 60_000, count: 3, sum: 6, final: true },
+    ]);
   }, 90_000);
 
   it('closes an idle window after a restart, when no record comes to the new member', async () => {
@@ -72,6 +83,8 @@ describe('wall-clock window closing on the real stack', () => {
     const second = await runProcessor({ config, topology, processor: 'counter' });
     const received = await readCounts(kafka, application);
     await second.stop();
-    expect(received).toEqual([{ key: 'quiet', windowStart, windowEnd: windowStart + 60_000, count: 2, sum: 3, final: true }]);
+    expect(received).toEqual([
+      { key: 'quiet', windowStart, windowEnd: windowStart + 60_000, count: 2, sum: 3, final: true },
+    ]);
   }, 120_000);
 });

@@ -8,7 +8,11 @@ import { kafkaClient } from '../../../runtime/kafka/client.ts';
 import { config } from '../../support/stack.ts';
 
 const connectOnce = async (overrides: Partial<typeof config.kafka>): Promise<string> => {
-  const admin = kafkaClient({ ...config, kafka: { ...config.kafka, ...overrides } }, 'client-test', { retry: { retries: 0 }, connectionTimeout: 2_000, requestTimeout: 3_000 }).admin();
+  const admin = kafkaClient({ ...config, kafka: { ...config.kafka, ...overrides } }, 'client-test', {
+    retry: { retries: 0 },
+    connectionTimeout: 2_000,
+    requestTimeout: 3_000,
+  }).admin();
   try {
     await admin.connect();
     await admin.listTopics();
@@ -30,7 +34,9 @@ describe('kafkaClient', () => {
   }, 30_000);
 
   it('applies AS_KAFKA_SASL_*: a SASL client cannot authenticate against a listener without SASL', async () => {
-    expect(await connectOnce({ saslMechanism: 'scram-sha-256', saslUsername: 'fleet', saslPassword: 'secret' })).toMatch(/^failed/);
+    expect(
+      await connectOnce({ saslMechanism: 'scram-sha-256', saslUsername: 'fleet', saslPassword: 'secret' }),
+    ).toMatch(/^failed/);
   }, 30_000);
 
   // Over a real SASL_SSL listener: test/fleet/secure.test.ts.
@@ -43,11 +49,21 @@ describe('kafkaClient', () => {
         return (error as Error).message;
       }
     };
-    expect(build({ sslCaFile: '/etc/hostname' })).toBe('AS_KAFKA_SSL_CA_FILE only apply with TLS: set AS_KAFKA_SSL=true.');
-    expect(build({ ssl: true, sslCertFile: '/etc/hostname' })).toMatch(/AS_KAFKA_SSL_CERT_FILE and AS_KAFKA_SSL_KEY_FILE go together/);
-    expect(build({ ssl: true, sslCaFile: '/nonexistent/ca.pem' })).toBe('AS_KAFKA_SSL_CA_FILE=/nonexistent/ca.pem: cannot read the CA certificate (ENOENT).');
-    expect(build({ ssl: true, sslCertFile: '/etc/hostname', sslKeyFile: '/nonexistent/key.pem' })).toMatch(/^AS_KAFKA_SSL_KEY_FILE=\/nonexistent\/key\.pem: cannot read/);
-    expect(build({ saslMechanism: 'plain', saslUsername: 'fleet' })).toMatch(/needs AS_KAFKA_SASL_USERNAME and AS_KAFKA_SASL_PASSWORD \(the password is empty\)/);
+    expect(build({ sslCaFile: '/etc/hostname' })).toBe(
+      'AS_KAFKA_SSL_CA_FILE only apply with TLS: set AS_KAFKA_SSL=true.',
+    );
+    expect(build({ ssl: true, sslCertFile: '/etc/hostname' })).toMatch(
+      /AS_KAFKA_SSL_CERT_FILE and AS_KAFKA_SSL_KEY_FILE go together/,
+    );
+    expect(build({ ssl: true, sslCaFile: '/nonexistent/ca.pem' })).toBe(
+      'AS_KAFKA_SSL_CA_FILE=/nonexistent/ca.pem: cannot read the CA certificate (ENOENT).',
+    );
+    expect(build({ ssl: true, sslCertFile: '/etc/hostname', sslKeyFile: '/nonexistent/key.pem' })).toMatch(
+      /^AS_KAFKA_SSL_KEY_FILE=\/nonexistent\/key\.pem: cannot read/,
+    );
+    expect(build({ saslMechanism: 'plain', saslUsername: 'fleet' })).toMatch(
+      /needs AS_KAFKA_SASL_USERNAME and AS_KAFKA_SASL_PASSWORD \(the password is empty\)/,
+    );
     expect(build({ ssl: true, sslCaFile: '/etc/hostname' })).toBe('built');
   });
 });

@@ -9,7 +9,14 @@ import { finding, harness } from './support.ts';
 const hour = Date.UTC(2026, 0, 5, 9);
 
 function digest(id: string, portfolioName: string): DigestRequest {
-  return { id, portfolioName, hourStart: hour, findingCount: 3, bySeverity: { critical: 1, medium: 2 }, topFindings: [`${portfolioName}: ACME fell 9%`, 'BETA volume 4x'] };
+  return {
+    id,
+    portfolioName,
+    hourStart: hour,
+    findingCount: 3,
+    bySeverity: { critical: 1, medium: 2 },
+    topFindings: [`${portfolioName}: ACME fell 9%`, 'BETA volume 4x'],
+  };
 }
 
 /** The stand-in's reply to a digest request: a valid digest naming the portfolio. */
@@ -19,27 +26,50 @@ const digestResponder = (request: FakeMessagesRequest): string => {
 };
 
 interface BatchCreateBody {
-  requests: Array<{ custom_id: string; params: { model: string; max_tokens: number; system: Array<{ cache_control?: unknown }> } }>;
+  requests: Array<{
+    custom_id: string;
+    params: { model: string; max_tokens: number; system: Array<{ cache_control?: unknown }> };
+  }>;
 }
 interface BatchLine {
   custom_id: string;
-  result: { type: string; message?: { usage: { input_tokens: number; output_tokens: number; cache_creation_input_tokens: number; cache_read_input_tokens: number } } };
+  result: {
+    type: string;
+    message?: {
+      usage: {
+        input_tokens: number;
+        output_tokens: number;
+        cache_creation_input_tokens: number;
+        cache_read_input_tokens: number;
+      };
+    };
+  };
 }
 
 const pollPolicy = retry({ initialMs: 1_000, maxMs: 10_000, factor: 2, jitter: 0 });
 
 describe('summarizeDigests (Message Batches API)', () => {
   it('creates one batch, polls with backoff, matches results by id and falls back per failed request', async () => {
-    const { fake, llm, audits, delays } = await harness({ batches: { pollPolicy } }, { responder: digestResponder, batchPollsToComplete: 3 });
+    const { fake, llm, audits, delays } = await harness(
+      { batches: { pollPolicy } },
+      { responder: digestResponder, batchPollsToComplete: 3 },
+    );
     fake.scriptBatch([{ kind: 'ok' }, { kind: 'overloaded' }, { kind: 'malformed' }, { kind: 'ok' }]);
-    const requests = [digest('growth-9', 'Growth'), digest('income-9', 'Income'), digest('tech-9', 'Tech'), digest('value-9', 'Value')];
+    const requests = [
+      digest('growth-9', 'Growth'),
+      digest('income-9', 'Income'),
+      digest('tech-9', 'Tech'),
+      digest('value-9', 'Value'),
+    ];
     const results = await llm.summarizeDigests(requests);
 
     expect(results.map((r) => r.id)).toEqual(['growth-9', 'income-9', 'tech-9', 'value-9']);
     expect(results[0]).toEqual({ id: 'growth-9', summary: 'Digest for Growth.', model: 'claude-haiku-5-5' });
     expect(results[3]).toEqual({ id: 'value-9', summary: 'Digest for Value.', model: 'claude-haiku-5-5' });
     expect(results[1]).toMatchObject({ model: 'rules-only', reason: 'overloaded: overloaded_error Overloaded' });
-    expect(results[1]!.summary).toBe('Income, from 2026-01-05 09:00 UTC: 3 findings (1 critical, 2 medium). Most severe: Income: ACME fell 9%; BETA volume 4x.');
+    expect(results[1]!.summary).toBe(
+      'Income, from 2026-01-05 09:00 UTC: 3 findings (1 critical, 2 medium). Most severe: Income: ACME fell 9%; BETA volume 4x.',
+    );
     expect(results[2]).toMatchObject({ model: 'rules-only' });
     expect(results[2]!.reason).toMatch(/^invalid output: the reply is not a JSON object/);
 
@@ -77,7 +107,12 @@ describe('summarizeDigests (Message Batches API)', () => {
         cache_write_tokens: usage.cache_creation_input_tokens,
         cache_read_tokens: usage.cache_read_input_tokens,
       });
-      const fullPrice = (usage.input_tokens * 1 + usage.output_tokens * 5 + usage.cache_creation_input_tokens * 1.25 + usage.cache_read_input_tokens * 0.1) / 1e6;
+      const fullPrice =
+        (usage.input_tokens * 1 +
+          usage.output_tokens * 5 +
+          usage.cache_creation_input_tokens * 1.25 +
+          usage.cache_read_input_tokens * 0.1) /
+        1e6;
       expect(audit.cost_usd).toBeCloseTo(fullPrice / 2, 12);
     }
   });
@@ -98,7 +133,9 @@ describe('summarizeDigests (Message Batches API)', () => {
     expect(audits.map((a) => a.outcome).sort()).toEqual(['budget-exhausted', 'ok']);
     const okAudit = audits.find((a) => a.outcome === 'ok')!;
     const used = await store.usage({ agent: 'digest', hourStartMs: hourStart(clock.now()) });
-    expect(used.tokens).toBe(okAudit.input_tokens + okAudit.output_tokens + okAudit.cache_read_tokens + okAudit.cache_write_tokens);
+    expect(used.tokens).toBe(
+      okAudit.input_tokens + okAudit.output_tokens + okAudit.cache_read_tokens + okAudit.cache_write_tokens,
+    );
   });
 
   it('gives up on a batch that does not end within maxPolls, keeping the reservations charged', async () => {
@@ -121,7 +158,10 @@ describe('summarizeDigests (Message Batches API)', () => {
     fake.script([{ kind: 'spend-limit' }]);
     await llm.analyzeFinding(finding());
     const results = await llm.summarizeDigests([digest('growth-9', 'Growth'), digest('income-9', 'Income')]);
-    expect(results.map((r) => r.reason)).toEqual(['circuit open: recent Anthropic API calls failed', 'circuit open: recent Anthropic API calls failed']);
+    expect(results.map((r) => r.reason)).toEqual([
+      'circuit open: recent Anthropic API calls failed',
+      'circuit open: recent Anthropic API calls failed',
+    ]);
     expect(fake.calls.filter((c) => c.path.startsWith('/v1/messages/batches'))).toHaveLength(0);
     expect(audits.map((a) => a.outcome)).toEqual(['spend-limit', 'circuit-open', 'circuit-open']);
   });

@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { createBudget, HOUR_MS, hourStart, InMemoryBudgetStore, inputTokenUpperBound, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import {
+  createBudget,
+  HOUR_MS,
+  hourStart,
+  InMemoryBudgetStore,
+  inputTokenUpperBound,
+  type LlmCallRecord,
+} from '../../../runtime/llm/index.ts';
 import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { finding, harness, manualClock, messagesCalls, usageOf } from './support.ts';
 
-const total = (a: LlmCallRecord): number => a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;
+const total = (a: LlmCallRecord): number =>
+  a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;
 
 describe('budget', () => {
   it('reserves only what fits, settles to the actual usage, and settles once', async () => {
@@ -61,7 +69,9 @@ describe('budget', () => {
   });
 
   it('refuses invalid limits at start-up', () => {
-    expect(() => createBudget({ budgets: { default: { tokensPerHour: -1 } } })).toThrow(/tokensPerHour must be a whole number >= 0/);
+    expect(() => createBudget({ budgets: { default: { tokensPerHour: -1 } } })).toThrow(
+      /tokensPerHour must be a whole number >= 0/,
+    );
   });
 });
 
@@ -69,7 +79,11 @@ describe('budget under concurrent analysis', () => {
   it('is never exceeded by many concurrent calls; refused calls are audited as budget-exhausted', async () => {
     const limit = 20_000;
     const store = new InMemoryBudgetStore();
-    const { fake, llm, audits, clock } = await harness({ budgets: { default: { tokensPerHour: limit } }, budgetStore: store, concurrency: 4 });
+    const { fake, llm, audits, clock } = await harness({
+      budgets: { default: { tokensPerHour: limit } },
+      budgetStore: store,
+      concurrency: 4,
+    });
     const findings = Array.from({ length: 40 }, (_, i) => finding({ id: `f-${i}`, symbol: `SYM${i}` }));
     const results = await Promise.all(findings.map((f) => llm.analyzeFinding(f)));
 
@@ -95,7 +109,14 @@ describe('budget under concurrent analysis', () => {
     const fallbacks = results.filter((r) => r.model === 'rules-only');
     expect(fallbacks).toHaveLength(refused.length);
     for (const r of fallbacks) expect(r.reason).toMatch(/^budget exhausted/);
-    for (const a of refused) expect(a).toMatchObject({ input_tokens: 0, output_tokens: 0, cost_usd: 0, latency_ms: 0, model: 'claude-haiku-5-5' });
+    for (const a of refused)
+      expect(a).toMatchObject({
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: 0,
+        latency_ms: 0,
+        model: 'claude-haiku-5-5',
+      });
   });
 
   it('refuses a call whose worst case does not fit, though its actual use would have', async () => {

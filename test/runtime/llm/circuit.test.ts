@@ -1,20 +1,34 @@
 import { describe, expect, it } from 'vitest';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
 import { retry } from '../../../runtime/retry.ts';
-import { circuitTransitions, CircuitState, createCircuitBreaker, type CircuitTransition } from '../../../runtime/llm/index.ts';
+import {
+  circuitTransitions,
+  CircuitState,
+  createCircuitBreaker,
+  type CircuitTransition,
+} from '../../../runtime/llm/index.ts';
 import { finding, harness, manualClock, messagesCalls } from './support.ts';
 
 function breaker(threshold = 3, cooldownMs = 1_000) {
   const clock = manualClock();
   const transitions: CircuitTransition[] = [];
-  const circuit = createCircuitBreaker({ failureThreshold: threshold, cooldownMs, now: clock.now, onTransition: (t) => void transitions.push(t) });
+  const circuit = createCircuitBreaker({
+    failureThreshold: threshold,
+    cooldownMs,
+    now: clock.now,
+    onTransition: (t) => void transitions.push(t),
+  });
   const moves = (): string[] => transitions.map((t) => `${t.from}→${t.to}`);
   return { circuit, clock, moves };
 }
 
 describe('circuit breaker state machine', () => {
   it('has a transitions table without shortcuts', () => {
-    expect(circuitTransitions).toEqual({ closed: ['open'], open: ['half-open', 'open'], 'half-open': ['closed', 'open'] });
+    expect(circuitTransitions).toEqual({
+      closed: ['open'],
+      open: ['half-open', 'open'],
+      'half-open': ['closed', 'open'],
+    });
     expect(Object.isFrozen(circuitTransitions)).toBe(true);
   });
 
@@ -123,7 +137,9 @@ describe('circuit breaker in the LLM service', () => {
 
     const refused = await llm.analyzeFinding(finding({ id: 'c' }));
     expect(refused).toMatchObject({ model: 'rules-only' });
-    expect(refused.reason).toMatch(/^circuit open: recent Anthropic API calls failed; next probe after 2026-01-05T10:00:10.000Z/);
+    expect(refused.reason).toMatch(
+      /^circuit open: recent Anthropic API calls failed; next probe after 2026-01-05T10:00:10.000Z/,
+    );
     expect(messagesCalls(fake)).toHaveLength(2);
 
     clock.advance(10_000);
@@ -139,7 +155,10 @@ describe('circuit breaker in the LLM service', () => {
   });
 
   it('does not count invalid output or refused calls as API failures', async () => {
-    const { fake, llm } = await harness({ circuit: { failureThreshold: 1 }, budgets: { default: { tokensPerHour: 100_000 } } });
+    const { fake, llm } = await harness({
+      circuit: { failureThreshold: 1 },
+      budgets: { default: { tokensPerHour: 100_000 } },
+    });
     fake.script([{ kind: 'malformed' }, { kind: 'malformed' }]);
     await llm.analyzeFinding(finding());
     expect(llm.circuitState).toBe('closed');

@@ -4,7 +4,17 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { createBudget, createLlm, HOUR_MS, hourStart, inputTokenUpperBound, promptHash, RedisBudgetStore, type Llm, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import {
+  createBudget,
+  createLlm,
+  HOUR_MS,
+  hourStart,
+  inputTokenUpperBound,
+  promptHash,
+  RedisBudgetStore,
+  type Llm,
+  type LlmCallRecord,
+} from '../../../runtime/llm/index.ts';
 import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { retry } from '../../../runtime/retry.ts';
 import { startAnthropicFake, type AnthropicFake, type FakeMessagesRequest } from '../../fakes/anthropic.ts';
@@ -18,7 +28,12 @@ const services: Llm[] = [];
 const fakes: AnthropicFake[] = [];
 
 function store(application: string, url = config.redis.url): RedisBudgetStore {
-  const s = new RedisBudgetStore({ url, application, retry: retry({ initialMs: 1, maxMs: 10, maxAttempts: 3 }), sleep: recordingSleep().sleep });
+  const s = new RedisBudgetStore({
+    url,
+    application,
+    retry: retry({ initialMs: 1, maxMs: 10, maxAttempts: 3 }),
+    sleep: recordingSleep().sleep,
+  });
   stores.push(s);
   return s;
 }
@@ -40,7 +55,9 @@ describe('RedisBudgetStore', () => {
 
     // 60 reservations of 7 tokens race for 100: exactly 14 fit (98), whoever sends them.
     const tokenRace = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => (i % 2 === 0 ? a : b).tryReserve(bucket, { tokens: 7, microUsd: 0 }, { tokens: 100, ...unlimitedUsd })),
+      Array.from({ length: 60 }, (_, i) =>
+        (i % 2 === 0 ? a : b).tryReserve(bucket, { tokens: 7, microUsd: 0 }, { tokens: 100, ...unlimitedUsd }),
+      ),
     );
     expect(tokenRace.filter(Boolean)).toHaveLength(14);
     expect(await a.usage(bucket)).toEqual({ tokens: 98, microUsd: 0 });
@@ -49,7 +66,13 @@ describe('RedisBudgetStore', () => {
     // The dollar ceiling is checked in the same script: 3 × 300 µ$ fit in 1,000, the rest do not.
     const usdBucket = { agent: 'filings', hourStartMs: bucket.hourStartMs };
     const usdRace = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).tryReserve(usdBucket, { tokens: 1, microUsd: 300 }, { tokens: 1_000_000, microUsd: 1_000 })),
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 === 0 ? a : b).tryReserve(
+          usdBucket,
+          { tokens: 1, microUsd: 300 },
+          { tokens: 1_000_000, microUsd: 1_000 },
+        ),
+      ),
     );
     expect(usdRace.filter(Boolean)).toHaveLength(3);
     expect(await b.usage(usdBucket)).toEqual({ tokens: 3, microUsd: 900 });
@@ -59,7 +82,11 @@ describe('RedisBudgetStore', () => {
     const application = uniqueName('budget');
     const s = store(application);
     const clock = manualClock(hourStart(Date.now()) + 60_000);
-    const budget = createBudget({ budgets: { default: { tokensPerHour: 1_000, usdPerHour: 0.01 } }, store: s, now: clock.now });
+    const budget = createBudget({
+      budgets: { default: { tokensPerHour: 1_000, usdPerHour: 0.01 } },
+      store: s,
+      now: clock.now,
+    });
 
     const first = await budget.reserve('news', { tokens: 600, microUsd: 4_000 });
     expect((await budget.reserve('news', { tokens: 600, microUsd: 0 })).ok).toBe(false);
@@ -124,7 +151,13 @@ describe('RedisBudgetStore', () => {
     // Another application's members share nothing with this one.
     const other = store(uniqueName('budget'));
     expect(await other.usage({ agent: 'volume', hourStartMs: hour })).toEqual({ tokens: 0, microUsd: 0 });
-    expect(await other.tryReserve({ agent: 'volume', hourStartMs: hour }, { tokens: 100, microUsd: 0 }, { tokens: 100, ...unlimitedUsd })).toBe(true);
+    expect(
+      await other.tryReserve(
+        { agent: 'volume', hourStartMs: hour },
+        { tokens: 100, microUsd: 0 },
+        { tokens: 100, ...unlimitedUsd },
+      ),
+    ).toBe(true);
   });
 });
 
@@ -133,24 +166,33 @@ interface Member {
   audits: LlmCallRecord[];
 }
 
-async function member(fake: AnthropicFake, application: string, tokensPerHour: number, now: () => number, url = config.redis.url): Promise<Member> {
+async function member(
+  fake: AnthropicFake,
+  application: string,
+  tokensPerHour: number,
+  now: () => number,
+  url = config.redis.url,
+): Promise<Member> {
   const audits: LlmCallRecord[] = [];
-  const llm = analystOn(createLlm({
-    apiKey: 'sk-ant-test',
-    baseUrl: fake.url,
-    budgets: { default: { tokensPerHour } },
-    budgetStore: store(application, url),
-    retry: retry({ initialMs: 1, maxMs: 10, maxAttempts: 3 }),
-    onAudit: (record) => void audits.push(record),
-    log: () => {},
-    now,
-    sleep: recordingSleep().sleep,
-  }));
+  const llm = analystOn(
+    createLlm({
+      apiKey: 'sk-ant-test',
+      baseUrl: fake.url,
+      budgets: { default: { tokensPerHour } },
+      budgetStore: store(application, url),
+      retry: retry({ initialMs: 1, maxMs: 10, maxAttempts: 3 }),
+      onAudit: (record) => void audits.push(record),
+      log: () => {},
+      now,
+      sleep: recordingSleep().sleep,
+    }),
+  );
   services.push(llm);
   return { llm, audits };
 }
 
-const auditTotal = (a: LlmCallRecord): number => a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;
+const auditTotal = (a: LlmCallRecord): number =>
+  a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;
 
 describe('fleet budget: two LLM services (two processes) sharing one Redis budget', () => {
   it('never spend more than the budget together; the rest answer rules-only, and the audit matches the calls one to one', async () => {
@@ -158,13 +200,23 @@ describe('fleet budget: two LLM services (two processes) sharing one Redis budge
     fakes.push(fake);
     const application = uniqueName('fleet');
     const clock = manualClock(hourStart(Date.now()) + 60_000);
-    const worstCase = inputTokenUpperBound(analysisPrompt(finding({ id: 'f-a-00', symbol: 'SYMA00' }), DEFAULT_RULES_TEXT)) + 600;
+    const worstCase =
+      inputTokenUpperBound(analysisPrompt(finding({ id: 'f-a-00', symbol: 'SYMA00' }), DEFAULT_RULES_TEXT)) + 600;
     const limit = 3 * worstCase;
-    const [one, two] = [await member(fake, application, limit, clock.now), await member(fake, application, limit, clock.now)];
+    const [one, two] = [
+      await member(fake, application, limit, clock.now),
+      await member(fake, application, limit, clock.now),
+    ];
 
     const perMember = 25;
     const fire = (m: Member, name: string): Promise<Awaited<ReturnType<AnalystLlm['analyzeFinding']>>[]> =>
-      Promise.all(Array.from({ length: perMember }, (_, i) => m.llm.analyzeFinding(finding({ id: `f-${name}-${i}`, symbol: `SYM${name.toUpperCase()}${String(i).padStart(2, '0')}` }))));
+      Promise.all(
+        Array.from({ length: perMember }, (_, i) =>
+          m.llm.analyzeFinding(
+            finding({ id: `f-${name}-${i}`, symbol: `SYM${name.toUpperCase()}${String(i).padStart(2, '0')}` }),
+          ),
+        ),
+      );
     const results = (await Promise.all([fire(one, 'a'), fire(two, 'b')])).flat();
 
     const calls = messagesCalls(fake);
@@ -193,7 +245,11 @@ describe('fleet budget: two LLM services (two processes) sharing one Redis budge
     expect(audits).toHaveLength(2 * perMember);
     expect(audits.filter((a) => a.outcome === 'budget-exhausted')).toHaveLength(refused.length);
     const ok = audits.filter((a) => a.outcome === 'ok');
-    const fromAudit = ok.map((a) => `${a.prompt_hash} ${a.input_tokens} ${a.output_tokens} ${a.cache_read_tokens} ${a.cache_write_tokens}`).sort();
+    const fromAudit = ok
+      .map(
+        (a) => `${a.prompt_hash} ${a.input_tokens} ${a.output_tokens} ${a.cache_read_tokens} ${a.cache_write_tokens}`,
+      )
+      .sort();
     const fromApi = calls
       .map((c) => {
         const body = c.body as FakeMessagesRequest;

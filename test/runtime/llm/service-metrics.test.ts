@@ -34,7 +34,9 @@ describe('LLM service metrics', () => {
     expect(used).toBeGreaterThan(0);
     expect(value(text, 'agent_streams_llm_budget_limit_tokens{agent="price-move"}')).toBe(1_000_000);
     expect(value(text, 'agent_streams_llm_budget_remaining_tokens{agent="price-move"}')).toBe(1_000_000 - used);
-    expect(value(text, 'agent_streams_llm_cost_usd_total{model="claude-haiku-5-5",agent="price-move"}')).toBeGreaterThan(0);
+    expect(
+      value(text, 'agent_streams_llm_cost_usd_total{model="claude-haiku-5-5",agent="price-move"}'),
+    ).toBeGreaterThan(0);
 
     // A failure opens the circuit (threshold 1); the gauge says so, and says half-open once the cool-down passed.
     fake.script([{ kind: 'server-error' }]);

@@ -2,7 +2,16 @@ import Anthropic, { BadRequestError } from '@anthropic-ai/sdk';
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../../runtime/observability/metrics.ts';
 import { retry } from '../../../runtime/retry.ts';
-import { createLlm, hourStart, InMemoryBudgetStore, inputTokenUpperBound, LlmOutcome, NO_API_KEY_REASON, promptHash, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import {
+  createLlm,
+  hourStart,
+  InMemoryBudgetStore,
+  inputTokenUpperBound,
+  LlmOutcome,
+  NO_API_KEY_REASON,
+  promptHash,
+  type LlmCallRecord,
+} from '../../../runtime/llm/index.ts';
 import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { startAnthropicFake } from '../../fakes/anthropic.ts';
 import { analysisReply, analystOn, finding, harness, messagesCalls, usageOf } from './support.ts';
@@ -22,7 +31,9 @@ describe('analyzeFinding: happy path', () => {
     const metrics = createMetrics({ processMetrics: false });
     const { fake, llm, audits } = await harness({ metrics });
     const first = await llm.analyzeFinding(finding());
-    const second = await llm.analyzeFinding(finding({ id: 'f-2', symbol: 'BETA', summary: 'BETA fell 6% in 5 minutes' }));
+    const second = await llm.analyzeFinding(
+      finding({ id: 'f-2', symbol: 'BETA', summary: 'BETA fell 6% in 5 minutes' }),
+    );
 
     expect(first).toMatchObject({ model: 'claude-haiku-5-5', severity: 'low', confidence: 0.7 });
     expect(first.analysis).toMatch(/^Analysis of: Finding f-1/);
@@ -56,12 +67,22 @@ describe('analyzeFinding: happy path', () => {
         output_tokens: usage.output_tokens,
         cache_write_tokens: usage.cache_creation_input_tokens,
         cache_read_tokens: usage.cache_read_input_tokens,
-        prompt_hash: promptHash(analysisPrompt(i === 0 ? finding() : finding({ id: 'f-2', symbol: 'BETA', summary: 'BETA fell 6% in 5 minutes' }), DEFAULT_RULES_TEXT)),
+        prompt_hash: promptHash(
+          analysisPrompt(
+            i === 0 ? finding() : finding({ id: 'f-2', symbol: 'BETA', summary: 'BETA fell 6% in 5 minutes' }),
+            DEFAULT_RULES_TEXT,
+          ),
+        ),
       });
       expect(audit.call_id).toMatch(/^[0-9a-f-]{36}$/);
       expect(audit.created_at).toBe(Math.floor(audit.created_at_ms / 1000));
       // Haiku-class assumed prices: $1 in, $5 out, $1.25 cache write, $0.10 cache read per MTok.
-      const expected = (usage.input_tokens * 1 + usage.output_tokens * 5 + usage.cache_creation_input_tokens * 1.25 + usage.cache_read_input_tokens * 0.1) / 1e6;
+      const expected =
+        (usage.input_tokens * 1 +
+          usage.output_tokens * 5 +
+          usage.cache_creation_input_tokens * 1.25 +
+          usage.cache_read_input_tokens * 0.1) /
+        1e6;
       expect(audit.cost_usd).toBeCloseTo(expected, 12);
     }
     expect(audits[1]!.cost_usd).toBeLessThan(audits[0]!.cost_usd);
@@ -78,25 +99,53 @@ describe('analyzeFinding: happy path', () => {
   it('tiers models by severity: critical goes to the strong model, the rest to triage', async () => {
     const { fake, llm } = await harness();
     const results = await Promise.all(
-      (['info', 'low', 'medium', 'high', 'critical'] as const).map((severity) => llm.analyzeFinding(finding({ id: `f-${severity}`, severity }))),
+      (['info', 'low', 'medium', 'high', 'critical'] as const).map((severity) =>
+        llm.analyzeFinding(finding({ id: `f-${severity}`, severity })),
+      ),
     );
-    expect(results.map((r) => r.model)).toEqual(['claude-haiku-5-5', 'claude-haiku-5-5', 'claude-haiku-5-5', 'claude-haiku-5-5', 'claude-sonnet-5-5']);
-    const sent = messagesCalls(fake).map((c) => bodyOf(c).model).sort();
-    expect(sent).toEqual(['claude-haiku-5-5', 'claude-haiku-5-5', 'claude-haiku-5-5', 'claude-haiku-5-5', 'claude-sonnet-5-5']);
+    expect(results.map((r) => r.model)).toEqual([
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-sonnet-5-5',
+    ]);
+    const sent = messagesCalls(fake)
+      .map((c) => bodyOf(c).model)
+      .sort();
+    expect(sent).toEqual([
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-haiku-5-5',
+      'claude-sonnet-5-5',
+    ]);
   });
 
   it('takes tiers and the strong threshold from options', async () => {
-    const { fake, llm } = await harness({ models: { triage: 'claude-haiku-4-5', strong: 'claude-opus-5-5' }, strongAt: 'high' });
+    const { fake, llm } = await harness({
+      models: { triage: 'claude-haiku-4-5', strong: 'claude-opus-5-5' },
+      strongAt: 'high',
+    });
     expect((await llm.analyzeFinding(finding({ severity: 'medium' }))).model).toBe('claude-haiku-4-5');
     expect((await llm.analyzeFinding(finding({ severity: 'high' }))).model).toBe('claude-opus-5-5');
     expect(messagesCalls(fake).map((c) => bodyOf(c).model)).toEqual(['claude-haiku-4-5', 'claude-opus-5-5']);
   });
 
   it('refuses a model without a price at start-up, naming it', () => {
-    expect(() => createLlm({ apiKey: 'k', budgets: { default: { tokensPerHour: 1 } }, models: ['claude-unknown-9'], log: () => {} })).toThrow(/no price for model claude-unknown-9/);
+    expect(() =>
+      createLlm({
+        apiKey: 'k',
+        budgets: { default: { tokensPerHour: 1 } },
+        models: ['claude-unknown-9'],
+        log: () => {},
+      }),
+    ).toThrow(/no price for model claude-unknown-9/);
     const llm = createLlm({ apiKey: 'k', budgets: { default: { tokensPerHour: 1 } }, log: () => {} });
     try {
-      expect(() => analystOn(llm, { models: { strong: 'claude-unknown-9' } })).toThrow(/no price for model claude-unknown-9 \(models\.strong\)/);
+      expect(() => analystOn(llm, { models: { strong: 'claude-unknown-9' } })).toThrow(
+        /no price for model claude-unknown-9 \(models\.strong\)/,
+      );
     } finally {
       llm.close();
     }
@@ -104,9 +153,15 @@ describe('analyzeFinding: happy path', () => {
 
   it('refuses a call to a model without a price, naming it', async () => {
     const { llm } = await harness();
-    await expect(llm.complete({ prompt: { system: [], messages: [{ role: 'user', content: 'hi' }] }, model: 'claude-unknown-9', budgetKey: 'x', parse: () => ({ ok: true, value: 1 }), fallback: () => 0 })).rejects.toThrow(
-      /No price for model claude-unknown-9/,
-    );
+    await expect(
+      llm.complete({
+        prompt: { system: [], messages: [{ role: 'user', content: 'hi' }] },
+        model: 'claude-unknown-9',
+        budgetKey: 'x',
+        parse: () => ({ ok: true, value: 1 }),
+        fallback: () => 0,
+      }),
+    ).rejects.toThrow(/No price for model claude-unknown-9/);
   });
 });
 
@@ -148,7 +203,11 @@ describe('analyzeFinding: retries', () => {
 
   it('gives up after the bounded attempts and falls back to rules-only, saying why', async () => {
     const { fake, llm, audits, delays } = await harness();
-    fake.script([{ kind: 'rate-limit', retryAfter: '1' }, { kind: 'rate-limit', retryAfter: '1' }, { kind: 'rate-limit', retryAfter: '1' }]);
+    fake.script([
+      { kind: 'rate-limit', retryAfter: '1' },
+      { kind: 'rate-limit', retryAfter: '1' },
+      { kind: 'rate-limit', retryAfter: '1' },
+    ]);
     const result = await llm.analyzeFinding(finding());
     expect(result).toMatchObject({ model: 'rules-only', severity: 'high' });
     expect(result.reason).toMatch(/^rate limited: 429/);
@@ -176,7 +235,11 @@ describe('analyzeFinding: retries', () => {
 
   it('falls back after timeouts on every attempt, and keeps each unanswered request charged to the budget', async () => {
     const budgetStore = new InMemoryBudgetStore();
-    const { fake, llm, audits, clock } = await harness({ timeoutMs: 150, budgets: { default: { tokensPerHour: 100_000 } }, budgetStore });
+    const { fake, llm, audits, clock } = await harness({
+      timeoutMs: 150,
+      budgets: { default: { tokensPerHour: 100_000 } },
+      budgetStore,
+    });
     fake.script([{ kind: 'timeout' }, { kind: 'timeout' }, { kind: 'timeout' }]);
     const result = await llm.analyzeFinding(finding());
     expect(result).toMatchObject({ model: 'rules-only' });
@@ -239,7 +302,10 @@ describe('analyzeFinding: structured output', () => {
 
   it('uses the corrected reply when the second answer is valid', async () => {
     const { fake, llm, audits } = await harness();
-    fake.script([{ kind: 'ok', text: analysisReply({ severity: 'severe' }) }, { kind: 'ok', text: analysisReply({ summary: 'Fixed.' }) }]);
+    fake.script([
+      { kind: 'ok', text: analysisReply({ severity: 'severe' }) },
+      { kind: 'ok', text: analysisReply({ summary: 'Fixed.' }) },
+    ]);
     const result = await llm.analyzeFinding(finding());
     expect(result).toMatchObject({ analysis: 'Fixed.', model: 'claude-haiku-5-5', severity: 'high' });
     expect(bodyOf(messagesCalls(fake)[1]!).messages[2]!.content).toMatch(/severity must be one of/);
@@ -248,7 +314,10 @@ describe('analyzeFinding: structured output', () => {
 
   it('treats a reply cut off at max_tokens as invalid', async () => {
     const { fake, llm } = await harness({ maxTokens: 10 });
-    fake.script([{ kind: 'ok', text: analysisReply() }, { kind: 'ok', text: analysisReply() }]);
+    fake.script([
+      { kind: 'ok', text: analysisReply() },
+      { kind: 'ok', text: analysisReply() },
+    ]);
     const result = await llm.analyzeFinding(finding());
     expect(result.reason).toMatch(/cut off at max_tokens \(10\)/);
   });
@@ -260,8 +329,17 @@ describe('analyzeFinding: untrusted news', () => {
 
   it('delimits the news as data and never lets the answer exceed the rules severity', async () => {
     // The stand-in plays a model that fell for the injection and answers critical.
-    const { fake, llm } = await harness({}, { responder: () => analysisReply({ severity: 'critical', summary: 'Sell everything now.' }) });
-    const news = finding({ agent: 'news', rule: 'headline-topic', severity: 'medium', untrustedText: injection, evidence: { sentiment: -0.8, sources: 1 } });
+    const { fake, llm } = await harness(
+      {},
+      { responder: () => analysisReply({ severity: 'critical', summary: 'Sell everything now.' }) },
+    );
+    const news = finding({
+      agent: 'news',
+      rule: 'headline-topic',
+      severity: 'medium',
+      untrustedText: injection,
+      evidence: { sentiment: -0.8, sources: 1 },
+    });
     const result = await llm.analyzeFinding(news);
     expect(result.severity).toBe('medium');
     // The clamp hides the model's ask from the severity; the flag keeps it visible.
@@ -281,7 +359,11 @@ describe('analyzeFinding: untrusted news', () => {
 
   it('lets the model lower the severity', async () => {
     const { llm } = await harness({}, { responder: () => analysisReply({ severity: 'low' }) });
-    expect(await llm.analyzeFinding(finding({ severity: 'high' }))).toMatchObject({ severity: 'low', modelSeverity: 'low', modelDisagreed: false });
+    expect(await llm.analyzeFinding(finding({ severity: 'high' }))).toMatchObject({
+      severity: 'low',
+      modelSeverity: 'low',
+      modelDisagreed: false,
+    });
   });
 });
 
@@ -291,7 +373,15 @@ describe('rules-only mode', () => {
     try {
       const logs: string[] = [];
       const audits: LlmCallRecord[] = [];
-      const llm = analystOn(createLlm({ apiKey: '', baseUrl: fake.url, budgets: { default: { tokensPerHour: 1000 } }, log: (l) => void logs.push(l), onAudit: (r) => void audits.push(r) }));
+      const llm = analystOn(
+        createLlm({
+          apiKey: '',
+          baseUrl: fake.url,
+          budgets: { default: { tokensPerHour: 1000 } },
+          log: (l) => void logs.push(l),
+          onAudit: (r) => void audits.push(r),
+        }),
+      );
       expect(llm.mode).toBe('rules-only');
       expect(llm.reason).toBe(NO_API_KEY_REASON);
       expect(logs).toHaveLength(1);
@@ -299,10 +389,19 @@ describe('rules-only mode', () => {
       const result = await llm.analyzeFinding(finding({ severity: 'critical' }));
       expect(result).toMatchObject({ model: 'rules-only', severity: 'critical', reason: NO_API_KEY_REASON });
       const digests = await llm.summarizeDigests([
-        { id: 'd1', portfolioName: 'Growth', hourStart: Date.UTC(2026, 0, 5, 9), findingCount: 2, bySeverity: { high: 1, low: 1 }, topFindings: ['ACME rose 7%'] },
+        {
+          id: 'd1',
+          portfolioName: 'Growth',
+          hourStart: Date.UTC(2026, 0, 5, 9),
+          findingCount: 2,
+          bySeverity: { high: 1, low: 1 },
+          topFindings: ['ACME rose 7%'],
+        },
       ]);
       expect(digests[0]).toMatchObject({ id: 'd1', model: 'rules-only', reason: NO_API_KEY_REASON });
-      expect(digests[0]!.summary).toBe('Growth, from 2026-01-05 09:00 UTC: 2 findings (1 high, 1 low). Most severe: ACME rose 7%.');
+      expect(digests[0]!.summary).toBe(
+        'Growth, from 2026-01-05 09:00 UTC: 2 findings (1 high, 1 low). Most severe: ACME rose 7%.',
+      );
       expect(fake.calls).toHaveLength(0);
       expect(audits.map((a) => [a.agent, a.model, a.outcome])).toEqual([
         ['price-move', 'rules-only', LlmOutcome.RULES_ONLY],
@@ -334,7 +433,9 @@ describe('the Anthropic stand-in', () => {
       expect(await attempt({ max_tokens: 10, messages })).toBe('model: Field required');
       expect(await attempt({ model: 'claude-haiku-5-5', messages })).toBe('max_tokens: Field required');
       expect(await attempt({ model: 'claude-haiku-5-5', max_tokens: 10 })).toBe('messages: Field required');
-      expect(await attempt({ model: 'claude-haiku-5-5', max_tokens: 10, messages: [] })).toBe('messages: at least one message is required');
+      expect(await attempt({ model: 'claude-haiku-5-5', max_tokens: 10, messages: [] })).toBe(
+        'messages: at least one message is required',
+      );
       expect(await attempt({ model: 'claude-haiku-5-5', max_tokens: 10, messages })).toBe('ok');
     } finally {
       await fake.close();
@@ -342,7 +443,9 @@ describe('the Anthropic stand-in', () => {
   });
 
   it('an API 400 is not retried and does not count against the circuit', async () => {
-    const { fake, llm, audits } = await harness({ retry: retry({ initialMs: 10, maxMs: 10, jitter: 0, maxAttempts: 3 }) });
+    const { fake, llm, audits } = await harness({
+      retry: retry({ initialMs: 10, maxMs: 10, jitter: 0, maxAttempts: 3 }),
+    });
     // An empty rules text makes the request invalid (empty text block), as a misconfiguration would.
     const broken = analystOn(
       createLlm({
@@ -366,7 +469,9 @@ describe('analyzeFinding: limits and lifecycle', () => {
   it('keeps at most `concurrency` requests in flight', async () => {
     const { fake, llm } = await harness({ concurrency: 3 });
     fake.script(Array.from({ length: 12 }, () => ({ kind: 'ok' as const, delayMs: 100 })));
-    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => llm.analyzeFinding(finding({ id: `f-${i}` }))));
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => llm.analyzeFinding(finding({ id: `f-${i}` }))),
+    );
     expect(results.every((r) => r.reason === undefined)).toBe(true);
     expect(fake.maxInFlight).toBe(3);
   });
@@ -403,7 +508,8 @@ describe('analyzeFinding: limits and lifecycle', () => {
       { kind: 'ok' },
       { kind: 'spend-limit' },
     ]);
-    for (const id of ['a', 'b', 'c', 'd', 'e', 'f']) await llm.analyzeFinding(finding({ id, severity: id === 'c' ? 'critical' : 'high' }));
+    for (const id of ['a', 'b', 'c', 'd', 'e', 'f'])
+      await llm.analyzeFinding(finding({ id, severity: id === 'c' ? 'critical' : 'high' }));
 
     const calls = messagesCalls(fake);
     const sent = audits.filter((a) => a.outcome !== 'circuit-open' && a.outcome !== 'budget-exhausted');
@@ -411,7 +517,11 @@ describe('analyzeFinding: limits and lifecycle', () => {
     for (const [i, call] of calls.entries()) {
       const audit = sent[i]!;
       expect(audit.model).toBe(bodyOf(call).model);
-      expect(audit.prompt_hash).toBe(promptHash({ system: bodyOf(call).system, messages: bodyOf(call).messages } as Parameters<typeof promptHash>[0]));
+      expect(audit.prompt_hash).toBe(
+        promptHash({ system: bodyOf(call).system, messages: bodyOf(call).messages } as Parameters<
+          typeof promptHash
+        >[0]),
+      );
       if (call.status === 200) {
         const usage = usageOf(call);
         expect([audit.input_tokens, audit.output_tokens, audit.cache_write_tokens, audit.cache_read_tokens]).toEqual([
@@ -424,18 +534,42 @@ describe('analyzeFinding: limits and lifecycle', () => {
         expect([audit.input_tokens, audit.output_tokens, audit.cost_usd]).toEqual([0, 0, 0]);
       }
     }
-    expect(outcomes(audits)).toEqual(['rate-limited', 'ok', 'invalid-output', 'ok', 'overloaded', 'error', 'ok', 'spend-limit', 'circuit-open', 'circuit-open']);
+    expect(outcomes(audits)).toEqual([
+      'rate-limited',
+      'ok',
+      'invalid-output',
+      'ok',
+      'overloaded',
+      'error',
+      'ok',
+      'spend-limit',
+      'circuit-open',
+      'circuit-open',
+    ]);
     expect(new Set(audits.map((a) => a.call_id)).size).toBe(audits.length);
   });
 });
 
 describe('complete: the generic service, without the fleet', () => {
-  const prompt = { system: [{ type: 'text' as const, text: 'Answer yes or no.' }], messages: [{ role: 'user' as const, content: 'Is it?' }] };
-  const yesNo = (text: string) => (text === 'yes' || text === 'no' ? { ok: true as const, value: text } : { ok: false as const, problem: `expected yes or no, got ${JSON.stringify(text)}` });
+  const prompt = {
+    system: [{ type: 'text' as const, text: 'Answer yes or no.' }],
+    messages: [{ role: 'user' as const, content: 'Is it?' }],
+  };
+  const yesNo = (text: string) =>
+    text === 'yes' || text === 'no'
+      ? { ok: true as const, value: text }
+      : { ok: false as const, problem: `expected yes or no, got ${JSON.stringify(text)}` };
 
   it("answers with the caller's parse, audits under the caller's budget key and record id", async () => {
     const { fake, llm, audits } = await harness({}, { responder: () => 'yes' });
-    const answer = await llm.complete({ prompt, model: 'claude-haiku-5-5', budgetKey: 'classifier', recordId: 'r-1', parse: yesNo, fallback: (reason) => `fallback: ${reason}` });
+    const answer = await llm.complete({
+      prompt,
+      model: 'claude-haiku-5-5',
+      budgetKey: 'classifier',
+      recordId: 'r-1',
+      parse: yesNo,
+      fallback: (reason) => `fallback: ${reason}`,
+    });
     expect(answer).toBe('yes');
     expect(messagesCalls(fake)).toHaveLength(1);
     expect(audits.map((a) => [a.agent, a.finding_id, a.outcome])).toEqual([['classifier', 'r-1', 'ok']]);
@@ -443,20 +577,41 @@ describe('complete: the generic service, without the fleet', () => {
 
   it('falls back at once on an invalid reply without a correction, and asks once more with one', async () => {
     const { fake, llm, audits } = await harness({}, { responder: () => 'maybe' });
-    const request = { prompt, model: 'claude-haiku-5-5', budgetKey: 'classifier', parse: yesNo, fallback: (reason: string) => `fallback: ${reason}` };
+    const request = {
+      prompt,
+      model: 'claude-haiku-5-5',
+      budgetKey: 'classifier',
+      parse: yesNo,
+      fallback: (reason: string) => `fallback: ${reason}`,
+    };
     expect(await llm.complete(request)).toBe('fallback: invalid output: expected yes or no, got "maybe"');
     expect(messagesCalls(fake)).toHaveLength(1);
-    expect(await llm.complete({ ...request, correction: 'Reply with yes or no only.' })).toBe('fallback: invalid output: expected yes or no, got "maybe"');
+    expect(await llm.complete({ ...request, correction: 'Reply with yes or no only.' })).toBe(
+      'fallback: invalid output: expected yes or no, got "maybe"',
+    );
     const calls = messagesCalls(fake);
     expect(calls).toHaveLength(3);
-    expect(bodyOf(calls[2]!).messages.at(-1)!.content).toBe('Your reply could not be used: expected yes or no, got "maybe". Reply with yes or no only.');
+    expect(bodyOf(calls[2]!).messages.at(-1)!.content).toBe(
+      'Your reply could not be used: expected yes or no, got "maybe". Reply with yes or no only.',
+    );
     expect(outcomes(audits)).toEqual(['invalid-output', 'invalid-output', 'invalid-output']);
   });
 
   it('completeBatch: one answer per request in order, the parse told which model answered', async () => {
-    const { llm, audits } = await harness({ batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) } }, { responder: () => 'no', batchPollsToComplete: 1 });
+    const { llm, audits } = await harness(
+      { batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) } },
+      { responder: () => 'no', batchPollsToComplete: 1 },
+    );
     const answers = await llm.completeBatch(
-      ['a', 'b'].map((id) => ({ prompt, budgetKey: 'nightly', parse: (text: string, reply: { model: string }) => ({ ok: true as const, value: `${id}:${text}:${reply.model}` }), fallback: () => `${id}:none` })),
+      ['a', 'b'].map((id) => ({
+        prompt,
+        budgetKey: 'nightly',
+        parse: (text: string, reply: { model: string }) => ({
+          ok: true as const,
+          value: `${id}:${text}:${reply.model}`,
+        }),
+        fallback: () => `${id}:none`,
+      })),
       { model: 'claude-haiku-5-5', maxTokens: 20 },
     );
     expect(answers).toEqual(['a:no:claude-haiku-5-5', 'b:no:claude-haiku-5-5']);

@@ -7,10 +7,18 @@ import { retry, type Sleep } from '../../../runtime/retry.ts';
 import { createLlm, type CreateLlmOptions, type Llm, type LlmCallRecord } from '../../../runtime/llm/index.ts';
 import { createAnalyst, type Analyst, type AnalystOptions } from '../../../processors/analysis/analyst.ts';
 import type { PromptFinding } from '../../../processors/analysis/prompts.ts';
-import { startAnthropicFake, type AnthropicFake, type AnthropicFakeOptions, type RecordedCall } from '../../fakes/anthropic.ts';
+import {
+  startAnthropicFake,
+  type AnthropicFake,
+  type AnthropicFakeOptions,
+  type RecordedCall,
+} from '../../fakes/anthropic.ts';
 
 /** A fixed wall clock (whole second, so HTTP dates are exact) that tests move by hand. */
-export function manualClock(start = Date.UTC(2026, 0, 5, 10, 0, 0)): { now: () => number; advance: (ms: number) => void } {
+export function manualClock(start = Date.UTC(2026, 0, 5, 10, 0, 0)): {
+  now: () => number;
+  advance: (ms: number) => void;
+} {
   let t = start;
   return { now: () => t, advance: (ms) => void (t += ms) };
 }
@@ -53,7 +61,12 @@ export function analystOn(service: Llm, options: AnalystOptions = {}): AnalystLl
 const analystKeys = ['strongAt', 'digestTier', 'maxTokens', 'digestMaxTokens', 'rulesText'] as const;
 
 /** Splits test options into the service's and the analyst's (`models` as tiers is the analyst's). */
-export function splitOptions(options: Partial<Omit<CreateLlmOptions, 'models'> & AnalystOptions & { models: CreateLlmOptions['models'] | AnalystOptions['models'] }>): {
+export function splitOptions(
+  options: Partial<
+    Omit<CreateLlmOptions, 'models'> &
+      AnalystOptions & { models: CreateLlmOptions['models'] | AnalystOptions['models'] }
+  >,
+): {
   service: Partial<CreateLlmOptions>;
   analyst: AnalystOptions;
 } {
@@ -82,7 +95,10 @@ export interface Harness {
   clock: ReturnType<typeof manualClock>;
 }
 
-export async function harness(options: Parameters<typeof splitOptions>[0] = {}, fakeOptions: AnthropicFakeOptions = {}): Promise<Harness> {
+export async function harness(
+  options: Parameters<typeof splitOptions>[0] = {},
+  fakeOptions: AnthropicFakeOptions = {},
+): Promise<Harness> {
   const split = splitOptions(options);
   const fake = await startAnthropicFake(fakeOptions);
   fakes.push(fake);
@@ -135,6 +151,14 @@ export function finding(overrides: Partial<PromptFinding> = {}): PromptFinding {
 }
 
 /** A reply in the analysis format. */
-export function analysisReply(fields: Partial<{ summary: string; recommended_action: string; severity: string; confidence: number }> = {}): string {
-  return JSON.stringify({ summary: 'A sharp move on no news.', recommended_action: 'Check stops.', severity: 'high', confidence: 0.8, ...fields });
+export function analysisReply(
+  fields: Partial<{ summary: string; recommended_action: string; severity: string; confidence: number }> = {},
+): string {
+  return JSON.stringify({
+    summary: 'A sharp move on no news.',
+    recommended_action: 'Check stops.',
+    severity: 'high',
+    confidence: 0.8,
+    ...fields,
+  });
 }

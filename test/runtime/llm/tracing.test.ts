@@ -39,19 +39,24 @@ describe('LLM calls as GenAI spans', () => {
       'gen_ai.system': 'anthropic',
       'gen_ai.request.model': 'claude-haiku-5-5',
       'gen_ai.response.model': 'claude-haiku-5-5',
-      'gen_ai.usage.input_tokens': usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
+      'gen_ai.usage.input_tokens':
+        usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
       'gen_ai.usage.output_tokens': usage.output_tokens,
       'gen_ai.usage.cache_read.input_tokens': usage.cache_read_input_tokens,
       'gen_ai.usage.cache_creation.input_tokens': usage.cache_creation_input_tokens,
     });
-    expect(messagesCalls(fake)[0]!.headers.traceparent).toBe(`00-${chat.spanContext().traceId}-${chat.spanContext().spanId}-01`);
+    expect(messagesCalls(fake)[0]!.headers.traceparent).toBe(
+      `00-${chat.spanContext().traceId}-${chat.spanContext().spanId}-01`,
+    );
     expect(audits).toHaveLength(1);
     expect(audits[0]).toMatchObject({ trace_id: record.spanContext().traceId, finding_id: 'f-1', outcome: 'ok' });
   });
 
   it('a failed request ends its span with error.type', async () => {
     exporter.reset();
-    const { fake, llm } = await harness({ retry: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0, maxAttempts: 1 }) });
+    const { fake, llm } = await harness({
+      retry: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0, maxAttempts: 1 }),
+    });
     fake.script([{ kind: 'server-error' }]);
     const answer = await llm.analyzeFinding(finding());
     expect(answer.model).toBe('rules-only');
@@ -63,16 +68,30 @@ describe('LLM calls as GenAI spans', () => {
 
   it('each digest of a message batch is a chat span in its own record trace, ended with its usage', async () => {
     exporter.reset();
-    const { llm, audits } = await harness({ batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) } }, { batchPollsToComplete: 1 });
+    const { llm, audits } = await harness(
+      { batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) } },
+      { batchPollsToComplete: 1 },
+    );
     const records = [tracer().startSpan('process a'), tracer().startSpan('process b')];
     const hour = Date.UTC(2026, 0, 5, 9);
-    const request = (id: string) => ({ id, portfolioName: id, hourStart: hour, findingCount: 1, bySeverity: { high: 1 }, topFindings: ['ACME fell 6%'] });
-    await llm.summarizeDigests([request('growth'), request('income')], { traces: records.map((r) => trace.setSpan(ROOT_CONTEXT, r)) });
+    const request = (id: string) => ({
+      id,
+      portfolioName: id,
+      hourStart: hour,
+      findingCount: 1,
+      bySeverity: { high: 1 },
+      topFindings: ['ACME fell 6%'],
+    });
+    await llm.summarizeDigests([request('growth'), request('income')], {
+      traces: records.map((r) => trace.setSpan(ROOT_CONTEXT, r)),
+    });
     for (const r of records) r.end();
     await flush();
 
     const chats = exporter.getFinishedSpans().filter((s) => s.name.startsWith('chat '));
-    expect(chats.map((c) => c.parentSpanContext?.spanId).sort()).toEqual(records.map((r) => r.spanContext().spanId).sort());
+    expect(chats.map((c) => c.parentSpanContext?.spanId).sort()).toEqual(
+      records.map((r) => r.spanContext().spanId).sort(),
+    );
     for (const chat of chats) expect(typeof chat.attributes['gen_ai.usage.output_tokens']).toBe('number');
     expect(audits.map((a) => a.trace_id).sort()).toEqual(records.map((r) => r.spanContext().traceId).sort());
   });

@@ -9,7 +9,14 @@ import { context, trace, TraceFlags } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../runtime/config/index.ts';
 import { kafkaClient } from '../../../runtime/kafka/client.ts';
-import { createLogger, eventLog, installProcessLogger, levelOfEvent, lineLog, processLogger } from '../../../runtime/observability/log.ts';
+import {
+  createLogger,
+  eventLog,
+  installProcessLogger,
+  levelOfEvent,
+  lineLog,
+  processLogger,
+} from '../../../runtime/observability/log.ts';
 import { freePort } from '../../support/private-broker.ts';
 
 function collector(): { lines: Array<Record<string, unknown>>; raw: string[]; stream: Writable } {
@@ -42,7 +49,12 @@ afterEach(() => {
 describe('the logger', () => {
   it('writes level, time, application, processor, instance and the event on every line', () => {
     const out = collector();
-    const logger = createLogger({ application: 'fleet-a', processor: 'router', instance: 'r1', destination: out.stream });
+    const logger = createLogger({
+      application: 'fleet-a',
+      processor: 'router',
+      instance: 'r1',
+      destination: out.stream,
+    });
     const log = eventLog(logger);
     log('group.join', { partitions: [0, 1] });
     log('batch.error', { topic: 't', partition: 3, offset: '41', message: 'boom' });
@@ -71,10 +83,21 @@ describe('the logger', () => {
     try {
       const out = collector();
       const log = eventLog(createLogger({ application: 'a', processor: 'p', destination: out.stream }));
-      const span = trace.wrapSpanContext({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED });
-      context.with(trace.setSpan(context.active(), span), () => log('alert.write', { alertId: 'al-1', findingId: 'f-1' }));
+      const span = trace.wrapSpanContext({
+        traceId: '0af7651916cd43dd8448eb211c80319c',
+        spanId: 'b7ad6b7169203331',
+        traceFlags: TraceFlags.SAMPLED,
+      });
+      context.with(trace.setSpan(context.active(), span), () =>
+        log('alert.write', { alertId: 'al-1', findingId: 'f-1' }),
+      );
       log('outside');
-      expect(out.lines[0]).toMatchObject({ trace_id: '0af7651916cd43dd8448eb211c80319c', span_id: 'b7ad6b7169203331', alertId: 'al-1', findingId: 'f-1' });
+      expect(out.lines[0]).toMatchObject({
+        trace_id: '0af7651916cd43dd8448eb211c80319c',
+        span_id: 'b7ad6b7169203331',
+        alertId: 'al-1',
+        findingId: 'f-1',
+      });
       expect(out.lines[1]).not.toHaveProperty('trace_id');
     } finally {
       context.disable();
@@ -84,14 +107,32 @@ describe('the logger', () => {
   it('never writes a configured secret, a secret field or a password inside a URL', () => {
     const config = loadConfig({ env: secrets });
     const out = collector();
-    const logger = createLogger({ application: 'a', processor: 'p', config, secrets: ['ingest-key-Lp0Rt6Wq3Xs'], destination: out.stream });
+    const logger = createLogger({
+      application: 'a',
+      processor: 'p',
+      config,
+      secrets: ['ingest-key-Lp0Rt6Wq3Xs'],
+      destination: out.stream,
+    });
     const log = eventLog(logger);
     log('started', { config });
     log('redis.error', { message: `connect to ${config.redis.url} failed` });
-    log('request.error', { error: `bad key ingest-key-Lp0Rt6Wq3Xs from client`, headers: { authorization: 'Bearer abc123456', 'x-api-key': 'whatever-key-1' } });
-    log('clickhouse.error', { message: `auth failed for http://default:${secrets.AS_CLICKHOUSE_PASSWORD}@127.0.0.1:18123/` });
-    log('kafka.error', { sasl: { mechanism: 'plain', username: 'u', password: 'not-in-config-Yy7' }, note: `password ${secrets.AS_KAFKA_SASL_PASSWORD} rejected` });
-    logger.error(new Error(`key ${secrets.ANTHROPIC_API_KEY} refused by https://user:${secrets.AS_REGISTRY_PASSWORD}@registry.example/`));
+    log('request.error', {
+      error: `bad key ingest-key-Lp0Rt6Wq3Xs from client`,
+      headers: { authorization: 'Bearer abc123456', 'x-api-key': 'whatever-key-1' },
+    });
+    log('clickhouse.error', {
+      message: `auth failed for http://default:${secrets.AS_CLICKHOUSE_PASSWORD}@127.0.0.1:18123/`,
+    });
+    log('kafka.error', {
+      sasl: { mechanism: 'plain', username: 'u', password: 'not-in-config-Yy7' },
+      note: `password ${secrets.AS_KAFKA_SASL_PASSWORD} rejected`,
+    });
+    logger.error(
+      new Error(
+        `key ${secrets.ANTHROPIC_API_KEY} refused by https://user:${secrets.AS_REGISTRY_PASSWORD}@registry.example/`,
+      ),
+    );
     lineLog(logger, 'llm')(`llm: key ${secrets.ANTHROPIC_API_KEY} failed`);
     const text = out.raw.join('\n');
     const forbidden = [
@@ -113,11 +154,16 @@ describe('the logger', () => {
 
   it('receives kafkajs errors and warnings, and nothing quieter, through the process logger', async () => {
     const out = collector();
-    installProcessLogger(createLogger({ application: 'fleet-k', processor: 'feed', instance: 'k1', destination: out.stream }));
+    installProcessLogger(
+      createLogger({ application: 'fleet-k', processor: 'feed', instance: 'k1', destination: out.stream }),
+    );
     expect(processLogger().bindings()).toMatchObject({ application: 'fleet-k' });
     // Nothing listens on this port: kafkajs logs its connection errors.
     const config = loadConfig({ env: { AS_KAFKA_BROKERS: `127.0.0.1:${await freePort()}` } });
-    const admin = kafkaClient(config, 'log-test', { retry: { retries: 1, initialRetryTime: 50 }, connectionTimeout: 500 }).admin();
+    const admin = kafkaClient(config, 'log-test', {
+      retry: { retries: 1, initialRetryTime: 50 },
+      connectionTimeout: 500,
+    }).admin();
     await expect(admin.connect()).rejects.toThrow();
     await admin.disconnect();
     // A working client against the stack: its consumer logs INFO lines (joins, starts) that must not arrive.

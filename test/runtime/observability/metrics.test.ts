@@ -42,7 +42,9 @@ describe('createMetrics', () => {
     metrics.batchDuration.observe({ processor: 'p' }, 0.004);
     const text = await metrics.registry.metrics();
     expect(text).toContain('process_cpu_user_seconds_total');
-    expect(text).toContain('agent_streams_llm_tokens_total{model="claude",agent="triage",kind="cache_read",instance="r1"} 120');
+    expect(text).toContain(
+      'agent_streams_llm_tokens_total{model="claude",agent="triage",kind="cache_read",instance="r1"} 120',
+    );
     expect(text).toContain('agent_streams_batch_duration_seconds_bucket{le="0.005",instance="r1",processor="p"} 1');
   });
 });

@@ -21,7 +21,9 @@ const fastLag = { ...config, metrics: { ...config.metrics, lagIntervalMs: LAG_IN
 
 async function total(gauge: Pick<Gauge, 'get'>, filter: Record<string, string> = {}): Promise<number> {
   const { values } = await gauge.get();
-  return values.filter((v) => Object.entries(filter).every(([k, want]) => String(v.labels[k]) === want)).reduce((n, v) => n + v.value, 0);
+  return values
+    .filter((v) => Object.entries(filter).every(([k, want]) => String(v.labels[k]) === want))
+    .reduce((n, v) => n + v.value, 0);
 }
 
 async function setup(): Promise<AvroSerde> {
@@ -47,7 +49,8 @@ describe('runtime metrics on the real stack', () => {
           inputs: [input],
           outputs: { [output]: ['agentstreams.test.Event'] },
           enrich: { service: 'gate', request: (record) => (record.value as { amount: number }).amount },
-          process: (record, ctx) => ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
+          process: (record, ctx) =>
+            ctx.forward({ topic: output, key: record.key, recordType: 'agentstreams.test.Event', value: record.value }),
         }),
       },
     });
@@ -67,14 +70,23 @@ describe('runtime metrics on the real stack', () => {
     const send = async (n: number): Promise<void> => {
       const messages = Array.from({ length: n }, (_, i) => {
         const key = `k${(sent + i) % 16}`;
-        return { key, value: serde.encode('agentstreams.test.Event', { key, eventTime: Date.now(), amount: sent + i }) };
+        return {
+          key,
+          value: serde.encode('agentstreams.test.Event', { key, eventTime: Date.now(), amount: sent + i }),
+        };
       });
       await producer.send({ topic: input, acks: -1, messages });
       sent += n;
     };
 
     const metrics = createMetrics({ processMetrics: false });
-    const handle = await runProcessor({ config: fastLag, topology, processor: 'enricher', metrics, services: { gate: service } });
+    const handle = await runProcessor({
+      config: fastLag,
+      topology,
+      processor: 'enricher',
+      metrics,
+      services: { gate: service },
+    });
     try {
       await handle.joined;
       await send(20);
@@ -101,7 +113,9 @@ describe('runtime metrics on the real stack', () => {
       await sleep(LAG_INTERVAL_MS * 3);
       expect(await total(metrics.consumerLag, { processor: 'enricher' })).toBe(0);
       expect(await total(metrics.transactionsCommitted, { processor: 'enricher' })).toBeGreaterThan(0);
-      const latency = (await metrics.endToEndLatency.get()).values.find((v) => v.metricName === 'agent_streams_end_to_end_latency_seconds_count');
+      const latency = (await metrics.endToEndLatency.get()).values.find(
+        (v) => v.metricName === 'agent_streams_end_to_end_latency_seconds_count',
+      );
       expect(latency?.value).toBe(sent);
       expect((await metrics.consumerLagSampled.get()).values[0]?.value).toBeGreaterThan(Date.now() / 1000 - 5);
     } finally {
@@ -128,13 +142,23 @@ describe('runtime metrics on the real stack', () => {
       await producer.send({
         topic: input,
         acks: -1,
-        messages: Array.from({ length: 120 }, (_, i) => ({ key: `k${i % 12}`, value: serde.encode('agentstreams.test.Event', { key: `k${i % 12}`, eventTime: start + i * 100, amount: 1 }) })),
+        messages: Array.from({ length: 120 }, (_, i) => ({
+          key: `k${i % 12}`,
+          value: serde.encode('agentstreams.test.Event', { key: `k${i % 12}`, eventTime: start + i * 100, amount: 1 }),
+        })),
       });
       const deadline = Date.now() + 60_000;
       while (handle.stats.records < 120 && Date.now() < deadline) await sleep(100);
       expect(handle.stats.records).toBe(120);
       // The gauges are set when a batch reads its state: one more batch shows the state the first ones left.
-      await producer.send({ topic: input, acks: -1, messages: Array.from({ length: 12 }, (_, i) => ({ key: `k${i}`, value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: start + 20_000, amount: 1 }) })) });
+      await producer.send({
+        topic: input,
+        acks: -1,
+        messages: Array.from({ length: 12 }, (_, i) => ({
+          key: `k${i}`,
+          value: serde.encode('agentstreams.test.Event', { key: `k${i}`, eventTime: start + 20_000, amount: 1 }),
+        })),
+      });
       while (handle.stats.records < 132 && Date.now() < deadline) await sleep(100);
 
       expect(await total(metrics.stateKeys, { processor: 'counter' })).toBe(12);
@@ -142,8 +166,13 @@ describe('runtime metrics on the real stack', () => {
       const bytes = await total(metrics.stateBytes, { processor: 'counter' });
       expect(bytes).toBeGreaterThan(12 * 10);
       expect(bytes).toBeLessThan(12 * 1000);
-      const ops = (await metrics.stateOperationDuration.get()).values.filter((v) => v.metricName === 'agent_streams_state_operation_duration_seconds_count');
-      expect(Object.fromEntries(ops.map((v) => [v.labels.operation, v.value > 0]))).toEqual({ read: true, apply: true });
+      const ops = (await metrics.stateOperationDuration.get()).values.filter(
+        (v) => v.metricName === 'agent_streams_state_operation_duration_seconds_count',
+      );
+      expect(Object.fromEntries(ops.map((v) => [v.labels.operation, v.value > 0]))).toEqual({
+        read: true,
+        apply: true,
+      });
       expect(await total(metrics.stateOperationErrors)).toBe(0);
       expect(await total(metrics.transactionsAborted)).toBe(0);
     } finally {

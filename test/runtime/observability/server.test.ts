@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
 import { createMetrics } from '../../../runtime/observability/metrics.ts';
-import { startObservabilityServer, type HealthReport, type ObservabilityServer } from '../../../runtime/observability/server.ts';
+import {
+  startObservabilityServer,
+  type HealthReport,
+  type ObservabilityServer,
+} from '../../../runtime/observability/server.ts';
 
 const servers: ObservabilityServer[] = [];
 
@@ -31,7 +35,9 @@ describe('startObservabilityServer', () => {
     const response = await fetch(url('/metrics'));
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(await response.text()).toContain('agent_streams_records_consumed_total{processor="enrich",topic="trades",partition="2"} 7');
+    expect(await response.text()).toContain(
+      'agent_streams_records_consumed_total{processor="enrich",topic="trades",partition="2"} 7',
+    );
   });
 
   it('answers /healthz 200 when healthy and 503 with the failing checks otherwise', async () => {
@@ -43,7 +49,10 @@ describe('startObservabilityServer', () => {
     expect(ok.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await ok.json()).toMatchObject({ status: 'ok' });
 
-    report = { healthy: false, checks: { kafka: { healthy: true }, redis: { healthy: false, detail: 'connection refused' } } };
+    report = {
+      healthy: false,
+      checks: { kafka: { healthy: true }, redis: { healthy: false, detail: 'connection refused' } },
+    };
     const bad = await fetch(url('/healthz'));
     expect(bad.status).toBe(503);
     expect(await bad.json()).toMatchObject({ status: 'unhealthy', reason: 'redis: connection refused' });
@@ -90,9 +99,12 @@ describe('startObservabilityServer', () => {
 
   it('fails clearly when the port is taken', async () => {
     const { server } = await start();
-    const error = await startObservabilityServer({ port: server.port, metrics: createMetrics({ processMetrics: false }), health: () => ({ healthy: true }), ready: () => true }).catch(
-      (e: unknown) => e,
-    );
+    const error = await startObservabilityServer({
+      port: server.port,
+      metrics: createMetrics({ processMetrics: false }),
+      health: () => ({ healthy: true }),
+      ready: () => true,
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AgentStreamsError);
     expect((error as AgentStreamsError).code).toBe(ErrorCode.OBSERVABILITY_LISTEN_FAILED);
     expect((error as AgentStreamsError).message).toContain('EADDRINUSE');

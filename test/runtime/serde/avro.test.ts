@@ -50,8 +50,15 @@ describe('Avro through the schema registry and Kafka', () => {
     await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
     await admin.disconnect();
 
-    const sent = Array.from({ length: 100 }, (_, i) => ({ symbol: `SYM${i % 7}`, eventTime: 1_767_225_600_000 + i, price: 100 + i / 4 }));
-    await producer.send({ topic, messages: sent.map((v) => ({ key: v.symbol, value: writer.encode(schema.subject, v) })) });
+    const sent = Array.from({ length: 100 }, (_, i) => ({
+      symbol: `SYM${i % 7}`,
+      eventTime: 1_767_225_600_000 + i,
+      price: 100 + i / 4,
+    }));
+    await producer.send({
+      topic,
+      messages: sent.map((v) => ({ key: v.symbol, value: writer.encode(schema.subject, v) })),
+    });
 
     const reader = new AvroSerde(registryClient(config));
     consumer = kafka.consumer({ groupId: uniqueName('test-avro-group') });
@@ -99,7 +106,13 @@ describe('Avro through the schema registry and Kafka', () => {
     const [v2] = await registerSchemas(config, registry, [compatible]);
     expect(v2!.id).not.toBe(v1!.id);
 
-    const incompatible = parseSchema(tickSchema(namespace, [{ name: 'venue', type: 'string', default: '' }, { name: 'size', type: 'long' }]), 'v3.avsc');
+    const incompatible = parseSchema(
+      tickSchema(namespace, [
+        { name: 'venue', type: 'string', default: '' },
+        { name: 'size', type: 'long' },
+      ]),
+      'v3.avsc',
+    );
     const error = await registerSchemas(config, registry, [incompatible]).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AgentStreamsError);
     expect((error as AgentStreamsError).code).toBe(ErrorCode.SCHEMA_INCOMPATIBLE);
@@ -116,7 +129,10 @@ describe('Avro through the schema registry and Kafka', () => {
       );
     expect(await reasons(null)).toEqual([ErrorCode.DESERIALIZE, 'empty']);
     expect(await reasons(Buffer.from('{"json":true}'))).toEqual([ErrorCode.DESERIALIZE, 'magic-byte']);
-    expect(await reasons(Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 1, 2]))).toEqual([ErrorCode.DESERIALIZE, 'unknown-schema']);
+    expect(await reasons(Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 1, 2]))).toEqual([
+      ErrorCode.DESERIALIZE,
+      'unknown-schema',
+    ]);
 
     const schema = parseSchema(tickSchema(uniqueName('test.body')), 'tick.avsc');
     const [registered] = await registerSchemas(config, registryClient(config), [schema]);
@@ -133,6 +149,8 @@ describe('Avro through the schema registry and Kafka', () => {
     await registerSchemas(config, registry, schemas);
     const serde = new AvroSerde(registry);
     await serde.writerFor('agentstreams.market.PriceTick');
-    expect(() => serde.encode('agentstreams.market.PriceTick', { symbol: 'ACME', price: 'high' })).toThrow(/invalid at: eventTime, price/);
+    expect(() => serde.encode('agentstreams.market.PriceTick', { symbol: 'ACME', price: 'high' })).toThrow(
+      /invalid at: eventTime, price/,
+    );
   });
 });

@@ -46,7 +46,11 @@ describe('a recreated changelog topic', () => {
     await producer.connect();
     const events = seededEvents(1_200, 30, 7);
     const send = (slice: typeof events) =>
-      producer.send({ topic: input, acks: -1, messages: slice.map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })) });
+      producer.send({
+        topic: input,
+        acks: -1,
+        messages: slice.map((e) => ({ key: e.key, value: serde.encode('agentstreams.test.Event', e) })),
+      });
     const checkpoints = async (): Promise<Array<string | null>> =>
       Promise.all(Array.from({ length: 6 }, (_, p) => redis.hget(`as:{${groupId}:${p}}:ckpt`, 'changelog')));
 
@@ -65,7 +69,11 @@ describe('a recreated changelog topic', () => {
 
       // The changelog topic is deleted (and, below, recreated empty by the next member's start-up).
       await admin.deleteTopics({ topics: [changelog] });
-      await until('the changelog topic to be gone', async () => !(await admin.listTopics()).includes(changelog), 30_000);
+      await until(
+        'the changelog topic to be gone',
+        async () => !(await admin.listTopics()).includes(changelog),
+        30_000,
+      );
 
       // Run 2: it must not process on top of a checkpoint the new changelog cannot back.
       const events2: Array<{ event: string; code?: unknown; message?: unknown }> = [];
@@ -84,21 +92,29 @@ describe('a recreated changelog topic', () => {
         expect(second.stats.records).toBe(0);
         // Liveness says so: the consumer stopped for good, and /healthz fails so the platform restarts the member.
         await until('liveness to fail', async () => !second.health().live, 60_000);
-        expect(second.health().problems.join()).toMatch(/the consumer crashed and will not restart: Changelog .* deleted and recreated/);
+        expect(second.health().problems.join()).toMatch(
+          /the consumer crashed and will not restart: Changelog .* deleted and recreated/,
+        );
         expect(second.health().ready).toBe(false);
       } finally {
         await second.stop();
       }
       const lost = events2.find((e) => e.code === 'AS_STATE_LOST')!;
       expect(lost.event).toBe('batch.error');
-      expect(lost.message).toMatch(/^Changelog .*\.counter\.changelog\[\d\] ends at offset \d+, but this task's state was written up to offset \d+ .*deleted and recreated/);
+      expect(lost.message).toMatch(
+        /^Changelog .*\.counter\.changelog\[\d\] ends at offset \d+, but this task's state was written up to offset \d+ .*deleted and recreated/,
+      );
       // Redis was left as it was: nothing was applied on top of it.
       expect(await checkpoints()).toEqual(before);
 
       // The check itself: the claims of a partition against the new topic's end.
       const p = before.findIndex((c) => Number(c ?? -1) === highest);
-      await expect(assertChangelogIntact(kafka, changelog, p, { checkpoint: highest, committed: -1 })).rejects.toMatchObject({ code: 'AS_STATE_LOST', retriable: false });
-      await expect(assertChangelogIntact(kafka, changelog, p, { checkpoint: -1, committed: -1 })).resolves.toBeUndefined();
+      await expect(
+        assertChangelogIntact(kafka, changelog, p, { checkpoint: highest, committed: -1 }),
+      ).rejects.toMatchObject({ code: 'AS_STATE_LOST', retriable: false });
+      await expect(
+        assertChangelogIntact(kafka, changelog, p, { checkpoint: -1, committed: -1 }),
+      ).resolves.toBeUndefined();
     } finally {
       await producer.disconnect();
       await admin.deleteTopics({ topics: [input, changelog, `${application}.counts`] }).catch(() => undefined);

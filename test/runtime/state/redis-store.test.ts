@@ -15,7 +15,18 @@ describe('RedisTaskStore', () => {
     expect(await store.apply([{ key: 'counts:a', entry: { v: 1, c: 100 } }], 10, 50, '7', -1)).toBe('applied');
     // The same changes again (a replay, or a zombie's late apply): no effect.
     expect(await store.apply([{ key: 'counts:a', entry: { v: 99, c: null } }], 10, 50, '7', -1)).toBe('fenced');
-    expect(await store.apply([{ key: 'counts:a', entry: { v: 2, c: 200 } }, { key: 'counts:b', entry: { v: 5, c: null } }], 14, 60, '9', 10)).toBe('applied');
+    expect(
+      await store.apply(
+        [
+          { key: 'counts:a', entry: { v: 2, c: 200 } },
+          { key: 'counts:b', entry: { v: 5, c: null } },
+        ],
+        14,
+        60,
+        '9',
+        10,
+      ),
+    ).toBe('applied');
 
     const read = await store.read(['counts:a', 'counts:b', 'counts:c'], 150);
     expect(read.checkpoint).toEqual({ changelog: 14, streamTime: 60, offset: '9' });

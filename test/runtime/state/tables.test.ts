@@ -22,16 +22,49 @@ describe('shared tables', () => {
 
   it('validates every row before replacing a table, filling schema defaults', async () => {
     const topology = marketSignals({ application: uniqueName('tables').replaceAll('_', '-') });
-    expect(await writeTable(redis, kafkaClient(), topology, 'portfolios', [portfolio('a', 'ACME'), portfolio('b', 'BOLT')], schemas)).toBe(2);
+    expect(
+      await writeTable(
+        redis,
+        kafkaClient(),
+        topology,
+        'portfolios',
+        [portfolio('a', 'ACME'), portfolio('b', 'BOLT')],
+        schemas,
+      ),
+    ).toBe(2);
     const rows = (await readTables(redis, topology, ['portfolios'])).get('portfolios')!;
-    expect(rows.get('a')).toEqual({ ...portfolio('a', 'ACME'), raiseAtWeight: 0.1, moveThresholdScale: 1, alertAt: 'high' });
-    const error = await writeTable(redis, kafkaClient(), topology, 'portfolios', [portfolio('c', 'CRUX'), { portfolioId: 'd' }], schemas).catch((e: unknown) => e as Error);
+    expect(rows.get('a')).toEqual({
+      ...portfolio('a', 'ACME'),
+      raiseAtWeight: 0.1,
+      moveThresholdScale: 1,
+      alertAt: 'high',
+    });
+    const error = await writeTable(
+      redis,
+      kafkaClient(),
+      topology,
+      'portfolios',
+      [portfolio('c', 'CRUX'), { portfolioId: 'd' }],
+      schemas,
+    ).catch((e: unknown) => e as Error);
     expect((error as Error).message).toContain('row 2: does not match agentstreams.fleet.Portfolio');
     // A row the schema accepts can still break the table's own rules (TableSpec.validate).
-    const badScale = await writeTable(redis, kafkaClient(), topology, 'portfolios', [portfolio('c', 'CRUX'), { ...portfolio('d', 'DYNA'), moveThresholdScale: 0 }], schemas).catch((e: unknown) => e as Error);
+    const badScale = await writeTable(
+      redis,
+      kafkaClient(),
+      topology,
+      'portfolios',
+      [portfolio('c', 'CRUX'), { ...portfolio('d', 'DYNA'), moveThresholdScale: 0 }],
+      schemas,
+    ).catch((e: unknown) => e as Error);
     expect((badScale as Error).message).toContain('row 2 (d): moveThresholdScale must be a finite number > 0');
-    expect([...(await readTables(redis, topology, ['portfolios'])).get('portfolios')!.keys()].sort()).toEqual(['a', 'b']);
-    await expect(writeTable(redis, kafkaClient(), topology, 'nope', [], schemas)).rejects.toThrow(/has no table "nope"; it has portfolios/);
+    expect([...(await readTables(redis, topology, ['portfolios'])).get('portfolios')!.keys()].sort()).toEqual([
+      'a',
+      'b',
+    ]);
+    await expect(writeTable(redis, kafkaClient(), topology, 'nope', [], schemas)).rejects.toThrow(
+      /has no table "nope"; it has portfolios/,
+    );
   });
 
   it('reaches running processors, which see updates without a restart', async () => {
@@ -46,14 +79,49 @@ describe('shared tables', () => {
     const kafka = kafkaClient();
     const producer = kafka.producer();
     await producer.connect();
-    const source = { topic: 't', partition: 0, offset: '1', key: 'ACME', value: null, recordType: '', timestamp: 0, headers: {} };
+    const source = {
+      topic: 't',
+      partition: 0,
+      offset: '1',
+      key: 'ACME',
+      value: null,
+      recordType: '',
+      timestamp: 0,
+      headers: {},
+    };
     const market = (windowStart: number): Finding =>
-      finding({ agent: 'price-move', rule: 'move-2m', symbol: 'ACME', severity: 'medium', windowStart, windowEnd: windowStart + 1, eventTime: windowStart, evidence: { return: -0.04 }, summary: 's' }, source);
-    await producer.send({ topic: `${application}.findings`, messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(T0 + 1000)) }] });
+      finding(
+        {
+          agent: 'price-move',
+          rule: 'move-2m',
+          symbol: 'ACME',
+          severity: 'medium',
+          windowStart,
+          windowEnd: windowStart + 1,
+          eventTime: windowStart,
+          evidence: { return: -0.04 },
+          summary: 's',
+        },
+        source,
+      );
+    await producer.send({
+      topic: `${application}.findings`,
+      messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(T0 + 1000)) }],
+    });
     while (handle.stats.records < 1) await sleep(100);
-    await writeTable(redis, kafkaClient(), topology, 'portfolios', [portfolio('first', 'ACME'), portfolio('second', 'ACME')], schemas);
+    await writeTable(
+      redis,
+      kafkaClient(),
+      topology,
+      'portfolios',
+      [portfolio('first', 'ACME'), portfolio('second', 'ACME')],
+      schemas,
+    );
     await sleep(600);
-    await producer.send({ topic: `${application}.findings`, messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(T0 + 2000)) }] });
+    await producer.send({
+      topic: `${application}.findings`,
+      messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market(T0 + 2000)) }],
+    });
     while (handle.stats.records < 2) await sleep(100);
     await producer.disconnect();
     await handle.stop();
@@ -89,7 +157,11 @@ describe('shared tables', () => {
     await redis.del(topology.tableKey('portfolios'));
     expect((await readTables(redis, topology, ['portfolios'], kafka)).get('portfolios')!.size).toBe(0);
     // A table never loaded has no topic: empty, and nothing is created.
-    expect((await readTables(redis, marketSignals({ application: `${application}-none` }), ['portfolios'], kafka)).get('portfolios')!.size).toBe(0);
+    expect(
+      (await readTables(redis, marketSignals({ application: `${application}-none` }), ['portfolios'], kafka)).get(
+        'portfolios',
+      )!.size,
+    ).toBe(0);
   }, 60_000);
 
   it('a member started after Redis lost the table still finds the portfolios (findings are not silently dropped)', async () => {
@@ -105,9 +177,34 @@ describe('shared tables', () => {
     const handle = await runProcessor({ config, topology, processor: 'portfolio-exposure' });
     const producer = kafka.producer();
     await producer.connect();
-    const source = { topic: 't', partition: 0, offset: '1', key: 'ACME', value: null, recordType: '', timestamp: 0, headers: {} };
-    const market = finding({ agent: 'price-move', rule: 'move-2m', symbol: 'ACME', severity: 'medium', windowStart: T0, windowEnd: T0 + 1, eventTime: T0, evidence: { return: -0.04 }, summary: 's' }, source);
-    await producer.send({ topic: `${application}.findings`, messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market) }] });
+    const source = {
+      topic: 't',
+      partition: 0,
+      offset: '1',
+      key: 'ACME',
+      value: null,
+      recordType: '',
+      timestamp: 0,
+      headers: {},
+    };
+    const market = finding(
+      {
+        agent: 'price-move',
+        rule: 'move-2m',
+        symbol: 'ACME',
+        severity: 'medium',
+        windowStart: T0,
+        windowEnd: T0 + 1,
+        eventTime: T0,
+        evidence: { return: -0.04 },
+        summary: 's',
+      },
+      source,
+    );
+    await producer.send({
+      topic: `${application}.findings`,
+      messages: [{ key: 'ACME', value: serde.encode('agentstreams.fleet.Finding', market) }],
+    });
     await producer.disconnect();
     const until = Date.now() + 30_000;
     while (handle.stats.records < 1 && Date.now() < until) await sleep(100);

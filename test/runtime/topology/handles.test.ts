@@ -5,7 +5,19 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AgentStreamsError, defineTopology, ErrorCode, loadSchemas, processor, router, store, topic, tumbling, windowed, type StreamRecord } from '../../../runtime/index.ts';
+import {
+  AgentStreamsError,
+  defineTopology,
+  ErrorCode,
+  loadSchemas,
+  processor,
+  router,
+  store,
+  topic,
+  tumbling,
+  windowed,
+  type StreamRecord,
+} from '../../../runtime/index.ts';
 import { TopologyTestDriver } from '../../../runtime/testing/index.ts';
 import type { PriceTick, Trade } from '../../../schemas/generated/types.ts';
 
@@ -64,9 +76,24 @@ function sums() {
         inputs: [events],
         outputs: [counts],
         store: store('minutes'),
-        aggregation: { window: tumbling({ size: '1m' }), init: () => ({ count: 0, sum: 0 }), add: (acc, event) => ({ count: acc.count + 1, sum: acc.sum + event.amount }) },
+        aggregation: {
+          window: tumbling({ size: '1m' }),
+          init: () => ({ count: 0, sum: 0 }),
+          add: (acc, event) => ({ count: acc.count + 1, sum: acc.sum + event.amount }),
+        },
         emit: 'update',
-        onResult: (result, ctx) => ctx.forward(counts, { key: ctx.key, value: { key: ctx.key, windowStart: result.start, windowEnd: result.end, count: result.value.count, sum: result.value.sum, final: result.final } }),
+        onResult: (result, ctx) =>
+          ctx.forward(counts, {
+            key: ctx.key,
+            value: {
+              key: ctx.key,
+              windowStart: result.start,
+              windowEnd: result.end,
+              count: result.value.count,
+              sum: result.value.sum,
+              final: result.final,
+            },
+          }),
       }),
     },
   });
@@ -76,7 +103,12 @@ function sums() {
 describe('typed handles', () => {
   it('run a processor and a windowed aggregation end to end: typed input, forward by handle, state by handle', () => {
     const { topology, events, totals, counts, sum } = sums();
-    expect(topology.processors.summer).toMatchObject({ inputs: ['events'], inputTypes: { events: [EventType] }, outputs: { totals: [EventType] }, stores: ['sum'] });
+    expect(topology.processors.summer).toMatchObject({
+      inputs: ['events'],
+      inputTypes: { events: [EventType] },
+      outputs: { totals: [EventType] },
+      stores: ['sum'],
+    });
     const driver = new TopologyTestDriver(topology, schemas);
     driver.pipe(events, { key: 'a', value: { key: 'a', eventTime: T0, amount: 2 } });
     driver.pipe(events, { key: 'a', value: { key: 'a', eventTime: T0 + 1000, amount: 3 } });
@@ -91,12 +123,18 @@ describe('typed handles', () => {
   it('dead-letter a record whose type the input handle does not declare, before the processor sees it', () => {
     const { topology, totals } = sums();
     const driver = new TopologyTestDriver(topology, schemas);
-    driver.pipe('events', { key: 'a', recordType: WindowCountType, value: { key: 'a', windowStart: 0, windowEnd: 1, count: 1, sum: 1, final: true } });
+    driver.pipe('events', {
+      key: 'a',
+      recordType: WindowCountType,
+      value: { key: 'a', windowStart: 0, windowEnd: 1, count: 1, sum: 1, final: true },
+    });
     expect(driver.readOutput(totals)).toHaveLength(0);
     const dead = driver.readDeadLetters();
     expect(dead).toHaveLength(2); // one per processor reading the topic
     expect(dead[0]!.headers['as.dlq.error.code']).toBe(ErrorCode.DESERIALIZE);
-    expect(dead[0]!.headers['as.dlq.error.message']).toContain(`A ${WindowCountType} record on "events", where processor "summer" reads only ${EventType}`);
+    expect(dead[0]!.headers['as.dlq.error.message']).toContain(
+      `A ${WindowCountType} record on "events", where processor "summer" reads only ${EventType}`,
+    );
   });
 
   it('give a topic of several record types a union discriminated by recordType, and route it by handle', () => {
@@ -109,7 +147,10 @@ describe('typed handles', () => {
       application: 'routed',
       topics: { market: { partitions: 1 }, prices: { partitions: 1 }, trades: { partitions: 1 } },
       processors: {
-        router: router({ inputs: [market], routes: { 'agentstreams.market.PriceTick': prices, 'agentstreams.market.Trade': trades } }),
+        router: router({
+          inputs: [market],
+          routes: { 'agentstreams.market.PriceTick': prices, 'agentstreams.market.Trade': trades },
+        }),
         both: processor({
           inputs: [market],
           process: (record) => {
@@ -119,10 +160,21 @@ describe('typed handles', () => {
         }),
       },
     });
-    expect(topology.processors.router).toMatchObject({ routes: { 'agentstreams.market.PriceTick': 'prices' }, outputs: { prices: ['agentstreams.market.PriceTick'], trades: ['agentstreams.market.Trade'] } });
+    expect(topology.processors.router).toMatchObject({
+      routes: { 'agentstreams.market.PriceTick': 'prices' },
+      outputs: { prices: ['agentstreams.market.PriceTick'], trades: ['agentstreams.market.Trade'] },
+    });
     const driver = new TopologyTestDriver(topology, schemas);
-    driver.pipe(market, { key: 'X', recordType: 'agentstreams.market.Trade', value: { symbol: 'X', eventTime: T0, price: 1, quantity: 7, side: 'BUY', tradeId: 't' } });
-    driver.pipe(market, { key: 'X', recordType: 'agentstreams.market.PriceTick', value: { symbol: 'X', eventTime: T0, price: 9, bid: null, ask: null, currency: 'USD', venue: 'V' } });
+    driver.pipe(market, {
+      key: 'X',
+      recordType: 'agentstreams.market.Trade',
+      value: { symbol: 'X', eventTime: T0, price: 1, quantity: 7, side: 'BUY', tradeId: 't' },
+    });
+    driver.pipe(market, {
+      key: 'X',
+      recordType: 'agentstreams.market.PriceTick',
+      value: { symbol: 'X', eventTime: T0, price: 9, bid: null, ask: null, currency: 'USD', venue: 'V' },
+    });
     expect(seen).toEqual(['trade 7', 'tick 9']);
     expect(driver.readOutput(trades).map((o) => o.value.quantity)).toEqual([7]);
     expect(driver.readOutput(prices).map((o) => o.value.price)).toEqual([9]);
@@ -139,7 +191,9 @@ describe('typed handles', () => {
     const market = topic<{ 'a.X': Event; 'a.Y': Event }>('market', ['a.X', 'a.Y']);
     const ys = topic<Event>('ys', 'a.Y');
     // @ts-expect-error: the route's record type is keyed by the input's types only
-    expect(refused(() => router({ inputs: [market], routes: { 'a.X': ys, 'a.Z': ys } }))).toContain('routes a.X to "ys", whose handle holds only a.Y');
+    expect(refused(() => router({ inputs: [market], routes: { 'a.X': ys, 'a.Z': ys } }))).toContain(
+      'routes a.X to "ys", whose handle holds only a.Y',
+    );
   });
 
   it('refuse at start a topology where a processor writes a type that a typed reader of the topic does not expect', () => {
@@ -155,7 +209,9 @@ describe('typed handles', () => {
         },
       }),
     );
-    expect(message).toContain(`processor "writer" writes ${WindowCountType} to "events", but processor "reader" reads it as ${EventType}; use one topic handle for both`);
+    expect(message).toContain(
+      `processor "writer" writes ${WindowCountType} to "events", but processor "reader" reads it as ${EventType}; use one topic handle for both`,
+    );
   });
 
   it('refuse at run time a forward of a record type the handle does not hold, or an undeclared output', () => {
@@ -165,11 +221,19 @@ describe('typed handles', () => {
     const topology = defineTopology({
       application: 'undeclared',
       topics: { events: { partitions: 1 }, out: { partitions: 1 }, other: { partitions: 1 } },
-      processors: { p: processor({ inputs: [events], outputs: [out], process: (record, ctx) => ctx.forward(other, { key: record.key, value: record.value }) }) },
+      processors: {
+        p: processor({
+          inputs: [events],
+          outputs: [out],
+          process: (record, ctx) => ctx.forward(other, { key: record.key, value: record.value }),
+        }),
+      },
     });
     const driver = new TopologyTestDriver(topology, schemas);
     driver.pipe(events, { key: 'a', value: { key: 'a', eventTime: T0, amount: 1 } });
-    expect(driver.readDeadLetters()[0]!.headers['as.dlq.error.message']).toContain('Processor "p" forwarded agentstreams.test.Event to "other", which its outputs do not declare.');
+    expect(driver.readDeadLetters()[0]!.headers['as.dlq.error.message']).toContain(
+      'Processor "p" forwarded agentstreams.test.Event to "other", which its outputs do not declare.',
+    );
   });
 
   it('type-check values, records and state (compile-time: each @ts-expect-error must be an error)', () => {
@@ -189,7 +253,10 @@ describe('typed handles', () => {
           ctx.store(sum).set('many');
           // @ts-expect-error: counts holds WindowCount, not Event
           ctx.forward(counts, { key: record.key, value: record.value });
-          ctx.forward(counts, { key: record.key, value: { key: 'k', windowStart: 0, windowEnd: 1, count: amount, sum: amount, final: false } });
+          ctx.forward(counts, {
+            key: record.key,
+            value: { key: 'k', windowStart: 0, windowEnd: 1, count: amount, sum: amount, final: false },
+          });
         },
       }),
       processor({
@@ -200,8 +267,12 @@ describe('typed handles', () => {
       windowed({
         inputs: [events],
         store: 'w',
-        // @ts-expect-error: the aggregation folds events, and Event has no quantity
-        aggregation: { window: tumbling({ size: '1m' }), init: () => 0, add: (acc: number, trade: Trade) => acc + trade.quantity },
+        aggregation: {
+          window: tumbling({ size: '1m' }),
+          init: () => 0,
+          // @ts-expect-error: the aggregation folds events, and Event has no quantity
+          add: (acc: number, trade: Trade) => acc + trade.quantity,
+        },
         emit: 'close',
         onResult: () => {},
       }),
@@ -209,7 +280,11 @@ describe('typed handles', () => {
         inputs: [events],
         store: 'w',
         value: (record) => record.value.amount,
-        aggregation: { window: tumbling({ size: '1m' }), init: () => '', add: (acc, amount) => acc + amount.toFixed(0) },
+        aggregation: {
+          window: tumbling({ size: '1m' }),
+          init: () => '',
+          add: (acc, amount) => acc + amount.toFixed(0),
+        },
         emit: 'close',
         // The accumulator's type reaches onResult.
         onResult: (result) => void result.value.toUpperCase(),

@@ -41,7 +41,11 @@ describe('defineTopology', () => {
   });
 
   it('derives group, changelog, dead-letter and late-record names from the application', () => {
-    const topology = defineTopology({ application: 'fleet', topics: { a: { partitions: 2 } }, processors: { agent: noop } });
+    const topology = defineTopology({
+      application: 'fleet',
+      topics: { a: { partitions: 2 } },
+      processors: { agent: noop },
+    });
     expect(topology.groupId('agent')).toBe('fleet.agent');
     expect(topology.changelogTopic('agent')).toBe('fleet.agent.changelog');
     expect(topology.deadLetterTopic).toBe('fleet.dead-letters');
@@ -55,7 +59,11 @@ describe('defineTopology', () => {
     await admin.connect();
     try {
       await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
-      const topology = defineTopology({ application: uniqueName('app').replaceAll('_', '-'), topics: { [topic]: { partitions: 6 } }, processors: { agent: processor({ inputs: [topic], process: () => {} }) } });
+      const topology = defineTopology({
+        application: uniqueName('app').replaceAll('_', '-'),
+        topics: { [topic]: { partitions: 6 } },
+        processors: { agent: processor({ inputs: [topic], process: () => {} }) },
+      });
       const error = await ensureTopics(admin, topology, 'agent').catch((e: unknown) => e);
       expect((error as AgentStreamsError).code).toBe(ErrorCode.TOPOLOGY_INVALID);
       expect((error as Error).message).toContain(`${topic} has 2 partitions, the topology declares 6`);

@@ -19,7 +19,9 @@ const counting = (window: WindowedAggregation<unknown, number>['window']): Windo
 });
 
 /** Collects the values themselves, to see exactly which records each window took. */
-const collecting = (window: WindowedAggregation<unknown, string[]>['window']): WindowedAggregation<string, string[]> => ({
+const collecting = (
+  window: WindowedAggregation<unknown, string[]>['window'],
+): WindowedAggregation<string, string[]> => ({
   window,
   init: () => [],
   add: (acc, value) => [...acc, value],
@@ -29,7 +31,16 @@ describe('tumbling windows', () => {
   const spec = collecting(tumbling({ size: 10, grace: 5 }));
 
   it('put each record in [k·size, (k+1)·size): a record exactly at a window end opens the next window', () => {
-    const run = drive(spec, [[0, 'a'], [9, 'b'], [10, 'c'], [19, 'd']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      spec,
+      [
+        [0, 'a'],
+        [9, 'b'],
+        [10, 'c'],
+        [19, 'd'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     expect(run.steps.map((s) => s.result.updated)).toEqual([
       [{ start: 0, end: 10, value: ['a'] }],
       [{ start: 0, end: 10, value: ['a', 'b'] }],
@@ -58,11 +69,26 @@ describe('tumbling windows', () => {
   });
 
   it('report a late record that meets no state without making any', () => {
-    expect(addRecord(spec, undefined, 'x', 0, 100)).toEqual({ state: undefined, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(spec, undefined, 'x', 0, 100)).toEqual({
+      state: undefined,
+      updated: [],
+      amended: [],
+      late: true,
+      droppedFrom: 1,
+      removed: [],
+    });
   });
 
   it('close windows at exactly end + grace, oldest first, and keep the rest', () => {
-    const run = drive(spec, [[1, 'a'], [12, 'b'], [25, 'c']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      spec,
+      [
+        [1, 'a'],
+        [12, 'b'],
+        [25, 'c'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     const state = deepFreeze(run.state!);
     expect(state.windows.map((w) => w.start)).toEqual([0, 10, 20]);
     expect(nextCloseTime(spec, state)).toBe(15);
@@ -98,9 +124,14 @@ describe('tumbling windows', () => {
     const next = random(20240601);
     for (let run = 0; run < 200; run += 1) {
       const size = 1 + Math.floor(next() * 20);
-      const sorted = Array.from({ length: 1 + Math.floor(next() * 40) }, () => Math.floor(next() * 200)).sort((a, b) => a - b);
+      const sorted = Array.from({ length: 1 + Math.floor(next() * 40) }, () => Math.floor(next() * 200)).sort(
+        (a, b) => a - b,
+      );
       // Local disorder: each record moves at most a few places.
-      const shuffled = sorted.map((t, i) => [t, i + next() * 6] as const).sort((a, b) => a[1] - b[1]).map(([t]) => t);
+      const shuffled = sorted
+        .map((t, i) => [t, i + next() * 6] as const)
+        .sort((a, b) => a[1] - b[1])
+        .map(([t]) => t);
       let streamTime = 0;
       let lateness = 0;
       for (const t of shuffled) {
@@ -108,19 +139,40 @@ describe('tumbling windows', () => {
         lateness = Math.max(lateness, streamTime - t);
       }
       const countSpec = counting(tumbling({ size, grace: lateness }));
-      const inOrder = drive(countSpec, sorted.map((t) => [t, 'x'] as const), { flushAt: Number.POSITIVE_INFINITY });
-      const disordered = drive(countSpec, shuffled.map((t) => [t, 'x'] as const), { flushAt: Number.POSITIVE_INFINITY });
+      const inOrder = drive(
+        countSpec,
+        sorted.map((t) => [t, 'x'] as const),
+        { flushAt: Number.POSITIVE_INFINITY },
+      );
+      const disordered = drive(
+        countSpec,
+        shuffled.map((t) => [t, 'x'] as const),
+        { flushAt: Number.POSITIVE_INFINITY },
+      );
       expect(disordered.late).toEqual([]);
       expect(disordered.closed).toEqual(inOrder.closed);
       // And both are right: one result per occupied window, counting its records.
       const expected = new Map<number, number>();
       for (const t of sorted) expected.set(t - (t % size), (expected.get(t - (t % size)) ?? 0) + 1);
-      expect(inOrder.closed).toEqual([...expected].sort((a, b) => a[0] - b[0]).map(([start, value]) => ({ start, end: start + size, value })));
+      expect(inOrder.closed).toEqual(
+        [...expected].sort((a, b) => a[0] - b[0]).map(([start, value]) => ({ start, end: start + size, value })),
+      );
     }
   });
 
   it('are deterministic and leave their inputs alone', () => {
-    const state = deepFreeze(roundTrip(drive(spec, [[3, 'a'], [13, 'b']], { closeAsStreamTimeAdvances: false }).state!));
+    const state = deepFreeze(
+      roundTrip(
+        drive(
+          spec,
+          [
+            [3, 'a'],
+            [13, 'b'],
+          ],
+          { closeAsStreamTimeAdvances: false },
+        ).state!,
+      ),
+    );
     const once = addRecord(spec, state, 'c', 4, 13);
     const twice = addRecord(spec, state, 'c', 4, 13);
     expect(once).toEqual(twice);
@@ -143,7 +195,14 @@ describe('hopping windows', () => {
 
   it('update all of a record’s windows, creating those that do not exist yet', () => {
     const spec = collecting(hopping({ size: 10, advance: 5, grace: 100 }));
-    const run = drive(spec, [[7, 'a'], [12, 'b']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      spec,
+      [
+        [7, 'a'],
+        [12, 'b'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     expect(run.steps[1]!.result.updated).toEqual([
       { start: 5, end: 15, value: ['a', 'b'] },
       { start: 10, end: 20, value: ['b'] },
@@ -160,7 +219,11 @@ describe('hopping windows', () => {
     let state: KeyWindowState<string[]> | undefined = addRecord(spec, undefined, 'a', 14, 14).state;
     state = addRecord(spec, state, 'b', 15, 15).state; // [5, 15) closes at 15
     const partly = addRecord(spec, state, 'c', 12, 15);
-    expect(partly).toMatchObject({ late: false, droppedFrom: 1, updated: [{ start: 10, end: 20, value: ['a', 'b', 'c'] }] });
+    expect(partly).toMatchObject({
+      late: false,
+      droppedFrom: 1,
+      updated: [{ start: 10, end: 20, value: ['a', 'b', 'c'] }],
+    });
     expect(partly.state!.windows.find((w) => w.start === 5)!.acc).toEqual(['a']);
 
     const wholly = addRecord(spec, partly.state, 'd', 9, 15); // [0, 10) and [5, 15) are both closed
@@ -170,7 +233,15 @@ describe('hopping windows', () => {
 
   it('close overlapping windows in start order and report the earliest close time', () => {
     const spec = counting(hopping({ size: 10, advance: 5, grace: 2 }));
-    const run = drive(spec, [[3, 'a'], [8, 'b'], [11, 'c']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      spec,
+      [
+        [3, 'a'],
+        [8, 'b'],
+        [11, 'c'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     expect(nextCloseTime(spec, run.state)).toBe(12);
     const closed = closeWindows(spec, run.state, 17);
     expect(closed.closed).toEqual([
@@ -216,7 +287,12 @@ describe('closed windows kept for amendments (amendWithin)', () => {
     expect(closeWindows(spec, closed.state, 20).closed).toEqual([]);
 
     const late = addRecord(spec, closed.state, 'b', 7, 30);
-    expect(late).toMatchObject({ late: false, updated: [], amended: [{ start: 0, end: 10, value: ['a', 'b'] }], droppedFrom: 0 });
+    expect(late).toMatchObject({
+      late: false,
+      updated: [],
+      amended: [{ start: 0, end: 10, value: ['a', 'b'] }],
+      droppedFrom: 0,
+    });
     expect(late.state!.windows[0]).toMatchObject({ acc: ['a', 'b'], latest: 7, closed: true });
 
     // At 35 the window is gone: a record for it now is late, and its state goes.
@@ -225,7 +301,12 @@ describe('closed windows kept for amendments (amendWithin)', () => {
   });
 
   it('a late record whose window was never stored is dropped rather than opening a closed window', () => {
-    expect(addRecord(spec, undefined, 'x', 0, 20)).toMatchObject({ late: true, amended: [], updated: [], droppedFrom: 1 });
+    expect(addRecord(spec, undefined, 'x', 0, 20)).toMatchObject({
+      late: true,
+      amended: [],
+      updated: [],
+      droppedFrom: 1,
+    });
   });
 
   it('without amendWithin, closed windows leave the state at once (late records are dropped, as before)', () => {

@@ -2,7 +2,14 @@
  * Feeds records to the windowing functions the way the runtime does: stream time rises with each record, windows
  * close as stream time passes them, and the state goes through JSON between calls (as it does through Redis).
  */
-import { addRecord, closeWindows, type AddRecordResult, type KeyWindowState, type WindowedAggregation, type WindowResult } from '../../../runtime/windows/index.ts';
+import {
+  addRecord,
+  closeWindows,
+  type AddRecordResult,
+  type KeyWindowState,
+  type WindowedAggregation,
+  type WindowResult,
+} from '../../../runtime/windows/index.ts';
 import { mulberry32 } from '../../support/events.ts';
 
 export interface Step<A> {

@@ -55,7 +55,9 @@ describe('duration', () => {
 
   it('says what the duration was for and what it expects', () => {
     const error = durationError('ten seconds', 'session gap');
-    expect(error.message).toMatch(/^Invalid duration for session gap: "ten seconds" is not a duration; expected .*'5s'/);
+    expect(error.message).toMatch(
+      /^Invalid duration for session gap: "ten seconds" is not a duration; expected .*'5s'/,
+    );
   });
 
   it('parses without throwing for callers that collect problems', () => {

@@ -1,6 +1,12 @@
 import { describe, expect, it, vi } from 'vitest';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
-import { addRecord, closeWindows, nextCloseTime, session, type WindowedAggregation } from '../../../runtime/windows/index.ts';
+import {
+  addRecord,
+  closeWindows,
+  nextCloseTime,
+  session,
+  type WindowedAggregation,
+} from '../../../runtime/windows/index.ts';
 import { deepFreeze, drive, random, roundTrip, shuffle } from './drive.ts';
 
 interface Seen {
@@ -18,7 +24,16 @@ function spec(gap: number, grace = 0): WindowedAggregation<string, Seen> {
 
 describe('session windows', () => {
   it('grow a session with each record at most gap after it, and start a new one beyond', () => {
-    const run = drive(spec(10), [[0, 'a'], [5, 'b'], [15, 'c'], [26, 'd']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      spec(10),
+      [
+        [0, 'a'],
+        [5, 'b'],
+        [15, 'c'],
+        [26, 'd'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     expect(run.steps.map((s) => s.result.updated)).toEqual([
       [{ start: 0, end: 0, value: { values: ['a'] } }],
       [{ start: 0, end: 5, value: { values: ['a', 'b'] } }],
@@ -36,7 +51,16 @@ describe('session windows', () => {
     const s = spec(10, 100);
     const merge = vi.fn(s.merge!);
     const withSpy = { ...s, merge };
-    const run = drive(withSpy, [[0, 'a'], [5, 'b'], [16, 'c'], [20, 'd']], { closeAsStreamTimeAdvances: false });
+    const run = drive(
+      withSpy,
+      [
+        [0, 'a'],
+        [5, 'b'],
+        [16, 'c'],
+        [20, 'd'],
+      ],
+      { closeAsStreamTimeAdvances: false },
+    );
     expect(run.state!.windows.map((w) => [w.start, w.end])).toEqual([
       [0, 5],
       [16, 20],
@@ -65,7 +89,10 @@ describe('session windows', () => {
     expect(nextCloseTime(s, state)).toBe(18);
     expect(addRecord(s, state, 'b', 15, 17).updated).toEqual([{ start: 5, end: 15, value: { values: ['a', 'b'] } }]);
     expect(closeWindows(s, state, 17).closed).toEqual([]);
-    expect(closeWindows(s, state, 18)).toEqual({ state: undefined, closed: [{ start: 5, end: 5, value: { values: ['a'] } }] });
+    expect(closeWindows(s, state, 18)).toEqual({
+      state: undefined,
+      closed: [{ start: 5, end: 5, value: { values: ['a'] } }],
+    });
   });
 
   it('never merge a closed session: a record within gap of it starts a new one', () => {
@@ -81,18 +108,37 @@ describe('session windows', () => {
     const s = spec(10, 5);
     const state = deepFreeze(roundTrip(addRecord(s, undefined, 'a', 100, 100).state));
     // Alone, a record at 84 closes at 84 + 1 + 10 + 5 = 100.
-    expect(addRecord(s, state, 'b', 84, 100)).toEqual({ state, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(s, state, 'b', 84, 100)).toEqual({
+      state,
+      updated: [],
+      amended: [],
+      late: true,
+      droppedFrom: 1,
+      removed: [],
+    });
     expect(addRecord(s, state, 'c', 85, 100)).toMatchObject({ late: false, updated: [{ start: 85, end: 85 }] });
     // A record far behind stream time is still on time if it joins an open session.
     expect(addRecord(s, state, 'd', 90, 100)).toMatchObject({ late: false, updated: [{ start: 90, end: 100 }] });
   });
 
   it('bridge sessions with an out-of-order record within grace', () => {
-    const run = drive(spec(15, 50), [[0, 'a'], [30, 'b'], [15, 'c']]);
+    const run = drive(spec(15, 50), [
+      [0, 'a'],
+      [30, 'b'],
+      [15, 'c'],
+    ]);
     expect(run.late).toEqual([]);
     expect(run.state!.windows.map((w) => [w.start, w.end, w.acc.values])).toEqual([[0, 30, ['a', 'b', 'c']]]);
     // With no grace the first session has closed (at 0 + 1 + 15) by then: the record only joins the second.
-    const strict = drive(spec(15, 0), [[0, 'a'], [30, 'b'], [15, 'c']], { flushAt: Number.POSITIVE_INFINITY });
+    const strict = drive(
+      spec(15, 0),
+      [
+        [0, 'a'],
+        [30, 'b'],
+        [15, 'c'],
+      ],
+      { flushAt: Number.POSITIVE_INFINITY },
+    );
     expect(strict.closed.map((w) => [w.start, w.end, w.value.values])).toEqual([
       [0, 0, ['a']],
       [15, 30, ['b', 'c']],
@@ -118,7 +164,11 @@ describe('session windows', () => {
       const times = Array.from({ length: 1 + Math.floor(next() * 30) }, () => Math.floor(next() * 300));
       const shuffled = shuffle(times, next);
       const s = spec(gap, 1_000);
-      const result = drive(s, shuffled.map((t) => [t, String(t)] as const), { flushAt: Number.POSITIVE_INFINITY });
+      const result = drive(
+        s,
+        shuffled.map((t) => [t, String(t)] as const),
+        { flushAt: Number.POSITIVE_INFINITY },
+      );
 
       const sorted = [...times].sort((a, b) => a - b);
       const sessions: Array<{ start: number; end: number; values: string[] }> = [];
@@ -130,7 +180,13 @@ describe('session windows', () => {
         } else sessions.push({ start: t, end: t, values: [String(t)] });
       }
       expect(result.late).toEqual([]);
-      expect(result.closed.map((w) => ({ start: w.start, end: w.end, values: [...w.value.values].sort((a, b) => Number(a) - Number(b)) }))).toEqual(sessions);
+      expect(
+        result.closed.map((w) => ({
+          start: w.start,
+          end: w.end,
+          values: [...w.value.values].sort((a, b) => Number(a) - Number(b)),
+        })),
+      ).toEqual(sessions);
     }
   });
 });

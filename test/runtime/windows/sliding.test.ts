@@ -21,11 +21,15 @@ function spec(timeDifference: number, grace = 0): WindowedAggregation<number, nu
 }
 
 const records = (...times: number[]): Array<readonly [number, number]> => times.map((t) => [t, t] as const);
-const shape = (results: WindowResult<number[]>[]): Array<[number, number, number[]]> => results.map((r) => [r.start, r.end, r.value]);
+const shape = (results: WindowResult<number[]>[]): Array<[number, number, number[]]> =>
+  results.map((r) => [r.start, r.end, r.value]);
 
 describe('sliding windows', () => {
   it('make a left window per record and a right window where later records fall (worked example, d = 10)', () => {
-    const run = drive(spec(10), records(100, 105, 112), { closeAsStreamTimeAdvances: false, flushAt: Number.POSITIVE_INFINITY });
+    const run = drive(spec(10), records(100, 105, 112), {
+      closeAsStreamTimeAdvances: false,
+      flushAt: Number.POSITIVE_INFINITY,
+    });
     expect(run.steps.map((s) => shape(s.result.updated))).toEqual([
       [[90, 100, [100]]],
       [
@@ -77,7 +81,14 @@ describe('sliding windows', () => {
       [91, 101, [100]], // and 90's right window
     ]);
     // A record at 89 could only be in windows ending by 99, all closed at stream time 100.
-    expect(addRecord(s, state, 89, 89, 100)).toEqual({ state, updated: [], amended: [], late: true, droppedFrom: 1, removed: [] });
+    expect(addRecord(s, state, 89, 89, 100)).toEqual({
+      state,
+      updated: [],
+      amended: [],
+      late: true,
+      droppedFrom: 1,
+      removed: [],
+    });
   });
 
   it('keep an out-of-order record within grace in the windows derived later (where Kafka Streams would lose it)', () => {
@@ -150,7 +161,9 @@ function checkAgainstModel(s: WindowedAggregation<number, number[]>, d: number, 
       if (taken.some((q) => q > r && q <= r + 1 + d)) starts.add(r + 1);
     }
     return new Map(
-      [...starts].sort((a, b) => a - b).map((start) => [start, taken.filter((r) => r >= start && r <= start + d).sort((a, b) => a - b)]),
+      [...starts]
+        .sort((a, b) => a - b)
+        .map((start) => [start, taken.filter((r) => r >= start && r <= start + d).sort((a, b) => a - b)]),
     );
   };
   const emitted = new Set<number>();
@@ -170,7 +183,9 @@ function checkAgainstModel(s: WindowedAggregation<number, number[]>, d: number, 
       if (!before.has(start) && closeTime(start) <= streamTime) emitted.add(start); // born closed: never emitted
     }
     // Open windows changed by this record are reported with their new contents.
-    const changed = [...after].filter(([start, held]) => closeTime(start) > streamTime && JSON.stringify(before.get(start)) !== JSON.stringify(held));
+    const changed = [...after].filter(
+      ([start, held]) => closeTime(start) > streamTime && JSON.stringify(before.get(start)) !== JSON.stringify(held),
+    );
     expect(shape(result.updated)).toEqual(changed.map(([start, held]) => [start, start + d, held]));
 
     const closing = closeWindows(s, roundTrip(result.state), streamTime);
@@ -189,6 +204,8 @@ function checkAgainstModel(s: WindowedAggregation<number, number[]>, d: number, 
   }
   const flushed = closeWindows(s, state, Number.POSITIVE_INFINITY);
   const final = model();
-  expect(shape(flushed.closed)).toEqual([...final].filter(([start]) => !emitted.has(start)).map(([start, held]) => [start, start + d, held]));
+  expect(shape(flushed.closed)).toEqual(
+    [...final].filter(([start]) => !emitted.has(start)).map(([start, held]) => [start, start + d, held]),
+  );
   expect(flushed.state).toBeUndefined();
 }

@@ -28,8 +28,18 @@ describe('window values', () => {
     expect(Object.getPrototypeOf(t)).toBe(Object.prototype);
     expect(JSON.parse(JSON.stringify(t))).toEqual(t);
 
-    expect(hopping({ size: '5m', advance: '1m', grace: '10s' })).toEqual({ kind: 'hopping', sizeMs: 300_000, advanceMs: 60_000, graceMs: 10_000, amendWithinMs: 0 });
-    expect(sliding({ timeDifference: 30_000, grace: 500 })).toEqual({ kind: 'sliding', timeDifferenceMs: 30_000, graceMs: 500 });
+    expect(hopping({ size: '5m', advance: '1m', grace: '10s' })).toEqual({
+      kind: 'hopping',
+      sizeMs: 300_000,
+      advanceMs: 60_000,
+      graceMs: 10_000,
+      amendWithinMs: 0,
+    });
+    expect(sliding({ timeDifference: 30_000, grace: 500 })).toEqual({
+      kind: 'sliding',
+      timeDifferenceMs: 30_000,
+      graceMs: 500,
+    });
     expect(session({ gap: '5m' })).toEqual({ kind: 'session', gapMs: 300_000, graceMs: 0 });
     expect(Object.isFrozen(session({ gap: 1 }))).toBe(true);
   });
@@ -39,7 +49,12 @@ describe('window values', () => {
   });
 
   it('refuse non-positive sizes, gaps and time differences', () => {
-    for (const make of [() => tumbling({ size: 0 }), () => sliding({ timeDifference: '0s' }), () => session({ gap: 0 }), () => hopping({ size: 10, advance: 0 })]) {
+    for (const make of [
+      () => tumbling({ size: 0 }),
+      () => sliding({ timeDifference: '0s' }),
+      () => session({ gap: 0 }),
+      () => hopping({ size: 10, advance: 0 }),
+    ]) {
       const error = windowError(make);
       expect(error.code).toBe(ErrorCode.WINDOW_INVALID);
       expect(error.message).toContain('must be greater than 0');
@@ -89,15 +104,24 @@ describe('windowedAggregation', () => {
     const error = windowError(() => windowedAggregation({ window: session({ gap: 10 }), ...count }));
     expect(error.code).toBe(ErrorCode.WINDOW_INVALID);
     expect(error.message).toContain('session windows need merge(a, b)');
-    expect(() => windowedAggregation({ window: session({ gap: 10 }), ...count, merge: (a: number, b: number) => a + b })).not.toThrow();
+    expect(() =>
+      windowedAggregation({ window: session({ gap: 10 }), ...count, merge: (a: number, b: number) => a + b }),
+    ).not.toThrow();
   });
 
   it('refuses windows not made by the constructors and missing functions', () => {
-    const error = windowError(() => windowedAggregation({ window: { kind: 'weekly', sizeMs: 7 }, init: 5 } as unknown as WindowedAggregation<unknown, number>));
+    const error = windowError(() =>
+      windowedAggregation({ window: { kind: 'weekly', sizeMs: 7 }, init: 5 } as unknown as WindowedAggregation<
+        unknown,
+        number
+      >),
+    );
     expect(error.message).toContain('window kind "weekly" is not one of tumbling, hopping, sliding, session');
     expect(error.message).toContain('init must be a function');
     expect(error.message).toContain('add must be a function');
-    const bad = windowError(() => windowedAggregation({ window: { kind: 'hopping', sizeMs: 5, advanceMs: 10, graceMs: 0 }, ...count }));
+    const bad = windowError(() =>
+      windowedAggregation({ window: { kind: 'hopping', sizeMs: 5, advanceMs: 10, graceMs: 0 }, ...count }),
+    );
     expect(bad.message).toContain('advanceMs must not exceed sizeMs');
   });
 });

@@ -8,7 +8,13 @@ export const PORTFOLIOS = ['growth', 'income', ''] as const;
 export const AGENTS = ['price-move', 'volume-spike', 'volatility'] as const;
 export const SEVERITIES = ['info', 'low', 'medium', 'high', 'critical'] as const;
 
-export function findingId(agent: string, rule: string, symbol: string, portfolioId: string, windowStartMs: number): string {
+export function findingId(
+  agent: string,
+  rule: string,
+  symbol: string,
+  portfolioId: string,
+  windowStartMs: number,
+): string {
   return createHash('sha256').update(`${agent}|${rule}|${symbol}|${portfolioId}|${windowStartMs}`).digest('hex');
 }
 

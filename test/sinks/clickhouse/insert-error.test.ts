@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { classifyInsertError, clickHouseCodeOf, rowHintOf } from '../../../sinks/clickhouse/insert-error.ts';
 
-const server = (code: number, text: string): Error => new Error(`Code: ${code}, e.displayText() = DB::Exception: ${text}, e.what() = DB::Exception`);
+const server = (code: number, text: string): Error =>
+  new Error(`Code: ${code}, e.displayText() = DB::Exception: ${text}, e.what() = DB::Exception`);
 const errno = (code: string): Error => Object.assign(new Error(`connect ${code} 127.0.0.1:18123`), { code });
 
 describe('classifyInsertError', () => {
   it('reads the code from 18.16 messages and from current clients alike', () => {
-    expect(clickHouseCodeOf(server(252, 'Too many parts (300). Merges are processing significantly slower than inserts.'))).toBe(252);
+    expect(
+      clickHouseCodeOf(server(252, 'Too many parts (300). Merges are processing significantly slower than inserts.')),
+    ).toBe(252);
     expect(clickHouseCodeOf(Object.assign(new Error('Too many parts'), { code: '252' }))).toBe(252);
     expect(clickHouseCodeOf(errno('ECONNREFUSED'))).toBeUndefined();
   });

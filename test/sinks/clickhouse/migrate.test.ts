@@ -31,25 +31,62 @@ describe('ClickHouse migrations and batched inserts on the local server', () => 
   it('is idempotent', async () => {
     const again = await migrateDatabase(testConfig, root);
     expect(again.applied).toEqual([]);
-    const tables = await (await client.query({ query: 'SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name', format: 'JSONEachRow' })).json<{ name: string }>();
+    const tables = await (
+      await client.query({
+        query: 'SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name',
+        format: 'JSONEachRow',
+      })
+    ).json<{ name: string }>();
     expect(tables.map((t) => t.name)).toEqual(['alerts', 'digests', 'findings', 'llm_calls', 'schema_migrations']);
   });
 
   it('inserts a batch of 10,000 findings in one request and reads them back through a named query', async () => {
     const base = 1_767_225_600;
     const rows = Array.from({ length: 10_000 }, (_, i) => ({
-      finding_id: `f-${i}`, agent: i % 2 ? 'volume-spike' : 'price-move', rule: 'r', symbol: `S${i % 50}`, portfolio_id: i % 4 === 0 ? 'growth' : 'income',
-      severity: i % 10 === 0 ? 'high' : 'low', window_start: base + (i % 3600), window_end: base + (i % 3600) + 60, event_time: base + (i % 3600),
-      event_time_ms: (base + (i % 3600)) * 1000, evidence: '{"return":-0.06}', source_topic: 'signals.price', source_partition: i % 6, source_offset: i,
-      created_at: base + 4000, version: 1,
+      finding_id: `f-${i}`,
+      agent: i % 2 ? 'volume-spike' : 'price-move',
+      rule: 'r',
+      symbol: `S${i % 50}`,
+      portfolio_id: i % 4 === 0 ? 'growth' : 'income',
+      severity: i % 10 === 0 ? 'high' : 'low',
+      window_start: base + (i % 3600),
+      window_end: base + (i % 3600) + 60,
+      event_time: base + (i % 3600),
+      event_time_ms: (base + (i % 3600)) * 1000,
+      evidence: '{"return":-0.06}',
+      source_topic: 'signals.price',
+      source_partition: i % 6,
+      source_offset: i,
+      created_at: base + 4000,
+      version: 1,
     }));
     await client.insert({ table: 'findings', values: rows, format: 'JSONEachRow' });
     // A retried insert of the same rows (as after a crash) must not be visible twice.
-    await client.insert({ table: 'findings', values: rows.slice(0, 1000).map((r) => ({ ...r, version: 2 })), format: 'JSONEachRow' });
+    await client.insert({
+      table: 'findings',
+      values: rows.slice(0, 1000).map((r) => ({ ...r, version: 2 })),
+      format: 'JSONEachRow',
+    });
 
-    const counts = await (await client.query({ query: namedQuerySql('severityCounts', { portfolio: 'growth', from: base, to: base + 7200 }), format: 'JSONEachRow' })).json<{ agent: string; severity: string; findings: number }>();
+    const counts = await (
+      await client.query({
+        query: namedQuerySql('severityCounts', { portfolio: 'growth', from: base, to: base + 7200 }),
+        format: 'JSONEachRow',
+      })
+    ).json<{ agent: string; severity: string; findings: number }>();
     expect(counts.reduce((sum, r) => sum + Number(r.findings), 0)).toBe(2500);
-    const high = await (await client.query({ query: namedQuerySql('findingsByPortfolio', { portfolio: 'growth', from: base, to: base + 7200, minSeverity: 'high', limit: 10_000 }), format: 'JSONEachRow' })).json<{ severity: string }>();
+    const high = await (
+      await client.query({
+        query: namedQuerySql('findingsByPortfolio', {
+          portfolio: 'growth',
+          from: base,
+          to: base + 7200,
+          minSeverity: 'high',
+          limit: 10_000,
+        }),
+        format: 'JSONEachRow',
+      })
+    ).json<{ severity: string }>();
     expect(high).toHaveLength(500);
     expect(high.every((r) => r.severity === 'high')).toBe(true);
   });

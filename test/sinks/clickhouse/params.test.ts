@@ -4,9 +4,15 @@ import { ErrorCode } from '../../../runtime/errors.ts';
 
 describe('renderQuery', () => {
   it('renders typed literals', () => {
-    expect(renderQuery('SELECT {s:String}, {n:UInt32}, {f:Float64}, {t:DateTime}, {a:Array(String)}', { s: "O'Brien", n: 7, f: 1.5, t: 60, a: ['x', 'y'] })).toBe(
-      "SELECT 'O\\'Brien', 7, 1.5, toDateTime(60, 'UTC'), ['x', 'y']",
-    );
+    expect(
+      renderQuery('SELECT {s:String}, {n:UInt32}, {f:Float64}, {t:DateTime}, {a:Array(String)}', {
+        s: "O'Brien",
+        n: 7,
+        f: 1.5,
+        t: 60,
+        a: ['x', 'y'],
+      }),
+    ).toBe("SELECT 'O\\'Brien', 7, 1.5, toDateTime(60, 'UTC'), ['x', 'y']");
   });
 
   it('escapes every character that could end a string literal', () => {

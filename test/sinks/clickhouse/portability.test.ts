@@ -15,7 +15,10 @@ interface ChdbSession {
   query(sql: string, format?: string): string;
   close(): void;
 }
-const { Session, version } = createRequire(import.meta.url)('chdb') as { Session: new (path: string) => ChdbSession; version?: () => string };
+const { Session, version } = createRequire(import.meta.url)('chdb') as {
+  Session: new (path: string) => ChdbSession;
+  version?: () => string;
+};
 
 describe('SQL portability on current ClickHouse (chdb)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'as-chdb-'));
@@ -54,15 +57,31 @@ describe('SQL portability on current ClickHouse (chdb)', () => {
     expect(second.alreadyApplied).toHaveLength(migrations.length);
   });
 
-  it.each(Object.keys(namedQueries) as NamedQueryName[])('runs the named query %s with its example parameters', async (name) => {
-    session.query(
-      `INSERT INTO findings FORMAT JSONEachRow ${JSON.stringify({
-        finding_id: 'f1', agent: 'price-move', rule: 'drop', symbol: 'ACME', portfolio_id: 'growth', severity: 'high',
-        window_start: 1767225600, window_end: 1767225660, event_time: 1767225630, event_time_ms: 1767225630000, evidence: '{}',
-        source_topic: 't', source_partition: 0, source_offset: 1, created_at: 1767225700, version: 1,
-      })}`,
-    );
-    const rows = await engine.rows(namedQuerySql(name, namedQueries[name].example));
-    expect(Array.isArray(rows)).toBe(true);
-  });
+  it.each(Object.keys(namedQueries) as NamedQueryName[])(
+    'runs the named query %s with its example parameters',
+    async (name) => {
+      session.query(
+        `INSERT INTO findings FORMAT JSONEachRow ${JSON.stringify({
+          finding_id: 'f1',
+          agent: 'price-move',
+          rule: 'drop',
+          symbol: 'ACME',
+          portfolio_id: 'growth',
+          severity: 'high',
+          window_start: 1767225600,
+          window_end: 1767225660,
+          event_time: 1767225630,
+          event_time_ms: 1767225630000,
+          evidence: '{}',
+          source_topic: 't',
+          source_partition: 0,
+          source_offset: 1,
+          created_at: 1767225700,
+          version: 1,
+        })}`,
+      );
+      const rows = await engine.rows(namedQuerySql(name, namedQueries[name].example));
+      expect(Array.isArray(rows)).toBe(true);
+    },
+  );
 });

@@ -9,7 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Admin, Kafka } from 'kafkajs';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { findingRow } from '../../../sinks/clickhouse/finding-row.ts';
-import { mapTo, runClickHouseSink, type ClickHouseSinkHandle, type ClickHouseSinkOptions, type SinkHealth } from '../../../sinks/clickhouse/topic-sink.ts';
+import {
+  mapTo,
+  runClickHouseSink,
+  type ClickHouseSinkHandle,
+  type ClickHouseSinkOptions,
+  type SinkHealth,
+} from '../../../sinks/clickhouse/topic-sink.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { FindingType, type Finding } from '../../../schemas/generated/types.ts';
@@ -18,7 +24,9 @@ import { freePort } from '../../support/private-broker.ts';
 
 const root = join(import.meta.dirname, '../../..');
 
-const mappings: ClickHouseSinkOptions['mappings'] = { [FindingType]: mapTo<Finding>('findings', (finding, meta) => findingRow(finding, meta)) };
+const mappings: ClickHouseSinkOptions['mappings'] = {
+  [FindingType]: mapTo<Finding>('findings', (finding, meta) => findingRow(finding, meta)),
+};
 
 async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -64,14 +72,22 @@ describe('ClickHouse sink health on the real stack', () => {
   });
   afterAll(async () => {
     for (const h of handles) await h.stop().catch(() => undefined);
-    await admin.deleteTopics({ topics: [topic, `${app}.dead-letters`, `${app}.stalled-dead-letters`] }).catch(() => undefined);
+    await admin
+      .deleteTopics({ topics: [topic, `${app}.dead-letters`, `${app}.stalled-dead-letters`] })
+      .catch(() => undefined);
     await admin.disconnect();
   });
 
   it('is not ready while its group rebalances, and ready again after', async () => {
     const atRebalance: SinkHealth[] = [];
     let first: ClickHouseSinkHandle | undefined;
-    const options = { config, name: `${app}.clickhouse-sink`, topics: [topic], deadLetterTopic: `${app}.dead-letters`, mappings };
+    const options = {
+      config,
+      name: `${app}.clickhouse-sink`,
+      topics: [topic],
+      deadLetterTopic: `${app}.dead-letters`,
+      mappings,
+    };
     const one = await runClickHouseSink({
       ...options,
       log: (event) => {
@@ -93,7 +109,10 @@ describe('ClickHouse sink health on the real stack', () => {
 
   it('is not live while records wait and no batch completes, and live while idle', async () => {
     // Nothing listens on this port: the sink cannot resolve a schema, so no batch completes.
-    const unreachable = { ...config, registry: { ...config.registry, url: `http://127.0.0.1:${await freePort()}/apis/ccompat/v7` } };
+    const unreachable = {
+      ...config,
+      registry: { ...config.registry, url: `http://127.0.0.1:${await freePort()}/apis/ccompat/v7` },
+    };
     const sink = await runClickHouseSink({
       config: unreachable,
       name: `${app}.stalled-sink`,
@@ -116,7 +135,13 @@ describe('ClickHouse sink health on the real stack', () => {
       await serde.writerFor(FindingType);
       const producer = kafka.producer();
       await producer.connect();
-      await producer.send({ topic, messages: Array.from({ length: 10 }, (_, i) => ({ key: `k${i}`, value: serde.encode(FindingType, finding(i)) })) });
+      await producer.send({
+        topic,
+        messages: Array.from({ length: 10 }, (_, i) => ({
+          key: `k${i}`,
+          value: serde.encode(FindingType, finding(i)),
+        })),
+      });
       await producer.disconnect();
 
       await until('the sink to report the stall', () => !sink.health().live, 30_000);

@@ -14,7 +14,12 @@ import { openClickHouse } from '../../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { namedQuerySql } from '../../../sinks/clickhouse/queries.ts';
 import { findingRow } from '../../../sinks/clickhouse/finding-row.ts';
-import { mapTo, runClickHouseSink, type ClickHouseSinkHandle, type ClickHouseSinkOptions } from '../../../sinks/clickhouse/topic-sink.ts';
+import {
+  mapTo,
+  runClickHouseSink,
+  type ClickHouseSinkHandle,
+  type ClickHouseSinkOptions,
+} from '../../../sinks/clickhouse/topic-sink.ts';
 import { deadLetterHeader } from '../../../runtime/engine/dead-letter.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
@@ -98,7 +103,9 @@ describe('ClickHouse topic sink on the real stack', () => {
   it('sinks every finding exactly once as queried across a kill and restart, and dead-letters the bad records', async () => {
     const registry = registryClient(config);
     const finding = loadSchemas(join(root, 'schemas/fleet')).filter((s) => s.subject === FindingType);
-    const event = loadSchemas(join(root, 'test/fixtures/schemas')).filter((s) => s.subject === 'agentstreams.test.Event');
+    const event = loadSchemas(join(root, 'test/fixtures/schemas')).filter(
+      (s) => s.subject === 'agentstreams.test.Event',
+    );
     await registerSchemas(config, registry, [...finding, ...event]);
     const serde = new AvroSerde(registry);
     await serde.writerFor(FindingType);
@@ -117,7 +124,11 @@ describe('ClickHouse topic sink on the real stack', () => {
     });
     for (let i = 0; i < 10; i += 1) {
       expectedBad.set(`raw-${i}`, { stage: 'deserialize', code: 'AS_DESERIALIZE' });
-      messages.splice(i * 1_500 + 7, 0, { key: `S${i}`, value: Buffer.from(`{"not":"avro ${i}"}`), headers: { marker: `raw-${i}` } });
+      messages.splice(i * 1_500 + 7, 0, {
+        key: `S${i}`,
+        value: Buffer.from(`{"not":"avro ${i}"}`),
+        headers: { marker: `raw-${i}` },
+      });
       expectedBad.set(`event-${i}`, { stage: 'route', code: 'AS_NO_ROUTE' });
       messages.splice(i * 1_500 + 11, 0, {
         key: `S${i}`,
@@ -131,10 +142,13 @@ describe('ClickHouse topic sink on the real stack', () => {
     const producer = kafka.producer({ idempotent: true });
     await producer.connect();
     const produce = async (from: number, to: number): Promise<void> => {
-      for (let i = from; i < to; i += 5_000) await producer.send({ topic, acks: -1, messages: messages.slice(i, Math.min(to, i + 5_000)) });
+      for (let i = from; i < to; i += 5_000)
+        await producer.send({ topic, acks: -1, messages: messages.slice(i, Math.min(to, i + 5_000)) });
     };
     const half = Math.floor(messages.length / 2);
-    const goodInFirstHalf = messages.slice(0, half).filter((m) => good.some((g) => g.findingId === m.headers.marker)).length;
+    const goodInFirstHalf = messages
+      .slice(0, half)
+      .filter((m) => good.some((g) => g.findingId === m.headers.marker)).length;
 
     const base: ClickHouseSinkOptions = {
       config: testConfig,
@@ -163,13 +177,18 @@ describe('ClickHouse topic sink on the real stack', () => {
     const insertedByFirst = first.stats.rowsInserted;
 
     // Second instance, same group: resumes from the committed offsets, with a buffer small enough to pause.
-    const second = await runClickHouseSink({ ...base, writer: { maxBatchRows: 500, maxBatchAgeMs: 20, maxBufferedRows: 1_500 } });
+    const second = await runClickHouseSink({
+      ...base,
+      writer: { maxBatchRows: 500, maxBatchAgeMs: 20, maxBufferedRows: 1_500 },
+    });
     handles.push(second);
     await waitFor(async () => {
       await second.checkpoint();
       const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] });
       const ends = await admin.fetchTopicOffsets(topic);
-      return ends.every((end) => committed[0]!.partitions.find((p) => p.partition === end.partition)?.offset === end.high);
+      return ends.every(
+        (end) => committed[0]!.partitions.find((p) => p.partition === end.partition)?.offset === end.high,
+      );
     }, 'everything committed');
     await second.stop();
     await producer.disconnect();
@@ -177,34 +196,62 @@ describe('ClickHouse topic sink on the real stack', () => {
     // Some rows were inserted twice (by the killed instance and again by its successor)…
     expect(insertedByFirst + second.stats.rowsInserted).toBeGreaterThan(GOOD);
     expect(second.stats.pauses).toBeGreaterThan(0);
-    const one = async (sql: string): Promise<number> => Number((await (await client.query({ query: sql, format: 'JSONEachRow' })).json<{ n: number }>())[0]!.n);
+    const one = async (sql: string): Promise<number> =>
+      Number((await (await client.query({ query: sql, format: 'JSONEachRow' })).json<{ n: number }>())[0]!.n);
     const raw = await one('SELECT count() AS n FROM findings');
     // …which raw count() may still show (until a background merge collapses them), but FINAL never does.
     expect(raw).toBeGreaterThanOrEqual(GOOD);
     expect(await one('SELECT count() AS n FROM findings FINAL')).toBe(GOOD);
     expect(await one('SELECT uniqExact(finding_id) AS n FROM findings')).toBe(GOOD);
-    console.log(`raw count() ${raw}, FINAL ${GOOD}; rows inserted: ${insertedByFirst} by the killed instance, ${second.stats.rowsInserted} by its successor`);
+    console.log(
+      `raw count() ${raw}, FINAL ${GOOD}; rows inserted: ${insertedByFirst} by the killed instance, ${second.stats.rowsInserted} by its successor`,
+    );
 
     // The named queries return exactly the expected rows.
     const from = BASE_SECONDS;
     const to = BASE_SECONDS + (GOOD + 100) * 30;
     const query = async <T>(name: Parameters<typeof namedQuerySql>[0], params: Record<string, unknown>): Promise<T[]> =>
       (await client.query({ query: namedQuerySql(name, params), format: 'JSONEachRow' })).json<T>();
-    const newestFirst = (a: Finding, b: Finding): number => Math.floor(b.windowStart / 1000) - Math.floor(a.windowStart / 1000) || (a.findingId < b.findingId ? -1 : 1);
+    const newestFirst = (a: Finding, b: Finding): number =>
+      Math.floor(b.windowStart / 1000) - Math.floor(a.windowStart / 1000) || (a.findingId < b.findingId ? -1 : 1);
 
-    const bySymbol = await query<{ finding_id: string; portfolio_id: string; severity: string }>('findingsBySymbol', { symbol: 'S7', from, to, limit: 100_000 });
-    expect(bySymbol.map((r) => r.finding_id)).toEqual(good.filter((f) => f.symbol === 'S7').sort(newestFirst).map((f) => f.findingId));
+    const bySymbol = await query<{ finding_id: string; portfolio_id: string; severity: string }>('findingsBySymbol', {
+      symbol: 'S7',
+      from,
+      to,
+      limit: 100_000,
+    });
+    expect(bySymbol.map((r) => r.finding_id)).toEqual(
+      good
+        .filter((f) => f.symbol === 'S7')
+        .sort(newestFirst)
+        .map((f) => f.findingId),
+    );
 
     const rank = (s: string): number => SEVERITIES.indexOf(s as Severity);
-    const high = await query<{ finding_id: string; severity: string }>('findingsByPortfolio', { portfolio: 'growth', from, to, minSeverity: 'high', limit: 100_000 });
+    const high = await query<{ finding_id: string; severity: string }>('findingsByPortfolio', {
+      portfolio: 'growth',
+      from,
+      to,
+      minSeverity: 'high',
+      limit: 100_000,
+    });
     expect(high.map((r) => r.finding_id)).toEqual(
-      good.filter((f) => f.portfolioId === 'growth' && rank(f.severity) >= rank('high')).sort(newestFirst).map((f) => f.findingId),
+      good
+        .filter((f) => f.portfolioId === 'growth' && rank(f.severity) >= rank('high'))
+        .sort(newestFirst)
+        .map((f) => f.findingId),
     );
 
     for (const portfolio of PORTFOLIOS) {
-      const counts = await query<{ agent: string; severity: string; findings: number }>('severityCounts', { portfolio, from, to });
+      const counts = await query<{ agent: string; severity: string; findings: number }>('severityCounts', {
+        portfolio,
+        from,
+        to,
+      });
       const expected = new Map<string, number>();
-      for (const f of good.filter((g) => g.portfolioId === portfolio)) expected.set(`${f.agent}/${f.severity}`, (expected.get(`${f.agent}/${f.severity}`) ?? 0) + 1);
+      for (const f of good.filter((g) => g.portfolioId === portfolio))
+        expected.set(`${f.agent}/${f.severity}`, (expected.get(`${f.agent}/${f.severity}`) ?? 0) + 1);
       expect(new Map(counts.map((c) => [`${c.agent}/${c.severity}`, Number(c.findings)]))).toEqual(expected);
     }
 
@@ -218,7 +265,9 @@ describe('ClickHouse topic sink on the real stack', () => {
       expect(headers![deadLetterHeader.topic]).toBe(topic);
       expect(Number(headers![deadLetterHeader.offset])).toBeGreaterThanOrEqual(0);
       expect(headers![deadLetterHeader.processor]).toBe(group);
-      expect({ stage: headers![deadLetterHeader.stage], code: headers![deadLetterHeader.errorCode] }, marker).toEqual(want);
+      expect({ stage: headers![deadLetterHeader.stage], code: headers![deadLetterHeader.errorCode] }, marker).toEqual(
+        want,
+      );
     }
   }, 180_000);
 });
@@ -231,7 +280,11 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
   }
 }
 
-async function readAll(kafka: Kafka, topic: string, atLeast: number): Promise<Array<{ marker: string; headers: Record<string, string> }>> {
+async function readAll(
+  kafka: Kafka,
+  topic: string,
+  atLeast: number,
+): Promise<Array<{ marker: string; headers: Record<string, string> }>> {
   const out: Array<{ marker: string; headers: Record<string, string> }> = [];
   const consumer = kafka.consumer({ groupId: uniqueName('dlq-reader'), maxWaitTimeInMs: 100 });
   await consumer.connect();

@@ -108,7 +108,9 @@ describe.skipIf(testStackKind !== 'local')('ClickHouseWriter while ClickHouse is
     expect(writer.stats.insertRetries).toBeGreaterThan(0);
     expect(events).toContain('clickhouse.insert-retry');
     expect(writer.stats.rowsRejected).toBe(0);
-    console.log(`${written} rows; ${events.find((e) => e.startsWith('outage'))}; ${writer.stats.insertRetries} retries, ${writer.stats.inserts} inserts`);
+    console.log(
+      `${written} rows; ${events.find((e) => e.startsWith('outage'))}; ${writer.stats.insertRetries} retries, ${writer.stats.inserts} inserts`,
+    );
     expect(writer.stats.rowsWritten).toBe(written);
 
     const one = async (sql: string): Promise<number> =>
@@ -118,9 +120,19 @@ describe.skipIf(testStackKind !== 'local')('ClickHouseWriter while ClickHouse is
     // Physically there may be more: an insert that reached the server just before it stopped was sent again.
     expect(await one('SELECT count() AS n FROM findings')).toBeGreaterThanOrEqual(written);
 
-    const counts = await (await client.query({ query: namedQuerySql('severityCounts', { portfolio: 'income', from: BASE_SECONDS, to: BASE_SECONDS + written * 30 }), format: 'JSONEachRow' })).json<{ agent: string; severity: string; findings: number }>();
+    const counts = await (
+      await client.query({
+        query: namedQuerySql('severityCounts', {
+          portfolio: 'income',
+          from: BASE_SECONDS,
+          to: BASE_SECONDS + written * 30,
+        }),
+        format: 'JSONEachRow',
+      })
+    ).json<{ agent: string; severity: string; findings: number }>();
     const expected = new Map<string, number>();
-    for (const r of rows.filter((row) => row.portfolio_id === 'income')) expected.set(`${r.agent}/${r.severity}`, (expected.get(`${r.agent}/${r.severity}`) ?? 0) + 1);
+    for (const r of rows.filter((row) => row.portfolio_id === 'income'))
+      expected.set(`${r.agent}/${r.severity}`, (expected.get(`${r.agent}/${r.severity}`) ?? 0) + 1);
     expect(new Map(counts.map((c) => [`${c.agent}/${c.severity}`, Number(c.findings)]))).toEqual(expected);
   }, 120_000);
 });

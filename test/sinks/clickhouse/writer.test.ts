@@ -57,26 +57,57 @@ describe('ClickHouseWriter on the local server', () => {
     await client.command({ query: 'TRUNCATE TABLE findings' });
     const counted = countingClient(client);
     const metrics = createMetrics({ processMetrics: false });
-    const writer = await ClickHouseWriter.open({ client: counted.client, tables: ['findings'], maxBatchRows: 20_000, maxBatchAgeMs: 10_000, metrics });
+    const writer = await ClickHouseWriter.open({
+      client: counted.client,
+      tables: ['findings'],
+      maxBatchRows: 20_000,
+      maxBatchAgeMs: 10_000,
+      metrics,
+    });
     const rows = findingRows(50_000);
     for (let i = 0; i < rows.length; i += 1_000) writer.write('findings', rows.slice(i, i + 1_000));
     await writer.close();
 
     // 20k + 20k sent on size, the last 10k on close.
     expect(counted.inserts()).toBe(3);
-    expect(writer.stats).toMatchObject({ inserts: 3, rowsWritten: 50_000, rowsInserted: 50_000, insertRetries: 0, rowsRejected: 0 });
+    expect(writer.stats).toMatchObject({
+      inserts: 3,
+      rowsWritten: 50_000,
+      rowsInserted: 50_000,
+      insertRetries: 0,
+      rowsRejected: 0,
+    });
     const histogram = await metrics.sinkOperationDuration.get();
-    expect(histogram.values.find((v) => v.metricName === 'agent_streams_sink_operation_duration_seconds_count')).toMatchObject({ labels: { operation: 'insert:findings' }, value: 3 });
+    expect(
+      histogram.values.find((v) => v.metricName === 'agent_streams_sink_operation_duration_seconds_count'),
+    ).toMatchObject({ labels: { operation: 'insert:findings' }, value: 3 });
 
     expect(await scalar('SELECT count() AS n FROM findings FINAL')).toBe(50_000);
     expect(await scalar('SELECT uniqExact(finding_id) AS n FROM findings')).toBe(50_000);
-    const counts = await (await client.query({ query: namedQuerySql('severityCounts', { portfolio: 'growth', from: BASE_SECONDS, to: BASE_SECONDS + 30 * 86_400 }), format: 'JSONEachRow' })).json<{ findings: number }>();
-    expect(counts.reduce((sum, r) => sum + Number(r.findings), 0)).toBe(rows.filter((r) => r.portfolio_id === 'growth').length);
+    const counts = await (
+      await client.query({
+        query: namedQuerySql('severityCounts', {
+          portfolio: 'growth',
+          from: BASE_SECONDS,
+          to: BASE_SECONDS + 30 * 86_400,
+        }),
+        format: 'JSONEachRow',
+      })
+    ).json<{ findings: number }>();
+    expect(counts.reduce((sum, r) => sum + Number(r.findings), 0)).toBe(
+      rows.filter((r) => r.portfolio_id === 'growth').length,
+    );
   });
 
   it('signals backpressure with a retry-after hint when its buffer is full, and buffers nothing of the refused write', async () => {
     await client.command({ query: 'TRUNCATE TABLE findings' });
-    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], maxBatchRows: 1_000, maxBatchAgeMs: 60_000, maxBufferedRows: 100 });
+    const writer = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      maxBatchRows: 1_000,
+      maxBatchAgeMs: 60_000,
+      maxBufferedRows: 100,
+    });
     writer.write('findings', findingRows(100));
     let error: unknown;
     try {
@@ -100,7 +131,13 @@ describe('ClickHouseWriter on the local server', () => {
     writer.write('findings', findingRows(1, 100));
 
     // A caller that simply waits as told (withRetry honours retryAfterMs) gets everything through.
-    const small = await ClickHouseWriter.open({ client, tables: ['findings'], maxBatchRows: 50, maxBatchAgeMs: 5, maxBufferedRows: 100 });
+    const small = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      maxBatchRows: 50,
+      maxBatchAgeMs: 5,
+      maxBufferedRows: 100,
+    });
     const rows = findingRows(2_000, 1_000);
     for (let i = 0; i < rows.length; i += 50) {
       const chunk = rows.slice(i, i + 50);
@@ -115,8 +152,12 @@ describe('ClickHouseWriter on the local server', () => {
   it('refuses a row that misses a column or carries a Date at write time, naming the table and the column', async () => {
     const writer = await ClickHouseWriter.open({ client, tables: ['findings'] });
     const { evidence: _dropped, ...missing } = findingRowAt(1);
-    expect(() => writer.write('findings', [missing])).toThrow(/table "findings" is invalid: column "evidence" is missing/);
-    expect(() => writer.write('findings', [{ ...findingRowAt(2), created_at: new Date() }])).toThrow(/"created_at" is a DateTime: send whole epoch seconds/);
+    expect(() => writer.write('findings', [missing])).toThrow(
+      /table "findings" is invalid: column "evidence" is missing/,
+    );
+    expect(() => writer.write('findings', [{ ...findingRowAt(2), created_at: new Date() }])).toThrow(
+      /"created_at" is a DateTime: send whole epoch seconds/,
+    );
     expect(() => writer.write('findings', [{ ...findingRowAt(3), extra: 1 }])).toThrow(/unknown column\(s\) extra/);
     try {
       writer.write('findings', [missing]);
@@ -131,7 +172,9 @@ describe('ClickHouseWriter on the local server', () => {
 
   it('inserts the good rows of a batch the server refuses and hands back each bad row with its table and a sample', async () => {
     await client.command({ query: 'TRUNCATE TABLE findings' });
-    const rows: Array<Record<string, unknown> & { finding_id: string }> = findingRows(1_000, 10_000).map((row) => ({ ...row }));
+    const rows: Array<Record<string, unknown> & { finding_id: string }> = findingRows(1_000, 10_000).map((row) => ({
+      ...row,
+    }));
     // An unknown enum value (18.16 names no row for it) and a string in a UInt column (it names the row).
     rows[137] = { ...rows[137]!, severity: 'severe' };
     rows[600] = { ...rows[600]!, source_offset: 'not a number' };
@@ -144,7 +187,9 @@ describe('ClickHouseWriter on the local server', () => {
     const refused = error.details.rows as Array<{ table: string; sample: string; reason: string }>;
     expect(refused).toHaveLength(3);
     expect(refused.every((r) => r.table === 'findings')).toBe(true);
-    expect(refused.map((r) => JSON.parse(r.sample).finding_id).sort()).toEqual([rows[137]!.finding_id, rows[600]!.finding_id, rows[999]!.finding_id].sort());
+    expect(refused.map((r) => JSON.parse(r.sample).finding_id).sort()).toEqual(
+      [rows[137]!.finding_id, rows[600]!.finding_id, rows[999]!.finding_id].sort(),
+    );
     expect(refused.find((r) => r.sample.includes('severe'))!.reason).toMatch(/Unknown element 'severe'|severe/);
     expect(await scalar('SELECT count() AS n FROM findings FINAL')).toBe(997);
     await writer.close();
@@ -152,7 +197,11 @@ describe('ClickHouseWriter on the local server', () => {
     // With a handler, the rows come back with the tag they were written with (the topic sink's source record).
     await client.command({ query: 'TRUNCATE TABLE findings' });
     const rejected: Array<RejectedRow<number>> = [];
-    const tagged = await ClickHouseWriter.open<number>({ client, tables: ['findings'], onRejected: (_table, r) => void rejected.push(...r) });
+    const tagged = await ClickHouseWriter.open<number>({
+      client,
+      tables: ['findings'],
+      onRejected: (_table, r) => void rejected.push(...r),
+    });
     rows.forEach((row, i) => tagged.write('findings', [row], i));
     await tagged.close();
     expect(rejected.map((r) => r.tag).sort((a, b) => a! - b!)).toEqual([137, 600, 999]);
@@ -163,7 +212,12 @@ describe('ClickHouseWriter on the local server', () => {
 
   it('retries a table that is briefly missing (a server starting or stopping), and the rows land when it is back', async () => {
     await client.command({ query: 'TRUNCATE TABLE findings' });
-    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], missingTableGraceMs: 20_000, retry: retry({ initialMs: 50, maxMs: 200 }) });
+    const writer = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      missingTableGraceMs: 20_000,
+      retry: retry({ initialMs: 50, maxMs: 200 }),
+    });
     await client.command({ query: 'RENAME TABLE findings TO findings_away' });
     writer.write('findings', findingRows(10));
     const flushed = writer.flush();
@@ -176,7 +230,12 @@ describe('ClickHouseWriter on the local server', () => {
   });
 
   it('fails loudly, without dead-lettering anything, when the table cannot take any row', async () => {
-    const writer = await ClickHouseWriter.open({ client, tables: ['findings'], missingTableGraceMs: 300, retry: retry({ initialMs: 50, maxMs: 100 }) });
+    const writer = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      missingTableGraceMs: 300,
+      retry: retry({ initialMs: 50, maxMs: 100 }),
+    });
     await client.command({ query: 'RENAME TABLE findings TO findings_away' });
     try {
       writer.write('findings', findingRows(10));
