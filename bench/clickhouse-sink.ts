@@ -27,7 +27,7 @@ import { FindingType, type Finding } from '../schemas/generated/types.ts';
 import { openClickHouse } from '../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../sinks/clickhouse/schema.ts';
 import { ClickHouseWriter, isSinkBackpressure } from '../sinks/clickhouse/writer.ts';
-import { findingRow } from '../sinks/clickhouse/finding-row.ts';
+import { findingRow } from '../processors/results/rows.ts';
 import { mapTo, runClickHouseSink } from '../sinks/clickhouse/topic-sink.ts';
 import { findingRowAt } from '../test/sinks/clickhouse/findings.ts';
 

@@ -42,7 +42,7 @@ import { exposureStore, portfolioExposure, portfolioProblems, portfolios } from 
 import { alertAnalyst } from '../processors/alert-analyst.ts';
 import { digestAggregation, digestDraft, digestWriter, type DigestAccumulator } from '../processors/digest.ts';
 import { analysisService, digestService } from '../processors/analysis/services.ts';
-import { fleetClickHouseSink } from '../sinks/clickhouse/fleet-metrics.ts';
+import { fleetClickHouseSink } from '../processors/results/sink.ts';
 
 export interface MarketSignalsOptions {
   application?: string;
@@ -104,6 +104,14 @@ export function marketTopics(options: Pick<MarketSignalsOptions, 'application' |
   };
 }
 
+/**
+ * The schema version a processor was built against, for a record type it reads: the repository's schemas/, read at
+ * start. A record written with another registered version (an older producer, a replay, a newer writer that added a
+ * field with a default) reaches the processor resolved to this one: defaults filled in, unknown fields skipped,
+ * renamed fields under their new names (docs/schemas.md).
+ */
+const schema = (file: string): URL => new URL(`../schemas/${file}`, import.meta.url);
+
 /** The digest window's store: per portfolio, its open hours. */
 const hours = store<KeyWindowState<DigestAccumulator>>('hours');
 
@@ -129,6 +137,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       }),
       'price-move': processor({
         inputs: [t.prices],
+        readerSchemas: { [PriceTickType]: schema('market/PriceTick.avsc') },
         outputs: [t.findings],
         stores: [priceStore],
         tables: [portfolios],
@@ -136,29 +145,34 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       }),
       volatility: processor({
         inputs: [t.prices],
+        readerSchemas: { [PriceTickType]: schema('market/PriceTick.avsc') },
         outputs: [t.findings],
         stores: [volatilityStore],
         process: volatility({ ...defaultVolatilityOptions, output: t.findings }),
       }),
       'volume-spike': processor({
         inputs: [t.trades],
+        readerSchemas: { [TradeType]: schema('market/Trade.avsc') },
         outputs: [t.findings],
         stores: [volumeStore],
         process: volumeSpike({ ...defaultVolumeSpikeOptions, output: t.findings }),
       }),
       news: processor({
         inputs: [t.news],
+        readerSchemas: { [NewsItemType]: schema('market/NewsItem.avsc') },
         outputs: [t.findings],
         stores: [newsStore],
         process: newsAgent({ ...defaultNewsOptions, output: t.findings }),
       }),
       filings: processor({
         inputs: [t.filings],
+        readerSchemas: { [FilingType]: schema('market/Filing.avsc') },
         outputs: [t.findings],
         process: filingsAgent({ output: t.findings }),
       }),
       'portfolio-exposure': processor({
         inputs: [t.findings],
+        readerSchemas: { [FindingType]: schema('fleet/Finding.avsc') },
         outputs: [t.portfolioFindings],
         tables: [portfolios],
         stores: [exposureStore],
@@ -166,6 +180,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       }),
       'alert-analyst': processor({
         inputs: [t.portfolioFindings],
+        readerSchemas: { [FindingType]: schema('fleet/Finding.avsc') },
         outputs: [t.alerts],
         tables: [portfolios],
         enrich: { service: analyst.service, request: analyst.request },
@@ -173,6 +188,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       }),
       'digest-window': windowed({
         inputs: [t.portfolioFindings],
+        readerSchemas: { [FindingType]: schema('fleet/Finding.avsc') },
         outputs: [t.drafts],
         store: hours,
         aggregation: {
@@ -189,6 +205,7 @@ export function marketSignals(options: MarketSignalsOptions = {}): Topology {
       }),
       'digest-writer': processor({
         inputs: [t.drafts],
+        readerSchemas: { [DigestType]: schema('fleet/Digest.avsc') },
         outputs: [t.digests],
         tables: [portfolios],
         enrich: { service: writer.service, request: writer.request },

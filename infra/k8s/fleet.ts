@@ -10,7 +10,6 @@
  */
 import { stringify } from 'yaml';
 import type { ProcessorSpec, Topology } from '../../runtime/topology/topology.ts';
-import { fleetSinkTopics } from '../../sinks/clickhouse/fleet-rows.ts';
 
 /** The image name every Deployment uses; overlays set the real registry and tag with kustomize's `images:`. */
 export const IMAGE = 'agent-streams';
@@ -139,7 +138,7 @@ export function fleetWorkloads(topology: Topology, topologyFile = TOPOLOGY_FILE)
     };
   });
   // The sink's group name is the one cli/commands/sink.ts gives runClickHouseSink.
-  const sinkTopics = fleetSinkTopics(topology);
+  const sinkTopics = [...(topology.sink?.clickhouse?.topics ?? [])];
   workloads.push({
     name: `${app}-clickhouse-sink`,
     component: 'clickhouse-sink',

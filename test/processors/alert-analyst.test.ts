@@ -13,7 +13,7 @@ import { marketSignals } from '../../topologies/market-signals.ts';
 import { contradictions, type Analysis, type AnalysisRequest } from '../../processors/alert-analyst.ts';
 import type { Finding } from '../../processors/finding.ts';
 import type { Alert } from '../../schemas/generated/types.ts';
-import { alertRow } from '../../sinks/clickhouse/fleet-rows.ts';
+import { alertRow } from '../../processors/results/rows.ts';
 import { startAnthropicFake } from '../fakes/anthropic.ts';
 import { memberServices } from '../../cli/services.ts';
 import { migrateDatabase } from '../../sinks/clickhouse/schema.ts';

@@ -1,6 +1,6 @@
 /** Findings-shaped rows for the sink tests and the bench: deterministic ids, every column of `findings`. */
 import { createHash } from 'node:crypto';
-import type { FindingRow } from '../../../sinks/clickhouse/finding-row.ts';
+import type { FindingRow } from '../../../processors/results/rows.ts';
 
 /** 2026-01-01T00:00:00Z in epoch seconds. */
 export const BASE_SECONDS = 1_767_225_600;

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Admin, Kafka } from 'kafkajs';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
-import { findingRow } from '../../../sinks/clickhouse/finding-row.ts';
+import { findingRow } from '../../../processors/results/rows.ts';
 import {
   mapTo,
   runClickHouseSink,

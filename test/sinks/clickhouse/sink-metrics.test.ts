@@ -11,7 +11,7 @@ import type { Admin } from 'kafkajs';
 import { openClickHouse } from '../../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { runClickHouseSink, type ClickHouseSinkHandle } from '../../../sinks/clickhouse/topic-sink.ts';
-import { observedFleetMappings } from '../../../sinks/clickhouse/fleet-metrics.ts';
+import { observedFleetMappings } from '../../../processors/results/sink.ts';
 import { createMetrics } from '../../../runtime/observability/metrics.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';

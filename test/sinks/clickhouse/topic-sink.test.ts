@@ -13,7 +13,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import { openClickHouse } from '../../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { namedQuerySql } from '../../../sinks/clickhouse/queries.ts';
-import { findingRow } from '../../../sinks/clickhouse/finding-row.ts';
+import { findingRow } from '../../../processors/results/rows.ts';
 import {
   mapTo,
   runClickHouseSink,

@@ -1,18 +1,22 @@
 /**
- * The market fleet's ClickHouse sink as its topology declares it (`sink.clickhouse`): its rows (fleet-rows.ts),
- * counted into metrics and, for alerts, logged.
+ * The market fleet's ClickHouse sink as its topology declares it (`sink.clickhouse`): its rows (./rows.ts), counted
+ * into metrics and, for alerts, logged.
  *
  * The fleet's results as metrics, counted where every one of them passes: the ClickHouse sink. Findings by agent and
  * severity, alerts by severity, and per portfolio the newest hour a digest was written for (what the "no digest for a
  * portfolio in 2 h" alert watches). Counted when a record is mapped to its row, so a record read again after a crash
  * counts again; the gauge is a maximum and does not care.
  */
-import type { Alert, Digest, Finding } from '../../schemas/generated/types.ts';
-import type { EventLog } from '../../runtime/observability/log.ts';
-import type { Metrics } from '../../runtime/observability/metrics.ts';
-import type { ClickHouseSinkDeclaration } from '../../runtime/topology/services.ts';
-import type { RecordMapping } from './topic-sink.ts';
-import { fleetMappings } from './fleet-rows.ts';
+import type { ClickHouseSinkDeclaration, EventLog, Metrics, RecordMapping } from '../../runtime/index.ts';
+import {
+  AlertType,
+  DigestType,
+  FindingType,
+  type Alert,
+  type Digest,
+  type Finding,
+} from '../../schemas/generated/types.ts';
+import { fleetMappings } from './rows.ts';
 
 /** The `sink.clickhouse` declaration of a market fleet: these topics, the fleet's mappings, counted and logged. */
 export function fleetClickHouseSink(topics: readonly string[]): ClickHouseSinkDeclaration {
@@ -27,11 +31,11 @@ export function loggedAlerts(
   mappings: Readonly<Record<string, RecordMapping>>,
   log: EventLog,
 ): Record<string, RecordMapping> {
-  const alerts = mappings['agentstreams.fleet.Alert'];
+  const alerts = mappings[AlertType];
   if (!alerts) return { ...mappings };
   return {
     ...mappings,
-    'agentstreams.fleet.Alert': {
+    [AlertType]: {
       table: alerts.table,
       toRows(value, meta) {
         const rows = alerts.toRows(value, meta);
@@ -59,12 +63,12 @@ export function observedFleetMappings(
 ): Record<string, RecordMapping> {
   const newestHour = new Map<string, number>();
   const observe: Record<string, (value: unknown) => void> = {
-    'agentstreams.fleet.Finding': (value) => {
+    [FindingType]: (value) => {
       const finding = value as Finding;
       metrics.findings.inc({ agent: finding.agent, severity: finding.severity });
     },
-    'agentstreams.fleet.Alert': (value) => metrics.alerts.inc({ severity: (value as Alert).severity }),
-    'agentstreams.fleet.Digest': (value) => {
+    [AlertType]: (value) => metrics.alerts.inc({ severity: (value as Alert).severity }),
+    [DigestType]: (value) => {
       const { portfolioId, hourStart } = value as Digest;
       // An amended digest for an older hour must not move the gauge back.
       if (hourStart <= (newestHour.get(portfolioId) ?? Number.NEGATIVE_INFINITY)) return;
