@@ -5,11 +5,14 @@
  */
 import { AgentStreamsError, ErrorCode, RULES_ONLY, type CompletionRequest, type Llm } from '../../runtime/index.ts';
 import type { Severity } from '../finding.ts';
+import type { Portfolio } from '../portfolio-exposure.ts';
 import { parseAnalysis, parseDigest } from './parse.ts';
+import { portfolioBook } from './rule-book.ts';
 import {
   analysisPrompt,
   ANALYSIS_CORRECTION,
   DEFAULT_RULES_TEXT,
+  DIGEST_RULES_TEXT,
   digestPrompt,
   type PromptFinding,
 } from './prompts.ts';
@@ -29,8 +32,15 @@ export interface AnalystOptions {
   maxTokens?: number;
   /** max_tokens of a digest; default 500. */
   digestMaxTokens?: number;
-  /** The rule book in the cached prompt prefix; default DEFAULT_RULES_TEXT. */
+  /**
+   * The rule book in the cached prompt prefix; default DEFAULT_RULES_TEXT followed by the portfolio book of
+   * `portfolios`. Keep it above the models' minimum cacheable length, or caching silently does nothing.
+   */
   rulesText?: string;
+  /** The portfolios, for the portfolio book after the default rule book (they change slowly, so they are cached). */
+  portfolios?: readonly Portfolio[];
+  /** The rule summary of the digest prompt; default DIGEST_RULES_TEXT. */
+  digestRulesText?: string;
 }
 
 export interface AnalyzeContext {
@@ -81,6 +91,12 @@ function validate(llm: Llm, options: AnalystOptions, models: ModelTiers): void {
     problems.push(`strongAt must be a severity, got ${String(options.strongAt)}`);
   if (options.digestTier !== undefined && options.digestTier !== 'triage' && options.digestTier !== 'strong')
     problems.push(`digestTier must be triage or strong`);
+  if (options.portfolios !== undefined && !Array.isArray(options.portfolios))
+    problems.push('portfolios must be an array of portfolios (the rows of the portfolios table)');
+  if (options.portfolios !== undefined && options.rulesText !== undefined)
+    problems.push(
+      'give rulesText or portfolios, not both: the portfolio book is appended to the default rule book only',
+    );
   for (const tier of ['triage', 'strong'] as const) {
     const model = models[tier];
     if (typeof model !== 'string' || model === '') problems.push(`models.${tier} must be a model id`);
@@ -104,7 +120,9 @@ export function createAnalyst(llm: Llm, options: AnalystOptions = {}): Analyst {
   const models: ModelTiers = { ...defaultModelTiers, ...options.models };
   validate(llm, options, models);
   const strongAt = options.strongAt ?? 'critical';
-  const rulesText = options.rulesText ?? DEFAULT_RULES_TEXT;
+  const book = options.portfolios ? portfolioBook(options.portfolios) : '';
+  const rulesText = options.rulesText ?? (book ? `${DEFAULT_RULES_TEXT}\n\n${book}` : DEFAULT_RULES_TEXT);
+  const digestRulesText = options.digestRulesText ?? DIGEST_RULES_TEXT;
   const maxTokens = options.maxTokens ?? 600;
   const digestMaxTokens = options.digestMaxTokens ?? 500;
   return {
@@ -144,7 +162,7 @@ export function createAnalyst(llm: Llm, options: AnalystOptions = {}): Analyst {
     summarizeDigests(requests, digestOptions = {}) {
       return llm.completeBatch<DigestSummary>(
         requests.map((request) => ({
-          prompt: digestPrompt(request, rulesText),
+          prompt: digestPrompt(request, digestRulesText),
           budgetKey: request.agent ?? 'digest',
           parse(text, reply) {
             const parsed = parseDigest(text);

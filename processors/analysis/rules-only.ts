@@ -39,7 +39,8 @@ export interface Analysis {
   modelDisagreed?: boolean;
 }
 
-const actions: Record<string, string> = {
+/** The rules-only recommended action per agent type (also quoted in the rule book). */
+export const recommendedActions: Readonly<Record<string, string>> = {
   'price-move':
     'Review the position against its stop levels; consider trimming or hedging until the move is explained.',
   'volume-spike': 'Check for news or filings behind the volume; watch for a follow-through price move.',
@@ -60,7 +61,7 @@ export function rulesOnlyAnalysis(finding: AnalysedFinding, reason: string): Ana
   const headline = finding.summary || `${finding.agent}/${finding.rule} on ${finding.symbol}`;
   return {
     analysis: `${headline}. Rule ${finding.agent}/${finding.rule} at ${finding.severity}${evidence ? `; evidence: ${evidence}` : ''}.`,
-    recommendedAction: actions[finding.agent] ?? 'Review the finding and the position.',
+    recommendedAction: recommendedActions[finding.agent] ?? 'Review the finding and the position.',
     severity: finding.severity,
     model: RULES_ONLY,
     reason,

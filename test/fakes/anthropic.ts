@@ -5,6 +5,15 @@
  *
  * Token counts are an approximation (a quarter of the characters, rounded up, per text piece), which is all the
  * tests need: the numbers are consistent between `usage`, the audit and the budget, not equal to Claude's tokenizer.
+ * (The runtime reserves budget by UTF-8 bytes, `inputTokenUpperBound`, which is never below this count.)
+ *
+ * Prompt caching works like the API's: a `cache_control` breakpoint caches the prefix up to and including its block,
+ * per model, only when that prefix is at least the model's minimum cacheable length (`minimumCacheableTokens`);
+ * a shorter prefix is simply not cached — no error, both cache counters 0, every token billed as input. A request
+ * reads the longest cached prefix among its breakpoints (`cache_read_input_tokens`, refreshing its TTL), and writes
+ * the prefix up to its last eligible breakpoint when that is longer (`cache_creation_input_tokens`, by TTL in
+ * `cache_creation`); `input_tokens` is what comes after. Entries live 5 minutes from their last use (`ttl: '1h'`:
+ * an hour), on the fake's clock (`now`).
  *
  * Error bodies follow the API's `{ type: 'error', error: { type, message, details? }, request_id }` envelope. The
  * spend-limit 429 is a `rate_limit_error` whose `details.error_code` is `enforced_spend_limit_reached` (monthly tier
@@ -82,6 +91,10 @@ export interface AnthropicFakeOptions {
   responder?: Responder;
   /** A batch reports `ended` on this retrieve (1 = the first poll); default 2. */
   batchPollsToComplete?: number;
+  /** The clock cache entries expire by (epoch ms); default Date.now. */
+  now?: () => number;
+  /** The minimum cacheable prefix of a model, in the fake's tokens; default `minimumCacheableTokens`. */
+  minCacheableTokens?: (model: string) => number;
 }
 
 export interface AnthropicFake {
@@ -129,6 +142,27 @@ export function lastUserText(request: FakeMessagesRequest): string {
 export function fakeTokens(text: string): number {
   return Math.ceil(text.length / 4);
 }
+
+/**
+ * The minimum cacheable prefix per model, as Anthropic documents it (Prompt caching, "Cache limitations", 2026):
+ * 4,096 tokens for Haiku 4.5, Opus 4.5 and Opus 4.6; 2,048 for Opus 4.7 and Haiku 3 / 3.5; 1,024 for Sonnet 4.x / 5,
+ * Opus 4 / 4.1 / 4.8 and Sonnet 3.7; 512 for Opus 5. Ids this list does not know (the fleet's `claude-haiku-5-5`)
+ * take their class's strictest current figure: Haiku 4,096, Sonnet 1,024, Opus 4,096; anything else 1,024.
+ */
+export function minimumCacheableTokens(model: string): number {
+  const id = model.toLowerCase();
+  if (/haiku-3|3-5-haiku|3-haiku/.test(id)) return 2_048;
+  if (id.includes('haiku')) return 4_096;
+  if (id.includes('sonnet')) return 1_024;
+  if (/opus-5/.test(id)) return 512;
+  if (/opus-4-7/.test(id)) return 2_048;
+  if (/opus-4-(?:8|1\b|1-)|opus-4(?:-\d{8})?$|3-opus/.test(id)) return 1_024;
+  if (id.includes('opus')) return 4_096;
+  return 1_024;
+}
+
+/** How long a cache entry lives after its last use. */
+const CACHE_TTL_MS = { '5m': 5 * 60_000, '1h': 60 * 60_000 } as const;
 
 const MALFORMED_TEXT =
   'The finding looks significant. I would keep an eye on it, but I cannot say more without further data.';
@@ -250,14 +284,21 @@ export function validateMessagesRequest(body: unknown): string | undefined {
 
 interface Segment {
   text: string;
-  breakpoint: boolean;
+  /** The breakpoint's TTL when the block carries `cache_control`. */
+  breakpoint?: '5m' | '1h';
 }
 
 function segmentsOf(request: FakeMessagesRequest): Segment[] {
   const segments: Segment[] = [];
   const blocks = (content: string | TextBlock[]): void => {
-    if (typeof content === 'string') segments.push({ text: content, breakpoint: false });
-    else for (const block of content) segments.push({ text: block.text, breakpoint: block.cache_control != null });
+    if (typeof content === 'string') segments.push({ text: content });
+    else
+      for (const block of content)
+        segments.push(
+          block.cache_control != null
+            ? { text: block.text, breakpoint: block.cache_control.ttl ?? '5m' }
+            : { text: block.text },
+        );
   };
   if (request.system !== undefined) blocks(request.system);
   for (const message of request.messages) blocks(message.content);
@@ -271,8 +312,10 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
   const queue: Behaviour[] = [];
   const batchQueue: Behaviour[] = [];
   const batches = new Map<string, Batch>();
-  // Prompt prefixes already written to the cache, per model (a cache entry belongs to one model, as in the API).
-  const cache = new Set<string>();
+  // Prompt prefixes written to the cache, per model (a cache entry belongs to one model, as in the API) → expiry.
+  const cache = new Map<string, number>();
+  const now = options.now ?? Date.now;
+  const minimumOf = options.minCacheableTokens ?? minimumCacheableTokens;
   const callOf = new WeakMap<ServerResponse, RecordedCall>();
   let inFlight = 0;
   let maxInFlight = 0;
@@ -280,32 +323,47 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
 
   function usageFor(request: FakeMessagesRequest, outputTokens: number, tier: Usage['service_tier']): Usage {
     const segments = segmentsOf(request);
-    const last = segments.map((s) => s.breakpoint).lastIndexOf(true);
     const overhead = REQUEST_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS * request.messages.length;
-    const tokens = (list: Segment[]): number => list.reduce((n, s) => n + fakeTokens(s.text), 0);
-    if (last < 0) {
-      return {
-        input_tokens: tokens(segments) + overhead,
-        output_tokens: outputTokens,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
-        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
-        service_tier: tier,
-      };
+    // Tokens of the prefix ending with each segment.
+    const through: number[] = [];
+    segments.forEach((s, i) => through.push((through[i - 1] ?? 0) + fakeTokens(s.text)));
+    const total = through[through.length - 1] ?? 0;
+    const minimum = minimumOf(request.model);
+    const t = now();
+    const keyOf = (i: number): string =>
+      createHash('sha256')
+        .update(JSON.stringify([request.model, segments.slice(0, i + 1).map((s) => s.text)]))
+        .digest('hex');
+    // Breakpoints whose prefix is long enough to cache; a shorter one is ignored, as the API ignores it.
+    const eligible = segments.flatMap((s, i) => (s.breakpoint !== undefined && through[i]! >= minimum ? [i] : []));
+    // Read: the longest prefix still cached.
+    let readThrough = -1;
+    for (const i of [...eligible].reverse()) {
+      const expires = cache.get(keyOf(i));
+      if (expires !== undefined && expires > t) {
+        readThrough = i;
+        break;
+      }
     }
-    const prefix = segments.slice(0, last + 1);
-    const prefixTokens = tokens(prefix);
-    const key = createHash('sha256')
-      .update(JSON.stringify([request.model, prefix.map((s) => s.text)]))
-      .digest('hex');
-    const hit = cache.has(key);
-    cache.add(key);
+    const ttlOf = (i: number): number => CACHE_TTL_MS[segments[i]!.breakpoint ?? '5m'];
+    // Every eligible breakpoint up to the read one is refreshed; those beyond it are written.
+    let written = 0;
+    let written1h = 0;
+    const lastEligible = eligible[eligible.length - 1] ?? -1;
+    for (const i of eligible) {
+      cache.set(keyOf(i), t + ttlOf(i));
+    }
+    if (lastEligible > readThrough) {
+      written = through[lastEligible]! - (readThrough >= 0 ? through[readThrough]! : 0);
+      if (segments[lastEligible]!.breakpoint === '1h') written1h = written;
+    }
+    const read = readThrough >= 0 ? through[readThrough]! : 0;
     return {
-      input_tokens: tokens(segments.slice(last + 1)) + overhead,
+      input_tokens: total - read - written + overhead,
       output_tokens: outputTokens,
-      cache_creation_input_tokens: hit ? 0 : prefixTokens,
-      cache_read_input_tokens: hit ? prefixTokens : 0,
-      cache_creation: { ephemeral_5m_input_tokens: hit ? 0 : prefixTokens, ephemeral_1h_input_tokens: 0 },
+      cache_creation_input_tokens: written,
+      cache_read_input_tokens: read,
+      cache_creation: { ephemeral_5m_input_tokens: written - written1h, ephemeral_1h_input_tokens: written1h },
       service_tier: tier,
     };
   }

@@ -161,10 +161,11 @@ describe('the market-monitoring fleet, end to end on the real stack', () => {
       { kind: 'timeout' },
     ]);
     failing.scriptBatch([{ kind: 'malformed' }]);
-    // A reservation is the prompt's byte count plus max_tokens (about 3,200 tokens here); an answered analysis
-    // costs about 700, and a timed-out one is charged its whole reservation (it may have been billed). 10,000
-    // tokens per agent type and hour lets the first failures through and then refuses price-move's later analyses.
-    const tokensPerHour = 10_000;
+    // A reservation is the prompt's byte count plus max_tokens (about 20,600 tokens here, the rule book being the
+    // cached prefix); an answered analysis costs about 5,300 (cache reads count), and a timed-out one is charged its
+    // whole reservation (it may have been billed). 65,000 tokens per agent type and hour lets the first failures
+    // through and then refuses price-move's later analyses.
+    const tokensPerHour = 65_000;
     try {
       const run = await runFleet({
         label: 'd',

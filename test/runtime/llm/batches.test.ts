@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { retry } from '../../../runtime/retry.ts';
 import { hourStart, InMemoryBudgetStore, inputTokenUpperBound, promptHash } from '../../../runtime/llm/index.ts';
-import { digestPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
+import { digestPrompt, DIGEST_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { type SummaryRequest as DigestRequest } from '../../../processors/analysis/analyst.ts';
 import { lastUserText, type FakeMessagesRequest } from '../../fakes/anthropic.ts';
 import { finding, harness } from './support.ts';
@@ -94,7 +94,7 @@ describe('summarizeDigests (Message Batches API)', () => {
     expect(audits.every((a) => a.agent === 'digest' && a.model === 'claude-haiku-5-5')).toBe(true);
     const lines = fake.calls.at(-1)!.response as BatchLine[];
     for (const [i, request] of requests.entries()) {
-      const audit = audits.find((a) => a.prompt_hash === promptHash(digestPrompt(request, DEFAULT_RULES_TEXT)))!;
+      const audit = audits.find((a) => a.prompt_hash === promptHash(digestPrompt(request, DIGEST_RULES_TEXT)))!;
       const line = lines.find((l) => l.custom_id === `request-${i}`)!;
       const usage = line.result.message?.usage;
       if (usage === undefined) {
@@ -120,7 +120,7 @@ describe('summarizeDigests (Message Batches API)', () => {
   it('leaves requests that do not fit the budget out of the batch', async () => {
     const store = new InMemoryBudgetStore();
     const one = digest('growth-9', 'Growth');
-    const worstCase = inputTokenUpperBound(digestPrompt(one, DEFAULT_RULES_TEXT)) + 500;
+    const worstCase = inputTokenUpperBound(digestPrompt(one, DIGEST_RULES_TEXT)) + 500;
     const { fake, llm, audits, clock } = await harness(
       { batches: { pollPolicy }, budgets: { default: { tokensPerHour: worstCase + 10 } }, budgetStore: store },
       { responder: digestResponder, batchPollsToComplete: 1 },
@@ -149,7 +149,7 @@ describe('summarizeDigests (Message Batches API)', () => {
     expect(result).toMatchObject({ model: 'rules-only' });
     expect(result!.reason).toMatch(/^timeout: message batch msgbatch_\w+ had not ended after 2 polls/);
     expect(audits.map((a) => a.outcome)).toEqual(['timeout']);
-    const worstCase = inputTokenUpperBound(digestPrompt(request, DEFAULT_RULES_TEXT)) + 500;
+    const worstCase = inputTokenUpperBound(digestPrompt(request, DIGEST_RULES_TEXT)) + 500;
     expect((await store.usage({ agent: 'digest', hourStartMs: hourStart(clock.now()) })).tokens).toBe(worstCase);
   });
 
