@@ -1,9 +1,9 @@
 /**
  * Batched, bounded, retrying inserts into ClickHouse.
  *
- * Rows are encoded to JSONEachRow when they are written (so a bad row fails at the caller, synchronously, before it
- * can spoil a batch of thousands), buffered per table, and sent as one INSERT per batch when the batch is full (rows
- * or bytes) or old enough. Memory is bounded: rows buffered, queued and in flight together never exceed
+ * Rows are encoded to RowBinary when they are written (row-binary.ts: each value checked against its column's type,
+ * so a bad row fails at the caller, synchronously, before it can spoil a batch of thousands), straight into large
+ * per-table chunks, and sent as one INSERT per batch when the batch is full (rows or bytes) or old enough. Memory is bounded: rows buffered, queued and in flight together never exceed
  * `maxBufferedRows` / `maxBufferedBytes`; past that, `write()` throws `SinkBackpressureError` with a `retryAfterMs`
  * hint, and the caller pauses its input (Quix's `SinkBackpressureError`) instead of buffering without limit.
  *
@@ -24,23 +24,35 @@ import { retry, withRetry, type RetryPolicy } from '../../runtime/retry.ts';
 import type { Metrics } from '../../runtime/observability/metrics.ts';
 import { classifyInsertError, isMissingObject, rowHintOf, type InsertFailureKind } from './insert-error.ts';
 import { renderQuery } from './params.ts';
+import {
+  codecFor,
+  compileRowEncoder,
+  RowBinaryBuilder,
+  RowBinaryReader,
+  sliceRows,
+  ValueInvalid,
+  type Codec,
+  type EncodedRows,
+  type RowEncoder,
+} from './row-binary.ts';
 
 /**
  * One table row: an object keyed by column name (checked against the table at write time). DateTime columns take
- * whole epoch seconds (docs/clickhouse.md). `object` rather than a record type so that row interfaces fit.
+ * whole epoch seconds (docs/clickhouse.md), the other types what row-binary.ts says. `object` rather than a record
+ * type so that row interfaces fit.
  */
 export type Row = object;
 
 export interface ClickHouseWriterTuning {
   /** A table's buffer is sent once it holds this many rows. */
   maxBatchRows?: number;
-  /** … or this many bytes of JSON (counted as UTF-16 code units: bytes for ASCII). */
+  /** … or this many bytes of RowBinary. */
   maxBatchBytes?: number;
   /** … or when its oldest row has waited this long. */
   maxBatchAgeMs?: number;
   /** Rows buffered, queued and in flight, over all tables; beyond it `write()` signals backpressure. */
   maxBufferedRows?: number;
-  /** The same bound in bytes of JSON. */
+  /** The same bound in bytes of RowBinary. */
   maxBufferedBytes?: number;
   /** INSERT requests in flight at once (they may go to different tables). */
   maxConcurrentInserts?: number;
@@ -54,7 +66,7 @@ export interface ClickHouseWriterTuning {
 }
 
 export interface RejectedRow<Tag> {
-  /** The row as it was sent (one JSON object). */
+  /** The row as it was sent, decoded back and shown as one JSON object (64-bit integers past 2^53 as `123n`). */
   json: string;
   /** What the caller passed to `write()` with it, e.g. the Kafka record it came from. */
   tag: Tag | undefined;
@@ -101,18 +113,16 @@ const defaultRetry = retry({ initialMs: 100, maxMs: 5_000 });
 
 interface Column {
   name: string;
-  /** Epoch seconds only: a JS Date or ISO string is refused by 18.16, and ms would land in year 50,000. */
-  dateTime: boolean;
-  nullable: boolean;
+  codec: Codec;
 }
 
 interface TableBuffer<Tag> {
   table: string;
   columns: Column[];
+  encodeRow: RowEncoder;
   sql: string;
-  lines: string[];
+  rows: RowBinaryBuilder;
   tags: Array<Tag | undefined>;
-  bytes: number;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -120,9 +130,28 @@ interface Batch<Tag> {
   /** Sequence numbers of the sealed buffers it carries (several after merging): what `flush()` waits on. */
   seqs: number[];
   buffer: TableBuffer<Tag>;
-  lines: string[];
+  rows: EncodedRows;
   tags: Array<Tag | undefined>;
   bytes: number;
+}
+
+/** Some rows of a batch, as [from, to) ranges of its row indexes: what one insert attempt sends. */
+type Selection = Array<readonly [number, number]>;
+
+const countOf = (selection: Selection): number => selection.reduce((n, [from, to]) => n + to - from, 0);
+
+/** The selection's rows before its `k`-th row, and from it on. */
+function splitAt(selection: Selection, k: number): [Selection, Selection] {
+  const left: Selection = [];
+  const right: Selection = [];
+  let seen = 0;
+  for (const [from, to] of selection) {
+    const cut = Math.min(to, Math.max(from, from + k - seen));
+    if (cut > from) left.push([from, cut]);
+    if (to > cut) right.push([cut, to]);
+    seen += to - from;
+  }
+  return [left, right];
 }
 
 interface FlushWaiter {
@@ -176,8 +205,8 @@ export class ClickHouseWriter<Tag = undefined> {
   static async open<Tag = undefined>(options: ClickHouseWriterOptions<Tag>): Promise<ClickHouseWriter<Tag>> {
     if (options.tables.length === 0)
       throw new AgentStreamsError(ErrorCode.SINK_OPTIONS_INVALID, 'ClickHouseWriter needs at least one table.');
-    // Column order is irrelevant (the INSERT names the columns and JSONEachRow matches by key), which is as well:
-    // 18.16's system.columns has no `position`, and no `IN [array]` either, hence has().
+    // The server's column order is irrelevant (the INSERT names the columns, and RowBinary follows that list), which
+    // is as well: 18.16's system.columns has no `position`, and no `IN [array]` either, hence has().
     const sql = renderQuery(
       `SELECT table, name, type FROM system.columns
 WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND default_kind NOT IN ('MATERIALIZED', 'ALIAS')`,
@@ -187,14 +216,20 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       await options.client.query({ query: sql, format: 'JSONEachRow' })
     ).json<{ table: string; name: string; type: string }>();
     const columns = new Map<string, Column[]>();
+    const unsupported: string[] = [];
     for (const row of rows) {
       let list = columns.get(row.table);
       if (!list) columns.set(row.table, (list = []));
-      list.push({
-        name: row.name,
-        dateTime: /^DateTime(?!64)/.test(row.type),
-        nullable: row.type.startsWith('Nullable('),
-      });
+      const codec = codecFor(row.type);
+      if (!codec) unsupported.push(`${row.table}.${row.name} ${row.type}`);
+      else list.push({ name: row.name, codec });
+    }
+    if (unsupported.length > 0) {
+      throw new AgentStreamsError(
+        ErrorCode.SINK_OPTIONS_INVALID,
+        `ClickHouseWriter cannot write column(s) ${unsupported.join(', ')}: it writes (U)Int8–64, Float32/64, String, FixedString, Enum8/16, DateTime, DateTime64 and Nullable, Array or LowCardinality of those.`,
+        { details: { unsupported } },
+      );
     }
     const missing = options.tables.filter((table) => !columns.has(table));
     if (missing.length > 0) {
@@ -279,10 +314,10 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
         table,
         columns: cols,
         // Naming the columns makes a table that gained a column fail loudly instead of filling it with zeros.
-        sql: `INSERT INTO ${table} (${cols.map((c) => c.name).join(', ')}) FORMAT JSONEachRow`,
-        lines: [],
+        encodeRow: compileRowEncoder(cols),
+        sql: `INSERT INTO ${table} (${cols.map((c) => c.name).join(', ')}) FORMAT RowBinary`,
+        rows: new RowBinaryBuilder(),
         tags: [],
-        bytes: 0,
         timer: undefined,
       });
     }
@@ -315,24 +350,25 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     if (rows.length === 0) return;
     if (this.bufferedRowCount > 0 && this.bufferedRowCount + rows.length > this.tuning.maxBufferedRows)
       throw this.backpressure(table, rows.length);
-    const lines = new Array<string>(rows.length);
-    let bytes = 0;
-    for (let i = 0; i < rows.length; i += 1) {
-      const line = this.encode(buffer, rows[i]!);
-      lines[i] = line;
-      bytes += line.length;
+    const out = buffer.rows;
+    const bytesBefore = out.bytes;
+    out.begin();
+    try {
+      for (let i = 0; i < rows.length; i += 1) this.encode(buffer, rows[i]!);
+    } catch (error) {
+      out.rollback();
+      throw error;
     }
-    if (this.bufferedByteCount > 0 && this.bufferedByteCount + bytes > this.tuning.maxBufferedBytes)
+    const bytes = out.bytes - bytesBefore;
+    if (this.bufferedByteCount > 0 && this.bufferedByteCount + bytes > this.tuning.maxBufferedBytes) {
+      out.rollback();
       throw this.backpressure(table, rows.length);
-    for (const line of lines) {
-      buffer.lines.push(line);
-      buffer.tags.push(tag);
     }
-    buffer.bytes += bytes;
+    for (let i = 0; i < rows.length; i += 1) buffer.tags.push(tag);
     this.bufferedRowCount += rows.length;
     this.bufferedByteCount += bytes;
     this.stats.rowsWritten += rows.length;
-    if (buffer.lines.length >= this.tuning.maxBatchRows || buffer.bytes >= this.tuning.maxBatchBytes) {
+    if (out.rows >= this.tuning.maxBatchRows || out.bytes >= this.tuning.maxBatchBytes) {
       this.seal(buffer);
     } else if (!buffer.timer) {
       buffer.timer = setTimeout(() => this.seal(buffer), this.tuning.maxBatchAgeMs);
@@ -437,54 +473,75 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     );
   }
 
-  private encode(buffer: TableBuffer<Tag>, row: Row): string {
+  /** Checks `row` against the table's columns and appends it to the table's RowBinary, or throws (the caller rolls back). */
+  private encode(buffer: TableBuffer<Tag>, row: Row): void {
     if (typeof row !== 'object' || row === null || Array.isArray(row))
       throw rowInvalid(buffer.table, row, 'expected an object keyed by column name');
     const fields = row as Readonly<Record<string, unknown>>;
     // Object.keys().length is ~6x cheaper than a for-in with hasOwn, and this runs for every row.
     const keys = Object.keys(fields).length;
-    for (const column of buffer.columns) {
-      const value = fields[column.name];
-      if (value === undefined) {
-        // 18.16 fills an omitted column with the type's zero value, not its DEFAULT: a silent wrong row.
-        throw rowInvalid(buffer.table, row, `column "${column.name}" is missing (every column must be sent)`);
-      }
-      if (value === null && !column.nullable)
-        throw rowInvalid(buffer.table, row, `column "${column.name}" is null but not Nullable`);
-      if (
-        column.dateTime &&
-        !(typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 4_294_967_295)
-      ) {
-        throw rowInvalid(
-          buffer.table,
-          row,
-          `column "${column.name}" is a DateTime: send whole epoch seconds, got ${sampleOf(value)}`,
-        );
-      }
-    }
     if (keys !== buffer.columns.length) {
       const known = new Set(buffer.columns.map((c) => c.name));
       const unknown = Object.keys(row).filter((key) => !known.has(key));
-      throw rowInvalid(buffer.table, row, `unknown column(s) ${unknown.join(', ')}`);
+      // Fewer keys than columns: one is missing, which the loop below names.
+      if (unknown.length > 0) throw rowInvalid(buffer.table, row, `unknown column(s) ${unknown.join(', ')}`);
     }
+    const out = buffer.rows;
+    let encoded = false;
     try {
-      return `${JSON.stringify(row)}\n`;
+      encoded = buffer.encodeRow(fields, out);
     } catch (error) {
-      throw rowInvalid(buffer.table, row, `not serialisable to JSON (${(error as Error).message})`);
+      if (!(error instanceof ValueInvalid)) throw error;
     }
+    if (!encoded) this.explain(buffer, row);
+    out.endRow();
+  }
+
+  /** Throws the reason `row` does not fit the table (the slow path, taken only once the fast one failed). */
+  private explain(buffer: TableBuffer<Tag>, row: Row): never {
+    const fields = row as Readonly<Record<string, unknown>>;
+    const scratch = new RowBinaryBuilder(64);
+    for (const column of buffer.columns) {
+      const value = fields[column.name];
+      if (value === undefined) {
+        // Every column is in the INSERT's list, and RowBinary has no way to leave one out.
+        throw rowInvalid(buffer.table, row, `column "${column.name}" is missing (every column must be sent)`);
+      }
+      if (value === null && !column.codec.nullable)
+        throw rowInvalid(buffer.table, row, `column "${column.name}" is null but not Nullable`);
+      try {
+        column.codec.write(scratch, value);
+      } catch (error) {
+        if (!(error instanceof ValueInvalid)) throw error;
+        const why = error.why.startsWith('is ') ? ` ${error.why}` : ` (${column.codec.type}): ${error.why}`;
+        throw rowInvalid(buffer.table, row, `column "${column.name}"${why}`);
+      }
+    }
+    throw rowInvalid(buffer.table, row, 'it does not fit the table');
+  }
+
+  /** Row `index` of `rows`, decoded back into an object and shown as JSON: for the errors of refused rows. */
+  private show(buffer: TableBuffer<Tag>, rows: EncodedRows, index: number): string {
+    const reader = new RowBinaryReader(Buffer.concat(sliceRows(rows, index, index + 1)));
+    const row: Record<string, unknown> = {};
+    try {
+      for (const column of buffer.columns) row[column.name] = column.codec.read(reader);
+    } catch (error) {
+      row['(undecodable)'] = (error as Error).message;
+    }
+    return JSON.stringify(row, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
   }
 
   private seal(buffer: TableBuffer<Tag>): void {
     if (buffer.timer) clearTimeout(buffer.timer);
     buffer.timer = undefined;
-    if (buffer.lines.length === 0) return;
+    if (buffer.rows.rows === 0) return;
     const seq = this.nextSeq;
     this.nextSeq += 1;
     this.outstanding.add(seq);
-    this.queue.push({ seqs: [seq], buffer, lines: buffer.lines, tags: buffer.tags, bytes: buffer.bytes });
-    buffer.lines = [];
+    const bytes = buffer.rows.bytes;
+    this.queue.push({ seqs: [seq], buffer, rows: buffer.rows.take(), tags: buffer.tags, bytes });
     buffer.tags = [];
-    buffer.bytes = 0;
     this.pump();
   }
 
@@ -510,10 +567,12 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       const next = this.queue[i]!;
       if (
         next.buffer === first.buffer &&
-        first.lines.length + next.lines.length <= this.tuning.maxBatchRows &&
+        first.tags.length + next.tags.length <= this.tuning.maxBatchRows &&
         first.bytes + next.bytes <= this.tuning.maxBatchBytes
       ) {
-        first.lines = first.lines.concat(next.lines);
+        const shift = first.bytes;
+        first.rows.parts.push(...next.rows.parts);
+        for (const end of next.rows.rowEnds) first.rows.rowEnds.push(end + shift);
         first.tags = first.tags.concat(next.tags);
         first.bytes += next.bytes;
         first.seqs.push(...next.seqs);
@@ -527,7 +586,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
 
   private async send(batch: Batch<Tag>): Promise<void> {
     try {
-      const rejected = await this.insertOrIsolate(batch.buffer, batch.lines, batch.tags);
+      const rejected = await this.insertOrIsolate(batch, [[0, batch.tags.length]]);
       if (rejected.length > 0) {
         this.stats.rowsRejected += rejected.length;
         this.options.log?.('clickhouse.rows-rejected', {
@@ -542,7 +601,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       this.fail(error, batch.buffer.table);
       return;
     }
-    this.bufferedRowCount -= batch.lines.length;
+    this.bufferedRowCount -= batch.tags.length;
     this.bufferedByteCount -= batch.bytes;
     for (const seq of batch.seqs) this.outstanding.delete(seq);
     this.settleWaiters();
@@ -582,39 +641,37 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   }
 
   /**
-   * Inserts `lines`; on a data error, finds the refused rows and inserts the rest. Returns the refused rows; throws
-   * on a fatal error (or when aborted).
+   * Inserts the `selection` of `batch`; on a data error, finds the refused rows and inserts the rest. Returns the
+   * refused rows; throws on a fatal error (or when aborted).
    */
-  private async insertOrIsolate(
-    buffer: TableBuffer<Tag>,
-    lines: string[],
-    tags: Array<Tag | undefined>,
-  ): Promise<Array<RejectedRow<Tag>>> {
-    const failure = await this.insert(buffer, lines);
+  private async insertOrIsolate(batch: Batch<Tag>, selection: Selection): Promise<Array<RejectedRow<Tag>>> {
+    const count = countOf(selection);
+    const failure = await this.insert(batch, selection, count);
     if (!failure) return [];
-    if (lines.length === 1) return [{ json: lines[0]!.trimEnd(), tag: tags[0], error: failure }];
-    const hint = rowHintOf(failure.cause);
-    if (hint !== undefined && hint >= 1 && hint <= lines.length) {
-      // Trust but verify: the hinted row alone must fail too, or it was fine (and is now inserted).
-      const i = hint - 1;
-      const alone = await this.insertOrIsolate(buffer, [lines[i]!], [tags[i]]);
-      const rest = await this.insertOrIsolate(
-        buffer,
-        [...lines.slice(0, i), ...lines.slice(i + 1)],
-        [...tags.slice(0, i), ...tags.slice(i + 1)],
-      );
-      return [...alone, ...rest];
+    if (count === 1) {
+      const index = selection[0]![0];
+      return [{ json: this.show(batch.buffer, batch.rows, index), tag: batch.tags[index], error: failure }];
     }
-    const mid = lines.length >> 1;
-    const left = await this.insertOrIsolate(buffer, lines.slice(0, mid), tags.slice(0, mid));
-    const right = await this.insertOrIsolate(buffer, lines.slice(mid), tags.slice(mid));
-    return [...left, ...right];
+    const hint = rowHintOf(failure.cause);
+    if (hint !== undefined && hint >= 1 && hint <= count) {
+      // Trust but verify: the hinted row alone must fail too, or it was fine (and is now inserted).
+      const [before, from] = splitAt(selection, hint - 1);
+      const [alone, after] = splitAt(from, 1);
+      const refused = await this.insertOrIsolate(batch, alone);
+      const rest = await this.insertOrIsolate(batch, [...before, ...after]);
+      return [...refused, ...rest];
+    }
+    const [left, right] = splitAt(selection, count >> 1);
+    return [...(await this.insertOrIsolate(batch, left)), ...(await this.insertOrIsolate(batch, right))];
   }
 
   /** One INSERT, retried while retriable. Resolves undefined on success, or the data error; throws if fatal. */
-  private async insert(buffer: TableBuffer<Tag>, lines: string[]): Promise<AgentStreamsError | undefined> {
+  private async insert(batch: Batch<Tag>, selection: Selection, count: number): Promise<AgentStreamsError | undefined> {
+    const { buffer, rows } = batch;
     const operation = `insert:${buffer.table}`;
-    const body = lines.join('');
+    const whole = selection.length === 1 && selection[0]![0] === 0 && selection[0]![1] === batch.tags.length;
+    const body = whole ? rows.parts : selection.flatMap(([from, to]) => sliceRows(rows, from, to));
+    const sample = (): string => this.show(buffer, rows, selection[0]![0]);
     try {
       await withRetry(
         async () => {
@@ -622,7 +679,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
           try {
             const result = await this.options.client.exec({
               query: buffer.sql,
-              values: Readable.from([body], { objectMode: false }),
+              values: Readable.from(body, { objectMode: false }),
               abort_signal: this.abortController.signal,
             });
             // The response body is empty for an INSERT, but the socket is reused only once it has been read.
@@ -642,10 +699,10 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
             };
             throw new AgentStreamsError(
               kind === 'data' ? ErrorCode.SINK_ROW_REJECTED : ErrorCode.SINK_INSERT_FAILED,
-              `Insert of ${lines.length} row(s) into ClickHouse table "${buffer.table}" ${why[kind]}: ${(error as Error).message.trim()}`,
+              `Insert of ${count} row(s) into ClickHouse table "${buffer.table}" ${why[kind]}: ${(error as Error).message.trim()}`,
               {
                 retriable: kind === 'retriable',
-                details: { table: buffer.table, kind, rows: lines.length, sample: sampleOf(lines[0]!.trimEnd()) },
+                details: { table: buffer.table, kind, rows: count, sample: sample() },
                 cause: error,
               },
             );
@@ -656,7 +713,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
           this.missingSince = undefined;
           this.options.metrics?.sinkOperationDuration.observe({ operation }, ms / 1000);
           this.stats.inserts += 1;
-          this.stats.rowsInserted += lines.length;
+          this.stats.rowsInserted += count;
         },
         this.policy,
         {
@@ -681,7 +738,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
         return new AgentStreamsError(ErrorCode.SINK_ROW_REJECTED, error.message, {
           details: {
             ...error.details,
-            sample: lines.length === 1 ? sampleOf(lines[0]!.trimEnd()) : error.details.sample,
+            sample: count === 1 ? sample() : error.details.sample,
           },
           cause: error.cause,
         });
