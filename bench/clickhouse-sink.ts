@@ -2,6 +2,7 @@
  * ClickHouse sink throughput on the real local stack (not part of the test run).
  *
  *   npx tsx bench/clickhouse-sink.ts [--rows N] [--records N] [--batch-rows N] [--inserts K] [--concurrency K]
+ *                                     [--profile DIR]
  *
  * One run, a fresh database, topic and group:
  *   1. writer: N findings-shaped rows (built before the clock starts) through `ClickHouseWriter` into `findings`,
@@ -13,6 +14,8 @@
  * Prints rows/s for each next to ARCHITECTURE §7's bar (ClickHouse sink ≥ 100k rows/s per instance), then removes
  * what it created (unless --keep).
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -43,6 +46,7 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '2' },
     partitions: { type: 'string', default: '6' },
     keep: { type: 'boolean', default: false },
+    profile: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +58,8 @@ if (args.help) {
   --inserts K        writer maxConcurrentInserts (default 2)
   --concurrency K    topic sink partitionsConsumedConcurrently (default 2)
   --partitions N     partitions of the input topic (default 6)
+  --profile DIR      write a V8 CPU profile of the writer and topic sink phases to DIR (figures then carry the
+                     profiler's overhead; summarise with bench/profile-summary.ts)
   --keep             keep the database, topic and group`);
   process.exit(0);
 }
@@ -89,6 +95,26 @@ interface Figure {
 }
 const figures: Figure[] = [];
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** A CPU profile of one phase, taken in-process so that set-up and production stay out of it. */
+async function profiled<T>(phase: string, run: () => Promise<T>): Promise<T> {
+  if (args.profile === undefined) return run();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  try {
+    return await run();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    mkdirSync(args.profile, { recursive: true });
+    const file = join(args.profile, `${phase}-${stamp}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    console.log(`profile of ${phase}: ${file}`);
+  }
+}
 
 async function writerPhase(): Promise<void> {
   const client = openClickHouse(benchConfig);
@@ -291,11 +317,11 @@ console.log(
 );
 try {
   await migrateDatabase(benchConfig, root);
-  if (ROWS > 0) await writerPhase();
+  if (ROWS > 0) await profiled('writer', writerPhase);
   if (RECORDS > 0) {
     await produceRecords();
     await consumeDecodePhase();
-    await topicSinkPhase();
+    await profiled('topic-sink', topicSinkPhase);
   }
 } finally {
   await cleanup();
