@@ -4,7 +4,7 @@
  * surrogate, strings at the one-byte-length boundary, integer extremes, NaN, -0, nulls, nested and empty arrays) go
  * in through `ClickHouseWriter` on the local ClickHouse 18.16, and through the same encoder into chdb (current
  * ClickHouse, which also has DateTime64 and LowCardinality), and are read back exactly: strings as hex of their
- * bytes, floats as their bit patterns, 64-bit integers as decimal strings.
+ * bytes, floats as their bytes, 64-bit integers as decimal strings.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -35,7 +35,7 @@ const commonColumns = `
 
 /** Every value read back in a form that compares exactly. */
 const commonReadBack = `id, hex(s) AS s, hex(fs) AS fs, u8, u16, u32, toString(u64) AS u64, i8, i16, i32, toString(i64) AS i64,
-  toString(reinterpretAsUInt32(f32)) AS f32, toString(reinterpretAsUInt64(f64)) AS f64,
+  hex(reinterpretAsString(f32)) AS f32, hex(reinterpretAsString(f64)) AS f64,
   toUInt32(dt) AS dt, toUInt32(dt_plain) AS dt_plain, hex(toString(e8)) AS e8, toString(e16) AS e16,
   if(isNull(ns), 'NULL', hex(assumeNotNull(ns))) AS ns, if(isNull(nu), 'NULL', toString(assumeNotNull(nu))) AS nu,
   arrayMap(x -> hex(x), arr_s) AS arr_s, arrayMap(x -> if(isNull(x), 'NULL', toString(assumeNotNull(x))), arr_n) AS arr_n,
@@ -140,14 +140,14 @@ const fixed = (s: string, size: number): string => {
   Buffer.from(s, 'utf8').copy(bytes);
   return bytes.toString('hex').toUpperCase();
 };
+/** A float's little-endian bytes in hex, without trailing zero bytes (as `hex(reinterpretAsString(x))` shows them). */
 function bits(value: number, size: 4 | 8): string {
-  const view = new DataView(new ArrayBuffer(8));
-  if (size === 4) {
-    view.setFloat32(0, value, true);
-    return String(view.getUint32(0, true));
-  }
-  view.setFloat64(0, value, true);
-  return String(view.getBigUint64(0, true));
+  const bytes = Buffer.alloc(size);
+  if (size === 4) bytes.writeFloatLE(value);
+  else bytes.writeDoubleLE(value);
+  let end = size;
+  while (end > 0 && bytes[end - 1] === 0) end -= 1;
+  return bytes.subarray(0, end).toString('hex').toUpperCase();
 }
 
 /** What the read-back query must return for `row`. */
