@@ -9,7 +9,7 @@
  * For each inter-arrival gap (seconds of the stand-in's clock between alerts) it reports the cache-read share of the
  * analyst's input tokens in steady state (every call after the first per model) and overall, and the cost per 1,000
  * alerts; and the cost per digest (one Message Batch per hour holding the three portfolios' digests). Token counts
- * are the stand-in's (characters / 4); replies are a fixed 600-character analysis (~150 output tokens), the same
+ * are the stand-in's (characters / 4); replies are a fixed 600-character analysis (~120 output tokens), the same
  * before and after, so the difference is the prompt's.
  */
 import { readFileSync } from 'node:fs';
