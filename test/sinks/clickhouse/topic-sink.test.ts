@@ -56,8 +56,9 @@ function findingAt(i: number): Finding {
 }
 
 /**
- * The test's mapping: the real finding mapping, plus two deliberate faults — rule "poison" maps to a severity the
- * table's Enum8 refuses (only ClickHouse can tell), rule "incomplete" leaves a column out (caught at write time).
+ * The test's mapping: the real finding mapping, plus two deliberate faults, both caught at write time — rule "poison"
+ * maps to a severity the table's Enum8 does not have (the writer reads the elements from the column type), rule
+ * "incomplete" leaves a column out. Rows the server itself refuses are isolated in writer.test.ts.
  */
 const mappings: ClickHouseSinkOptions['mappings'] = {
   [FindingType]: mapTo<Finding>('findings', (finding, meta) => {
@@ -118,7 +119,7 @@ describe('ClickHouse topic sink on the real stack', () => {
     expect(good).toHaveLength(GOOD);
     const expectedBad = new Map<string, { stage: string; code: string }>();
     const messages = [...good, ...poison, ...incomplete].map((f) => {
-      if (f.rule === 'poison') expectedBad.set(f.findingId, { stage: 'process', code: 'AS_SINK_ROW_REJECTED' });
+      if (f.rule === 'poison') expectedBad.set(f.findingId, { stage: 'process', code: 'AS_SINK_ROW_INVALID' });
       if (f.rule === 'incomplete') expectedBad.set(f.findingId, { stage: 'process', code: 'AS_SINK_ROW_INVALID' });
       return { key: f.symbol, value: serde.encode(FindingType, f), headers: { marker: f.findingId } };
     });
