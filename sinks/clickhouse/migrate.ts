@@ -68,19 +68,52 @@ export interface MigrateResult {
   alreadyApplied: string[];
 }
 
+/** The package's own migrations record themselves here; their 0001 creates it. */
+export const PACKAGE_MIGRATIONS_TABLE = 'schema_migrations';
+
+/**
+ * Where a user's folder of migrations (`agent-streams migrate --dir DIR --scope NAME`) records itself: a table of
+ * its own, so its 0001 never meets the package's 0001 and the two sequences number independently.
+ */
+export function migrationsTableOf(scope: string): string {
+  if (!/^[a-z][a-z0-9_]{0,47}$/.test(scope)) {
+    throw new AgentStreamsError(
+      ErrorCode.MIGRATION_FAILED,
+      `Migration scope "${scope}" must be lower-case letters, digits and underscores, starting with a letter (at most 48).`,
+    );
+  }
+  return `schema_migrations_${scope}`;
+}
+
+export interface MigrateOptions {
+  /** The table applied versions are recorded in: the package's own (default), or `migrationsTableOf(scope)`. */
+  table?: string;
+  now?: () => Date;
+}
+
 export async function migrate(
   engine: SqlEngine,
   migrations: Migration[],
-  now: () => Date = () => new Date(),
+  options: MigrateOptions = {},
 ): Promise<MigrateResult> {
+  const table = options.table ?? PACKAGE_MIGRATIONS_TABLE;
+  const now = options.now ?? (() => new Date());
   const [bootstrap] = migrations;
   if (!bootstrap) return { applied: [], alreadyApplied: [] };
-  // The first migration creates schema_migrations itself (IF NOT EXISTS), so it is safe to run every time.
-  for (const statement of bootstrap.statements) await engine.exec(statement);
+  if (table === PACKAGE_MIGRATIONS_TABLE) {
+    // The package's first migration creates schema_migrations itself (IF NOT EXISTS), so it is safe to run every time.
+    for (const statement of bootstrap.statements) await engine.exec(statement);
+  } else {
+    // A user's folder: the runner creates its records table, with the same shape as the package's.
+    await engine.exec(
+      `CREATE TABLE IF NOT EXISTS ${table} (version UInt32, name String, checksum String, applied_at DateTime('UTC')) ` +
+        'ENGINE = ReplacingMergeTree(applied_at) ORDER BY version',
+    );
+  }
   const recorded = new Map(
-    (
-      await engine.rows<{ version: number; checksum: string }>('SELECT version, checksum FROM schema_migrations FINAL')
-    ).map((r) => [Number(r.version), r.checksum]),
+    (await engine.rows<{ version: number; checksum: string }>(`SELECT version, checksum FROM ${table} FINAL`)).map(
+      (r) => [Number(r.version), r.checksum],
+    ),
   );
   const result: MigrateResult = { applied: [], alreadyApplied: [] };
   for (const migration of migrations) {
@@ -110,7 +143,7 @@ export async function migrate(
     }
     const appliedAt = Math.floor(now().getTime() / 1000);
     await engine.exec(
-      `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (${migration.version}, '${migration.name}', '${migration.checksum}', toDateTime(${appliedAt}, 'UTC'))`,
+      `INSERT INTO ${table} (version, name, checksum, applied_at) VALUES (${migration.version}, '${migration.name}', '${migration.checksum}', toDateTime(${appliedAt}, 'UTC'))`,
     );
     result.applied.push(label);
   }

@@ -3,14 +3,23 @@ import { join } from 'node:path';
 import type { Config } from '../../runtime/config/index.ts';
 import { openClickHouse } from './client.ts';
 import { httpEngine } from './engine.ts';
-import { loadMigrations, migrate, type MigrateResult } from './migrate.ts';
+import { loadMigrations, migrate, migrationsTableOf, type MigrateResult } from './migrate.ts';
 
 export function migrationsDir(root: string): string {
   return join(root, 'infra/clickhouse/migrations');
 }
 
-/** `dir`: a migrations folder of the caller's own (`agent-streams migrate --dir`) instead of this project's. */
-export async function migrateDatabase(config: Config, root: string, dir = migrationsDir(root)): Promise<MigrateResult> {
+/**
+ * `folder`: a migrations folder of the caller's own (`agent-streams migrate --dir DIR --scope NAME`) instead of this
+ * package's, recorded in its own table (`schema_migrations_NAME`).
+ */
+export async function migrateDatabase(
+  config: Config,
+  root: string,
+  folder?: { dir: string; scope: string },
+): Promise<MigrateResult> {
+  const dir = folder?.dir ?? migrationsDir(root);
+  const table = folder === undefined ? undefined : migrationsTableOf(folder.scope);
   const server = openClickHouse(config, { database: null });
   try {
     await server.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.clickhouse.database}` });
@@ -19,7 +28,7 @@ export async function migrateDatabase(config: Config, root: string, dir = migrat
   }
   const client = openClickHouse(config);
   try {
-    return await migrate(httpEngine(client), loadMigrations(dir));
+    return await migrate(httpEngine(client), loadMigrations(dir), { table });
   } finally {
     await client.close();
   }

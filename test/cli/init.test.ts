@@ -131,4 +131,14 @@ describe('folders given to schemas and migrate', () => {
       expect(result.stderr).toMatch(/folder .*nope does not exist \(looked for .*nope\)/);
     }
   });
+
+  it('migrate: --scope belongs with --dir, and --dir without a package.json name needs --scope', async () => {
+    const scopeOnly = await runCli(['migrate', '--scope', 'app']);
+    expect(scopeOnly.code).toBe(2);
+    expect(scopeOnly.stderr).toMatch(/--scope names the records of a folder of your own: pass --dir DIR with it/);
+    const dir = mkdtempSync(join(work, 'migrations-'));
+    const noName = await runCli(['migrate', '--dir', dir], { cwd: dir });
+    expect(noName.code).toBe(2);
+    expect(noName.stderr).toMatch(/migrate --dir needs --scope NAME/);
+  });
 });

@@ -15,12 +15,14 @@ export interface CliOptions {
   env?: Record<string, string>;
   stdin?: string;
   timeoutMs?: number;
+  /** The folder the command runs in; default the repository's root. */
+  cwd?: string;
 }
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(root, 'cli/bin.mjs'), ...args], {
-      cwd: root,
+      cwd: options.cwd ?? root,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });

@@ -100,4 +100,50 @@ describe('ClickHouse migrations and batched inserts on the local server', () => 
     expect((error as { code: string }).code).toBe(ErrorCode.MIGRATION_FAILED);
     expect((error as Error).message).toMatch(/was applied with checksum .* but the file now has/);
   });
+
+  it("keeps a user's folder of migrations in its own records table, beside the package's and in a fresh database", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'as-user-migrations-'));
+    writeFileSync(
+      join(dir, '0001_pages.sql'),
+      'CREATE TABLE IF NOT EXISTS pages\n(\n    page String,\n    views UInt64\n)\nENGINE = ReplacingMergeTree\nORDER BY page;\n',
+    );
+    writeFileSync(
+      join(dir, '0002_popular.sql'),
+      'CREATE TABLE IF NOT EXISTS popular (page String) ENGINE = MergeTree ORDER BY page;\n',
+    );
+    const count = async (sql: string): Promise<number> =>
+      Number((await (await client.query({ query: sql, format: 'JSONEachRow' })).json<{ n: string }>())[0]!.n);
+    const packageRecords = await count('SELECT count() AS n FROM schema_migrations FINAL');
+
+    // Beside the package's migrations: its 0001 is not the package's 0001.
+    const first = await migrateDatabase(testConfig, root, { dir, scope: 'pages_app' });
+    expect(first.applied).toEqual(['0001_pages', '0002_popular']);
+    expect(await count('SELECT count() AS n FROM schema_migrations_pages_app FINAL')).toBe(2);
+    expect(await count('SELECT count() AS n FROM schema_migrations FINAL')).toBe(packageRecords);
+    expect(
+      await count(
+        "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name IN ('pages', 'popular')",
+      ),
+    ).toBe(2);
+    const again = await migrateDatabase(testConfig, root, { dir, scope: 'pages_app' });
+    expect(again).toEqual({ applied: [], alreadyApplied: ['0001_pages', '0002_popular'] });
+    // The package's own sequence is untouched by the user's.
+    expect((await migrateDatabase(testConfig, root)).applied).toEqual([]);
+
+    // In a database the package never migrated.
+    const fresh = uniqueName('as_test_user');
+    const freshConfig = { ...config, clickhouse: { ...config.clickhouse, database: fresh } };
+    try {
+      expect((await migrateDatabase(freshConfig, root, { dir, scope: 'pages_app' })).applied).toEqual([
+        '0001_pages',
+        '0002_popular',
+      ]);
+    } finally {
+      await client.command({ query: `DROP DATABASE IF EXISTS ${fresh}` });
+    }
+
+    const error = await migrateDatabase(testConfig, root, { dir, scope: 'Pages-App' }).catch((e: unknown) => e);
+    expect((error as { code: string }).code).toBe(ErrorCode.MIGRATION_FAILED);
+    expect((error as Error).message).toMatch(/Migration scope "Pages-App" must be lower-case/);
+  });
 });
