@@ -14,10 +14,10 @@ import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { backoffMs, withRetry, type RetryPolicy } from '../retry.ts';
 import { LlmOutcome } from './audit.ts';
 import type { Reservation } from './budget.ts';
-import { toMicroUsd } from './budget.ts';
+import { settledAmount, toMicroUsd } from './budget.ts';
 import { isRetriableLlmError, LlmCallError } from './call-error.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, withSlot, type LlmCore } from './core.ts';
-import { costUsd, maxCostUsd, noTokens, totalTokens, type ModelPrice, type TokenUsage } from './models.ts';
+import { costUsd, maxCostUsd, noTokens, type ModelPrice, type TokenUsage } from './models.ts';
 import type { Parsed } from './output.ts';
 import { inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import {
@@ -329,7 +329,7 @@ async function settleResult<T>(
       const usage = usageOf(message.usage);
       if (item.chat) endChatSpan(item.chat.span, message, usage);
       const cost = costUsd(price, usage, { batch: true });
-      await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
+      await settleSafely(core, reservation, settledAmount(price, usage, { batch: true }));
       const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');
       const parsed: Parsed<T> =
         message.stop_reason === 'max_tokens'

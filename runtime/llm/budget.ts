@@ -7,11 +7,19 @@
  * limit, however many requests run at once. A crash between reserve and settle leaves the reservation in place,
  * which wastes budget but never overspends it.
  *
+ * What counts (`settledAmount`): the token budget counts input + cache-write + output tokens, not cache reads —
+ * the rule of Anthropic's input-tokens-per-minute rate limits for current models, where only uncached input and
+ * cache writes count. The USD ceiling counts every kind at its own price (`costUsd`: cache reads at the read
+ * price, writes at the write price). The reservation stays the worst case of both, a cache miss: the whole prompt
+ * uncached + max_tokens, each input token at the dearest input-side price (`maxCostUsd`), so a cached call only
+ * ever settles below what it reserved.
+ *
  * Where the state lives is pluggable (`BudgetStore`): in memory for one process now, Redis later for the fleet —
  * `tryReserve` is a check-and-add that a Lua script does atomically, and `adjust` an INCRBY. Amounts are whole
  * numbers (tokens, micro-dollars) so that a Redis store needs no floating point.
  */
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import { costUsd, type ModelPrice, type TokenUsage } from './models.ts';
 
 export const HOUR_MS = 3_600_000;
 
@@ -101,6 +109,19 @@ export function hourStart(nowMs: number): number {
 export function toMicroUsd(usd: number): number {
   // Rounded up so that an estimate never undercounts what it stands for.
   return Math.ceil(usd * 1_000_000 - 1e-6);
+}
+
+/**
+ * The tokens a call's actual usage counts against the token budget: input + cache write + output. Cache reads do
+ * not count, as in Anthropic's input-tokens-per-minute rate limits; they still cost money (`settledAmount`).
+ */
+export function budgetTokens(usage: TokenUsage): number {
+  return usage.input + usage.cacheWrite + usage.output;
+}
+
+/** What a settled call counts: `budgetTokens`, and its cost with every token kind at its own price. */
+export function settledAmount(price: ModelPrice, usage: TokenUsage, options: { batch?: boolean } = {}): BudgetAmount {
+  return { tokens: budgetTokens(usage), microUsd: toMicroUsd(costUsd(price, usage, options)) };
 }
 
 export interface Reservation {

@@ -24,11 +24,11 @@ import {
   type LlmMetrics,
 } from './audit.ts';
 import { completeWithBatches, type BatchRequest } from './batches.ts';
-import { createBudget, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
+import { createBudget, settledAmount, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
 import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
 import { CircuitState, createCircuitBreaker } from './circuit.ts';
 import { circuitVerdict, nothingUsed, reserveSafely, settleSafely, usageOf, type LlmCore } from './core.ts';
-import { costUsd, defaultPrices, maxCostUsd, noTokens, totalTokens, type ModelPrice } from './models.ts';
+import { costUsd, defaultPrices, maxCostUsd, noTokens, type ModelPrice } from './models.ts';
 import type { Parsed } from './output.ts';
 import { correctivePrompt, inputTokenUpperBound, promptHash, type Prompt } from './prompt.ts';
 import { createSemaphore } from './semaphore.ts';
@@ -530,7 +530,7 @@ async function callMessages<T>(
     const usage = usageOf(message.usage);
     if (chat) endChatSpan(chat.span, message, usage);
     const cost = costUsd(price, usage);
-    await settleSafely(core, reservation, { tokens: totalTokens(usage), microUsd: toMicroUsd(cost) });
+    await settleSafely(core, reservation, settledAmount(price, usage));
     core.circuit.success(permit);
 
     const text = message.content.flatMap((block) => (block.type === 'text' ? [block.text] : [])).join('');

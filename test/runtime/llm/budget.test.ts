@@ -7,11 +7,13 @@ import {
   inputTokenUpperBound,
   type LlmCallRecord,
 } from '../../../runtime/llm/index.ts';
+import { budgetTokens, settledAmount, toMicroUsd } from '../../../runtime/llm/budget.ts';
+import { costUsd, defaultPrices, maxCostUsd } from '../../../runtime/llm/models.ts';
 import { analysisPrompt, DEFAULT_RULES_TEXT } from '../../../processors/analysis/prompts.ts';
 import { finding, harness, manualClock, messagesCalls, usageOf } from './support.ts';
 
-const total = (a: LlmCallRecord): number =>
-  a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens;
+/** What the token budget counts of a call: everything but cache reads (budget.ts, `budgetTokens`). */
+const total = (a: LlmCallRecord): number => a.input_tokens + a.output_tokens + a.cache_write_tokens;
 
 describe('budget', () => {
   it('reserves only what fits, settles to the actual usage, and settles once', async () => {
@@ -102,7 +104,7 @@ describe('budget under concurrent analysis', () => {
     expect(calls).toHaveLength(ok.length);
     const sum = (c: (typeof calls)[number]): number => {
       const u = usageOf(c);
-      return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens;
+      return u.input_tokens + u.output_tokens + u.cache_creation_input_tokens;
     };
     expect(calls.reduce((n, c) => n + sum(c), 0)).toBe(used);
 
@@ -132,5 +134,76 @@ describe('budget under concurrent analysis', () => {
     const { llm, audits } = await harness({ budgets: { default: { tokensPerHour: 1_000_000, usdPerHour: 0.000001 } } });
     expect((await llm.analyzeFinding(finding())).reason).toMatch(/^budget exhausted/);
     expect(audits.map((a) => a.outcome)).toEqual(['budget-exhausted']);
+  });
+});
+
+describe('what a call counts against the budget', () => {
+  const tokensOf = (a: LlmCallRecord) => ({
+    input: a.input_tokens,
+    output: a.output_tokens,
+    cacheRead: a.cache_read_tokens,
+    cacheWrite: a.cache_write_tokens,
+  });
+
+  it('tokens: input + cache write + output, not cache reads; dollars: every kind at its own price', () => {
+    const price = defaultPrices['claude-haiku-5-5']!;
+    const uncached = { input: 5_000, output: 300, cacheRead: 0, cacheWrite: 0 };
+    const written = { input: 300, output: 300, cacheRead: 0, cacheWrite: 4_700 };
+    const read = { input: 300, output: 300, cacheRead: 4_700, cacheWrite: 0 };
+    expect([uncached, written, read].map(budgetTokens)).toEqual([5_300, 5_300, 600]);
+    // $1 in, $5 out, $1.25 write, $0.10 read per MTok: 0.0065, 0.007675, 0.00227.
+    expect([uncached, written, read].map((u) => settledAmount(price, u).microUsd)).toEqual([6_500, 7_675, 2_270]);
+    expect(settledAmount(price, read, { batch: true })).toEqual({ tokens: 600, microUsd: 1_135 });
+    // The reservation (a cache miss at the dearest input-side price) covers every way the call can settle.
+    const reserved = toMicroUsd(maxCostUsd(price, 5_000, 300));
+    for (const u of [uncached, written, read]) expect(settledAmount(price, u).microUsd).toBeLessThanOrEqual(reserved);
+  });
+
+  it('a call that reads the cached prefix settles to fewer budget tokens than the uncached call of the same prompt, and still pays for its reads', async () => {
+    const store = new InMemoryBudgetStore();
+    const { llm, audits, clock, fake } = await harness({
+      budgets: { default: { tokensPerHour: 1_000_000, usdPerHour: 1 } },
+      budgetStore: store,
+    });
+    const bucket = { agent: 'price-move', hourStartMs: hourStart(clock.now()) };
+    const deltas: Array<{ tokens: number; microUsd: number }> = [];
+    for (let i = 0; i < 2; i++) {
+      const before = await store.usage(bucket);
+      expect((await llm.analyzeFinding(finding())).model).not.toBe('rules-only');
+      const after = await store.usage(bucket);
+      deltas.push({ tokens: after.tokens - before.tokens, microUsd: after.microUsd - before.microUsd });
+    }
+    const [first, second] = audits;
+    // One prompt, sent twice: the first call writes the rule book to the cache, the second reads it.
+    expect(audits.map((a) => a.outcome)).toEqual(['ok', 'ok']);
+    expect(first!.prompt_hash).toBe(second!.prompt_hash);
+    expect(first!.cache_write_tokens).toBeGreaterThan(0);
+    expect(second!.cache_read_tokens).toBe(first!.cache_write_tokens);
+    expect(messagesCalls(fake)).toHaveLength(2);
+
+    const price = llm.priceOf('claude-haiku-5-5')!;
+    expect(deltas[0]!.tokens).toBe(first!.input_tokens + first!.cache_write_tokens + first!.output_tokens);
+    expect(deltas[1]!.tokens).toBe(second!.input_tokens + second!.output_tokens);
+    expect(deltas[1]!.tokens).toBeLessThan(deltas[0]!.tokens - second!.cache_read_tokens / 2);
+    // The dollar side counts the reads, at the read price.
+    expect(deltas[1]!.microUsd).toBe(toMicroUsd(costUsd(price, tokensOf(second!))));
+    expect(deltas[1]!.microUsd).toBeGreaterThan(toMicroUsd(costUsd(price, { ...tokensOf(second!), cacheRead: 0 })));
+    expect(deltas[0]!.microUsd).toBe(toMicroUsd(costUsd(price, tokensOf(first!))));
+  });
+
+  it('with no prompt cache, the same call counts its whole prompt', async () => {
+    const store = new InMemoryBudgetStore();
+    const { llm, audits, clock } = await harness(
+      { budgets: { default: { tokensPerHour: 1_000_000 } }, budgetStore: store },
+      { minCacheableTokens: () => Number.MAX_SAFE_INTEGER },
+    );
+    await llm.analyzeFinding(finding());
+    await llm.analyzeFinding(finding());
+    expect(audits.map((a) => [a.cache_read_tokens, a.cache_write_tokens])).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    const used = await store.usage({ agent: 'price-move', hourStartMs: hourStart(clock.now()) });
+    expect(used.tokens).toBe(audits.reduce((n, a) => n + a.input_tokens + a.output_tokens, 0));
   });
 });
