@@ -491,7 +491,9 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     try {
       encoded = buffer.encodeRow(fields, out);
     } catch (error) {
-      if (!(error instanceof ValueInvalid)) throw error;
+      // A property getter that throws, say: the row's fault, so it is refused like any misfit, not retried forever.
+      if (!(error instanceof ValueInvalid))
+        throw rowInvalid(buffer.table, row, `it could not be read (${(error as Error).message})`);
     }
     if (!encoded) this.explain(buffer, row);
     out.endRow();

@@ -244,6 +244,13 @@ describe('RowBinary round trip on the local ClickHouse 18.16, through ClickHouse
       }
       expect(writer.buffered).toEqual({ rows: 0, bytes: 0 });
     }
+    const throwing = Object.defineProperty({ ...rows[2]! }, 's', {
+      enumerable: true,
+      get: () => {
+        throw new Error('getter refused');
+      },
+    });
+    expect(() => writer.write('every_type', [throwing])).toThrow(/could not be read \(getter refused\)/);
     writer.write('every_type', [{ ...rows[2]!, id: 4 }]);
     await writer.close();
     expect(writer.stats.rowsInserted).toBe(1);
