@@ -50,10 +50,6 @@ export interface TokenUsage {
 
 export const noTokens: Readonly<TokenUsage> = Object.freeze({ input: 0, output: 0, cacheRead: 0, cacheWrite: 0 });
 
-export function totalTokens(usage: TokenUsage): number {
-  return usage.input + usage.output + usage.cacheRead + usage.cacheWrite;
-}
-
 export function costUsd(price: ModelPrice, usage: TokenUsage, options: { batch?: boolean } = {}): number {
   const perMTok =
     usage.input * price.input +
