@@ -282,21 +282,7 @@ export function createLlm(options: CreateLlmOptions): Llm {
   const signalFor = (signal: AbortSignal | undefined): AbortSignal =>
     AbortSignal.any(signal ? [signal, shutdown.signal] : [shutdown.signal]);
   /** After close(): answered without a call, and still audited, so every answer leaves a row. */
-  const closedAnswer = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
-    void emit(
-      {
-        agent,
-        model: RULES_ONLY,
-        usage: noTokens,
-        costUsd: 0,
-        latencyMs: 0,
-        promptHash: '',
-        outcome: LlmOutcome.RULES_ONLY,
-        startedAtMs: now(),
-        ...served,
-      },
-      false,
-    );
+  const closedAnswer = rulesOnlyAudit(emit, now);
 
   async function complete<T>(request: CompletionRequest<T>): Promise<T> {
     const { model, budgetKey: agent } = request;
@@ -555,12 +541,12 @@ async function callMessages<T>(
   }
 }
 
-function rulesOnlyLlm(
-  prices: Readonly<Record<string, ModelPrice>>,
+/** The audit row of an answer given without a call (rules-only, or after close()), so every answer leaves a row. */
+function rulesOnlyAudit(
   emit: (fields: AuditFields, sent: boolean) => LlmCallRecord,
   now: () => number,
-): Llm {
-  const audit = (agent: string, served: Pick<AuditFields, 'traceId' | 'recordId'> = {}): void =>
+): (agent: string, served?: Pick<AuditFields, 'traceId' | 'recordId'>) => void {
+  return (agent, served = {}) =>
     void emit(
       {
         agent,
@@ -575,6 +561,14 @@ function rulesOnlyLlm(
       },
       false,
     );
+}
+
+function rulesOnlyLlm(
+  prices: Readonly<Record<string, ModelPrice>>,
+  emit: (fields: AuditFields, sent: boolean) => LlmCallRecord,
+  now: () => number,
+): Llm {
+  const audit = rulesOnlyAudit(emit, now);
   return {
     mode: LlmMode.RULES_ONLY,
     reason: NO_API_KEY_REASON,
