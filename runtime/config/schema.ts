@@ -270,9 +270,9 @@ export const configSchema = {
   commit: {
     intervalMs: setting({
       env: 'AS_COMMIT_INTERVAL_MS',
-      doc: "How long a partition's batches gather in one Kafka transaction before it commits (ms), like Kafka Streams' commit.interval.ms: fewer, larger transactions, outputs visible up to this much later; 0 commits every fetched batch",
+      doc: "How long a partition's batches gather in one Kafka transaction before it commits (ms), like Kafka Streams' commit.interval.ms: fewer, larger transactions, outputs visible up to this much later; 0 (the default) commits every fetched batch",
       parse: parse.int(0, 60_000),
-      default: 100,
+      default: 0,
     }),
     maxRecords: setting({
       env: 'AS_COMMIT_MAX_RECORDS',
