@@ -18,7 +18,7 @@
  *      (default 5,000/s for 5 s of warm-up + 30 s) to a fresh input topic, each record stamped with its send time
  *      (Kafka timestamp, and a `bench.sent` header in µs) and a sequence number (`bench.seq`); a read_committed
  *      consumer on the output topics records receive time − send time per record. `latency` routes through the
- *      engine's router (`runProcessor`, exactly-once: one transaction per fetched batch); `latency-baseline` through
+ *      engine's router (`runProcessor`, exactly-once: a transaction per AS_COMMIT_INTERVAL_MS); `latency-baseline` through
  *      a raw kafkajs consume→produce pass-through (no transactions). Every sent record must be received exactly
  *      once, or the phase fails;
  *   6. peers (bench/peers/, asked for by name): kstreams-router / kstreams-windowed / quix-router / quix-windowed run
@@ -1854,7 +1854,7 @@ async function main(): Promise<number> {
 
   console.log(
     `bench ${runId}: ${[...wanted].every(isLatencyPhase) ? `paced ${LATENCY.rate}/s for ${LATENCY.warmupSeconds} + ${LATENCY.seconds} s per phase` : `${EVENTS} events per topic`}, ${PARTITIONS} partitions, phases ${[...wanted].join(',')}, concurrency ${concurrency}, ` +
-      `maxBytesPerPartition ${config.consumer.maxBytesPerPartition}, trade share ${TRADE_SHARE.toFixed(2)}${linearGrouping() ? ', kafkajs linear grouping' : ''}`,
+      `maxBytesPerPartition ${config.consumer.maxBytesPerPartition}, commit interval ${config.commit.intervalMs} ms, trade share ${TRADE_SHARE.toFixed(2)}${linearGrouping() ? ', kafkajs linear grouping' : ''}`,
   );
   const meta = {
     runId,
@@ -1871,6 +1871,8 @@ async function main(): Promise<number> {
     symbols: SYMBOLS,
     concurrency,
     maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+    commitIntervalMs: config.commit.intervalMs,
+    commitMaxRecords: config.commit.maxRecords,
     tradeShare: TRADE_SHARE,
     padBytes: PAD_BYTES,
     chunk: CHUNK,

@@ -267,6 +267,20 @@ export const configSchema = {
       default: 10_000,
     }),
   },
+  commit: {
+    intervalMs: setting({
+      env: 'AS_COMMIT_INTERVAL_MS',
+      doc: "How long a partition's batches gather in one Kafka transaction before it commits (ms), like Kafka Streams' commit.interval.ms: fewer, larger transactions, outputs visible up to this much later; 0 (the default) commits every fetched batch",
+      parse: parse.int(0, 60_000),
+      default: 0,
+    }),
+    maxRecords: setting({
+      env: 'AS_COMMIT_MAX_RECORDS',
+      doc: 'A partition commits its open transaction early once it holds this many input records: bounds the outputs held in memory and what a crash replays',
+      parse: parse.int(1, 10_000_000),
+      default: 50_000,
+    }),
+  },
   clock: {
     offsetMs: setting({
       env: 'AS_WALL_CLOCK_OFFSET_MS',

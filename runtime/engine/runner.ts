@@ -2,10 +2,12 @@
  * Runs one processor of a topology as a consumer-group member: the Kafka side of exactly-once.
  *
  * Per input partition a task owns a transactional producer whose id is derived from the group and the partition,
- * so a new owner's `initTransactions` fences any zombie. Each batch is one transaction: outputs, dead letters,
- * late records, the state changes (to the changelog) and the consumed offsets — whose metadata records the
- * changelog offset the batch ended at. Only after the commit are the changes applied to Redis, fenced by that
- * changelog offset. See docs/exactly-once.md for the failure cases.
+ * so a new owner's `initTransactions` fences any zombie. The batches a partition gets within `commit.intervalMs`
+ * (AS_COMMIT_INTERVAL_MS) are gathered and committed as one transaction: outputs, dead letters, late records, the
+ * state changes (to the changelog) and the consumed offsets — whose metadata records the changelog offset the
+ * transaction ended at. Later batches read the gathered, uncommitted changes through an in-memory overlay. Only
+ * after the commit are the changes applied to Redis, fenced by that changelog offset. See docs/exactly-once.md for
+ * the failure cases.
  */
 import { randomUUID } from 'node:crypto';
 import { type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
@@ -132,6 +134,51 @@ interface Task {
   startOffset: Map<string, string>;
   queue: Promise<unknown>;
   ready: Promise<void>;
+  /** Batches processed but not committed yet: the contents of the next transaction (see `gather`). */
+  pending?: Pending;
+  /** Dropped (partition lost, commit failed, member stopping): jobs still queued on it do nothing. */
+  closed: boolean;
+}
+
+/**
+ * What a task has processed since its last commit. Nothing of it has reached Kafka or Redis: a crash loses it
+ * whole, and the records are processed again from the committed offsets and the state Redis holds for them.
+ */
+interface Pending {
+  messages: ProducedMessage[];
+  /** Final state per changed key over the gathered batches: the overlay later batches read through. */
+  changes: Map<string, StateEntry | null>;
+  streamTime: number;
+  /** Next input offset per topic, committed with the transaction. */
+  offsets: Map<string, string>;
+  /** First gathered offset per topic: where the consumer is put back if the transaction fails. */
+  from: Map<string, string>;
+  /** The last batch's next input offset (recorded with the Redis checkpoint). */
+  lastNext: string;
+  records: number;
+  since: number;
+  timer?: ReturnType<typeof setTimeout>;
+  isStale: () => boolean;
+  heartbeat: () => Promise<void>;
+  /** Run once committed and applied: each gathered batch's counts, metrics and logs. */
+  done: Array<(committedAt: number) => void>;
+}
+
+/** The task's state as its next batch must see it: what Redis returned, under the uncommitted changes. */
+function throughOverlay(
+  read: Map<string, StateEntry>,
+  overlay: ReadonlyMap<string, StateEntry | null>,
+  keys: ReadonlySet<string>,
+  dueBy: number,
+): Map<string, StateEntry> {
+  for (const [key, entry] of overlay) {
+    if (entry === null) read.delete(key);
+    // A key the batch reads, or one whose earliest window closes within it (Redis' index of due windows has not
+    // seen the uncommitted change; it may also list the key by a close time the change has moved on from).
+    else if (keys.has(key) || (entry.c !== null && entry.c <= dueBy)) read.set(key, entry);
+    else read.delete(key);
+  }
+  return read;
 }
 
 const fencedErrors = new Set([
@@ -186,6 +233,8 @@ export async function runProcessor(options: RunProcessorOptions): Promise<Proces
 }
 
 type Offsets = Array<{ topic: string; offset: string }>;
+/** What one transaction carries: a batch's result, a punctuation's, or several batches gathered (`Pending`). */
+type Committable = Pick<BatchResult, 'messages' | 'changes' | 'streamTime'>;
 
 /**
  * One running member, step by step: `connect` (admin, topics, writer schemas, Redis, tables), `subscribe` (join the
@@ -227,6 +276,8 @@ class ProcessorMember implements ProcessorHandle {
   private tables: Map<string, Map<string, unknown>> = new Map();
   private inputPartitions = 1;
   private readonly tasks = new Map<number, Promise<Task>>();
+  /** The task object behind each entry of `tasks`, known as soon as it is created. */
+  private readonly taskObjects = new Map<number, Task>();
   /**
    * The next offset this member's own transactions committed, per partition and topic. After a broker restart the
    * consumer's fetched positions (and a new task's committed offsets) can predate the markers of transactions whose
@@ -247,6 +298,10 @@ class ProcessorMember implements ProcessorHandle {
   private timers: Array<ReturnType<typeof setInterval>> = [];
   private lagMonitor: { stop(): void } | undefined;
   private stopping: Promise<void> | undefined;
+  /** Stopping: every batch commits at once, before the member leaves the group. */
+  private draining = false;
+  private readonly commitIntervalMs: number;
+  private readonly commitMaxRecords: number;
 
   constructor(private readonly options: RunProcessorOptions) {
     const { config, topology, processor } = options;
@@ -269,6 +324,8 @@ class ProcessorMember implements ProcessorHandle {
     this.changelogTopic = topology.changelogTopic(processor);
     this.stallMs = options.stallMs ?? 120_000;
     this.producerStuckMs = options.producerStuckMs ?? config.health.producerStuckMs;
+    this.commitIntervalMs = config.commit.intervalMs;
+    this.commitMaxRecords = config.commit.maxRecords;
     this.joined = new Promise<void>((resolve) => (this.resolveJoined = resolve));
     const spec = this.spec;
     this.tableNames = tablesOfSpec(spec);
@@ -327,8 +384,9 @@ class ProcessorMember implements ProcessorHandle {
       const mine = new Set(spec.inputs.flatMap((t) => assignment[t] ?? []));
       this.metrics?.rebalances.inc({ processor });
       log('group.join', { partitions: [...mine].sort((a, b) => a - b) });
-      // Tasks for partitions we lost are closed; their producers would be fenced by the new owner anyway.
-      for (const partition of [...this.tasks.keys()]) if (!mine.has(partition)) void this.dropTask(partition);
+      // Tasks for partitions we lost are closed, their uncommitted batches discarded (the new owner processes them
+      // again from the committed offsets); their producers would be fenced by the new owner anyway.
+      for (const partition of [...this.tasks.keys()]) if (!mine.has(partition)) void this.dropTask(partition, false);
       // Windows closed by the wall clock need their task even when no record comes: start every assigned one now.
       if (spec.kind === 'windowed' && spec.wallClockCloseIntervalMs)
         for (const partition of mine) void this.taskFor(partition).catch(() => undefined);
@@ -406,9 +464,12 @@ class ProcessorMember implements ProcessorHandle {
     this.stopping ??= (async () => {
       for (const timer of this.timers) clearInterval(timer);
       this.lagMonitor?.stop();
+      // Batches still arriving commit at once, and what is gathered commits before the member leaves the group.
+      this.draining = true;
+      await Promise.all([...this.tasks.keys()].map((partition) => this.flushTask(partition)));
       await this.consumer?.stop();
       await this.consumer?.disconnect();
-      for (const partition of [...this.tasks.keys()]) await this.dropTask(partition);
+      for (const partition of [...this.tasks.keys()]) await this.dropTask(partition, true);
       await this.admin.disconnect();
       this.redis?.disconnect();
     })();
@@ -538,6 +599,7 @@ class ProcessorMember implements ProcessorHandle {
       startOffset: new Map(),
       queue: Promise.resolve(),
       ready: Promise.resolve(),
+      closed: false,
     };
     task.ready = (async () => {
       await this.timedProducerWork(partition, 'initialising', async () => {
@@ -567,22 +629,115 @@ class ProcessorMember implements ProcessorHandle {
     let task = this.tasks.get(partition);
     if (!task) {
       const created = this.createTask(partition);
-      task = created.ready.then(() => created);
-      this.tasks.set(partition, task);
+      const starting = created.ready.then(() => created);
+      task = starting;
+      this.tasks.set(partition, starting);
+      this.taskObjects.set(partition, created);
       // A failed start (e.g. Redis down during recovery) is retried by the next batch.
-      task.catch(() => this.tasks.delete(partition));
+      starting.catch(() => {
+        if (this.tasks.get(partition) !== starting) return;
+        this.tasks.delete(partition);
+        this.taskObjects.delete(partition);
+      });
     }
     return task;
   }
 
-  private async dropTask(partition: number): Promise<void> {
-    const pending = this.tasks.get(partition);
-    if (!pending) return;
+  /**
+   * Closes a task: `commit` (stopping) commits its gathered batches first; otherwise (partition lost, commit failed)
+   * they are discarded, and whoever owns the partition next processes them again from the committed offsets.
+   */
+  private async dropTask(partition: number, commit = false): Promise<void> {
+    const starting = this.tasks.get(partition);
+    if (!starting) return;
     this.tasks.delete(partition);
-    const task = await pending.catch(() => undefined);
+    this.taskObjects.delete(partition);
+    const task = await starting.catch(() => undefined);
     if (!task) return;
+    if (commit) await this.serialize(task, () => this.flush(task)).catch(() => undefined);
+    task.closed = true;
+    if (task.pending?.timer) clearTimeout(task.pending.timer);
+    task.pending = undefined;
     await task.queue.catch(() => undefined);
     await task.producer.disconnect().catch(() => undefined);
+  }
+
+  /** Commits the task's gathered batches now (stopping); a failure is logged by `flush` and left to the next owner. */
+  private async flushTask(partition: number): Promise<void> {
+    const task = await this.tasks.get(partition)?.catch(() => undefined);
+    if (task && !task.closed) await this.serialize(task, () => this.flush(task)).catch(() => undefined);
+  }
+
+  /** Whether the gathered batches are to be committed now: the interval has passed, or the size bound is reached. */
+  private commitDue(pending: Pending): boolean {
+    return (
+      this.draining ||
+      this.commitIntervalMs === 0 ||
+      pending.records >= this.commitMaxRecords ||
+      Date.now() - pending.since >= this.commitIntervalMs
+    );
+  }
+
+  /**
+   * Commits the task's gathered batches as one transaction, then applies their state changes to Redis. On failure
+   * the consumer is put back to the first gathered offset, the task is dropped (its producer is not trusted again,
+   * and the next task's initialisation aborts whatever this transaction left open), and the error is rethrown.
+   */
+  private async flush(task: Task): Promise<void> {
+    const pending = task.pending;
+    if (!pending || task.closed) return;
+    task.pending = undefined;
+    if (pending.timer) clearTimeout(pending.timer);
+    const health = this.healthState;
+    const offsets = [...pending.offsets].map(([topic, offset]) => ({ topic, offset }));
+    let changelogEnd: number;
+    try {
+      changelogEnd = await this.commit(task, pending, offsets, pending.isStale);
+    } catch (error) {
+      // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
+      // producer is not trusted again.
+      this.log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', {
+        partition: task.partition,
+        from: Object.fromEntries(pending.from),
+        to: Object.fromEntries(pending.offsets),
+        records: pending.records,
+        message: (error as Error).message,
+      });
+      if (!isFenced(error)) health.commitFailures += 1;
+      // The consumer has moved past the gathered records (their offsets were resolved so that fetching went on):
+      // back to the first of them. A partition no longer ours is ignored by the consumer.
+      for (const [topic, offset] of pending.from) {
+        try {
+          this.consumer?.seek({ topic, partition: task.partition, offset });
+        } catch {
+          // The consumer is not running (stopping): the next owner starts from the committed offsets.
+        }
+      }
+      // Not awaited: dropping waits for this very job to finish.
+      if (this.taskObjects.get(task.partition) === task) void this.dropTask(task.partition, false);
+      task.closed = true;
+      throw error;
+    }
+    for (const [topic, offset] of pending.offsets) {
+      task.nextOffset.set(topic, offset);
+      this.rememberCommit(task.partition, topic, offset);
+    }
+    await this.afterCommit(task, pending, changelogEnd, pending.lastNext, pending.heartbeat);
+    health.commitFailures = 0;
+    health.lastProgress = Date.now();
+    const committedAt = Date.now();
+    for (const done of pending.done) done(committedAt);
+  }
+
+  /** A timer that commits the task's gathered batches once the interval has passed, if no batch has done so by then. */
+  private scheduleTimer(task: Task, pending: Pending): ReturnType<typeof setTimeout> {
+    const delay = Math.max(0, pending.since + this.commitIntervalMs - Date.now());
+    return setTimeout(() => {
+      if (task.pending !== pending || task.closed) return;
+      void this.serialize(task, () => (task.pending === pending ? this.flush(task) : Promise.resolve())).catch(
+        () => undefined, // logged by flush; the task is dropped and the consumer put back
+      );
+    }, delay);
   }
 
   /** Runs `work` after every earlier job of the task: batches of several inputs and punctuation never overlap. */
@@ -594,8 +749,8 @@ class ProcessorMember implements ProcessorHandle {
     return run;
   }
 
-  /** One transaction: the batch's outputs, its state changes to the changelog, and the consumed offsets. */
-  private commit(task: Task, result: BatchResult, offsets: Offsets, isStale: () => boolean): Promise<number> {
+  /** One transaction: the outputs, the state changes to the changelog, and the consumed offsets. */
+  private commit(task: Task, result: Committable, offsets: Offsets, isStale: () => boolean): Promise<number> {
     return this.timedProducerWork(task.partition, 'committing a transaction', () =>
       this.commitTransaction(task, result, offsets, isStale),
     );
@@ -603,7 +758,7 @@ class ProcessorMember implements ProcessorHandle {
 
   private async commitTransaction(
     task: Task,
-    result: BatchResult,
+    result: Committable,
     offsets: Offsets,
     isStale: () => boolean,
   ): Promise<number> {
@@ -658,7 +813,7 @@ class ProcessorMember implements ProcessorHandle {
   /** After the commit: the state changes applied to Redis, fenced by the changelog offset the batch ended at. */
   private async afterCommit(
     task: Task,
-    result: BatchResult,
+    result: Committable,
     changelogEnd: number,
     nextOffset: string,
     heartbeat: () => Promise<void> = async () => {},
@@ -692,7 +847,10 @@ class ProcessorMember implements ProcessorHandle {
     task.streamTime = result.streamTime;
   }
 
-  /** One fetched batch of one partition: read state, enrich, run the processor, commit, apply, count. */
+  /**
+   * One fetched batch of one partition: read state (through the uncommitted changes), enrich, run the processor,
+   * and gather the result into the task's open transaction; commit it when due (`commitDue`), else by a timer.
+   */
   private async onBatch(payload: EachBatchPayload): Promise<void> {
     const { topology, processor, spec, codec, eventTimeBound, enrichment, transient, metrics, log, stats } = this;
     const health = this.healthState;
@@ -707,13 +865,16 @@ class ProcessorMember implements ProcessorHandle {
     const job = this.serialize(
       task,
       async () => {
-        if (!isRunning() || isStale()) return;
+        // A dropped task (its commit failed, the consumer was put back) processes nothing: the records come again.
+        if (!isRunning() || isStale() || task.closed) return;
         const started = performance.now();
         // The consumer may have been positioned from offsets fetched before the previous owner's last transaction
-        // completed: skip what that transaction already covered.
+        // completed: skip what that transaction already covered. Records gathered but not yet committed are skipped
+        // too: a rejoin positions the consumer at the committed offsets again.
         const floor = Math.max(
           Number(task.startOffset.get(batch.topic) ?? -1),
           Number(task.nextOffset.get(batch.topic) ?? -1),
+          Number(task.pending?.offsets.get(batch.topic) ?? -1),
         );
         const fresh = batch.messages.filter((m) => Number(m.offset) >= floor);
         if (fresh.length === 0) {
@@ -744,12 +905,14 @@ class ProcessorMember implements ProcessorHandle {
         const prepared = prepareBatch(scope, sources);
         let entries = new Map<string, StateEntry>();
         if (task.store) {
+          const overlay = task.pending?.changes;
           entries = await this.readState(
             task,
-            prepared.keys,
+            overlay ? prepared.keys.filter((key) => !overlay.has(key)) : prepared.keys,
             prepared.maxEventTime,
             () => void heartbeat().catch(() => undefined),
           );
+          if (overlay) entries = throughOverlay(entries, overlay, new Set(prepared.keys), prepared.maxEventTime);
         }
         // An enrichment call (an LLM, a Batches poll) can outlast the session timeout: heartbeat while it runs, or the
         // group evicts the member, the commit fails, and the batch is enriched (and billed) again.
@@ -763,7 +926,8 @@ class ProcessorMember implements ProcessorHandle {
                 ),
               )
             : undefined;
-        const result = runBatch(scope, prepared, entries, task.streamTime, { answers });
+        const streamTimeBefore = task.pending?.streamTime ?? task.streamTime;
+        const result = runBatch(scope, prepared, entries, streamTimeBefore, { answers });
         if (traced) {
           // Each output carries the context of the record that caused it; headers already there stay.
           for (const [i, message] of result.messages.entries()) {
@@ -775,58 +939,87 @@ class ProcessorMember implements ProcessorHandle {
           }
         }
         const nextOffset = String(Number(batch.lastOffset()) + 1);
-        let changelogEnd: number;
-        try {
-          changelogEnd = await this.commit(task, result, [{ topic: batch.topic, offset: nextOffset }], isStale);
-        } catch (error) {
-          // Fenced, or failed otherwise (a broker restarting mid-commit): either way the partition's transactional
-          // producer is not trusted again. Dropping the task makes the next batch start a fresh one, whose
-          // initialisation aborts whatever this transaction left open, and recover state from the committed offsets.
-          log(isFenced(error) ? 'task.fenced' : 'task.commit-failed', {
-            topic: batch.topic,
-            partition: batch.partition,
-            offset: fresh[0]!.offset,
-            lastOffset: batch.lastOffset(),
-            message: (error as Error).message,
-          });
-          if (!isFenced(error)) health.commitFailures += 1;
-          // Not awaited: dropping waits for this very job to finish.
-          void this.dropTask(batch.partition);
-          throw error;
-        }
-        for (const message of result.messages)
-          if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
-        task.nextOffset.set(batch.topic, nextOffset);
-        this.rememberCommit(batch.partition, batch.topic, nextOffset);
-        resolveOffset(batch.lastOffset());
-        await this.afterCommit(task, result, changelogEnd, nextOffset, heartbeat);
-        stats.batches += 1;
-        health.commitFailures = 0;
-        health.lastProgress = Date.now();
-        health.lag = Number(batch.offsetLag());
-        stats.records += sources.length;
-        stats.deadLettered += result.counts.deadLettered;
-        stats.late += result.counts.late;
-        stats.amended += result.counts.amended;
-        const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
-        metrics?.recordsConsumed.inc(labels, sources.length);
-        metrics?.recordsProduced.inc(labels, result.counts.forwarded);
-        metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
-        metrics?.recordsLate.inc(labels, result.counts.late);
-        metrics?.recordsAmended.inc(labels, result.counts.amended);
-        metrics?.batchDuration.observe({ processor }, (performance.now() - started) / 1000);
-        if (metrics) {
-          // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
-          const committedAt = Date.now();
-          const endToEnd = metrics.endToEndLatency.labels({ processor });
-          for (const item of prepared.items)
-            if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
+        const pending = this.gather(task, result, batch.topic, fresh[0]!.offset, nextOffset, isStale, heartbeat);
+        pending.records += sources.length;
+        const offsetLag = Number(batch.offsetLag());
+        const processedMs = performance.now() - started;
+        pending.done.push((committedAt) => {
+          for (const message of result.messages)
+            if (message.topic === topology.deadLetterTopic) log('record.dead-lettered', deadLetterLogFields(message));
+          stats.batches += 1;
+          health.lag = offsetLag;
+          stats.records += sources.length;
+          stats.deadLettered += result.counts.deadLettered;
+          stats.late += result.counts.late;
+          stats.amended += result.counts.amended;
+          const labels = { processor, topic: batch.topic, partition: String(batch.partition) };
+          metrics?.recordsConsumed.inc(labels, sources.length);
+          metrics?.recordsProduced.inc(labels, result.counts.forwarded);
+          metrics?.recordsDeadLettered.inc(labels, result.counts.deadLettered);
+          metrics?.recordsLate.inc(labels, result.counts.late);
+          metrics?.recordsAmended.inc(labels, result.counts.amended);
+          metrics?.batchDuration.observe({ processor }, processedMs / 1000);
+          if (metrics) {
+            // From each record's event time to the commit of its outputs (consumer lag is reported by the lag monitor).
+            const endToEnd = metrics.endToEndLatency.labels({ processor });
+            for (const item of prepared.items)
+              if (item.ok) endToEnd.observe(Math.max(0, committedAt - item.record.timestamp) / 1000);
+          }
+        });
+        if (!this.commitDue(pending)) {
+          // Fetching goes on from after this batch; if the transaction fails, `flush` puts the consumer back.
+          resolveOffset(batch.lastOffset());
+          pending.timer ??= this.scheduleTimer(task, pending);
+        } else if (this.commitIntervalMs === 0 || this.draining) {
+          // Commit before the offset moves on, as one transaction per batch always did; a failure fails the batch.
+          await this.flush(task);
+          resolveOffset(batch.lastOffset());
+        } else {
+          // Due: the commit runs as the task's next job while the consumer fetches the next batch.
+          resolveOffset(batch.lastOffset());
+          void this.serialize(task, () => (task.pending === pending ? this.flush(task) : Promise.resolve())).catch(
+            () => undefined, // logged by flush; the task is dropped and the consumer put back
+          );
         }
         await heartbeat();
       },
       traced,
     );
     await (traced ? traced.around(job) : job);
+  }
+
+  /** Adds a batch's result to the task's open transaction (opening one): its changes become the overlay. */
+  private gather(
+    task: Task,
+    result: BatchResult,
+    topic: string,
+    firstOffset: string,
+    nextOffset: string,
+    isStale: () => boolean,
+    heartbeat: () => Promise<void>,
+  ): Pending {
+    const pending: Pending = (task.pending ??= {
+      messages: [] as ProducedMessage[],
+      changes: new Map(),
+      streamTime: task.streamTime,
+      offsets: new Map(),
+      from: new Map(),
+      lastNext: nextOffset,
+      records: 0,
+      since: Date.now(),
+      isStale,
+      heartbeat,
+      done: [],
+    });
+    for (const message of result.messages) pending.messages.push(message);
+    for (const [key, entry] of result.changes) pending.changes.set(key, entry);
+    pending.streamTime = result.streamTime;
+    if (!pending.from.has(topic)) pending.from.set(topic, firstOffset);
+    pending.offsets.set(topic, nextOffset);
+    pending.lastNext = nextOffset;
+    pending.isStale = isStale;
+    pending.heartbeat = heartbeat;
+    return pending;
   }
 
   /**
@@ -870,6 +1063,10 @@ class ProcessorMember implements ProcessorHandle {
       const task = await pending.catch(() => undefined);
       if (!task || !task.store || task.nextOffset.size === 0) continue;
       await this.serialize(task, async () => {
+        if (task.closed) return;
+        // Gathered batches commit first: the punctuation reads and commits on top of them.
+        await this.flush(task);
+        if (task.closed) return;
         const entries = await this.readState(task, [], now);
         if (entries.size === 0) return;
         const scope: TaskScope = { topology, processor, spec, partition: task.partition, codec };
