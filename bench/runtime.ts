@@ -38,7 +38,8 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { type Kafka, logLevel, type Admin, type IHeaders, type Message } from 'kafkajs';
+import { logLevel, type IHeaders, type Message } from 'kafkajs';
+import type { KafkaAdmin, KafkaPort } from '../runtime/kafka/port.ts';
 import { kafkaClient } from '../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../runtime/config/index.ts';
@@ -62,7 +63,7 @@ const PHASES = [
   'windowed',
   'latency-baseline',
   'latency',
-  // Peers (bench/peers/), asked for by name: Kafka Streams and Quix Streams on the same input as router/windowed.
+  // Peers (bench/peers/), asked for by name: KafkaPort Streams and Quix Streams on the same input as router/windowed.
   'kstreams-router',
   'kstreams-windowed',
   'kstreams-latency',
@@ -293,7 +294,11 @@ function testEvents(serde: AvroSerde, count: number): Message[] {
 }
 
 /** Sequential sends of large chunks: keeps per-partition order (the windowed input must not be reordered). */
-async function produceAll(kafka: Kafka, topic: string, messages: Message[]): Promise<{ ms: number; bytes: number }> {
+async function produceAll(
+  kafka: KafkaPort,
+  topic: string,
+  messages: Message[],
+): Promise<{ ms: number; bytes: number }> {
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await producer.connect();
   const started = performance.now();
@@ -315,7 +320,7 @@ async function produceAll(kafka: Kafka, topic: string, messages: Message[]): Pro
 // Measurement helpers
 
 /** Records still to be processed by a group: end offsets minus committed offsets, summed over partitions. */
-async function lagOf(admin: Admin, groupId: string, topic: string): Promise<number> {
+async function lagOf(admin: KafkaAdmin, groupId: string, topic: string): Promise<number> {
   const [ends, committed] = await Promise.all([
     admin.fetchTopicOffsets(topic),
     admin.fetchOffsets({ groupId, topics: [topic] }),
@@ -561,8 +566,8 @@ interface LatencyResult {
 
 interface Context {
   config: Config;
-  kafka: Kafka;
-  admin: Admin;
+  kafka: KafkaPort;
+  admin: KafkaAdmin;
   pids: Record<string, number>;
   profiler: PhaseProfiler;
   concurrency: number;
@@ -805,7 +810,7 @@ async function enginePhase(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Peers (bench/peers/): Kafka Streams and Quix Streams as child processes on the same input
+// Peers (bench/peers/): KafkaPort Streams and Quix Streams as child processes on the same input
 
 interface PeerRun {
   start: () => PeerProcess;
@@ -1622,7 +1627,7 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
   if (peerRows.length > 0) {
     lines.push(
       '',
-      `Peers (bench/peers/): Kafka Streams ${KSTREAMS_VERSION} (exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}), ` +
+      `Peers (bench/peers/): KafkaPort Streams ${KSTREAMS_VERSION} (exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}), ` +
         `Quix Streams ${quixVersion()} (exactly-once, commit_interval ${QUIX_COMMIT_INTERVAL_S} s). A peer's events/s (bar) runs from its first`,
       'processed record (it prints the time) to its group lag 0; ours below use events/s (after join): join → lag 0.',
     );
@@ -1684,7 +1689,7 @@ function linearGrouping(): boolean {
 // ---------------------------------------------------------------------------------------------------------------
 // Main
 
-async function cleanup(kafka: Kafka, config: Config, runId: string, groups: string[]): Promise<void> {
+async function cleanup(kafka: KafkaPort, config: Config, runId: string, groups: string[]): Promise<void> {
   const admin = kafka.admin();
   try {
     await within(15_000, 'admin connect', admin.connect());

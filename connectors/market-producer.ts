@@ -14,7 +14,8 @@
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Kafka, Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
+import type { KafkaPort } from '../runtime/kafka/port.ts';
 import { traceSend } from '../runtime/observability/tracing.ts';
 import type { Config } from '../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../runtime/errors.ts';
@@ -119,7 +120,7 @@ interface Pending {
 
 /** Creates `topic` when missing (tolerating a concurrent creator) and returns its partition count. */
 export async function ensureMarketTopic(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   partitions: number,
   log: (line: string) => void = () => {},

@@ -6,7 +6,8 @@
  * at the earliest offset).
  */
 import { parseArgs } from 'node:util';
-import { AssignerProtocol, type Admin } from 'kafkajs';
+import { AssignerProtocol } from 'kafkajs';
+import type { KafkaAdmin } from '../../runtime/kafka/port.ts';
 import { loadConfig } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import { expectPositionals } from '../args.ts';
@@ -30,7 +31,7 @@ const options = { application: { type: 'string', short: 'a' }, format: formatOpt
 /** The fleet's default application (topologies/market-signals.ts, AS_FLEET_APP). */
 const defaultApplication = (): string => process.env.AS_FLEET_APP ?? 'market';
 
-async function groupLag(admin: Admin, groupId: string, known: boolean): Promise<LagRow[]> {
+async function groupLag(admin: KafkaAdmin, groupId: string, known: boolean): Promise<LagRow[]> {
   const [description] = (await admin.describeGroups([groupId])).groups;
   const owners = new Map<string, string>();
   for (const member of description?.members ?? []) {

@@ -12,6 +12,12 @@ export const configSchema = {
       parse: parse.hostPorts,
       default: ['127.0.0.1:19092'],
     }),
+    client: setting({
+      env: 'AS_KAFKA_CLIENT',
+      doc: "Kafka client library behind the runtime's port: kafkajs (default) or platformatic (@platformatic/kafka); see docs/kafka-clients.md",
+      parse: parse.oneOf('kafkajs', 'platformatic'),
+      default: 'kafkajs',
+    }),
     clientId: setting({
       env: 'AS_KAFKA_CLIENT_ID',
       doc: 'Kafka client id prefix',

@@ -2,7 +2,8 @@
  * What a consumer-group member's liveness and readiness read from its kafkajs consumer, for the runner's members and
  * the ClickHouse sink alike: joined, rebalancing, crashed for good, and the last time it made progress.
  */
-import type { Consumer, IMemberAssignment } from 'kafkajs';
+import type { IMemberAssignment } from 'kafkajs';
+import type { KafkaConsumer } from '../../runtime/kafka/port.ts';
 
 export interface ConsumerHealth {
   joined: boolean;
@@ -24,7 +25,7 @@ export function consumerHealth(now = Date.now()): ConsumerHealth {
  * each new assignment to `onJoin`, which logs `group.join` with what it took.
  */
 export function watchConsumerHealth(
-  consumer: Consumer,
+  consumer: KafkaConsumer,
   health: ConsumerHealth,
   log: (event: string, fields?: Record<string, unknown>) => void,
   onJoin: (assignment: IMemberAssignment) => void,

@@ -18,7 +18,8 @@
  *   (a consumer-group offset); it is asked only after a new producer with the same transactional id has been
  *   initialised, which makes the coordinator finish the old transaction one way or the other.
  */
-import type { Kafka, Producer, ProducerRecord, RecordMetadata, Transaction } from 'kafkajs';
+import type { ProducerRecord, RecordMetadata } from 'kafkajs';
+import type { KafkaPort, KafkaProducer, KafkaTransaction } from '../../runtime/kafka/port.ts';
 import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../errors.ts';
 import { retry, withRetry, type RetryPolicy } from '../retry.ts';
 
@@ -165,10 +166,10 @@ export async function rideOutage<T>(
 /** An idempotent producer whose sends ride out an outage; see the module comment for why retries duplicate nothing. */
 export class IdempotentProducer {
   readonly clock: OutageClock;
-  private readonly producer: Producer;
+  private readonly producer: KafkaProducer;
 
   constructor(
-    kafka: Kafka,
+    kafka: KafkaPort,
     private readonly options: OutageOptions,
   ) {
     this.clock = new OutageClock(options.now);
@@ -220,14 +221,14 @@ export interface TransactionRunOptions {
  */
 export class TransactionalProducer {
   readonly clock: OutageClock;
-  private producer: Producer | undefined;
+  private producer: KafkaProducer | undefined;
   private recovering: Promise<void> | undefined;
   private failure: AgentStreamsError | undefined;
   private current: TransactionalState = 'recovering';
   private readonly failedListeners: Array<(error: AgentStreamsError) => void> = [];
 
   constructor(
-    private readonly kafka: Kafka,
+    private readonly kafka: KafkaPort,
     readonly transactionalId: string,
     private readonly options: OutageOptions & { transactionTimeoutMs?: number },
   ) {
@@ -249,7 +250,7 @@ export class TransactionalProducer {
     else this.failedListeners.push(listener);
   }
 
-  private create(): Producer {
+  private create(): KafkaProducer {
     return this.kafka.producer({
       transactionalId: this.transactionalId,
       idempotent: true,
@@ -324,7 +325,7 @@ export class TransactionalProducer {
    * transaction committed (it is asked only when the commit itself failed).
    */
   async run(
-    work: (txn: Transaction) => Promise<void>,
+    work: (txn: KafkaTransaction) => Promise<void>,
     committed: () => Promise<boolean>,
     runOptions: TransactionRunOptions = {},
   ): Promise<void> {
@@ -336,7 +337,7 @@ export class TransactionalProducer {
         continue;
       }
       const producer = this.producer;
-      let txn: Transaction;
+      let txn: KafkaTransaction;
       try {
         txn = await producer.transaction();
         await work(txn);

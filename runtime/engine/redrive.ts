@@ -8,7 +8,8 @@
  * failed is run again only once the re-drive group's committed position shows it did not commit.
  */
 import { randomUUID } from 'node:crypto';
-import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { deadLetterHeader, redriveHeader } from './dead-letter.ts';
 import { TransactionalProducer } from './producer.ts';
 
@@ -57,7 +58,7 @@ export function viewOf(partition: number, message: KafkaMessage): DeadLetterView
 
 /** Reads a topic from `fromOffset`s to its current end with a throw-away group; `visit` sees every message. */
 async function readToEnd(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   groupId: string,
   visit: (partition: number, message: KafkaMessage) => Promise<boolean | void>,
@@ -115,7 +116,7 @@ async function readToEnd(
   await consumer.disconnect();
 }
 
-export async function listDeadLetters(kafka: Kafka, topic: string, limit: number): Promise<DeadLetterView[]> {
+export async function listDeadLetters(kafka: KafkaPort, topic: string, limit: number): Promise<DeadLetterView[]> {
   const out: DeadLetterView[] = [];
   const groupId = `as-dlq-list-${randomUUID()}`;
   await readToEnd(kafka, topic, groupId, async (partition, message) => {
@@ -131,7 +132,7 @@ export async function listDeadLetters(kafka: Kafka, topic: string, limit: number
 
 /** Re-drives every dead letter not yet re-driven by `redriveGroup`; returns how many were sent back. */
 export async function redriveDeadLetters(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   redriveGroup: string,
   options: RedriveOptions,

@@ -10,7 +10,8 @@
  * the failure cases.
  */
 import { randomUUID } from 'node:crypto';
-import { type Admin, type Consumer, type EachBatchPayload, type Producer, type Transaction } from 'kafkajs';
+import { type EachBatchPayload } from 'kafkajs';
+import type { KafkaAdmin, KafkaConsumer, KafkaProducer, KafkaTransaction } from '../../runtime/kafka/port.ts';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
 import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../errors.ts';
@@ -123,7 +124,7 @@ export interface ProcessorHandle {
 
 interface Task {
   partition: number;
-  producer: Producer;
+  producer: KafkaProducer;
   store?: RedisTaskStore;
   streamTime: number;
   /** Last changelog offset this task committed (and applied). */
@@ -266,7 +267,7 @@ class ProcessorMember implements ProcessorHandle {
   private readonly stores: readonly string[];
   private readonly changelogTopic: string;
   private readonly kafka: ReturnType<typeof kafkaClient>;
-  private readonly admin: Admin;
+  private readonly admin: KafkaAdmin;
   private readonly serde: AvroSerde;
   private readonly codec: Codec;
   private readonly tableNames: string[];
@@ -294,7 +295,7 @@ class ProcessorMember implements ProcessorHandle {
   private readonly producerStuckMs: number;
   private readonly producerWork = new Map<symbol, { partition: number; what: string; since: number }>();
   private resolveJoined: () => void = () => {};
-  private consumer: Consumer | undefined;
+  private consumer: KafkaConsumer | undefined;
   private timers: Array<ReturnType<typeof setInterval>> = [];
   private lagMonitor: { stop(): void } | undefined;
   private stopping: Promise<void> | undefined;
@@ -369,7 +370,7 @@ class ProcessorMember implements ProcessorHandle {
   /** Step 2: join the group and run: batches go to `onBatch`; wall-clock punctuation, table refresh and lag monitoring start. */
   async subscribe(): Promise<void> {
     const { config, spec, processor, log } = this;
-    const consumer: Consumer = this.kafka.consumer({
+    const consumer: KafkaConsumer = this.kafka.consumer({
       groupId: this.groupId,
       readUncommitted: false,
       sessionTimeout: config.consumer.sessionTimeoutMs,
@@ -763,7 +764,7 @@ class ProcessorMember implements ProcessorHandle {
     isStale: () => boolean,
   ): Promise<number> {
     const { changelogTopic, processor } = this;
-    const txn: Transaction = await task.producer.transaction();
+    const txn: KafkaTransaction = await task.producer.transaction();
     try {
       // In sends of at most SEND_CHUNK messages and SEND_BYTES bytes: kafkajs groups a send's messages by partition
       // in time quadratic in their number (bench/, BENCHMARKS.md), and the broker refuses record batches above

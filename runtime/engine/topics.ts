@@ -3,7 +3,7 @@
  * topics, its compacted changelog) with their declared replication, `min.insync.replicas`, retention and cleanup
  * policy, and checks that existing ones have the declared partition counts and replication factors.
  */
-import type { Admin } from 'kafkajs';
+import type { KafkaAdmin } from '../../runtime/kafka/port.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import { retry, withRetry } from '../retry.ts';
 import { processorSpec, type RuntimeTopicSpec, type Topology, type TopicSpec } from '../topology/topology.ts';
@@ -77,7 +77,7 @@ export function topicPlans(topology: Topology, processor: string): Map<string, T
 }
 
 /** Returns the input partition count. */
-export async function ensureTopics(admin: Admin, topology: Topology, processor: string): Promise<number> {
+export async function ensureTopics(admin: KafkaAdmin, topology: Topology, processor: string): Promise<number> {
   const spec = processorSpec(topology, processor);
   const inputPartitions = topology.topics[spec.inputs[0]!]?.partitions ?? 1;
   const wanted = topicPlans(topology, processor);
@@ -156,9 +156,9 @@ function errorTypes(error: unknown, into = new Set<string>(), depth = 0): Set<st
  * starting at the same time) the broker may not know it yet.
  */
 export async function topicMetadataWithLeaders(
-  admin: Admin,
+  admin: KafkaAdmin,
   topics: string[],
-): ReturnType<Admin['fetchTopicMetadata']> {
+): ReturnType<KafkaAdmin['fetchTopicMetadata']> {
   return withRetry(
     async () => {
       const m = await admin.fetchTopicMetadata({ topics });

@@ -9,6 +9,8 @@ import { Kafka, logLevel, type KafkaConfig, type SASLOptions } from 'kafkajs';
 import type { Config } from '../config/index.ts';
 import { kafkaLogCreator } from '../observability/log.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
+import type { KafkaPort } from './port.ts';
+import { platformaticClient } from './platformatic.ts';
 
 /** `logLevel`: probes that expect refusals (the stack's readiness check) turn the client's log off. */
 export type KafkaClientOptions = Pick<KafkaConfig, 'retry' | 'connectionTimeout' | 'requestTimeout' | 'logLevel'>;
@@ -186,8 +188,17 @@ function explainingConnect<T extends { connect(): Promise<void> }>(
   return client;
 }
 
-/** A kafkajs client for `clientId` (suffixed to the configured client-id prefix), with the configured brokers, TLS and SASL. */
-export function kafkaClient(config: Config, clientId: string, options: KafkaClientOptions = {}): Kafka {
+/**
+ * A Kafka client for `clientId` (suffixed to the configured client-id prefix), with the configured brokers, TLS and
+ * SASL, implemented by the library `AS_KAFKA_CLIENT` names (kafkajs by default; see ./port.ts).
+ */
+export function kafkaClient(config: Config, clientId: string, options: KafkaClientOptions = {}): KafkaPort {
+  if (config.kafka.client === 'platformatic')
+    return platformaticClient(config, clientId, options, { sasl: sasl(config), tls: tls(config) });
+  return kafkajsClient(config, clientId, options);
+}
+
+function kafkajsClient(config: Config, clientId: string, options: KafkaClientOptions): KafkaPort {
   const auth = sasl(config);
   const ssl = tls(config);
   const kafka = new Kafka({
@@ -215,8 +226,10 @@ export function kafkaClient(config: Config, clientId: string, options: KafkaClie
   const producer = kafka.producer.bind(kafka);
   const consumer = kafka.consumer.bind(kafka);
   const admin = kafka.admin.bind(kafka);
-  kafka.producer = (...args) => explainingConnect(config, producer(...args), preflight);
-  kafka.consumer = (...args) => explainingConnect(config, consumer(...args), preflight);
-  kafka.admin = (...args) => explainingConnect(config, admin(...args), preflight);
-  return kafka;
+  return {
+    client: 'kafkajs',
+    producer: (...args) => explainingConnect(config, producer(...args), preflight),
+    consumer: (...args) => explainingConnect(config, consumer(...args), preflight),
+    admin: () => explainingConnect(config, admin(), preflight),
+  };
 }

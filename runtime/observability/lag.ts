@@ -11,11 +11,11 @@
  * A partition with no committed offset counts from its low watermark (everything retained is waiting). End offsets
  * include transaction markers, so an idle partition written transactionally shows a lag of 1 (as Kafka's own tools do).
  */
-import type { Admin } from 'kafkajs';
+import type { KafkaAdmin } from '../../runtime/kafka/port.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface LagMonitorOptions {
-  admin: Pick<Admin, 'fetchTopicOffsets' | 'fetchOffsets'>;
+  admin: Pick<KafkaAdmin, 'fetchTopicOffsets' | 'fetchOffsets'>;
   groupId: string;
   topics: readonly string[];
   /** The `processor` label. */

@@ -5,7 +5,7 @@
  * (`ckpt.changelog`, the changelog offset recorded with the last committed input offset].
  */
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { StateEntry } from '../engine/batch.ts';
 import type { ProducedMessage } from '../engine/dead-letter.ts';
@@ -39,7 +39,7 @@ export interface ChangelogClaims {
  * with the old topic, so Kafka no longer holds the truth for this task. Not retriable: an operator must act.
  */
 export async function assertChangelogIntact(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   partition: number,
   claims: ChangelogClaims,
@@ -102,7 +102,7 @@ export interface ChangelogRecord {
  * batches. Uses a throw-away consumer group that is deleted afterwards.
  */
 export async function readChangelogRange(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   partition: number,
   from: number,

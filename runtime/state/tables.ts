@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import avro from 'avsc';
 import type { Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { topicMetadataWithLeaders } from '../engine/topics.ts';
 import { sendChunks } from '../kafka/send-chunks.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
@@ -34,7 +34,7 @@ function tableSpec(topology: Topology, name: string) {
  */
 export async function writeTable(
   redis: Redis,
-  kafka: Kafka,
+  kafka: KafkaPort,
   topology: Topology,
   name: string,
   rows: unknown[],
@@ -111,7 +111,7 @@ async function cacheTable(redis: Redis, key: string, rows: ReadonlyMap<string, s
     .exec();
 }
 
-async function ensureTableTopic(kafka: Kafka, topic: string, replicationFactor: number | undefined): Promise<void> {
+async function ensureTableTopic(kafka: KafkaPort, topic: string, replicationFactor: number | undefined): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -143,7 +143,7 @@ async function ensureTableTopic(kafka: Kafka, topic: string, replicationFactor: 
  * when the topic does not exist (the table was never loaded). Reads from the beginning to the end offsets taken first.
  */
 export async function readTableTopic(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   timeoutMs = 60_000,
 ): Promise<Map<string, string> | undefined> {
@@ -222,7 +222,7 @@ export async function readTables(
   redis: Redis,
   topology: Topology,
   names: string[],
-  kafka?: Kafka,
+  kafka?: KafkaPort,
 ): Promise<Map<string, Map<string, unknown>>> {
   const out = new Map<string, Map<string, unknown>>();
   if (names.length === 0) return out;

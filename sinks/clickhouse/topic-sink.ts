@@ -19,7 +19,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
+import { type EachBatchPayload } from 'kafkajs';
+import type { KafkaConsumer, KafkaProducer } from '../../runtime/kafka/port.ts';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Config } from '../../runtime/config/index.ts';
 import { AgentStreamsError, ErrorCode, isAgentStreamsError } from '../../runtime/errors.ts';
@@ -217,8 +218,8 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
   private readonly client: ClickHouseClient;
   private readonly kafka: ReturnType<typeof kafkaClient>;
   private readonly serde: AvroSerde;
-  private readonly producer: Producer;
-  private readonly consumer: Consumer;
+  private readonly producer: KafkaProducer;
+  private readonly consumer: KafkaConsumer;
   private writer!: ClickHouseWriter<SourceRecord>;
   private stopSampling: Array<() => void> = [];
   private lagAdmin: ReturnType<ReturnType<typeof kafkaClient>['admin']> | undefined;

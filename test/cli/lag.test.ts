@@ -1,7 +1,7 @@
 /** `agent-streams lag`: committed, end and lag per partition, for one group or every group of an application. */
 import { describe, expect, it, vi } from 'vitest';
 import { lines, runCli } from '../support/cli.ts';
-import { kafkaClient, uniqueName } from '../support/stack.ts';
+import { kafkaClient, kafkajsAdmin, uniqueName } from '../support/stack.ts';
 
 // Each case starts the CLI a few times (a Node process each): a busy two-core machine must not fail them on time.
 vi.setConfig({ testTimeout: 240_000 });
@@ -12,7 +12,7 @@ describe('agent-streams lag', () => {
   it('shows committed, end and lag per partition, for a group and for all groups of an application', async () => {
     const application = uniqueName('lagapp').replaceAll('_', '-');
     const topic = `${application}.input`;
-    const admin = kafka.admin();
+    const admin = kafkajsAdmin();
     await admin.connect();
     await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
     const producer = kafka.producer();

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Admin, Kafka } from 'kafkajs';
+import type { KafkaAdmin, KafkaPort } from '../../runtime/kafka/port.ts';
 import { openClickHouse } from '../../sinks/clickhouse/client.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../runtime/serde/schemas.ts';
@@ -24,8 +24,8 @@ describe('agent-streams sink: a topology of its own, its own table', () => {
   const topic = `${app}.events`;
   const database = uniqueName('as_evsink');
   const admin = openClickHouse(config, { database: null });
-  let kafka: Kafka;
-  let kafkaAdmin: Admin;
+  let kafka: KafkaPort;
+  let kafkaAdmin: KafkaAdmin;
 
   beforeAll(async () => {
     await admin.command({ query: `CREATE DATABASE ${database}` });

@@ -7,7 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Kafka, Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../runtime/config/index.ts';
 import { openMarketProducer, type MarketProducer } from '../../connectors/market-producer.ts';
@@ -19,7 +20,7 @@ import { uniqueName } from '../support/stack.ts';
 
 let broker: PrivateBroker;
 let config: Config;
-let kafka: Kafka;
+let kafka: KafkaPort;
 
 /** Every message of `topic` (raw key and value), read with isolation read_committed up to each partition's end. */
 async function readCommitted(topic: string): Promise<string[]> {

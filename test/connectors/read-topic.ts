@@ -3,7 +3,7 @@
  * the tests assert on. Transactional topics end in commit markers, which take an offset but are no record.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { AvroSerde, registryClient } from '../../runtime/serde/avro.ts';
 import { config, uniqueName } from '../support/stack.ts';
 
@@ -15,7 +15,7 @@ export interface ReadRecord {
   value: Record<string, unknown>;
 }
 
-export async function readTopic(kafka: Kafka, topic: string, timeoutMs = 60_000): Promise<ReadRecord[]> {
+export async function readTopic(kafka: KafkaPort, topic: string, timeoutMs = 60_000): Promise<ReadRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
   const offsets = await admin.fetchTopicOffsets(topic);

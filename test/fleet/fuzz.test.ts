@@ -23,7 +23,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import avro from 'avsc';
 import { Redis } from 'ioredis';
-import type { Kafka, Message } from 'kafkajs';
+import type { Message } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { describe, expect, it } from 'vitest';
 import { startMember, stopMembers, waitUntilStarted, type Member } from '../../cli/fleet.ts';
 import { projectRoot } from '../../cli/paths.ts';
@@ -355,7 +356,7 @@ interface ReadRecord {
  * Every record of `topics` up to the high watermarks read at the start (read_committed). Progress is taken from the
  * consumer's batch events, which also report batches holding only transaction markers.
  */
-async function readTopics(kafka: Kafka, topics: string[], timeoutMs = 60_000): Promise<ReadRecord[]> {
+async function readTopics(kafka: KafkaPort, topics: string[], timeoutMs = 60_000): Promise<ReadRecord[]> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = new Map<string, number>();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { describe, expect, it } from 'vitest';
 import { loadSchemas, type Outgoing, type TopicOf } from '../../runtime/index.ts';
 import { TopologyTestDriver } from '../../runtime/testing/index.ts';
@@ -190,7 +190,7 @@ describe('moveThresholdScale validation', () => {
     const rows = [portfolio('good', 0.75), portfolio('bad', 0), portfolio('worse', -2)];
     const error = await writeTable(
       untouched,
-      untouched as unknown as Kafka,
+      untouched as unknown as KafkaPort,
       marketSignals({ application: 'm' }),
       'portfolios',
       rows,

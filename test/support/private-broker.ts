@@ -8,7 +8,8 @@ import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { logLevel, type Kafka } from 'kafkajs';
+import { logLevel } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { kafkaClient } from '../../runtime/kafka/client.ts';
 import { createStackContext, servicePids, stackDown, stackUp } from '../../infra/local/stack.ts';
 import { portInUse, readPid } from '../../infra/local/process.ts';
@@ -33,7 +34,7 @@ export async function freePort(): Promise<number> {
 export interface PrivateBroker {
   /** The shared configuration with `kafka.brokers` pointing at this broker. */
   config: Config;
-  kafka: Kafka;
+  kafka: KafkaPort;
   /** SIGKILLs the broker and waits until the process is gone. */
   kill(): Promise<void>;
   /** SIGSTOPs the broker: connections stay open and nothing answers (a hung broker, not a dead one). */
@@ -122,7 +123,7 @@ export async function startPrivateBroker(
 export interface PrivateCluster {
   /** The shared configuration with `kafka.brokers` listing every node. */
   config: Config;
-  kafka: Kafka;
+  kafka: KafkaPort;
   /** Node i's pid (undefined while it is down). */
   pids(): Array<number | undefined>;
   /** Node i's Kafka node id (its `node.id`, as metadata names leaders). */

@@ -1,6 +1,7 @@
 /** What integration tests share: the configuration, unique names per run, and Kafka helpers. */
 import { randomBytes } from 'node:crypto';
-import { logLevel, type Kafka } from 'kafkajs';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import type { KafkaPort } from '../../runtime/kafka/port.ts';
 import { kafkaClient as configuredKafkaClient } from '../../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../runtime/config/index.ts';
@@ -29,6 +30,25 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 }
 
-export function kafkaClient(): Kafka {
+export function kafkaClient(): KafkaPort {
   return configuredKafkaClient(config, 'test', { logLevel: logLevel.NOTHING });
+}
+
+/**
+ * A kafkajs admin on plaintext brokers, for what a test checks beyond the runtime's Kafka port (topic configurations,
+ * setting a group's offsets), whichever client AS_KAFKA_CLIENT selects for the code under test.
+ */
+export function kafkajsAdmin(brokers: string[] = config.kafka.brokers): Admin {
+  return new Kafka({ clientId: 'agent-streams-test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+}
+
+/** `work` with a connected `kafkajsAdmin`, disconnected after. */
+export async function withKafkajsAdmin<T>(brokers: string[], work: (admin: Admin) => Promise<T>): Promise<T> {
+  const admin = kafkajsAdmin(brokers);
+  await admin.connect();
+  try {
+    return await work(admin);
+  } finally {
+    await admin.disconnect();
+  }
 }

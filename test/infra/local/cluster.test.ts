@@ -14,7 +14,7 @@ import { isAlive, readPid } from '../../../infra/local/process.ts';
 import { kafkaNodePorts } from '../../../infra/local/services/kafka.ts';
 import { ErrorCode } from '../../../runtime/errors.ts';
 import { startPrivateCluster, type PrivateCluster } from '../../support/private-broker.ts';
-import { config as sharedConfig } from '../../support/stack.ts';
+import { config as sharedConfig, withKafkajsAdmin } from '../../support/stack.ts';
 import { testStackKind } from '../../support/stack-kind.ts';
 
 const { ConfigResourceTypes } = kafkajs;
@@ -91,14 +91,16 @@ describe.runIf(testStackKind === 'local')('a three-broker local cluster', () => 
         metadata = await admin.fetchTopicMetadata({ topics: internal }).catch(() => undefined);
       for (const t of metadata!.topics)
         for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
-      const configs = await admin.describeConfigs({
-        includeSynonyms: false,
-        resources: [...internal, 'probe'].map((name) => ({
-          type: ConfigResourceTypes.TOPIC,
-          name,
-          configNames: ['min.insync.replicas'],
-        })),
-      });
+      const configs = await withKafkajsAdmin(cluster.config.kafka.brokers, (a) =>
+        a.describeConfigs({
+          includeSynonyms: false,
+          resources: [...internal, 'probe'].map((name) => ({
+            type: ConfigResourceTypes.TOPIC,
+            name,
+            configNames: ['min.insync.replicas'],
+          })),
+        }),
+      );
       expect(configs.resources.map((r) => [r.resourceName, r.configEntries[0]?.configValue]).sort()).toEqual([
         ['__consumer_offsets', '2'],
         ['__transaction_state', '2'],

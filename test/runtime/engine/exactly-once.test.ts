@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../../runtime/kafka/port.ts';
 import { registryClient, AvroSerde } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { runProcessor } from '../../../runtime/engine/runner.ts';
@@ -21,7 +21,7 @@ import { TopologyTestDriver } from '../../../runtime/testing/driver.ts';
 const root = join(import.meta.dirname, '../../..');
 const EVENTS = Number(process.env.EOS_EVENTS ?? 100_000);
 
-async function createInput(kafka: Kafka, topic: string): Promise<void> {
+async function createInput(kafka: KafkaPort, topic: string): Promise<void> {
   await registerSchemas(config, registryClient(config), loadSchemas(join(root, 'test/fixtures/schemas')));
   const admin = kafka.admin();
   await admin.connect();
@@ -30,7 +30,7 @@ async function createInput(kafka: Kafka, topic: string): Promise<void> {
 }
 
 /** Produces `events` in order at about `perSecond`, keyed, with kafkajs' default (murmur2) partitioner. */
-async function produceEvents(kafka: Kafka, topic: string, events: TestEvent[], perSecond: number): Promise<void> {
+async function produceEvents(kafka: KafkaPort, topic: string, events: TestEvent[], perSecond: number): Promise<void> {
   const serde = new AvroSerde(registryClient(config));
   await serde.writerFor('agentstreams.test.Event');
   const producer = kafka.producer({ idempotent: true });
@@ -51,7 +51,7 @@ async function produceEvents(kafka: Kafka, topic: string, events: TestEvent[], p
 }
 
 /** Records still to be processed by the group: end offsets minus committed offsets, summed. */
-async function lag(kafka: Kafka, groupId: string, topic: string): Promise<number> {
+async function lag(kafka: KafkaPort, groupId: string, topic: string): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -67,7 +67,7 @@ async function lag(kafka: Kafka, groupId: string, topic: string): Promise<number
   }
 }
 
-async function waitForLag(kafka: Kafka, groupId: string, topic: string, timeoutMs: number): Promise<void> {
+async function waitForLag(kafka: KafkaPort, groupId: string, topic: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while ((await lag(kafka, groupId, topic)) > 0) {
     if (Date.now() > deadline) throw new Error(`group ${groupId} did not catch up within ${timeoutMs} ms`);
@@ -76,7 +76,7 @@ async function waitForLag(kafka: Kafka, groupId: string, topic: string, timeoutM
 }
 
 /** Every record of a topic (read_committed), grouped by key in offset order. */
-async function readAllByKey(kafka: Kafka, topic: string): Promise<Map<string, string[]>> {
+async function readAllByKey(kafka: KafkaPort, topic: string): Promise<Map<string, string[]>> {
   const admin = kafka.admin();
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topic);

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../../runtime/kafka/port.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { runProcessor } from '../../../runtime/engine/runner.ts';
@@ -19,7 +19,7 @@ const root = join(import.meta.dirname, '../../..');
 const types = ['agentstreams.market.PriceTick', 'agentstreams.market.NewsItem', 'agentstreams.market.Trade'];
 
 async function read(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   count: number,
 ): Promise<Array<{ key: string; headers: Record<string, string> }>> {

@@ -6,7 +6,8 @@
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import kafkajs, { type Kafka } from 'kafkajs';
+import kafkajs from 'kafkajs';
+import type { KafkaPort } from '../../../runtime/kafka/port.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
@@ -15,14 +16,14 @@ import { ensureTopics } from '../../../runtime/engine/topics.ts';
 import { defineTopology } from '../../../runtime/topology/topology.ts';
 import { checkedSumTopology } from '../../fixtures/topologies/checked-sum.ts';
 import { startPrivateCluster, type PrivateCluster } from '../../support/private-broker.ts';
-import { uniqueName } from '../../support/stack.ts';
+import { uniqueName, withKafkajsAdmin } from '../../support/stack.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 const root = join(import.meta.dirname, '../../..');
 
 /** Every amount in `topic`, read read_committed, with how many times it occurs. */
 async function readAmounts(
-  kafka: Kafka,
+  kafka: KafkaPort,
   serde: AvroSerde,
   topic: string,
   expected: number,
@@ -85,14 +86,16 @@ describe('a replicated cluster losing a partition leader under a running member'
       });
       for (const t of metadata.topics)
         for (const p of t.partitions) expect([t.name, p.replicas.length]).toEqual([t.name, 3]);
-      const configs = await admin.describeConfigs({
-        includeSynonyms: false,
-        resources: [input, output].map((name) => ({
-          type: ConfigResourceTypes.TOPIC,
-          name,
-          configNames: ['min.insync.replicas'],
-        })),
-      });
+      const configs = await withKafkajsAdmin(config.kafka.brokers, (a) =>
+        a.describeConfigs({
+          includeSynonyms: false,
+          resources: [input, output].map((name) => ({
+            type: ConfigResourceTypes.TOPIC,
+            name,
+            configNames: ['min.insync.replicas'],
+          })),
+        }),
+      );
       expect(configs.resources.map((r) => r.configEntries[0]?.configValue)).toEqual(['2', '2']);
     } finally {
       await admin.disconnect();

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../runtime/errors.ts';
 import { defaultRuntimeTopicRetentionMs, ensureTopics, topicPlans } from '../../../runtime/engine/topics.ts';
 import { defineTopology, processor, type TopicSpec, type TopologySpec } from '../../../runtime/topology/topology.ts';
-import { kafkaClient, uniqueName } from '../../support/stack.ts';
+import { kafkajsAdmin, uniqueName } from '../../support/stack.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 
@@ -132,8 +132,7 @@ describe('topic specs are validated when the topology is defined', () => {
 });
 
 describe('ensureTopics on the shared broker', () => {
-  const kafka = kafkaClient();
-  const admin = kafka.admin();
+  const admin = kafkajsAdmin();
   beforeAll(() => admin.connect());
   afterAll(() => admin.disconnect());
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { Kafka } from 'kafkajs';
+import type { KafkaPort } from '../../../runtime/kafka/port.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { runProcessor } from '../../../runtime/engine/runner.ts';
@@ -43,7 +43,7 @@ async function setUp(prefix: string, key: string, amounts: number[]) {
 }
 
 /** Everything committed to `<application>.counts` until the first result, plus 1.5 s in which a second emission of the same window would show up. */
-async function readCounts(kafka: Kafka, application: string): Promise<Array<Record<string, unknown>>> {
+async function readCounts(kafka: KafkaPort, application: string): Promise<Array<Record<string, unknown>>> {
   const received: Array<Record<string, unknown>> = [];
   const consumer = kafka.consumer({ groupId: uniqueName('reader'), readUncommitted: false, maxWaitTimeInMs: 100 });
   await consumer.connect();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Consumer, Producer } from 'kafkajs';
+import type { KafkaConsumer, KafkaProducer } from '../../../runtime/kafka/port.ts';
 import { AvroSerde, registryClient } from '../../../runtime/serde/avro.ts';
 import { loadSchemas, parseSchema, registerSchemas } from '../../../runtime/serde/schemas.ts';
 import { AgentStreamsError, ErrorCode } from '../../../runtime/errors.ts';
@@ -23,8 +23,8 @@ function tickSchema(namespace: string, extraFields: object[] = []): string {
 
 describe('Avro through the schema registry and Kafka', () => {
   const kafka = kafkaClient();
-  let producer: Producer;
-  let consumer: Consumer;
+  let producer: KafkaProducer;
+  let consumer: KafkaConsumer;
 
   beforeAll(async () => {
     producer = kafka.producer();

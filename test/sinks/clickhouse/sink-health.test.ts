@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Admin, Kafka } from 'kafkajs';
+import type { KafkaAdmin, KafkaPort } from '../../../runtime/kafka/port.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { findingRow } from '../../../processors/results/rows.ts';
 import {
@@ -59,8 +59,8 @@ function finding(i: number): Finding {
 describe('ClickHouse sink health on the real stack', () => {
   const app = uniqueName('sinkhealth').replaceAll('_', '-');
   const topic = `${app}.findings`;
-  let kafka: Kafka;
-  let admin: Admin;
+  let kafka: KafkaPort;
+  let admin: KafkaAdmin;
   const handles: ClickHouseSinkHandle[] = [];
 
   beforeAll(async () => {

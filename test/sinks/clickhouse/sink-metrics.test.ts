@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { Admin } from 'kafkajs';
+import type { KafkaAdmin } from '../../../runtime/kafka/port.ts';
 import { openClickHouse } from '../../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { runClickHouseSink, type ClickHouseSinkHandle } from '../../../sinks/clickhouse/topic-sink.ts';
@@ -39,7 +39,7 @@ describe('ClickHouse sink metrics on the real stack', () => {
     clickhouse: { ...config.clickhouse, database },
     metrics: { ...config.metrics, lagIntervalMs: 250 },
   };
-  let admin: Admin;
+  let admin: KafkaAdmin;
   let client: ClickHouseClient;
   let handle: ClickHouseSinkHandle | undefined;
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { Admin, Kafka } from 'kafkajs';
+import type { KafkaAdmin, KafkaPort } from '../../../runtime/kafka/port.ts';
 import { openClickHouse } from '../../../sinks/clickhouse/client.ts';
 import { migrateDatabase } from '../../../sinks/clickhouse/schema.ts';
 import { namedQuerySql } from '../../../sinks/clickhouse/queries.ts';
@@ -79,8 +79,8 @@ describe('ClickHouse topic sink on the real stack', () => {
   const group = `${app}.clickhouse-sink`;
   const database = uniqueName('as_sink');
   const testConfig = { ...config, clickhouse: { ...config.clickhouse, database } };
-  let kafka: Kafka;
-  let admin: Admin;
+  let kafka: KafkaPort;
+  let admin: KafkaAdmin;
   let client: ClickHouseClient;
   const handles: ClickHouseSinkHandle[] = [];
 
@@ -282,7 +282,7 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
 }
 
 async function readAll(
-  kafka: Kafka,
+  kafka: KafkaPort,
   topic: string,
   atLeast: number,
 ): Promise<Array<{ marker: string; headers: Record<string, string> }>> {
