@@ -39,7 +39,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { logLevel, type IHeaders, type Message } from 'kafkajs';
-import type { KafkaAdmin, KafkaPort } from '../runtime/kafka/port.ts';
+import type { KafkaAdmin, KafkaClientName, KafkaPort } from '../runtime/kafka/port.ts';
 import { kafkaClient } from '../runtime/kafka/client.ts';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../runtime/config/index.ts';
@@ -63,7 +63,11 @@ const PHASES = [
   'windowed',
   'latency-baseline',
   'latency',
-  // Peers (bench/peers/), asked for by name: KafkaPort Streams and Quix Streams on the same input as router/windowed.
+  // The engine on @platformatic/kafka (AS_KAFKA_CLIENT=platformatic): the same workloads, its own topics and groups.
+  'router-platformatic',
+  'windowed-platformatic',
+  'latency-platformatic',
+  // Peers (bench/peers/), asked for by name: Kafka Streams and Quix Streams on the same input as router/windowed.
   'kstreams-router',
   'kstreams-windowed',
   'kstreams-latency',
@@ -565,6 +569,7 @@ interface LatencyResult {
 }
 
 interface Context {
+  /** The configuration the engine phases run with: the client is chosen per phase (`withClient`). */
   config: Config;
   kafka: KafkaPort;
   admin: KafkaAdmin;
@@ -573,6 +578,11 @@ interface Context {
   concurrency: number;
   serde: AvroSerde;
   stopping: () => boolean;
+}
+
+/** `config` with the engine's Kafka client set to `client`, whatever AS_KAFKA_CLIENT says: each phase names its client. */
+function withClient(config: Config, client: KafkaClientName): Config {
+  return { ...config, kafka: { ...config.kafka, client } };
 }
 
 function emptyResult(phase: PhaseName, events = EVENTS): PhaseResult {
@@ -717,6 +727,8 @@ async function enginePhase(
   topology: Topology,
   processor: string,
   input: string,
+  client: KafkaClientName,
+  verify?: () => Promise<Record<string, number | string>>,
 ): Promise<PhaseResult> {
   const result = emptyResult(phase);
   const groupId = topology.groupId(processor);
@@ -730,7 +742,7 @@ async function enginePhase(
   let poll: NodeJS.Timeout | undefined;
   try {
     const started = runProcessor({
-      config: ctx.config,
+      config: withClient(ctx.config, client),
       topology,
       processor,
       concurrency: ctx.concurrency,
@@ -800,6 +812,15 @@ async function enginePhase(
     recoveries: s?.recoveries ?? 0,
     ...Object.fromEntries(Object.entries(logs).map(([k, v]) => [k.startsWith('error') ? k : `log.${k}`, v])),
   };
+  if (verify && result.status === 'ok') {
+    try {
+      Object.assign(result.details, await verify());
+    } catch (error) {
+      result.status = 'error';
+      result.error = (error as Error).message;
+    }
+  }
+  result.details = { client, ...result.details };
   const end = result.caughtUpMs;
   result.eps = {
     headline: eps(EVENTS, end),
@@ -810,7 +831,7 @@ async function enginePhase(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Peers (bench/peers/): KafkaPort Streams and Quix Streams as child processes on the same input
+// Peers (bench/peers/): Kafka Streams and Quix Streams as child processes on the same input
 
 interface PeerRun {
   start: () => PeerProcess;
@@ -1047,6 +1068,27 @@ async function verifyWindows(
 }
 
 /** Our windowed phase's results (agentstreams.test.WindowCount, read_committed), to compare the peers with. */
+/** The engine's final windows on another client against the input's counts, and against the kafkajs phase's windows. */
+function verifyOurWindows(
+  got: WindowCounts,
+  reference: WindowReference,
+  kafkajs: WindowCounts | undefined,
+): Record<string, number | string> {
+  const wrong = [...got].filter(([id, count]) => reference.counts.get(id) !== count).length;
+  const problems: string[] = [];
+  if (wrong > 0) problems.push(`${wrong} windows whose count differs from the input's`);
+  if (kafkajs) {
+    const differ = [...new Set([...got.keys(), ...kafkajs.keys()])].filter((id) => got.get(id) !== kafkajs.get(id));
+    if (differ.length > 0)
+      problems.push(`${differ.length} windows differ from the kafkajs phase's (e.g. ${differ[0]})`);
+  }
+  if (problems.length > 0) throw new Error(`window check (read_committed) failed: ${problems.join('; ')}`);
+  return {
+    windows: got.size,
+    verified: `read_committed final windows equal the input's counts${kafkajs ? ' and the kafkajs phase' : ''}`,
+  };
+}
+
 async function readOurWindows(ctx: Context, groupId: string, output: string): Promise<WindowCounts> {
   const ours: WindowCounts = new Map();
   await readCommitted(ctx, groupId, [output], async (_topic, _key, value) => {
@@ -1246,7 +1288,15 @@ async function startPassThrough(ctx: Context, groupId: string, input: string, ou
 }
 
 type LatencyPipeline =
-  | { kind: 'router'; topology: Topology; processor: string; input: string; outputs: string[]; probeGroup: string }
+  | {
+      kind: 'router';
+      topology: Topology;
+      processor: string;
+      input: string;
+      outputs: string[];
+      probeGroup: string;
+      client: KafkaClientName;
+    }
   | { kind: 'pass-through'; groupId: string; input: string; outputs: [string]; probeGroup: string }
   | { kind: 'peer'; start: () => PeerProcess; groupId: string; input: string; outputs: string[]; probeGroup: string };
 
@@ -1277,7 +1327,7 @@ async function latencyPhase(ctx: Context, phase: PhaseName, pipeline: LatencyPip
         60_000,
         `${phase} start`,
         runProcessor({
-          config: ctx.config,
+          config: withClient(ctx.config, pipeline.client),
           topology: pipeline.topology,
           processor: pipeline.processor,
           concurrency: ctx.concurrency,
@@ -1627,7 +1677,7 @@ function report(results: Map<PhaseName, PhaseResult>, profiled: boolean): string
   if (peerRows.length > 0) {
     lines.push(
       '',
-      `Peers (bench/peers/): KafkaPort Streams ${KSTREAMS_VERSION} (exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}), ` +
+      `Peers (bench/peers/): Kafka Streams ${KSTREAMS_VERSION} (exactly_once_v2, commit.interval.ms ${KSTREAMS_COMMIT_INTERVAL_MS ?? '100 (default)'}), ` +
         `Quix Streams ${quixVersion()} (exactly-once, commit_interval ${QUIX_COMMIT_INTERVAL_S} s). A peer's events/s (bar) runs from its first`,
       'processed record (it prints the time) to its group lag 0; ours below use events/s (after join): join → lag 0.',
     );
@@ -1734,63 +1784,49 @@ function gitRevision(): string {
 
 async function main(): Promise<number> {
   const config = loadConfig();
-  const kafka = kafkaClient(config, 'bench', { logLevel: logLevel.NOTHING });
+  // The baselines, producers, probes and checks are raw kafkajs whatever AS_KAFKA_CLIENT says; engine phases name their client.
+  const kafka = kafkaClient(withClient(config, 'kafkajs'), 'bench', { logLevel: logLevel.NOTHING });
   const runId = `bench-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
   const marketInput = `${runId}.market-events`;
   const eventsInput = `${runId}.test-events`;
   const passThrough = `${runId}.pass-through`;
   const passThroughChunked = `${runId}.pass-through-chunked`;
+  /** A router of PriceTick and Trade from `input` to two output topics, named after `application`. */
+  const routerOf = (application: string, input: string, outputs: [string, string]): Topology =>
+    defineTopology({
+      application,
+      topics: {
+        [input]: { partitions: PARTITIONS },
+        [outputs[0]]: { partitions: PARTITIONS },
+        [outputs[1]]: { partitions: PARTITIONS },
+      },
+      processors: {
+        router: router({
+          inputs: [input],
+          routes: { 'agentstreams.market.PriceTick': outputs[0], 'agentstreams.market.Trade': outputs[1] },
+          outputs: { [outputs[0]]: ['agentstreams.market.PriceTick'], [outputs[1]]: ['agentstreams.market.Trade'] },
+        }),
+      },
+    });
   const latencyInput = `${runId}.latency.market-events`;
-  const latencyOutputs = [`${runId}.latency.signals.price`, `${runId}.latency.signals.trade`];
+  const latencyOutputs: [string, string] = [`${runId}.latency.signals.price`, `${runId}.latency.signals.trade`];
   const latencyBaselineInput = `${runId}.latency-baseline.market-events`;
   const latencyBaselineOutput = `${runId}.latency-baseline.pass-through`;
-  const latencyTopology = defineTopology({
-    application: `${runId}-latency`,
-    topics: {
-      [latencyInput]: { partitions: PARTITIONS },
-      [latencyOutputs[0]!]: { partitions: PARTITIONS },
-      [latencyOutputs[1]!]: { partitions: PARTITIONS },
-    },
-    processors: {
-      router: router({
-        inputs: [latencyInput],
-        routes: {
-          'agentstreams.market.PriceTick': latencyOutputs[0]!,
-          'agentstreams.market.Trade': latencyOutputs[1]!,
-        },
-        outputs: {
-          [latencyOutputs[0]!]: ['agentstreams.market.PriceTick'],
-          [latencyOutputs[1]!]: ['agentstreams.market.Trade'],
-        },
-      }),
-    },
-  });
+  const latencyTopology = routerOf(`${runId}-latency`, latencyInput, latencyOutputs);
+  const pfLatencyInput = `${runId}.latency-pf.market-events`;
+  const pfLatencyOutputs: [string, string] = [`${runId}.latency-pf.signals.price`, `${runId}.latency-pf.signals.trade`];
+  const pfLatencyTopology = routerOf(`${runId}-latency-pf`, pfLatencyInput, pfLatencyOutputs);
   const latencyGroups = {
     baseline: `${runId}-latency-baseline`,
     baselineProbe: `${runId}-latency-baseline-probe`,
     routerProbe: `${runId}-latency-probe`,
+    pfRouterProbe: `${runId}-latency-pf-probe`,
   };
-  const routerTopology = defineTopology({
-    application: `${runId}-router`,
-    topics: {
-      [marketInput]: { partitions: PARTITIONS },
-      [`${runId}.signals.price`]: { partitions: PARTITIONS },
-      [`${runId}.signals.trade`]: { partitions: PARTITIONS },
-    },
-    processors: {
-      router: router({
-        inputs: [marketInput],
-        routes: {
-          'agentstreams.market.PriceTick': `${runId}.signals.price`,
-          'agentstreams.market.Trade': `${runId}.signals.trade`,
-        },
-        outputs: {
-          [`${runId}.signals.price`]: ['agentstreams.market.PriceTick'],
-          [`${runId}.signals.trade`]: ['agentstreams.market.Trade'],
-        },
-      }),
-    },
-  });
+  const routerOutputs: [string, string] = [`${runId}.signals.price`, `${runId}.signals.trade`];
+  const routerTopology = routerOf(`${runId}-router`, marketInput, routerOutputs);
+  const pfRouterOutputs: [string, string] = [`${runId}.pf.signals.price`, `${runId}.pf.signals.trade`];
+  const pfRouterTopology = routerOf(`${runId}-router-pf`, marketInput, pfRouterOutputs);
+  const pfWindowTopology = windowCountTopology(`${runId}-window-pf`, eventsInput);
   const windowTopology = windowCountTopology(`${runId}-window`, eventsInput);
   // Peers: fresh output topics and groups each; the same input topics as router / windowed.
   const peerTopics = {
@@ -1820,6 +1856,12 @@ async function main(): Promise<number> {
     routerTopology.groupId('router'),
     windowTopology.groupId('counter'),
     latencyTopology.groupId('router'),
+    pfRouterTopology.groupId('router'),
+    pfWindowTopology.groupId('counter'),
+    pfLatencyTopology.groupId('router'),
+    peerGroups.verify('router'),
+    peerGroups.verify('router-platformatic'),
+    peerGroups.verify('windowed-platformatic'),
     ...Object.values(latencyGroups),
     ...Object.values(peerGroups).filter((g): g is string => typeof g === 'string'),
     ...wantedPeers.map((p) => peerGroups.verify(p)),
@@ -1917,6 +1959,10 @@ async function main(): Promise<number> {
           topic,
           numPartitions: PARTITIONS,
         })),
+        ...(wanted.has('latency-platformatic') ? [pfLatencyInput, ...pfLatencyOutputs] : []).map((topic) => ({
+          topic,
+          numPartitions: PARTITIONS,
+        })),
         ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({
           topic,
           numPartitions: PARTITIONS,
@@ -1946,9 +1992,14 @@ async function main(): Promise<number> {
       ],
     });
     // The latency phases produce their own input, paced, while they measure.
-    const market = ['baseline', 'baseline-chunked', 'router', 'kstreams-router', 'quix-router'].some((p) =>
-      wanted.has(p as PhaseName),
-    )
+    const market = [
+      'baseline',
+      'baseline-chunked',
+      'router',
+      'router-platformatic',
+      'kstreams-router',
+      'quix-router',
+    ].some((p) => wanted.has(p as PhaseName))
       ? marketEvents(serde, EVENTS)
       : [];
     // The peers route by schema id: the ids of this registry, and how many records of each the input has.
@@ -1980,7 +2031,9 @@ async function main(): Promise<number> {
     }
     const marketProduced = market.length > 0 ? await produceAll(kafka, marketInput, market) : { ms: 0, bytes: 0 };
     market.length = 0;
-    const events = ['windowed', 'kstreams-windowed', 'quix-windowed'].some((p) => wanted.has(p as PhaseName))
+    const events = ['windowed', 'windowed-platformatic', 'kstreams-windowed', 'quix-windowed'].some((p) =>
+      wanted.has(p as PhaseName),
+    )
       ? testEvents(serde, EVENTS)
       : [];
     // The windowed phases' expected results, from the input itself (testEvents: event time START + 10 ms × i).
@@ -2060,11 +2113,13 @@ async function main(): Promise<number> {
           ),
       );
     }
-    await measured('router', 'engine, one instance', () =>
-      enginePhase(ctx, 'router', routerTopology, 'router', marketInput),
+    await measured('router', 'engine on kafkajs, one instance', () =>
+      enginePhase(ctx, 'router', routerTopology, 'router', marketInput, 'kafkajs', () =>
+        verifyRouted(ctx, peerGroups.verify('router'), expectedRoutes(routerOutputs)),
+      ),
     );
-    await measured('windowed', 'engine, tumbling 1m count by symbol', () =>
-      enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput),
+    await measured('windowed', 'engine on kafkajs, tumbling 1m count by symbol', () =>
+      enginePhase(ctx, 'windowed', windowTopology, 'counter', eventsInput, 'kafkajs'),
     );
     let ourWindows: WindowCounts | undefined;
     const oursOnce = async (): Promise<WindowCounts | undefined> => {
@@ -2072,6 +2127,20 @@ async function main(): Promise<number> {
       ourWindows ??= await readOurWindows(ctx, peerGroups.verify('windowed'), `${runId}-window.counts`);
       return ourWindows;
     };
+    await measured('router-platformatic', 'engine on @platformatic/kafka, one instance', () =>
+      enginePhase(ctx, 'router-platformatic', pfRouterTopology, 'router', marketInput, 'platformatic', () =>
+        verifyRouted(ctx, peerGroups.verify('router-platformatic'), expectedRoutes(pfRouterOutputs)),
+      ),
+    );
+    await measured('windowed-platformatic', 'engine on @platformatic/kafka, tumbling 1m count by symbol', () =>
+      enginePhase(ctx, 'windowed-platformatic', pfWindowTopology, 'counter', eventsInput, 'platformatic', async () =>
+        verifyOurWindows(
+          await readOurWindows(ctx, peerGroups.verify('windowed-platformatic'), `${runId}-window-pf.counts`),
+          windowReference,
+          await oursOnce(),
+        ),
+      ),
+    );
     await measured('kstreams-router', `Kafka Streams ${KSTREAMS_VERSION} router, exactly_once_v2`, () =>
       peerPhase(ctx, 'kstreams-router', {
         start: () =>
@@ -2174,7 +2243,7 @@ async function main(): Promise<number> {
         probeGroup: latencyGroups.baselineProbe,
       }),
     );
-    await measured('latency', `engine router (exactly-once) at ${paced}`, () =>
+    await measured('latency', `engine router on kafkajs (exactly-once) at ${paced}`, () =>
       latencyPhase(ctx, 'latency', {
         kind: 'router',
         topology: latencyTopology,
@@ -2182,6 +2251,18 @@ async function main(): Promise<number> {
         input: latencyInput,
         outputs: latencyOutputs,
         probeGroup: latencyGroups.routerProbe,
+        client: 'kafkajs',
+      }),
+    );
+    await measured('latency-platformatic', `engine router on @platformatic/kafka (exactly-once) at ${paced}`, () =>
+      latencyPhase(ctx, 'latency-platformatic', {
+        kind: 'router',
+        topology: pfLatencyTopology,
+        processor: 'router',
+        input: pfLatencyInput,
+        outputs: pfLatencyOutputs,
+        probeGroup: latencyGroups.pfRouterProbe,
+        client: 'platformatic',
       }),
     );
     await measured('kstreams-latency', `Kafka Streams ${KSTREAMS_VERSION} router (exactly_once_v2) at ${paced}`, () =>
