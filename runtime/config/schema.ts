@@ -14,8 +14,8 @@ export const configSchema = {
     }),
     client: setting({
       env: 'AS_KAFKA_CLIENT',
-      doc: "Kafka client library behind the runtime's port: kafkajs (default) or platformatic (@platformatic/kafka); see docs/kafka-clients.md",
-      parse: parse.oneOf('kafkajs', 'platformatic'),
+      doc: "Kafka client library behind the runtime's port: kafkajs (default), platformatic (@platformatic/kafka) or confluent (@confluentinc/kafka-javascript, librdkafka); see docs/kafka-clients.md",
+      parse: parse.oneOf('kafkajs', 'platformatic', 'confluent'),
       default: 'kafkajs',
     }),
     clientId: setting({

@@ -11,6 +11,7 @@ import { kafkaLogCreator } from '../observability/log.ts';
 import { AgentStreamsError, ErrorCode } from '../errors.ts';
 import type { KafkaPort } from './port.ts';
 import { platformaticClient } from './platformatic.ts';
+import { confluentClient } from './confluent.ts';
 
 /** `logLevel`: probes that expect refusals (the stack's readiness check) turn the client's log off. */
 export type KafkaClientOptions = Pick<KafkaConfig, 'retry' | 'connectionTimeout' | 'requestTimeout' | 'logLevel'>;
@@ -193,6 +194,8 @@ function explainingConnect<T extends { connect(): Promise<void> }>(
  * SASL, implemented by the library `AS_KAFKA_CLIENT` names (kafkajs by default; see ./port.ts).
  */
 export function kafkaClient(config: Config, clientId: string, options: KafkaClientOptions = {}): KafkaPort {
+  if (config.kafka.client === 'confluent')
+    return confluentClient(config, clientId, options, { sasl: sasl(config), tls: tls(config) });
   if (config.kafka.client === 'platformatic')
     return platformaticClient(config, clientId, options, { sasl: sasl(config), tls: tls(config) });
   return kafkajsClient(config, clientId, options);

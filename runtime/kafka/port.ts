@@ -31,7 +31,7 @@ import type {
 } from 'kafkajs';
 
 /** The client libraries behind the port (`AS_KAFKA_CLIENT`). */
-export type KafkaClientName = 'kafkajs' | 'platformatic';
+export type KafkaClientName = 'kafkajs' | 'platformatic' | 'confluent';
 
 export type KafkaAdmin = Pick<
   Admin,
