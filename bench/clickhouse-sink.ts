@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     inserts: { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '2' },
     partitions: { type: 'string', default: '6' },
+    'max-bytes-per-partition': { type: 'string' },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -58,6 +59,9 @@ if (args.help) {
   --inserts K        writer maxConcurrentInserts (default 2)
   --concurrency K    topic sink partitionsConsumedConcurrently (default 2)
   --partitions N     partitions of the input topic (default 6)
+  --max-bytes-per-partition N
+                     fetch size per partition, for the consume+decode and topic sink phases (default: the
+                     configured AS_CONSUMER_MAX_BYTES_PER_PARTITION)
   --profile DIR      write a V8 CPU profile of the writer and topic sink phases to DIR (figures then carry the
                      profiler's overhead; summarise with bench/profile-summary.ts)
   --keep             keep the database, topic and group`);
@@ -77,6 +81,10 @@ const BATCH_ROWS = int('batch-rows', args['batch-rows'], 1);
 const INSERTS = int('inserts', args.inserts, 1);
 const CONCURRENCY = int('concurrency', args.concurrency, 1);
 const PARTITIONS = int('partitions', args.partitions, 1);
+const MAX_BYTES_PER_PARTITION =
+  args['max-bytes-per-partition'] === undefined
+    ? undefined
+    : int('max-bytes-per-partition', args['max-bytes-per-partition'], 1);
 
 const stamp = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const database = `as_bench_${stamp}`;
@@ -223,7 +231,7 @@ async function consumeDecodePhase(): Promise<void> {
   const consumer = kafka.consumer({
     groupId: `${group}-decode`,
     maxWaitTimeInMs: 100,
-    maxBytesPerPartition: config.consumer.maxBytesPerPartition,
+    maxBytesPerPartition: MAX_BYTES_PER_PARTITION ?? config.consumer.maxBytesPerPartition,
   });
   let seen = 0;
   let sink = 0;
@@ -264,13 +272,19 @@ async function topicSinkPhase(): Promise<void> {
     mappings: { [FindingType]: mapTo<Finding>('findings', findingRow) },
     writer: { maxBatchRows: BATCH_ROWS, maxConcurrentInserts: INSERTS },
     partitionsConsumedConcurrently: CONCURRENCY,
+    ...(MAX_BYTES_PER_PARTITION === undefined ? {} : { maxBytesPerPartition: MAX_BYTES_PER_PARTITION }),
     metrics,
   });
+  let joinedAt = Number.NaN;
+  void sink.joined.then(() => (joinedAt = performance.now()));
+  let consumedAt = Number.NaN;
   try {
     while (sink.stats.rowsInserted < RECORDS) {
       if (sink.state() !== 'running') throw new Error(`sink stopped: ${sink.error()?.message}`);
-      await sleep(10);
+      if (Number.isNaN(consumedAt) && sink.stats.records >= RECORDS) consumedAt = performance.now();
+      await sleep(5);
     }
+    if (Number.isNaN(consumedAt)) consumedAt = performance.now();
     const insertedAt = performance.now();
     await sink.checkpoint();
     const seconds = (performance.now() - started) / 1000;
@@ -284,7 +298,7 @@ async function topicSinkPhase(): Promise<void> {
       rows: RECORDS,
       seconds,
       rowsPerSecond: RECORDS / seconds,
-      note: `${sink.stats.inserts} inserts, ${sink.stats.pauses} backpressure pauses, ${sink.stats.commits} commits; last row inserted at ${((insertedAt - started) / 1000).toFixed(2)} s (incl. group join)`,
+      note: `${sink.stats.inserts} inserts, ${sink.stats.earlySends} early sends, ${sink.stats.pauses} backpressure pauses, ${sink.stats.commits} commits; joined at ${((joinedAt - started) / 1000).toFixed(2)} s, last record consumed at ${((consumedAt - started) / 1000).toFixed(2)} s, last row inserted at ${((insertedAt - started) / 1000).toFixed(2)} s`,
     });
   } finally {
     await sink.stop();
@@ -313,7 +327,7 @@ console.log(
     .join(' ')}, Node ${process.version}`,
 );
 console.log(
-  `writer: maxBatchRows ${fmt(BATCH_ROWS)}, maxConcurrentInserts ${INSERTS}; topic sink: partitionsConsumedConcurrently ${CONCURRENCY}, maxBytesPerPartition ${fmt(config.consumer.maxBytesPerPartition)}`,
+  `writer: maxBatchRows ${fmt(BATCH_ROWS)}, maxConcurrentInserts ${INSERTS}; topic sink: partitionsConsumedConcurrently ${CONCURRENCY}, maxBytesPerPartition ${fmt(MAX_BYTES_PER_PARTITION ?? config.consumer.maxBytesPerPartition)}`,
 );
 try {
   await migrateDatabase(benchConfig, root);

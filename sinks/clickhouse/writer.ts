@@ -376,6 +376,26 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     }
   }
 
+  /** Rows written and not yet sent: in the tables' open batches, waiting to fill or age. */
+  get unsentRows(): number {
+    let rows = 0;
+    for (const buffer of this.buffers.values()) rows += buffer.rows.rows;
+    return rows;
+  }
+
+  /**
+   * Sends the open batches now, without waiting for them to fill or age, if together they hold at least a tenth of
+   * `maxBatchRows` (smaller ones keep waiting, so a trickle of rows does not become a trickle of tiny inserts).
+   * For a caller that knows no more rows are coming soon: the topic sink calls it when a partition has caught up.
+   * Returns whether it sent.
+   */
+  sendEarly(): boolean {
+    if (this.failure || this.state !== 'open') return false;
+    if (this.unsentRows < Math.max(1, Math.floor(this.tuning.maxBatchRows / 10))) return false;
+    for (const buffer of this.buffers.values()) this.seal(buffer);
+    return true;
+  }
+
   /**
    * Sends everything written so far and resolves once all of it is in ClickHouse (or, for refused rows, handed to
    * `onRejected`). Rows written while it waits are not waited for. Rejects with the writer's failure, or, without an
