@@ -1,20 +1,25 @@
-/** The port (./port.ts) implemented on @platformatic/kafka. */
-import type { ConnectionOptions } from 'node:tls';
-import type { SASLOptions } from 'kafkajs';
+/** The port (./port.ts) implemented on @platformatic/kafka; the pieces are in ./platformatic/. */
 import type { Config } from '../config/index.ts';
 import type { KafkaClientOptions } from './client.ts';
 import type { KafkaPort } from './port.ts';
+import { platformaticAdmin } from './platformatic/admin.ts';
+import type { ClientSecurity } from './platformatic/common.ts';
+import { platformaticConsumer } from './platformatic/consumer.ts';
+import { platformaticProducer } from './platformatic/producer.ts';
 
-export interface ClientSecurity {
-  sasl: SASLOptions | undefined;
-  tls: ConnectionOptions | undefined;
-}
+export type { ClientSecurity } from './platformatic/common.ts';
 
 export function platformaticClient(
-  _config: Config,
-  _clientId: string,
-  _options: KafkaClientOptions,
-  _security: ClientSecurity,
+  config: Config,
+  clientId: string,
+  options: KafkaClientOptions,
+  security: ClientSecurity,
 ): KafkaPort {
-  throw new Error('AS_KAFKA_CLIENT=platformatic: not implemented yet');
+  const context = { config, clientId, options, security };
+  return {
+    client: 'platformatic',
+    producer: (producerConfig) => platformaticProducer(context, producerConfig),
+    consumer: (consumerConfig) => platformaticConsumer(context, consumerConfig),
+    admin: () => platformaticAdmin(context),
+  };
 }
