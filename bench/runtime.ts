@@ -63,10 +63,13 @@ const PHASES = [
   'windowed',
   'latency-baseline',
   'latency',
-  // The engine on @platformatic/kafka (AS_KAFKA_CLIENT=platformatic): the same workloads, its own topics and groups.
+  // The engine on the other clients behind the port (AS_KAFKA_CLIENT): the same workloads, their own topics and groups.
   'router-platformatic',
   'windowed-platformatic',
   'latency-platformatic',
+  'router-confluent',
+  'windowed-confluent',
+  'latency-confluent',
   // Peers (bench/peers/), asked for by name: Kafka Streams and Quix Streams on the same input as router/windowed.
   'kstreams-router',
   'kstreams-windowed',
@@ -1813,20 +1816,39 @@ async function main(): Promise<number> {
   const latencyBaselineInput = `${runId}.latency-baseline.market-events`;
   const latencyBaselineOutput = `${runId}.latency-baseline.pass-through`;
   const latencyTopology = routerOf(`${runId}-latency`, latencyInput, latencyOutputs);
-  const pfLatencyInput = `${runId}.latency-pf.market-events`;
-  const pfLatencyOutputs: [string, string] = [`${runId}.latency-pf.signals.price`, `${runId}.latency-pf.signals.trade`];
-  const pfLatencyTopology = routerOf(`${runId}-latency-pf`, pfLatencyInput, pfLatencyOutputs);
   const latencyGroups = {
     baseline: `${runId}-latency-baseline`,
     baselineProbe: `${runId}-latency-baseline-probe`,
     routerProbe: `${runId}-latency-probe`,
-    pfRouterProbe: `${runId}-latency-pf-probe`,
   };
   const routerOutputs: [string, string] = [`${runId}.signals.price`, `${runId}.signals.trade`];
   const routerTopology = routerOf(`${runId}-router`, marketInput, routerOutputs);
-  const pfRouterOutputs: [string, string] = [`${runId}.pf.signals.price`, `${runId}.pf.signals.trade`];
-  const pfRouterTopology = routerOf(`${runId}-router-pf`, marketInput, pfRouterOutputs);
-  const pfWindowTopology = windowCountTopology(`${runId}-window-pf`, eventsInput);
+  /** The engine on another client: its own output topics and groups, the same inputs as router / windowed. */
+  const otherClients = (['platformatic', 'confluent'] as const).map((client) => {
+    const latencyInput = `${runId}.latency-${client}.market-events`;
+    const latencyOutputs: [string, string] = [
+      `${runId}.latency-${client}.signals.price`,
+      `${runId}.latency-${client}.signals.trade`,
+    ];
+    const routerOutputs: [string, string] = [`${runId}.${client}.signals.price`, `${runId}.${client}.signals.trade`];
+    return {
+      client,
+      name: client === 'platformatic' ? '@platformatic/kafka' : '@confluentinc/kafka-javascript',
+      phases: {
+        router: `router-${client}` as PhaseName,
+        windowed: `windowed-${client}` as PhaseName,
+        latency: `latency-${client}` as PhaseName,
+      },
+      routerOutputs,
+      routerTopology: routerOf(`${runId}-router-${client}`, marketInput, routerOutputs),
+      windowTopology: windowCountTopology(`${runId}-window-${client}`, eventsInput),
+      windowOutput: `${runId}-window-${client}.counts`,
+      latencyInput,
+      latencyOutputs,
+      latencyTopology: routerOf(`${runId}-latency-${client}`, latencyInput, latencyOutputs),
+      latencyProbe: `${runId}-latency-${client}-probe`,
+    };
+  });
   const windowTopology = windowCountTopology(`${runId}-window`, eventsInput);
   // Peers: fresh output topics and groups each; the same input topics as router / windowed.
   const peerTopics = {
@@ -1856,12 +1878,15 @@ async function main(): Promise<number> {
     routerTopology.groupId('router'),
     windowTopology.groupId('counter'),
     latencyTopology.groupId('router'),
-    pfRouterTopology.groupId('router'),
-    pfWindowTopology.groupId('counter'),
-    pfLatencyTopology.groupId('router'),
     peerGroups.verify('router'),
-    peerGroups.verify('router-platformatic'),
-    peerGroups.verify('windowed-platformatic'),
+    ...otherClients.flatMap((o) => [
+      o.routerTopology.groupId('router'),
+      o.windowTopology.groupId('counter'),
+      o.latencyTopology.groupId('router'),
+      o.latencyProbe,
+      peerGroups.verify(o.phases.router),
+      peerGroups.verify(o.phases.windowed),
+    ]),
     ...Object.values(latencyGroups),
     ...Object.values(peerGroups).filter((g): g is string => typeof g === 'string'),
     ...wantedPeers.map((p) => peerGroups.verify(p)),
@@ -1959,10 +1984,9 @@ async function main(): Promise<number> {
           topic,
           numPartitions: PARTITIONS,
         })),
-        ...(wanted.has('latency-platformatic') ? [pfLatencyInput, ...pfLatencyOutputs] : []).map((topic) => ({
-          topic,
-          numPartitions: PARTITIONS,
-        })),
+        ...otherClients
+          .flatMap((o) => (wanted.has(o.phases.latency) ? [o.latencyInput, ...o.latencyOutputs] : []))
+          .map((topic) => ({ topic, numPartitions: PARTITIONS })),
         ...(wanted.has('latency-baseline') ? [latencyBaselineInput, latencyBaselineOutput] : []).map((topic) => ({
           topic,
           numPartitions: PARTITIONS,
@@ -1997,6 +2021,7 @@ async function main(): Promise<number> {
       'baseline-chunked',
       'router',
       'router-platformatic',
+      'router-confluent',
       'kstreams-router',
       'quix-router',
     ].some((p) => wanted.has(p as PhaseName))
@@ -2031,9 +2056,13 @@ async function main(): Promise<number> {
     }
     const marketProduced = market.length > 0 ? await produceAll(kafka, marketInput, market) : { ms: 0, bytes: 0 };
     market.length = 0;
-    const events = ['windowed', 'windowed-platformatic', 'kstreams-windowed', 'quix-windowed'].some((p) =>
-      wanted.has(p as PhaseName),
-    )
+    const events = [
+      'windowed',
+      'windowed-platformatic',
+      'windowed-confluent',
+      'kstreams-windowed',
+      'quix-windowed',
+    ].some((p) => wanted.has(p as PhaseName))
       ? testEvents(serde, EVENTS)
       : [];
     // The windowed phases' expected results, from the input itself (testEvents: event time START + 10 ms × i).
@@ -2127,20 +2156,22 @@ async function main(): Promise<number> {
       ourWindows ??= await readOurWindows(ctx, peerGroups.verify('windowed'), `${runId}-window.counts`);
       return ourWindows;
     };
-    await measured('router-platformatic', 'engine on @platformatic/kafka, one instance', () =>
-      enginePhase(ctx, 'router-platformatic', pfRouterTopology, 'router', marketInput, 'platformatic', () =>
-        verifyRouted(ctx, peerGroups.verify('router-platformatic'), expectedRoutes(pfRouterOutputs)),
-      ),
-    );
-    await measured('windowed-platformatic', 'engine on @platformatic/kafka, tumbling 1m count by symbol', () =>
-      enginePhase(ctx, 'windowed-platformatic', pfWindowTopology, 'counter', eventsInput, 'platformatic', async () =>
-        verifyOurWindows(
-          await readOurWindows(ctx, peerGroups.verify('windowed-platformatic'), `${runId}-window-pf.counts`),
-          windowReference,
-          await oursOnce(),
+    for (const o of otherClients) {
+      await measured(o.phases.router, `engine on ${o.name}, one instance`, () =>
+        enginePhase(ctx, o.phases.router, o.routerTopology, 'router', marketInput, o.client, () =>
+          verifyRouted(ctx, peerGroups.verify(o.phases.router), expectedRoutes(o.routerOutputs)),
         ),
-      ),
-    );
+      );
+      await measured(o.phases.windowed, `engine on ${o.name}, tumbling 1m count by symbol`, () =>
+        enginePhase(ctx, o.phases.windowed, o.windowTopology, 'counter', eventsInput, o.client, async () =>
+          verifyOurWindows(
+            await readOurWindows(ctx, peerGroups.verify(o.phases.windowed), o.windowOutput),
+            windowReference,
+            await oursOnce(),
+          ),
+        ),
+      );
+    }
     await measured('kstreams-router', `Kafka Streams ${KSTREAMS_VERSION} router, exactly_once_v2`, () =>
       peerPhase(ctx, 'kstreams-router', {
         start: () =>
@@ -2254,17 +2285,19 @@ async function main(): Promise<number> {
         client: 'kafkajs',
       }),
     );
-    await measured('latency-platformatic', `engine router on @platformatic/kafka (exactly-once) at ${paced}`, () =>
-      latencyPhase(ctx, 'latency-platformatic', {
-        kind: 'router',
-        topology: pfLatencyTopology,
-        processor: 'router',
-        input: pfLatencyInput,
-        outputs: pfLatencyOutputs,
-        probeGroup: latencyGroups.pfRouterProbe,
-        client: 'platformatic',
-      }),
-    );
+    for (const o of otherClients) {
+      await measured(o.phases.latency, `engine router on ${o.name} (exactly-once) at ${paced}`, () =>
+        latencyPhase(ctx, o.phases.latency, {
+          kind: 'router',
+          topology: o.latencyTopology,
+          processor: 'router',
+          input: o.latencyInput,
+          outputs: o.latencyOutputs,
+          probeGroup: o.latencyProbe,
+          client: o.client,
+        }),
+      );
+    }
     await measured('kstreams-latency', `Kafka Streams ${KSTREAMS_VERSION} router (exactly_once_v2) at ${paced}`, () =>
       latencyPhase(ctx, 'kstreams-latency', {
         kind: 'peer',
