@@ -183,14 +183,25 @@ export function platformaticProducer(context: ClientContext, config: ProducerCon
     // the coordinator bumps the epoch of whatever producer held this id, fencing it and completing its transaction).
     const txn = await translated(() => producer.beginTransaction({ producerId: -1n, producerEpoch: -1 }));
     current = txn;
+    // Whether the coordinator knows of this transaction (a partition or a group was added to it). One it does not
+    // know ends locally, as in kafkajs: platformatic would send EndTxn, which the coordinator refuses with
+    // INVALID_TXN_STATE (the runner's initialising `transaction()` + `abort()` is such a transaction).
+    let started = false;
     const end = async (commit: boolean): Promise<void> => {
-      await translated(() => (commit ? txn.commit() : txn.abort()));
+      await translated(() => (!started ? txn.cancel() : commit ? txn.commit() : txn.abort()));
     };
     return {
-      send: (record) => send(record),
-      sendBatch: (batch) => sendBatch(batch),
+      send: (record) => {
+        if (record.messages.length > 0) started = true;
+        return send(record);
+      },
+      sendBatch: (batch) => {
+        if ((batch.topicMessages ?? []).some((t) => t.messages.length > 0)) started = true;
+        return sendBatch(batch);
+      },
       sendOffsets: async ({ consumerGroupId, topics }) =>
         translated(async () => {
+          started = true;
           await txn.addConsumer({ groupId: consumerGroupId } as never);
           const connection = await groupCoordinator(producer, consumerGroupId);
           const response = await api<TxnOffsetCommitResponse>(
