@@ -10,7 +10,11 @@
  *   2. consume+decode: M Avro `agentstreams.fleet.Finding` records read by a plain kafkajs consumer that only
  *      decodes them: the Kafka-side ceiling for any sink in this process;
  *   3. topic sink: the same M records through `runClickHouseSink` (decode, map, insert, commit), from start until
- *      every record's row is inserted and its offset committed.
+ *      every record's row is inserted and its offset committed; once with the fleet's mapping function
+ *      (`findingRow`), once with the same mapping declared column by column (`mapColumns`, transcoded straight
+ *      from Avro), each on a fresh group; the two tables' contents must hash the same.
+ *
+ *   npx tsx bench/clickhouse-sink.ts [...] [--mappings function,declared] [--max-bytes-per-partition N]
  * Prints rows/s for each next to ARCHITECTURE §7's bar (ClickHouse sink ≥ 100k rows/s per instance), then removes
  * what it created (unless --keep).
  */
@@ -32,7 +36,7 @@ import { migrateDatabase } from '../sinks/clickhouse/schema.ts';
 import { ClickHouseWriter, isSinkBackpressure } from '../sinks/clickhouse/writer.ts';
 import { findingRow } from '../processors/results/rows.ts';
 import { mapTo, runClickHouseSink } from '../sinks/clickhouse/topic-sink.ts';
-import { findingRowAt } from '../test/sinks/clickhouse/findings.ts';
+import { findingColumns, findingRowAt } from '../test/sinks/clickhouse/findings.ts';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const BAR_ROWS_PER_SECOND = 100_000;
@@ -46,6 +50,7 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '2' },
     partitions: { type: 'string', default: '6' },
     'max-bytes-per-partition': { type: 'string' },
+    mappings: { type: 'string', default: 'function,declared' },
     keep: { type: 'boolean', default: false },
     profile: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -62,6 +67,8 @@ if (args.help) {
   --max-bytes-per-partition N
                      fetch size per partition, for the consume+decode and topic sink phases (default: the
                      configured AS_CONSUMER_MAX_BYTES_PER_PARTITION)
+  --mappings LIST    topic sink phases to run: function (findingRow), declared (mapColumns, transcoded);
+                     default function,declared
   --profile DIR      write a V8 CPU profile of the writer and topic sink phases to DIR (figures then carry the
                      profiler's overhead; summarise with bench/profile-summary.ts)
   --keep             keep the database, topic and group`);
@@ -81,6 +88,13 @@ const BATCH_ROWS = int('batch-rows', args['batch-rows'], 1);
 const INSERTS = int('inserts', args.inserts, 1);
 const CONCURRENCY = int('concurrency', args.concurrency, 1);
 const PARTITIONS = int('partitions', args.partitions, 1);
+const MAPPINGS = args.mappings.split(',').map((m) => m.trim());
+for (const m of MAPPINGS) {
+  if (m !== 'function' && m !== 'declared') {
+    console.error(`--mappings takes function and/or declared, got "${m}"`);
+    process.exit(2);
+  }
+}
 const MAX_BYTES_PER_PARTITION =
   args['max-bytes-per-partition'] === undefined
     ? undefined
@@ -259,17 +273,25 @@ async function consumeDecodePhase(): Promise<void> {
   });
 }
 
-async function topicSinkPhase(): Promise<void> {
+/** A hash of every row FINAL shows: the function and declared mappings must leave the same table. */
+const CONTENT_HASH = `SELECT toString(sum(cityHash64(finding_id, agent, rule, symbol, portfolio_id, toString(severity),
+  window_start, window_end, event_time, event_time_ms, evidence, source_topic, source_partition, source_offset,
+  created_at, version))) AS h FROM findings FINAL`;
+const contentHashes = new Map<string, string>();
+
+async function topicSinkPhase(mapping: string): Promise<void> {
   const client = openClickHouse(benchConfig);
   await client.command({ query: 'TRUNCATE TABLE findings' });
   const metrics = createMetrics({ processMetrics: false });
   const started = performance.now();
   const sink = await runClickHouseSink({
     config: benchConfig,
-    name: group,
+    name: `${group}-${mapping}`,
     topics: [topic],
     deadLetterTopic: `chbench-${stamp}.dead-letters`,
-    mappings: { [FindingType]: mapTo<Finding>('findings', findingRow) },
+    mappings: {
+      [FindingType]: mapping === 'declared' ? findingColumns : mapTo<Finding>('findings', findingRow),
+    },
     writer: { maxBatchRows: BATCH_ROWS, maxConcurrentInserts: INSERTS },
     partitionsConsumedConcurrently: CONCURRENCY,
     ...(MAX_BYTES_PER_PARTITION === undefined ? {} : { maxBytesPerPartition: MAX_BYTES_PER_PARTITION }),
@@ -293,12 +315,14 @@ async function topicSinkPhase(): Promise<void> {
     ).json<{ n: number }>();
     if (Number(final[0]!.n) !== RECORDS)
       throw new Error(`topic sink phase: expected ${RECORDS} rows, FINAL shows ${final[0]!.n}`);
+    const hash = await (await client.query({ query: CONTENT_HASH, format: 'JSONEachRow' })).json<{ h: string }>();
+    contentHashes.set(mapping, hash[0]!.h);
     figures.push({
-      phase: 'topic sink (decode, map, insert, commit)',
+      phase: `topic sink, ${mapping} mapping`,
       rows: RECORDS,
       seconds,
       rowsPerSecond: RECORDS / seconds,
-      note: `${sink.stats.inserts} inserts, ${sink.stats.earlySends} early sends, ${sink.stats.pauses} backpressure pauses, ${sink.stats.commits} commits; joined at ${((joinedAt - started) / 1000).toFixed(2)} s, last record consumed at ${((consumedAt - started) / 1000).toFixed(2)} s, last row inserted at ${((insertedAt - started) / 1000).toFixed(2)} s`,
+      note: `${sink.stats.transcoded} of ${sink.stats.records} transcoded, ${sink.stats.inserts} inserts, ${sink.stats.earlySends} early sends, ${sink.stats.pauses} backpressure pauses, ${sink.stats.commits} commits; joined at ${((joinedAt - started) / 1000).toFixed(2)} s, last record consumed at ${((consumedAt - started) / 1000).toFixed(2)} s, last row inserted at ${((insertedAt - started) / 1000).toFixed(2)} s`,
     });
   } finally {
     await sink.stop();
@@ -314,7 +338,7 @@ async function cleanup(): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic, `chbench-${stamp}.dead-letters`] }).catch(() => undefined);
-  await admin.deleteGroups([group, `${group}-decode`]).catch(() => undefined);
+  await admin.deleteGroups([`${group}-decode`, ...MAPPINGS.map((m) => `${group}-${m}`)]).catch(() => undefined);
   await admin.disconnect();
   const server = openClickHouse(benchConfig, { database: null });
   await server.command({ query: `DROP DATABASE IF EXISTS ${database}` });
@@ -335,7 +359,9 @@ try {
   if (RECORDS > 0) {
     await produceRecords();
     await consumeDecodePhase();
-    await profiled('topic-sink', topicSinkPhase);
+    for (const mapping of MAPPINGS) await profiled(`topic-sink-${mapping}`, () => topicSinkPhase(mapping));
+    if (new Set(contentHashes.values()).size > 1)
+      throw new Error(`the mappings left different tables: ${JSON.stringify(Object.fromEntries(contentHashes))}`);
   }
 } finally {
   await cleanup();

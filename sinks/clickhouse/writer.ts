@@ -364,16 +364,72 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
       out.rollback();
       throw this.backpressure(table, rows.length);
     }
-    for (let i = 0; i < rows.length; i += 1) buffer.tags.push(tag);
-    this.bufferedRowCount += rows.length;
+    this.accepted(buffer, rows.length, bytes, tag);
+  }
+
+  /** Counts rows just encoded into `buffer`, and sends the batch if it is full or starts its age timer. */
+  private accepted(buffer: TableBuffer<Tag>, rows: number, bytes: number, tag: Tag | undefined): void {
+    for (let i = 0; i < rows; i += 1) buffer.tags.push(tag);
+    this.bufferedRowCount += rows;
     this.bufferedByteCount += bytes;
-    this.stats.rowsWritten += rows.length;
+    this.stats.rowsWritten += rows;
+    const out = buffer.rows;
     if (out.rows >= this.tuning.maxBatchRows || out.bytes >= this.tuning.maxBatchBytes) {
       this.seal(buffer);
     } else if (!buffer.timer) {
       buffer.timer = setTimeout(() => this.seal(buffer), this.tuning.maxBatchAgeMs);
       buffer.timer.unref();
     }
+  }
+
+  /** The columns of `table` in the order its rows are encoded (the INSERT's column list), with their codecs. */
+  columnsOf(table: string): ReadonlyArray<{ name: string; codec: Codec }> {
+    const buffer = this.buffers.get(table);
+    if (!buffer)
+      throw new AgentStreamsError(ErrorCode.USAGE, `Table "${table}" was not opened by this writer.`, {
+        details: { table },
+      });
+    return buffer.columns;
+  }
+
+  /**
+   * Buffers one row that `encode` writes straight into the table's RowBinary, every column in `columnsOf(table)`'s
+   * order. If `encode` returns false or throws, the row is taken back and `writeWith` returns false: the caller then
+   * builds the row as an object and `write()`s it, which says what is wrong with it. Throws `SinkBackpressureError`
+   * and the writer's failure as `write()` does.
+   */
+  writeWith<Input>(
+    table: string,
+    encode: (out: RowBinaryBuilder, input: Input) => boolean,
+    input: Input,
+    tag?: Tag,
+  ): boolean {
+    this.assertWritable();
+    const buffer = this.buffers.get(table);
+    if (!buffer) this.columnsOf(table);
+    if (this.bufferedRowCount > 0 && this.bufferedRowCount + 1 > this.tuning.maxBufferedRows)
+      throw this.backpressure(table, 1);
+    const out = buffer!.rows;
+    const bytesBefore = out.bytes;
+    out.begin();
+    let encoded: boolean;
+    try {
+      encoded = encode(out, input);
+    } catch {
+      encoded = false;
+    }
+    if (!encoded) {
+      out.rollback();
+      return false;
+    }
+    out.endRow();
+    const bytes = out.bytes - bytesBefore;
+    if (this.bufferedByteCount > 0 && this.bufferedByteCount + bytes > this.tuning.maxBufferedBytes) {
+      out.rollback();
+      throw this.backpressure(table, 1);
+    }
+    this.accepted(buffer!, 1, bytes, tag);
+    return true;
   }
 
   /** Rows written and not yet sent: in the tables' open batches, waiting to fill or age. */

@@ -1,6 +1,7 @@
 /** Findings-shaped rows for the sink tests and the bench: deterministic ids, every column of `findings`. */
 import { createHash } from 'node:crypto';
 import type { FindingRow } from '../../../processors/results/rows.ts';
+import { mapColumns } from '../../../sinks/clickhouse/transcode.ts';
 
 /** 2026-01-01T00:00:00Z in epoch seconds. */
 export const BASE_SECONDS = 1_767_225_600;
@@ -48,3 +49,23 @@ export function findingRowAt(i: number, version = 1): FindingRow {
 export function findingRows(count: number, start = 0, version = 1): FindingRow[] {
   return Array.from({ length: count }, (_, k) => findingRowAt(start + k, version));
 }
+
+/** `findingRow` (processors/results/rows.ts) declared column by column (transcode.test.ts checks they agree). */
+export const findingColumns = mapColumns('findings', {
+  finding_id: { field: 'findingId' },
+  agent: { field: 'agent' },
+  rule: { field: 'rule' },
+  symbol: { field: 'symbol' },
+  portfolio_id: { field: 'portfolioId' },
+  severity: { field: 'severity' },
+  window_start: { field: 'windowStart', as: 'seconds' },
+  window_end: { field: 'windowEnd', as: 'seconds' },
+  event_time: { field: 'eventTime', as: 'seconds' },
+  event_time_ms: { field: 'eventTime' },
+  evidence: { field: 'evidence', as: 'json' },
+  source_topic: { field: 'sourceTopic' },
+  source_partition: { field: 'sourcePartition' },
+  source_offset: { field: 'sourceOffset' },
+  created_at: { meta: 'timestamp', as: 'seconds' },
+  version: { meta: 'offset' },
+});
