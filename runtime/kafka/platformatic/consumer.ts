@@ -334,7 +334,22 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
     else slots += 1;
   };
 
-  const process = async (state: PartitionState, epoch: number, partition: FetchPartition): Promise<void> => {
+  const commitPosition = async (state: PartitionState, offset: bigint): Promise<void> => {
+    try {
+      await consumer.commit({
+        offsets: [{ topic: state.topic, partition: state.partition, offset, leaderEpoch: -1 }],
+      });
+      emit(consumerEvents.COMMIT_OFFSETS, {
+        groupId: config.groupId,
+        topics: [{ topic: state.topic, partitions: [{ partition: String(state.partition), offset: String(offset) }] }],
+      });
+    } catch (error) {
+      // Not fatal: the next batch commits a later offset; a rejoin starts from the last one committed.
+      emit(consumerEvents.CRASH, { error: kafkajsError(error), groupId: config.groupId, restart: true });
+    }
+  };
+
+  const handBatch = async (state: PartitionState, epoch: number, partition: FetchPartition): Promise<void> => {
     const fetchedFrom = state.position!;
     const messages: KafkaMessage[] = [];
     let lastOffset = fetchedFrom - 1n;
@@ -411,10 +426,27 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
       },
     } as unknown as EachBatchPayload;
     try {
-      await runConfig.eachBatch!(payload);
-      if (runConfig.eachBatchAutoResolve !== false) payload.resolveOffset(batchInfo.lastOffset());
+      if (runConfig.eachBatch) {
+        await runConfig.eachBatch(payload);
+        if (runConfig.eachBatchAutoResolve !== false) payload.resolveOffset(batchInfo.lastOffset());
+      } else {
+        // eachMessage: one at a time, each resolved once handled (a throw re-delivers from the one that failed).
+        for (const message of messages) {
+          if (!running || stale()) break;
+          await runConfig.eachMessage!({
+            topic,
+            partition: index,
+            message,
+            heartbeat: payload.heartbeat,
+            pause: payload.pause,
+          });
+          payload.resolveOffset(message.offset);
+        }
+      }
       state.failures = 0;
       emit(consumerEvents.END_BATCH_PROCESS, { ...eventPayload(), duration: Date.now() - started });
+      // autoCommit (kafkajs' default): the resolved position is committed after each batch.
+      if (runConfig.autoCommit !== false && resolved !== undefined && !stale()) await commitPosition(state, resolved);
     } catch (error) {
       // Like kafkajs: nothing past the last resolved offset is lost; the partition is fetched again from there.
       state.failures += 1;
@@ -492,7 +524,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
         const job = (async () => {
           await acquire();
           try {
-            if (state.epoch === epoch && running) await process(state, epoch, p);
+            if (state.epoch === epoch && running) await handBatch(state, epoch, p);
           } finally {
             release();
           }
@@ -597,11 +629,11 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
       }
     },
     run: async (run: ConsumerRunConfig = {}) => {
-      if (!run.eachBatch) throw unsupported('run({ eachMessage })', 'the adapter hands out batches (eachBatch) only');
-      if (run.autoCommit !== false)
+      if (!run.eachBatch && !run.eachMessage) throw new Error('Consumer run needs eachBatch or eachMessage');
+      if (run.autoCommit !== false && (run.autoCommitInterval != null || run.autoCommitThreshold != null))
         throw unsupported(
-          'run({ autoCommit: true })',
-          'offsets are committed by the caller (commitOffsets or a transaction)',
+          'run({ autoCommitInterval, autoCommitThreshold })',
+          'the adapter auto-commits after every batch, as kafkajs does without them',
         );
       runConfig = run;
       slots = Math.max(1, run.partitionsConsumedConcurrently ?? 1);
