@@ -336,9 +336,20 @@ class ClickHouseSinkMember implements ClickHouseSinkHandle {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      if (!(await admin.listTopics()).includes(deadLetterTopic)) {
-        await admin.createTopics({ waitForLeaders: true, topics: [{ topic: deadLetterTopic, numPartitions: 1 }] });
-      }
+      await withRetry(
+        async () => {
+          if (!(await admin.listTopics()).includes(deadLetterTopic)) {
+            await admin.createTopics({ waitForLeaders: true, topics: [{ topic: deadLetterTopic, numPartitions: 1 }] });
+          }
+        },
+        retry({ initialMs: 100, maxMs: 2_000, maxAttempts: 10 }),
+        {
+          // A busy broker can answer "does not host this topic-partition" for a topic it has just created while
+          // kafkajs waits for its leaders; kafkajs does not retry that, so the creation is checked again here.
+          isRetriable: (error) => (error as { retriable?: boolean }).retriable === true,
+          onRetry: (error) => log('sink.dead-letter-topic-retry', { message: (error as Error).message }),
+        },
+      );
     } finally {
       await admin.disconnect();
     }
