@@ -248,14 +248,40 @@ const CONNECTION_ERRORS = new Set(['_TRANSPORT', '_ALL_BROKERS_DOWN', '_RESOLVE'
 const TIMEOUT_ERRORS = new Set(['_TIMED_OUT', '_MSG_TIMED_OUT', '_TIMED_OUT_QUEUE', '_WAIT_COORD', '_IN_PROGRESS']);
 const FENCED = new Set(['_FENCED', 'PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
 
+/** librdkafka's abbreviations of Kafka error names, spelled out as kafkajs and the Java client spell them. */
+const KAFKA_NAMES: Record<string, string> = {
+  UNKNOWN_TOPIC_OR_PART: 'UNKNOWN_TOPIC_OR_PARTITION',
+  MSG_SIZE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  INVALID_MSG: 'CORRUPT_MESSAGE',
+  INVALID_MSG_SIZE: 'INVALID_FETCH_SIZE',
+  TOPIC_EXCEPTION: 'INVALID_TOPIC_EXCEPTION',
+  STALE_CTRL_EPOCH: 'STALE_CONTROLLER_EPOCH',
+};
+
 let names: Map<number, string> | undefined;
+let kafkajsRetriable: Map<number, boolean> | undefined;
+
+/** Whether kafkajs (the reference) retries a Kafka error code: the runtime's retries read `retriable` as it sets it. */
+function retriableCode(code: number): boolean | undefined {
+  kafkajsRetriable ??= new Map(
+    (
+      createRequire(import.meta.url)('kafkajs/src/protocol/error.js') as {
+        errorCodes: Array<{ code: number; retriable: boolean }>;
+      }
+    ).errorCodes.map((e) => [e.code, e.retriable]),
+  );
+  return kafkajsRetriable.get(code);
+}
 
 /** `ERR_PRODUCER_FENCED` → `PRODUCER_FENCED`, `ERR__FENCED` → `_FENCED` (librdkafka's names, prefix dropped). */
 function codeName(code: number): string | undefined {
   if (!names) {
     names = new Map();
     for (const [name, value] of Object.entries(confluentLibrary().CODES.ERRORS))
-      if (!names.has(value)) names.set(value, name.replace(/^ERR_/, ''));
+      if (!names.has(value)) {
+        const short = name.replace(/^ERR_/, '');
+        names.set(value, KAFKA_NAMES[short] ?? short);
+      }
   }
   return names.get(code);
 }
@@ -292,7 +318,7 @@ export function kafkajsError(error: unknown): unknown {
     mapped = new Error(`${name}: ${error.message}`, { cause: error });
     mapped.name = 'KafkaJSProtocolError';
     mapped.type = name;
-    mapped.retriable = Boolean((error as RdError).retriable ?? (error as RdError).isRetriable);
+    mapped.retriable = retriableCode(code) ?? Boolean((error as RdError).retriable ?? (error as RdError).isRetriable);
   } else {
     return error;
   }
