@@ -156,14 +156,16 @@ interface Emitter {
  * logger here, at warn, as `kafka.log` like kafkajs' own log lines.
  */
 export function logClientEvents(client: Emitter, clientId: string, silent: boolean): void {
-  if (silent) return;
-  const warn = (message: string, fields: Record<string, unknown> = {}): void =>
-    processLogger().warn({ event: 'kafka.log', kafka: { client: 'platformatic', clientId, ...fields } }, message);
+  const warn = (message: string, fields: Record<string, unknown> = {}): void => {
+    if (!silent)
+      processLogger().warn({ event: 'kafka.log', kafka: { client: 'platformatic', clientId, ...fields } }, message);
+  };
   client.on('client:broker:failed', ((payload: { broker?: { host: string; port: number } }) =>
     warn('Connection to broker failed', { broker: payload?.broker })) as never);
   client.on('client:broker:disconnect', ((payload: { broker?: { host: string; port: number } }) =>
     warn('Broker disconnected', { broker: payload?.broker })) as never);
   client.on('consumer:heartbeat:error', ((payload: { error?: Error; groupId?: string }) =>
     warn(`Heartbeat failed: ${payload?.error?.message ?? 'unknown error'}`, { groupId: payload?.groupId })) as never);
+  // Always listened to: an 'error' event nobody listens to would throw out of the emitter and end the process.
   client.on('error', ((error: Error) => warn(error.message)) as never);
 }

@@ -315,6 +315,15 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
     nudge();
   };
   consumer.on('consumer:group:join', onJoin as never);
+  // A rejoin that failed for good (platformatic's retries spent): say so, as kafkajs' crash with restart does, and
+  // join again while running.
+  consumer.on('error', ((error: Error) => {
+    emit(consumerEvents.CRASH, { error: kafkajsError(error), groupId: config.groupId, restart: true });
+    if (running)
+      setTimeout(() => {
+        if (running) consumer.joinGroup({}).catch(() => undefined);
+      }, 1000).unref();
+  }) as never);
   consumer.on('consumer:group:rebalance', (() =>
     emit(consumerEvents.REBALANCING, { groupId: config.groupId, memberId: consumer.memberId })) as never);
 
