@@ -114,7 +114,15 @@ interface Figure {
   seconds: number;
   rowsPerSecond: number;
   note: string;
+  /** CPU seconds this process used in the phase (user + system): what a shared machine's load does not inflate. */
+  cpuSeconds?: number;
 }
+
+/** CPU seconds this process has used since `from` (a `process.cpuUsage()`). */
+const cpuSince = (from: NodeJS.CpuUsage): number => {
+  const used = process.cpuUsage(from);
+  return (used.user + used.system) / 1e6;
+};
 const figures: Figure[] = [];
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
@@ -252,6 +260,7 @@ async function consumeDecodePhase(): Promise<void> {
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   const started = performance.now();
+  const cpu = process.cpuUsage();
   await consumer.run({
     autoCommit: false,
     partitionsConsumedConcurrently: CONCURRENCY,
@@ -263,6 +272,7 @@ async function consumeDecodePhase(): Promise<void> {
   });
   while (seen < RECORDS) await sleep(10);
   const seconds = (performance.now() - started) / 1000;
+  const cpuSeconds = cpuSince(cpu);
   await consumer.disconnect();
   figures.push({
     phase: 'consume+decode (kafkajs, no sink)',
@@ -270,6 +280,7 @@ async function consumeDecodePhase(): Promise<void> {
     seconds,
     rowsPerSecond: RECORDS / seconds,
     note: `the Kafka-side ceiling for a sink in one process (checksum ${sink})`,
+    cpuSeconds,
   });
 }
 
@@ -284,6 +295,7 @@ async function topicSinkPhase(mapping: string): Promise<void> {
   await client.command({ query: 'TRUNCATE TABLE findings' });
   const metrics = createMetrics({ processMetrics: false });
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const sink = await runClickHouseSink({
     config: benchConfig,
     name: `${group}-${mapping}`,
@@ -310,6 +322,7 @@ async function topicSinkPhase(mapping: string): Promise<void> {
     const insertedAt = performance.now();
     await sink.checkpoint();
     const seconds = (performance.now() - started) / 1000;
+    const cpuSeconds = cpuSince(cpu);
     const final = await (
       await client.query({ query: 'SELECT count() AS n FROM findings FINAL', format: 'JSONEachRow' })
     ).json<{ n: number }>();
@@ -322,6 +335,7 @@ async function topicSinkPhase(mapping: string): Promise<void> {
       rows: RECORDS,
       seconds,
       rowsPerSecond: RECORDS / seconds,
+      cpuSeconds,
       note: `${sink.stats.transcoded} of ${sink.stats.records} transcoded, ${sink.stats.inserts} inserts, ${sink.stats.earlySends} early sends, ${sink.stats.pauses} backpressure pauses, ${sink.stats.commits} commits; joined at ${((joinedAt - started) / 1000).toFixed(2)} s, last record consumed at ${((consumedAt - started) / 1000).toFixed(2)} s, last row inserted at ${((insertedAt - started) / 1000).toFixed(2)} s`,
     });
   } finally {
@@ -380,4 +394,8 @@ for (const f of figures) {
     `${f.phase.padEnd(42)} ${fmt(f.rows).padStart(9)} ${f.seconds.toFixed(2).padStart(8)} ${fmt(f.rowsPerSecond).padStart(9)}  ${verdict}`,
   );
   console.log(`${''.padEnd(42)} ${f.note}`);
+  if (f.cpuSeconds !== undefined)
+    console.log(
+      `${''.padEnd(42)} this process's CPU: ${f.cpuSeconds.toFixed(2)} s, ${((1e6 * f.cpuSeconds) / f.rows).toFixed(1)} µs per row (${fmt(f.rows / f.cpuSeconds)} rows per CPU-second)`,
+    );
 }

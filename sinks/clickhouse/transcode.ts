@@ -179,9 +179,7 @@ function fieldReader(type: avro.Type, keep: boolean, rawString: boolean): FieldR
         at.pos = start + len;
         if (!keep) return undefined;
         if (rawString) {
-          // ASCII: its bytes are the row's bytes; anything else is decoded as avsc would (U+FFFD and all).
-          for (let i = start; i < start + len; i += 1)
-            if (buf[i]! >= 0x80) return buf.toString('utf8', start, start + len);
+          // Copied when the row is written, if it is ASCII (see the column step).
           stringRef.start = start;
           stringRef.len = len;
           return STRING_REF;
@@ -256,6 +254,8 @@ export function compileTranscoder(
     return undefined;
   }
   if (type.typeName !== 'record' || graph.kind !== 'record') return undefined;
+  // A field named like an Object.prototype property would not be a plain slot of the range check's object.
+  if (graph.fields.some((f) => f.name in Object.prototype)) return undefined;
   const fields = (type as avro.types.RecordType).fields;
   const bounds = compileBoundsCheck(schema);
   const ranges = compileRangeCheck(graph);
@@ -315,17 +315,49 @@ export function compileTranscoder(
           codec.write(out, v);
           return;
         }
+        // ASCII: its bytes are the row's bytes, after a one-byte length when it is under 128 (copied byte by byte:
+        // cheaper than a native copy for short strings). Anything else is decoded as avsc decodes it (invalid UTF-8
+        // becomes U+FFFD) and encoded as the generic path encodes it.
         const start = refStart[slot]!;
         const len = refLen[slot]!;
-        out.varint(len);
-        out.ensure(len);
-        body.copy(out.buf, out.pos, start, start + len);
-        out.pos += len;
+        if (len < 0x80) {
+          out.ensure(1 + len);
+          const dst = out.buf;
+          let p = out.pos;
+          dst[p++] = len;
+          let i = start;
+          const stop = start + len;
+          for (; i < stop; i += 1) {
+            const b = body[i]!;
+            if (b >= 0x80) break;
+            dst[p++] = b;
+          }
+          if (i === stop) {
+            out.pos = p;
+            return;
+          }
+        } else {
+          let i = start;
+          const stop = start + len;
+          while (i < stop && body[i]! < 0x80) i += 1;
+          if (i === stop) {
+            out.varint(len);
+            out.ensure(len);
+            body.copy(out.buf, out.pos, start, stop);
+            out.pos += len;
+            return;
+          }
+        }
+        codec.write(out, body.toString('utf8', start, start + len));
       };
     if (as === 'json') return (out, values) => codec.write(out, JSON.stringify(values[slot]));
     if (as === 'seconds') return (out, values) => codec.write(out, seconds(values[slot]));
     return (out, values) => codec.write(out, values[slot]);
   });
+  const checkedNames = [...(checked as Set<string>)];
+  const checkedSlots = checkedNames.map((name) => slots.get(name)!);
+  // One object for the range check of every record, its fields overwritten each time.
+  const check: Record<string, unknown> = Object.fromEntries(checkedNames.map((name) => [name, undefined]));
   const refStart = new Float64Array(names.length);
   const refLen = new Float64Array(names.length);
   const values: unknown[] = names.map(() => undefined);
@@ -348,8 +380,7 @@ export function compileTranscoder(
       }
       if (at.pos !== end) return false;
       if (ranges) {
-        const check: Record<string, unknown> = {};
-        for (const name of checked as Set<string>) check[name] = values[slots.get(name)!];
+        for (let i = 0; i < checkedSlots.length; i += 1) check[checkedNames[i]!] = values[checkedSlots[i]!];
         ranges(check);
       }
       for (let i = 0; i < steps.length; i += 1) steps[i]!(out, values, record, body);
