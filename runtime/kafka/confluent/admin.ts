@@ -17,8 +17,11 @@ import {
   translated,
   unsupported,
   type ClientContext,
+  type RdError,
   type RdMetadata,
 } from './common.ts';
+
+const UNSTABLE_OFFSET_COMMIT = 88;
 
 type Fn = (...args: never[]) => Promise<unknown>;
 type LibAdmin = Record<
@@ -104,15 +107,27 @@ export function confluentAdmin(context: ClientContext): KafkaAdmin {
         const found = await metadata(topics as string[]);
         topics = found.map((t) => ({ topic: t.name, partitions: t.partitions.map((p) => p.partitionId) }));
       }
-      const result = await call<
-        Array<{ topic: string; partitions: Array<{ partition: number; offset: string; metadata: string | null }> }>
-      >(() =>
-        (admin.fetchOffsets as (o: object) => Promise<unknown>)({
-          groupId: options.groupId,
-          ...(topics ? { topics } : {}),
-          requireStableOffsets: true,
-        }),
-      );
+      type Fetched = Array<{
+        topic: string;
+        partitions: Array<{ partition: number; offset: string; metadata: string | null; error: RdError | null }>;
+      }>;
+      const fetch = (): Promise<Fetched> =>
+        call<Fetched>(() =>
+          (admin.fetchOffsets as (o: object) => Promise<unknown>)({
+            groupId: options.groupId,
+            ...(topics ? { topics } : {}),
+            requireStableOffsets: true,
+          }),
+        );
+      // A partition whose offsets a transaction is completing answers UNSTABLE_OFFSET_COMMIT: asked again shortly.
+      let result = await fetch();
+      for (let waited = 0; ; waited += 100) {
+        const failed = result.flatMap((t) => t.partitions).find((p) => p.error);
+        if (!failed) break;
+        if (failed.error!.code !== UNSTABLE_OFFSET_COMMIT || waited >= 30_000) throw kafkajsError(failed.error);
+        await new Promise((r) => setTimeout(r, 100));
+        result = await fetch();
+      }
       return result.map(({ topic, partitions }) => ({
         topic,
         partitions: partitions

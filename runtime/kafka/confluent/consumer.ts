@@ -9,7 +9,9 @@
  *   `run()`, with what `subscribe` and `run` were given. `connect()` only checks that it comes first; a connection
  *   failure surfaces from `run()`.
  * - Events (the library has none): `GROUP_JOIN` (with the member's whole assignment) and `REBALANCING` come from
- *   librdkafka's rebalance callback (eager protocol: a revocation, then the new assignment); `CRASH` from a fatal
+ *   librdkafka's rebalance callback (eager protocol: a revocation, then the new assignment). `GROUP_JOIN` listeners
+ *   run before the assignment is applied: a `seek` they make becomes the partition's starting offset, a `pause` is
+ *   applied right after; `CRASH` from a fatal
  *   librdkafka error (`restart: false`; librdkafka reconnects by itself from anything else) and from a throwing
  *   `eachBatch` (`restart: true`: the batch is read again from its first unresolved offset). Approximations:
  *   `FETCH_START` is emitted before each batch and once a second while the consumer runs (librdkafka fetches in the
@@ -27,6 +29,7 @@ import type {
   ConsumerSubscribeTopic,
   ConsumerSubscribeTopics,
   EachBatchPayload,
+  EachMessagePayload,
   IMemberAssignment,
   TopicPartitionOffsetAndMetadata,
 } from 'kafkajs';
@@ -80,7 +83,13 @@ const CONSUMER_OPTIONS = [
   'metadataMaxAge',
 ] as const;
 
-const RUN_OPTIONS = ['eachBatch', 'eachBatchAutoResolve', 'autoCommit', 'partitionsConsumedConcurrently'] as const;
+const RUN_OPTIONS = [
+  'eachBatch',
+  'eachMessage',
+  'eachBatchAutoResolve',
+  'autoCommit',
+  'partitionsConsumedConcurrently',
+] as const;
 
 interface TopicPartitions {
   topic: string;
@@ -124,30 +133,55 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
   const memberAssignment = (): IMemberAssignment =>
     Object.fromEntries([...assigned].map(([topic, ps]) => [topic, [...ps].sort((a, b) => a - b)]));
 
-  const rebalance = (error: RdError, assignment: Array<{ topic: string; partition: number }>): void => {
+  // While GROUP_JOIN listeners run (inside the rebalance callback, before the library applies the assignment),
+  // their seeks become the starting offsets of the assignment itself and their pauses wait until it is applied:
+  // a librdkafka seek on a partition whose fetcher has not started yet fails (Local: Erroneous state).
+  let joining: { seeks: Map<string, string>; pauses: TopicPartitions[] } | undefined;
+
+  const rebalance = (
+    error: RdError,
+    assignment: Array<{ topic: string; partition: number }>,
+  ): Array<{ topic: string; partition: number; offset?: number }> | undefined => {
     if (error.code === REVOKE) {
       emit(EVENTS.REBALANCING, { groupId: config.groupId, memberId: '' });
       joinedAt.since = Date.now();
       for (const { topic, partition } of assignment) assigned.get(topic)?.delete(partition);
-    } else if (error.code === ASSIGN) {
-      for (const { topic, partition } of assignment) {
-        let ps = assigned.get(topic);
-        if (!ps) assigned.set(topic, (ps = new Set()));
-        ps.add(partition);
-      }
-      // After the library has applied the assignment (it does so once this callback returns).
-      setImmediate(() =>
-        emit(EVENTS.GROUP_JOIN, {
-          duration: Date.now() - joinedAt.since,
-          groupId: config.groupId,
-          isLeader: false,
-          leaderId: '',
-          groupProtocol: 'roundrobin',
-          memberId: '',
-          memberAssignment: memberAssignment(),
-        }),
-      );
+      return undefined;
     }
+    if (error.code !== ASSIGN) return undefined;
+    for (const { topic, partition } of assignment) {
+      let ps = assigned.get(topic);
+      if (!ps) assigned.set(topic, (ps = new Set()));
+      ps.add(partition);
+    }
+    const join = { seeks: new Map<string, string>(), pauses: [] as TopicPartitions[] };
+    joining = join;
+    try {
+      emit(EVENTS.GROUP_JOIN, {
+        duration: Date.now() - joinedAt.since,
+        groupId: config.groupId,
+        isLeader: false,
+        leaderId: '',
+        groupProtocol: 'roundrobin',
+        memberId: '',
+        memberAssignment: memberAssignment(),
+      });
+    } finally {
+      joining = undefined;
+    }
+    if (join.pauses.length > 0)
+      setImmediate(() => {
+        try {
+          consumer?.pause(join.pauses);
+        } catch {
+          // Disconnected meanwhile: nothing to pause.
+        }
+      });
+    if (join.seeks.size === 0) return undefined;
+    return assignment.map((tp) => {
+      const offset = join.seeks.get(`${tp.topic}:${tp.partition}`);
+      return offset === undefined ? tp : { ...tp, offset: Number(offset) };
+    });
   };
 
   const started = (what: string): LibConsumer => {
@@ -163,8 +197,9 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
     if (!connected) throw unsupported('run() before connect()', 'connect first');
     if (consumer) throw unsupported('a second run()', 'the consumer is already running');
     refuseUnknown('run', runConfig, RUN_OPTIONS);
-    const { eachBatch } = runConfig;
-    if (!eachBatch) throw unsupported('run() without eachBatch (eachMessage)', 'the runtime consumes batches');
+    const { eachBatch, eachMessage } = runConfig;
+    if (!eachBatch === !eachMessage)
+      throw unsupported('run() without exactly one of eachBatch and eachMessage', 'kafkajs needs one');
     const { Kafka } = confluentLibrary().KafkaJS;
     const lib = new Kafka({}).consumer({
       kafkaJS: {
@@ -193,36 +228,56 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
       lib.run({
         eachBatchAutoResolve: runConfig.eachBatchAutoResolve ?? true,
         partitionsConsumedConcurrently: runConfig.partitionsConsumedConcurrently ?? 1,
-        eachBatch: async (payload: EachBatchPayload) => {
-          if (stopped) throw new Error('the consumer is stopping'); // not resolved: read again by whoever runs next
-          const { batch } = payload;
-          const started = Date.now();
-          emit(EVENTS.FETCH_START, { nodeId: -1 });
-          const meta = {
-            topic: batch.topic,
-            partition: batch.partition,
-            highWatermark: batch.highWatermark,
-            offsetLag: batch.offsetLag(),
-            offsetLagLow: batch.offsetLagLow(),
-            batchSize: batch.messages.length,
-            firstOffset: batch.firstOffset(),
-            lastOffset: batch.lastOffset(),
-          };
-          emit(EVENTS.FETCH, { numberOfBatches: 1, duration: 0, nodeId: -1 });
-          emit(EVENTS.START_BATCH_PROCESS, meta);
-          const work = eachBatch({ ...payload, isRunning: () => !stopped && payload.isRunning() });
-          inFlight.add(work);
-          try {
-            await work;
-          } catch (error) {
-            // As kafkajs: the batch is fetched again from its first unresolved offset (the library seeks back).
-            emit(EVENTS.CRASH, { error, groupId: config.groupId, restart: true });
-            throw error;
-          } finally {
-            inFlight.delete(work);
-          }
-          emit(EVENTS.END_BATCH_PROCESS, { ...meta, duration: Date.now() - started });
-        },
+        ...(eachMessage
+          ? {
+              eachMessage: async (payload: EachMessagePayload) => {
+                if (stopped) throw new Error('the consumer is stopping');
+                emit(EVENTS.FETCH_START, { nodeId: -1 });
+                const work = eachMessage(payload);
+                inFlight.add(work);
+                try {
+                  await work;
+                } catch (error) {
+                  emit(EVENTS.CRASH, { error, groupId: config.groupId, restart: true });
+                  throw error;
+                } finally {
+                  inFlight.delete(work);
+                }
+              },
+            }
+          : {
+              eachBatch: async (payload: EachBatchPayload) => {
+                if (!eachBatch) return;
+                if (stopped) throw new Error('the consumer is stopping'); // not resolved: read again by whoever runs next
+                const { batch } = payload;
+                const started = Date.now();
+                emit(EVENTS.FETCH_START, { nodeId: -1 });
+                const meta = {
+                  topic: batch.topic,
+                  partition: batch.partition,
+                  highWatermark: batch.highWatermark,
+                  offsetLag: batch.offsetLag(),
+                  offsetLagLow: batch.offsetLagLow(),
+                  batchSize: batch.messages.length,
+                  firstOffset: batch.firstOffset(),
+                  lastOffset: batch.lastOffset(),
+                };
+                emit(EVENTS.FETCH, { numberOfBatches: 1, duration: 0, nodeId: -1 });
+                emit(EVENTS.START_BATCH_PROCESS, meta);
+                const work = eachBatch({ ...payload, isRunning: () => !stopped && payload.isRunning() });
+                inFlight.add(work);
+                try {
+                  await work;
+                } catch (error) {
+                  // As kafkajs: the batch is fetched again from its first unresolved offset (the library seeks back).
+                  emit(EVENTS.CRASH, { error, groupId: config.groupId, restart: true });
+                  throw error;
+                } finally {
+                  inFlight.delete(work);
+                }
+                emit(EVENTS.END_BATCH_PROCESS, { ...meta, duration: Date.now() - started });
+              },
+            }),
       }),
     );
   };
@@ -281,13 +336,14 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
     },
     run,
     stop,
-    pause: (topicsToPause) =>
-      started('pause()').pause(
-        topicsToPause.map(({ topic, partitions }) => ({
-          topic,
-          partitions: partitions ?? [...(assigned.get(topic) ?? [])],
-        })),
-      ),
+    pause: (topicsToPause) => {
+      const list = topicsToPause.map(({ topic, partitions }) => ({
+        topic,
+        partitions: partitions ?? [...(assigned.get(topic) ?? [])],
+      }));
+      if (joining) joining.pauses.push(...list);
+      else started('pause()').pause(list);
+    },
     resume: (topicsToResume) =>
       started('resume()').resume(
         topicsToResume.map(({ topic, partitions }) => ({
@@ -295,7 +351,10 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
           partitions: partitions ?? [...(assigned.get(topic) ?? [])],
         })),
       ),
-    seek: ({ topic, partition, offset }) => started('seek()').seek({ topic, partition, offset: String(offset) }),
+    seek: ({ topic, partition, offset }) => {
+      if (joining && assigned.get(topic)?.has(partition)) joining.seeks.set(`${topic}:${partition}`, String(offset));
+      else started('seek()').seek({ topic, partition, offset: String(offset) });
+    },
     commitOffsets: (offsets) => translated(() => started('commitOffsets()').commitOffsets(offsets)),
     on: ((event: string, listener: (e: unknown) => void) => {
       emitter.on(event, listener);
