@@ -2,9 +2,10 @@
  * What the fleet's LLM analysis costs, before and after the rule book became a cacheable prefix: a steady stream of
  * alerts through the real SDK and the runtime's LLM service (prices from runtime/llm/models.ts) against the Anthropic
  * stand-in (test/fakes/anthropic.ts), which caches a prefix only at or above the model's minimum cacheable length
- * and expires entries 5 minutes after their last use, like the API. No broker is needed.
+ * and expires entries 5 minutes (or, asked for, an hour) after their last use, like the API. The cached prefix runs
+ * with each cache TTL setting of the service (`cacheTtl`: 5m, 1h, auto). No broker is needed.
  *
- *   npx tsx bench/llm-economy.ts [--alerts 1000] [--gaps 20,120,400] [--critical-share 0.25] [--hours 24]
+ *   npx tsx bench/llm-economy.ts [--alerts 1000] [--gaps 20,120,400,1200] [--critical-share 0.25] [--hours 24]
  *
  * For each inter-arrival gap (seconds of the stand-in's clock between alerts) it reports the cache-read share of the
  * analyst's input tokens in steady state (every call after the first per model) and overall, and the cost per 1,000
@@ -15,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLlm, type LlmCallRecord } from '../runtime/llm/index.ts';
+import { createLlm, type CacheTtlSetting, type LlmCallRecord } from '../runtime/llm/index.ts';
 import { retry } from '../runtime/retry.ts';
 import { createAnalyst, type AnalystOptions } from '../processors/analysis/analyst.ts';
 import { ANALYSIS_SYSTEM_PROMPT, DEFAULT_RULES_TEXT } from '../processors/analysis/prompts.ts';
@@ -28,7 +29,7 @@ import { fakeTokens, lastUserText, startAnthropicFake, type Responder } from '..
 const { values: opts } = parseArgs({
   options: {
     alerts: { type: 'string', default: '1000' },
-    gaps: { type: 'string', default: '20,120,400' },
+    gaps: { type: 'string', default: '20,120,400,1200' },
     'critical-share': { type: 'string', default: '0.25' },
     hours: { type: 'string', default: '24' },
   },
@@ -63,9 +64,11 @@ Agents and their rules:
 
 Recommended actions are concrete and proportionate: review, hedge, trim, resize risk, confirm with a second source. Never recommend trading on unverified third-party text alone.`;
 
-const variants: Array<{ name: string; options: AnalystOptions }> = [
-  { name: 'before', options: { rulesText: BEFORE_RULES_TEXT, digestRulesText: BEFORE_RULES_TEXT } },
-  { name: 'after', options: { portfolios } },
+const variants: Array<{ name: string; options: AnalystOptions; cacheTtl: CacheTtlSetting }> = [
+  { name: 'before', options: { rulesText: BEFORE_RULES_TEXT, digestRulesText: BEFORE_RULES_TEXT }, cacheTtl: '5m' },
+  { name: 'after, TTL 5m', options: { portfolios }, cacheTtl: '5m' },
+  { name: 'after, TTL 1h', options: { portfolios }, cacheTtl: '1h' },
+  { name: 'after, TTL auto', options: { portfolios }, cacheTtl: 'auto' },
 ];
 
 /** A realistic-length reply: a ~600-character analysis, or a digest. */
@@ -88,7 +91,7 @@ interface Totals {
   rows: LlmCallRecord[];
 }
 
-async function run(variant: AnalystOptions, gapMs: number): Promise<Totals> {
+async function run(variant: AnalystOptions, cacheTtl: CacheTtlSetting, gapMs: number): Promise<Totals> {
   let now = Date.UTC(2026, 0, 5, 10, 0, 0);
   const clock = (): number => now;
   const fake = await startAnthropicFake({ responder, now: clock, batchPollsToComplete: 1 });
@@ -101,6 +104,7 @@ async function run(variant: AnalystOptions, gapMs: number): Promise<Totals> {
     onAudit: (row) => void rows.push(row),
     log: () => {},
     now: clock,
+    cacheTtl,
     batches: { pollPolicy: retry({ initialMs: 1, maxMs: 1, factor: 1, jitter: 0 }) },
     sleep: async () => {},
   });
@@ -181,7 +185,7 @@ console.log(
 console.log('|---|---|---|---|---|---|');
 for (const gapS of GAPS_S) {
   for (const variant of variants) {
-    const { rows } = await run(variant.options, gapS * 1000);
+    const { rows } = await run(variant.options, variant.cacheTtl, gapS * 1000);
     const alerts = rows.filter((r) => r.agent !== 'digest');
     const digests = rows.filter((r) => r.agent === 'digest' && r.outcome === 'ok');
     const a = summarise(alerts);

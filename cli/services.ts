@@ -86,6 +86,7 @@ export async function memberServices(
         budgetStore,
         concurrency: config.llm.concurrency,
         timeoutMs: config.llm.timeoutMs,
+        cacheTtl: config.llm.cacheTtl,
         onAudit: (record: LlmCallRecord) =>
           audit ? audit.write('llm_calls', [record]) : void pendingAudit.push(record),
         ...(metrics ? { metrics } : {}),

@@ -194,6 +194,12 @@ export const configSchema = {
       parse: parse.int(100, 600_000),
       default: 30_000,
     }),
+    cacheTtl: setting<'auto' | '5m' | '1h'>({
+      env: 'AS_LLM_CACHE_TTL',
+      doc: 'TTL of the prompt cache entries LLM calls write: auto (1h while calls of a model and prefix come more than ~5 min apart, else 5m), 5m or 1h',
+      parse: parse.oneOf('auto', '5m', '1h'),
+      default: 'auto',
+    }),
   },
   stack: {
     dir: setting({

@@ -16,6 +16,16 @@ export {
   type Llm,
 } from './service.ts';
 export type { BatchRequest } from './batches.ts';
+export {
+  CACHE_TTL_SETTINGS,
+  cachedPrefixHash,
+  createCacheTtlChooser,
+  withCacheTtl,
+  type CacheTtl,
+  type CacheTtlChooser,
+  type CacheTtlChooserOptions,
+  type CacheTtlSetting,
+} from './cache-ttl.ts';
 export { auditRecord, LlmOutcome, RULES_ONLY, type LlmCallRecord, type LlmMetrics } from './audit.ts';
 export {
   createBudget,

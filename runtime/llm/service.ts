@@ -24,6 +24,13 @@ import {
   type LlmMetrics,
 } from './audit.ts';
 import { completeWithBatches, type BatchRequest } from './batches.ts';
+import {
+  CACHE_TTL_SETTINGS,
+  createCacheTtlChooser,
+  isCacheTtlSetting,
+  withCacheTtl,
+  type CacheTtlSetting,
+} from './cache-ttl.ts';
 import { createBudget, settledAmount, toMicroUsd, validateBudgets, type BudgetStore, type Budgets } from './budget.ts';
 import { classifyApiError, isRetriableLlmError, LlmCallError } from './call-error.ts';
 import { CircuitState, createCircuitBreaker } from './circuit.ts';
@@ -60,6 +67,12 @@ export interface CreateLlmOptions {
   models?: readonly string[];
   /** Per-model prices (USD per MTok), merged over the assumed defaults. */
   prices?: Record<string, ModelPrice>;
+  /**
+   * TTL of the prompt cache entries a Messages request writes: `auto` (default) measures the gaps between recent
+   * calls of each model and prefix and asks for 1 hour while they miss a 5-minute entry (runtime/llm/cache-ttl.ts);
+   * `5m` or `1h` fixes it. It is set on every `cache_control` breakpoint of the prompt. Batches keep the prompt's own.
+   */
+  cacheTtl?: CacheTtlSetting;
   /** max_tokens of a completion that names none; default 600. */
   maxTokens?: number;
   /** Per-request timeout; default 30 s. */
@@ -174,6 +187,8 @@ function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>)
   wholeAtLeast('circuit.cooldownMs', options.circuit?.cooldownMs, 0);
   wholeAtLeast('circuit.spendLimitCooldownMs', options.circuit?.spendLimitCooldownMs, 0);
   wholeAtLeast('batches.maxPolls', options.batches?.maxPolls, 1);
+  if (options.cacheTtl !== undefined && !isCacheTtlSetting(options.cacheTtl))
+    problems.push(`cacheTtl must be one of ${CACHE_TTL_SETTINGS.join(', ')}, got ${JSON.stringify(options.cacheTtl)}`);
   for (const model of options.models ?? []) {
     if (typeof model !== 'string' || model === '')
       problems.push(`models must be model ids, got ${JSON.stringify(model)}`);
@@ -181,8 +196,14 @@ function validate(options: CreateLlmOptions, prices: Record<string, ModelPrice>)
       problems.push(`no price for model ${model}: add it to prices so that cost and USD budgets can be estimated`);
   }
   for (const [model, price] of Object.entries(prices)) {
-    if (![price.input, price.output, price.cacheWrite, price.cacheRead].every((p) => Number.isFinite(p) && p >= 0))
-      problems.push(`prices.${model} must have four finite prices >= 0`);
+    if (
+      ![price.input, price.output, price.cacheWrite, price.cacheWrite1h, price.cacheRead].every(
+        (p) => Number.isFinite(p) && p >= 0,
+      )
+    )
+      problems.push(
+        `prices.${model} must have five finite prices >= 0 (input, output, cacheWrite, cacheWrite1h, cacheRead)`,
+      );
   }
   if (problems.length > 0) {
     throw new AgentStreamsError(
@@ -272,6 +293,12 @@ export function createLlm(options: CreateLlmOptions): Llm {
     audit: emit,
     classify: (error) => classifyApiError(error, { nowMs: now(), maxRetryAfterMs }),
   };
+  const cacheTtl = createCacheTtlChooser(options.cacheTtl ?? 'auto', {
+    onChange: ({ model, prefix, ttl, gapMs }) =>
+      log(
+        `llm: prompt cache TTL ${ttl} for ${model} prefix ${prefix} (${ttl === '1h' ? 'a recent gap of' : 'recent gaps up to'} ${Math.round(gapMs / 1000)} s)`,
+      ),
+  });
   const shutdown = new AbortController();
   const stopSampling = sampleBudgetAndCircuit(core, options);
   log(
@@ -295,7 +322,8 @@ export function createLlm(options: CreateLlmOptions): Llm {
     }
     const maxTokens = request.maxTokens ?? defaultMaxTokens;
     const signal = signalFor(request.signal);
-    const first = request.prompt;
+    // One TTL per question: its retries and corrective turn reuse the entry its first request wrote or read.
+    const first = withCacheTtl(request.prompt, cacheTtl.choose(model, request.prompt, now()));
     let prompt = first;
     // At most two rounds: the question, and one corrective turn if the first reply was unusable and the caller said how.
     for (let round = 1; ; round += 1) {

@@ -12,8 +12,10 @@
  * a shorter prefix is simply not cached — no error, both cache counters 0, every token billed as input. A request
  * reads the longest cached prefix among its breakpoints (`cache_read_input_tokens`, refreshing its TTL), and writes
  * the prefix up to its last eligible breakpoint when that is longer (`cache_creation_input_tokens`, by TTL in
- * `cache_creation`); `input_tokens` is what comes after. Entries live 5 minutes from their last use (`ttl: '1h'`:
- * an hour), on the fake's clock (`now`).
+ * `cache_creation`, split into `ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens` by each breakpoint's
+ * `ttl`); `input_tokens` is what comes after. Entries live 5 minutes from their last use, or an hour when written by
+ * a `ttl: '1h'` breakpoint (a read refreshes an entry by the TTL it was written with), on the fake's clock (`now`);
+ * a 1-hour breakpoint after a 5-minute one is refused, as the API refuses it.
  *
  * Error bodies follow the API's `{ type: 'error', error: { type, message, details? }, request_id }` envelope. The
  * spend-limit 429 is a `rate_limit_error` whose `details.error_code` is `enforced_spend_limit_reached` (monthly tier
@@ -245,8 +247,16 @@ export function validateMessagesRequest(body: unknown): string | undefined {
   if (!Array.isArray(body.messages)) return 'messages: Input should be a valid list';
   if (body.messages.length === 0) return 'messages: at least one message is required';
   let breakpoints = 0;
+  let shorterSeen = false;
+  let ttlProblem: string | undefined;
   const countBreakpoint = (block: unknown): void => {
-    if (isRecord(block) && isRecord(block.cache_control)) breakpoints += 1;
+    if (!(isRecord(block) && isRecord(block.cache_control))) return;
+    breakpoints += 1;
+    // The API's rule for mixed TTLs: a 1-hour breakpoint may not follow a 5-minute one.
+    if (block.cache_control.ttl === '1h' && shorterSeen)
+      ttlProblem ??=
+        "cache_control: a ttl='1h' cache_control block must not come after a ttl='5m' one (longer TTLs first)";
+    if (block.cache_control.ttl !== '1h') shorterSeen = true;
   };
   if (body.system !== undefined) {
     if (Array.isArray(body.system)) {
@@ -279,7 +289,7 @@ export function validateMessagesRequest(body: unknown): string | undefined {
   if (body.messages[0]?.role !== 'user') return 'messages: first message must use the "user" role';
   if (breakpoints > MAX_CACHE_BREAKPOINTS)
     return `A maximum of ${MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found ${breakpoints}.`;
-  return undefined;
+  return ttlProblem;
 }
 
 interface Segment {
@@ -312,8 +322,9 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
   const queue: Behaviour[] = [];
   const batchQueue: Behaviour[] = [];
   const batches = new Map<string, Batch>();
-  // Prompt prefixes written to the cache, per model (a cache entry belongs to one model, as in the API) → expiry.
-  const cache = new Map<string, number>();
+  // Prompt prefixes written to the cache, per model (a cache entry belongs to one model, as in the API) → expiry,
+  // and the TTL the entry was written with (a read refreshes it by that TTL).
+  const cache = new Map<string, { expiresMs: number; ttlMs: number }>();
   const now = options.now ?? Date.now;
   const minimumOf = options.minCacheableTokens ?? minimumCacheableTokens;
   const callOf = new WeakMap<ServerResponse, RecordedCall>();
@@ -339,31 +350,40 @@ export function startAnthropicFake(options: AnthropicFakeOptions = {}): Promise<
     // Read: the longest prefix still cached.
     let readThrough = -1;
     for (const i of [...eligible].reverse()) {
-      const expires = cache.get(keyOf(i));
-      if (expires !== undefined && expires > t) {
+      const entry = cache.get(keyOf(i));
+      if (entry !== undefined && entry.expiresMs > t) {
         readThrough = i;
         break;
       }
     }
     const ttlOf = (i: number): number => CACHE_TTL_MS[segments[i]!.breakpoint ?? '5m'];
-    // Every eligible breakpoint up to the read one is refreshed; those beyond it are written.
-    let written = 0;
+    // Breakpoints up to the read one are refreshed, each by the TTL its entry was written with (a read never turns
+    // a 5-minute entry into an hour's); those beyond it are written, each span billed at its own breakpoint's TTL
+    // (the API's mixed-TTL rule: 1-hour tokens up to the last 1-hour breakpoint, 5-minute tokens after it).
+    let written5m = 0;
     let written1h = 0;
-    const lastEligible = eligible[eligible.length - 1] ?? -1;
+    let previous = readThrough >= 0 ? through[readThrough]! : 0;
     for (const i of eligible) {
-      cache.set(keyOf(i), t + ttlOf(i));
+      const key = keyOf(i);
+      const entry = cache.get(key);
+      if (i <= readThrough) {
+        const ttlMs = entry !== undefined && entry.expiresMs > t ? entry.ttlMs : ttlOf(i);
+        cache.set(key, { expiresMs: t + ttlMs, ttlMs });
+        continue;
+      }
+      cache.set(key, { expiresMs: t + ttlOf(i), ttlMs: ttlOf(i) });
+      if (segments[i]!.breakpoint === '1h') written1h += through[i]! - previous;
+      else written5m += through[i]! - previous;
+      previous = through[i]!;
     }
-    if (lastEligible > readThrough) {
-      written = through[lastEligible]! - (readThrough >= 0 ? through[readThrough]! : 0);
-      if (segments[lastEligible]!.breakpoint === '1h') written1h = written;
-    }
+    const written = written5m + written1h;
     const read = readThrough >= 0 ? through[readThrough]! : 0;
     return {
       input_tokens: total - read - written + overhead,
       output_tokens: outputTokens,
       cache_creation_input_tokens: written,
       cache_read_input_tokens: read,
-      cache_creation: { ephemeral_5m_input_tokens: written - written1h, ephemeral_1h_input_tokens: written1h },
+      cache_creation: { ephemeral_5m_input_tokens: written5m, ephemeral_1h_input_tokens: written1h },
       service_tier: tier,
     };
   }

@@ -7,7 +7,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLlm, RedisBudgetStore, type LlmCallRecord } from '../../../runtime/llm/index.ts';
+import {
+  createLlm,
+  defaultPrices,
+  RedisBudgetStore,
+  type CacheTtlSetting,
+  type LlmCallRecord,
+} from '../../../runtime/llm/index.ts';
 import { retry } from '../../../runtime/retry.ts';
 import { createAnalyst, type Analyst, type AnalystOptions } from '../../../processors/analysis/analyst.ts';
 import {
@@ -44,7 +50,7 @@ interface Rig {
   clock: ReturnType<typeof manualClock>;
 }
 
-async function rig(options: AnalystOptions = {}): Promise<Rig> {
+async function rig(options: AnalystOptions = {}, cacheTtl?: CacheTtlSetting): Promise<Rig> {
   const clock = manualClock(Date.UTC(2026, 0, 5, 10, 0, 0));
   // The stand-in's cache expires by the same hand-moved clock as the service's budget hours.
   const fake = await startAnthropicFake({ responder: fleetResponder, now: clock.now });
@@ -63,6 +69,7 @@ async function rig(options: AnalystOptions = {}): Promise<Rig> {
     log: () => {},
     now: clock.now,
     sleep: recordingSleep().sleep,
+    ...(cacheTtl !== undefined ? { cacheTtl } : {}),
   });
   cleanups.push(() => llm.close());
   return { fake, analyst: createAnalyst(llm, options), audits, clock };
@@ -94,6 +101,33 @@ async function stream(r: Rig, count: number, gapMs: number): Promise<void> {
     r.clock.advance(gapMs);
   }
 }
+
+interface SentMessages {
+  body: { model: string; system: Array<{ cache_control?: { type: string; ttl?: string } }> };
+  usage: {
+    cache_creation_input_tokens: number;
+    cache_read_input_tokens: number;
+    cache_creation: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+  };
+}
+
+/** The /v1/messages requests the stand-in received, with the usage it answered. */
+function sent(r: Rig, model?: string): SentMessages[] {
+  return r.fake.calls
+    .filter((c) => c.path === '/v1/messages' && c.status === 200)
+    .map((c) => ({
+      body: c.body as SentMessages['body'],
+      usage: (c.response as { usage: SentMessages['usage'] }).usage,
+    }))
+    .filter((c) => model === undefined || c.body.model === model);
+}
+
+/** The TTL each request asked for on its breakpoint ('5m' when it sent none, the API's default). */
+function ttls(calls: readonly SentMessages[]): string[] {
+  return calls.map((c) => c.body.system[1]!.cache_control!.ttl ?? '5m');
+}
+
+const totalCost = (rows: readonly LlmCallRecord[]): number => rows.reduce((n, r) => n + r.cost_usd, 0);
 
 /** Cache reads as a share of all input tokens (input + cache write + cache read) of the given rows. */
 function readShare(rows: readonly LlmCallRecord[]): number {
@@ -138,6 +172,8 @@ describe('prompt caching of the analyst', () => {
     );
     const steady = ok.filter((a) => !firstOfEach.has(a));
     expect(readShare(steady)).toBeGreaterThanOrEqual(0.8);
+    // Calls this close together read a 5-minute entry: `auto` has no reason to pay for an hour's.
+    expect(new Set(ttls(sent(r)))).toEqual(new Set(['5m']));
   });
 
   it('a prefix below the model minimum is not cached: no error, no cache tokens, every token billed as input', async () => {
@@ -172,7 +208,7 @@ describe('prompt caching of the analyst', () => {
   });
 
   it('a cache entry lives 5 minutes from its last use: a quiet stream pays a write on every call', async () => {
-    const r = await rig();
+    const r = await rig({}, '5m');
     // Within the TTL, each read refreshes the entry: 4.5 minutes apart, the prefix is read every time.
     await stream(r, 3, 270_000);
     // Then a silence longer than 5 minutes: the entry has expired and the next call writes it again.
@@ -185,5 +221,86 @@ describe('prompt caching of the analyst', () => {
       [false, true],
       [true, false],
     ]);
+  });
+
+  it('with alerts more than 5 minutes apart, auto asks for a 1-hour TTL, reads the prefix and costs less than 5m', async () => {
+    // Every 8 minutes: the triage model is called every 8 or 16 minutes, the strong one every 32.
+    const quiet = await rig({ portfolios }, '5m');
+    await stream(quiet, 12, 480_000);
+    const auto = await rig({ portfolios });
+    await stream(auto, 12, 480_000);
+    const okQuiet = quiet.audits.filter((a) => a.outcome === 'ok');
+    const okAuto = auto.audits.filter((a) => a.outcome === 'ok');
+    expect([okQuiet.length, okAuto.length]).toEqual([12, 12]);
+    // 5m: every call finds the entry expired and writes the whole prefix again at 1.25×.
+    expect(okQuiet.every((a) => a.cache_write_tokens > 0 && a.cache_read_tokens === 0)).toBe(true);
+    for (const model of [defaultModelTiers.triage, defaultModelTiers.strong]) {
+      const calls = sent(auto, model);
+      // The first call has no gap to go by (5m); from the second, the measured gap asks for an hour.
+      expect(ttls(calls), model).toEqual(['5m', ...calls.slice(1).map(() => '1h')]);
+      // The second call writes a 1-hour entry, reported apart like the API; every later one reads it.
+      expect(calls[1]!.usage.cache_creation, model).toEqual({
+        ephemeral_5m_input_tokens: 0,
+        ephemeral_1h_input_tokens: calls[1]!.usage.cache_creation_input_tokens,
+      });
+      expect(calls[1]!.usage.cache_creation_input_tokens, model).toBeGreaterThanOrEqual(minimumCacheableTokens(model));
+      for (const call of calls.slice(2)) {
+        expect([call.usage.cache_creation_input_tokens, call.usage.cache_read_input_tokens], model).toEqual([
+          0,
+          calls[1]!.usage.cache_creation_input_tokens,
+        ]);
+      }
+    }
+    // The audit prices the 1-hour write at 2× input (Haiku: $2 / MTok), not at the 5-minute 1.25×.
+    const price = defaultPrices[defaultModelTiers.triage]!;
+    const hourWrite = okAuto.filter((a) => a.model === defaultModelTiers.triage)[1]!;
+    expect(hourWrite.cost_usd).toBeCloseTo(
+      (hourWrite.input_tokens * price.input +
+        hourWrite.cache_write_tokens * price.cacheWrite1h +
+        hourWrite.output_tokens * price.output) /
+        1_000_000,
+      12,
+    );
+    expect(price.cacheWrite1h).toBe(2 * price.input);
+    // Two writes per model (the first call's 5-minute one, then the hour's) and reads after: about two thirds of the
+    // bill of writing every time already over 12 alerts, falling towards a third as the stream goes on (bench/llm-economy.ts).
+    expect(totalCost(okAuto)).toBeLessThan(totalCost(okQuiet) * 0.75);
+  });
+
+  it('the stand-in honours the TTL asked for: a 1-hour entry is read 50 minutes later, and expires after an hour', async () => {
+    const r = await rig({}, '1h');
+    await stream(r, 3, 50 * 60_000);
+    r.clock.advance(60 * 60_001 - 50 * 60_000);
+    await r.analyst.analyzeFinding(alertFinding(100), { portfolioName: 'Growth' });
+    const calls = sent(r, defaultModelTiers.triage);
+    expect(ttls(calls)).toEqual(['1h', '1h', '1h', '1h']);
+    expect(
+      calls.map((c) => [c.usage.cache_creation.ephemeral_1h_input_tokens > 0, c.usage.cache_read_input_tokens > 0]),
+    ).toEqual([
+      [true, false],
+      [false, true],
+      [false, true],
+      [true, false],
+    ]);
+    expect(calls.every((c) => c.usage.cache_creation.ephemeral_5m_input_tokens === 0)).toBe(true);
+  });
+
+  it('with calls more than an hour apart, auto keeps 5m: a 1-hour entry would have expired too', async () => {
+    const r = await rig();
+    await stream(r, 3, 2 * 3_600_000);
+    const calls = sent(r, defaultModelTiers.triage);
+    expect(ttls(calls)).toEqual(['5m', '5m', '5m']);
+    expect(calls.every((c) => c.usage.cache_creation.ephemeral_5m_input_tokens > 0)).toBe(true);
+  });
+
+  it('refuses a cache TTL setting it does not know, saying which it takes', () => {
+    expect(() =>
+      createLlm({
+        apiKey: 'sk-ant-test',
+        baseUrl: 'http://127.0.0.1:9',
+        budgets: { default: { tokensPerHour: 1_000 } },
+        cacheTtl: '2h' as CacheTtlSetting,
+      }),
+    ).toThrow(/cacheTtl must be one of auto, 5m, 1h, got "2h"/);
   });
 });
