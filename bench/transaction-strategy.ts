@@ -5,7 +5,7 @@
  * exactly_once_v2), with and without a commit interval.
  *
  *   npx tsx bench/transaction-strategy.ts [--events 200000] [--rate 5000] [--latency-seconds 20] [--warmup-seconds 5]
- *                                         [--variants 1,2,3,4] [--no-latency] [--no-fencing]
+ *                                         [--variants 1,2,3,4] [--no-throughput] [--no-latency] [--no-fencing]
  *
  * One process, one run, fresh 6-partition topics, the same pre-produced input for every variant, an exactly-once
  * consume → pass-through → produce pipeline (read_committed), each variant's output verified read_committed (each
@@ -33,6 +33,7 @@ interface Options {
   latencySeconds: number;
   warmupSeconds: number;
   variants: number[];
+  throughput: boolean;
   latency: boolean;
   fencing: boolean;
 }
@@ -44,6 +45,7 @@ function parseArgs(argv: string[]): Options {
     latencySeconds: 20,
     warmupSeconds: 5,
     variants: [1, 2, 3, 4],
+    throughput: true,
     latency: true,
     fencing: true,
   };
@@ -61,7 +63,8 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--variants') {
       o.variants = (argv[++i] ?? '').split(',').map((v) => positive(arg, v));
       for (const v of o.variants) if (v > 4) throw new Error(`--variants: ${v} is not one of 1,2,3,4`);
-    } else if (arg === '--no-latency') o.latency = false;
+    } else if (arg === '--no-throughput') o.throughput = false;
+    else if (arg === '--no-latency') o.latency = false;
     else if (arg === '--no-fencing') o.fencing = false;
     else throw new Error(`unknown argument ${arg} (see the header of bench/transaction-strategy.ts)`);
   }
@@ -877,19 +880,24 @@ async function zombie(group: string, input: string, output: string, mode: string
     if (Date.now() - t > 2_000) break;
   }
   const offsets = [...last].map(([partition, offset]) => ({ topic: input, partition, offset: offset + 1 }));
+  report({ thawed: true });
   let sendOffsets: Record<string, unknown> = { ok: true };
   let commit: Record<string, unknown> = { ok: true };
+  let t0 = Date.now();
   try {
-    await cb2p((cb) => producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
+    await cb2p((cb) => producer.sendOffsetsToTransaction(offsets, consumer, 20_000, cb));
   } catch (error) {
     sendOffsets = { ok: false, error: describeError(error) };
   }
+  sendOffsets.ms = Date.now() - t0;
+  t0 = Date.now();
   try {
-    await cb2p((cb) => producer.commitTransaction(30_000, cb));
+    await cb2p((cb) => producer.commitTransaction(20_000, cb));
   } catch (error) {
     commit = { ok: false, error: describeError(error) };
-    await cb2p((cb) => producer.abortTransaction(30_000, cb)).catch(() => undefined);
+    await cb2p((cb) => producer.abortTransaction(20_000, cb)).catch(() => undefined);
   }
+  commit.ms = Date.now() - t0;
   report({ done: true, sendOffsets, commit });
   await cb2p((cb) => producer.disconnect(10_000, cb)).catch(() => undefined);
   await cb2p((cb) => consumer.disconnect(cb)).catch(() => undefined);
@@ -903,6 +911,7 @@ interface FencingResult {
   zombieConsumed: number;
   frozenMs: number;
   survivorCommittedRecords: number;
+  zombieThawed?: boolean;
   zombieSendOffsets?: unknown;
   zombieCommit?: unknown;
   verified?: Verified;
@@ -989,7 +998,9 @@ async function fencingDemo(
     result.frozenMs = Math.round(now() - frozenAt);
     child.kill('SIGCONT');
     frozen = false;
-    const done = await waitFor('done', 60_000);
+    await waitFor('thawed', 30_000);
+    result.zombieThawed = true;
+    const done = await waitFor('done', 90_000);
     result.zombieSendOffsets = done.sendOffsets;
     result.zombieCommit = done.commit;
   } catch (error) {
@@ -1044,7 +1055,7 @@ async function main(): Promise<void> {
     console.log(`${run}: ${o.events} records of ${RECORD_BYTES} bytes in ${input}`);
 
     const throughput: ThroughputResult[] = [];
-    for (const v of o.variants as VariantId[]) {
+    for (const v of o.throughput ? (o.variants as VariantId[]) : []) {
       const r = await throughputPhase(kafka, admin, run, v, input, o.events);
       console.log(
         `  throughput ${v} (${r.name}): ${r.eventsPerSecond}/s, ${r.transactionsPerSecond} txn/s, ${r.recordsPerTransaction} rec/txn, commit ${r.commitMeanMs} ms, txn ${r.transactionMeanMs} ms, cpu ${r.cpuMsPer1k} ms/1k, lag ${r.lagAfter}, ${JSON.stringify(r.verified)} ${r.status}${r.error ? ` ${r.error}` : ''}, load ${r.loadavg.before[0]}→${r.loadavg.after[0]}`,
