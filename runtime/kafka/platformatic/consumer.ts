@@ -102,8 +102,10 @@ interface PartitionState {
   partition: number;
   /** Next offset to fetch; undefined until the committed offset (or the seek) is known. */
   position: bigint | undefined;
-  /** Bumped by every seek, revocation and re-assignment: a batch fetched under an older epoch is stale. */
+  /** Bumped by every seek, revocation and re-assignment: a batch fetched under an older epoch moves no position. */
   epoch: number;
+  /** Bumped by every seek: with a revocation, what makes a batch in flight stale (`isStale`), as in kafkajs. */
+  seeks: number;
   busy: Promise<void> | undefined;
   revoked: boolean;
   highWatermark: bigint;
@@ -270,6 +272,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
         partition,
         position: undefined,
         epoch: 0,
+        seeks: 0,
         busy: undefined,
         revoked: false,
         highWatermark: -1n,
@@ -377,7 +380,10 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
     const { topic, partition: index } = state;
     const highWatermark = String(state.highWatermark);
     const lastOf = lastOffset;
-    const stale = (): boolean => state.revoked || state.epoch !== epoch || !running;
+    // A partition kept through a rebalance is not stale: its batch may commit; the position is re-read after it.
+    const seeksAtStart = state.seeks;
+    const stale = (): boolean => state.revoked || state.seeks !== seeksAtStart || !running;
+    const current = (): boolean => !stale() && state.epoch === epoch;
     let resolved: bigint | undefined;
     const batchInfo = {
       topic,
@@ -405,7 +411,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
     emit(consumerEvents.START_BATCH_PROCESS, eventPayload());
     if (messages.length === 0) {
       // Transaction markers and aborted records only: nothing for the handler, the position moves past them.
-      if (!stale()) state.position = lastOf + 1n;
+      if (current()) state.position = lastOf + 1n;
       emit(consumerEvents.END_BATCH_PROCESS, { ...eventPayload(), duration: Date.now() - started });
       return;
     }
@@ -413,7 +419,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
       batch: batchInfo,
       resolveOffset: (offset: string) => {
         const next = BigInt(offset) + 1n;
-        if (!stale() && (resolved === undefined || next > resolved)) {
+        if (current() && (resolved === undefined || next > resolved)) {
           resolved = next;
           state.position = next;
         }
@@ -455,7 +461,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
       state.failures = 0;
       emit(consumerEvents.END_BATCH_PROCESS, { ...eventPayload(), duration: Date.now() - started });
       // autoCommit (kafkajs' default): the resolved position is committed after each batch.
-      if (runConfig.autoCommit !== false && resolved !== undefined && !stale()) await commitPosition(state, resolved);
+      if (runConfig.autoCommit !== false && resolved !== undefined && current()) await commitPosition(state, resolved);
     } catch (error) {
       // Like kafkajs: nothing past the last resolved offset is lost; the partition is fetched again from there.
       state.failures += 1;
@@ -702,6 +708,7 @@ export function platformaticConsumer(context: ClientContext, config: ConsumerCon
         return;
       }
       state.epoch += 1;
+      state.seeks += 1;
       state.position = BigInt(offset);
       state.notBefore = 0;
       nudge();

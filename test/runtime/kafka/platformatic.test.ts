@@ -249,4 +249,57 @@ describe('platformatic adapter: consumer', () => {
     expect(batches.at(-1)!.highWatermark).toBe('10');
     expect(batches.at(-1)!.offsetLag()).toBe('0');
   }, 60_000);
+
+  it('marks a batch in flight stale once its partition is revoked by a rebalance, not one it keeps', async () => {
+    const topic = await createTopic(2);
+    const producer = plt.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: [0, 1].map((partition) => ({ partition, value: `p${partition}` })),
+    });
+    await producer.disconnect();
+    const groupId = uniqueName('plt-stale');
+    const settings = {
+      groupId,
+      readUncommitted: false,
+      maxWaitTimeInMs: 100,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 300,
+    };
+    const first = plt.consumer(settings);
+    const second = plt.consumer(settings);
+    const joins: Array<Record<string, number[]>> = [];
+    first.on(first.events.GROUP_JOIN, ({ payload }) => joins.push(payload.memberAssignment));
+    let rebalancing = 0;
+    first.on(first.events.REBALANCING, () => (rebalancing += 1));
+    const outcome = new Map<number, boolean>();
+    await first.connect();
+    await first.subscribe({ topic, fromBeginning: true });
+    await first.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 2,
+      eachBatch: async ({ batch, isStale }) => {
+        // Held until the rebalance has moved one partition away (or 20 s).
+        const deadline = Date.now() + 20_000;
+        while (joins.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 200));
+        outcome.set(batch.partition, isStale());
+      },
+    });
+    while (joins.length < 1) await new Promise((r) => setTimeout(r, 50));
+    await second.connect();
+    await second.subscribe({ topic, fromBeginning: true });
+    await second.run({ autoCommit: false, eachBatch: async () => {} });
+    const deadline = Date.now() + 25_000;
+    while (outcome.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await Promise.all([first.disconnect(), second.disconnect()]);
+    expect(joins[0]).toEqual({ [topic]: [0, 1] });
+    expect(rebalancing).toBeGreaterThan(0);
+    const kept = joins[1]![topic]!;
+    expect(kept).toHaveLength(1);
+    expect(Object.fromEntries(outcome)).toEqual({ [kept[0]!]: false, [1 - kept[0]!]: true });
+  }, 60_000);
 });
