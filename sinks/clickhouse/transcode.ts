@@ -16,7 +16,7 @@
  */
 import avro from 'avsc';
 import { compileBoundsCheck, parseSchemaGraph, type SchemaNode } from '../../runtime/serde/bounded.ts';
-import { compileRangeCheck } from '../../runtime/serde/ranges.ts';
+import { compileRangeCheck, rangeRuleOf, type RangeRule } from '../../runtime/serde/ranges.ts';
 import { AgentStreamsError, ErrorCode } from '../../runtime/errors.ts';
 import type { Codec, RowBinaryBuilder } from './row-binary.ts';
 import type { RecordMeta } from './topic-sink.ts';
@@ -231,6 +231,68 @@ function fieldReader(type: avro.Type, keep: boolean, rawString: boolean): FieldR
   }
 }
 
+/** Whether `n` passes `rule` (a double's: finite unless the rule says otherwise), as ranges.ts decides it. */
+function numberPasses(rule: RangeRule): (n: number) => boolean {
+  const { min, max, exclusiveMin = false, exclusiveMax = false } = rule;
+  const finite = rule.finite !== false;
+  const lo = min ?? Number.NEGATIVE_INFINITY;
+  const hi = max ?? Number.POSITIVE_INFINITY;
+  return (n) =>
+    (!finite || Number.isFinite(n)) && (exclusiveMin ? n > lo : n >= lo) && (exclusiveMax ? n < hi : n <= hi);
+}
+
+/**
+ * A `map<double>` field used only as JSON: its JSON text built straight from the Avro bytes, its values checked
+ * against the field's range rule. Keys that JSON.stringify of avsc's object would reorder, drop or escape (array
+ * indexes, `__proto__`, duplicates, quotes, backslashes, control and non-ASCII characters) make it decode the map
+ * with avsc instead and return that object, which the column step stringifies: the same text either way.
+ */
+function jsonMapReader(type: avro.Type, passes: (n: number) => boolean): FieldReader {
+  const keys: string[] = [];
+  return (buf, at, end) => {
+    const from = at.pos;
+    let json = '{';
+    keys.length = 0;
+    let plain = true;
+    for (;;) {
+      let count = readLong(buf, at);
+      if (count === 0) break;
+      if (count < 0) {
+        count = -count;
+        readLong(buf, at); // the block's size in bytes
+      }
+      for (let k = 0; k < count; k += 1) {
+        const len = readLong(buf, at);
+        const start = at.pos;
+        if (len < 0 || start + len + 8 > end) throw giveUp;
+        if (plain) {
+          const c0 = buf[start]!;
+          if (len === 0 || (c0 >= 0x30 && c0 <= 0x39) || keys.length >= 32) plain = false;
+          for (let i = start; plain && i < start + len; i += 1) {
+            const c = buf[i]!;
+            if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) plain = false;
+          }
+        }
+        const n = buf.readDoubleLE(start + len);
+        at.pos = start + len + 8;
+        if (!passes(n)) throw giveUp;
+        if (plain) {
+          const key = buf.toString('latin1', start, start + len);
+          if (key === '__proto__' || keys.includes(key)) plain = false;
+          else {
+            keys.push(key);
+            json += `${keys.length > 1 ? ',' : ''}"${key}":${Number.isFinite(n) ? n : 'null'}`;
+          }
+        }
+      }
+    }
+    if (plain) return `${json}}`;
+    const { value, offset } = type.decode(buf, from);
+    if (offset < 0 || offset !== at.pos) throw giveUp;
+    return value;
+  };
+}
+
 /** Where the last ASCII string read in place lies in the body (valid until the next string is read). */
 const stringRef = { start: 0, len: 0 };
 
@@ -284,8 +346,23 @@ export function compileTranscoder(
       ascii.add(name);
   }
   // Every field with numbers is read when there are range checks, so that they see what the generic path sees.
-  const checked = ranges ? new Set(graph.fields.filter((f) => numericLeaves(f.type)).map((f) => f.name)) : new Set();
+  // map<double> fields used only as JSON are read by jsonMapReader, which checks their range rule itself.
+  const jsonMaps = new Map<string, (n: number) => boolean>();
+  for (const field of graph.fields) {
+    if (!(field.type.kind === 'map' && field.type.values.kind === 'double' && wanted.has(field.name))) continue;
+    const uses = columns.filter((c) => {
+      const s = mapping.columns[c.name]!;
+      return 'field' in s && s.field === field.name;
+    });
+    if (uses.every((c) => mapping.columns[c.name]!.as === 'json'))
+      jsonMaps.set(field.name, numberPasses(rangeRuleOf(field, graph.name) ?? {}));
+  }
+  const checked = ranges
+    ? new Set(graph.fields.filter((f) => numericLeaves(f.type) && !jsonMaps.has(f.name)).map((f) => f.name))
+    : new Set();
   const readers = fields.map((f) => {
+    const passes = jsonMaps.get(f.name);
+    if (passes) return jsonMapReader(f.type, passes);
     const keep = wanted.has(f.name) || checked.has(f.name);
     return fieldReader(f.type, keep, ascii.has(f.name) && !checked.has(f.name));
   });
@@ -349,6 +426,11 @@ export function compileTranscoder(
           }
         }
         codec.write(out, body.toString('utf8', start, start + len));
+      };
+    if (as === 'json' && jsonMaps.has(source.field))
+      return (out, values) => {
+        const v = values[slot];
+        codec.write(out, typeof v === 'string' ? v : JSON.stringify(v));
       };
     if (as === 'json') return (out, values) => codec.write(out, JSON.stringify(values[slot]));
     if (as === 'seconds') return (out, values) => codec.write(out, seconds(values[slot]));

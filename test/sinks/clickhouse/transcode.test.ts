@@ -120,6 +120,37 @@ describe('compileTranscoder (findings)', () => {
     }
   });
 
+  it('writes the JSON of a map whose blocks carry sizes and repeat a key as avsc + JSON.stringify do', () => {
+    const fields = (type as avro.types.RecordType).fields;
+    const value = finding() as unknown as Record<string, unknown>;
+    const long = avro.Type.forSchema('long');
+    const entry = (key: string, n: number): Buffer => {
+      const d = Buffer.alloc(8);
+      d.writeDoubleLE(n);
+      return Buffer.concat([avro.Type.forSchema('string').toBuffer(key), d]);
+    };
+    const maps = [
+      // a block of two with its byte size (negative count), then a block of one, then the end
+      [[entry('a', 1.5), entry('zeta', -0)], [entry('b', 3)]],
+      // the same key twice: the later value wins, in the first one's place
+      [[entry('a', 1.5), entry('b', 2)], [entry('a', 2.5)]],
+      // a key JSON must escape, and an array-index key that JS objects put first
+      [[entry('x', 1), entry('q"t', 2), entry('7', 3)]],
+    ];
+    for (const blocks of maps) {
+      const map = Buffer.concat([
+        ...blocks.map((entries) => {
+          const bytes = Buffer.concat(entries);
+          return Buffer.concat([long.toBuffer(-entries.length), long.toBuffer(bytes.length), bytes]);
+        }),
+        long.toBuffer(0),
+      ]);
+      const body = Buffer.concat(fields.map((f) => (f.name === 'evidence' ? map : f.type.toBuffer(value[f.name]))));
+      const input = record(framed(body));
+      expect(transcoded(input)).toEqual(generic(input));
+    }
+  });
+
   it('copies invalid UTF-8 as avsc decodes it (U+FFFD), like the generic path', () => {
     const body = type.toBuffer(finding({ symbol: 'ABCD' }));
     const at = body.indexOf(Buffer.from('ABCD'));
