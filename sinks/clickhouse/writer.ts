@@ -268,6 +268,8 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
   private readonly policy: RetryPolicy;
   private rejectedWithoutHandler: Array<{ table: string; rows: Array<RejectedRow<Tag>> }> = [];
   private nextSeq = 0;
+  /** When a batch was last sealed (sent on to the insert queue), by `performance.now()`. */
+  private lastSealAt = Number.NEGATIVE_INFINITY;
   private inflight = 0;
   private bufferedRowCount = 0;
   private bufferedByteCount = 0;
@@ -441,13 +443,15 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
 
   /**
    * Sends the open batches now, without waiting for them to fill or age, if together they hold at least a tenth of
-   * `maxBatchRows` (smaller ones keep waiting, so a trickle of rows does not become a trickle of tiny inserts).
-   * For a caller that knows no more rows are coming soon: the topic sink calls it when a partition has caught up.
-   * Returns whether it sent.
+   * `maxBatchRows` and no batch was sent in the last quarter of `maxBatchAgeMs` (so a caller that is always caught
+   * up, with rows coming fast, sends at most four early inserts per batch age, not one per fetch; a trickle of rows
+   * stays below the tenth and waits for the age). For a caller that knows no more rows are coming soon: the topic
+   * sink calls it when a partition has caught up. Returns whether it sent.
    */
   sendEarly(): boolean {
     if (this.failure || this.state !== 'open') return false;
     if (this.unsentRows < Math.max(1, Math.floor(this.tuning.maxBatchRows / 10))) return false;
+    if (performance.now() - this.lastSealAt < this.tuning.maxBatchAgeMs / 4) return false;
     for (const buffer of this.buffers.values()) this.seal(buffer);
     return true;
   }
@@ -614,6 +618,7 @@ WHERE database = currentDatabase() AND has({tables:Array(String)}, table) AND de
     if (buffer.timer) clearTimeout(buffer.timer);
     buffer.timer = undefined;
     if (buffer.rows.rows === 0) return;
+    this.lastSealAt = performance.now();
     const seq = this.nextSeq;
     this.nextSeq += 1;
     this.outstanding.add(seq);

@@ -99,6 +99,29 @@ describe('ClickHouseWriter on the local server', () => {
     );
   });
 
+  it('sends early only a tenth of a batch or more, and not again within a quarter of the batch age', async () => {
+    await client.command({ query: 'TRUNCATE TABLE findings' });
+    const writer = await ClickHouseWriter.open({
+      client,
+      tables: ['findings'],
+      maxBatchRows: 10_000,
+      maxBatchAgeMs: 60_000,
+    });
+    const rows = findingRows(3_000);
+    writer.write('findings', rows.slice(0, 999));
+    expect(writer.sendEarly()).toBe(false); // 999 rows: under a tenth of 10,000
+    expect(writer.unsentRows).toBe(999);
+    writer.write('findings', rows.slice(999, 1_000));
+    expect(writer.sendEarly()).toBe(true);
+    expect(writer.unsentRows).toBe(0);
+    writer.write('findings', rows.slice(1_000, 3_000));
+    expect(writer.sendEarly()).toBe(false); // 2,000 rows, but a batch went out less than 15 s ago
+    expect(writer.unsentRows).toBe(2_000);
+    await writer.close();
+    expect(writer.stats.inserts).toBe(2);
+    expect(await scalar('SELECT count() AS n FROM findings FINAL')).toBe(3_000);
+  });
+
   it('signals backpressure with a retry-after hint when its buffer is full, and buffers nothing of the refused write', async () => {
     await client.command({ query: 'TRUNCATE TABLE findings' });
     const writer = await ClickHouseWriter.open({
