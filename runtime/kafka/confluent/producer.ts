@@ -90,7 +90,13 @@ export class GroupHandles {
 
 function copyMessages(messages: Message[]): Message[] {
   // The library rewrites the messages it is given (partition, value, timestamp, headers): a retry must resend ours.
-  return messages.map((m) => ({ ...m, ...(m.headers ? { headers: { ...m.headers } } : {}) }));
+  // A string key goes as a Buffer: the binding passes a string key to librdkafka as a C string, cutting it at the
+  // first NUL (the changelog's stream-time key starts with one).
+  return messages.map((m) => ({
+    ...m,
+    ...(typeof m.key === 'string' ? { key: Buffer.from(m.key, 'utf8') } : {}),
+    ...(m.headers ? { headers: { ...m.headers } } : {}),
+  }));
 }
 
 function checkSendOptions(what: string, options: { acks?: number; timeout?: number; compression?: unknown }): void {

@@ -173,6 +173,29 @@ describe.skipIf(!installed)('confluent adapter: producer', () => {
   }, 60_000);
 });
 
+describe.skipIf(!installed)('confluent adapter: keys', () => {
+  it('keeps a string key whole, NUL characters included (the changelog stream-time key starts with one)', async () => {
+    const topic = await createTopic();
+    const producer = ckjs().producer({ idempotent: true });
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: [{ key: '\u0000stream-time', value: '1' }] });
+    await producer.disconnect();
+    const consumer = ckjs().consumer({ groupId: uniqueName('ckjs-keys'), maxWaitTimeInMs: 100 });
+    const keys: string[] = [];
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) keys.push(m.key!.toString('utf8'));
+      },
+    });
+    const deadline = Date.now() + 15_000;
+    while (keys.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await consumer.disconnect();
+    expect(keys).toEqual(['\u0000stream-time']);
+  }, 60_000);
+});
+
 describe.skipIf(!installed)('confluent adapter: consumer', () => {
   let consumer: KafkaConsumer | undefined;
   afterAll(async () => {
