@@ -251,6 +251,8 @@ async function main(): Promise<number> {
   await registerSchemas(config, registryClient(config), schemas);
   const kafka = kafkaClient(config, 'bench-load');
   const redis = new Redis(config.redis.url);
+  // Only the portfolios load and the clean-up use it: an outage in between (a restart of the stack's Redis) is logged.
+  redis.on('error', (error: Error) => log(`bench Redis client: ${error.message}`));
   const portfolios = JSON.parse(readFileSync(join(projectRoot, 'topologies/portfolios.json'), 'utf8')) as Array<{
     portfolioId: string;
   }>;
