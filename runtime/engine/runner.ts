@@ -198,7 +198,9 @@ function isFenced(error: unknown): boolean {
 function changelogEndOf(metadata: string | null): number | undefined {
   if (!metadata) return undefined;
   try {
-    const c = (JSON.parse(metadata) as { c?: unknown }).c;
+    // @confluentinc/kafka-javascript writes string metadata with its C terminator (docs/kafka-clients.md): a NUL at
+    // the end is not part of what was committed.
+    const c = (JSON.parse(metadata.replace(/\u0000$/, '')) as { c?: unknown }).c;
     return typeof c === 'number' ? c : undefined;
   } catch {
     return undefined;
