@@ -200,7 +200,7 @@ function changelogEndOf(metadata: string | null): number | undefined {
   try {
     // @confluentinc/kafka-javascript writes string metadata with its C terminator (docs/kafka-clients.md): a NUL at
     // the end is not part of what was committed.
-    const c = (JSON.parse(metadata.replace(/\u0000$/, '')) as { c?: unknown }).c;
+    const c = (JSON.parse(metadata.endsWith('\u0000') ? metadata.slice(0, -1) : metadata) as { c?: unknown }).c;
     return typeof c === 'number' ? c : undefined;
   } catch {
     return undefined;
