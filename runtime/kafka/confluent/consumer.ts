@@ -24,7 +24,6 @@
 import { EventEmitter } from 'node:events';
 import type {
   ConsumerConfig,
-  ConsumerEvents,
   ConsumerRunConfig,
   ConsumerSubscribeTopic,
   ConsumerSubscribeTopics,
@@ -34,7 +33,7 @@ import type {
   TopicPartitionOffsetAndMetadata,
 } from 'kafkajs';
 import { AgentStreamsError, ErrorCode } from '../../errors.ts';
-import type { KafkaConsumer } from '../port.ts';
+import { consumerEvents, type KafkaConsumer } from '../port.ts';
 import {
   baseConfig,
   confluentLibrary,
@@ -48,25 +47,6 @@ import {
 
 /** Records per batch: bounds one `eachBatch` call (kafkajs bounds it by `maxBytesPerPartition` alone). */
 export const BATCH_MAX_MESSAGES = 5_000;
-
-const EVENTS: ConsumerEvents = {
-  HEARTBEAT: 'consumer.heartbeat',
-  COMMIT_OFFSETS: 'consumer.commit_offsets',
-  GROUP_JOIN: 'consumer.group_join',
-  FETCH_START: 'consumer.fetch_start',
-  FETCH: 'consumer.fetch',
-  START_BATCH_PROCESS: 'consumer.start_batch_process',
-  END_BATCH_PROCESS: 'consumer.end_batch_process',
-  CONNECT: 'consumer.connect',
-  DISCONNECT: 'consumer.disconnect',
-  STOP: 'consumer.stop',
-  CRASH: 'consumer.crash',
-  REBALANCING: 'consumer.rebalancing',
-  RECEIVED_UNSUBSCRIBED_TOPICS: 'consumer.received_unsubscribed_topics',
-  REQUEST: 'consumer.network.request',
-  REQUEST_TIMEOUT: 'consumer.network.request_timeout',
-  REQUEST_QUEUE_SIZE: 'consumer.network.request_queue_size',
-} as ConsumerEvents;
 
 const CONSUMER_OPTIONS = [
   'groupId',
@@ -143,7 +123,7 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
     assignment: Array<{ topic: string; partition: number }>,
   ): Array<{ topic: string; partition: number; offset?: number }> | undefined => {
     if (error.code === REVOKE) {
-      emit(EVENTS.REBALANCING, { groupId: config.groupId, memberId: '' });
+      emit(consumerEvents.REBALANCING, { groupId: config.groupId, memberId: '' });
       joinedAt.since = Date.now();
       for (const { topic, partition } of assignment) assigned.get(topic)?.delete(partition);
       return undefined;
@@ -157,7 +137,7 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
     const join = { seeks: new Map<string, string>(), pauses: [] as TopicPartitions[] };
     joining = join;
     try {
-      emit(EVENTS.GROUP_JOIN, {
+      emit(consumerEvents.GROUP_JOIN, {
         duration: Date.now() - joinedAt.since,
         groupId: config.groupId,
         isLeader: false,
@@ -218,11 +198,12 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
     await translated(() => lib.connect());
     consumer = lib;
     lib._getInternalClient().on('event.error', (error: RdError) => {
-      if (error.isFatal) emit(EVENTS.CRASH, { error: kafkajsError(error), groupId: config.groupId, restart: false });
+      if (error.isFatal)
+        emit(consumerEvents.CRASH, { error: kafkajsError(error), groupId: config.groupId, restart: false });
     });
     await translated(() => lib.subscribe({ topics }));
     stopped = false;
-    ticker = setInterval(() => emit(EVENTS.FETCH_START, { nodeId: -1 }), 1_000);
+    ticker = setInterval(() => emit(consumerEvents.FETCH_START, { nodeId: -1 }), 1_000);
     ticker.unref();
     await translated(() =>
       lib.run({
@@ -232,13 +213,13 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
           ? {
               eachMessage: async (payload: EachMessagePayload) => {
                 if (stopped) throw new Error('the consumer is stopping');
-                emit(EVENTS.FETCH_START, { nodeId: -1 });
+                emit(consumerEvents.FETCH_START, { nodeId: -1 });
                 const work = eachMessage(payload);
                 inFlight.add(work);
                 try {
                   await work;
                 } catch (error) {
-                  emit(EVENTS.CRASH, { error, groupId: config.groupId, restart: true });
+                  emit(consumerEvents.CRASH, { error, groupId: config.groupId, restart: true });
                   throw error;
                 } finally {
                   inFlight.delete(work);
@@ -251,7 +232,7 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
                 if (stopped) throw new Error('the consumer is stopping'); // not resolved: read again by whoever runs next
                 const { batch } = payload;
                 const started = Date.now();
-                emit(EVENTS.FETCH_START, { nodeId: -1 });
+                emit(consumerEvents.FETCH_START, { nodeId: -1 });
                 const meta = {
                   topic: batch.topic,
                   partition: batch.partition,
@@ -262,20 +243,20 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
                   firstOffset: batch.firstOffset(),
                   lastOffset: batch.lastOffset(),
                 };
-                emit(EVENTS.FETCH, { numberOfBatches: 1, duration: 0, nodeId: -1 });
-                emit(EVENTS.START_BATCH_PROCESS, meta);
+                emit(consumerEvents.FETCH, { numberOfBatches: 1, duration: 0, nodeId: -1 });
+                emit(consumerEvents.START_BATCH_PROCESS, meta);
                 const work = eachBatch({ ...payload, isRunning: () => !stopped && payload.isRunning() });
                 inFlight.add(work);
                 try {
                   await work;
                 } catch (error) {
                   // As kafkajs: the batch is fetched again from its first unresolved offset (the library seeks back).
-                  emit(EVENTS.CRASH, { error, groupId: config.groupId, restart: true });
+                  emit(consumerEvents.CRASH, { error, groupId: config.groupId, restart: true });
                   throw error;
                 } finally {
                   inFlight.delete(work);
                 }
-                emit(EVENTS.END_BATCH_PROCESS, { ...meta, duration: Date.now() - started });
+                emit(consumerEvents.END_BATCH_PROCESS, { ...meta, duration: Date.now() - started });
               },
             }),
       }),
@@ -298,13 +279,13 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
       }
     }
     await Promise.allSettled([...inFlight]);
-    emit(EVENTS.STOP, {});
+    emit(consumerEvents.STOP, {});
   };
 
   const self: KafkaConsumer = {
     connect: async () => {
       connected = true;
-      emit(EVENTS.CONNECT, {});
+      emit(consumerEvents.CONNECT, {});
     },
     disconnect: async () => {
       if (ticker) clearInterval(ticker);
@@ -317,7 +298,7 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
       await translated(() => lib.disconnect());
       consumer = undefined;
       assigned.clear();
-      emit(EVENTS.DISCONNECT, {});
+      emit(consumerEvents.DISCONNECT, {});
     },
     subscribe: async (subscription: ConsumerSubscribeTopics | ConsumerSubscribeTopic) => {
       if (consumer) throw unsupported('subscribe() after run()', 'the library fixes the subscription in run()');
@@ -360,7 +341,7 @@ export function confluentConsumer(context: ClientContext, config: ConsumerConfig
       emitter.on(event, listener);
       return () => emitter.off(event, listener);
     }) as KafkaConsumer['on'],
-    events: EVENTS,
+    events: consumerEvents,
   };
   return self;
 }

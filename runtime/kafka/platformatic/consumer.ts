@@ -6,7 +6,7 @@
  */
 import { Consumer, FetchIsolationLevels, kGetApi, kGetConnection, type Connection } from '@platformatic/kafka';
 import type { ConsumerConfig, ConsumerRunConfig, EachBatchPayload, IHeaders, KafkaMessage } from 'kafkajs';
-import type { KafkaConsumer } from '../port.ts';
+import { consumerEvents, type KafkaConsumer } from '../port.ts';
 import {
   baseOptions,
   kafkajsError,
@@ -29,25 +29,6 @@ const HONOURED = new Set([
   'retry',
   'allowAutoTopicCreation',
 ]);
-
-export const consumerEvents = {
-  HEARTBEAT: 'consumer.heartbeat',
-  COMMIT_OFFSETS: 'consumer.commit_offsets',
-  GROUP_JOIN: 'consumer.group_join',
-  FETCH_START: 'consumer.fetch_start',
-  FETCH: 'consumer.fetch',
-  START_BATCH_PROCESS: 'consumer.start_batch_process',
-  END_BATCH_PROCESS: 'consumer.end_batch_process',
-  CONNECT: 'consumer.connect',
-  DISCONNECT: 'consumer.disconnect',
-  STOP: 'consumer.stop',
-  CRASH: 'consumer.crash',
-  REBALANCING: 'consumer.rebalancing',
-  RECEIVED_UNSUBSCRIBED_TOPICS: 'consumer.received_unsubscribed_topics',
-  REQUEST: 'consumer.network.request',
-  REQUEST_TIMEOUT: 'consumer.network.request_timeout',
-  REQUEST_QUEUE_SIZE: 'consumer.network.request_queue_size',
-} as const;
 
 const IS_CONTROL = 0b10_0000;
 const IS_TRANSACTIONAL = 0b1_0000;
